@@ -1,0 +1,112 @@
+//! `data NAME = idx("folder") { scale 1/255 }` and `synthetic(...)`.
+
+use super::values::{bind, count, in_range, number, Range};
+use crate::ast::{DataDef, ExprKind, SettingValue};
+use crate::codes::Code;
+use crate::diagnostics::{did_you_mean, Diagnostic, Sink};
+use crate::program::{DataSet, DataSource};
+use std::collections::HashMap;
+
+const SOURCES: [&str; 2] = ["idx", "synthetic"];
+
+pub fn check_data(sink: &mut Sink, d: &DataDef) -> Option<DataSet> {
+    let call = &d.source;
+    let source = match call.func.name.as_str() {
+        "idx" => {
+            let args = bind(sink, call, "`idx`", &[("path", true)])?;
+            let path = args[0]?;
+            match &path.kind {
+                ExprKind::Str(s) => DataSource::Idx { path: s.clone() },
+                _ => {
+                    sink.push(
+                        Diagnostic::error(Code::WrongKind, "the path of `idx` must be a string")
+                            .label(path.span, "not a string")
+                            .help("write the folder in double quotes: idx(\"mnist\")"),
+                    );
+                    return None;
+                }
+            }
+        }
+        "synthetic" => {
+            let params = [("classes", true), ("train", true), ("test", true), ("noise", false), ("seed", false)];
+            let args = bind(sink, call, "`synthetic`", &params)?;
+            let classes = count(sink, args[0]?, "the number of classes", 1);
+            let train = count(sink, args[1]?, "the number of training samples", 1);
+            let test = count(sink, args[2]?, "the number of test samples", 1);
+            let noise = match args[3] {
+                Some(e) => number(sink, e, "the noise")
+                    .and_then(|v| in_range(sink, v, e.span, "the noise", Range::NonNegative)),
+                None => Some(1.0),
+            };
+            let seed = match args[4] {
+                Some(e) => count(sink, e, "the seed", 0),
+                None => Some(0),
+            };
+            if classes == Some(1) {
+                sink.push(
+                    Diagnostic::error(Code::OutOfRange, "a classification data set needs at least 2 classes")
+                        .label(args[0]?.span, "only one class")
+                        .help("use `classes = 2` or more"),
+                );
+                return None;
+            }
+            DataSource::Synthetic { classes: classes?, train: train?, test: test?, noise: noise?, seed: seed? }
+        }
+        other => {
+            let help = did_you_mean(other, SOURCES)
+                .unwrap_or_else(|| "data comes from `idx(\"folder\")` or `synthetic(...)`".into());
+            sink.push(
+                Diagnostic::error(Code::UnknownDataSource, format!("unknown data source `{other}`"))
+                    .label(call.func.span, "not a data source")
+                    .help(help),
+            );
+            return None;
+        }
+    };
+
+    let mut scale = 1.0;
+    let mut normalize = None;
+    let mut seen = HashMap::new();
+    for s in &d.settings {
+        let key = s.key.name.as_str();
+        if let Some(first) = seen.insert(key, s.key.span) {
+            sink.push(
+                Diagnostic::error(Code::DuplicateSetting, format!("`{key}` is given twice"))
+                    .label(s.key.span, "given again here")
+                    .label(first, "first given here")
+                    .help("keep one of them"),
+            );
+            continue;
+        }
+        match (&s.value, key) {
+            (SettingValue::Expr(e), "scale") => {
+                if let Some(v) = number(sink, e, "the scale") {
+                    scale = in_range(sink, v, e.span, "the scale", Range::Positive).unwrap_or(1.0);
+                }
+            }
+            (SettingValue::Args(args), "normalize") => {
+                let call = crate::ast::Call { func: s.key.clone(), args: args.clone(), piped: false, span: s.span };
+                if let Some(b) = bind(sink, &call, "`normalize`", &[("mean", true), ("std", true)]) {
+                    let mean = b[0].and_then(|e| number(sink, e, "the mean"));
+                    let std = b[1].and_then(|e| {
+                        number(sink, e, "the standard deviation")
+                            .and_then(|v| in_range(sink, v, e.span, "the standard deviation", Range::Positive))
+                    });
+                    if let (Some(m), Some(sd)) = (mean, std) {
+                        normalize = Some((m, sd));
+                    }
+                }
+            }
+            _ => {
+                let help = did_you_mean(key, ["scale", "normalize"])
+                    .unwrap_or_else(|| "a data block takes `scale` and `normalize(mean = .., std = ..)`".into());
+                sink.push(
+                    Diagnostic::error(Code::UnknownStatement, format!("unknown data setting `{key}`"))
+                        .label(s.key.span, "not a data setting")
+                        .help(help),
+                );
+            }
+        }
+    }
+    Some(DataSet { name: d.name.name.clone(), source, scale, normalize })
+}

@@ -1,0 +1,506 @@
+//! Models: resolves layer names, infers per-sample shapes and names the parameters
+//! (`fc1.weight`, `fc1.bias`) with PyTorch's layouts.
+
+use super::values::{bind, boolean, count, kind_name};
+use crate::ast::{BinOp, Call, Expr, ExprKind, ModelDef, ModelStmt, Span};
+use crate::codes::Code;
+use crate::diagnostics::{did_you_mean, Diagnostic, Sink};
+use crate::program::{LayerOp, Model, Node, Param, ParamKind};
+use std::collections::{HashMap, HashSet};
+
+pub const LAYERS: [&str; 6] = ["dense", "conv2d", "maxpool", "avgpool", "relu", "flatten"];
+
+/// Largest dimension, and largest tensor, a model may have.
+const MAX_DIM: u64 = 1 << 31;
+const MAX_ELEMENTS: u64 = 1 << 40;
+
+struct ModelChecker<'s> {
+    sink: &'s mut Sink,
+    nodes: Vec<Node>,
+    scope: HashMap<String, usize>,
+    /// Bindings that failed to check: using them reports nothing more.
+    failed: HashSet<String>,
+    /// Nodes with parameters created while evaluating the current statement.
+    created: Vec<usize>,
+    binding: Option<String>,
+}
+
+pub fn check_model(sink: &mut Sink, def: &ModelDef) -> Option<Model> {
+    let input_shape = input_shape(sink, def)?;
+    let mut mc = ModelChecker {
+        sink,
+        nodes: vec![],
+        scope: HashMap::new(),
+        failed: HashSet::new(),
+        created: vec![],
+        binding: None,
+    };
+    mc.nodes.push(Node {
+        name: Some(def.input.name.name.clone()),
+        binding: Some(def.input.name.name.clone()),
+        op: LayerOp::Input,
+        inputs: vec![],
+        shape: input_shape.clone(),
+        span: def.input.span,
+    });
+    mc.scope.insert(def.input.name.name.clone(), 0);
+
+    let mut bindings: Vec<(String, Span)> = Vec::new();
+    let mut output = None;
+    let mut ok = true;
+    for stmt in &def.body {
+        if let Some((_, ret_span)) = output {
+            let span = match stmt {
+                ModelStmt::Bind { name, .. } => name.span,
+                ModelStmt::Return { span, .. } => *span,
+            };
+            mc.sink.push(
+                Diagnostic::error(Code::AfterReturn, "statement after `return`")
+                    .label(span, "this comes after the model returned")
+                    .label(ret_span, "the model returns here")
+                    .help("`return` must be the last statement of a model"),
+            );
+            ok = false;
+            break;
+        }
+        match stmt {
+            ModelStmt::Bind { name, value } => {
+                if name.name == def.input.name.name || mc.scope.contains_key(&name.name) {
+                    let first = bindings.iter().find(|(n, _)| *n == name.name).map_or(def.input.name.span, |b| b.1);
+                    mc.sink.push(
+                        Diagnostic::error(
+                            Code::Duplicate,
+                            format!("`{}` is defined twice in model `{}`", name.name, def.name.name),
+                        )
+                        .label(name.span, "defined again here")
+                        .label(first, "first defined here")
+                        .help("give each layer its own name"),
+                    );
+                    ok = false;
+                    continue;
+                }
+                mc.binding = Some(name.name.clone());
+                match mc.statement(value, &name.name) {
+                    Some(id) => {
+                        mc.scope.insert(name.name.clone(), id);
+                        bindings.push((name.name.clone(), name.span));
+                    }
+                    None => {
+                        mc.failed.insert(name.name.clone());
+                        ok = false;
+                    }
+                }
+            }
+            ModelStmt::Return { value, span } => {
+                mc.binding = None;
+                match mc.statement(value, "out") {
+                    Some(id) => output = Some((id, *span)),
+                    None => ok = false,
+                }
+            }
+        }
+    }
+    if !ok {
+        return None;
+    }
+    let Some((output, ret_span)) = output else {
+        mc.sink.push(
+            Diagnostic::error(Code::MissingReturn, format!("model `{}` has no `return`", def.name.name))
+                .label(def.name.span, "this model returns nothing")
+                .help(match bindings.last() {
+                    Some((last, _)) => format!("end the model with `return {last}`"),
+                    None => "end the model with `return` and its output layer".into(),
+                }),
+        );
+        return None;
+    };
+
+    let out_shape = mc.nodes[output].shape.clone();
+    if out_shape.len() != 1 {
+        mc.sink.push(
+            Diagnostic::error(Code::BadOutput, "the model must return a vector of class scores")
+                .label(ret_span, format!("this returns shape {}", fmt_shape(&out_shape)))
+                .help("flatten the result and end with a dense layer: `dense(flatten(c2), 10)`"),
+        );
+        return None;
+    }
+
+    // Bindings that never reach the output train nothing.
+    let mut reach = vec![false; mc.nodes.len()];
+    reach[output] = true;
+    for i in (0..mc.nodes.len()).rev() {
+        if reach[i] {
+            for &j in &mc.nodes[i].inputs {
+                reach[j] = true;
+            }
+        }
+    }
+    for (name, span) in &bindings {
+        if !reach[mc.scope[name]] {
+            mc.sink.push(
+                Diagnostic::warning(Code::UnusedLayer, format!("`{name}` does not contribute to the output"))
+                    .label(*span, "never used on the way to `return`")
+                    .help("remove it, or use it in a later layer"),
+            );
+        }
+    }
+
+    let mut params = Vec::new();
+    for (i, node) in mc.nodes.iter().enumerate() {
+        let Some(layer) = &node.name else { continue };
+        let (weight, bias) = match &node.op {
+            LayerOp::Dense { out, bias } => {
+                let inputs: u64 = mc.nodes[node.inputs[0]].shape.iter().product();
+                (vec![*out, inputs], *bias)
+            }
+            LayerOp::Conv2d { out, kernel, bias, .. } => {
+                let in_channels = mc.nodes[node.inputs[0]].shape[0];
+                (vec![*out, in_channels, *kernel, *kernel], *bias)
+            }
+            _ => continue,
+        };
+        let out = weight[0];
+        params.push(Param {
+            name: format!("{layer}.weight"),
+            layer: layer.clone(),
+            kind: ParamKind::Weight,
+            shape: weight,
+            node: i,
+        });
+        if bias {
+            params.push(Param {
+                name: format!("{layer}.bias"),
+                layer: layer.clone(),
+                kind: ParamKind::Bias,
+                shape: vec![out],
+                node: i,
+            });
+        }
+    }
+    for p in &params {
+        if p.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).is_none_or(|n| n > MAX_ELEMENTS) {
+            mc.sink.push(
+                Diagnostic::error(Code::BadDimension, format!("parameter `{}` is too large", p.name))
+                    .label(mc.nodes[p.node].span, format!("shape {}", fmt_shape(&p.shape)))
+                    .help("a tensor holds at most 2^40 elements"),
+            );
+            return None;
+        }
+    }
+
+    Some(Model {
+        name: def.name.name.clone(),
+        input_name: def.input.name.name.clone(),
+        input_shape,
+        nodes: mc.nodes,
+        output,
+        params,
+    })
+}
+
+fn input_shape(sink: &mut Sink, def: &ModelDef) -> Option<Vec<u64>> {
+    let input = &def.input;
+    let mut ok = true;
+    if input.dtype.name != "f32" {
+        sink.push(
+            Diagnostic::error(Code::BadDtype, format!("unsupported element type `{}`", input.dtype.name))
+                .label(input.dtype.span, "not supported")
+                .help("model inputs are `f32`: write `f32[784]`"),
+        );
+        ok = false;
+    }
+    if input.dims.is_empty() {
+        sink.push(
+            Diagnostic::error(Code::BadDimension, "the model input has no dimensions")
+                .label(input.span, "a scalar input")
+                .help("give the per-sample shape: `f32[784]` or `f32[1, 28, 28]`"),
+        );
+        ok = false;
+    }
+    let mut shape = Vec::new();
+    for (d, span) in &input.dims {
+        match d {
+            Some(v) if *v >= 1 && *v <= MAX_DIM => shape.push(*v),
+            _ => {
+                sink.push(
+                    Diagnostic::error(Code::BadDimension, "input dimensions must be between 1 and 2^31")
+                        .label(*span, "out of range")
+                        .help("the batch axis is added by the compiler; give the shape of one sample"),
+                );
+                ok = false;
+            }
+        }
+    }
+    if ok && shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).is_none_or(|n| n > MAX_ELEMENTS) {
+        sink.push(
+            Diagnostic::error(Code::BadDimension, "the model input is too large")
+                .label(input.span, "more than 2^40 elements per sample"),
+        );
+        ok = false;
+    }
+    ok.then_some(shape)
+}
+
+pub fn fmt_shape(shape: &[u64]) -> String {
+    format!("[{}]", shape.iter().map(u64::to_string).collect::<Vec<_>>().join(", "))
+}
+
+impl ModelChecker<'_> {
+    /// Evaluates one statement's expression; at most one layer with parameters may be
+    /// created, and it takes the statement's name.
+    fn statement(&mut self, value: &Expr, name: &str) -> Option<usize> {
+        self.created.clear();
+        let id = self.eval(value)?;
+        if self.created.len() > 1 {
+            let mut d = Diagnostic::error(
+                Code::TwoLayersOneName,
+                format!("`{name}` holds {} layers with parameters", self.created.len()),
+            );
+            for &c in &self.created {
+                d = d.label(self.nodes[c].span, "a layer with parameters");
+            }
+            self.sink
+                .push(d.help("bind each layer with parameters to its own name, e.g. `fc1 = dense(x, 300) |> relu`"));
+            return None;
+        }
+        if let Some(&c) = self.created.first() {
+            if name == "out" && self.scope.contains_key("out") {
+                self.sink.push(
+                    Diagnostic::error(Code::Duplicate, "the returned layer would be named `out`, which is taken")
+                        .label(self.nodes[c].span, "this layer is named `out`")
+                        .help("bind it to a name and return that name"),
+                );
+                return None;
+            }
+            self.nodes[c].name = Some(name.to_string());
+        }
+        Some(id)
+    }
+
+    fn push(&mut self, op: LayerOp, inputs: Vec<usize>, shape: Vec<u64>, span: Span) -> usize {
+        let has_params = matches!(op, LayerOp::Dense { .. } | LayerOp::Conv2d { .. });
+        self.nodes.push(Node { name: None, binding: self.binding.clone(), op, inputs, shape, span });
+        let id = self.nodes.len() - 1;
+        if has_params {
+            self.created.push(id);
+        }
+        id
+    }
+
+    fn eval(&mut self, e: &Expr) -> Option<usize> {
+        match &e.kind {
+            ExprKind::Name(n) => {
+                if let Some(&id) = self.scope.get(n) {
+                    return Some(id);
+                }
+                if self.failed.contains(n) {
+                    return None;
+                }
+                let known: Vec<&str> = self.scope.keys().map(String::as_str).collect();
+                let help = if LAYERS.contains(&n.as_str()) {
+                    Some(format!("`{n}` is a layer: call it, as in `{n}(x)`, or pipe into it with `|> {n}`"))
+                } else {
+                    did_you_mean(n, known.iter().copied())
+                };
+                self.sink.push(
+                    Diagnostic::error(Code::UnknownName, format!("unknown name `{n}`"))
+                        .label(e.span, "not defined above this line")
+                        .maybe_help(help.or_else(|| Some(format!("defined here: {}", sorted(&known))))),
+                );
+                None
+            }
+            ExprKind::Call(call) => self.layer(call),
+            ExprKind::Binary(BinOp::Add, a, b) => {
+                let (a, b) = (self.eval(a), self.eval(b));
+                let (a, b) = (a?, b?);
+                if self.nodes[a].shape != self.nodes[b].shape {
+                    self.sink.push(
+                        Diagnostic::error(Code::ShapeMismatch, "cannot add layers of different shapes")
+                            .label(
+                                e.span,
+                                format!("{} + {}", fmt_shape(&self.nodes[a].shape), fmt_shape(&self.nodes[b].shape)),
+                            )
+                            .help("a residual add needs both sides to have the same shape"),
+                    );
+                    return None;
+                }
+                let shape = self.nodes[a].shape.clone();
+                Some(self.push(LayerOp::Add, vec![a, b], shape, e.span))
+            }
+            ExprKind::Selector(s) => {
+                self.sink.push(
+                    Diagnostic::error(Code::SelectorOutsidePenalty, format!("selector `{s}` in a model"))
+                        .label(e.span, "selectors pick parameters in penalties and prunes")
+                        .help("a model refers to its input and to layers bound above by name"),
+                );
+                None
+            }
+            _ => {
+                let what = match &e.kind {
+                    ExprKind::Binary(op, ..) => format!("`{}`", op.symbol()),
+                    _ => kind_name(e).to_string(),
+                };
+                self.sink.push(
+                    Diagnostic::error(Code::WrongKind, format!("a model is built from layers, not {what}"))
+                        .label(e.span, "not a layer")
+                        .help("layers: dense, conv2d, maxpool, avgpool, relu, flatten, and `a + b` of equal shapes"),
+                );
+                None
+            }
+        }
+    }
+
+    fn layer(&mut self, call: &Call) -> Option<usize> {
+        let name = call.func.name.as_str();
+        let params: &[(&str, bool)] = match name {
+            "dense" => &[("input", true), ("out", true), ("bias", false)],
+            "conv2d" => &[
+                ("input", true),
+                ("out", true),
+                ("kernel", true),
+                ("stride", false),
+                ("padding", false),
+                ("bias", false),
+            ],
+            "maxpool" | "avgpool" => &[("input", true), ("size", true), ("stride", false)],
+            "relu" | "flatten" => &[("input", true)],
+            _ => {
+                let help = did_you_mean(name, LAYERS).or_else(|| {
+                    Some(if super::BUILTINS.contains(&name) {
+                        format!("`{name}` is a function for penalties; models use layers: {}", LAYERS.join(", "))
+                    } else {
+                        format!("layers: {}", LAYERS.join(", "))
+                    })
+                });
+                self.sink.push(
+                    Diagnostic::error(Code::UnknownLayer, format!("unknown layer `{name}`"))
+                        .label(call.func.span, "not a layer")
+                        .maybe_help(help),
+                );
+                return None;
+            }
+        };
+        let args = bind(self.sink, call, &format!("`{name}`"), params)?;
+        let input = self.eval(args[0]?)?;
+        let in_shape = self.nodes[input].shape.clone();
+        let span = call.span;
+        let int = |mc: &mut Self, i: usize, what: &str, min: u64, default: Option<u64>| -> Option<u64> {
+            match args[i] {
+                Some(e) => {
+                    let v = count(mc.sink, e, what, min)?;
+                    if v > MAX_DIM {
+                        mc.sink.push(
+                            Diagnostic::error(Code::BadLayerArgument, format!("{what} is too large"))
+                                .label(e.span, "above 2^31")
+                                .help("sizes are at most 2^31"),
+                        );
+                        return None;
+                    }
+                    Some(v)
+                }
+                None => default,
+            }
+        };
+        let flag = |mc: &mut Self, i: usize| -> Option<bool> {
+            match args[i] {
+                Some(e) => boolean(mc.sink, e, "`bias`"),
+                None => Some(true),
+            }
+        };
+        match name {
+            "dense" => {
+                let out = int(self, 1, "the number of outputs", 1, None);
+                let bias = flag(self, 2);
+                let (out, bias) = (out?, bias?);
+                if in_shape.len() != 1 {
+                    let help = if in_shape.len() == 3 {
+                        "flatten the image first: `dense(flatten(c), ...)` or `... |> flatten |> dense(...)`"
+                    } else {
+                        "dense takes one feature vector per sample"
+                    };
+                    self.wrong_rank(args[0]?.span, "dense", "a vector [features]", &in_shape, help);
+                    return None;
+                }
+                Some(self.push(LayerOp::Dense { out, bias }, vec![input], vec![out], span))
+            }
+            "conv2d" => {
+                let out = int(self, 1, "the number of output channels", 1, None);
+                let kernel = int(self, 2, "the kernel size", 1, None);
+                let stride = int(self, 3, "the stride", 1, Some(1));
+                let padding = int(self, 4, "the padding", 0, Some(0));
+                let bias = flag(self, 5);
+                let (out, kernel, stride, padding, bias) = (out?, kernel?, stride?, padding?, bias?);
+                let [_, h, w] = self.image(args[0]?.span, "conv2d", &in_shape)?;
+                let (hp, wp) = (h + 2 * padding, w + 2 * padding);
+                if kernel > hp || kernel > wp {
+                    self.window_too_large(args[2]?.span, "kernel", kernel, &in_shape, padding);
+                    return None;
+                }
+                let shape = vec![out, (hp - kernel) / stride + 1, (wp - kernel) / stride + 1];
+                Some(self.push(LayerOp::Conv2d { out, kernel, stride, padding, bias }, vec![input], shape, span))
+            }
+            "maxpool" | "avgpool" => {
+                let size = int(self, 1, "the window size", 1, None);
+                let stride = size.and_then(|s| int(self, 2, "the stride", 1, Some(s)));
+                let (size, stride) = (size?, stride?);
+                let [c, h, w] = self.image(args[0]?.span, name, &in_shape)?;
+                if size > h || size > w {
+                    self.window_too_large(args[1]?.span, "window", size, &in_shape, 0);
+                    return None;
+                }
+                let op = if name == "maxpool" {
+                    LayerOp::MaxPool { size, stride }
+                } else {
+                    LayerOp::AvgPool { size, stride }
+                };
+                Some(self.push(op, vec![input], vec![c, (h - size) / stride + 1, (w - size) / stride + 1], span))
+            }
+            "relu" => Some(self.push(LayerOp::Relu, vec![input], in_shape, span)),
+            _ => {
+                let n = in_shape.iter().product();
+                Some(self.push(LayerOp::Flatten, vec![input], vec![n], span))
+            }
+        }
+    }
+
+    fn image(&mut self, span: Span, layer: &str, shape: &[u64]) -> Option<[u64; 3]> {
+        match shape {
+            [c, h, w] => Some([*c, *h, *w]),
+            _ => {
+                let help = if shape.len() == 2 {
+                    "give the image a channel axis: `f32[1, 28, 28]`, not `f32[28, 28]`"
+                } else {
+                    "declare the input as an image, e.g. `x: f32[1, 28, 28]`"
+                };
+                self.wrong_rank(span, layer, "an image [channels, height, width]", shape, help);
+                None
+            }
+        }
+    }
+
+    fn wrong_rank(&mut self, span: Span, layer: &str, wants: &str, got: &[u64], help: &str) {
+        self.sink.push(
+            Diagnostic::error(Code::WrongRank, format!("`{layer}` takes {wants}"))
+                .label(span, format!("this has shape {}", fmt_shape(got)))
+                .help(help),
+        );
+    }
+
+    fn window_too_large(&mut self, span: Span, what: &str, size: u64, shape: &[u64], padding: u64) {
+        let padded = if padding > 0 { format!(" (padded by {padding})") } else { String::new() };
+        self.sink.push(
+            Diagnostic::error(
+                Code::WindowTooLarge,
+                format!("a {what} of {size} does not fit in a {}×{} image{padded}", shape[1], shape[2]),
+            )
+            .label(span, format!("{what} {size}"))
+            .help(format!("use a {what} of at most {}", shape[1].min(shape[2]) + 2 * padding)),
+        );
+    }
+}
+
+fn sorted(names: &[&str]) -> String {
+    let mut v: Vec<&str> = names.to_vec();
+    v.sort();
+    v.join(", ")
+}

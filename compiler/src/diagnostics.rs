@@ -1,0 +1,203 @@
+//! User-facing diagnostics: a stable code, a message, labelled spans in the user's file and a
+//! help line. Rendering goes through miette; `Report` pairs diagnostics with their source.
+
+use crate::ast::Span;
+use crate::codes::Code;
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceCode};
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+#[derive(Debug, Clone)]
+pub struct Label {
+    pub span: Span,
+    pub text: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Diagnostic {
+    pub code: Code,
+    pub severity: Severity,
+    pub message: String,
+    /// The first label is the primary one.
+    pub labels: Vec<Label>,
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn error(code: Code, message: impl Into<String>) -> Self {
+        Diagnostic { code, severity: Severity::Error, message: message.into(), labels: vec![], help: None }
+    }
+    pub fn warning(code: Code, message: impl Into<String>) -> Self {
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(code, message) }
+    }
+    pub fn label(mut self, span: Span, text: impl Into<String>) -> Self {
+        self.labels.push(Label { span, text: text.into() });
+        self
+    }
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+    /// Adds `help` only where there is one.
+    pub fn maybe_help(mut self, help: Option<String>) -> Self {
+        if help.is_some() {
+            self.help = help;
+        }
+        self
+    }
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+    /// Where the diagnostic points first (for sorting).
+    pub fn position(&self) -> usize {
+        self.labels.first().map_or(0, |l| l.span.start)
+    }
+}
+
+/// A collector the checker passes around: errors do not stop checking, so that independent
+/// mistakes in one file are all reported.
+#[derive(Debug, Default)]
+pub struct Sink {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Sink {
+    pub fn push(&mut self, d: Diagnostic) {
+        self.diagnostics.push(d);
+    }
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Diagnostics for one source file, ready to render.
+pub struct Report {
+    pub source: NamedSource<String>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Report {
+    pub fn new(name: &str, text: String, mut diagnostics: Vec<Diagnostic>) -> Self {
+        diagnostics.sort_by_key(|d| (d.position(), d.code));
+        Report { source: NamedSource::new(name, text).with_language("hoyer"), diagnostics }
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    /// Renders every diagnostic, then a one-line count. `color` picks the terminal theme;
+    /// without it the output is plain Unicode (what the golden files hold).
+    pub fn render(&self, width: usize, color: bool) -> String {
+        let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+        let handler = GraphicalReportHandler::new_themed(theme).with_width(width).with_links(false);
+        let mut out = String::new();
+        for d in &self.diagnostics {
+            let one = Rendered { diagnostic: d, source: &self.source };
+            if handler.render_report(&mut out, &one).is_err() {
+                // Rendering into a String cannot fail in practice; keep the message regardless.
+                out.push_str(&format!("{}: {}\n", d.code, d.message));
+            }
+        }
+        let errors = self.diagnostics.iter().filter(|d| d.is_error()).count();
+        let warnings = self.diagnostics.len() - errors;
+        if errors + warnings > 0 {
+            out.push_str(&summary_line(self.source.name(), errors, warnings));
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn summary_line(name: &str, errors: usize, warnings: usize) -> String {
+    let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+    match (errors, warnings) {
+        (0, w) => format!("{name}: {}", plural(w, "warning")),
+        (e, 0) => format!("{name}: {}", plural(e, "error")),
+        (e, w) => format!("{name}: {}, {}", plural(e, "error"), plural(w, "warning")),
+    }
+}
+
+/// One diagnostic seen through miette's trait.
+struct Rendered<'a> {
+    diagnostic: &'a Diagnostic,
+    source: &'a NamedSource<String>,
+}
+
+impl fmt::Debug for Rendered<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.diagnostic.fmt(f)
+    }
+}
+
+impl fmt::Display for Rendered<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.diagnostic.message)
+    }
+}
+
+impl std::error::Error for Rendered<'_> {}
+
+impl miette::Diagnostic for Rendered<'_> {
+    fn code<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        Some(Box::new(self.diagnostic.code.as_str()))
+    }
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.diagnostic.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+        })
+    }
+    fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        let explain = format!("`hoyerc explain {}` says more", self.diagnostic.code.as_str());
+        Some(Box::new(match &self.diagnostic.help {
+            Some(h) => format!("{h}\n{explain}"),
+            None => explain,
+        }))
+    }
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        if self.diagnostic.labels.is_empty() {
+            None
+        } else {
+            Some(self.source)
+        }
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let len = self.source.inner().len();
+        let labels = self.diagnostic.labels.iter().enumerate().map(move |(i, l)| {
+            // Clamp so that a span at the end of the file still renders.
+            let start = l.span.start.min(len);
+            let end = l.span.end.clamp(start, len);
+            let text = (!l.text.is_empty()).then(|| l.text.clone());
+            let span = (start, end - start);
+            if i == 0 {
+                LabeledSpan::new_primary_with_span(text, span)
+            } else {
+                LabeledSpan::new_with_span(text, span)
+            }
+        });
+        Some(Box::new(labels))
+    }
+}
+
+/// "did you mean" over a set of known names: the closest by edit distance, if close enough.
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).max(1);
+    candidates
+        .into_iter()
+        .filter(|c| *c != word)
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, c)| (*d, *c))
+        .map(|(_, c)| c)
+}
+
+/// `did you mean `x`?` where a close name exists.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    closest(word, candidates).map(|c| format!("did you mean `{c}`?"))
+}

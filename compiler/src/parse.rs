@@ -1,0 +1,692 @@
+//! Source text to AST: pest does the matching (grammar/hoyer.pest), this module builds the
+//! tree and turns pest's failures into diagnostics.
+//!
+//! Deep input must never overflow the stack: bracket nesting is bounded before pest runs
+//! (pest recurses per bracket), and the expression builder bounds operator nesting.
+
+use crate::ast::*;
+use crate::codes::Code;
+use crate::diagnostics::Diagnostic;
+use pest::iterators::Pair;
+use pest::Parser;
+
+#[derive(pest_derive::Parser)]
+#[grammar = "../grammar/hoyer.pest"]
+struct HoyerParser;
+
+/// Most brackets `( [ {` open at once. Real specs use a handful.
+pub const MAX_BRACKET_NESTING: usize = 32;
+/// Deepest expression tree (operators, calls and lists, counted together).
+pub const MAX_EXPR_DEPTH: usize = 200;
+
+pub fn parse(src: &str) -> Result<File, Vec<Diagnostic>> {
+    if let Some(d) = check_bracket_nesting(src) {
+        return Err(vec![d]);
+    }
+    pest::set_error_detail(true);
+    let mut pairs = HoyerParser::parse(Rule::file, src).map_err(|e| vec![syntax_error(src, &e)])?;
+    let file = pairs.next().expect("the file rule always yields one pair");
+    let mut b = Builder { errors: Vec::new(), depth: 0 };
+    let items = file.into_inner().filter(|p| p.as_rule() != Rule::EOI).filter_map(|p| b.item(p)).collect();
+    if b.errors.is_empty() {
+        Ok(File { items })
+    } else {
+        Err(b.errors)
+    }
+}
+
+/// Finds the first bracket nested deeper than `MAX_BRACKET_NESTING`, skipping comments and
+/// strings the way the grammar does.
+fn check_bracket_nesting(src: &str) -> Option<Diagnostic> {
+    let bytes = src.as_bytes();
+    let (mut i, mut depth) = (0, 0usize);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_BRACKET_NESTING {
+                    return Some(
+                        Diagnostic::error(Code::TooDeep, "brackets nested too deeply")
+                            .label(Span::new(i, i + 1), format!("bracket number {depth} opened here"))
+                            .help(format!(
+                                "hoyer reads at most {MAX_BRACKET_NESTING} nested brackets; name parts of the expression with `fn`"
+                            )),
+                    );
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+fn span_of(p: &Pair<Rule>) -> Span {
+    Span::new(p.as_span().start(), p.as_span().end())
+}
+
+fn ident(p: Pair<Rule>) -> Ident {
+    Ident { name: p.as_str().to_string(), span: span_of(&p) }
+}
+
+fn is_keyword(r: Rule) -> bool {
+    use Rule::*;
+    matches!(
+        r,
+        kw_data
+            | kw_model
+            | kw_fn
+            | kw_train
+            | kw_on
+            | kw_return
+            | kw_phase
+            | kw_prune
+            | kw_gradually
+            | kw_below
+            | kw_to
+            | kw_sparsity
+            | kw_globally
+            | kw_from
+            | kw_epoch
+            | kw_every
+            | kw_steps
+            | kw_epochs
+            | kw_then
+            | kw_shrink
+            | kw_scale
+            | kw_normalize
+            | kw_batch
+            | kw_loss
+            | kw_seed
+            | kw_shuffle
+            | kw_init
+            | kw_checkpoint
+            | kw_optimizer
+            | kw_lr_schedule
+            | kw_penalty
+            | kw_masks
+    )
+}
+
+/// The children of a pair that carry meaning (keywords dropped).
+fn parts(p: Pair<Rule>) -> impl Iterator<Item = Pair<Rule>> {
+    p.into_inner().filter(|c| !is_keyword(c.as_rule()))
+}
+
+enum Tok {
+    Neg(Span),
+    Operand(Expr, usize),
+    Op(Rule, Span),
+}
+
+struct Builder {
+    errors: Vec<Diagnostic>,
+    /// Current recursion depth of the expression builder.
+    depth: usize,
+}
+
+impl Builder {
+    fn item(&mut self, p: Pair<Rule>) -> Option<Item> {
+        let span = span_of(&p);
+        Some(match p.as_rule() {
+            Rule::data_def => {
+                let mut it = parts(p);
+                let name = ident(it.next()?);
+                let source = self.call(it.next()?)?;
+                let mut settings = Vec::new();
+                for block in it {
+                    for s in block.into_inner() {
+                        settings.extend(self.setting(s));
+                    }
+                }
+                Item::Data(DataDef { name, source, settings, span })
+            }
+            Rule::model_def => {
+                let mut it = parts(p);
+                let name = ident(it.next()?);
+                let input = input_decl(it.next()?);
+                let mut body = Vec::new();
+                for s in it {
+                    let s_span = span_of(&s);
+                    let rule = s.as_rule();
+                    let mut inner = parts(s);
+                    if rule == Rule::binding {
+                        let name = ident(inner.next()?);
+                        if let Some(value) = self.expr(inner.next()?) {
+                            body.push(ModelStmt::Bind { name, value });
+                        }
+                    } else if let Some(value) = self.expr(inner.next()?) {
+                        body.push(ModelStmt::Return { value, span: s_span });
+                    }
+                }
+                Item::Model(ModelDef { name, input, body, span })
+            }
+            Rule::fn_def => {
+                let mut it = parts(p);
+                let name = ident(it.next()?);
+                let mut params = Vec::new();
+                let mut next = it.next()?;
+                if next.as_rule() == Rule::fn_params {
+                    params = next.into_inner().map(ident).collect();
+                    next = it.next()?;
+                }
+                let body = self.expr(next)?;
+                Item::Fn(FnDef { name, params, body, span })
+            }
+            Rule::train_def => {
+                let mut it = parts(p);
+                let model = ident(it.next()?);
+                let data = ident(it.next()?);
+                let mut body = Vec::new();
+                for s in it {
+                    match s.as_rule() {
+                        Rule::phase_def => body.extend(self.phase(s).map(TrainStmt::Phase)),
+                        Rule::prune_stmt => body.extend(self.prune(s).map(TrainStmt::Prune)),
+                        _ => body.extend(self.setting(s).map(TrainStmt::Setting)),
+                    }
+                }
+                Item::Train(TrainDef { model, data, body, span })
+            }
+            Rule::unknown_stmt => {
+                let word = ident(p.into_inner().next()?);
+                Item::Unknown(Unknown { word, span })
+            }
+            _ => return None,
+        })
+    }
+
+    fn phase(&mut self, p: Pair<Rule>) -> Option<Phase> {
+        let span = span_of(&p);
+        let mut it = parts(p);
+        let name = ident(it.next()?);
+        let mut body = Vec::new();
+        for s in it {
+            if s.as_rule() == Rule::prune_stmt {
+                body.extend(self.prune(s).map(PhaseStmt::Prune));
+            } else {
+                body.extend(self.setting(s).map(PhaseStmt::Setting));
+            }
+        }
+        Some(Phase { name, body, span })
+    }
+
+    /// Every one-word statement: the keyword becomes the key.
+    fn setting(&mut self, p: Pair<Rule>) -> Option<Setting> {
+        let span = span_of(&p);
+        let rule = p.as_rule();
+        let mut inner = p.into_inner();
+        let first = inner.next()?;
+        let key = ident(first);
+        let rest: Vec<Pair<Rule>> = inner.filter(|c| !is_keyword(c.as_rule())).collect();
+        let value = match rule {
+            Rule::unknown_stmt => {
+                SettingValue::Unknown { text: rest.first().map_or("", |r| r.as_str()).trim().to_string() }
+            }
+            Rule::normalize_stmt => SettingValue::Args(self.args(rest.into_iter().next()?)?),
+            Rule::loss_stmt | Rule::masks_stmt => {
+                let id = ident(rest.into_iter().next()?);
+                SettingValue::Expr(Expr { kind: ExprKind::Name(id.name), span: id.span })
+            }
+            Rule::init_stmt => {
+                let s = rest.into_iter().next()?;
+                SettingValue::Expr(Expr { kind: ExprKind::Str(unescape(s.as_str())), span: span_of(&s) })
+            }
+            _ => SettingValue::Expr(self.expr(rest.into_iter().next()?)?),
+        };
+        Some(Setting { key, value, span })
+    }
+
+    fn prune(&mut self, p: Pair<Rule>) -> Option<Prune> {
+        let span = span_of(&p);
+        let (mut gradually, mut rule, mut window, mut every, mut selectors, mut shrink) =
+            (None, None, None, None, Vec::new(), None);
+        for c in parts(p) {
+            let c_span = span_of(&c);
+            match c.as_rule() {
+                Rule::gradually => gradually = Some(c_span),
+                Rule::prune_below => {
+                    let mut groups = None;
+                    let mut threshold = None;
+                    for q in parts(c) {
+                        if q.as_rule() == Rule::group_kind {
+                            let kind = match q.as_str() {
+                                "rows" | "filters" => GroupKind::Rows,
+                                "columns" | "channels" => GroupKind::Columns,
+                                _ => GroupKind::Groups,
+                            };
+                            groups = Some((kind, span_of(&q)));
+                        } else {
+                            threshold = self.expr(q);
+                        }
+                    }
+                    rule = Some(PruneRule::Below { groups, threshold: threshold? });
+                }
+                Rule::prune_sparsity => {
+                    let mut it = parts(c);
+                    let target = self.expr(it.next()?)?;
+                    let globally = it.next().map(|g| span_of(&g));
+                    rule = Some(PruneRule::ToSparsity { target, globally });
+                }
+                Rule::prune_window => {
+                    let mut it = parts(c);
+                    let from = self.expr(it.next()?)?;
+                    let to = self.expr(it.next()?)?;
+                    window = Some((from, to));
+                }
+                Rule::prune_every => every = Some(self.expr(parts(c).next()?)?),
+                Rule::selector_list => {
+                    selectors = c
+                        .into_inner()
+                        .map(|s| Selector { pattern: s.as_str().to_string(), span: span_of(&s) })
+                        .collect()
+                }
+                Rule::shrink => shrink = Some(c_span),
+                _ => {}
+            }
+        }
+        Some(Prune { gradually, rule: rule?, window, every, selectors, shrink, span })
+    }
+
+    fn call(&mut self, p: Pair<Rule>) -> Option<Call> {
+        let span = span_of(&p);
+        let mut it = p.into_inner();
+        let func = ident(it.next()?);
+        let args = self.args(it.next()?)?;
+        Some(Call { func, args, piped: false, span })
+    }
+
+    fn args(&mut self, p: Pair<Rule>) -> Option<Vec<Arg>> {
+        let mut args = Vec::new();
+        for a in p.into_inner() {
+            let mut it = a.into_inner();
+            let first = it.next()?;
+            let arg = match it.next() {
+                Some(value) => Arg { name: Some(ident(first)), value: self.expr(value)? },
+                None => Arg { name: None, value: self.expr(first)? },
+            };
+            args.push(arg);
+        }
+        Some(args)
+    }
+
+    fn too_deep(&mut self, span: Span) {
+        self.errors.push(
+            Diagnostic::error(Code::TooDeep, "expression nested too deeply")
+                .label(span, format!("more than {MAX_EXPR_DEPTH} levels deep here"))
+                .help("split the expression into smaller `fn` definitions"),
+        );
+    }
+
+    /// Builds an expression with precedence climbing over the flat list pest returns.
+    fn expr(&mut self, p: Pair<Rule>) -> Option<Expr> {
+        let span = span_of(&p);
+        self.depth += 1;
+        if self.depth > MAX_EXPR_DEPTH {
+            self.depth -= 1;
+            self.too_deep(span);
+            return None;
+        }
+        let mut toks = Vec::new();
+        for c in p.into_inner() {
+            let c_span = span_of(&c);
+            match c.as_rule() {
+                Rule::neg => toks.push(Tok::Neg(c_span)),
+                Rule::pipe | Rule::add | Rule::sub | Rule::mul | Rule::div | Rule::pow => {
+                    toks.push(Tok::Op(c.as_rule(), c_span))
+                }
+                _ => match self.operand(c) {
+                    Some(e) => toks.push(Tok::Operand(e, 1)),
+                    None => {
+                        self.depth -= 1;
+                        return None;
+                    }
+                },
+            }
+        }
+        toks.reverse(); // so that `pop` takes the next token
+        let result = self.climb(&mut toks, 0).map(|(e, _)| e);
+        self.depth -= 1;
+        result
+    }
+
+    /// Binding powers (left, right): |> 1,2  + - 3,4  * / 5,6  unary - 7  ^ 10,9 (right-assoc).
+    fn climb(&mut self, toks: &mut Vec<Tok>, min_bp: u8) -> Option<(Expr, usize)> {
+        self.depth += 1;
+        let result = self.climb_inner(toks, min_bp);
+        self.depth -= 1;
+        result
+    }
+
+    fn climb_inner(&mut self, toks: &mut Vec<Tok>, min_bp: u8) -> Option<(Expr, usize)> {
+        let (mut lhs, mut lhs_depth) = match toks.pop()? {
+            Tok::Operand(e, d) => (e, d),
+            Tok::Neg(span) => {
+                if self.depth > MAX_EXPR_DEPTH {
+                    self.too_deep(span);
+                    return None;
+                }
+                let (inner, d) = self.climb(toks, 7)?;
+                let span = span.to(inner.span);
+                (Expr { kind: ExprKind::Neg(Box::new(inner)), span }, d + 1)
+            }
+            Tok::Op(..) => return None,
+        };
+        while let Some(Tok::Op(rule, op_span)) = toks.last() {
+            let (rule, op_span) = (*rule, *op_span);
+            let (lbp, rbp) = match rule {
+                Rule::pipe => (1, 2),
+                Rule::add | Rule::sub => (3, 4),
+                Rule::mul | Rule::div => (5, 6),
+                _ => (10, 9),
+            };
+            if lbp < min_bp {
+                break;
+            }
+            toks.pop();
+            if self.depth > MAX_EXPR_DEPTH {
+                self.too_deep(op_span);
+                return None;
+            }
+            let (rhs, rhs_depth) = self.climb(toks, rbp)?;
+            let depth = 1 + lhs_depth.max(rhs_depth);
+            if depth > MAX_EXPR_DEPTH {
+                self.too_deep(op_span);
+                return None;
+            }
+            let span = lhs.span.to(rhs.span);
+            lhs = match rule {
+                Rule::pipe => self.pipe(lhs, rhs, op_span)?,
+                _ => {
+                    let op = match rule {
+                        Rule::add => BinOp::Add,
+                        Rule::sub => BinOp::Sub,
+                        Rule::mul => BinOp::Mul,
+                        Rule::div => BinOp::Div,
+                        _ => BinOp::Pow,
+                    };
+                    Expr { kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)), span }
+                }
+            };
+            lhs_depth = depth;
+        }
+        Some((lhs, lhs_depth))
+    }
+
+    /// `a |> f(b)` is `f(a, b)`; `a |> f` is `f(a)`.
+    fn pipe(&mut self, lhs: Expr, rhs: Expr, op_span: Span) -> Option<Expr> {
+        let span = lhs.span.to(rhs.span);
+        let arg = Arg { name: None, value: lhs };
+        let call = match rhs.kind {
+            ExprKind::Call(mut call) => {
+                call.args.insert(0, arg);
+                call
+            }
+            ExprKind::Name(name) => Call { func: Ident { name, span: rhs.span }, args: vec![arg], piped: true, span },
+            _ => {
+                self.errors.push(
+                    Diagnostic::error(Code::BadPipe, "the right side of `|>` must be a layer or a function")
+                        .label(rhs.span, "this is not a layer or function name")
+                        .label(op_span, "the value on the left is passed here")
+                        .help("write a name such as `relu`, or a call such as `maxpool(2)`"),
+                );
+                return None;
+            }
+        };
+        Some(Expr { kind: ExprKind::Call(Call { piped: true, span, ..call }), span })
+    }
+
+    fn operand(&mut self, p: Pair<Rule>) -> Option<Expr> {
+        let span = span_of(&p);
+        let kind = match p.as_rule() {
+            Rule::number => ExprKind::Number(self.number(p.as_str(), span)?),
+            Rule::string => ExprKind::Str(unescape(p.as_str())),
+            Rule::boolean => ExprKind::Bool(p.as_str() == "true"),
+            Rule::call => ExprKind::Call(self.call(p)?),
+            Rule::list | Rule::tuple => {
+                let is_tuple = p.as_rule() == Rule::tuple;
+                let trailing_comma = p.as_str().trim_end_matches(')').trim_end().ends_with(',');
+                let mut items = Vec::new();
+                for e in p.into_inner() {
+                    items.push(self.expr(e)?);
+                }
+                // `(a)` is grouping, `(a,)` and `[a]` are lists.
+                if is_tuple && items.len() == 1 && !trailing_comma {
+                    let mut e = items.pop()?;
+                    e.span = span;
+                    return Some(e);
+                }
+                ExprKind::List(items)
+            }
+            Rule::selector => {
+                let text = p.as_str().to_string();
+                if text.contains(['.', '*']) {
+                    ExprKind::Selector(text)
+                } else {
+                    ExprKind::Name(text)
+                }
+            }
+            _ => return None,
+        };
+        Some(Expr { kind, span })
+    }
+
+    fn number(&mut self, text: &str, span: Span) -> Option<f64> {
+        let (digits, scale) = match text.strip_suffix('%') {
+            Some(d) => (d, 0.01),
+            None => (text, 1.0),
+        };
+        match digits.parse::<f64>() {
+            Ok(v) if v.is_finite() => Some(v * scale),
+            _ => {
+                self.errors.push(
+                    Diagnostic::error(Code::BadNumber, format!("number `{text}` is out of range"))
+                        .label(span, "too large for a 64-bit float")
+                        .help("numbers must be finite; the largest is about 1.8e308"),
+                );
+                None
+            }
+        }
+    }
+}
+
+fn input_decl(p: Pair<Rule>) -> InputDecl {
+    let span = span_of(&p);
+    let mut it = p.into_inner();
+    let name = it.next().map(ident).unwrap_or(Ident { name: String::new(), span });
+    let mut dtype = Ident { name: String::new(), span };
+    let mut dims = Vec::new();
+    if let Some(ty) = it.next() {
+        let mut t = ty.into_inner();
+        if let Some(d) = t.next() {
+            dtype = ident(d);
+        }
+        dims = t.map(|d| (d.as_str().parse::<u64>().ok(), span_of(&d))).collect();
+    }
+    InputDecl { name, dtype, dims, span }
+}
+
+/// The text of a string literal (quotes included) with its escapes resolved.
+fn unescape(quoted: &str) -> String {
+    let inner = quoted.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(quoted);
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some(other) => out.push(other),
+                None => {}
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Turns pest's failure into "expected …, found …" at the exact place.
+fn syntax_error(src: &str, e: &pest::error::Error<Rule>) -> Diagnostic {
+    use pest::error::{ErrorVariant, InputLocation};
+    let pos = match e.location {
+        InputLocation::Pos(p) => p,
+        InputLocation::Span((s, _)) => s,
+    }
+    .min(src.len());
+    let found = found_token(src, pos);
+    let found_text =
+        if found.is_empty() { "end of file".to_string() } else { format!("`{}`", &src[found.start..found.end]) };
+    match &e.variant {
+        ErrorVariant::ParsingError { positives, .. } => {
+            let mut expected: Vec<String> = positives.iter().filter_map(|r| describe(*r)).map(str::to_string).collect();
+            if let Some(attempts) = e.parse_attempts() {
+                for t in attempts.expected_tokens() {
+                    let t = t.to_string();
+                    // Punctuation only: words come from the rules above, and whitespace,
+                    // comments and separators are always allowed.
+                    if t.is_empty() || t.trim().is_empty() || t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                        continue;
+                    }
+                    match t.as_str() {
+                        "//" | ";" | "\\" => {}
+                        "+" | "-" | "*" | "/" | "^" | "|>" => expected.push("an operator".into()),
+                        _ => expected.push(format!("`{t}`")),
+                    }
+                }
+            }
+            expected.sort();
+            expected.dedup();
+            if expected.iter().filter(|e| e.starts_with("`") && e.ends_with("`") && e.len() > 3).count() > 6 {
+                expected.retain(|e| !(e.starts_with('`') && e.len() > 3));
+                expected.push("a statement".to_string());
+            }
+            let message = if expected.is_empty() {
+                format!("unexpected {found_text}")
+            } else {
+                format!("expected {}, found {found_text}", one_of(&expected))
+            };
+            let help = syntax_help(src, pos, &expected);
+            Diagnostic::error(Code::Syntax, message).label(found, "unexpected here").maybe_help(help)
+        }
+        ErrorVariant::CustomError { message } => {
+            Diagnostic::error(Code::TooDeep, format!("the parser gave up: {message}"))
+                .label(found, "here")
+                .help("simplify the spec: nest fewer brackets and operators")
+        }
+    }
+}
+
+fn one_of(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+fn syntax_help(src: &str, pos: usize, expected: &[String]) -> Option<String> {
+    let rest = &src[pos..];
+    if expected.iter().any(|e| e == "`]`" || e == "`)`" || e == "`}`") && rest.trim().is_empty() {
+        return Some("a bracket is still open at the end of the file".into());
+    }
+    if rest.starts_with("**") {
+        return Some("powers are written `^`, as in `w^2`".into());
+    }
+    if rest.starts_with('\'') {
+        return Some("strings use double quotes: \"mnist\"".into());
+    }
+    let starts_operand = rest.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '(');
+    if starts_operand && expected.iter().any(|e| e == "`,`") {
+        return Some("arguments are separated by commas: `dense(x, 300)`".into());
+    }
+    None
+}
+
+/// The token starting at `pos`: a word, a number, or one character (empty at the end).
+fn found_token(src: &str, pos: usize) -> Span {
+    let rest = &src[pos..];
+    let Some(first) = rest.chars().next() else { return Span::new(pos, pos) };
+    let len = if first.is_ascii_alphanumeric() || first == '_' {
+        rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.')).unwrap_or(rest.len())
+    } else {
+        first.len_utf8()
+    };
+    Span::new(pos, pos + len)
+}
+
+/// What a grammar rule means to a user, for "expected …".
+fn describe(r: Rule) -> Option<&'static str> {
+    use Rule::*;
+    Some(match r {
+        ident => "a name",
+        expr | number | string | boolean | call | list | tuple | selector => "an expression",
+        selector_list => "a selector such as `*.weight`",
+        item | data_def | model_def | fn_def | train_def => "`data`, `model`, `fn` or `train`",
+        tensor_type => "a type such as `f32[784]`",
+        dim => "a dimension",
+        input_decl => "an input such as `x: f32[784]`",
+        binding => "a layer binding such as `fc1 = dense(x, 300)`",
+        return_stmt => "`return`",
+        call_args => "`(`",
+        arg => "an argument",
+        fn_params => "a parameter name",
+        pipe | add | sub | mul | div | pow => "an operator",
+        group_kind => "`rows`, `columns` or `groups`",
+        prune_below => "`below`",
+        prune_sparsity => "`to sparsity`",
+        prune_window => "`from epoch`",
+        prune_every => "`every`",
+        shrink => "`, then shrink`",
+        gradually => "`gradually`",
+        globally => "`globally`",
+        EOI => "end of file",
+        kw_data => "`data`",
+        kw_model => "`model`",
+        kw_fn => "`fn`",
+        kw_train => "`train`",
+        kw_on => "`on`",
+        kw_return => "`return`",
+        kw_phase => "`phase`",
+        kw_prune => "`prune`",
+        kw_gradually => "`gradually`",
+        kw_below => "`below`",
+        kw_to => "`to`",
+        kw_sparsity => "`sparsity`",
+        kw_globally => "`globally`",
+        kw_from => "`from`",
+        kw_epoch => "`epoch`",
+        kw_every => "`every`",
+        kw_steps => "`steps`",
+        kw_epochs => "`epochs`",
+        kw_then => "`then`",
+        kw_shrink => "`shrink`",
+        kw_scale => "`scale`",
+        kw_normalize => "`normalize`",
+        kw_batch => "`batch`",
+        kw_loss => "`loss`",
+        kw_seed => "`seed`",
+        kw_shuffle => "`shuffle`",
+        kw_init => "`init`",
+        kw_checkpoint => "`checkpoint`",
+        kw_optimizer => "`optimizer`",
+        kw_lr_schedule => "`lr_schedule`",
+        kw_penalty => "`penalty`",
+        kw_masks => "`masks`",
+        unknown_stmt | phase_def | prune_stmt | batch_stmt | loss_stmt | seed_stmt | shuffle_stmt | init_stmt
+        | checkpoint_stmt | epochs_stmt | optimizer_stmt | lr_schedule_stmt | penalty_stmt | masks_stmt
+        | scale_stmt | normalize_stmt => "a statement",
+        _ => return None,
+    })
+}

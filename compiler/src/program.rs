@@ -1,0 +1,302 @@
+//! What the checker hands on: a spec with every name resolved, every shape known, every
+//! selector expanded and every setting given its value (defaults filled in).
+
+use crate::ast::{FnDef, GroupKind, Span};
+
+#[derive(Debug, Clone)]
+pub struct Program {
+    pub data: Vec<DataSet>,
+    pub models: Vec<Model>,
+    /// User functions, then the prelude functions they do not shadow.
+    pub functions: Vec<Function>,
+    pub train: Option<TrainPlan>,
+}
+
+impl Program {
+    pub fn model(&self, name: &str) -> Option<&Model> {
+        self.models.iter().find(|m| m.name == name)
+    }
+    pub fn data_set(&self, name: &str) -> Option<&DataSet> {
+        self.data.iter().find(|d| d.name == name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Function {
+    pub def: FnDef,
+    /// Defined in the prelude rather than the user's file (its spans point into the prelude).
+    pub from_prelude: bool,
+}
+
+// ---------------------------------------------------------------- data
+
+#[derive(Debug, Clone)]
+pub struct DataSet {
+    pub name: String,
+    pub source: DataSource,
+    /// Multiply every input value by this (e.g. 1/255).
+    pub scale: f64,
+    /// Then subtract `mean` and divide by `std`.
+    pub normalize: Option<(f64, f64)>,
+}
+
+#[derive(Debug, Clone)]
+pub enum DataSource {
+    /// A folder with the four MNIST-family IDX files, as written in the spec.
+    Idx { path: String },
+    /// Gaussian clusters, one per class; samples take the model's input shape.
+    Synthetic { classes: u64, train: u64, test: u64, noise: f64, seed: u64 },
+}
+
+// ---------------------------------------------------------------- models
+
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub name: String,
+    pub input_name: String,
+    /// Per-sample shape; the batch axis is added by the compiler.
+    pub input_shape: Vec<u64>,
+    pub nodes: Vec<Node>,
+    pub output: usize,
+    pub params: Vec<Param>,
+}
+
+impl Model {
+    pub fn param(&self, name: &str) -> Option<&Param> {
+        self.params.iter().find(|p| p.name == name)
+    }
+    pub fn parameter_count(&self) -> u64 {
+        self.params.iter().map(Param::numel).sum()
+    }
+    /// Forward FLOPs per sample: 2 per multiply-add of dense and conv layers.
+    pub fn forward_flops(&self) -> u64 {
+        self.nodes.iter().map(|n| n.flops(&self.nodes)).sum()
+    }
+}
+
+/// One operation of the model graph, in definition order (inputs come before their users).
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// The binding that holds this node's parameters or result, if any.
+    pub name: Option<String>,
+    /// The binding this node was written in (for display).
+    pub binding: Option<String>,
+    pub op: LayerOp,
+    pub inputs: Vec<usize>,
+    pub shape: Vec<u64>,
+    pub span: Span,
+}
+
+impl Node {
+    pub fn flops(&self, nodes: &[Node]) -> u64 {
+        let out: u64 = self.shape.iter().product();
+        match self.op {
+            LayerOp::Dense { .. } => {
+                let input: u64 = nodes[self.inputs[0]].shape.iter().product();
+                2 * input * out
+            }
+            LayerOp::Conv2d { kernel, .. } => {
+                let in_channels = nodes[self.inputs[0]].shape[0];
+                2 * in_channels * kernel * kernel * out
+            }
+            _ => 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LayerOp {
+    Input,
+    Dense { out: u64, bias: bool },
+    Conv2d { out: u64, kernel: u64, stride: u64, padding: u64, bias: bool },
+    MaxPool { size: u64, stride: u64 },
+    AvgPool { size: u64, stride: u64 },
+    Relu,
+    Flatten,
+    Add,
+}
+
+impl LayerOp {
+    pub fn describe(&self) -> String {
+        match self {
+            LayerOp::Input => "input".into(),
+            LayerOp::Dense { out, bias } => format!("dense({out}{})", if *bias { "" } else { ", bias = false" }),
+            LayerOp::Conv2d { out, kernel, stride, padding, bias } => {
+                let mut s = format!("conv2d({out}, kernel = {kernel}");
+                if *stride != 1 {
+                    s += &format!(", stride = {stride}");
+                }
+                if *padding != 0 {
+                    s += &format!(", padding = {padding}");
+                }
+                if !bias {
+                    s += ", bias = false";
+                }
+                s + ")"
+            }
+            LayerOp::MaxPool { size, stride } | LayerOp::AvgPool { size, stride } => {
+                let name = if matches!(self, LayerOp::MaxPool { .. }) { "maxpool" } else { "avgpool" };
+                if size == stride {
+                    format!("{name}({size})")
+                } else {
+                    format!("{name}({size}, stride = {stride})")
+                }
+            }
+            LayerOp::Relu => "relu".into(),
+            LayerOp::Flatten => "flatten".into(),
+            LayerOp::Add => "add".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamKind {
+    Weight,
+    Bias,
+}
+
+/// A trainable tensor, named and laid out as PyTorch does: dense weight [out, in], conv
+/// weight [out, in, kh, kw], bias [out].
+#[derive(Debug, Clone)]
+pub struct Param {
+    pub name: String,
+    pub layer: String,
+    pub kind: ParamKind,
+    pub shape: Vec<u64>,
+    /// The model node that owns it.
+    pub node: usize,
+}
+
+impl Param {
+    pub fn numel(&self) -> u64 {
+        self.shape.iter().product()
+    }
+}
+
+// ---------------------------------------------------------------- training
+
+#[derive(Debug, Clone)]
+pub struct TrainPlan {
+    pub model: String,
+    pub data: String,
+    pub batch: u64,
+    pub loss: Loss,
+    pub seed: u64,
+    pub shuffle: bool,
+    /// Initial weights from a safetensors file, as written in the spec.
+    pub init: Option<String>,
+    pub checkpoint_every: Option<u64>,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loss {
+    CrossEntropy,
+}
+
+#[derive(Debug, Clone)]
+pub enum Step {
+    Phase(PhasePlan),
+    Prune(PrunePlan),
+}
+
+#[derive(Debug, Clone)]
+pub struct PhasePlan {
+    pub name: String,
+    pub epochs: u64,
+    pub optimizer: Optimizer,
+    pub lr_schedule: LrSchedule,
+    pub penalties: Vec<PenaltyTerm>,
+    pub masks_frozen: bool,
+    pub gradual: Vec<PrunePlan>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Optimizer {
+    Sgd {
+        lr: f64,
+        momentum: f64,
+        dampening: f64,
+        weight_decay: f64,
+        nesterov: bool,
+    },
+    /// `decoupled` is AdamW.
+    Adam {
+        lr: f64,
+        betas: (f64, f64),
+        eps: f64,
+        weight_decay: f64,
+        decoupled: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LrSchedule {
+    Constant,
+    Step { every: u64, gamma: f64 },
+    Cosine { min_lr: f64 },
+}
+
+/// `strength * function(tensor, args...)`, summed over `tensors`.
+#[derive(Debug, Clone)]
+pub struct PenaltyTerm {
+    pub strength: Strength,
+    pub function: String,
+    /// Which argument position takes the tensor.
+    pub tensor_arg: usize,
+    /// The other arguments, all constants, by position (the tensor's slot is `None`).
+    pub args: Vec<Option<f64>>,
+    pub tensors: Vec<String>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Strength {
+    Constant(f64),
+    /// Linear from `from` at the phase's first epoch to `to` after `epochs` epochs, then flat.
+    Ramp {
+        from: f64,
+        to: f64,
+        epochs: u64,
+    },
+}
+
+impl Strength {
+    pub fn scaled(&self, k: f64) -> Strength {
+        match *self {
+            Strength::Constant(c) => Strength::Constant(c * k),
+            Strength::Ramp { from, to, epochs } => Strength::Ramp { from: from * k, to: to * k, epochs },
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PrunePlan {
+    pub criterion: PruneCriterion,
+    pub tensors: Vec<String>,
+    pub shrink: bool,
+    pub gradual: Option<Gradual>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PruneCriterion {
+    /// |w| < threshold
+    Magnitude { threshold: f64 },
+    /// |w| < ratio · std(W), per tensor
+    StdRatio { ratio: f64 },
+    /// The smallest |w| until `target` of the tensor (or of all selected tensors together,
+    /// when `global`) is zero.
+    Sparsity { target: f64, global: bool },
+    /// ‖group‖₂ < threshold, for rows and/or columns.
+    Groups { kind: GroupKind, threshold: f64 },
+}
+
+/// Zhu & Gupta's schedule: sparsity rises from 0 to the target along a cubic between the
+/// window's epochs, updated every `every_steps` optimizer steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gradual {
+    pub from_epoch: u64,
+    pub to_epoch: u64,
+    pub every_steps: u64,
+}

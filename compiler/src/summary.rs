@@ -1,0 +1,191 @@
+//! The canonical text of `hoyerc compile --emit model`: every model's layers and shapes,
+//! parameters and counts, FLOPs; every data set; the training plan with selectors expanded.
+//! Golden files hold this text, so it is deterministic and changes only on purpose.
+
+use crate::ast::GroupKind;
+use crate::check::fmt_num;
+use crate::program::*;
+use std::fmt::Write;
+
+pub fn model_summary(p: &Program) -> String {
+    let mut out = String::new();
+    for m in &p.models {
+        model(&mut out, m);
+        out.push('\n');
+    }
+    for d in &p.data {
+        data(&mut out, d);
+    }
+    if let Some(t) = &p.train {
+        out.push('\n');
+        train(&mut out, t);
+    }
+    out
+}
+
+/// 266610 → "266,610".
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn shape(s: &[u64]) -> String {
+    format!("[{}]", s.iter().map(u64::to_string).collect::<Vec<_>>().join(", "))
+}
+
+fn model(out: &mut String, m: &Model) {
+    let _ = writeln!(out, "model {} (input {}: f32{})", m.name, m.input_name, shape(&m.input_shape));
+    let _ = writeln!(out, "  {:<12} {:<36} {}", "layer", "op", "output");
+    let mut last_binding: Option<&str> = None;
+    for n in &m.nodes {
+        let label = match n.binding.as_deref() {
+            Some(b) if Some(b) == last_binding => "",
+            Some(b) => b,
+            None if n.name.is_some() => n.name.as_deref().unwrap_or(""),
+            None => "(return)",
+        };
+        last_binding = n.binding.as_deref();
+        let _ = writeln!(out, "  {:<12} {:<36} {}", label, n.op.describe(), shape(&n.shape));
+    }
+    let output = &m.nodes[m.output];
+    let returned = output.binding.as_deref().or(output.name.as_deref()).unwrap_or("(return)");
+    let _ = writeln!(out, "  returns {returned} {}", shape(&output.shape));
+    out.push('\n');
+    let _ = writeln!(out, "  {:<24} {:<20} {:>12}", "parameter", "shape", "count");
+    for p in &m.params {
+        let _ = writeln!(out, "  {:<24} {:<20} {:>12}", p.name, shape(&p.shape), thousands(p.numel()));
+    }
+    let _ = writeln!(out, "  {:<24} {:<20} {:>12}", "total", "", thousands(m.parameter_count()));
+    let _ = writeln!(out, "  forward FLOPs per sample: {} (2 per multiply-add)", thousands(m.forward_flops()));
+}
+
+fn data(out: &mut String, d: &DataSet) {
+    let source = match &d.source {
+        DataSource::Idx { path } => format!("idx({path:?})"),
+        DataSource::Synthetic { classes, train, test, noise, seed } => format!(
+            "synthetic(classes = {classes}, train = {train}, test = {test}, noise = {}, seed = {seed})",
+            fmt_num(*noise)
+        ),
+    };
+    let mut line = format!("data {}: {source}, scale {}", d.name, fmt_num(d.scale));
+    if let Some((mean, std)) = d.normalize {
+        line += &format!(", normalize(mean = {}, std = {})", fmt_num(mean), fmt_num(std));
+    }
+    let _ = writeln!(out, "{line}");
+}
+
+fn train(out: &mut String, t: &TrainPlan) {
+    let _ = writeln!(out, "train {} on {}", t.model, t.data);
+    let _ = writeln!(out, "  batch {}, loss cross_entropy, seed {}, shuffle {}", t.batch, t.seed, t.shuffle);
+    if let Some(init) = &t.init {
+        let _ = writeln!(out, "  init from {init:?}");
+    }
+    if let Some(every) = t.checkpoint_every {
+        let _ = writeln!(out, "  checkpoint every {every} epochs");
+    }
+    for (i, step) in t.steps.iter().enumerate() {
+        match step {
+            Step::Phase(ph) => {
+                let _ = writeln!(
+                    out,
+                    "  {}. phase {}: {} epoch{}",
+                    i + 1,
+                    ph.name,
+                    ph.epochs,
+                    if ph.epochs == 1 { "" } else { "s" }
+                );
+                let _ = writeln!(out, "       optimizer {}", optimizer(&ph.optimizer));
+                let _ = writeln!(out, "       lr_schedule {}", schedule(&ph.lr_schedule));
+                for term in &ph.penalties {
+                    let _ = writeln!(out, "       penalty {}", penalty(term));
+                }
+                let _ = writeln!(out, "       masks {}", if ph.masks_frozen { "frozen" } else { "free" });
+                for g in &ph.gradual {
+                    let _ = writeln!(out, "       {}", prune(g));
+                }
+            }
+            Step::Prune(pr) => {
+                let _ = writeln!(out, "  {}. {}", i + 1, prune(pr));
+            }
+        }
+    }
+}
+
+fn optimizer(o: &Optimizer) -> String {
+    match o {
+        Optimizer::Sgd { lr, momentum, dampening, weight_decay, nesterov } => format!(
+            "sgd(lr = {}, momentum = {}, dampening = {}, weight_decay = {}, nesterov = {nesterov})",
+            fmt_num(*lr),
+            fmt_num(*momentum),
+            fmt_num(*dampening),
+            fmt_num(*weight_decay)
+        ),
+        Optimizer::Adam { lr, betas, eps, weight_decay, decoupled } => format!(
+            "{}(lr = {}, betas = ({}, {}), eps = {}, weight_decay = {})",
+            if *decoupled { "adamw" } else { "adam" },
+            fmt_num(*lr),
+            fmt_num(betas.0),
+            fmt_num(betas.1),
+            fmt_num(*eps),
+            fmt_num(*weight_decay)
+        ),
+    }
+}
+
+fn schedule(s: &LrSchedule) -> String {
+    match s {
+        LrSchedule::Constant => "constant".into(),
+        LrSchedule::Step { every, gamma } => format!("step(every = {every}, gamma = {})", fmt_num(*gamma)),
+        LrSchedule::Cosine { min_lr } => format!("cosine(min_lr = {})", fmt_num(*min_lr)),
+    }
+}
+
+fn penalty(t: &PenaltyTerm) -> String {
+    let strength = match &t.strength {
+        Strength::Constant(c) => fmt_num(*c),
+        Strength::Ramp { from, to, epochs } => {
+            format!("ramp({} → {} over {epochs} epochs)", fmt_num(*from), fmt_num(*to))
+        }
+    };
+    let args: Vec<String> = t.args.iter().map(|a| a.map_or_else(|| "w".to_string(), fmt_num)).collect();
+    format!("{strength} * {}({}) for w in {}", t.function, args.join(", "), t.tensors.join(", "))
+}
+
+fn prune(p: &PrunePlan) -> String {
+    let rule = match &p.criterion {
+        PruneCriterion::Magnitude { threshold } => format!("|w| < {}", fmt_num(*threshold)),
+        PruneCriterion::StdRatio { ratio } => format!("|w| < {} * std(W), per tensor", fmt_num(*ratio)),
+        PruneCriterion::Sparsity { target, global } => format!(
+            "smallest |w| to {}% sparsity, {}",
+            fmt_num(target * 100.0),
+            if *global { "across the selected tensors together" } else { "per tensor" }
+        ),
+        PruneCriterion::Groups { kind, threshold } => {
+            let groups = match kind {
+                GroupKind::Rows => "rows (filters)",
+                GroupKind::Columns => "columns (channels)",
+                GroupKind::Groups => "rows and columns (filters and channels)",
+            };
+            format!("{groups} with norm2 < {}", fmt_num(*threshold))
+        }
+    };
+    let mut s = match &p.gradual {
+        Some(g) => format!(
+            "prune gradually (cubic) {rule}, from epoch {} to {}, every {} steps",
+            g.from_epoch, g.to_epoch, g.every_steps
+        ),
+        None => format!("prune {rule}"),
+    };
+    s += &format!(" on {}", p.tensors.join(", "));
+    if p.shrink {
+        s += ", then shrink";
+    }
+    s
+}

@@ -1,0 +1,162 @@
+//! `hoyerc`: check, compile and (later) run hoyer specs.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use hoyer_compiler::codes::Code;
+use hoyer_compiler::diagnostics::{Diagnostic, Report};
+use hoyer_compiler::{check_source, decode, summary};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "hoyerc", version, about = "Compiler for hoyer, a language for sparse neural-network training")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Colour in diagnostics.
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    color: Color,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check specs: exit 0 if all are valid, 1 if any is invalid, 2 on a usage or I/O error.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Check a spec and print one stage of its compilation.
+    Compile {
+        file: PathBuf,
+        /// What to print.
+        #[arg(long, value_enum, default_value_t = Emit::Model)]
+        emit: Emit,
+    },
+    /// Explain an error code, with a corrected example.
+    Explain {
+        /// A code such as E0401.
+        code: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Emit {
+    /// The syntax tree, with byte spans.
+    Ast,
+    /// Layers, shapes, parameters, FLOPs, expanded selectors and the phase plan.
+    Model,
+}
+
+/// Rendered diagnostics wrap at this width, so that output does not depend on the terminal.
+const WIDTH: usize = 100;
+
+enum Outcome {
+    Valid,
+    Invalid,
+    Unreadable,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let color = match cli.color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    // Checking recurses over the syntax tree; its depth is bounded, and a large stack keeps
+    // that bound far from the limit.
+    let worker = std::thread::Builder::new().stack_size(64 << 20).spawn(move || run(cli.command, color));
+    match worker.map(|w| w.join()) {
+        Ok(Ok(code)) => code,
+        _ => {
+            eprintln!("hoyerc: internal error (please report it with the spec that caused it)");
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn run(command: Command, color: bool) -> ExitCode {
+    match command {
+        Command::Check { files } => {
+            let mut worst = 0u8;
+            for f in &files {
+                let code = match check_file(f, color, None) {
+                    Outcome::Valid => {
+                        println!("{}: ok", f.display());
+                        0
+                    }
+                    Outcome::Invalid => 1,
+                    Outcome::Unreadable => 2,
+                };
+                worst = worst.max(code);
+            }
+            ExitCode::from(worst)
+        }
+        Command::Compile { file, emit } => match check_file(&file, color, Some(emit)) {
+            Outcome::Valid => ExitCode::SUCCESS,
+            Outcome::Invalid => ExitCode::from(1),
+            Outcome::Unreadable => ExitCode::from(2),
+        },
+        Command::Explain { code } => match Code::parse(&code) {
+            Some(c) => {
+                print!("{}", explain(c));
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!("hoyerc: `{code}` is not an error code; codes look like E0401");
+                let all: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
+                eprintln!("known codes: {}", all.join(" "));
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+/// The text of `hoyerc explain`.
+fn explain(c: Code) -> String {
+    let example = c.example().lines().map(|l| format!("    {l}\n")).collect::<String>();
+    format!("{}: {}\n\n{}\n\nA spec that does it right:\n\n{example}", c.as_str(), c.title(), c.explanation())
+}
+
+/// Reads, checks and reports one file; prints the requested stage when it is valid.
+fn check_file(path: &Path, color: bool, emit: Option<Emit>) -> Outcome {
+    let name = path.display().to_string();
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            let d = Diagnostic::error(Code::Io, format!("cannot read `{name}`: {e}"))
+                .help("check the path; `hoyerc check` takes .hoyer files");
+            eprint!("{}", Report::new(&name, String::new(), vec![d]).render(WIDTH, color));
+            return Outcome::Unreadable;
+        }
+    };
+    let (text, bad_encoding) = decode(&bytes);
+    let result = match bad_encoding {
+        Some(d) => Err(vec![d]),
+        None => check_source(&text),
+    };
+    match result {
+        Ok(checked) => {
+            if !checked.warnings.is_empty() {
+                eprint!("{}", Report::new(&name, text, checked.warnings).render(WIDTH, color));
+            }
+            match emit {
+                Some(Emit::Ast) => println!("{:#?}", checked.file),
+                Some(Emit::Model) => print!("{}", summary::model_summary(&checked.program)),
+                None => {}
+            }
+            Outcome::Valid
+        }
+        Err(diagnostics) => {
+            eprint!("{}", Report::new(&name, text, diagnostics).render(WIDTH, color));
+            Outcome::Invalid
+        }
+    }
+}
