@@ -73,8 +73,37 @@ fn check_bracket_nesting(src: &str) -> Option<Diagnostic> {
     None
 }
 
+/// A pair's span without the whitespace and comments pest may attach to its end.
 fn span_of(p: &Pair<Rule>) -> Span {
-    Span::new(p.as_span().start(), p.as_span().end())
+    let start = p.as_span().start();
+    Span::new(start, start + without_trailing_trivia(p.as_str()).len())
+}
+
+fn without_trailing_trivia(mut text: &str) -> &str {
+    loop {
+        let trimmed = text.trim_end_matches(|c: char| c.is_whitespace() || c == ';');
+        let line_start = trimmed.rfind('\n').map_or(0, |i| i + 1);
+        match comment_start(&trimmed[line_start..]) {
+            Some(at) => text = &trimmed[..line_start + at],
+            None => return trimmed,
+        }
+    }
+}
+
+/// Where a `//` comment starts in one line, outside string literals.
+fn comment_start(line: &str) -> Option<usize> {
+    let bytes = line.as_bytes();
+    let (mut i, mut in_string) = (0, false);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => in_string = !in_string,
+            b'\\' if in_string => i += 1,
+            b'/' if !in_string && bytes.get(i + 1) == Some(&b'/') => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 fn ident(p: Pair<Rule>) -> Ident {
@@ -554,6 +583,10 @@ fn syntax_error(src: &str, e: &pest::error::Error<Rule>) -> Diagnostic {
             if let Some(attempts) = e.parse_attempts() {
                 for t in attempts.expected_tokens() {
                     let t = t.to_string();
+                    // pest does not export its token type; character ranges print as `a..z`.
+                    if t.chars().count() == 4 && t.get(1..3) == Some("..") {
+                        continue;
+                    }
                     // Punctuation only: words come from the rules above, and whitespace,
                     // comments and separators are always allowed.
                     if t.is_empty() || t.trim().is_empty() || t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -601,17 +634,24 @@ fn syntax_help(src: &str, pos: usize, expected: &[String]) -> Option<String> {
     if expected.iter().any(|e| e == "`]`" || e == "`)`" || e == "`}`") && rest.trim().is_empty() {
         return Some("a bracket is still open at the end of the file".into());
     }
-    if rest.starts_with("**") {
+    if rest.starts_with("**") || (rest.starts_with('*') && src[..pos].ends_with('*')) {
         return Some("powers are written `^`, as in `w^2`".into());
     }
     if rest.starts_with('\'') {
         return Some("strings use double quotes: \"mnist\"".into());
+    }
+    if found_is(rest, '}') && expected.iter().any(|e| e == "`)`") {
+        return Some("a `(` is still open before this `}`".into());
     }
     let starts_operand = rest.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '(');
     if starts_operand && expected.iter().any(|e| e == "`,`") {
         return Some("arguments are separated by commas: `dense(x, 300)`".into());
     }
     None
+}
+
+fn found_is(rest: &str, c: char) -> bool {
+    rest.starts_with(c)
 }
 
 /// The token starting at `pos`: a word, a number, or one character (empty at the end).

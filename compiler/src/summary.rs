@@ -42,9 +42,13 @@ fn shape(s: &[u64]) -> String {
 
 fn model(out: &mut String, m: &Model) {
     let _ = writeln!(out, "model {} (input {}: f32{})", m.name, m.input_name, shape(&m.input_shape));
-    let _ = writeln!(out, "  {:<12} {:<36} {}", "layer", "op", "output");
+    let ops: Vec<String> = m.nodes.iter().map(|n| n.op.describe()).collect();
+    let op_width = ops.iter().map(|o| o.chars().count()).max().unwrap_or(0).max(24);
+    let name_width =
+        m.nodes.iter().filter_map(|n| n.binding.as_ref()).map(|b| b.chars().count()).max().unwrap_or(0).max(8);
+    let _ = writeln!(out, "  {:<name_width$} {:<op_width$} {}", "layer", "op", "output");
     let mut last_binding: Option<&str> = None;
-    for n in &m.nodes {
+    for (n, op) in m.nodes.iter().zip(&ops) {
         let label = match n.binding.as_deref() {
             Some(b) if Some(b) == last_binding => "",
             Some(b) => b,
@@ -52,17 +56,18 @@ fn model(out: &mut String, m: &Model) {
             None => "(return)",
         };
         last_binding = n.binding.as_deref();
-        let _ = writeln!(out, "  {:<12} {:<36} {}", label, n.op.describe(), shape(&n.shape));
+        let _ = writeln!(out, "  {:<name_width$} {:<op_width$} {}", label, op, shape(&n.shape));
     }
     let output = &m.nodes[m.output];
     let returned = output.binding.as_deref().or(output.name.as_deref()).unwrap_or("(return)");
     let _ = writeln!(out, "  returns {returned} {}", shape(&output.shape));
     out.push('\n');
-    let _ = writeln!(out, "  {:<24} {:<20} {:>12}", "parameter", "shape", "count");
+    let pw = m.params.iter().map(|p| p.name.chars().count()).max().unwrap_or(0).max(10);
+    let _ = writeln!(out, "  {:<pw$} {:<20} {:>12}", "parameter", "shape", "count");
     for p in &m.params {
-        let _ = writeln!(out, "  {:<24} {:<20} {:>12}", p.name, shape(&p.shape), thousands(p.numel()));
+        let _ = writeln!(out, "  {:<pw$} {:<20} {:>12}", p.name, shape(&p.shape), thousands(p.numel()));
     }
-    let _ = writeln!(out, "  {:<24} {:<20} {:>12}", "total", "", thousands(m.parameter_count()));
+    let _ = writeln!(out, "  {:<pw$} {:<20} {:>12}", "total", "", thousands(m.parameter_count()));
     let _ = writeln!(out, "  forward FLOPs per sample: {} (2 per multiply-add)", thousands(m.forward_flops()));
 }
 

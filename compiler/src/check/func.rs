@@ -536,6 +536,8 @@ fn reduce(
                 err(Code::AxisOutOfRange, format!("axis {i} is out of range for a tensor of rank {rank}"), axes_arg.2);
             e.help = Some(if rank == 0 {
                 "a scalar has no axes".to_string()
+            } else if rank == 1 {
+                "its only axis is 0".to_string()
             } else {
                 format!("axes go from 0 to {} (or -{rank} to -1)", rank - 1)
             });

@@ -1,7 +1,7 @@
 //! Models: resolves layer names, infers per-sample shapes and names the parameters
 //! (`fc1.weight`, `fc1.bias`) with PyTorch's layouts.
 
-use super::values::{bind, boolean, count, kind_name};
+use super::values::{bind, const_eval, fmt_num, kind_name};
 use crate::ast::{BinOp, Call, Expr, ExprKind, ModelDef, ModelStmt, Span};
 use crate::codes::Code;
 use crate::diagnostics::{did_you_mean, Diagnostic, Sink};
@@ -386,24 +386,26 @@ impl ModelChecker<'_> {
         let span = call.span;
         let int = |mc: &mut Self, i: usize, what: &str, min: u64, default: Option<u64>| -> Option<u64> {
             match args[i] {
-                Some(e) => {
-                    let v = count(mc.sink, e, what, min)?;
-                    if v > MAX_DIM {
-                        mc.sink.push(
-                            Diagnostic::error(Code::BadLayerArgument, format!("{what} is too large"))
-                                .label(e.span, "above 2^31")
-                                .help("sizes are at most 2^31"),
-                        );
-                        return None;
-                    }
-                    Some(v)
-                }
+                Some(e) => layer_size(mc.sink, e, name, what, min),
                 None => default,
             }
         };
         let flag = |mc: &mut Self, i: usize| -> Option<bool> {
             match args[i] {
-                Some(e) => boolean(mc.sink, e, "`bias`"),
+                Some(e) => match e.kind {
+                    ExprKind::Bool(b) => Some(b),
+                    _ => {
+                        mc.sink.push(
+                            Diagnostic::error(
+                                Code::BadLayerArgument,
+                                format!("`bias` of `{name}` must be `true` or `false`"),
+                            )
+                            .label(e.span, format!("this is {}", kind_name(e)))
+                            .help("write `bias = false` to leave the bias out"),
+                        );
+                        None
+                    }
+                },
                 None => Some(true),
             }
         };
@@ -503,4 +505,36 @@ fn sorted(names: &[&str]) -> String {
     let mut v: Vec<&str> = names.to_vec();
     v.sort();
     v.join(", ")
+}
+
+/// A size, kernel, stride or padding: a whole number from `min` up to 2^31.
+fn layer_size(sink: &mut Sink, e: &Expr, layer: &str, what: &str, min: u64) -> Option<u64> {
+    let v = match const_eval(e) {
+        Ok(v) => v,
+        Err(_) => {
+            sink.push(
+                Diagnostic::error(Code::BadLayerArgument, format!("{what} of `{layer}` must be a whole number"))
+                    .label(e.span, format!("this is {}", kind_name(e)))
+                    .help("layer sizes are fixed when the spec is compiled: write a number"),
+            );
+            return None;
+        }
+    };
+    if v.fract() != 0.0 || v < min as f64 || v > MAX_DIM as f64 {
+        let range = if min == 0 { "from 0 to 2^31" } else { "from 1 to 2^31" };
+        sink.push(
+            Diagnostic::error(Code::BadLayerArgument, format!("{what} of `{layer}` must be a whole number {range}"))
+                .label(e.span, format!("this is {}", fmt_num(v)))
+                .help(format!(
+                    "e.g. `{}`",
+                    match layer {
+                        "dense" => "dense(x, 300)",
+                        "conv2d" => "conv2d(x, 20, kernel = 5, stride = 1, padding = 0)",
+                        _ => "maxpool(c, 2)",
+                    }
+                )),
+        );
+        return None;
+    }
+    Some(v as u64)
 }
