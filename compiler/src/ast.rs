@@ -125,7 +125,7 @@ pub struct TrainDef {
 pub enum TrainStmt {
     Setting(Setting),
     Phase(Phase),
-    Prune(Prune),
+    Prune(Box<Prune>),
 }
 
 #[derive(Debug, Clone)]
@@ -138,7 +138,7 @@ pub struct Phase {
 #[derive(Debug, Clone)]
 pub enum PhaseStmt {
     Setting(Setting),
-    Prune(Prune),
+    Prune(Box<Prune>),
 }
 
 /// A one-word statement and its value: `batch 100`, `epochs 250`, `optimizer adam(lr = 1e-3)`,

@@ -222,7 +222,7 @@ impl Builder {
                 for s in it {
                     match s.as_rule() {
                         Rule::phase_def => body.extend(self.phase(s).map(TrainStmt::Phase)),
-                        Rule::prune_stmt => body.extend(self.prune(s).map(TrainStmt::Prune)),
+                        Rule::prune_stmt => body.extend(self.prune(s).map(|p| TrainStmt::Prune(Box::new(p)))),
                         _ => body.extend(self.setting(s).map(TrainStmt::Setting)),
                     }
                 }
@@ -243,7 +243,7 @@ impl Builder {
         let mut body = Vec::new();
         for s in it {
             if s.as_rule() == Rule::prune_stmt {
-                body.extend(self.prune(s).map(PhaseStmt::Prune));
+                body.extend(self.prune(s).map(|p| PhaseStmt::Prune(Box::new(p))));
             } else {
                 body.extend(self.setting(s).map(PhaseStmt::Setting));
             }

@@ -28,7 +28,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -46,7 +46,7 @@ fn model(out: &mut String, m: &Model) {
     let op_width = ops.iter().map(|o| o.chars().count()).max().unwrap_or(0).max(24);
     let name_width =
         m.nodes.iter().filter_map(|n| n.binding.as_ref()).map(|b| b.chars().count()).max().unwrap_or(0).max(8);
-    let _ = writeln!(out, "  {:<name_width$} {:<op_width$} {}", "layer", "op", "output");
+    let _ = writeln!(out, "  {:<name_width$} {:<op_width$} output", "layer", "op");
     let mut last_binding: Option<&str> = None;
     for (n, op) in m.nodes.iter().zip(&ops) {
         let label = match n.binding.as_deref() {

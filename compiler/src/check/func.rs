@@ -304,7 +304,7 @@ impl Instantiator<'_> {
             ));
         }
         if ELEMENTWISE.contains(&name) {
-            return match &args[..] {
+            return match args {
                 [Val::Num(v)] => Ok(Val::Num(elementwise(name, *v))),
                 [Val::Tensor(s)] => Ok(Val::Tensor(s.clone())),
                 [other] => Err(Self::err(

@@ -204,7 +204,7 @@ fn misplaced(sink: &mut Sink, s: &Setting, block: &str) -> Option<()> {
     None
 }
 
-fn expr_of<'a>(s: &'a Setting) -> Option<&'a Expr> {
+fn expr_of(s: &Setting) -> Option<&Expr> {
     match &s.value {
         SettingValue::Expr(e) => Some(e),
         _ => None,

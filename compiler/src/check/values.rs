@@ -143,7 +143,7 @@ pub fn number(sink: &mut Sink, e: &Expr, what: &str) -> Option<f64> {
         Err(NotConst::Kind(span, kind)) => {
             sink.push(
                 Diagnostic::error(Code::WrongKind, format!("{what} must be a number, not {kind}"))
-                    .label(span, format!("{kind}"))
+                    .label(span, kind.to_string())
                     .help("write a number such as `0.1`, `1e-3`, `90%` or `1/255`"),
             );
             None

@@ -1,0 +1,120 @@
+//! The command line as a user meets it: exit codes, output streams, `explain`, and files that
+//! are missing, unreadable or pathological.
+
+use hoyer_compiler::codes::Code;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn hoyerc(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hoyerc"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("hoyerc runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hoyer-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+#[test]
+fn check_valid_examples_exits_0() {
+    let (code, out, err) = hoyerc(&["check", "examples/quickstart.hoyer", "examples/lenet300_hs.hoyer"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "examples/quickstart.hoyer: ok\nexamples/lenet300_hs.hoyer: ok\n");
+    assert!(err.is_empty());
+}
+
+#[test]
+fn check_invalid_exits_1_and_reports_on_stderr() {
+    let (code, out, err) = hoyerc(&["check", "tests/errors/e0401_bare_weight.hoyer"]);
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    assert!(err.contains("E0401") && err.contains("help:"), "{err}");
+}
+
+#[test]
+fn missing_file_exits_2_and_other_files_are_still_checked() {
+    let (code, out, err) =
+        hoyerc(&["check", "no/such/file.hoyer", "examples/quickstart.hoyer", "tests/errors/e0501_zero_epochs.hoyer"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("E0007") && err.contains("cannot read `no/such/file.hoyer`"), "{err}");
+    assert!(out.contains("examples/quickstart.hoyer: ok"));
+    assert!(err.contains("E0501"));
+}
+
+#[test]
+fn a_folder_is_a_clear_error() {
+    let (code, _, err) = hoyerc(&["check", "examples"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("E0007"), "{err}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(hoyerc(&["check"]).0, 2);
+    assert_eq!(hoyerc(&["compile", "examples/quickstart.hoyer", "--emit", "nonsense"]).0, 2);
+    assert_eq!(hoyerc(&["frobnicate"]).0, 2);
+}
+
+#[test]
+fn compile_emits_ast_and_model() {
+    let (code, out, _) = hoyerc(&["compile", "examples/quickstart.hoyer", "--emit", "ast"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("ModelDef") && out.contains("\"fc1\""), "{out}");
+    let (code, out, _) = hoyerc(&["compile", "examples/lenet300_hs.hoyer"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("  total") && out.contains("266,610"), "{out}");
+    let (code, out, err) = hoyerc(&["compile", "tests/errors/e0104_unknown_data.hoyer", "--emit", "model"]);
+    assert_eq!(code, 1);
+    assert!(out.is_empty() && err.contains("E0104"));
+}
+
+#[test]
+fn warnings_do_not_fail_a_check() {
+    let path = temp_file(
+        "warn.hoyer",
+        b"data d = synthetic(classes = 2, train = 8, test = 8)\n\
+          model m(x: f32[4]) {\n  spare = dense(x, 3)\n  out2 = dense(x, 2)\n  return out2\n}\n\
+          train m on d { phase p { epochs 1  optimizer sgd(lr = 0.1) } }\n",
+    );
+    let (code, out, err) = hoyerc(&["check", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.ends_with(": ok\n"));
+    assert!(err.contains("W0601") && err.contains("1 warning"), "{err}");
+}
+
+#[test]
+fn deep_nesting_through_the_binary() {
+    let deep = format!("fn f(w) = {}w{}\n", "(".repeat(100_000), ")".repeat(100_000));
+    let path = temp_file("deep.hoyer", deep.as_bytes());
+    let (code, _, err) = hoyerc(&["check", path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("E0003"), "{err}");
+}
+
+#[test]
+fn explain_every_code() {
+    for c in Code::ALL {
+        let (code, out, err) = hoyerc(&["explain", c.as_str()]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.starts_with(&format!("{}: {}", c.as_str(), c.title())));
+        assert!(out.contains("A spec that does it right:"));
+    }
+    let (code, out, _) = hoyerc(&["explain", "e0401"]);
+    assert_eq!(code, 0, "codes are case-insensitive");
+    assert!(out.contains("selector"));
+    let (code, _, err) = hoyerc(&["explain", "E9999"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("known codes"));
+}

@@ -1,0 +1,157 @@
+//! No input makes the front end panic, hang or overflow its stack: every prefix of every
+//! example, random byte flips, token deletions, and 100,000-deep nesting all end in a valid
+//! spec or in diagnostics that each carry a code and render.
+//!
+//! These run in-process on the test harness's ordinary thread (2 MiB of stack, less than the
+//! CLI's), so a recursion that escaped the bounds would overflow here first.
+
+use hoyer_compiler::diagnostics::Report;
+use hoyer_compiler::{check_source, decode};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Checks one input; panics (failing the test) if it is not handled cleanly.
+fn must_end_cleanly(label: &str, bytes: &[u8]) {
+    let start = Instant::now();
+    let (text, bad) = decode(bytes);
+    let result = match bad {
+        Some(d) => Err(vec![d]),
+        None => check_source(&text).map(|_| ()),
+    };
+    if let Err(diagnostics) = result {
+        assert!(!diagnostics.is_empty(), "{label}: rejected without a diagnostic");
+        assert!(diagnostics.iter().any(|d| d.is_error()), "{label}: rejected with warnings only");
+        let rendered = Report::new("fuzz.hoyer", text, diagnostics.clone()).render(100, false);
+        for d in &diagnostics {
+            assert!(rendered.contains(d.code.as_str()), "{label}: {} not rendered", d.code);
+        }
+    }
+    // Not a speed test: a bound far above any real cost, to catch a hang or blow-up.
+    assert!(start.elapsed() < Duration::from_secs(5), "{label}: took {:?}", start.elapsed());
+}
+
+fn examples() -> Vec<(String, String)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .expect("examples/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "hoyer"))
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap()))
+        .collect();
+    out.sort();
+    assert!(out.len() >= 5);
+    out
+}
+
+/// A small deterministic generator (xorshift), so failures reproduce.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+#[test]
+fn every_prefix_of_every_example() {
+    for (name, text) in examples() {
+        for (i, _) in text.char_indices().chain([(text.len(), ' ')]) {
+            must_end_cleanly(&format!("{name}[..{i}]"), &text.as_bytes()[..i]);
+        }
+    }
+}
+
+#[test]
+fn random_byte_flips() {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    // Bytes that make interesting syntax, and arbitrary ones (including invalid UTF-8).
+    let interesting = b"(){}[],.=*+-/^|>%\"\n 0123456789eE_xq;:";
+    for (name, text) in examples() {
+        for round in 0..400 {
+            let mut bytes = text.clone().into_bytes();
+            for _ in 0..1 + rng.below(3) {
+                let at = rng.below(bytes.len());
+                bytes[at] =
+                    if rng.below(4) == 0 { rng.next() as u8 } else { interesting[rng.below(interesting.len())] };
+            }
+            must_end_cleanly(&format!("{name} flip round {round}"), &bytes);
+        }
+    }
+}
+
+#[test]
+fn every_token_deleted_in_turn() {
+    for (name, text) in examples() {
+        let tokens: Vec<(usize, usize)> = {
+            let mut v = Vec::new();
+            let mut start = None;
+            for (i, c) in text.char_indices() {
+                match (c.is_whitespace(), start) {
+                    (false, None) => start = Some(i),
+                    (true, Some(s)) => {
+                        v.push((s, i));
+                        start = None;
+                    }
+                    _ => {}
+                }
+            }
+            v
+        };
+        for (s, e) in tokens {
+            let mutated = format!("{}{}", &text[..s], &text[e..]);
+            must_end_cleanly(&format!("{name} without `{}`", &text[s..e]), mutated.as_bytes());
+        }
+    }
+}
+
+const DEEP: usize = 100_000;
+
+fn in_penalty(expr: &str) -> String {
+    format!(
+        "data d = synthetic(classes = 2, train = 8, test = 8)\nmodel m(x: f32[4]) {{ return dense(x, 2) }}\n\
+         train m on d {{ phase p {{ epochs 1  optimizer sgd(lr = 0.1)  penalty {expr} }} }}\n"
+    )
+}
+
+#[test]
+fn hundred_thousand_deep_nesting() {
+    let cases: Vec<(&str, String)> = vec![
+        ("parentheses", in_penalty(&format!("{}hoyer_square(*){}", "(".repeat(DEEP), ")".repeat(DEEP)))),
+        ("unclosed parentheses", in_penalty(&"(".repeat(DEEP))),
+        ("nested calls", format!("fn f(w) = {}w{}\n", "abs(".repeat(DEEP), ")".repeat(DEEP))),
+        ("nested lists", format!("fn f(w) = sum(w, over = {}0{})\n", "[".repeat(DEEP), "]".repeat(DEEP))),
+        ("unary minus", format!("fn f(w) = {}w\n", "-".repeat(DEEP))),
+        ("right-associative powers", format!("fn f(w) = w{}\n", "^w".repeat(DEEP))),
+        ("left-associative sums", format!("fn f(w) = w{}\n", " + w".repeat(DEEP))),
+        ("pipes", format!("model m(x: f32[4]) {{ y = x{} return y }}\n", " |> relu".repeat(DEEP))),
+        ("braces", format!("{}\n", "{".repeat(DEEP))),
+        ("unknown statement with brackets", format!("train m on d {{ nonsense {} }}\n", "(".repeat(DEEP))),
+        ("comment", format!("// {}\n", "(".repeat(DEEP))),
+        ("string", format!("data d = idx(\"{}\")\n", "(".repeat(DEEP))),
+    ];
+    for (label, text) in cases {
+        must_end_cleanly(label, text.as_bytes());
+    }
+}
+
+#[test]
+fn odd_inputs() {
+    for (label, bytes) in [
+        ("empty", &b""[..]),
+        ("only a comment", b"// nothing here"),
+        ("nul bytes", b"\0\0\0"),
+        ("invalid UTF-8", b"data \xff\xfe = idx(\"x\")"),
+        ("a lone quote", b"data d = idx(\""),
+        ("huge number", b"model m(x: f32[99999999999999999999999]) { return dense(x, 2) }"),
+        ("huge width", b"model m(x: f32[4]) { return dense(x, 1e300) }"),
+        ("tiny float seed", b"data d = synthetic(classes = 2, train = 8, test = 8, seed = 1e-300)"),
+        ("crlf", b"data d = idx(\"m\")\r\nmodel m(x: f32[4]) {\r\n return dense(x, 2)\r\n}\r\n"),
+    ] {
+        must_end_cleanly(label, bytes);
+    }
+}
