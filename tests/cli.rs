@@ -1,22 +1,13 @@
 //! The command line as a user meets it: exit codes, output streams, `explain`, and files that
 //! are missing, unreadable or pathological.
 
+mod common;
+
 use hoyer_compiler::codes::Code;
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
 
 fn hoyerc(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_hoyerc"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("hoyerc runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    common::hoyerc_in(Path::new(env!("CARGO_MANIFEST_DIR")), args)
 }
 
 fn temp_file(name: &str, contents: &[u8]) -> PathBuf {

@@ -7,8 +7,9 @@
 //! Re-bless after an intended change with `HOYER_BLESS=1 cargo test --test golden`, then
 //! read the diff before committing it.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -18,20 +19,10 @@ fn blessing() -> bool {
     std::env::var_os("HOYER_BLESS").is_some_and(|v| v != "0")
 }
 
-/// Runs hoyerc in `dir` on `file` (a name relative to `dir`, so that paths in the output are
-/// stable). Returns (exit code, stdout, stderr).
+/// Runs hoyerc in `dir` on a file named relative to `dir`, so that paths in the output are
+/// stable.
 fn hoyerc(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_hoyerc"))
-        .current_dir(dir)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("hoyerc runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    common::hoyerc_in(dir, args)
 }
 
 fn specs(dir: &Path) -> Vec<PathBuf> {

@@ -24,7 +24,7 @@ pub fn parse(src: &str) -> Result<File, Vec<Diagnostic>> {
         return Err(vec![d]);
     }
     pest::set_error_detail(true);
-    let mut pairs = HoyerParser::parse(Rule::file, src).map_err(|e| vec![syntax_error(src, &e)])?;
+    let mut pairs = HoyerParser::parse(Rule::file, src).map_err(|e| syntax_errors(src, &e))?;
     let file = pairs.next().expect("the file rule always yields one pair");
     let mut b = Builder { errors: Vec::new(), depth: 0 };
     let items = file.into_inner().filter(|p| p.as_rule() != Rule::EOI).filter_map(|p| b.item(p)).collect();
@@ -33,6 +33,31 @@ pub fn parse(src: &str) -> Result<File, Vec<Diagnostic>> {
     } else {
         Err(b.errors)
     }
+}
+
+/// pest stops at the first syntax error. To report one per broken item, each top-level item
+/// (from a line starting with `data`, `model`, `fn` or `train` to the next) is parsed again on
+/// its own, and its error moved back to its place in the file.
+fn syntax_errors(src: &str, first: &pest::error::Error<Rule>) -> Vec<Diagnostic> {
+    let mut errors = vec![syntax_error(src, first)];
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(src.match_indices('\n').map(|(i, _)| i + 1))
+        .filter(|&i| ["data", "model", "fn", "train"].iter().any(|k| src[i..].starts_with(k)))
+        .collect();
+    for (k, &start) in starts.iter().enumerate() {
+        let end = starts.get(k + 1).copied().unwrap_or(src.len());
+        let item = &src[start..end];
+        if let Err(e) = HoyerParser::parse(Rule::file, item) {
+            let mut d = syntax_error(item, &e);
+            for l in &mut d.labels {
+                l.span = Span::new(l.span.start + start, l.span.end + start);
+            }
+            if !errors.iter().any(|known| known.position() == d.position()) {
+                errors.push(d);
+            }
+        }
+    }
+    errors
 }
 
 /// Finds the first bracket nested deeper than `MAX_BRACKET_NESTING`, skipping comments and
