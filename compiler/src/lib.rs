@@ -2,9 +2,11 @@
 //! miette diagnostics (`diagnostics`, `codes`) and the canonical model summary (`summary`).
 
 pub mod ast;
+pub mod autodiff;
 pub mod check;
 pub mod codes;
 pub mod diagnostics;
+pub mod ir;
 pub mod parse;
 pub mod program;
 pub mod summary;

@@ -1,0 +1,326 @@
+//! Reverse-mode automatic differentiation as a pass over the IR: one vector-Jacobian rule
+//! per primitive. The gradient values are appended to the same graph, so that later passes
+//! (fusion, codegen) see forward and backward together.
+//!
+//! Every rule is checked against central finite differences in `tests` below.
+
+use crate::ir::{Binary, Graph, Op, ReduceOp, Unary, ValueId};
+use std::collections::HashMap;
+
+/// Appends the gradient of the scalar `loss` with respect to each of `wrt` and returns the
+/// gradient values in the same order. A value that does not influence `loss` gets zeros.
+pub fn grad(g: &mut Graph, loss: ValueId, wrt: &[ValueId]) -> Vec<ValueId> {
+    assert!(g.shape(loss).is_empty(), "the loss must be a scalar");
+    // Only values that depend on something in `wrt` need an adjoint.
+    let n = loss.index() + 1;
+    let mut needed = vec![false; n];
+    for w in wrt {
+        if w.index() < n {
+            needed[w.index()] = true;
+        }
+    }
+    for i in 0..n {
+        if !needed[i] {
+            needed[i] = g.values[i].op.operands().iter().any(|o| needed[o.index()]);
+        }
+    }
+
+    let mut adj: HashMap<ValueId, ValueId> = HashMap::new();
+    let one = g.scalar(1.0);
+    adj.insert(loss, one);
+    for i in (0..n).rev() {
+        let y = ValueId(i as u32);
+        let Some(&gy) = adj.get(&y) else { continue };
+        if !needed[i] {
+            continue;
+        }
+        let op = g.values[i].op.clone();
+        for (x, gx) in vjp(g, &op, y, gy) {
+            if !needed[x.index()] {
+                continue;
+            }
+            let total = match adj.get(&x) {
+                Some(&prev) => g.binary(Binary::Add, prev, gx),
+                None => gx,
+            };
+            adj.insert(x, total);
+        }
+    }
+    wrt.iter()
+        .map(|w| match adj.get(w) {
+            Some(&gw) => gw,
+            None => {
+                let s = g.shape(*w).to_vec();
+                g.constant(0.0, s)
+            }
+        })
+        .collect()
+}
+
+/// The contributions of `y = op(...)` with adjoint `gy` to its operands.
+fn vjp(g: &mut Graph, op: &Op, y: ValueId, gy: ValueId) -> Vec<(ValueId, ValueId)> {
+    match *op {
+        Op::Input { .. } | Op::Const(_) | Op::OneHot { .. } => vec![],
+        Op::Unary(u, x) => {
+            let gx = match u {
+                Unary::Neg => g.unary(Unary::Neg, gy),
+                Unary::Abs => {
+                    let s = g.unary(Unary::Sign, x);
+                    g.binary(Binary::Mul, gy, s)
+                }
+                // d sqrt(x) = 1 / (2 sqrt(x))
+                Unary::Sqrt => {
+                    let two_y = g.binary(Binary::Add, y, y);
+                    g.binary(Binary::Div, gy, two_y)
+                }
+                Unary::Exp => g.binary(Binary::Mul, gy, y),
+                Unary::Log => g.binary(Binary::Div, gy, x),
+                Unary::Relu => {
+                    let s = g.unary(Unary::Step, x);
+                    g.binary(Binary::Mul, gy, s)
+                }
+                // d (1/x) = -1/x² = -y²
+                Unary::Recip => {
+                    let y2 = g.binary(Binary::Mul, y, y);
+                    let t = g.binary(Binary::Mul, gy, y2);
+                    g.unary(Unary::Neg, t)
+                }
+                Unary::Sign | Unary::Step => return vec![],
+            };
+            vec![(x, gx)]
+        }
+        Op::PowConst(x, c) => {
+            // d x^c = c x^(c-1)
+            let d = if c == 2.0 {
+                let s = g.shape(x).to_vec();
+                let two = g.constant(2.0, s);
+                g.binary(Binary::Mul, two, x)
+            } else {
+                let p = g.pow_const(x, c - 1.0);
+                let s = g.shape(x).to_vec();
+                let k = g.constant(c, s);
+                g.binary(Binary::Mul, k, p)
+            };
+            vec![(x, g.binary(Binary::Mul, gy, d))]
+        }
+        Op::Binary(b, l, r) => match b {
+            Binary::Add => vec![(l, gy), (r, gy)],
+            Binary::Sub => {
+                let nr = g.unary(Unary::Neg, gy);
+                vec![(l, gy), (r, nr)]
+            }
+            Binary::Mul => {
+                let gl = g.binary(Binary::Mul, gy, r);
+                let gr = g.binary(Binary::Mul, gy, l);
+                vec![(l, gl), (r, gr)]
+            }
+            Binary::Div => {
+                // y = l / r: dl = g / r, dr = -g y / r
+                let gl = g.binary(Binary::Div, gy, r);
+                let t = g.binary(Binary::Mul, gl, y);
+                let gr = g.unary(Unary::Neg, t);
+                vec![(l, gl), (r, gr)]
+            }
+            Binary::Max => {
+                // Ties share the gradient evenly, as PyTorch's maximum does.
+                let ml = g.binary(Binary::Eq, l, y);
+                let mr = g.binary(Binary::Eq, r, y);
+                let share = g.binary(Binary::Add, ml, mr);
+                let gs = g.binary(Binary::Div, gy, share);
+                let gl = g.binary(Binary::Mul, gs, ml);
+                let gr = g.binary(Binary::Mul, gs, mr);
+                vec![(l, gl), (r, gr)]
+            }
+            Binary::Eq => vec![],
+        },
+        Op::Reduce { op: rop, input, ref axes } => {
+            let in_shape = g.shape(input).to_vec();
+            let kept: Vec<usize> = (0..in_shape.len()).filter(|a| !axes.contains(a)).collect();
+            let gb = g.broadcast(gy, &in_shape, kept.clone());
+            let gx = match rop {
+                ReduceOp::Sum => gb,
+                ReduceOp::Max => {
+                    // The maxima share the gradient evenly (as PyTorch's amax).
+                    let yb = g.broadcast(y, &in_shape, kept.clone());
+                    let mask = g.binary(Binary::Eq, input, yb);
+                    let count = g.reduce(ReduceOp::Sum, mask, axes.clone());
+                    let count_b = g.broadcast(count, &in_shape, kept);
+                    let share = g.binary(Binary::Div, mask, count_b);
+                    g.binary(Binary::Mul, gb, share)
+                }
+            };
+            vec![(input, gx)]
+        }
+        Op::Broadcast { input, ref dims } => {
+            let out_rank = g.shape(y).len();
+            let summed: Vec<usize> = (0..out_rank).filter(|a| !dims.contains(a)).collect();
+            let r = g.reduce(ReduceOp::Sum, gy, summed);
+            // `r` holds the kept axes in increasing output order; put them in input order.
+            let mut order: Vec<usize> = dims.clone();
+            order.sort_unstable();
+            let perm: Vec<usize> = dims.iter().map(|d| order.iter().position(|o| o == d).unwrap_or(0)).collect();
+            let gx = if perm.iter().enumerate().all(|(i, &p)| i == p) { r } else { g.permute(r, perm) };
+            vec![(input, gx)]
+        }
+        Op::Reshape(x) => {
+            let s = g.shape(x).to_vec();
+            vec![(x, g.reshape(gy, s))]
+        }
+        Op::Permute { input, ref perm } => {
+            let mut inverse = vec![0; perm.len()];
+            for (i, &p) in perm.iter().enumerate() {
+                inverse[p] = i;
+            }
+            vec![(input, g.permute(gy, inverse))]
+        }
+        Op::MatMul { a, b, ta, tb } => {
+            let (ga, gb) = match (ta, tb) {
+                (false, false) => (g.matmul(gy, b, false, true), g.matmul(a, gy, true, false)),
+                (false, true) => (g.matmul(gy, b, false, false), g.matmul(gy, a, true, false)),
+                (true, false) => (g.matmul(b, gy, false, true), g.matmul(a, gy, false, false)),
+                (true, true) => (g.matmul(b, gy, true, true), g.matmul(gy, a, true, true)),
+            };
+            vec![(a, ga), (b, gb)]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::interp::{run, Precision};
+    use crate::ir::InputKind;
+
+    /// Deterministic pseudo-random numbers in [lo, hi), kept away from zero by `gap`.
+    fn numbers(n: usize, seed: u64, gap: f64) -> Vec<f64> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                let u = (s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0;
+                u.signum() * (gap + u.abs())
+            })
+            .collect()
+    }
+
+    /// Builds `loss = sum(weights ⊙ f(x))` with `f` given, and compares the gradient the pass
+    /// derives with central finite differences, in float64.
+    fn check(name: &str, shape: Vec<usize>, x0: Vec<f64>, f: impl Fn(&mut Graph, ValueId) -> ValueId) {
+        let mut g = Graph::default();
+        let x = g.input_value("x", InputKind::Param, shape);
+        let y = f(&mut g, x);
+        let ys = g.shape(y).to_vec();
+        let w = g.input_value("w", InputKind::Data, ys.clone());
+        let prod = g.binary(Binary::Mul, y, w);
+        let loss = g.sum_all(prod);
+        let dx = grad(&mut g, loss, &[x])[0];
+        g.validate().unwrap();
+        let weights = numbers(crate::ir::numel(&ys), 99, 0.1);
+        let eval = |xv: &[f64]| -> Vec<Vec<f64>> {
+            let inputs = [("x".to_string(), xv.to_vec()), ("w".to_string(), weights.clone())].into_iter().collect();
+            run(&g, &inputs, Precision::F64).unwrap()
+        };
+        let analytic = eval(&x0)[dx.index()].clone();
+        let h = 1e-6;
+        for i in 0..x0.len() {
+            let (mut xp, mut xm) = (x0.clone(), x0.clone());
+            xp[i] += h;
+            xm[i] -= h;
+            let numeric = (eval(&xp)[loss.index()][0] - eval(&xm)[loss.index()][0]) / (2.0 * h);
+            let err = (numeric - analytic[i]).abs() / numeric.abs().max(1.0);
+            assert!(err < 1e-6, "{name}: d/dx[{i}] analytic {} numeric {numeric}", analytic[i]);
+        }
+    }
+
+    fn positive(n: usize, seed: u64) -> Vec<f64> {
+        numbers(n, seed, 0.2).into_iter().map(f64::abs).collect()
+    }
+
+    #[test]
+    fn unary_rules() {
+        for u in [Unary::Neg, Unary::Abs, Unary::Exp, Unary::Relu, Unary::Sign, Unary::Step] {
+            check(u.name(), vec![2, 3], numbers(6, 1, 0.1), |g, x| g.unary(u, x));
+        }
+        for u in [Unary::Sqrt, Unary::Log, Unary::Recip] {
+            check(u.name(), vec![5], positive(5, 2), |g, x| g.unary(u, x));
+        }
+    }
+
+    #[test]
+    fn power_rules() {
+        for c in [2.0, 3.0, 0.5, -1.5] {
+            check("pow", vec![4], positive(4, 3), move |g, x| g.pow_const(x, c));
+        }
+    }
+
+    #[test]
+    fn binary_rules() {
+        // Each binary op against a second, fixed operand on either side, and with itself.
+        for b in [Binary::Add, Binary::Sub, Binary::Mul, Binary::Div, Binary::Max] {
+            check(b.name(), vec![3, 2], positive(6, 4), move |g, x| {
+                let other = g.constant(0.7, vec![3, 2]);
+                let l = g.binary(b, x, other);
+                let r = g.binary(b, other, x);
+                g.binary(Binary::Add, l, r)
+            });
+        }
+        check("mul self", vec![3], numbers(3, 5, 0.1), |g, x| g.binary(Binary::Mul, x, x));
+        check("eq", vec![3], numbers(3, 6, 0.1), |g, x| g.binary(Binary::Eq, x, x));
+    }
+
+    #[test]
+    fn reduce_rules() {
+        let x0 = numbers(24, 7, 0.1);
+        for axes in [vec![0], vec![1], vec![2], vec![0, 2], vec![0, 1, 2]] {
+            let a = axes.clone();
+            check("reduce_sum", vec![2, 3, 4], x0.clone(), move |g, x| g.reduce(ReduceOp::Sum, x, a.clone()));
+            check("reduce_max", vec![2, 3, 4], x0.clone(), move |g, x| g.reduce(ReduceOp::Max, x, axes.clone()));
+        }
+    }
+
+    #[test]
+    fn movement_rules() {
+        let x0 = numbers(6, 8, 0.1);
+        check("broadcast", vec![2, 3], x0.clone(), |g, x| g.broadcast(x, &[4, 2, 3], vec![1, 2]));
+        check("broadcast transposed", vec![2, 3], x0.clone(), |g, x| g.broadcast(x, &[3, 5, 2], vec![2, 0]));
+        check("reshape", vec![2, 3], x0.clone(), |g, x| g.reshape(x, vec![3, 2]));
+        check("permute", vec![2, 3], x0.clone(), |g, x| g.permute(x, vec![1, 0]));
+        check("permute 3d", vec![2, 3, 1], x0, |g, x| g.permute(x, vec![2, 0, 1]));
+    }
+
+    #[test]
+    fn matmul_rules() {
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            // x is the left operand…
+            let sa = if ta { vec![3, 2] } else { vec![2, 3] };
+            check("matmul lhs", sa, numbers(6, 9, 0.1), move |g, x| {
+                let sb = if tb { vec![4, 3] } else { vec![3, 4] };
+                let b = g.constant(0.3, sb);
+                let b = g.unary(Unary::Exp, b);
+                g.matmul(x, b, ta, tb)
+            });
+            // …and the right one.
+            let sb = if tb { vec![4, 3] } else { vec![3, 4] };
+            check("matmul rhs", sb, numbers(12, 10, 0.1), move |g, x| {
+                let sa = if ta { vec![3, 2] } else { vec![2, 3] };
+                let a = g.constant(0.5, sa);
+                g.matmul(a, x, ta, tb)
+            });
+        }
+    }
+
+    #[test]
+    fn unrelated_inputs_get_zero_gradients() {
+        let mut g = Graph::default();
+        let x = g.input_value("x", InputKind::Param, vec![2]);
+        let z = g.input_value("z", InputKind::Param, vec![3]);
+        let loss = g.sum_all(x);
+        let grads = grad(&mut g, loss, &[x, z]);
+        let inputs = [("x".to_string(), vec![1.0, 2.0]), ("z".to_string(), vec![0.0; 3])].into_iter().collect();
+        let v = run(&g, &inputs, Precision::F64).unwrap();
+        assert_eq!(v[grads[0].index()], vec![1.0, 1.0]);
+        assert_eq!(v[grads[1].index()], vec![0.0; 3]);
+    }
+}

@@ -1,0 +1,220 @@
+//! The reference interpreter: the oracle every back end is tested against.
+//!
+//! Values are row-major `f64` buffers. In `Precision::F32` every result is rounded to `f32`,
+//! which is what a float32 back end computes up to summation order.
+
+use super::{numel, Binary, Graph, Op, ReduceOp, ValueId};
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    F32,
+    F64,
+}
+
+/// Row-major strides of a shape.
+pub fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+/// Calls `f(out_flat, in_flat)` for every element of `out_shape`, where the input index
+/// follows `in_strides_per_out_axis` (0 for axes the input does not have).
+fn walk(out_shape: &[usize], in_strides: &[usize], mut f: impl FnMut(usize, usize)) {
+    let n = numel(out_shape);
+    let rank = out_shape.len();
+    let mut idx = vec![0usize; rank];
+    let mut src = 0usize;
+    for flat in 0..n {
+        f(flat, src);
+        for ax in (0..rank).rev() {
+            idx[ax] += 1;
+            src += in_strides[ax];
+            if idx[ax] < out_shape[ax] {
+                break;
+            }
+            src -= in_strides[ax] * out_shape[ax];
+            idx[ax] = 0;
+        }
+    }
+}
+
+/// Evaluates every value of `graph`. `inputs` maps input names to buffers.
+pub fn run(graph: &Graph, inputs: &HashMap<String, Vec<f64>>, precision: Precision) -> Result<Vec<Vec<f64>>, String> {
+    let mut vals: Vec<Vec<f64>> = Vec::with_capacity(graph.values.len());
+    for (i, v) in graph.values.iter().enumerate() {
+        let get = |id: &ValueId| -> &Vec<f64> { &vals[id.index()] };
+        let n = numel(&v.shape);
+        let mut out: Vec<f64> = match &v.op {
+            Op::Input { name, .. } => {
+                let buf = inputs.get(name).ok_or_else(|| format!("input `{name}` was not given"))?;
+                if buf.len() != n {
+                    return Err(format!("input `{name}` has {} values, expected {n}", buf.len()));
+                }
+                buf.clone()
+            }
+            Op::Const(c) => vec![*c; n],
+            Op::Unary(op, x) => get(x).iter().map(|&a| op.apply(a)).collect(),
+            Op::PowConst(x, c) => get(x).iter().map(|&a| pow(a, *c)).collect(),
+            Op::Binary(op, a, b) => get(a).iter().zip(get(b)).map(|(&x, &y)| op.apply(x, y)).collect(),
+            Op::Reduce { op, input, axes } => {
+                let in_shape = graph.shape(*input);
+                let out_strides = strides(&v.shape);
+                // Input axis → stride in the output (0 for reduced axes).
+                let mut per_axis = Vec::with_capacity(in_shape.len());
+                let mut k = 0;
+                for ax in 0..in_shape.len() {
+                    if axes.contains(&ax) {
+                        per_axis.push(0);
+                    } else {
+                        per_axis.push(out_strides[k]);
+                        k += 1;
+                    }
+                }
+                let init = if *op == ReduceOp::Sum { 0.0 } else { f64::NEG_INFINITY };
+                let mut out = vec![init; n];
+                let src = get(input);
+                walk(in_shape, &per_axis, |flat, o| match op {
+                    ReduceOp::Sum => out[o] += src[flat],
+                    ReduceOp::Max => out[o] = out[o].max(src[flat]),
+                });
+                out
+            }
+            Op::Broadcast { input, dims } => {
+                let in_strides = strides(graph.shape(*input));
+                let mut per_axis = vec![0; v.shape.len()];
+                for (i, &d) in dims.iter().enumerate() {
+                    per_axis[d] = in_strides[i];
+                }
+                let src = get(input);
+                let mut out = vec![0.0; n];
+                walk(&v.shape, &per_axis, |o, s| out[o] = src[s]);
+                out
+            }
+            Op::Reshape(x) => get(x).clone(),
+            Op::Permute { input, perm } => {
+                let in_strides = strides(graph.shape(*input));
+                let per_axis: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
+                let src = get(input);
+                let mut out = vec![0.0; n];
+                walk(&v.shape, &per_axis, |o, s| out[o] = src[s]);
+                out
+            }
+            Op::MatMul { a, b, ta, tb } => {
+                let (sa, sb) = (graph.shape(*a), graph.shape(*b));
+                let (m, nn) = (v.shape[0], v.shape[1]);
+                let k = if *ta { sa[0] } else { sa[1] };
+                let (av, bv) = (get(a), get(b));
+                let at = |i: usize, p: usize| if *ta { av[p * sa[1] + i] } else { av[i * sa[1] + p] };
+                let bt = |p: usize, j: usize| if *tb { bv[j * sb[1] + p] } else { bv[p * sb[1] + j] };
+                let mut out = vec![0.0; m * nn];
+                for i in 0..m {
+                    for j in 0..nn {
+                        out[i * nn + j] = (0..k).map(|p| at(i, p) * bt(p, j)).sum();
+                    }
+                }
+                out
+            }
+            Op::OneHot { labels } => {
+                let classes = v.shape[1];
+                let mut out = vec![0.0; n];
+                for (row, &l) in get(labels).iter().enumerate() {
+                    let c = l as usize;
+                    if l < 0.0 || l.fract() != 0.0 || c >= classes {
+                        return Err(format!("label {l} is not a class index below {classes}"));
+                    }
+                    out[row * classes + c] = 1.0;
+                }
+                out
+            }
+        };
+        if precision == Precision::F32 {
+            out.iter_mut().for_each(|x| *x = *x as f32 as f64);
+        }
+        debug_assert_eq!(out.len(), n, "value %{i}");
+        vals.push(out);
+    }
+    Ok(vals)
+}
+
+/// `x^c`, exact for the small integer powers regularizers use.
+pub fn pow(x: f64, c: f64) -> f64 {
+    if c == 2.0 {
+        x * x
+    } else if c == 1.0 {
+        x
+    } else if c == 0.0 {
+        1.0
+    } else {
+        x.powf(c)
+    }
+}
+
+/// The named outputs of `graph`.
+pub fn outputs(
+    graph: &Graph,
+    inputs: &HashMap<String, Vec<f64>>,
+    precision: Precision,
+) -> Result<HashMap<String, Vec<f64>>, String> {
+    let vals = run(graph, inputs, precision)?;
+    Ok(graph.outputs.iter().map(|(name, id)| (name.clone(), vals[id.index()].clone())).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{InputKind, Unary};
+
+    fn eval(g: &Graph, inputs: &[(&str, Vec<f64>)]) -> Vec<Vec<f64>> {
+        let map = inputs.iter().map(|(n, v)| (n.to_string(), v.clone())).collect();
+        run(g, &map, Precision::F64).unwrap()
+    }
+
+    #[test]
+    fn reduce_broadcast_permute_matmul() {
+        let mut g = Graph::default();
+        let x = g.input_value("x", InputKind::Data, vec![2, 3]);
+        let rows = g.reduce(ReduceOp::Sum, x, vec![1]);
+        let cols = g.reduce(ReduceOp::Max, x, vec![0]);
+        let back = g.broadcast(rows, &[2, 3], vec![0]);
+        let t = g.permute(x, vec![1, 0]);
+        let mm = g.matmul(x, x, false, true); // x · xᵀ
+        let r = g.unary(Unary::Relu, x);
+        let v = eval(&g, &[("x", vec![1.0, -2.0, 3.0, 4.0, 5.0, -6.0])]);
+        assert_eq!(v[rows.index()], vec![2.0, 3.0]);
+        assert_eq!(v[cols.index()], vec![4.0, 5.0, 3.0]);
+        assert_eq!(v[back.index()], vec![2.0, 2.0, 2.0, 3.0, 3.0, 3.0]);
+        assert_eq!(v[t.index()], vec![1.0, 4.0, -2.0, 5.0, 3.0, -6.0]);
+        assert_eq!(v[mm.index()], vec![14.0, -24.0, -24.0, 77.0]);
+        assert_eq!(v[r.index()], vec![1.0, 0.0, 3.0, 4.0, 5.0, 0.0]);
+    }
+
+    #[test]
+    fn f32_rounds_every_result() {
+        let mut g = Graph::default();
+        let x = g.input_value("x", InputKind::Data, vec![1]);
+        let y = g.unary(Unary::Recip, x);
+        let map = [("x".to_string(), vec![3.0])].into_iter().collect();
+        let v = run(&g, &map, Precision::F32).unwrap();
+        assert_eq!(v[y.index()][0], (1.0f32 / 3.0) as f64);
+    }
+
+    #[test]
+    fn bad_labels_and_missing_inputs_are_errors() {
+        let mut g = Graph::default();
+        let l = g.input_value("labels", InputKind::Labels, vec![2]);
+        g.one_hot(l, 3);
+        let bad = [("labels".to_string(), vec![0.0, 3.0])].into_iter().collect();
+        assert!(run(&g, &bad, Precision::F64).is_err());
+        assert!(run(&g, &HashMap::new(), Precision::F64).is_err());
+    }
+
+    #[test]
+    fn binary_ops() {
+        assert_eq!(Binary::Eq.apply(2.0, 2.0), 1.0);
+        assert_eq!(Binary::Max.apply(-1.0, 2.0), 2.0);
+    }
+}

@@ -1,0 +1,375 @@
+//! The tensor IR: static shapes, SSA values, a small primitive op set.
+//!
+//! A `Graph` is a list of values in definition order; each value is one op applied to earlier
+//! values. Binary ops take operands of one shape: broadcasting is explicit (`Broadcast`), so
+//! that autodiff, fusion and the back ends never guess. The batch axis is an ordinary axis.
+//!
+//! `print` gives the canonical text form, `interp` the reference interpreter.
+
+pub mod interp;
+pub mod print;
+
+use std::fmt;
+
+/// Index of a value in its graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ValueId(pub u32);
+
+impl ValueId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for ValueId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "%{}", self.0)
+    }
+}
+
+pub type Shape = Vec<usize>;
+
+pub fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Unary {
+    Neg,
+    Abs,
+    Sqrt,
+    Exp,
+    Log,
+    /// -1, 0 or 1.
+    Sign,
+    Relu,
+    /// 1 where x > 0, else 0: the derivative of relu.
+    Step,
+    Recip,
+}
+
+impl Unary {
+    pub fn name(self) -> &'static str {
+        match self {
+            Unary::Neg => "neg",
+            Unary::Abs => "abs",
+            Unary::Sqrt => "sqrt",
+            Unary::Exp => "exp",
+            Unary::Log => "log",
+            Unary::Sign => "sign",
+            Unary::Relu => "relu",
+            Unary::Step => "step",
+            Unary::Recip => "recip",
+        }
+    }
+    pub fn apply(self, x: f64) -> f64 {
+        match self {
+            Unary::Neg => -x,
+            Unary::Abs => x.abs(),
+            Unary::Sqrt => x.sqrt(),
+            Unary::Exp => x.exp(),
+            Unary::Log => x.ln(),
+            Unary::Sign => {
+                if x > 0.0 {
+                    1.0
+                } else if x < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                }
+            }
+            Unary::Relu => x.max(0.0),
+            Unary::Step => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Unary::Recip => 1.0 / x,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Binary {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Max,
+    /// 1 where a == b, else 0 (for the gradient of max).
+    Eq,
+}
+
+impl Binary {
+    pub fn name(self) -> &'static str {
+        match self {
+            Binary::Add => "add",
+            Binary::Sub => "sub",
+            Binary::Mul => "mul",
+            Binary::Div => "div",
+            Binary::Max => "max",
+            Binary::Eq => "eq",
+        }
+    }
+    pub fn apply(self, a: f64, b: f64) -> f64 {
+        match self {
+            Binary::Add => a + b,
+            Binary::Sub => a - b,
+            Binary::Mul => a * b,
+            Binary::Div => a / b,
+            Binary::Max => a.max(b),
+            Binary::Eq => {
+                if a == b {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    Sum,
+    Max,
+}
+
+/// What an input of the step is, so that runtimes know what to feed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum InputKind {
+    /// A trainable parameter, by its spec name (`fc1.weight`).
+    Param,
+    /// A batch of samples.
+    Data,
+    /// A batch of class indices (stored as numbers).
+    Labels,
+    /// A scalar set by the runtime per step: learning rate, penalty strength, bias corrections.
+    Scalar,
+    /// Optimizer state or a mask, one per parameter.
+    State,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Input {
+        name: String,
+        kind: InputKind,
+    },
+    /// A constant filling the value's shape.
+    Const(f64),
+    Unary(Unary, ValueId),
+    /// `x^c` for a constant `c`.
+    PowConst(ValueId, f64),
+    Binary(Binary, ValueId, ValueId),
+    /// Reduces `axes` (sorted, unique) away.
+    Reduce {
+        op: ReduceOp,
+        input: ValueId,
+        axes: Vec<usize>,
+    },
+    /// Input axis `i` becomes output axis `dims[i]`; other output axes repeat.
+    Broadcast {
+        input: ValueId,
+        dims: Vec<usize>,
+    },
+    Reshape(ValueId),
+    /// Output axis `i` is input axis `perm[i]`.
+    Permute {
+        input: ValueId,
+        perm: Vec<usize>,
+    },
+    /// `op(a) · op(b)` for 2-D operands, `op` transposing where the flag is set.
+    MatMul {
+        a: ValueId,
+        b: ValueId,
+        ta: bool,
+        tb: bool,
+    },
+    /// Rows of 0/1 from class indices: [batch] → [batch, classes].
+    OneHot {
+        labels: ValueId,
+    },
+}
+
+impl Op {
+    /// The values this op reads.
+    pub fn operands(&self) -> Vec<ValueId> {
+        match self {
+            Op::Input { .. } | Op::Const(_) => vec![],
+            Op::Unary(_, x) | Op::PowConst(x, _) | Op::Reshape(x) => vec![*x],
+            Op::Binary(_, a, b) | Op::MatMul { a, b, .. } => vec![*a, *b],
+            Op::Reduce { input, .. } | Op::Broadcast { input, .. } | Op::Permute { input, .. } => vec![*input],
+            Op::OneHot { labels } => vec![*labels],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Value {
+    pub op: Op,
+    pub shape: Shape,
+}
+
+/// A graph of values with named outputs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Graph {
+    pub values: Vec<Value>,
+    pub outputs: Vec<(String, ValueId)>,
+}
+
+impl Graph {
+    pub fn value(&self, id: ValueId) -> &Value {
+        &self.values[id.index()]
+    }
+    pub fn shape(&self, id: ValueId) -> &[usize] {
+        &self.values[id.index()].shape
+    }
+    pub fn output(&self, name: &str) -> Option<ValueId> {
+        self.outputs.iter().find(|(n, _)| n == name).map(|o| o.1)
+    }
+    pub fn inputs(&self) -> impl Iterator<Item = (ValueId, &str, &InputKind)> {
+        self.values.iter().enumerate().filter_map(|(i, v)| match &v.op {
+            Op::Input { name, kind } => Some((ValueId(i as u32), name.as_str(), kind)),
+            _ => None,
+        })
+    }
+    pub fn input(&self, name: &str) -> Option<ValueId> {
+        self.inputs().find(|(_, n, _)| *n == name).map(|i| i.0)
+    }
+
+    fn push(&mut self, op: Op, shape: Shape) -> ValueId {
+        self.values.push(Value { op, shape });
+        ValueId(self.values.len() as u32 - 1)
+    }
+
+    // ---- builders; each checks shapes, so a malformed graph cannot be built.
+
+    pub fn input_value(&mut self, name: &str, kind: InputKind, shape: Shape) -> ValueId {
+        self.push(Op::Input { name: name.to_string(), kind }, shape)
+    }
+    pub fn constant(&mut self, v: f64, shape: Shape) -> ValueId {
+        self.push(Op::Const(v), shape)
+    }
+    pub fn scalar(&mut self, v: f64) -> ValueId {
+        self.constant(v, vec![])
+    }
+    pub fn unary(&mut self, op: Unary, x: ValueId) -> ValueId {
+        let s = self.shape(x).to_vec();
+        self.push(Op::Unary(op, x), s)
+    }
+    pub fn pow_const(&mut self, x: ValueId, c: f64) -> ValueId {
+        let s = self.shape(x).to_vec();
+        self.push(Op::PowConst(x, c), s)
+    }
+    pub fn binary(&mut self, op: Binary, a: ValueId, b: ValueId) -> ValueId {
+        assert_eq!(self.shape(a), self.shape(b), "{} of different shapes", op.name());
+        let s = self.shape(a).to_vec();
+        self.push(Op::Binary(op, a, b), s)
+    }
+    /// `a op b` where one side may be a scalar: the scalar is broadcast first.
+    pub fn binary_bcast(&mut self, op: Binary, a: ValueId, b: ValueId) -> ValueId {
+        let (sa, sb) = (self.shape(a).to_vec(), self.shape(b).to_vec());
+        if sa == sb {
+            return self.binary(op, a, b);
+        }
+        if sa.is_empty() {
+            let a = self.broadcast(a, &sb, vec![]);
+            return self.binary(op, a, b);
+        }
+        assert!(sb.is_empty(), "{} of {:?} and {:?}", op.name(), sa, sb);
+        let b = self.broadcast(b, &sa, vec![]);
+        self.binary(op, a, b)
+    }
+    pub fn reduce(&mut self, op: ReduceOp, input: ValueId, axes: Vec<usize>) -> ValueId {
+        let shape = self.shape(input).to_vec();
+        assert!(axes.windows(2).all(|w| w[0] < w[1]) && axes.iter().all(|&a| a < shape.len()), "bad axes {axes:?}");
+        if axes.is_empty() {
+            return input;
+        }
+        let out = shape.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, d)| *d).collect();
+        self.push(Op::Reduce { op, input, axes }, out)
+    }
+    pub fn sum_all(&mut self, x: ValueId) -> ValueId {
+        let axes = (0..self.shape(x).len()).collect();
+        self.reduce(ReduceOp::Sum, x, axes)
+    }
+    pub fn broadcast(&mut self, input: ValueId, shape: &[usize], dims: Vec<usize>) -> ValueId {
+        let ins = self.shape(input).to_vec();
+        assert_eq!(ins.len(), dims.len(), "broadcast dims");
+        assert!(
+            dims.iter().zip(&ins).all(|(&d, &n)| d < shape.len() && shape[d] == n),
+            "broadcast {ins:?} to {shape:?} via {dims:?}"
+        );
+        if ins == shape {
+            return input;
+        }
+        self.push(Op::Broadcast { input, dims }, shape.to_vec())
+    }
+    pub fn reshape(&mut self, input: ValueId, shape: Shape) -> ValueId {
+        assert_eq!(numel(self.shape(input)), numel(&shape), "reshape");
+        if self.shape(input) == shape.as_slice() {
+            return input;
+        }
+        self.push(Op::Reshape(input), shape)
+    }
+    pub fn permute(&mut self, input: ValueId, perm: Vec<usize>) -> ValueId {
+        let s = self.shape(input).to_vec();
+        let out = perm.iter().map(|&p| s[p]).collect();
+        self.push(Op::Permute { input, perm }, out)
+    }
+    pub fn matmul(&mut self, a: ValueId, b: ValueId, ta: bool, tb: bool) -> ValueId {
+        let (sa, sb) = (self.shape(a).to_vec(), self.shape(b).to_vec());
+        assert!(sa.len() == 2 && sb.len() == 2, "matmul of {sa:?} and {sb:?}");
+        let (m, k1) = if ta { (sa[1], sa[0]) } else { (sa[0], sa[1]) };
+        let (k2, n) = if tb { (sb[1], sb[0]) } else { (sb[0], sb[1]) };
+        assert_eq!(k1, k2, "matmul inner dimensions");
+        self.push(Op::MatMul { a, b, ta, tb }, vec![m, n])
+    }
+    pub fn one_hot(&mut self, labels: ValueId, classes: usize) -> ValueId {
+        let b = self.shape(labels).to_vec();
+        assert_eq!(b.len(), 1);
+        self.push(Op::OneHot { labels }, vec![b[0], classes])
+    }
+
+    /// Checks every value's shape against its op (a graph built by the builders always passes;
+    /// this guards graphs made or rewritten by hand, and passes).
+    pub fn validate(&self) -> Result<(), String> {
+        for (i, v) in self.values.iter().enumerate() {
+            for o in v.op.operands() {
+                if o.index() >= i {
+                    return Err(format!("%{i} uses %{} before it is defined", o.0));
+                }
+            }
+            let expect: Option<Shape> = match &v.op {
+                Op::Unary(_, x) | Op::PowConst(x, _) => Some(self.shape(*x).to_vec()),
+                Op::Binary(_, a, b) => {
+                    if self.shape(*a) != self.shape(*b) {
+                        return Err(format!("%{i}: operands of different shapes"));
+                    }
+                    Some(self.shape(*a).to_vec())
+                }
+                Op::Reshape(x) => {
+                    if numel(self.shape(*x)) != numel(&v.shape) {
+                        return Err(format!("%{i}: reshape changes the element count"));
+                    }
+                    None
+                }
+                _ => None,
+            };
+            if let Some(e) = expect {
+                if e != v.shape {
+                    return Err(format!("%{i}: shape {:?}, expected {:?}", v.shape, e));
+                }
+            }
+        }
+        for (name, o) in &self.outputs {
+            if o.index() >= self.values.len() {
+                return Err(format!("output {name} is not a value"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,85 @@
+//! The canonical text form of a graph: only values that reach an output, numbered densely
+//! in definition order, so that golden files change only when the computation does.
+
+use super::{Graph, InputKind, Op, ValueId};
+use std::collections::HashMap;
+use std::fmt::Write;
+
+/// Which values reach an output.
+pub fn live(graph: &Graph) -> Vec<bool> {
+    let mut live = vec![false; graph.values.len()];
+    for (_, o) in &graph.outputs {
+        live[o.index()] = true;
+    }
+    for i in (0..graph.values.len()).rev() {
+        if live[i] {
+            for o in graph.values[i].op.operands() {
+                live[o.index()] = true;
+            }
+        }
+    }
+    live
+}
+
+fn fmt_f64(v: f64) -> String {
+    if v == v.trunc() && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:e}")
+    }
+}
+
+fn shape(s: &[usize]) -> String {
+    format!("[{}]", s.iter().map(usize::to_string).collect::<Vec<_>>().join(", "))
+}
+
+pub fn print(graph: &Graph) -> String {
+    let live = live(graph);
+    let mut number: HashMap<ValueId, usize> = HashMap::new();
+    let mut out = String::new();
+    for (i, v) in graph.values.iter().enumerate() {
+        if !live[i] {
+            continue;
+        }
+        let id = ValueId(i as u32);
+        let n = number.len();
+        number.insert(id, n);
+        let r = |x: &ValueId| format!("%{}", number[x]);
+        let body = match &v.op {
+            Op::Input { name, kind } => {
+                let k = match kind {
+                    InputKind::Param => "param",
+                    InputKind::Data => "data",
+                    InputKind::Labels => "labels",
+                    InputKind::Scalar => "scalar",
+                    InputKind::State => "state",
+                };
+                format!("input {k} {name:?}")
+            }
+            Op::Const(c) => format!("const {}", fmt_f64(*c)),
+            Op::Unary(op, x) => format!("{} {}", op.name(), r(x)),
+            Op::PowConst(x, c) => format!("pow {}, {}", r(x), fmt_f64(*c)),
+            Op::Binary(op, a, b) => format!("{} {}, {}", op.name(), r(a), r(b)),
+            Op::Reduce { op, input, axes } => {
+                format!(
+                    "reduce_{} {}, axes {}",
+                    if *op == super::ReduceOp::Sum { "sum" } else { "max" },
+                    r(input),
+                    shape(axes)
+                )
+            }
+            Op::Broadcast { input, dims } => format!("broadcast {}, dims {}", r(input), shape(dims)),
+            Op::Reshape(x) => format!("reshape {}", r(x)),
+            Op::Permute { input, perm } => format!("permute {}, {}", r(input), shape(perm)),
+            Op::MatMul { a, b, ta, tb } => {
+                format!("matmul {}{}, {}{}", r(a), if *ta { "ᵀ" } else { "" }, r(b), if *tb { "ᵀ" } else { "" })
+            }
+            Op::OneHot { labels } => format!("one_hot {}", r(labels)),
+        };
+        let _ = writeln!(out, "  %{n} = {body} : {}", shape(&v.shape));
+    }
+    for (name, o) in &graph.outputs {
+        let _ = writeln!(out, "  output {name} = %{}", number[o]);
+    }
+    out
+}
