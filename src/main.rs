@@ -52,6 +52,10 @@ enum Emit {
     Ast,
     /// Layers, shapes, parameters, FLOPs, expanded selectors and the phase plan.
     Model,
+    /// The IR of each phase: forward pass, loss and penalty.
+    Ir,
+    /// The IR of each phase's whole training step: gradients and optimizer update included.
+    Grad,
 }
 
 /// Rendered diagnostics wrap at this width, so that output does not depend on the terminal.
@@ -125,6 +129,26 @@ fn explain(c: Code) -> String {
     format!("{}: {}\n\n{}\n\nA spec that does it right:\n\n{example}", c.as_str(), c.title(), c.explanation())
 }
 
+/// The IR of every phase of the training plan, in canonical text form.
+fn emit_ir(program: &hoyer_compiler::program::Program, with_step: bool) -> Result<String, String> {
+    use hoyer_compiler::program::Step;
+    use hoyer_compiler::{ir, lower, step};
+    let plan = program.train.as_ref().ok_or("the spec has no `train` block")?;
+    let model = program.model(&plan.model).ok_or("the trained model is missing")?;
+    let batch = plan.batch as usize;
+    let mut out = String::new();
+    for s in &plan.steps {
+        let Step::Phase(phase) = s else { continue };
+        let graph = if with_step {
+            step::build(program, model, phase, batch)?.forward.graph
+        } else {
+            lower::lower(program, model, &phase.penalties, batch)?.graph
+        };
+        out += &format!("phase {} {{\n{}}}\n", phase.name, ir::print::print(&graph));
+    }
+    Ok(out)
+}
+
 /// Reads, checks and reports one file; prints the requested stage when it is valid.
 fn check_file(path: &Path, color: bool, emit: Option<Emit>) -> Outcome {
     let name = path.display().to_string();
@@ -150,6 +174,13 @@ fn check_file(path: &Path, color: bool, emit: Option<Emit>) -> Outcome {
             match emit {
                 Some(Emit::Ast) => println!("{:#?}", checked.file),
                 Some(Emit::Model) => print!("{}", summary::model_summary(&checked.program)),
+                Some(emit @ (Emit::Ir | Emit::Grad)) => match emit_ir(&checked.program, matches!(emit, Emit::Grad)) {
+                    Ok(text) => print!("{text}"),
+                    Err(e) => {
+                        eprintln!("hoyerc: {name}: {e}");
+                        return Outcome::Invalid;
+                    }
+                },
                 None => {}
             }
             Outcome::Valid

@@ -7,8 +7,10 @@ pub mod check;
 pub mod codes;
 pub mod diagnostics;
 pub mod ir;
+pub mod lower;
 pub mod parse;
 pub mod program;
+pub mod step;
 pub mod summary;
 
 use codes::Code;

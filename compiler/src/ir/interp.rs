@@ -3,7 +3,7 @@
 //! Values are row-major `f64` buffers. In `Precision::F32` every result is rounded to `f32`,
 //! which is what a float32 back end computes up to summation order.
 
-use super::{numel, Binary, Graph, Op, ReduceOp, ValueId};
+use super::{numel, Graph, Op, ReduceOp, ValueId};
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,7 +166,7 @@ pub fn outputs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::{InputKind, Unary};
+    use crate::ir::{Binary, InputKind, Unary};
 
     fn eval(g: &Graph, inputs: &[(&str, Vec<f64>)]) -> Vec<Vec<f64>> {
         let map = inputs.iter().map(|(n, v)| (n.to_string(), v.clone())).collect();

@@ -1,0 +1,311 @@
+//! Lowering a checked spec to the IR: the model's forward pass over a batch, softmax
+//! cross-entropy, and each penalty term instantiated from its `fn` body per selected tensor.
+//! Gradients come later, from `autodiff`; nothing here is hand-differentiated.
+
+use crate::ast::{BinOp, Expr, ExprKind};
+use crate::check::find_function;
+use crate::ir::{Binary, Graph, InputKind, ReduceOp, Unary, ValueId};
+use crate::program::{Function, LayerOp, Model, PenaltyTerm, Program};
+use std::collections::HashMap;
+
+/// The forward computation of one phase over a batch.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    pub graph: Graph,
+    /// Parameter inputs, in model order.
+    pub params: Vec<(String, ValueId)>,
+    pub logits: ValueId,
+    /// Mean cross-entropy over the batch.
+    pub loss: ValueId,
+    /// The sum of all penalty terms, each times its strength input `strength.K`.
+    pub penalty: ValueId,
+    /// `loss + penalty`: what the step differentiates.
+    pub objective: ValueId,
+    pub batch: usize,
+}
+
+/// Names of the data inputs.
+pub const DATA: &str = "x";
+pub const LABELS: &str = "labels";
+
+pub fn strength_input(term: usize) -> String {
+    format!("strength.{term}")
+}
+
+/// Lowers the model and loss, with the given penalty terms.
+pub fn lower(program: &Program, model: &Model, penalties: &[PenaltyTerm], batch: usize) -> Result<Forward, String> {
+    let mut g = Graph::default();
+    let params: Vec<(String, ValueId)> = model
+        .params
+        .iter()
+        .map(|p| {
+            (p.name.clone(), g.input_value(&p.name, InputKind::Param, p.shape.iter().map(|&d| d as usize).collect()))
+        })
+        .collect();
+    let logits = forward(&mut g, model, &params, batch)?;
+    let loss = cross_entropy(&mut g, logits, batch);
+
+    let mut penalty = g.scalar(0.0);
+    for (k, term) in penalties.iter().enumerate() {
+        let strength = g.input_value(&strength_input(k), InputKind::Scalar, vec![]);
+        let mut sum = None;
+        for t in &term.tensors {
+            let p = params.iter().find(|(n, _)| n == t).ok_or_else(|| format!("no parameter {t}"))?.1;
+            let args: Vec<LVal> = term.args.iter().map(|a| a.map_or(LVal::T(p), LVal::N)).collect();
+            let v = Lowerer { g: &mut g, functions: &program.functions }.call(&term.function, args, vec![])?;
+            let v = v.tensor(&mut g);
+            sum = Some(match sum {
+                Some(s) => g.binary(Binary::Add, s, v),
+                None => v,
+            });
+        }
+        if let Some(s) = sum {
+            let weighted = g.binary(Binary::Mul, strength, s);
+            penalty = g.binary(Binary::Add, penalty, weighted);
+        }
+    }
+    let objective = g.binary(Binary::Add, loss, penalty);
+    g.outputs = vec![("loss".into(), loss), ("penalty".into(), penalty), ("objective".into(), objective)];
+    Ok(Forward { graph: g, params, logits, loss, penalty, objective, batch })
+}
+
+/// The forward pass alone, for evaluation: outputs `logits`.
+pub fn lower_eval(model: &Model, batch: usize) -> Result<(Graph, ValueId), String> {
+    let mut g = Graph::default();
+    let params: Vec<(String, ValueId)> = model
+        .params
+        .iter()
+        .map(|p| {
+            (p.name.clone(), g.input_value(&p.name, InputKind::Param, p.shape.iter().map(|&d| d as usize).collect()))
+        })
+        .collect();
+    let logits = forward(&mut g, model, &params, batch)?;
+    g.outputs = vec![("logits".into(), logits)];
+    Ok((g, logits))
+}
+
+fn forward(g: &mut Graph, model: &Model, params: &[(String, ValueId)], batch: usize) -> Result<ValueId, String> {
+    let param = |name: String| params.iter().find(|(n, _)| *n == name).map(|p| p.1);
+    let mut vals: Vec<ValueId> = Vec::with_capacity(model.nodes.len());
+    for node in &model.nodes {
+        let shape: Vec<usize> = std::iter::once(batch).chain(node.shape.iter().map(|&d| d as usize)).collect();
+        let input = |i: usize| vals[node.inputs[i]];
+        let v = match &node.op {
+            LayerOp::Input => g.input_value(DATA, InputKind::Data, shape),
+            LayerOp::Dense { bias, .. } => {
+                let layer = node.name.clone().unwrap_or_default();
+                let w = param(format!("{layer}.weight")).ok_or("dense without weight")?;
+                let y = g.matmul(input(0), w, false, true);
+                if *bias {
+                    let b = param(format!("{layer}.bias")).ok_or("dense without bias")?;
+                    let bb = g.broadcast(b, &shape, vec![1]);
+                    g.binary(Binary::Add, y, bb)
+                } else {
+                    y
+                }
+            }
+            LayerOp::Relu => g.unary(Unary::Relu, input(0)),
+            LayerOp::Flatten => g.reshape(input(0), shape),
+            LayerOp::Add => g.binary(Binary::Add, input(0), input(1)),
+            op @ (LayerOp::Conv2d { .. } | LayerOp::MaxPool { .. } | LayerOp::AvgPool { .. }) => {
+                return Err(format!("`{}` is not supported by the IR yet: dense networks come first", op.describe()))
+            }
+        };
+        vals.push(v);
+    }
+    Ok(vals[model.output])
+}
+
+/// Mean softmax cross-entropy of `logits` [batch, classes] against integer labels, computed
+/// stably: log-softmax = z - log Σ exp z, with z = logits - max.
+fn cross_entropy(g: &mut Graph, logits: ValueId, batch: usize) -> ValueId {
+    let shape = g.shape(logits).to_vec();
+    let labels = g.input_value(LABELS, InputKind::Labels, vec![batch]);
+    let max = g.reduce(ReduceOp::Max, logits, vec![1]);
+    let max_b = g.broadcast(max, &shape, vec![0]);
+    let z = g.binary(Binary::Sub, logits, max_b);
+    let e = g.unary(Unary::Exp, z);
+    let s = g.reduce(ReduceOp::Sum, e, vec![1]);
+    let lse = g.unary(Unary::Log, s);
+    let lse_b = g.broadcast(lse, &shape, vec![0]);
+    let logp = g.binary(Binary::Sub, z, lse_b);
+    let onehot = g.one_hot(labels, shape[1]);
+    let picked = g.binary(Binary::Mul, onehot, logp);
+    let total = g.sum_all(picked);
+    let scale = g.scalar(-1.0 / batch as f64);
+    g.binary(Binary::Mul, total, scale)
+}
+
+/// A value while lowering a `fn` body: a tensor, a constant, or a list of constants.
+#[derive(Debug, Clone)]
+enum LVal {
+    T(ValueId),
+    N(f64),
+    L(Vec<f64>),
+}
+
+impl LVal {
+    fn tensor(self, g: &mut Graph) -> ValueId {
+        match self {
+            LVal::T(v) => v,
+            LVal::N(n) => g.scalar(n),
+            LVal::L(_) => g.scalar(0.0),
+        }
+    }
+}
+
+struct Lowerer<'a> {
+    g: &'a mut Graph,
+    functions: &'a [Function],
+}
+
+impl Lowerer<'_> {
+    fn call(&mut self, name: &str, args: Vec<LVal>, named: Vec<(String, LVal)>) -> Result<LVal, String> {
+        let unary = match name {
+            "abs" => Some(Unary::Abs),
+            "sqrt" => Some(Unary::Sqrt),
+            "exp" => Some(Unary::Exp),
+            "log" => Some(Unary::Log),
+            "sign" => Some(Unary::Sign),
+            _ => None,
+        };
+        if let Some(u) = unary {
+            return Ok(match args.into_iter().next().ok_or("missing argument")? {
+                LVal::T(x) => LVal::T(self.g.unary(u, x)),
+                LVal::N(v) => LVal::N(u.apply(v)),
+                LVal::L(_) => return Err(format!("`{name}` of a list")),
+            });
+        }
+        if matches!(name, "sum" | "mean" | "max" | "norm2") {
+            return self.reduce(name, args, named);
+        }
+        let f = find_function(self.functions, name).ok_or_else(|| format!("unknown function {name}"))?;
+        let mut env: HashMap<String, LVal> = HashMap::new();
+        for (p, v) in f.def.params.iter().zip(args) {
+            env.insert(p.name.clone(), v);
+        }
+        for (n, v) in named {
+            env.insert(n, v);
+        }
+        self.expr(&f.def.body, &env)
+    }
+
+    fn reduce(&mut self, name: &str, args: Vec<LVal>, named: Vec<(String, LVal)>) -> Result<LVal, String> {
+        let x = match args.into_iter().next().ok_or("missing argument")? {
+            LVal::T(x) => x,
+            LVal::N(v) => return Ok(LVal::N(if name == "norm2" { v.abs() } else { v })),
+            LVal::L(_) => return Err(format!("`{name}` of a list")),
+        };
+        let rank = self.g.shape(x).len();
+        let listed = |v: &LVal| -> Vec<usize> {
+            let raw = match v {
+                LVal::N(n) => vec![*n],
+                LVal::L(l) => l.clone(),
+                LVal::T(_) => vec![],
+            };
+            raw.into_iter().map(|a| if a < 0.0 { (a as i64 + rank as i64) as usize } else { a as usize }).collect()
+        };
+        let mut axes: Vec<usize> = match named.iter().find(|(n, _)| n == "over" || n == "keep") {
+            Some((n, v)) if n == "over" => listed(v),
+            Some((_, v)) => {
+                let keep = listed(v);
+                (0..rank).filter(|a| !keep.contains(a)).collect()
+            }
+            None => (0..rank).collect(),
+        };
+        axes.sort_unstable();
+        axes.dedup();
+        let g = &mut *self.g;
+        let count: usize = axes.iter().map(|&a| g.shape(x)[a]).product();
+        Ok(LVal::T(match name {
+            "sum" => g.reduce(ReduceOp::Sum, x, axes),
+            "max" => g.reduce(ReduceOp::Max, x, axes),
+            "mean" => {
+                let s = g.reduce(ReduceOp::Sum, x, axes);
+                let shape = g.shape(s).to_vec();
+                let k = g.constant(1.0 / count as f64, shape);
+                g.binary(Binary::Mul, s, k)
+            }
+            _ => {
+                let sq = g.pow_const(x, 2.0);
+                let s = g.reduce(ReduceOp::Sum, sq, axes);
+                g.unary(Unary::Sqrt, s)
+            }
+        }))
+    }
+
+    fn expr(&mut self, e: &Expr, env: &HashMap<String, LVal>) -> Result<LVal, String> {
+        Ok(match &e.kind {
+            ExprKind::Number(v) => LVal::N(*v),
+            ExprKind::Name(n) => env.get(n).cloned().ok_or_else(|| format!("unbound name {n}"))?,
+            ExprKind::Neg(x) => match self.expr(x, env)? {
+                LVal::T(t) => LVal::T(self.g.unary(Unary::Neg, t)),
+                LVal::N(v) => LVal::N(-v),
+                LVal::L(_) => return Err("negated list".into()),
+            },
+            ExprKind::List(items) => {
+                let mut out = Vec::new();
+                for i in items {
+                    match self.expr(i, env)? {
+                        LVal::N(v) => out.push(v),
+                        _ => return Err("a list holds numbers".into()),
+                    }
+                }
+                LVal::L(out)
+            }
+            ExprKind::Binary(op, a, b) => {
+                let (a, b) = (self.expr(a, env)?, self.expr(b, env)?);
+                self.binary(*op, a, b)?
+            }
+            ExprKind::Call(c) => {
+                let mut args = Vec::new();
+                let mut named = Vec::new();
+                for a in &c.args {
+                    let v = self.expr(&a.value, env)?;
+                    match &a.name {
+                        Some(n) => named.push((n.name.clone(), v)),
+                        None => args.push(v),
+                    }
+                }
+                self.call(&c.func.name, args, named)?
+            }
+            _ => return Err("unexpected expression in a function".into()),
+        })
+    }
+
+    fn binary(&mut self, op: BinOp, a: LVal, b: LVal) -> Result<LVal, String> {
+        let g = &mut *self.g;
+        if let (LVal::N(x), LVal::N(y)) = (&a, &b) {
+            return Ok(LVal::N(match op {
+                BinOp::Add => x + y,
+                BinOp::Sub => x - y,
+                BinOp::Mul => x * y,
+                BinOp::Div => x / y,
+                BinOp::Pow => x.powf(*y),
+            }));
+        }
+        if op == BinOp::Pow {
+            let (LVal::T(x), LVal::N(c)) = (a, b) else { return Err("the exponent must be a constant".into()) };
+            return Ok(LVal::T(g.pow_const(x, c)));
+        }
+        let to_tensor = |g: &mut Graph, v: LVal, like: &[usize]| -> ValueId {
+            match v {
+                LVal::T(t) => t,
+                LVal::N(n) => g.constant(n, like.to_vec()),
+                LVal::L(_) => g.scalar(0.0),
+            }
+        };
+        let like: Vec<usize> = match (&a, &b) {
+            (LVal::T(t), _) | (_, LVal::T(t)) => g.shape(*t).to_vec(),
+            _ => vec![],
+        };
+        let (x, y) = (to_tensor(g, a, &like), to_tensor(g, b, &like));
+        let bop = match op {
+            BinOp::Add => Binary::Add,
+            BinOp::Sub => Binary::Sub,
+            BinOp::Mul => Binary::Mul,
+            _ => Binary::Div,
+        };
+        Ok(LVal::T(g.binary_bcast(bop, x, y)))
+    }
+}

@@ -1,0 +1,213 @@
+//! The whole training step of a phase as one graph: forward, loss, penalty, gradients (by
+//! `autodiff`), and the optimizer update with PyTorch's semantics, masks included.
+//!
+//! Per-step numbers the runtime computes (learning rate from the schedule, Adam's bias
+//! corrections, penalty strengths from ramps) are scalar inputs, so one compiled step serves
+//! the whole phase.
+
+use crate::autodiff;
+use crate::ir::{Binary, Graph, InputKind, Unary, ValueId};
+use crate::lower::{self, Forward};
+use crate::program::{Model, Optimizer, PhasePlan, Program};
+
+/// Scalar inputs of a step.
+pub const LR: &str = "lr";
+/// Adam: lr / (1 - β1^t).
+pub const STEP_SIZE: &str = "step_size";
+/// Adam: sqrt(1 - β2^t).
+pub const BC2_SQRT: &str = "bias_correction2_sqrt";
+/// SGD with momentum: 1 on the first step (the buffer starts as the gradient), else 0.
+pub const FIRST: &str = "first_step";
+
+/// Optimizer state per parameter, named as PyTorch names it.
+pub fn state_names(opt: &Optimizer) -> &'static [&'static str] {
+    match opt {
+        Optimizer::Sgd { momentum, .. } if *momentum != 0.0 => &["momentum_buffer"],
+        Optimizer::Sgd { .. } => &[],
+        Optimizer::Adam { .. } => &["exp_avg", "exp_avg_sq"],
+    }
+}
+
+pub fn mask_input(param: &str) -> String {
+    format!("{param}.mask")
+}
+
+pub fn state_input(param: &str, state: &str) -> String {
+    format!("{param}.{state}")
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub forward: Forward,
+    /// Whether the step takes a `PARAM.mask` input per parameter (frozen masks, or gradual
+    /// pruning in the phase).
+    pub masked: bool,
+    pub optimizer: Optimizer,
+}
+
+impl Step {
+    pub fn graph(&self) -> &Graph {
+        &self.forward.graph
+    }
+}
+
+/// Builds the step of `phase`. Outputs: `loss`, `penalty`, then for each parameter its new
+/// value (under its own name) and new optimizer states (`PARAM.STATE`).
+pub fn build(program: &Program, model: &Model, phase: &PhasePlan, batch: usize) -> Result<Step, String> {
+    let mut fwd = lower::lower(program, model, &phase.penalties, batch)?;
+    let masked = phase.masks_frozen || !phase.gradual.is_empty();
+    let g = &mut fwd.graph;
+    let wrt: Vec<ValueId> = fwd.params.iter().map(|p| p.1).collect();
+    let grads = autodiff::grad(g, fwd.objective, &wrt);
+    let mut outputs = vec![("loss".to_string(), fwd.loss), ("penalty".to_string(), fwd.penalty)];
+    let scalars = Scalars::new(g, &phase.optimizer);
+    for ((name, p), grad) in fwd.params.clone().into_iter().zip(grads) {
+        let shape = g.shape(p).to_vec();
+        let mask = masked.then(|| g.input_value(&mask_input(&name), InputKind::State, shape.clone()));
+        let states: Vec<ValueId> = state_names(&phase.optimizer)
+            .iter()
+            .map(|s| g.input_value(&state_input(&name, s), InputKind::State, shape.clone()))
+            .collect();
+        let (new_p, new_states) = update(g, &phase.optimizer, &scalars, p, grad, &states, mask);
+        outputs.push((name.clone(), new_p));
+        for (s, v) in state_names(&phase.optimizer).iter().zip(new_states) {
+            outputs.push((state_input(&name, s), v));
+        }
+    }
+    g.outputs = outputs;
+    g.validate()?;
+    Ok(Step { forward: fwd, masked, optimizer: phase.optimizer.clone() })
+}
+
+struct Scalars {
+    lr: ValueId,
+    step_size: Option<ValueId>,
+    bc2_sqrt: Option<ValueId>,
+    first: Option<ValueId>,
+}
+
+impl Scalars {
+    fn new(g: &mut Graph, opt: &Optimizer) -> Self {
+        let lr = g.input_value(LR, InputKind::Scalar, vec![]);
+        match opt {
+            Optimizer::Adam { .. } => Scalars {
+                lr,
+                step_size: Some(g.input_value(STEP_SIZE, InputKind::Scalar, vec![])),
+                bc2_sqrt: Some(g.input_value(BC2_SQRT, InputKind::Scalar, vec![])),
+                first: None,
+            },
+            Optimizer::Sgd { momentum, .. } => Scalars {
+                lr,
+                step_size: None,
+                bc2_sqrt: None,
+                first: (*momentum != 0.0).then(|| g.input_value(FIRST, InputKind::Scalar, vec![])),
+            },
+        }
+    }
+}
+
+/// `k * x` for a constant `k`.
+fn scale(g: &mut Graph, x: ValueId, k: f64) -> ValueId {
+    let s = g.shape(x).to_vec();
+    let c = g.constant(k, s);
+    g.binary(Binary::Mul, x, c)
+}
+
+/// `s * x` for a scalar value `s`.
+fn times_scalar(g: &mut Graph, x: ValueId, s: ValueId) -> ValueId {
+    g.binary_bcast(Binary::Mul, s, x)
+}
+
+/// `mask ? new : old`, exact for a 0/1 mask.
+fn select(g: &mut Graph, mask: ValueId, new: ValueId, old: ValueId) -> ValueId {
+    let shape = g.shape(mask).to_vec();
+    let one = g.constant(1.0, shape);
+    let inv = g.binary(Binary::Sub, one, mask);
+    let a = g.binary(Binary::Mul, new, mask);
+    let b = g.binary(Binary::Mul, old, inv);
+    g.binary(Binary::Add, a, b)
+}
+
+fn update(
+    g: &mut Graph,
+    opt: &Optimizer,
+    s: &Scalars,
+    p: ValueId,
+    grad: ValueId,
+    states: &[ValueId],
+    mask: Option<ValueId>,
+) -> (ValueId, Vec<ValueId>) {
+    let (new_p, new_states) = match *opt {
+        Optimizer::Sgd { momentum, dampening, weight_decay, nesterov, .. } => {
+            let mut d = grad;
+            if weight_decay != 0.0 {
+                let wd = scale(g, p, weight_decay);
+                d = g.binary(Binary::Add, d, wd);
+            }
+            let mut new_states = vec![];
+            if momentum != 0.0 {
+                let buf = states[0];
+                let first = s.first.expect("momentum has a first-step input");
+                // buf = first ? d : momentum * buf + (1 - dampening) * d
+                let kept = scale(g, buf, momentum);
+                let fresh = scale(g, d, 1.0 - dampening);
+                let later = g.binary(Binary::Add, kept, fresh);
+                let shape = g.shape(p).to_vec();
+                let first_b = g.broadcast(first, &shape, vec![]);
+                let new_buf = select(g, first_b, d, later);
+                d = if nesterov {
+                    let m = scale(g, new_buf, momentum);
+                    g.binary(Binary::Add, d, m)
+                } else {
+                    new_buf
+                };
+                new_states.push(new_buf);
+            }
+            let step = times_scalar(g, d, s.lr);
+            (g.binary(Binary::Sub, p, step), new_states)
+        }
+        Optimizer::Adam { betas: (b1, b2), eps, weight_decay, decoupled, .. } => {
+            let (m, v) = (states[0], states[1]);
+            let mut d = grad;
+            let mut base = p;
+            if weight_decay != 0.0 {
+                if decoupled {
+                    // AdamW: p ← p · (1 - lr · wd)
+                    let lr_wd = times_scalar(g, p, s.lr);
+                    let shrink = scale(g, lr_wd, weight_decay);
+                    base = g.binary(Binary::Sub, p, shrink);
+                } else {
+                    let wd = scale(g, p, weight_decay);
+                    d = g.binary(Binary::Add, d, wd);
+                }
+            }
+            let m_old = scale(g, m, b1);
+            let m_new_part = scale(g, d, 1.0 - b1);
+            let new_m = g.binary(Binary::Add, m_old, m_new_part);
+            let v_old = scale(g, v, b2);
+            let d2 = g.binary(Binary::Mul, d, d);
+            let v_new_part = scale(g, d2, 1.0 - b2);
+            let new_v = g.binary(Binary::Add, v_old, v_new_part);
+            // p ← p - step_size · m / (sqrt(v) / sqrt(bc2) + eps)
+            let root = g.unary(Unary::Sqrt, new_v);
+            let bc2 = s.bc2_sqrt.expect("adam has bias corrections");
+            let shape = g.shape(p).to_vec();
+            let bc2_b = g.broadcast(bc2, &shape, vec![]);
+            let scaled = g.binary(Binary::Div, root, bc2_b);
+            let eps_c = g.constant(eps, shape);
+            let denom = g.binary(Binary::Add, scaled, eps_c);
+            let ratio = g.binary(Binary::Div, new_m, denom);
+            let step = times_scalar(g, ratio, s.step_size.expect("adam has a step size"));
+            (g.binary(Binary::Sub, base, step), vec![new_m, new_v])
+        }
+    };
+    match mask {
+        // Masked weights stay exactly 0 and their optimizer state is left as it was.
+        Some(mask) => {
+            let p_out = g.binary(Binary::Mul, new_p, mask);
+            let states_out = new_states.iter().zip(states).map(|(&n, &o)| select(g, mask, n, o)).collect();
+            (p_out, states_out)
+        }
+        None => (new_p, new_states),
+    }
+}
