@@ -39,11 +39,39 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Emit::Model)]
         emit: Emit,
     },
+    /// Train a spec: writes metrics.jsonl and model.safetensors to the output folder.
+    Run {
+        file: PathBuf,
+        /// Output folder (default: runs/NAME for NAME.hoyer).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Stop after this many optimizer steps in total; the outputs are still written.
+        #[arg(long)]
+        max_steps: Option<u64>,
+        /// Overrides the spec's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Initial parameters from a safetensors file (overrides `init from`).
+        #[arg(long)]
+        init: Option<PathBuf>,
+        /// Folder of the IDX data (otherwise next to the spec, then $HOYER_DATA).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Which back end runs the step.
+        #[arg(long, value_enum, default_value_t = BackendChoice::Interp)]
+        backend: BackendChoice,
+    },
     /// Explain an error code, with a corrected example.
     Explain {
         /// A code such as E0401.
         code: String,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendChoice {
+    /// The reference interpreter (float32): exact, and slow on large models.
+    Interp,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -108,6 +136,38 @@ fn run(command: Command, color: bool) -> ExitCode {
             Outcome::Invalid => ExitCode::from(1),
             Outcome::Unreadable => ExitCode::from(2),
         },
+        Command::Run { file, out, max_steps, seed, init, data, backend } => {
+            let Some(checked) = checked_program(&file, color) else { return ExitCode::from(1) };
+            let stem = file.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
+            let opts = hoyer_runtime::train::RunOptions {
+                out_dir: out.unwrap_or_else(|| PathBuf::from("runs").join(stem)),
+                max_steps,
+                seed,
+                init,
+                data_dir: data,
+                spec_dir: hoyer_runtime::train::spec_dir(&file),
+                progress: std::io::stderr().is_terminal(),
+            };
+            let backend: Box<dyn hoyer_runtime::backend::Backend> = match backend {
+                BackendChoice::Interp => Box::new(hoyer_runtime::backend::Interpreter),
+            };
+            match hoyer_runtime::train::run(&checked.program, backend.as_ref(), &opts) {
+                Ok(o) => {
+                    eprintln!(
+                        "done: {} steps, test accuracy {:.2}%, density {:.2}%; wrote {}",
+                        o.steps,
+                        o.test_accuracy * 100.0,
+                        o.density * 100.0,
+                        opts.out_dir.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("hoyerc: {}: {e}", file.display());
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Explain { code } => match Code::parse(&code) {
             Some(c) => {
                 print!("{}", explain(c));
@@ -147,6 +207,36 @@ fn emit_ir(program: &hoyer_compiler::program::Program, with_step: bool) -> Resul
         out += &format!("phase {} {{\n{}}}\n", phase.name, ir::print::print(&graph));
     }
     Ok(out)
+}
+
+/// Reads and checks a file, reporting problems; the checked spec when it is valid.
+fn checked_program(path: &Path, color: bool) -> Option<hoyer_compiler::Checked> {
+    let name = path.display().to_string();
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            let d = Diagnostic::error(Code::Io, format!("cannot read `{name}`: {e}"));
+            eprint!("{}", Report::new(&name, String::new(), vec![d]).render(WIDTH, color));
+            return None;
+        }
+    };
+    let (text, bad) = decode(&bytes);
+    let result = match bad {
+        Some(d) => Err(vec![d]),
+        None => check_source(&text),
+    };
+    match result {
+        Ok(c) => {
+            if !c.warnings.is_empty() {
+                eprint!("{}", Report::new(&name, text, c.warnings.clone()).render(WIDTH, color));
+            }
+            Some(c)
+        }
+        Err(d) => {
+            eprint!("{}", Report::new(&name, text, d).render(WIDTH, color));
+            None
+        }
+    }
 }
 
 /// Reads, checks and reports one file; prints the requested stage when it is valid.

@@ -124,3 +124,23 @@ fn every_code_has_a_golden_case() {
         .collect();
     assert!(missing.is_empty(), "codes without a golden error case: {missing:?}");
 }
+
+/// The IR of the examples the IR can lower (dense networks): forward (`.ir`) and whole
+/// training step (`.grad`).
+#[test]
+fn example_ir() {
+    let examples = root().join("examples");
+    let mut failures = Vec::new();
+    for name in ["quickstart", "lenet300_dense", "lenet300_hs", "lenet300_gradual"] {
+        for emit in ["ir", "grad"] {
+            let file = format!("{name}.hoyer");
+            let (code, stdout, stderr) = hoyerc(&examples, &["compile", &file, "--emit", emit]);
+            if code != 0 {
+                failures.push(format!("{file} --emit {emit}: exit {code}\n{stderr}"));
+                continue;
+            }
+            failures.extend(compare(&root().join("tests/examples").join(format!("{name}.{emit}")), &stdout));
+        }
+    }
+    check_all(failures);
+}

@@ -1,4 +1,10 @@
-//! The hoyer runtime: data sets, buffers, executors, optimizers, pruning, phases,
-//! checkpoints and reports. So far it holds the data sets.
+//! The hoyer runtime: data sets, back ends, initialisation, schedules, pruning and the
+//! training loop with its outputs.
 
+pub mod backend;
+pub mod checkpoint;
 pub mod data;
+pub mod init;
+pub mod prune;
+pub mod schedule;
+pub mod train;

@@ -1,5 +1,6 @@
 //! Data sets in memory: samples as rows of `f32`, labels as class indices.
 
+pub mod idx;
 mod rng;
 pub mod synthetic;
 

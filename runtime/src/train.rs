@@ -1,0 +1,446 @@
+//! The training loop: phases in order, each with its own compiled step, optimizer state,
+//! learning-rate schedule and penalties; one-shot prunes between phases, gradual prunes and
+//! frozen masks within them; test accuracy and a metrics line after every epoch.
+
+use crate::backend::{Backend, Compiled};
+use crate::data::{idx, synthetic::Synthetic, Dataset, Rng};
+use crate::prune::{self, Target};
+use crate::{checkpoint, init, schedule};
+use hoyer_compiler::program::{
+    DataSource, Model, Optimizer, PhasePlan, Program, PrunePlan, Step as PlanStep, TrainPlan,
+};
+use hoyer_compiler::{lower, step};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub struct RunOptions {
+    pub out_dir: PathBuf,
+    /// Stop after this many optimizer steps in total (the outputs are still written).
+    pub max_steps: Option<u64>,
+    pub seed: Option<u64>,
+    /// Initial parameters; overrides the spec's `init from`.
+    pub init: Option<PathBuf>,
+    /// Where IDX data lives; otherwise next to the spec, then `HOYER_DATA`.
+    pub data_dir: Option<PathBuf>,
+    /// The spec's folder: relative paths in the spec start there.
+    pub spec_dir: PathBuf,
+    /// Draw a progress bar (on a terminal); a line per epoch is printed either way.
+    pub progress: bool,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub steps: u64,
+    pub test_accuracy: f64,
+    pub density: f64,
+    pub train_loss: f64,
+}
+
+pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Result<Outcome, String> {
+    let plan = program.train.as_ref().ok_or("the spec has no `train` block")?;
+    let model = program.model(&plan.model).ok_or("the trained model is missing")?;
+    let seed = opts.seed.unwrap_or(plan.seed);
+    let data = load_data(program, plan, model, opts)?;
+    let outputs = model.nodes[model.output].shape[0] as usize;
+    if data.classes > outputs {
+        return Err(format!("the data has {} classes but model `{}` gives {outputs} scores", data.classes, model.name));
+    }
+    let params = match opts.init.clone().or_else(|| plan.init.as_ref().map(|p| opts.spec_dir.join(p))) {
+        Some(path) => checkpoint::load(&path, model)?,
+        None => init::pytorch_default(model, seed),
+    };
+    std::fs::create_dir_all(&opts.out_dir).map_err(|e| format!("cannot create {}: {e}", opts.out_dir.display()))?;
+    let metrics_path = opts.out_dir.join("metrics.jsonl");
+    let metrics =
+        std::fs::File::create(&metrics_path).map_err(|e| format!("cannot write {}: {e}", metrics_path.display()))?;
+    let masks = params.iter().map(|(n, v)| (n.clone(), vec![1.0f32; v.len()])).collect();
+    let mut t =
+        Trainer { program, plan, model, backend, data, params, masks, metrics, opts, seed, global_step: 0, last: None };
+    let result = t.all_phases();
+    // Whatever happened, the last parameters are written.
+    t.save()?;
+    result?;
+    let (acc, _) = t.evaluate()?;
+    Ok(Outcome {
+        steps: t.global_step,
+        test_accuracy: acc,
+        density: t.density(),
+        train_loss: t.last.map_or(f64::NAN, |l| l.0),
+    })
+}
+
+/// Finds and loads the data set.
+fn load_data(program: &Program, plan: &TrainPlan, model: &Model, opts: &RunOptions) -> Result<Dataset, String> {
+    let ds = program.data_set(&plan.data).ok_or("the data set is missing")?;
+    let features = model.input_shape.iter().product::<u64>() as usize;
+    match &ds.source {
+        DataSource::Synthetic { classes, train, test, noise, seed } => {
+            let mut d = Synthetic {
+                classes: *classes as usize,
+                train: *train as usize,
+                test: *test as usize,
+                noise: *noise,
+                seed: *seed,
+            }
+            .generate(features);
+            let (mean, std) = ds.normalize.unwrap_or((0.0, 1.0));
+            for v in d.train.x.iter_mut().chain(d.test.x.iter_mut()) {
+                *v = ((*v as f64 * ds.scale - mean) / std) as f32;
+            }
+            Ok(d)
+        }
+        DataSource::Idx { path } => {
+            let mut tried = Vec::new();
+            let mut candidates = Vec::new();
+            if let Some(d) = &opts.data_dir {
+                candidates.extend([d.clone(), d.join(path)]);
+            }
+            candidates.push(opts.spec_dir.join(path));
+            if let Some(d) = std::env::var_os("HOYER_DATA") {
+                let d = PathBuf::from(d);
+                candidates.extend([d.join(path), d]);
+            }
+            for c in candidates {
+                if c.join("train-labels-idx1-ubyte.gz").is_file() || c.join("train-labels-idx1-ubyte").is_file() {
+                    return idx::load(&c, features, ds.scale, ds.normalize);
+                }
+                tried.push(c.display().to_string());
+            }
+            Err(format!(
+                "cannot find the IDX files of `{}` (\"{path}\"); looked in: {}. Pass --data DIR or set HOYER_DATA",
+                ds.name,
+                tried.join(", ")
+            ))
+        }
+    }
+}
+
+struct Trainer<'a> {
+    program: &'a Program,
+    plan: &'a TrainPlan,
+    model: &'a Model,
+    backend: &'a dyn Backend,
+    data: Dataset,
+    params: Vec<(String, Vec<f32>)>,
+    masks: HashMap<String, Vec<f32>>,
+    metrics: std::fs::File,
+    opts: &'a RunOptions,
+    seed: u64,
+    global_step: u64,
+    /// Last epoch's (train loss, penalty).
+    last: Option<(f64, f64)>,
+}
+
+impl Trainer<'_> {
+    fn all_phases(&mut self) -> Result<(), String> {
+        for (i, s) in self.plan.steps.iter().enumerate() {
+            if self.budget_spent() {
+                break;
+            }
+            match s {
+                PlanStep::Phase(p) => self.phase(i, p)?,
+                PlanStep::Prune(p) => self.prune_once(p, None),
+            }
+        }
+        Ok(())
+    }
+
+    fn budget_spent(&self) -> bool {
+        self.opts.max_steps.is_some_and(|m| self.global_step >= m)
+    }
+
+    /// Applies `plan` to the masks (at `target` sparsity for a gradual prune) and zeroes the
+    /// pruned weights.
+    fn prune_once(&mut self, plan: &PrunePlan, target: Option<f64>) {
+        let criterion = match (target, &plan.criterion) {
+            (Some(t), hoyer_compiler::program::PruneCriterion::Sparsity { global, .. }) => {
+                hoyer_compiler::program::PruneCriterion::Sparsity { target: t, global: *global }
+            }
+            _ => plan.criterion.clone(),
+        };
+        let mut masks: Vec<(String, Vec<f32>)> =
+            plan.tensors.iter().map(|n| (n.clone(), self.masks[n].clone())).collect();
+        {
+            let mut targets: Vec<Target> = masks
+                .iter_mut()
+                .map(|(n, m)| {
+                    let values = &self.params.iter().find(|p| &p.0 == n).expect("selected parameter exists").1;
+                    let shape = &self.model.param(n).expect("selected parameter exists").shape;
+                    Target { values, shape, mask: m }
+                })
+                .collect();
+            prune::prune(&criterion, &mut targets);
+        }
+        for (n, m) in masks {
+            if let Some(p) = self.params.iter_mut().find(|p| p.0 == n) {
+                p.1.iter_mut().zip(&m).for_each(|(w, &k)| *w *= k);
+            }
+            self.masks.insert(n, m);
+        }
+    }
+
+    fn phase(&mut self, index: usize, phase: &PhasePlan) -> Result<(), String> {
+        let batch = self.plan.batch as usize;
+        let n = self.data.train.len();
+        let full = self.backend.compile(step::build(self.program, self.model, phase, batch)?.graph())?;
+        let rest = n % batch;
+        let mut partial = if rest > 0 {
+            Some(self.backend.compile(step::build(self.program, self.model, phase, rest)?.graph())?)
+        } else {
+            None
+        };
+        let mut full = full;
+        let states = step::state_names(&phase.optimizer);
+        let mut state: HashMap<String, Vec<f32>> = HashMap::new();
+        for (name, v) in &self.params {
+            for s in states {
+                state.insert(step::state_input(name, s), vec![0.0; v.len()]);
+            }
+        }
+        let masked = phase.masks_frozen || !phase.gradual.is_empty();
+        if masked {
+            // Frozen masks hold pruned weights at zero from the first step.
+            for (name, v) in self.params.iter_mut() {
+                v.iter_mut().zip(&self.masks[name]).for_each(|(w, &m)| *w *= m);
+            }
+        }
+        let steps_per_epoch = n.div_ceil(batch) as u64;
+        let bar = self.progress_bar(phase, steps_per_epoch * phase.epochs);
+        let mut t = 0u64; // optimizer steps in this phase
+        let mut rng = Rng::new(self.seed ^ (index as u64 + 1).wrapping_mul(0x5851_F42D_4C95_7F2D));
+        'epochs: for epoch in 0..phase.epochs {
+            let lr = schedule::learning_rate(base_lr(&phase.optimizer), &phase.lr_schedule, epoch, phase.epochs);
+            let strengths: Vec<f64> = phase.penalties.iter().map(|p| schedule::strength(&p.strength, epoch)).collect();
+            let mut order: Vec<usize> = (0..n).collect();
+            if self.plan.shuffle {
+                rng.shuffle(&mut order);
+            }
+            let started = Instant::now();
+            let (mut loss_sum, mut penalty_sum, mut batches, mut samples) = (0.0, 0.0, 0usize, 0usize);
+            for chunk in order.chunks(batch) {
+                if self.budget_spent() {
+                    self.finish_epoch(phase, epoch, (loss_sum, penalty_sum, batches), samples, started)?;
+                    break 'epochs;
+                }
+                for g in &phase.gradual {
+                    let gradual = g.gradual.as_ref().expect("a gradual prune has a schedule");
+                    if t % gradual.every_steps == 0 {
+                        let target = match g.criterion {
+                            hoyer_compiler::program::PruneCriterion::Sparsity { target, .. } => target,
+                            _ => 0.0,
+                        };
+                        let now = schedule::gradual_target(target, gradual, t, steps_per_epoch);
+                        if now > 0.0 {
+                            self.prune_once(g, Some(now));
+                        }
+                    }
+                }
+                t += 1;
+                let exe: &mut Box<dyn Compiled> = if chunk.len() == batch {
+                    &mut full
+                } else {
+                    partial.as_mut().ok_or("no step for the last batch")?
+                };
+                let out = self.one_step(exe, phase, chunk, &state, masked, lr, t, &strengths)?;
+                for (k, v) in &mut state {
+                    if let Some(new) = out.get(k) {
+                        v.copy_from_slice(new);
+                    }
+                }
+                for (name, v) in self.params.iter_mut() {
+                    v.copy_from_slice(&out[name]);
+                }
+                let loss = out["loss"][0] as f64;
+                if !loss.is_finite() {
+                    return Err(format!(
+                        "the loss became {loss} in phase `{}`, epoch {}, step {}; lower the learning rate or the penalty strength",
+                        phase.name,
+                        epoch + 1,
+                        self.global_step + 1
+                    ));
+                }
+                loss_sum += loss;
+                penalty_sum += out["penalty"][0] as f64;
+                batches += 1;
+                samples += chunk.len();
+                self.global_step += 1;
+                if let Some(b) = &bar {
+                    b.inc(1);
+                    let rate = samples as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                    b.set_message(format!("loss {:.4}  {:.0} samples/s", loss_sum / batches as f64, rate));
+                }
+            }
+            self.finish_epoch(phase, epoch, (loss_sum, penalty_sum, batches), samples, started)?;
+        }
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn one_step(
+        &self,
+        exe: &mut Box<dyn Compiled>,
+        phase: &PhasePlan,
+        chunk: &[usize],
+        state: &HashMap<String, Vec<f32>>,
+        masked: bool,
+        lr: f64,
+        t: u64,
+        strengths: &[f64],
+    ) -> Result<crate::backend::Buffers, String> {
+        let f = self.data.features;
+        let x: Vec<f32> = chunk.iter().flat_map(|&i| self.data.train.sample(i, f).iter().copied()).collect();
+        let y: Vec<f32> = chunk.iter().map(|&i| self.data.train.y[i] as f32).collect();
+        let mut scalars: Vec<(String, Vec<f32>)> = vec![(step::LR.into(), vec![lr as f32])];
+        match phase.optimizer {
+            Optimizer::Adam { betas: (b1, b2), .. } => {
+                let bc1 = 1.0 - b1.powi(t as i32);
+                let bc2 = 1.0 - b2.powi(t as i32);
+                scalars.push((step::STEP_SIZE.into(), vec![(lr / bc1) as f32]));
+                scalars.push((step::BC2_SQRT.into(), vec![bc2.sqrt() as f32]));
+            }
+            Optimizer::Sgd { .. } => scalars.push((step::FIRST.into(), vec![if t == 1 { 1.0 } else { 0.0 }])),
+        }
+        for (k, s) in strengths.iter().enumerate() {
+            scalars.push((lower::strength_input(k), vec![*s as f32]));
+        }
+        let mask_names: Vec<(String, &Vec<f32>)> = if masked {
+            self.params.iter().map(|(n, _)| (step::mask_input(n), &self.masks[n])).collect()
+        } else {
+            vec![]
+        };
+        let mut inputs: HashMap<&str, &[f32]> = HashMap::new();
+        inputs.insert(lower::DATA, &x);
+        inputs.insert(lower::LABELS, &y);
+        for (n, v) in &self.params {
+            inputs.insert(n, v);
+        }
+        for (n, v) in state {
+            inputs.insert(n, v);
+        }
+        for (n, v) in &mask_names {
+            inputs.insert(n, v);
+        }
+        for (n, v) in &scalars {
+            inputs.insert(n, v);
+        }
+        exe.run(&inputs)
+    }
+
+    fn finish_epoch(
+        &mut self,
+        phase: &PhasePlan,
+        epoch: u64,
+        sums: (f64, f64, usize),
+        samples: usize,
+        started: Instant,
+    ) -> Result<(), String> {
+        let (loss_sum, penalty_sum, batches) = sums;
+        let elapsed = started.elapsed().as_secs_f64();
+        let (accuracy, _) = self.evaluate()?;
+        let batches = batches.max(1) as f64;
+        self.last = Some((loss_sum / batches, penalty_sum / batches));
+        let line = serde_json::json!({
+            "phase": phase.name,
+            "epoch": epoch + 1,
+            "step": self.global_step,
+            "train_loss": loss_sum / batches,
+            "penalty": penalty_sum / batches,
+            "test_accuracy": accuracy,
+            "samples_per_sec": samples as f64 / elapsed.max(1e-9),
+            "density": self.density(),
+        });
+        writeln!(self.metrics, "{line}").map_err(|e| format!("cannot write metrics: {e}"))?;
+        {
+            eprintln!(
+                "{} epoch {:>3}/{}  loss {:.4}  penalty {:.4}  test accuracy {:.2}%  density {:.2}%",
+                phase.name,
+                epoch + 1,
+                phase.epochs,
+                loss_sum / batches,
+                penalty_sum / batches,
+                accuracy * 100.0,
+                self.density() * 100.0
+            );
+        }
+        Ok(())
+    }
+
+    /// Test accuracy and the number of test samples.
+    fn evaluate(&self) -> Result<(f64, usize), String> {
+        let batch = self.plan.batch as usize;
+        let f = self.data.features;
+        let n = self.data.test.len();
+        let mut correct = 0usize;
+        let mut compiled: HashMap<usize, Box<dyn Compiled>> = HashMap::new();
+        for start in (0..n).step_by(batch) {
+            let size = batch.min(n - start);
+            if !compiled.contains_key(&size) {
+                let (g, _) = lower::lower_eval(self.model, size)?;
+                compiled.insert(size, self.backend.compile(&g)?);
+            }
+            let exe = compiled.get_mut(&size).ok_or("no evaluation graph")?;
+            let x = &self.data.test.x[start * f..(start + size) * f];
+            let mut inputs: HashMap<&str, &[f32]> = HashMap::new();
+            inputs.insert(lower::DATA, x);
+            for (name, v) in &self.params {
+                inputs.insert(name, v);
+            }
+            let logits = &exe.run(&inputs)?["logits"];
+            let classes = logits.len() / size;
+            for (i, row) in logits.chunks(classes).enumerate() {
+                let best = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(j, _)| j);
+                if best as u32 == self.data.test.y[start + i] {
+                    correct += 1;
+                }
+            }
+        }
+        Ok((correct as f64 / n.max(1) as f64, n))
+    }
+
+    /// The fraction of parameters that are not zero.
+    fn density(&self) -> f64 {
+        let (nz, total) = self
+            .params
+            .iter()
+            .fold((0usize, 0usize), |(nz, t), (_, v)| (nz + v.iter().filter(|&&x| x != 0.0).count(), t + v.len()));
+        nz as f64 / total.max(1) as f64
+    }
+
+    fn save(&self) -> Result<(), String> {
+        let meta = HashMap::from([
+            ("format".to_string(), "pt".to_string()),
+            ("hoyer.steps".to_string(), self.global_step.to_string()),
+        ]);
+        checkpoint::save(&self.opts.out_dir.join("model.safetensors"), self.model, &self.params, meta)
+    }
+
+    fn progress_bar(&self, phase: &PhasePlan, total: u64) -> Option<ProgressBar> {
+        if !self.opts.progress {
+            return None;
+        }
+        let bar = ProgressBar::new(total);
+        let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style.progress_chars("=> "));
+        bar.set_prefix(phase.name.clone());
+        Some(bar)
+    }
+}
+
+fn base_lr(o: &Optimizer) -> f64 {
+    match o {
+        Optimizer::Sgd { lr, .. } | Optimizer::Adam { lr, .. } => *lr,
+    }
+}
+
+/// The folder of a spec file (for its relative paths).
+pub fn spec_dir(spec: &Path) -> PathBuf {
+    spec.parent().map(Path::to_path_buf).unwrap_or_default()
+}
