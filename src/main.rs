@@ -58,7 +58,7 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
         /// Which back end runs the step.
-        #[arg(long, value_enum, default_value_t = BackendChoice::Interp)]
+        #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
         backend: BackendChoice,
     },
     /// Explain an error code, with a corrected example.
@@ -70,7 +70,9 @@ enum Command {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum BackendChoice {
-    /// The reference interpreter (float32): exact, and slow on large models.
+    /// Fused kernels on the CPU, matrix products through `gemm`.
+    Cpu,
+    /// The reference interpreter (float32): the oracle, and slow on large models.
     Interp,
 }
 
@@ -84,6 +86,8 @@ enum Emit {
     Ir,
     /// The IR of each phase's whole training step: gradients and optimizer update included.
     Grad,
+    /// The fused kernels of each phase's training step, and the ops in each.
+    Kernels,
 }
 
 /// Rendered diagnostics wrap at this width, so that output does not depend on the terminal.
@@ -149,6 +153,7 @@ fn run(command: Command, color: bool) -> ExitCode {
                 progress: std::io::stderr().is_terminal(),
             };
             let backend: Box<dyn hoyer_runtime::backend::Backend> = match backend {
+                BackendChoice::Cpu => Box::new(hoyer_runtime::cpu::Cpu::default()),
                 BackendChoice::Interp => Box::new(hoyer_runtime::backend::Interpreter),
             };
             match hoyer_runtime::train::run(&checked.program, backend.as_ref(), &opts) {
@@ -190,7 +195,7 @@ fn explain(c: Code) -> String {
 }
 
 /// The IR of every phase of the training plan, in canonical text form.
-fn emit_ir(program: &hoyer_compiler::program::Program, with_step: bool) -> Result<String, String> {
+fn emit_ir(program: &hoyer_compiler::program::Program, emit: Emit) -> Result<String, String> {
     use hoyer_compiler::program::Step;
     use hoyer_compiler::{ir, lower, step};
     let plan = program.train.as_ref().ok_or("the spec has no `train` block")?;
@@ -199,12 +204,15 @@ fn emit_ir(program: &hoyer_compiler::program::Program, with_step: bool) -> Resul
     let mut out = String::new();
     for s in &plan.steps {
         let Step::Phase(phase) = s else { continue };
-        let graph = if with_step {
-            step::build(program, model, phase, batch)?.forward.graph
-        } else {
-            lower::lower(program, model, &phase.penalties, batch)?.graph
+        let text = match emit {
+            Emit::Ir => ir::print::print(&lower::lower(program, model, &phase.penalties, batch)?.graph),
+            Emit::Grad => ir::print::print(step::build(program, model, phase, batch)?.graph()),
+            _ => {
+                let step = step::build(program, model, phase, batch)?;
+                hoyer_compiler::fusion::print(step.graph(), &hoyer_compiler::fusion::fuse(step.graph()))
+            }
         };
-        out += &format!("phase {} {{\n{}}}\n", phase.name, ir::print::print(&graph));
+        out += &format!("phase {} {{\n{text}}}\n", phase.name);
     }
     Ok(out)
 }
@@ -264,7 +272,7 @@ fn check_file(path: &Path, color: bool, emit: Option<Emit>) -> Outcome {
             match emit {
                 Some(Emit::Ast) => println!("{:#?}", checked.file),
                 Some(Emit::Model) => print!("{}", summary::model_summary(&checked.program)),
-                Some(emit @ (Emit::Ir | Emit::Grad)) => match emit_ir(&checked.program, matches!(emit, Emit::Grad)) {
+                Some(emit @ (Emit::Ir | Emit::Grad | Emit::Kernels)) => match emit_ir(&checked.program, emit) {
                     Ok(text) => print!("{text}"),
                     Err(e) => {
                         eprintln!("hoyerc: {name}: {e}");

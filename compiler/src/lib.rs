@@ -6,6 +6,7 @@ pub mod autodiff;
 pub mod check;
 pub mod codes;
 pub mod diagnostics;
+pub mod fusion;
 pub mod ir;
 pub mod lower;
 pub mod parse;

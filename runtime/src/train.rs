@@ -223,7 +223,9 @@ impl Trainer<'_> {
             let (mut loss_sum, mut penalty_sum, mut batches, mut samples) = (0.0, 0.0, 0usize, 0usize);
             for chunk in order.chunks(batch) {
                 if self.budget_spent() {
-                    self.finish_epoch(phase, epoch, (loss_sum, penalty_sum, batches), samples, started)?;
+                    if batches > 0 {
+                        self.finish_epoch(phase, epoch, (loss_sum, penalty_sum, batches), samples, started)?;
+                    }
                     break 'epochs;
                 }
                 for g in &phase.gradual {

@@ -1,0 +1,425 @@
+//! The CPU back end: runs the kernels of `fusion::fuse` in float32. Matrix products go to
+//! the `gemm` crate; a fused kernel runs as one pass over its iteration space, in chunks, with
+//! its intermediate values in registers (chunk-sized scratch arrays) rather than in memory.
+//! Only values that cross kernel boundaries get buffers.
+
+use crate::backend::{Backend, Buffers, Compiled};
+use hoyer_compiler::fusion::{self, Kernel, KernelKind};
+use hoyer_compiler::ir::interp::strides;
+use hoyer_compiler::ir::{numel, Binary, Graph, Op, ReduceOp, Unary, ValueId};
+use std::collections::HashMap;
+
+/// Elements per chunk of a fused kernel: small enough for the registers to stay in cache.
+const CHUNK: usize = 512;
+
+pub struct Cpu {
+    /// Threads for large matrix products.
+    pub threads: usize,
+}
+
+impl Default for Cpu {
+    fn default() -> Self {
+        Cpu { threads: std::thread::available_parallelism().map_or(1, |n| n.get()) }
+    }
+}
+
+impl Backend for Cpu {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+    fn compile(&self, graph: &Graph) -> Result<Box<dyn Compiled>, String> {
+        graph.validate()?;
+        let schedule = fusion::fuse(graph);
+        let mut buffers: Vec<Vec<f32>> = vec![Vec::new(); graph.values.len()];
+        let mut inputs = Vec::new();
+        for (id, name, _) in graph.inputs() {
+            inputs.push((name.to_string(), id));
+        }
+        let mut execs = Vec::new();
+        for k in &schedule.kernels {
+            for w in &k.writes {
+                buffers[w.index()] = vec![0.0; numel(graph.shape(*w))];
+            }
+            execs.push(match k.kind {
+                KernelKind::MatMul => {
+                    let v = k.values[0];
+                    let Op::MatMul { a, b, ta, tb } = graph.value(v).op else {
+                        return Err("matmul kernel without a matmul".into());
+                    };
+                    Exec::MatMul { a, b, ta, tb, out: v }
+                }
+                KernelKind::Permute => {
+                    let v = k.values[0];
+                    let Op::Permute { input, ref perm } = graph.value(v).op else {
+                        return Err("permute kernel without a permute".into());
+                    };
+                    Exec::Permute { input, perm: perm.clone(), out: v }
+                }
+                KernelKind::Fused => Exec::Fused(FusedKernel::new(graph, k)?),
+            });
+        }
+        // Outputs that are inputs or constants need buffers too.
+        let mut outputs = Vec::new();
+        for (name, o) in &graph.outputs {
+            if buffers[o.index()].is_empty() {
+                buffers[o.index()] = match graph.value(*o).op {
+                    Op::Const(c) => vec![c as f32; numel(graph.shape(*o))],
+                    _ => vec![0.0; numel(graph.shape(*o))],
+                };
+            }
+            outputs.push((name.clone(), *o));
+        }
+        let shapes = graph.values.iter().map(|v| v.shape.clone()).collect();
+        Ok(Box::new(CpuProgram { shapes, buffers, inputs, execs, outputs, threads: self.threads }))
+    }
+}
+
+enum Exec {
+    MatMul { a: ValueId, b: ValueId, ta: bool, tb: bool, out: ValueId },
+    Permute { input: ValueId, perm: Vec<usize>, out: ValueId },
+    Fused(FusedKernel),
+}
+
+struct CpuProgram {
+    shapes: Vec<Vec<usize>>,
+    /// One buffer per value that an input, a kernel's result or an output needs.
+    buffers: Vec<Vec<f32>>,
+    inputs: Vec<(String, ValueId)>,
+    execs: Vec<Exec>,
+    outputs: Vec<(String, ValueId)>,
+    threads: usize,
+}
+
+impl Compiled for CpuProgram {
+    fn run(&mut self, given: &HashMap<&str, &[f32]>) -> Result<Buffers, String> {
+        for (name, id) in &self.inputs {
+            let src = given.get(name.as_str()).ok_or_else(|| format!("input `{name}` was not given"))?;
+            let n = numel(&self.shapes[id.index()]);
+            if src.len() != n {
+                return Err(format!("input `{name}` has {} values, expected {n}", src.len()));
+            }
+            let buf = &mut self.buffers[id.index()];
+            buf.clear();
+            buf.extend_from_slice(src);
+        }
+        for e in &mut self.execs {
+            match e {
+                Exec::MatMul { a, b, ta, tb, out } => {
+                    let (sa, sb) = (&self.shapes[a.index()], &self.shapes[b.index()]);
+                    let so = &self.shapes[out.index()];
+                    let (m, n) = (so[0], so[1]);
+                    let k = if *ta { sa[0] } else { sa[1] };
+                    let mut dst = std::mem::take(&mut self.buffers[out.index()]);
+                    matmul(
+                        &mut dst,
+                        &self.buffers[a.index()],
+                        sa[1],
+                        *ta,
+                        &self.buffers[b.index()],
+                        sb[1],
+                        *tb,
+                        m,
+                        n,
+                        k,
+                        self.threads,
+                    );
+                    self.buffers[out.index()] = dst;
+                }
+                Exec::Permute { input, perm, out } => {
+                    let in_strides = strides(&self.shapes[input.index()]);
+                    let per_axis: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
+                    let mut dst = std::mem::take(&mut self.buffers[out.index()]);
+                    let map = IndexMap::General { out_shape: self.shapes[out.index()].clone(), per_axis };
+                    let src = &self.buffers[input.index()];
+                    for (i, d) in dst.iter_mut().enumerate() {
+                        *d = src[map.index(i)];
+                    }
+                    self.buffers[out.index()] = dst;
+                }
+                Exec::Fused(k) => k.run(&mut self.buffers),
+            }
+        }
+        Ok(self.outputs.iter().map(|(n, o)| (n.clone(), self.buffers[o.index()].clone())).collect())
+    }
+}
+
+/// `dst[m×n] = op(a) · op(b)`, row-major, `a_cols`/`b_cols` the stored row lengths.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    dst: &mut [f32],
+    a: &[f32],
+    a_cols: usize,
+    ta: bool,
+    b: &[f32],
+    b_cols: usize,
+    tb: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    threads: usize,
+) {
+    // Element (i, p) of op(a): row stride and column stride in the stored matrix.
+    let (a_rs, a_cs) = if ta { (1, a_cols as isize) } else { (a_cols as isize, 1) };
+    let (b_rs, b_cs) = if tb { (1, b_cols as isize) } else { (b_cols as isize, 1) };
+    let parallelism =
+        if threads > 1 && m * n * k >= 1 << 18 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    // SAFETY: the shapes were checked when the graph was built; every pointer covers the
+    // m×k, k×n and m×n elements its strides address, and dst does not alias a or b.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// How element `e` of a kernel's iteration space finds its element in another buffer.
+#[derive(Debug, Clone)]
+enum IndexMap {
+    Same,
+    Scalar,
+    /// The buffer repeats along leading axes: index `e % n`.
+    Modulo(usize),
+    /// The buffer repeats along trailing axes: index `e / n`.
+    Divide(usize),
+    /// Anything else: per output axis, the buffer's stride (0 where it repeats).
+    General {
+        out_shape: Vec<usize>,
+        per_axis: Vec<usize>,
+    },
+}
+
+impl IndexMap {
+    /// For a buffer of `in_shape` whose axis `i` is iteration axis `dims[i]`.
+    fn broadcast(out_shape: &[usize], in_shape: &[usize], dims: &[usize]) -> IndexMap {
+        let rank = out_shape.len();
+        if numel(in_shape) == 1 {
+            return IndexMap::Scalar;
+        }
+        if dims.iter().enumerate().all(|(i, &d)| d == rank - dims.len() + i) {
+            return IndexMap::Modulo(numel(in_shape));
+        }
+        if dims.iter().enumerate().all(|(i, &d)| d == i) {
+            return IndexMap::Divide(numel(&out_shape[dims.len()..]));
+        }
+        let in_strides = strides(in_shape);
+        let mut per_axis = vec![0; rank];
+        for (i, &d) in dims.iter().enumerate() {
+            per_axis[d] = in_strides[i];
+        }
+        IndexMap::General { out_shape: out_shape.to_vec(), per_axis }
+    }
+
+    /// For a reduction of `in_shape` over `axes`: where element `e` accumulates.
+    fn reduction(in_shape: &[usize], axes: &[usize]) -> IndexMap {
+        let kept: Vec<usize> = (0..in_shape.len()).filter(|a| !axes.contains(a)).collect();
+        let out_shape: Vec<usize> = kept.iter().map(|&a| in_shape[a]).collect();
+        // The output is the input with `axes` removed: a broadcast seen backwards.
+        IndexMap::broadcast(in_shape, &out_shape, &kept)
+    }
+
+    #[inline]
+    fn index(&self, e: usize) -> usize {
+        match self {
+            IndexMap::Same => e,
+            IndexMap::Scalar => 0,
+            IndexMap::Modulo(n) => e % n,
+            IndexMap::Divide(n) => e / n,
+            IndexMap::General { out_shape, per_axis } => {
+                let (mut rest, mut idx) = (e, 0);
+                for ax in (0..out_shape.len()).rev() {
+                    idx += (rest % out_shape[ax]) * per_axis[ax];
+                    rest /= out_shape[ax];
+                }
+                idx
+            }
+        }
+    }
+}
+
+/// One instruction of a fused kernel; each writes its own register.
+#[derive(Debug, Clone)]
+enum KOp {
+    Load(ValueId, IndexMap),
+    Const(f32),
+    Unary(Unary, usize),
+    Pow(usize, f32),
+    Binary(Binary, usize, usize),
+    OneHot { labels: ValueId, classes: usize },
+}
+
+struct FusedKernel {
+    n: usize,
+    ops: Vec<KOp>,
+    /// (register, value) pairs stored to buffers.
+    stores: Vec<(usize, ValueId)>,
+    reduce: Option<(ReduceOp, usize, ValueId, IndexMap)>,
+    regs: Vec<Vec<f32>>,
+}
+
+impl FusedKernel {
+    fn new(g: &Graph, k: &Kernel) -> Result<FusedKernel, String> {
+        let shape = k.shape.clone();
+        let mut ops: Vec<KOp> = Vec::new();
+        let mut reg: HashMap<ValueId, usize> = HashMap::new();
+        let mut reduce = None;
+        // A register for `o` read as an operand of the same shape as the iteration space.
+        let operand = |ops: &mut Vec<KOp>, reg: &HashMap<ValueId, usize>, o: ValueId| -> usize {
+            if let Some(&r) = reg.get(&o) {
+                return r;
+            }
+            ops.push(match g.value(o).op {
+                Op::Const(c) => KOp::Const(c as f32),
+                _ => KOp::Load(o, if numel(g.shape(o)) == 1 { IndexMap::Scalar } else { IndexMap::Same }),
+            });
+            ops.len() - 1
+        };
+        for &v in &k.values {
+            let op = match &g.value(v).op {
+                Op::Unary(u, x) => KOp::Unary(*u, operand(&mut ops, &reg, *x)),
+                Op::PowConst(x, c) => KOp::Pow(operand(&mut ops, &reg, *x), *c as f32),
+                Op::Binary(b, x, y) => {
+                    let (rx, ry) = (operand(&mut ops, &reg, *x), operand(&mut ops, &reg, *y));
+                    KOp::Binary(*b, rx, ry)
+                }
+                Op::Broadcast { input, dims } => match g.value(*input).op {
+                    Op::Const(c) => KOp::Const(c as f32),
+                    _ => KOp::Load(*input, IndexMap::broadcast(&shape, g.shape(*input), dims)),
+                },
+                Op::Reshape(x) => match g.value(*x).op {
+                    Op::Const(c) => KOp::Const(c as f32),
+                    _ => KOp::Load(*x, IndexMap::Same),
+                },
+                Op::OneHot { labels } => KOp::OneHot { labels: *labels, classes: shape[1] },
+                Op::Reduce { op, input, axes } => {
+                    let r = operand(&mut ops, &reg, *input);
+                    reduce = Some((*op, r, v, IndexMap::reduction(&shape, axes)));
+                    continue;
+                }
+                other => return Err(format!("{other:?} in a fused kernel")),
+            };
+            ops.push(op);
+            reg.insert(v, ops.len() - 1);
+        }
+        let stores = k.writes.iter().filter_map(|w| reg.get(w).map(|&r| (r, *w))).collect();
+        let regs = vec![vec![0.0; CHUNK]; ops.len()];
+        Ok(FusedKernel { n: numel(&shape), ops, stores, reduce, regs })
+    }
+
+    fn run(&mut self, buffers: &mut [Vec<f32>]) {
+        let mut acc: Vec<f64> = Vec::new();
+        if let Some((op, _, out, _)) = &self.reduce {
+            let init = if *op == ReduceOp::Sum { 0.0 } else { f64::NEG_INFINITY };
+            acc = vec![init; buffers[out.index()].len()];
+        }
+        let mut start = 0;
+        while start < self.n {
+            let len = CHUNK.min(self.n - start);
+            for i in 0..self.ops.len() {
+                // Registers before `i` are inputs to it; split to borrow them beside it.
+                let (done, rest) = self.regs.split_at_mut(i);
+                let dst = &mut rest[0][..len];
+                match &self.ops[i] {
+                    KOp::Load(v, map) => {
+                        let src = &buffers[v.index()];
+                        match map {
+                            IndexMap::Same => dst.copy_from_slice(&src[start..start + len]),
+                            IndexMap::Scalar => dst.fill(src[0]),
+                            m => dst.iter_mut().enumerate().for_each(|(j, d)| *d = src[m.index(start + j)]),
+                        }
+                    }
+                    KOp::Const(c) => dst.fill(*c),
+                    KOp::Unary(u, x) => unary(*u, &done[*x][..len], dst),
+                    KOp::Pow(x, c) => {
+                        let src = &done[*x][..len];
+                        if *c == 2.0 {
+                            dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s * s);
+                        } else {
+                            dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s.powf(*c));
+                        }
+                    }
+                    KOp::Binary(b, x, y) => binary(*b, &done[*x][..len], &done[*y][..len], dst),
+                    KOp::OneHot { labels, classes } => {
+                        let l = &buffers[labels.index()];
+                        dst.iter_mut().enumerate().for_each(|(j, d)| {
+                            let e = start + j;
+                            *d = if l[e / classes] as usize == e % classes { 1.0 } else { 0.0 };
+                        });
+                    }
+                }
+            }
+            for (r, v) in &self.stores {
+                buffers[v.index()][start..start + len].copy_from_slice(&self.regs[*r][..len]);
+            }
+            if let Some((op, r, _, map)) = &self.reduce {
+                let src = &self.regs[*r][..len];
+                match (op, map) {
+                    (ReduceOp::Sum, IndexMap::Scalar) => acc[0] += src.iter().map(|&x| x as f64).sum::<f64>(),
+                    (ReduceOp::Sum, m) => {
+                        src.iter().enumerate().for_each(|(j, &x)| acc[m.index(start + j)] += x as f64)
+                    }
+                    (ReduceOp::Max, m) => src.iter().enumerate().for_each(|(j, &x)| {
+                        let o = m.index(start + j);
+                        acc[o] = acc[o].max(x as f64);
+                    }),
+                }
+            }
+            start += len;
+        }
+        if let Some((_, _, out, _)) = &self.reduce {
+            buffers[out.index()].iter_mut().zip(&acc).for_each(|(d, &a)| *d = a as f32);
+        }
+    }
+}
+
+fn unary(u: Unary, src: &[f32], dst: &mut [f32]) {
+    let it = dst.iter_mut().zip(src);
+    match u {
+        Unary::Neg => it.for_each(|(d, &s)| *d = -s),
+        Unary::Abs => it.for_each(|(d, &s)| *d = s.abs()),
+        Unary::Sqrt => it.for_each(|(d, &s)| *d = s.sqrt()),
+        Unary::Exp => it.for_each(|(d, &s)| *d = s.exp()),
+        Unary::Log => it.for_each(|(d, &s)| *d = s.ln()),
+        Unary::Sign => it.for_each(|(d, &s)| {
+            *d = if s > 0.0 {
+                1.0
+            } else if s < 0.0 {
+                -1.0
+            } else {
+                0.0
+            }
+        }),
+        Unary::Relu => it.for_each(|(d, &s)| *d = s.max(0.0)),
+        Unary::Step => it.for_each(|(d, &s)| *d = if s > 0.0 { 1.0 } else { 0.0 }),
+        Unary::Recip => it.for_each(|(d, &s)| *d = 1.0 / s),
+    }
+}
+
+fn binary(b: Binary, x: &[f32], y: &[f32], dst: &mut [f32]) {
+    let it = dst.iter_mut().zip(x.iter().zip(y));
+    match b {
+        Binary::Add => it.for_each(|(d, (&a, &c))| *d = a + c),
+        Binary::Sub => it.for_each(|(d, (&a, &c))| *d = a - c),
+        Binary::Mul => it.for_each(|(d, (&a, &c))| *d = a * c),
+        Binary::Div => it.for_each(|(d, (&a, &c))| *d = a / c),
+        Binary::Max => it.for_each(|(d, (&a, &c))| *d = a.max(c)),
+        Binary::Eq => it.for_each(|(d, (&a, &c))| *d = if a == c { 1.0 } else { 0.0 }),
+    }
+}
