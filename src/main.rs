@@ -61,6 +61,16 @@ enum Command {
         #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
         backend: BackendChoice,
     },
+    /// Training throughput of each spec's first phase on in-memory random data.
+    Bench {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Timed steps (after 20 warm-up steps).
+        #[arg(long, default_value_t = 200)]
+        steps: usize,
+        #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
+        backend: BackendChoice,
+    },
     /// Explain an error code, with a corrected example.
     Explain {
         /// A code such as E0401.
@@ -152,10 +162,7 @@ fn run(command: Command, color: bool) -> ExitCode {
                 spec_dir: hoyer_runtime::train::spec_dir(&file),
                 progress: std::io::stderr().is_terminal(),
             };
-            let backend: Box<dyn hoyer_runtime::backend::Backend> = match backend {
-                BackendChoice::Cpu => Box::new(hoyer_runtime::cpu::Cpu::default()),
-                BackendChoice::Interp => Box::new(hoyer_runtime::backend::Interpreter),
-            };
+            let backend = make_backend(backend);
             match hoyer_runtime::train::run(&checked.program, backend.as_ref(), &opts) {
                 Ok(o) => {
                     eprintln!(
@@ -173,6 +180,28 @@ fn run(command: Command, color: bool) -> ExitCode {
                 }
             }
         }
+        Command::Bench { files, steps, backend } => {
+            let backend = make_backend(backend);
+            for file in &files {
+                let Some(checked) = checked_program(file, color) else { return ExitCode::from(1) };
+                match hoyer_runtime::bench::bench(&checked.program, backend.as_ref(), steps) {
+                    Ok(r) => println!(
+                        "{:<28} phase {:<10} batch {:<4} {:>10.0} samples/s {:>8.3} ms/step  ({})",
+                        file.file_stem().map_or(String::new(), |s| s.to_string_lossy().into_owned()),
+                        r.phase,
+                        r.batch,
+                        r.samples_per_sec,
+                        r.ms_per_step,
+                        backend.name()
+                    ),
+                    Err(e) => {
+                        eprintln!("hoyerc: {}: {e}", file.display());
+                        return ExitCode::from(1);
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Command::Explain { code } => match Code::parse(&code) {
             Some(c) => {
                 print!("{}", explain(c));
@@ -185,6 +214,13 @@ fn run(command: Command, color: bool) -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+fn make_backend(choice: BackendChoice) -> Box<dyn hoyer_runtime::backend::Backend> {
+    match choice {
+        BackendChoice::Cpu => Box::new(hoyer_runtime::cpu::Cpu::default()),
+        BackendChoice::Interp => Box::new(hoyer_runtime::backend::Interpreter),
     }
 }
 

@@ -8,10 +8,34 @@ use std::collections::HashMap;
 /// Named float32 buffers.
 pub type Buffers = HashMap<String, Vec<f32>>;
 
-/// A graph made ready to run.
+/// A graph made ready to run. Inputs are copied in, the graph runs, outputs are read in
+/// place: a training step copies each parameter once in and once out, and allocates nothing.
 pub trait Compiled {
-    /// Runs the graph on `inputs` (every input of the graph by name) and returns its outputs.
-    fn run(&mut self, inputs: &HashMap<&str, &[f32]>) -> Result<Buffers, String>;
+    /// Copies `data` into the input `name`. An input keeps its value until it is set again.
+    fn set_input(&mut self, name: &str, data: &[f32]) -> Result<(), String>;
+    /// Runs the graph on the inputs as set.
+    fn execute(&mut self) -> Result<(), String>;
+    /// The output `name` of the last execution.
+    fn output(&self, name: &str) -> Option<&[f32]>;
+    fn output_names(&self) -> Vec<String>;
+
+    /// Sets every input, runs, and returns copies of all outputs.
+    fn run(&mut self, inputs: &HashMap<&str, &[f32]>) -> Result<Buffers, String> {
+        for (name, data) in inputs {
+            self.set_input(name, data)?;
+        }
+        self.execute()?;
+        Ok(self.output_names().into_iter().filter_map(|n| self.output(&n).map(|v| (n.clone(), v.to_vec()))).collect())
+    }
+}
+
+/// Checks that a buffer for input `name` has the size the graph expects.
+pub fn check_size(name: &str, got: usize, want: usize) -> Result<(), String> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("input `{name}` has {got} values, expected {want}"))
+    }
 }
 
 pub trait Backend {
@@ -22,7 +46,11 @@ pub trait Backend {
 /// The reference interpreter, in float32 (every result rounded to f32).
 pub struct Interpreter;
 
-struct Interpreted(Graph);
+struct Interpreted {
+    graph: Graph,
+    inputs: HashMap<String, Vec<f64>>,
+    outputs: Buffers,
+}
 
 impl Backend for Interpreter {
     fn name(&self) -> &'static str {
@@ -30,15 +58,27 @@ impl Backend for Interpreter {
     }
     fn compile(&self, graph: &Graph) -> Result<Box<dyn Compiled>, String> {
         graph.validate()?;
-        Ok(Box::new(Interpreted(graph.clone())))
+        Ok(Box::new(Interpreted { graph: graph.clone(), inputs: HashMap::new(), outputs: Buffers::new() }))
     }
 }
 
 impl Compiled for Interpreted {
-    fn run(&mut self, inputs: &HashMap<&str, &[f32]>) -> Result<Buffers, String> {
-        let wide: HashMap<String, Vec<f64>> =
-            inputs.iter().map(|(k, v)| (k.to_string(), v.iter().map(|&x| x as f64).collect())).collect();
-        let out = interp::outputs(&self.0, &wide, Precision::F32)?;
-        Ok(out.into_iter().map(|(k, v)| (k, v.into_iter().map(|x| x as f32).collect())).collect())
+    fn set_input(&mut self, name: &str, data: &[f32]) -> Result<(), String> {
+        if let Some(id) = self.graph.input(name) {
+            check_size(name, data.len(), hoyer_compiler::ir::numel(self.graph.shape(id)))?;
+            self.inputs.insert(name.to_string(), data.iter().map(|&x| x as f64).collect());
+        }
+        Ok(())
+    }
+    fn execute(&mut self) -> Result<(), String> {
+        let out = interp::outputs(&self.graph, &self.inputs, Precision::F32)?;
+        self.outputs = out.into_iter().map(|(k, v)| (k, v.into_iter().map(|x| x as f32).collect())).collect();
+        Ok(())
+    }
+    fn output(&self, name: &str) -> Option<&[f32]> {
+        self.outputs.get(name).map(Vec::as_slice)
+    }
+    fn output_names(&self) -> Vec<String> {
+        self.graph.outputs.iter().map(|o| o.0.clone()).collect()
     }
 }

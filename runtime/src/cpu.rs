@@ -3,7 +3,7 @@
 //! its intermediate values in registers (chunk-sized scratch arrays) rather than in memory.
 //! Only values that cross kernel boundaries get buffers.
 
-use crate::backend::{Backend, Buffers, Compiled};
+use crate::backend::{check_size, Backend, Compiled};
 use hoyer_compiler::fusion::{self, Kernel, KernelKind};
 use hoyer_compiler::ir::interp::strides;
 use hoyer_compiler::ir::{numel, Binary, Graph, Op, ReduceOp, Unary, ValueId};
@@ -70,7 +70,8 @@ impl Backend for Cpu {
             outputs.push((name.clone(), *o));
         }
         let shapes = graph.values.iter().map(|v| v.shape.clone()).collect();
-        Ok(Box::new(CpuProgram { shapes, buffers, inputs, execs, outputs, threads: self.threads }))
+        let set = vec![false; inputs.len()];
+        Ok(Box::new(CpuProgram { shapes, buffers, inputs, set, execs, outputs, threads: self.threads }))
     }
 }
 
@@ -85,22 +86,38 @@ struct CpuProgram {
     /// One buffer per value that an input, a kernel's result or an output needs.
     buffers: Vec<Vec<f32>>,
     inputs: Vec<(String, ValueId)>,
+    /// Which inputs have been given a value.
+    set: Vec<bool>,
     execs: Vec<Exec>,
     outputs: Vec<(String, ValueId)>,
     threads: usize,
 }
 
 impl Compiled for CpuProgram {
-    fn run(&mut self, given: &HashMap<&str, &[f32]>) -> Result<Buffers, String> {
-        for (name, id) in &self.inputs {
-            let src = given.get(name.as_str()).ok_or_else(|| format!("input `{name}` was not given"))?;
-            let n = numel(&self.shapes[id.index()]);
-            if src.len() != n {
-                return Err(format!("input `{name}` has {} values, expected {n}", src.len()));
-            }
+    fn set_input(&mut self, name: &str, data: &[f32]) -> Result<(), String> {
+        // Inputs the graph does not use (e.g. an unused learning rate) are ignored.
+        if let Some(i) = self.inputs.iter().position(|(n, _)| n == name) {
+            let id = self.inputs[i].1;
+            check_size(name, data.len(), numel(&self.shapes[id.index()]))?;
             let buf = &mut self.buffers[id.index()];
             buf.clear();
-            buf.extend_from_slice(src);
+            buf.extend_from_slice(data);
+            self.set[i] = true;
+        }
+        Ok(())
+    }
+
+    fn output(&self, name: &str) -> Option<&[f32]> {
+        self.outputs.iter().find(|(n, _)| n == name).map(|(_, o)| self.buffers[o.index()].as_slice())
+    }
+
+    fn output_names(&self) -> Vec<String> {
+        self.outputs.iter().map(|o| o.0.clone()).collect()
+    }
+
+    fn execute(&mut self) -> Result<(), String> {
+        if let Some(i) = self.set.iter().position(|s| !s) {
+            return Err(format!("input `{}` was not given", self.inputs[i].0));
         }
         for e in &mut self.execs {
             match e {
@@ -139,7 +156,7 @@ impl Compiled for CpuProgram {
                 Exec::Fused(k) => k.run(&mut self.buffers),
             }
         }
-        Ok(self.outputs.iter().map(|(n, o)| (n.clone(), self.buffers[o.index()].clone())).collect())
+        Ok(())
     }
 }
 

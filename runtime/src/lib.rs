@@ -2,10 +2,12 @@
 //! training loop with its outputs.
 
 pub mod backend;
+pub mod bench;
 pub mod checkpoint;
 pub mod cpu;
 pub mod data;
 pub mod init;
 pub mod prune;
 pub mod schedule;
+pub mod stepper;
 pub mod train;

@@ -5,11 +5,12 @@
 use crate::backend::{Backend, Compiled};
 use crate::data::{idx, synthetic::Synthetic, Dataset, Rng};
 use crate::prune::{self, Target};
+use crate::stepper::Stepper;
 use crate::{checkpoint, init, schedule};
+use hoyer_compiler::lower;
 use hoyer_compiler::program::{
     DataSource, Model, Optimizer, PhasePlan, Program, PrunePlan, Step as PlanStep, TrainPlan,
 };
-use hoyer_compiler::{lower, step};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashMap;
 use std::io::Write;
@@ -58,8 +59,21 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
     let metrics =
         std::fs::File::create(&metrics_path).map_err(|e| format!("cannot write {}: {e}", metrics_path.display()))?;
     let masks = params.iter().map(|(n, v)| (n.clone(), vec![1.0f32; v.len()])).collect();
-    let mut t =
-        Trainer { program, plan, model, backend, data, params, masks, metrics, opts, seed, global_step: 0, last: None };
+    let mut t = Trainer {
+        program,
+        plan,
+        model,
+        backend,
+        data,
+        params,
+        masks,
+        metrics,
+        opts,
+        seed,
+        global_step: 0,
+        last: None,
+        eval_steps: HashMap::new(),
+    };
     let result = t.all_phases();
     // Whatever happened, the last parameters are written.
     t.save()?;
@@ -133,6 +147,8 @@ struct Trainer<'a> {
     global_step: u64,
     /// Last epoch's (train loss, penalty).
     last: Option<(f64, f64)>,
+    /// Compiled evaluation graphs by batch size.
+    eval_steps: HashMap<usize, Box<dyn Compiled>>,
 }
 
 impl Trainer<'_> {
@@ -186,23 +202,8 @@ impl Trainer<'_> {
     fn phase(&mut self, index: usize, phase: &PhasePlan) -> Result<(), String> {
         let batch = self.plan.batch as usize;
         let n = self.data.train.len();
-        let full = self.backend.compile(step::build(self.program, self.model, phase, batch)?.graph())?;
-        let rest = n % batch;
-        let mut partial = if rest > 0 {
-            Some(self.backend.compile(step::build(self.program, self.model, phase, rest)?.graph())?)
-        } else {
-            None
-        };
-        let mut full = full;
-        let states = step::state_names(&phase.optimizer);
-        let mut state: HashMap<String, Vec<f32>> = HashMap::new();
-        for (name, v) in &self.params {
-            for s in states {
-                state.insert(step::state_input(name, s), vec![0.0; v.len()]);
-            }
-        }
-        let masked = phase.masks_frozen || !phase.gradual.is_empty();
-        if masked {
+        let mut stepper = Stepper::new(self.backend, self.program, self.model, phase, batch, n % batch)?;
+        if stepper.masked() {
             // Frozen masks hold pruned weights at zero from the first step.
             for (name, v) in self.params.iter_mut() {
                 v.iter_mut().zip(&self.masks[name]).for_each(|(w, &m)| *w *= m);
@@ -230,7 +231,7 @@ impl Trainer<'_> {
                 }
                 for g in &phase.gradual {
                     let gradual = g.gradual.as_ref().expect("a gradual prune has a schedule");
-                    if t % gradual.every_steps == 0 {
+                    if t.is_multiple_of(gradual.every_steps) {
                         let target = match g.criterion {
                             hoyer_compiler::program::PruneCriterion::Sparsity { target, .. } => target,
                             _ => 0.0,
@@ -242,21 +243,10 @@ impl Trainer<'_> {
                     }
                 }
                 t += 1;
-                let exe: &mut Box<dyn Compiled> = if chunk.len() == batch {
-                    &mut full
-                } else {
-                    partial.as_mut().ok_or("no step for the last batch")?
-                };
-                let out = self.one_step(exe, phase, chunk, &state, masked, lr, t, &strengths)?;
-                for (k, v) in &mut state {
-                    if let Some(new) = out.get(k) {
-                        v.copy_from_slice(new);
-                    }
-                }
-                for (name, v) in self.params.iter_mut() {
-                    v.copy_from_slice(&out[name]);
-                }
-                let loss = out["loss"][0] as f64;
+                let f = self.data.features;
+                let x: Vec<f32> = chunk.iter().flat_map(|&i| self.data.train.sample(i, f).iter().copied()).collect();
+                let y: Vec<f32> = chunk.iter().map(|&i| self.data.train.y[i] as f32).collect();
+                let (loss, penalty) = stepper.step(&mut self.params, &self.masks, &x, &y, lr, &strengths)?;
                 if !loss.is_finite() {
                     return Err(format!(
                         "the loss became {loss} in phase `{}`, epoch {}, step {}; lower the learning rate or the penalty strength",
@@ -266,7 +256,7 @@ impl Trainer<'_> {
                     ));
                 }
                 loss_sum += loss;
-                penalty_sum += out["penalty"][0] as f64;
+                penalty_sum += penalty;
                 batches += 1;
                 samples += chunk.len();
                 self.global_step += 1;
@@ -282,57 +272,6 @@ impl Trainer<'_> {
             b.finish_and_clear();
         }
         Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn one_step(
-        &self,
-        exe: &mut Box<dyn Compiled>,
-        phase: &PhasePlan,
-        chunk: &[usize],
-        state: &HashMap<String, Vec<f32>>,
-        masked: bool,
-        lr: f64,
-        t: u64,
-        strengths: &[f64],
-    ) -> Result<crate::backend::Buffers, String> {
-        let f = self.data.features;
-        let x: Vec<f32> = chunk.iter().flat_map(|&i| self.data.train.sample(i, f).iter().copied()).collect();
-        let y: Vec<f32> = chunk.iter().map(|&i| self.data.train.y[i] as f32).collect();
-        let mut scalars: Vec<(String, Vec<f32>)> = vec![(step::LR.into(), vec![lr as f32])];
-        match phase.optimizer {
-            Optimizer::Adam { betas: (b1, b2), .. } => {
-                let bc1 = 1.0 - b1.powi(t as i32);
-                let bc2 = 1.0 - b2.powi(t as i32);
-                scalars.push((step::STEP_SIZE.into(), vec![(lr / bc1) as f32]));
-                scalars.push((step::BC2_SQRT.into(), vec![bc2.sqrt() as f32]));
-            }
-            Optimizer::Sgd { .. } => scalars.push((step::FIRST.into(), vec![if t == 1 { 1.0 } else { 0.0 }])),
-        }
-        for (k, s) in strengths.iter().enumerate() {
-            scalars.push((lower::strength_input(k), vec![*s as f32]));
-        }
-        let mask_names: Vec<(String, &Vec<f32>)> = if masked {
-            self.params.iter().map(|(n, _)| (step::mask_input(n), &self.masks[n])).collect()
-        } else {
-            vec![]
-        };
-        let mut inputs: HashMap<&str, &[f32]> = HashMap::new();
-        inputs.insert(lower::DATA, &x);
-        inputs.insert(lower::LABELS, &y);
-        for (n, v) in &self.params {
-            inputs.insert(n, v);
-        }
-        for (n, v) in state {
-            inputs.insert(n, v);
-        }
-        for (n, v) in &mask_names {
-            inputs.insert(n, v);
-        }
-        for (n, v) in &scalars {
-            inputs.insert(n, v);
-        }
-        exe.run(&inputs)
     }
 
     fn finish_epoch(
@@ -375,19 +314,19 @@ impl Trainer<'_> {
     }
 
     /// Test accuracy and the number of test samples.
-    fn evaluate(&self) -> Result<(f64, usize), String> {
+    fn evaluate(&mut self) -> Result<(f64, usize), String> {
         let batch = self.plan.batch as usize;
         let f = self.data.features;
         let n = self.data.test.len();
         let mut correct = 0usize;
-        let mut compiled: HashMap<usize, Box<dyn Compiled>> = HashMap::new();
         for start in (0..n).step_by(batch) {
             let size = batch.min(n - start);
-            if !compiled.contains_key(&size) {
-                let (g, _) = lower::lower_eval(self.model, size)?;
-                compiled.insert(size, self.backend.compile(&g)?);
-            }
-            let exe = compiled.get_mut(&size).ok_or("no evaluation graph")?;
+            let exe = match self.eval_steps.entry(size) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(self.backend.compile(&lower::lower_eval(self.model, size)?.0)?)
+                }
+            };
             let x = &self.data.test.x[start * f..(start + size) * f];
             let mut inputs: HashMap<&str, &[f32]> = HashMap::new();
             inputs.insert(lower::DATA, x);
