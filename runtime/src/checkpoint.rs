@@ -4,37 +4,51 @@
 //! half-written checkpoint.
 
 use hoyer_compiler::program::Model;
-use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
-use std::collections::HashMap;
 use std::path::Path;
 
 pub fn save(
     path: &Path,
     model: &Model,
     params: &[(String, Vec<f32>)],
-    metadata: HashMap<String, String>,
+    metadata: &[(&str, String)],
 ) -> Result<(), String> {
-    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = params
-        .iter()
-        .map(|(name, v)| {
-            let shape = model
-                .param(name)
-                .map(|p| p.shape.iter().map(|&d| d as usize).collect())
-                .unwrap_or_else(|| vec![v.len()]);
-            (name.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect(), shape)
-        })
-        .collect();
-    let views = bytes
-        .iter()
-        .map(|(n, b, s)| TensorView::new(Dtype::F32, s.clone(), b).map(|v| (n.clone(), v)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("cannot encode the checkpoint: {e}"))?;
-    let data =
-        safetensors::serialize(views, Some(metadata)).map_err(|e| format!("cannot encode the checkpoint: {e}"))?;
-    let tmp = path.with_extension("safetensors.partial");
-    std::fs::write(&tmp, data).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    std::fs::write(partial(path), encode(model, params, metadata))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    std::fs::rename(partial(path), path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn partial(path: &Path) -> std::path::PathBuf {
+    path.with_extension("safetensors.partial")
+}
+
+/// The safetensors encoding: an 8-byte little-endian header length, a JSON header (keys
+/// sorted, so equal parameters give equal files), padded with spaces to 8 bytes, then the
+/// tensors' bytes in order.
+pub fn encode(model: &Model, params: &[(String, Vec<f32>)], metadata: &[(&str, String)]) -> Vec<u8> {
+    let mut header = serde_json::Map::new();
+    let meta: serde_json::Map<String, serde_json::Value> =
+        metadata.iter().map(|(k, v)| (k.to_string(), v.clone().into())).collect();
+    header.insert("__metadata__".into(), meta.into());
+    let mut offset = 0usize;
+    for (name, v) in params {
+        let shape: Vec<u64> = model.param(name).map_or_else(|| vec![v.len() as u64], |p| p.shape.clone());
+        let end = offset + 4 * v.len();
+        header
+            .insert(name.clone(), serde_json::json!({ "dtype": "F32", "shape": shape, "data_offsets": [offset, end] }));
+        offset = end;
+    }
+    let mut json = serde_json::Value::Object(header).to_string().into_bytes();
+    while json.len() % 8 != 0 {
+        json.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + json.len() + offset);
+    out.extend((json.len() as u64).to_le_bytes());
+    out.extend(json);
+    for (_, v) in params {
+        out.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+    }
+    out
 }
 
 /// Loads every parameter of `model` from `path`; names and shapes must match.

@@ -19,7 +19,7 @@ pub struct Cpu {
 
 impl Default for Cpu {
     fn default() -> Self {
-        Cpu { threads: std::thread::available_parallelism().map_or(1, |n| n.get()) }
+        Cpu { threads: std::env::var("HOYER_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(1) }
     }
 }
 
@@ -160,7 +160,9 @@ impl Compiled for CpuProgram {
     }
 }
 
-/// `dst[m×n] = op(a) · op(b)`, row-major, `a_cols`/`b_cols` the stored row lengths.
+/// `dst[m×n] = op(a) · op(b)`, row-major, `a_cols`/`b_cols` the stored row lengths. Large
+/// products are split in two along their longer output side, one half per core; gemm's own
+/// fine-grained threading costs more than it gains at these sizes.
 #[allow(clippy::too_many_arguments)]
 fn matmul(
     dst: &mut [f32],
@@ -175,34 +177,121 @@ fn matmul(
     k: usize,
     threads: usize,
 ) {
-    // Element (i, p) of op(a): row stride and column stride in the stored matrix.
-    let (a_rs, a_cs) = if ta { (1, a_cols as isize) } else { (a_cols as isize, 1) };
-    let (b_rs, b_cs) = if tb { (1, b_cols as isize) } else { (b_cols as isize, 1) };
-    let parallelism =
-        if threads > 1 && m * n * k >= 1 << 18 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-    // SAFETY: the shapes were checked when the graph was built; every pointer covers the
-    // m×k, k×n and m×n elements its strides address, and dst does not alias a or b.
+    // Element (i, p) of op(a) is at i·a_rs + p·a_cs in the stored matrix; likewise for b.
+    let (a_rs, a_cs) = if ta { (1, a_cols) } else { (a_cols, 1) };
+    let (b_rs, b_cs) = if tb { (1, b_cols) } else { (b_cols, 1) };
+    if threads < 2 || m * n * k < 1 << 18 {
+        gemm_block(dst, n, a, a_rs, a_cs, b, b_rs, b_cs, m, n, k);
+        return;
+    }
+    if m >= n {
+        // Rows of dst: contiguous halves.
+        let half = m / 2;
+        let (top, bottom) = dst.split_at_mut(half * n);
+        rayon::join(
+            || gemm_block(top, n, a, a_rs, a_cs, b, b_rs, b_cs, half, n, k),
+            || gemm_block(bottom, n, &a[half * a_rs..], a_rs, a_cs, b, b_rs, b_cs, m - half, n, k),
+        );
+    } else {
+        // Columns of dst: each half writes its own columns of every row.
+        let half = n / 2;
+        let ptr = SendPtr(dst.as_mut_ptr());
+        let (left, right) = (ptr, SendPtr(ptr.0.wrapping_add(half)));
+        rayon::join(
+            // SAFETY: the two calls write disjoint columns of the m×n buffer `dst`, which both
+            // address with row stride n; nothing else touches `dst` meanwhile.
+            || unsafe { gemm_raw(left.get(), n, a, a_rs, a_cs, b.as_ptr(), b_rs, b_cs, m, half, k) },
+            || unsafe {
+                gemm_raw(
+                    right.get(),
+                    n,
+                    a,
+                    a_rs,
+                    a_cs,
+                    b.as_ptr().wrapping_add(half * b_cs),
+                    b_rs,
+                    b_cs,
+                    m,
+                    n - half,
+                    k,
+                )
+            },
+        );
+    }
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+
+impl SendPtr {
+    /// Taking `self` whole makes closures capture the wrapper, not the raw pointer inside.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+// SAFETY: used only to hand disjoint parts of one buffer to the two sides of a join.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// `dst[m×n] (row stride dst_rs) = op(a) · op(b)` on one thread.
+#[allow(clippy::too_many_arguments)]
+fn gemm_block(
+    dst: &mut [f32],
+    dst_rs: usize,
+    a: &[f32],
+    a_rs: usize,
+    a_cs: usize,
+    b: &[f32],
+    b_rs: usize,
+    b_cs: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+) {
+    debug_assert!(dst.len() >= (m.max(1) - 1) * dst_rs + n);
+    // SAFETY: dst holds m rows of n values at row stride dst_rs (checked above); a and b
+    // hold the m×k and k×n elements their strides address (shapes checked at graph build).
+    unsafe { gemm_raw(dst.as_mut_ptr(), dst_rs, a, a_rs, a_cs, b.as_ptr(), b_rs, b_cs, m, n, k) }
+}
+
+/// # Safety
+/// `dst` must address m rows of n values at row stride `dst_rs`, `b` the k×n elements its
+/// strides address, and neither may alias `a`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_raw(
+    dst: *mut f32,
+    dst_rs: usize,
+    a: &[f32],
+    a_rs: usize,
+    a_cs: usize,
+    b: *const f32,
+    b_rs: usize,
+    b_cs: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+) {
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
-            n as isize,
+            dst_rs as isize,
             false,
             a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
+            a_cs as isize,
+            a_rs as isize,
+            b,
+            b_cs as isize,
+            b_rs as isize,
             0.0,
             1.0,
             false,
             false,
             false,
-            parallelism,
+            gemm::Parallelism::None,
         );
     }
 }

@@ -355,11 +355,8 @@ impl Trainer<'_> {
     }
 
     fn save(&self) -> Result<(), String> {
-        let meta = HashMap::from([
-            ("format".to_string(), "pt".to_string()),
-            ("hoyer.steps".to_string(), self.global_step.to_string()),
-        ]);
-        checkpoint::save(&self.opts.out_dir.join("model.safetensors"), self.model, &self.params, meta)
+        let meta = [("format", "pt".to_string()), ("hoyer.steps", self.global_step.to_string())];
+        checkpoint::save(&self.opts.out_dir.join("model.safetensors"), self.model, &self.params, &meta)
     }
 
     fn progress_bar(&self, phase: &PhasePlan, total: u64) -> Option<ProgressBar> {

@@ -1,0 +1,150 @@
+//! End-to-end training through `hoyerc run`, as a user runs it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+fn out_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("hoyer-train-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn metrics(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .expect("metrics.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
+}
+
+/// Tensor names and shapes from a safetensors header.
+fn tensors(path: &Path) -> Vec<(String, Vec<u64>)> {
+    let bytes = std::fs::read(path).expect("model.safetensors");
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let mut out: Vec<(String, Vec<u64>)> = header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .map(|(k, v)| {
+            assert_eq!(v["dtype"], "F32");
+            (k.clone(), v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn quickstart_trains_prunes_and_writes_its_outputs() {
+    let out = out_dir("quickstart");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (code, _, err) = common::hoyerc_in(root, &["run", "examples/quickstart.hoyer", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let m = metrics(&out);
+    assert_eq!(m.len(), 8 + 3, "one line per epoch");
+    for key in ["phase", "epoch", "step", "train_loss", "penalty", "test_accuracy", "samples_per_sec", "density"] {
+        assert!(m[0].get(key).is_some(), "metrics lack {key}");
+    }
+    let last = m.last().unwrap();
+    assert_eq!(last["phase"], "finetune");
+    assert!(last["test_accuracy"].as_f64().unwrap() >= 0.95, "{last}");
+    // The std-ratio prune removed weights, and the frozen masks kept them removed.
+    let density = last["density"].as_f64().unwrap();
+    assert!(density < 0.9, "density {density}");
+    assert_eq!(m[8]["density"], last["density"], "masked weights regrew");
+    assert!(m[0]["penalty"].as_f64().unwrap() > 0.0 && last["penalty"].as_f64().unwrap() == 0.0);
+    assert_eq!(
+        tensors(&out.join("model.safetensors")),
+        vec![
+            ("fc1.bias".into(), vec![64]),
+            ("fc1.weight".into(), vec![64, 16]),
+            ("fc2.bias".into(), vec![32]),
+            ("fc2.weight".into(), vec![32, 64]),
+            ("fc3.bias".into(), vec![4]),
+            ("fc3.weight".into(), vec![4, 32]),
+        ]
+    );
+}
+
+#[test]
+fn max_steps_stops_early_and_still_writes_both_files() {
+    let out = out_dir("max-steps");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (code, _, err) = common::hoyerc_in(
+        root,
+        &["run", "examples/quickstart.hoyer", "--max-steps", "50", "--out", out.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    let m = metrics(&out);
+    assert_eq!(m.last().unwrap()["step"], 50);
+    assert!(out.join("model.safetensors").is_file());
+}
+
+#[test]
+fn same_seed_same_weights_and_init_from_a_checkpoint() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (a, b, c) = (out_dir("seed-a"), out_dir("seed-b"), out_dir("init"));
+    for d in [&a, &b] {
+        let (code, _, err) = common::hoyerc_in(
+            root,
+            &["run", "examples/quickstart.hoyer", "--max-steps", "30", "--seed", "5", "--out", d.to_str().unwrap()],
+        );
+        assert_eq!(code, 0, "{err}");
+    }
+    let wa = std::fs::read(a.join("model.safetensors")).unwrap();
+    let wb = std::fs::read(b.join("model.safetensors")).unwrap();
+    assert!(wa == wb, "two runs with the same seed wrote different files");
+    // Starting from those weights with no steps gives them back unchanged.
+    let init = a.join("model.safetensors");
+    let (code, _, err) = common::hoyerc_in(
+        root,
+        &[
+            "run",
+            "examples/quickstart.hoyer",
+            "--max-steps",
+            "0",
+            "--init",
+            init.to_str().unwrap(),
+            "--out",
+            c.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(tensors(&c.join("model.safetensors")), tensors(&init));
+    let (code, _, err) = common::hoyerc_in(
+        root,
+        &["run", "examples/quickstart.hoyer", "--init", "no/such.safetensors", "--out", c.to_str().unwrap()],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("no/such.safetensors"), "{err}");
+}
+
+/// One epoch of the dense LeNet-300-100 on MNIST reaches 96% (needs HOYER_DATA).
+#[test]
+fn lenet300_one_epoch_on_mnist() {
+    let Some(data) = std::env::var_os("HOYER_DATA") else {
+        eprintln!("skipped: set HOYER_DATA to the folder with the MNIST IDX files (e.g. ../shared/data/mnist)");
+        return;
+    };
+    let out = out_dir("lenet300");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let args = [
+        "run",
+        "examples/lenet300_dense.hoyer",
+        "--max-steps",
+        "600",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let (code, _, err) = common::hoyerc_in(root, &args);
+    assert_eq!(code, 0, "{err}");
+    let m = metrics(&out);
+    let acc = m[0]["test_accuracy"].as_f64().unwrap();
+    assert_eq!(m[0]["step"], 600);
+    assert!(acc >= 0.96, "one epoch reached {acc}");
+}
