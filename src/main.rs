@@ -241,7 +241,9 @@ fn emit_ir(program: &hoyer_compiler::program::Program, emit: Emit) -> Result<Str
     for s in &plan.steps {
         let Step::Phase(phase) = s else { continue };
         let text = match emit {
-            Emit::Ir => ir::print::print(&lower::lower(program, model, &phase.penalties, batch)?.graph),
+            Emit::Ir => ir::print::print(&hoyer_compiler::passes::simplify(
+                &lower::lower(program, model, &phase.penalties, batch)?.graph,
+            )),
             Emit::Grad => ir::print::print(step::build(program, model, phase, batch)?.graph()),
             _ => {
                 let step = step::build(program, model, phase, batch)?;

@@ -125,14 +125,14 @@ fn every_code_has_a_golden_case() {
     assert!(missing.is_empty(), "codes without a golden error case: {missing:?}");
 }
 
-/// The IR of the examples the IR can lower (dense networks): forward (`.ir`) and whole
-/// training step (`.grad`).
+/// The IR of the examples the IR can lower (dense networks): forward (`.ir`), whole
+/// training step (`.grad`) and its fused kernels (`.kernels`).
 #[test]
 fn example_ir() {
     let examples = root().join("examples");
     let mut failures = Vec::new();
     for name in ["quickstart", "lenet300_dense", "lenet300_hs", "lenet300_gradual"] {
-        for emit in ["ir", "grad"] {
+        for emit in ["ir", "grad", "kernels"] {
             let file = format!("{name}.hoyer");
             let (code, stdout, stderr) = hoyerc(&examples, &["compile", &file, "--emit", emit]);
             if code != 0 {

@@ -10,6 +10,7 @@ pub mod fusion;
 pub mod ir;
 pub mod lower;
 pub mod parse;
+pub mod passes;
 pub mod program;
 pub mod step;
 pub mod summary;

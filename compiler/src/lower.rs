@@ -81,6 +81,8 @@ pub fn lower_eval(model: &Model, batch: usize) -> Result<(Graph, ValueId), Strin
         .collect();
     let logits = forward(&mut g, model, &params, batch)?;
     g.outputs = vec![("logits".into(), logits)];
+    let g = crate::passes::simplify(&g);
+    let logits = g.outputs[0].1;
     Ok((g, logits))
 }
 

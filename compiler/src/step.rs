@@ -7,7 +7,7 @@
 
 use crate::autodiff;
 use crate::ir::{Binary, Graph, InputKind, Unary, ValueId};
-use crate::lower::{self, Forward};
+use crate::lower;
 use crate::program::{Model, Optimizer, PhasePlan, Program};
 
 /// Scalar inputs of a step.
@@ -38,7 +38,8 @@ pub fn state_input(param: &str, state: &str) -> String {
 
 #[derive(Debug, Clone)]
 pub struct Step {
-    pub forward: Forward,
+    /// The step, simplified (`passes::simplify`): what back ends compile.
+    pub graph: Graph,
     /// Whether the step takes a `PARAM.mask` input per parameter (frozen masks, or gradual
     /// pruning in the phase).
     pub masked: bool,
@@ -47,7 +48,7 @@ pub struct Step {
 
 impl Step {
     pub fn graph(&self) -> &Graph {
-        &self.forward.graph
+        &self.graph
     }
 }
 
@@ -76,7 +77,9 @@ pub fn build(program: &Program, model: &Model, phase: &PhasePlan, batch: usize) 
     }
     g.outputs = outputs;
     g.validate()?;
-    Ok(Step { forward: fwd, masked, optimizer: phase.optimizer.clone() })
+    let graph = crate::passes::simplify(g);
+    graph.validate()?;
+    Ok(Step { graph, masked, optimizer: phase.optimizer.clone() })
 }
 
 struct Scalars {
