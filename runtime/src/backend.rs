@@ -18,6 +18,10 @@ pub trait Compiled {
     /// The output `name` of the last execution.
     fn output(&self, name: &str) -> Option<&[f32]>;
     fn output_names(&self) -> Vec<String>;
+    /// From now on, after each execution the output `output` becomes the input `input` (a
+    /// parameter or optimizer state carried to the next step): no copy in or out per step.
+    /// Reading `output` afterwards still gives its latest value.
+    fn carry(&mut self, output: &str, input: &str) -> Result<(), String>;
 
     /// Sets every input, runs, and returns copies of all outputs.
     fn run(&mut self, inputs: &HashMap<&str, &[f32]>) -> Result<Buffers, String> {
@@ -50,6 +54,7 @@ struct Interpreted {
     graph: Graph,
     inputs: HashMap<String, Vec<f64>>,
     outputs: Buffers,
+    carried: Vec<(String, String)>,
 }
 
 impl Backend for Interpreter {
@@ -58,7 +63,12 @@ impl Backend for Interpreter {
     }
     fn compile(&self, graph: &Graph) -> Result<Box<dyn Compiled>, String> {
         graph.validate()?;
-        Ok(Box::new(Interpreted { graph: graph.clone(), inputs: HashMap::new(), outputs: Buffers::new() }))
+        Ok(Box::new(Interpreted {
+            graph: graph.clone(),
+            inputs: HashMap::new(),
+            outputs: Buffers::new(),
+            carried: vec![],
+        }))
     }
 }
 
@@ -73,6 +83,16 @@ impl Compiled for Interpreted {
     fn execute(&mut self) -> Result<(), String> {
         let out = interp::outputs(&self.graph, &self.inputs, Precision::F32)?;
         self.outputs = out.into_iter().map(|(k, v)| (k, v.into_iter().map(|x| x as f32).collect())).collect();
+        for (output, input) in &self.carried {
+            let v: Vec<f64> = self.outputs[output].iter().map(|&x| x as f64).collect();
+            self.inputs.insert(input.clone(), v);
+        }
+        Ok(())
+    }
+    fn carry(&mut self, output: &str, input: &str) -> Result<(), String> {
+        self.graph.output(output).ok_or_else(|| format!("no output `{output}`"))?;
+        self.graph.input(input).ok_or_else(|| format!("no input `{input}`"))?;
+        self.carried.push((output.to_string(), input.to_string()));
         Ok(())
     }
     fn output(&self, name: &str) -> Option<&[f32]> {

@@ -30,18 +30,16 @@ pub fn bench(program: &Program, backend: &dyn Backend, steps: usize) -> Result<B
     let n = 60 * batch;
     let x: Vec<f32> = (0..n * features).map(|_| rng.uniform() as f32).collect();
     let y: Vec<f32> = (0..n).map(|_| rng.below(classes) as f32).collect();
-    let mut params = init::pytorch_default(model, 0);
+    let params = init::pytorch_default(model, 0);
     let masks: HashMap<String, Vec<f32>> = params.iter().map(|(k, v)| (k.clone(), vec![1.0; v.len()])).collect();
     let strengths: Vec<f64> = phase.penalties.iter().map(|p| crate::schedule::strength(&p.strength, 0)).collect();
     let lr = match phase.optimizer {
         hoyer_compiler::program::Optimizer::Sgd { lr, .. } | hoyer_compiler::program::Optimizer::Adam { lr, .. } => lr,
     };
-    let mut stepper = Stepper::new(backend, program, model, phase, batch, batch)?;
-    let run = |i: usize, stepper: &mut Stepper, params: &mut Vec<(String, Vec<f32>)>| -> Result<(), String> {
+    let mut stepper = Stepper::new(backend, program, model, phase, batch, batch, &params, &masks)?;
+    let mut run = |i: usize| -> Result<(), String> {
         let j = i % 60;
         stepper.step(
-            params,
-            &masks,
             &x[j * batch * features..(j + 1) * batch * features],
             &y[j * batch..(j + 1) * batch],
             lr,
@@ -50,11 +48,11 @@ pub fn bench(program: &Program, backend: &dyn Backend, steps: usize) -> Result<B
         Ok(())
     };
     for i in 0..20 {
-        run(i, &mut stepper, &mut params)?;
+        run(i)?;
     }
     let start = Instant::now();
     for i in 0..steps {
-        run(i, &mut stepper, &mut params)?;
+        run(i)?;
     }
     let secs = start.elapsed().as_secs_f64();
     Ok(BenchResult {

@@ -71,7 +71,24 @@ impl Backend for Cpu {
         }
         let shapes = graph.values.iter().map(|v| v.shape.clone()).collect();
         let set = vec![false; inputs.len()];
-        Ok(Box::new(CpuProgram { shapes, buffers, inputs, set, execs, outputs, threads: self.threads }))
+        let written: Vec<bool> = {
+            let mut w = vec![false; graph.values.len()];
+            for k in &schedule.kernels {
+                k.writes.iter().for_each(|v| w[v.index()] = true);
+            }
+            w
+        };
+        Ok(Box::new(CpuProgram {
+            shapes,
+            buffers,
+            inputs,
+            set,
+            execs,
+            outputs,
+            threads: self.threads,
+            written,
+            swaps: vec![],
+        }))
     }
 }
 
@@ -89,8 +106,13 @@ struct CpuProgram {
     /// Which inputs have been given a value.
     set: Vec<bool>,
     execs: Vec<Exec>,
+    /// Outputs by name; a carried output points at the input buffer it was swapped into.
     outputs: Vec<(String, ValueId)>,
     threads: usize,
+    /// Values some kernel writes in full on every execution.
+    written: Vec<bool>,
+    /// (output value, input value) buffers exchanged after each execution.
+    swaps: Vec<(ValueId, ValueId)>,
 }
 
 impl Compiled for CpuProgram {
@@ -113,6 +135,26 @@ impl Compiled for CpuProgram {
 
     fn output_names(&self) -> Vec<String> {
         self.outputs.iter().map(|o| o.0.clone()).collect()
+    }
+
+    fn carry(&mut self, output: &str, input: &str) -> Result<(), String> {
+        let o = self.outputs.iter().position(|(n, _)| n == output).ok_or_else(|| format!("no output `{output}`"))?;
+        let i = self.inputs.iter().position(|(n, _)| n == input).ok_or_else(|| format!("no input `{input}`"))?;
+        let (out_v, in_v) = (self.outputs[o].1, self.inputs[i].1);
+        if self.shapes[out_v.index()] != self.shapes[in_v.index()] {
+            return Err(format!("cannot carry `{output}` into `{input}`: shapes differ"));
+        }
+        // A buffer can be swapped only if a kernel rewrites all of it on every execution and
+        // no other carried output shares it; otherwise the step's value stays where it is.
+        let shared = self.outputs.iter().filter(|(_, v)| *v == out_v).count() > 1;
+        if self.written[out_v.index()] && !shared && out_v != in_v {
+            self.swaps.push((out_v, in_v));
+            self.outputs[o].1 = in_v;
+        } else {
+            return Err(format!("output `{output}` cannot be carried"));
+        }
+        self.set[i] = true;
+        Ok(())
     }
 
     fn execute(&mut self) -> Result<(), String> {
@@ -155,6 +197,12 @@ impl Compiled for CpuProgram {
                 }
                 Exec::Fused(k) => k.run(&mut self.buffers),
             }
+        }
+        for &(out, input) in &self.swaps {
+            let (a, b) = (out.index(), input.index());
+            let (lo, hi) = (a.min(b), a.max(b));
+            let (left, right) = self.buffers.split_at_mut(hi);
+            std::mem::swap(&mut left[lo], &mut right[0]);
         }
         Ok(())
     }
@@ -374,6 +422,8 @@ enum KOp {
 struct FusedKernel {
     n: usize,
     ops: Vec<KOp>,
+    /// Per op: the buffer a same-shape load reads, which then stands in for its register.
+    direct: Vec<Option<ValueId>>,
     /// (register, value) pairs stored to buffers.
     stores: Vec<(usize, ValueId)>,
     reduce: Option<(ReduceOp, usize, ValueId, IndexMap)>,
@@ -426,7 +476,9 @@ impl FusedKernel {
         }
         let stores = k.writes.iter().filter_map(|w| reg.get(w).map(|&r| (r, *w))).collect();
         let regs = vec![vec![0.0; CHUNK]; ops.len()];
-        Ok(FusedKernel { n: numel(&shape), ops, stores, reduce, regs })
+        // Same-shape loads are not copied: their readers take the buffer's slice directly.
+        let direct = ops.iter().map(|op| if let KOp::Load(v, IndexMap::Same) = op { Some(*v) } else { None }).collect();
+        Ok(FusedKernel { n: numel(&shape), ops, direct, stores, reduce, regs })
     }
 
     fn run(&mut self, buffers: &mut [Vec<f32>]) {
@@ -439,31 +491,41 @@ impl FusedKernel {
         while start < self.n {
             let len = CHUNK.min(self.n - start);
             for i in 0..self.ops.len() {
+                if self.direct[i].is_some() {
+                    continue;
+                }
                 // Registers before `i` are inputs to it; split to borrow them beside it.
                 let (done, rest) = self.regs.split_at_mut(i);
                 let dst = &mut rest[0][..len];
+                let direct = &self.direct;
+                let bufs: &[Vec<f32>] = buffers;
+                let get = |k: usize| -> &[f32] {
+                    match direct[k] {
+                        Some(v) => &bufs[v.index()][start..start + len],
+                        None => &done[k][..len],
+                    }
+                };
                 match &self.ops[i] {
                     KOp::Load(v, map) => {
-                        let src = &buffers[v.index()];
+                        let src = &bufs[v.index()];
                         match map {
-                            IndexMap::Same => dst.copy_from_slice(&src[start..start + len]),
                             IndexMap::Scalar => dst.fill(src[0]),
                             m => dst.iter_mut().enumerate().for_each(|(j, d)| *d = src[m.index(start + j)]),
                         }
                     }
                     KOp::Const(c) => dst.fill(*c),
-                    KOp::Unary(u, x) => unary(*u, &done[*x][..len], dst),
+                    KOp::Unary(u, x) => unary(*u, get(*x), dst),
                     KOp::Pow(x, c) => {
-                        let src = &done[*x][..len];
+                        let src = get(*x);
                         if *c == 2.0 {
                             dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s * s);
                         } else {
                             dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s.powf(*c));
                         }
                     }
-                    KOp::Binary(b, x, y) => binary(*b, &done[*x][..len], &done[*y][..len], dst),
+                    KOp::Binary(b, x, y) => binary(*b, get(*x), get(*y), dst),
                     KOp::OneHot { labels, classes } => {
-                        let l = &buffers[labels.index()];
+                        let l = &bufs[labels.index()];
                         dst.iter_mut().enumerate().for_each(|(j, d)| {
                             let e = start + j;
                             *d = if l[e / classes] as usize == e % classes { 1.0 } else { 0.0 };
@@ -475,7 +537,10 @@ impl FusedKernel {
                 buffers[v.index()][start..start + len].copy_from_slice(&self.regs[*r][..len]);
             }
             if let Some((op, r, _, map)) = &self.reduce {
-                let src = &self.regs[*r][..len];
+                let src: &[f32] = match self.direct[*r] {
+                    Some(v) => &buffers[v.index()][start..start + len],
+                    None => &self.regs[*r][..len],
+                };
                 match (op, map) {
                     (ReduceOp::Sum, IndexMap::Scalar) => acc[0] += src.iter().map(|&x| x as f64).sum::<f64>(),
                     (ReduceOp::Sum, m) => {

@@ -1,6 +1,7 @@
-//! One phase's compiled training step and its optimizer state: feeds a batch, the
-//! parameters, the state and the per-step scalars, and applies the results. The training loop
-//! and the benchmark both step through this.
+//! One phase's compiled training step and its optimizer state. Parameters and state live in
+//! the compiled program between steps (each step's outputs are carried into its inputs), so
+//! a step copies only the batch; the training loop syncs parameters out (`store`) when it
+//! evaluates, prunes or saves, and back in (`load`) after it changed them.
 
 use crate::backend::{Backend, Compiled};
 use hoyer_compiler::program::{Model, Optimizer, PhasePlan, Program};
@@ -8,19 +9,23 @@ use hoyer_compiler::{lower, step};
 use std::collections::HashMap;
 
 pub struct Stepper {
-    full: Box<dyn Compiled>,
-    batch: usize,
-    /// The step for a smaller last batch, when the data does not divide into batches.
-    partial: Option<Box<dyn Compiled>>,
+    /// The step per batch size: the full batch, and a smaller last batch if the data does not
+    /// divide into batches.
+    programs: Vec<(usize, Box<dyn Compiled>)>,
+    /// Which program holds the latest parameters and state.
+    current: usize,
     optimizer: Optimizer,
     masked: bool,
-    state: HashMap<String, Vec<f32>>,
+    params: Vec<String>,
+    states: Vec<String>,
     /// Optimizer steps taken so far in this phase.
     t: u64,
 }
 
 impl Stepper {
-    /// Compiles the phase's step for `batch` samples, and for `last` samples if that differs.
+    /// Compiles the phase's step for `batch` samples (and for `last` samples if that differs),
+    /// starting from `params` and `masks` with fresh optimizer state.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         backend: &dyn Backend,
         program: &Program,
@@ -28,21 +33,35 @@ impl Stepper {
         phase: &PhasePlan,
         batch: usize,
         last: usize,
+        params: &[(String, Vec<f32>)],
+        masks: &HashMap<String, Vec<f32>>,
     ) -> Result<Stepper, String> {
         let built = step::build(program, model, phase, batch)?;
-        let full = backend.compile(built.graph())?;
-        let partial = if last != batch && last > 0 {
-            Some(backend.compile(step::build(program, model, phase, last)?.graph())?)
-        } else {
-            None
-        };
-        let mut state = HashMap::new();
-        for p in &model.params {
-            for s in step::state_names(&phase.optimizer) {
-                state.insert(step::state_input(&p.name, s), vec![0.0; p.numel() as usize]);
+        let masked = built.masked;
+        let mut programs = vec![(batch, backend.compile(built.graph())?)];
+        if last != batch && last > 0 {
+            programs.push((last, backend.compile(step::build(program, model, phase, last)?.graph())?));
+        }
+        let states: Vec<String> = model
+            .params
+            .iter()
+            .flat_map(|p| step::state_names(&phase.optimizer).iter().map(move |s| step::state_input(&p.name, s)))
+            .collect();
+        let names: Vec<String> = params.iter().map(|p| p.0.clone()).collect();
+        for (_, exe) in programs.iter_mut() {
+            for n in names.iter().chain(&states) {
+                exe.carry(n, n)?;
             }
         }
-        Ok(Stepper { full, batch, partial, optimizer: phase.optimizer.clone(), masked: built.masked, state, t: 0 })
+        let mut s =
+            Stepper { programs, current: 0, optimizer: phase.optimizer.clone(), masked, params: names, states, t: 0 };
+        s.load(params, masks)?;
+        for st in &s.states {
+            let n =
+                model.params.iter().find(|p| st.starts_with(&format!("{}.", p.name))).map_or(0, |p| p.numel() as usize);
+            s.programs[0].1.set_input(st, &vec![0.0; n])?;
+        }
+        Ok(s)
     }
 
     pub fn masked(&self) -> bool {
@@ -53,59 +72,80 @@ impl Stepper {
         self.t
     }
 
-    /// One optimizer step on the batch `x` (samples × features) with labels `y`; updates
-    /// `params` in place and returns (loss, penalty).
-    #[allow(clippy::too_many_arguments)]
-    pub fn step(
-        &mut self,
-        params: &mut [(String, Vec<f32>)],
-        masks: &HashMap<String, Vec<f32>>,
-        x: &[f32],
-        y: &[f32],
-        lr: f64,
-        strengths: &[f64],
-    ) -> Result<(f64, f64), String> {
-        self.t += 1;
-        let t = self.t;
-        let mut scalars: Vec<(String, [f32; 1])> = vec![(step::LR.into(), [lr as f32])];
-        match self.optimizer {
-            Optimizer::Adam { betas: (b1, b2), .. } => {
-                let bc1 = 1.0 - b1.powi(t as i32);
-                let bc2 = 1.0 - b2.powi(t as i32);
-                scalars.push((step::STEP_SIZE.into(), [(lr / bc1) as f32]));
-                scalars.push((step::BC2_SQRT.into(), [bc2.sqrt() as f32]));
-            }
-            Optimizer::Sgd { .. } => scalars.push((step::FIRST.into(), [if t == 1 { 1.0 } else { 0.0 }])),
-        }
-        for (k, s) in strengths.iter().enumerate() {
-            scalars.push((lower::strength_input(k), [*s as f32]));
-        }
-        let exe = if y.len() == self.batch {
-            &mut self.full
-        } else {
-            self.partial.as_mut().ok_or("no step for this batch size")?
-        };
-        exe.set_input(lower::DATA, x)?;
-        exe.set_input(lower::LABELS, y)?;
-        for (n, v) in params.iter() {
+    /// Puts `params` (and, for a masked phase, `masks`) into the step.
+    pub fn load(&mut self, params: &[(String, Vec<f32>)], masks: &HashMap<String, Vec<f32>>) -> Result<(), String> {
+        let exe = &mut self.programs[self.current].1;
+        for (n, v) in params {
             exe.set_input(n, v)?;
             if self.masked {
                 exe.set_input(&step::mask_input(n), &masks[n])?;
             }
         }
-        for (n, v) in &self.state {
-            exe.set_input(n, v)?;
+        // Every program of the phase sees the same masks.
+        if self.masked {
+            for (i, (_, exe)) in self.programs.iter_mut().enumerate() {
+                if i != self.current {
+                    for (n, _) in params {
+                        exe.set_input(&step::mask_input(n), &masks[n])?;
+                    }
+                }
+            }
         }
-        for (n, v) in &scalars {
-            exe.set_input(n, v)?;
-        }
-        exe.execute()?;
+        Ok(())
+    }
+
+    /// Copies the current parameters out.
+    pub fn store(&self, params: &mut [(String, Vec<f32>)]) -> Result<(), String> {
+        let exe = &self.programs[self.current].1;
         for (n, v) in params.iter_mut() {
             v.copy_from_slice(exe.output(n).ok_or("the step lost a parameter")?);
         }
-        for (n, v) in self.state.iter_mut() {
-            v.copy_from_slice(exe.output(n).ok_or("the step lost an optimizer state")?);
+        Ok(())
+    }
+
+    /// Makes program `to` hold the latest parameters and state.
+    fn switch(&mut self, to: usize) -> Result<(), String> {
+        if to == self.current {
+            return Ok(());
         }
+        let (from, dest) = if self.current < to {
+            let (a, b) = self.programs.split_at_mut(to);
+            (&a[self.current].1, &mut b[0].1)
+        } else {
+            let (a, b) = self.programs.split_at_mut(self.current);
+            (&b[0].1, &mut a[to].1)
+        };
+        for n in self.params.iter().chain(&self.states) {
+            dest.set_input(n, from.output(n).ok_or("the step lost a value")?)?;
+        }
+        self.current = to;
+        Ok(())
+    }
+
+    /// One optimizer step on the batch `x` (samples × features) with labels `y`; returns
+    /// (loss, penalty).
+    pub fn step(&mut self, x: &[f32], y: &[f32], lr: f64, strengths: &[f64]) -> Result<(f64, f64), String> {
+        let which = self.programs.iter().position(|(b, _)| *b == y.len()).ok_or("no step for this batch size")?;
+        self.switch(which)?;
+        self.t += 1;
+        let t = self.t;
+        let exe = &mut self.programs[which].1;
+        exe.set_input(lower::DATA, x)?;
+        exe.set_input(lower::LABELS, y)?;
+        exe.set_input(step::LR, &[lr as f32])?;
+        match self.optimizer {
+            Optimizer::Adam { betas: (b1, b2), .. } => {
+                let bc1 = 1.0 - b1.powi(t as i32);
+                let bc2 = 1.0 - b2.powi(t as i32);
+                exe.set_input(step::STEP_SIZE, &[(lr / bc1) as f32])?;
+                exe.set_input(step::BC2_SQRT, &[bc2.sqrt() as f32])?;
+            }
+            Optimizer::Sgd { .. } => exe.set_input(step::FIRST, &[if t == 1 { 1.0 } else { 0.0 }])?,
+        }
+        for (k, s) in strengths.iter().enumerate() {
+            exe.set_input(&lower::strength_input(k), &[*s as f32])?;
+        }
+        exe.execute()?;
         let scalar = |name: &str| exe.output(name).map_or(f64::NAN, |v| v[0] as f64);
         Ok((scalar("loss"), scalar("penalty")))
     }

@@ -202,13 +202,16 @@ impl Trainer<'_> {
     fn phase(&mut self, index: usize, phase: &PhasePlan) -> Result<(), String> {
         let batch = self.plan.batch as usize;
         let n = self.data.train.len();
-        let mut stepper = Stepper::new(self.backend, self.program, self.model, phase, batch, n % batch)?;
-        if stepper.masked() {
+        if phase.masks_frozen || !phase.gradual.is_empty() {
             // Frozen masks hold pruned weights at zero from the first step.
             for (name, v) in self.params.iter_mut() {
                 v.iter_mut().zip(&self.masks[name]).for_each(|(w, &m)| *w *= m);
             }
         }
+        let mut stepper =
+            Stepper::new(self.backend, self.program, self.model, phase, batch, n % batch, &self.params, &self.masks)?;
+        let f = self.data.features;
+        let (mut x, mut y) = (Vec::with_capacity(batch * f), Vec::with_capacity(batch));
         let steps_per_epoch = n.div_ceil(batch) as u64;
         let bar = self.progress_bar(phase, steps_per_epoch * phase.epochs);
         let mut t = 0u64; // optimizer steps in this phase
@@ -224,6 +227,7 @@ impl Trainer<'_> {
             let (mut loss_sum, mut penalty_sum, mut batches, mut samples) = (0.0, 0.0, 0usize, 0usize);
             for chunk in order.chunks(batch) {
                 if self.budget_spent() {
+                    stepper.store(&mut self.params)?;
                     if batches > 0 {
                         self.finish_epoch(phase, epoch, (loss_sum, penalty_sum, batches), samples, started)?;
                     }
@@ -238,15 +242,20 @@ impl Trainer<'_> {
                         };
                         let now = schedule::gradual_target(target, gradual, t, steps_per_epoch);
                         if now > 0.0 {
+                            stepper.store(&mut self.params)?;
                             self.prune_once(g, Some(now));
+                            stepper.load(&self.params, &self.masks)?;
                         }
                     }
                 }
                 t += 1;
-                let f = self.data.features;
-                let x: Vec<f32> = chunk.iter().flat_map(|&i| self.data.train.sample(i, f).iter().copied()).collect();
-                let y: Vec<f32> = chunk.iter().map(|&i| self.data.train.y[i] as f32).collect();
-                let (loss, penalty) = stepper.step(&mut self.params, &self.masks, &x, &y, lr, &strengths)?;
+                x.clear();
+                y.clear();
+                for &i in chunk {
+                    x.extend_from_slice(self.data.train.sample(i, f));
+                    y.push(self.data.train.y[i] as f32);
+                }
+                let (loss, penalty) = stepper.step(&x, &y, lr, &strengths)?;
                 if !loss.is_finite() {
                     return Err(format!(
                         "the loss became {loss} in phase `{}`, epoch {}, step {}; lower the learning rate or the penalty strength",
@@ -266,6 +275,7 @@ impl Trainer<'_> {
                     b.set_message(format!("loss {:.4}  {:.0} samples/s", loss_sum / batches as f64, rate));
                 }
             }
+            stepper.store(&mut self.params)?;
             self.finish_epoch(phase, epoch, (loss_sum, penalty_sum, batches), samples, started)?;
         }
         if let Some(b) = bar {
