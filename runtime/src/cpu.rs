@@ -13,13 +13,16 @@ use std::collections::HashMap;
 const CHUNK: usize = 512;
 
 pub struct Cpu {
-    /// Threads for large matrix products.
+    /// 1, or 2 to split large kernels between this thread and the helper (`pair`).
     pub threads: usize,
 }
 
 impl Default for Cpu {
+    /// Both cores where there are two or more; `HOYER_THREADS=1` keeps to one.
     fn default() -> Self {
-        Cpu { threads: std::env::var("HOYER_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(1) }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = std::env::var("HOYER_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(cores);
+        Cpu { threads: threads.clamp(1, 2) }
     }
 }
 
@@ -195,7 +198,7 @@ impl Compiled for CpuProgram {
                     }
                     self.buffers[out.index()] = dst;
                 }
-                Exec::Fused(k) => k.run(&mut self.buffers),
+                Exec::Fused(k) => k.run(&mut self.buffers, self.threads > 1),
             }
         }
         for &(out, input) in &self.swaps {
@@ -236,40 +239,43 @@ fn matmul(
         // Rows of dst: contiguous halves.
         let half = m / 2;
         let (top, bottom) = dst.split_at_mut(half * n);
-        rayon::join(
+        let bottom = std::sync::Mutex::new(bottom);
+        crate::pair::helper().join(
+            &|| {
+                let mut bottom = bottom.lock().unwrap_or_else(|e| e.into_inner());
+                gemm_block(&mut bottom, n, &a[half * a_rs..], a_rs, a_cs, b, b_rs, b_cs, m - half, n, k)
+            },
             || gemm_block(top, n, a, a_rs, a_cs, b, b_rs, b_cs, half, n, k),
-            || gemm_block(bottom, n, &a[half * a_rs..], a_rs, a_cs, b, b_rs, b_cs, m - half, n, k),
         );
     } else {
         // Columns of dst: each half writes its own columns of every row.
         let half = n / 2;
         let ptr = SendPtr(dst.as_mut_ptr());
         let (left, right) = (ptr, SendPtr(ptr.0.wrapping_add(half)));
-        rayon::join(
+        let b_right = SendConst(b.as_ptr().wrapping_add(half * b_cs));
+        crate::pair::helper().join(
             // SAFETY: the two calls write disjoint columns of the m×n buffer `dst`, which both
             // address with row stride n; nothing else touches `dst` meanwhile.
+            &|| unsafe { gemm_raw(right.get(), n, a, a_rs, a_cs, b_right.get(), b_rs, b_cs, m, n - half, k) },
             || unsafe { gemm_raw(left.get(), n, a, a_rs, a_cs, b.as_ptr(), b_rs, b_cs, m, half, k) },
-            || unsafe {
-                gemm_raw(
-                    right.get(),
-                    n,
-                    a,
-                    a_rs,
-                    a_cs,
-                    b.as_ptr().wrapping_add(half * b_cs),
-                    b_rs,
-                    b_cs,
-                    m,
-                    n - half,
-                    k,
-                )
-            },
         );
     }
 }
 
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
+
+#[derive(Clone, Copy)]
+struct SendConst(*const f32);
+// SAFETY: a read-only pointer into a buffer that outlives the join.
+unsafe impl Send for SendConst {}
+unsafe impl Sync for SendConst {}
+
+impl SendConst {
+    fn get(self) -> *const f32 {
+        self.0
+    }
+}
 
 impl SendPtr {
     /// Taking `self` whole makes closures capture the wrapper, not the raw pointer inside.
@@ -419,7 +425,13 @@ enum KOp {
     OneHot { labels: ValueId, classes: usize },
 }
 
+/// A fused kernel: its instructions (shared by both threads) and a register file per thread.
 struct FusedKernel {
+    plan: Plan,
+    regs: [Vec<Vec<f32>>; 2],
+}
+
+struct Plan {
     n: usize,
     ops: Vec<KOp>,
     /// Per op: the buffer a same-shape load reads, which then stands in for its register.
@@ -427,8 +439,33 @@ struct FusedKernel {
     /// (register, value) pairs stored to buffers.
     stores: Vec<(usize, ValueId)>,
     reduce: Option<(ReduceOp, usize, ValueId, IndexMap)>,
-    regs: Vec<Vec<f32>>,
 }
+
+/// Raw views of every buffer, taken once before a kernel runs, so that two threads can read
+/// shared buffers and write disjoint ranges without holding references to the same `Vec`.
+struct Views(Vec<(*mut f32, usize)>);
+// SAFETY: see `Plan::range`: readers only read, writers write disjoint element ranges.
+unsafe impl Sync for Views {}
+unsafe impl Send for Views {}
+
+impl Views {
+    /// # Safety
+    /// No thread may be writing elements of `v` in `start..start + len` meanwhile.
+    unsafe fn slice(&self, v: ValueId, start: usize, len: usize) -> &[f32] {
+        let (p, n) = self.0[v.index()];
+        debug_assert!(start + len <= n);
+        unsafe { std::slice::from_raw_parts(p.add(start), len) }
+    }
+    /// # Safety
+    /// As `slice`, for the whole buffer.
+    unsafe fn all(&self, v: ValueId) -> &[f32] {
+        let (p, n) = self.0[v.index()];
+        unsafe { std::slice::from_raw_parts(p, n) }
+    }
+}
+
+/// Kernels smaller than this run on one thread.
+const PARALLEL_MIN: usize = 1 << 14;
 
 impl FusedKernel {
     fn new(g: &Graph, k: &Kernel) -> Result<FusedKernel, String> {
@@ -478,36 +515,79 @@ impl FusedKernel {
         let regs = vec![vec![0.0; CHUNK]; ops.len()];
         // Same-shape loads are not copied: their readers take the buffer's slice directly.
         let direct = ops.iter().map(|op| if let KOp::Load(v, IndexMap::Same) = op { Some(*v) } else { None }).collect();
-        Ok(FusedKernel { n: numel(&shape), ops, direct, stores, reduce, regs })
+        Ok(FusedKernel { plan: Plan { n: numel(&shape), ops, direct, stores, reduce }, regs: [regs.clone(), regs] })
     }
 
-    fn run(&mut self, buffers: &mut [Vec<f32>]) {
-        let mut acc: Vec<f64> = Vec::new();
-        if let Some((op, _, out, _)) = &self.reduce {
-            let init = if *op == ReduceOp::Sum { 0.0 } else { f64::NEG_INFINITY };
-            acc = vec![init; buffers[out.index()].len()];
+    fn run(&mut self, buffers: &mut [Vec<f32>], parallel: bool) {
+        let plan = &self.plan;
+        let (init, out_len) = match &plan.reduce {
+            Some((op, _, out, _)) => {
+                (if *op == ReduceOp::Sum { 0.0 } else { f64::NEG_INFINITY }, buffers[out.index()].len())
+            }
+            None => (0.0, 0),
+        };
+        let views = Views(buffers.iter_mut().map(|b| (b.as_mut_ptr(), b.len())).collect());
+        let [first, second] = &mut self.regs;
+        let mut acc = vec![init; out_len];
+        if parallel && plan.n >= PARALLEL_MIN {
+            let mid = (plan.n / 2).div_ceil(CHUNK) * CHUNK;
+            let other = std::sync::Mutex::new((second, vec![init; out_len]));
+            crate::pair::helper().join(
+                &|| {
+                    let mut guard = other.lock().unwrap_or_else(|e| e.into_inner());
+                    let (regs, acc) = &mut *guard;
+                    // SAFETY: this half writes elements mid..n of the kernel's stored buffers,
+                    // the other half 0..mid; loads read buffers no kernel writes meanwhile.
+                    unsafe { plan.range(&views, mid, plan.n, regs, acc) }
+                },
+                // SAFETY: as above, for 0..mid.
+                || unsafe { plan.range(&views, 0, mid, first, &mut acc) },
+            );
+            let (_, acc2) = other.into_inner().unwrap_or_else(|e| e.into_inner());
+            match &plan.reduce {
+                Some((ReduceOp::Sum, ..)) => acc.iter_mut().zip(&acc2).for_each(|(a, b)| *a += b),
+                Some((ReduceOp::Max, ..)) => acc.iter_mut().zip(&acc2).for_each(|(a, b)| *a = a.max(*b)),
+                None => {}
+            }
+        } else {
+            // SAFETY: one thread, which writes only the kernel's stored buffers.
+            unsafe { plan.range(&views, 0, plan.n, first, &mut acc) };
         }
-        let mut start = 0;
-        while start < self.n {
-            let len = CHUNK.min(self.n - start);
+        drop(views);
+        if let Some((_, _, out, _)) = &plan.reduce {
+            buffers[out.index()].iter_mut().zip(&acc).for_each(|(d, &a)| *d = a as f32);
+        }
+    }
+}
+
+impl Plan {
+    /// Runs elements `from..to` (chunk-aligned `from`) with the register file `regs`,
+    /// accumulating a reduction into `acc`.
+    ///
+    /// # Safety
+    /// `views` must view live buffers; no other thread may write the buffers this kernel
+    /// loads, nor the elements `from..to` of the buffers it stores.
+    unsafe fn range(&self, views: &Views, from: usize, to: usize, regs: &mut [Vec<f32>], acc: &mut [f64]) {
+        let mut start = from;
+        while start < to {
+            let len = CHUNK.min(to - start);
             for i in 0..self.ops.len() {
                 if self.direct[i].is_some() {
                     continue;
                 }
                 // Registers before `i` are inputs to it; split to borrow them beside it.
-                let (done, rest) = self.regs.split_at_mut(i);
+                let (done, rest) = regs.split_at_mut(i);
                 let dst = &mut rest[0][..len];
                 let direct = &self.direct;
-                let bufs: &[Vec<f32>] = buffers;
                 let get = |k: usize| -> &[f32] {
                     match direct[k] {
-                        Some(v) => &bufs[v.index()][start..start + len],
+                        Some(v) => unsafe { views.slice(v, start, len) },
                         None => &done[k][..len],
                     }
                 };
                 match &self.ops[i] {
                     KOp::Load(v, map) => {
-                        let src = &bufs[v.index()];
+                        let src = unsafe { views.all(*v) };
                         match map {
                             IndexMap::Scalar => dst.fill(src[0]),
                             m => dst.iter_mut().enumerate().for_each(|(j, d)| *d = src[m.index(start + j)]),
@@ -525,7 +605,7 @@ impl FusedKernel {
                     }
                     KOp::Binary(b, x, y) => binary(*b, get(*x), get(*y), dst),
                     KOp::OneHot { labels, classes } => {
-                        let l = &bufs[labels.index()];
+                        let l = unsafe { views.all(*labels) };
                         dst.iter_mut().enumerate().for_each(|(j, d)| {
                             let e = start + j;
                             *d = if l[e / classes] as usize == e % classes { 1.0 } else { 0.0 };
@@ -534,12 +614,14 @@ impl FusedKernel {
                 }
             }
             for (r, v) in &self.stores {
-                buffers[v.index()][start..start + len].copy_from_slice(&self.regs[*r][..len]);
+                let (p, n) = views.0[v.index()];
+                debug_assert!(start + len <= n);
+                unsafe { std::ptr::copy_nonoverlapping(regs[*r].as_ptr(), p.add(start), len) };
             }
             if let Some((op, r, _, map)) = &self.reduce {
                 let src: &[f32] = match self.direct[*r] {
-                    Some(v) => &buffers[v.index()][start..start + len],
-                    None => &self.regs[*r][..len],
+                    Some(v) => unsafe { views.slice(v, start, len) },
+                    None => &regs[*r][..len],
                 };
                 match (op, map) {
                     (ReduceOp::Sum, IndexMap::Scalar) => acc[0] += src.iter().map(|&x| x as f64).sum::<f64>(),
@@ -553,9 +635,6 @@ impl FusedKernel {
                 }
             }
             start += len;
-        }
-        if let Some((_, _, out, _)) = &self.reduce {
-            buffers[out.index()].iter_mut().zip(&acc).for_each(|(d, &a)| *d = a as f32);
         }
     }
 }

@@ -38,13 +38,20 @@ fn compare(spec: &str, batch: usize) {
         let inputs = inputs_for(st.graph(), 17);
         let view: HashMap<&str, &[f32]> = inputs.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
         let want = Interpreter.compile(st.graph()).unwrap().run(&view).unwrap();
-        let got = Cpu::default().compile(st.graph()).unwrap().run(&view).unwrap();
-        assert_eq!(want.len(), got.len());
-        for (name, w) in &want {
-            let g = &got[name];
-            for (i, (a, b)) in w.iter().zip(g).enumerate() {
-                let err = (a - b).abs() / a.abs().max(1.0);
-                assert!(err <= 1e-5, "phase {}: {name}[{i}]: interpreter {a}, cpu {b}", phase.name);
+        // One thread, and two (large kernels split between the threads).
+        for threads in [1, 2] {
+            let got = Cpu { threads }.compile(st.graph()).unwrap().run(&view).unwrap();
+            assert_eq!(want.len(), got.len());
+            for (name, w) in &want {
+                let g = &got[name];
+                for (i, (a, b)) in w.iter().zip(g).enumerate() {
+                    let err = (a - b).abs() / a.abs().max(1.0);
+                    assert!(
+                        err <= 1e-5,
+                        "phase {}, {threads} threads: {name}[{i}]: interpreter {a}, cpu {b}",
+                        phase.name
+                    );
+                }
             }
         }
     }
@@ -80,5 +87,21 @@ fn sgd_with_group_hs_and_every_regularizer() {
              }}"
         ),
         7,
+    );
+}
+
+/// Large enough that matrix products and fused kernels are split between two threads
+/// (row and column splits, and reductions merged across halves).
+#[test]
+fn large_layers_split_across_threads() {
+    compare(
+        "data d = synthetic(classes = 3, train = 60, test = 12)
+         model m(x: f32[256]) { fc1 = dense(x, 128) |> relu\n fc2 = dense(fc1, 3)\n return fc2 }
+         train m on d {
+            phase a { epochs 1  optimizer adam(lr = 1e-3)  penalty 1e-4 * (group_hs(*.weight, 0) + hoyer_square(*)) }
+            prune below std_ratio(0.5) on *
+            phase b { epochs 1  optimizer sgd(lr = 0.1, momentum = 0.9)  masks frozen }
+         }",
+        200,
     );
 }
