@@ -172,6 +172,9 @@ impl Trainer<'_> {
     /// Applies `plan` to the masks (at `target` sparsity for a gradual prune) and zeroes the
     /// pruned weights.
     fn prune_once(&mut self, plan: &PrunePlan, target: Option<f64>) {
+        if plan.shrink && target.is_none() {
+            eprintln!("note: `then shrink` is not implemented yet: the pruned groups stay in the layers as zeros");
+        }
         let criterion = match (target, &plan.criterion) {
             (Some(t), hoyer_compiler::program::PruneCriterion::Sparsity { global, .. }) => {
                 hoyer_compiler::program::PruneCriterion::Sparsity { target: t, global: *global }
