@@ -4,6 +4,7 @@
 pub mod ast;
 pub mod autodiff;
 pub mod check;
+pub mod codegen;
 pub mod codes;
 pub mod diagnostics;
 pub mod fusion;

@@ -1,0 +1,1 @@
+//! Cranelift code for fused kernels (to come).
