@@ -98,6 +98,8 @@ enum Emit {
     Grad,
     /// The fused kernels of each phase's training step, and the ops in each.
     Kernels,
+    /// The Cranelift IR of each fused kernel of each phase's training step.
+    Clif,
 }
 
 /// Rendered diagnostics wrap at this width, so that output does not depend on the terminal.
@@ -245,9 +247,13 @@ fn emit_ir(program: &hoyer_compiler::program::Program, emit: Emit) -> Result<Str
                 &lower::lower(program, model, &phase.penalties, batch)?.graph,
             )),
             Emit::Grad => ir::print::print(step::build(program, model, phase, batch)?.graph()),
-            _ => {
+            Emit::Kernels => {
                 let step = step::build(program, model, phase, batch)?;
                 hoyer_compiler::fusion::print(step.graph(), &hoyer_compiler::fusion::fuse(step.graph()))
+            }
+            _ => {
+                let step = step::build(program, model, phase, batch)?;
+                hoyer_compiler::codegen::cpu::clif_text(step.graph(), &hoyer_compiler::fusion::fuse(step.graph()))?
             }
         };
         out += &format!("phase {} {{\n{text}}}\n", phase.name);
@@ -310,13 +316,15 @@ fn check_file(path: &Path, color: bool, emit: Option<Emit>) -> Outcome {
             match emit {
                 Some(Emit::Ast) => println!("{:#?}", checked.file),
                 Some(Emit::Model) => print!("{}", summary::model_summary(&checked.program)),
-                Some(emit @ (Emit::Ir | Emit::Grad | Emit::Kernels)) => match emit_ir(&checked.program, emit) {
-                    Ok(text) => print!("{text}"),
-                    Err(e) => {
-                        eprintln!("hoyerc: {name}: {e}");
-                        return Outcome::Invalid;
+                Some(emit @ (Emit::Ir | Emit::Grad | Emit::Kernels | Emit::Clif)) => {
+                    match emit_ir(&checked.program, emit) {
+                        Ok(text) => print!("{text}"),
+                        Err(e) => {
+                            eprintln!("hoyerc: {name}: {e}");
+                            return Outcome::Invalid;
+                        }
                     }
-                },
+                }
                 None => {}
             }
             Outcome::Valid

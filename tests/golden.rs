@@ -126,13 +126,16 @@ fn every_code_has_a_golden_case() {
 }
 
 /// The IR of the examples the IR can lower (dense networks): forward (`.ir`), whole
-/// training step (`.grad`) and its fused kernels (`.kernels`).
+/// training step (`.grad`), its fused kernels (`.kernels`) and, for the quickstart, their
+/// Cranelift IR (`.clif`).
 #[test]
 fn example_ir() {
     let examples = root().join("examples");
     let mut failures = Vec::new();
     for name in ["quickstart", "lenet300_dense", "lenet300_hs", "lenet300_gradual"] {
-        for emit in ["ir", "grad", "kernels"] {
+        let emits: &[&str] =
+            if name == "quickstart" { &["ir", "grad", "kernels", "clif"] } else { &["ir", "grad", "kernels"] };
+        for emit in emits.iter().copied() {
             let file = format!("{name}.hoyer");
             let (code, stdout, stderr) = hoyerc(&examples, &["compile", &file, "--emit", emit]);
             if code != 0 {

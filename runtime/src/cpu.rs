@@ -15,6 +15,9 @@ const CHUNK: usize = 512;
 pub struct Cpu {
     /// 1, or 2 to split large kernels between this thread and the helper (`pair`).
     pub threads: usize,
+    /// Compile fused kernels to machine code with Cranelift; otherwise evaluate their kernel
+    /// programs chunk by chunk.
+    pub jit: bool,
 }
 
 impl Default for Cpu {
@@ -22,7 +25,8 @@ impl Default for Cpu {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = std::env::var("HOYER_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(cores);
-        Cpu { threads: threads.clamp(1, 2) }
+        let jit = std::env::var("HOYER_JIT").map_or(true, |v| v != "0");
+        Cpu { threads: threads.clamp(1, 2), jit }
     }
 }
 
@@ -58,7 +62,7 @@ impl Backend for Cpu {
                     };
                     Exec::Permute { input, perm: perm.clone(), out: v }
                 }
-                KernelKind::Fused => Exec::Fused(FusedKernel::new(graph, k)?),
+                KernelKind::Fused => Exec::Fused(Box::new(FusedKernel::new(graph, k)?)),
             });
         }
         // Outputs that are inputs or constants need buffers too.
@@ -73,6 +77,22 @@ impl Backend for Cpu {
             outputs.push((name.clone(), *o));
         }
         let shapes = graph.values.iter().map(|v| v.shape.clone()).collect();
+        // Machine code for every fused kernel, compiled together.
+        let mut jit = None;
+        if self.jit {
+            let mut j = crate::jit::Jit::new()?;
+            let programs: Vec<KernelProgram> = execs
+                .iter()
+                .filter_map(|e| if let Exec::Fused(k) = e { Some(k.program.clone()) } else { None })
+                .collect();
+            let mut code = j.compile(&programs)?.into_iter();
+            for e in execs.iter_mut() {
+                if let Exec::Fused(k) = e {
+                    k.code = code.next();
+                }
+            }
+            jit = Some(j);
+        }
         let set = vec![false; inputs.len()];
         let written: Vec<bool> = {
             let mut w = vec![false; graph.values.len()];
@@ -91,6 +111,7 @@ impl Backend for Cpu {
             threads: self.threads,
             written,
             swaps: vec![],
+            _jit: jit,
         }))
     }
 }
@@ -98,7 +119,7 @@ impl Backend for Cpu {
 enum Exec {
     MatMul { a: ValueId, b: ValueId, ta: bool, tb: bool, out: ValueId },
     Permute { input: ValueId, perm: Vec<usize>, out: ValueId },
-    Fused(FusedKernel),
+    Fused(Box<FusedKernel>),
 }
 
 struct CpuProgram {
@@ -116,6 +137,8 @@ struct CpuProgram {
     written: Vec<bool>,
     /// (output value, input value) buffers exchanged after each execution.
     swaps: Vec<(ValueId, ValueId)>,
+    /// Owns the kernels' machine code.
+    _jit: Option<crate::jit::Jit>,
 }
 
 impl Compiled for CpuProgram {
@@ -354,6 +377,9 @@ unsafe fn gemm_raw(
 struct FusedKernel {
     plan: Plan,
     regs: [Vec<Vec<f32>>; 2],
+    /// The kernel as Cranelift compiled it, when the JIT is on.
+    code: Option<crate::jit::KernelFn>,
+    program: KernelProgram,
 }
 
 struct Plan {
@@ -389,6 +415,27 @@ impl Views {
     }
 }
 
+/// Buffer addresses in an array, as JIT-compiled kernels take them.
+struct Pointers(Vec<*mut f32>);
+// SAFETY: as `Views`.
+unsafe impl Sync for Pointers {}
+
+impl Pointers {
+    /// Through `&self`, so that closures capture the (Sync) wrapper.
+    fn addresses(&self) -> *const *mut f32 {
+        self.0.as_ptr()
+    }
+}
+
+/// Adds (or takes the maximum of) the second half's reduction into the first's.
+fn merge(reduce: &Option<(ReduceOp, usize, ValueId, IndexMap)>, acc: &mut [f64], other: &[f64]) {
+    match reduce {
+        Some((ReduceOp::Sum, ..)) => acc.iter_mut().zip(other).for_each(|(a, b)| *a += b),
+        Some((ReduceOp::Max, ..)) => acc.iter_mut().zip(other).for_each(|(a, b)| *a = a.max(*b)),
+        None => {}
+    }
+}
+
 /// Kernels smaller than this run on one thread.
 const PARALLEL_MIN: usize = 1 << 14;
 
@@ -399,8 +446,8 @@ impl FusedKernel {
         // Same-shape loads are not copied: their readers take the buffer's slice directly.
         let direct =
             p.ops.iter().map(|op| if let KOp::Load(v, IndexMap::Same) = op { Some(*v) } else { None }).collect();
-        let plan = Plan { n: p.n, ops: p.ops, direct, stores: p.stores, reduce: p.reduce };
-        Ok(FusedKernel { plan, regs: [regs.clone(), regs] })
+        let plan = Plan { n: p.n, ops: p.ops.clone(), direct, stores: p.stores.clone(), reduce: p.reduce.clone() };
+        Ok(FusedKernel { plan, regs: [regs.clone(), regs], code: None, program: p })
     }
 
     fn run(&mut self, buffers: &mut [Vec<f32>], parallel: bool) {
@@ -414,7 +461,29 @@ impl FusedKernel {
         let views = Views(buffers.iter_mut().map(|b| (b.as_mut_ptr(), b.len())).collect());
         let [first, second] = &mut self.regs;
         let mut acc = vec![init; out_len];
-        if parallel && plan.n >= PARALLEL_MIN {
+        if let Some(code) = self.code {
+            let ptrs = Pointers(views.0.iter().map(|v| v.0).collect());
+            // SAFETY: the kernel reads and writes the buffers `ptrs` points at, within the
+            // element ranges given, as the chunked path does; see `Plan::range`.
+            let run = |from: usize, to: usize, acc: &mut [f64]| unsafe {
+                code(ptrs.addresses(), from as u64, to as u64, acc.as_mut_ptr())
+            };
+            if parallel && plan.n >= PARALLEL_MIN {
+                let mid = (plan.n / 2).div_ceil(CHUNK) * CHUNK;
+                let other = std::sync::Mutex::new(vec![init; out_len]);
+                crate::pair::helper().join(
+                    &|| {
+                        let mut acc = other.lock().unwrap_or_else(|e| e.into_inner());
+                        run(mid, plan.n, &mut acc);
+                    },
+                    || run(0, mid, &mut acc),
+                );
+                let acc2 = other.into_inner().unwrap_or_else(|e| e.into_inner());
+                merge(&plan.reduce, &mut acc, &acc2);
+            } else {
+                run(0, plan.n, &mut acc);
+            }
+        } else if parallel && plan.n >= PARALLEL_MIN {
             let mid = (plan.n / 2).div_ceil(CHUNK) * CHUNK;
             let other = std::sync::Mutex::new((second, vec![init; out_len]));
             crate::pair::helper().join(
@@ -429,11 +498,7 @@ impl FusedKernel {
                 || unsafe { plan.range(&views, 0, mid, first, &mut acc) },
             );
             let (_, acc2) = other.into_inner().unwrap_or_else(|e| e.into_inner());
-            match &plan.reduce {
-                Some((ReduceOp::Sum, ..)) => acc.iter_mut().zip(&acc2).for_each(|(a, b)| *a += b),
-                Some((ReduceOp::Max, ..)) => acc.iter_mut().zip(&acc2).for_each(|(a, b)| *a = a.max(*b)),
-                None => {}
-            }
+            merge(&plan.reduce, &mut acc, &acc2);
         } else {
             // SAFETY: one thread, which writes only the kernel's stored buffers.
             unsafe { plan.range(&views, 0, plan.n, first, &mut acc) };

@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod cpu;
 pub mod data;
 pub mod init;
+pub mod jit;
 pub mod pair;
 pub mod prune;
 pub mod schedule;

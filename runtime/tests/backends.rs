@@ -38,9 +38,10 @@ fn compare(spec: &str, batch: usize) {
         let inputs = inputs_for(st.graph(), 17);
         let view: HashMap<&str, &[f32]> = inputs.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
         let want = Interpreter.compile(st.graph()).unwrap().run(&view).unwrap();
-        // One thread, and two (large kernels split between the threads).
-        for threads in [1, 2] {
-            let got = Cpu { threads }.compile(st.graph()).unwrap().run(&view).unwrap();
+        // One thread and two (large kernels split between the threads); kernel programs
+        // evaluated chunk by chunk, and compiled by Cranelift.
+        for (threads, jit) in [(1, false), (2, false), (1, true), (2, true)] {
+            let got = Cpu { threads, jit }.compile(st.graph()).unwrap().run(&view).unwrap();
             assert_eq!(want.len(), got.len());
             for (name, w) in &want {
                 let g = &got[name];
@@ -48,7 +49,7 @@ fn compare(spec: &str, batch: usize) {
                     let err = (a - b).abs() / a.abs().max(1.0);
                     assert!(
                         err <= 1e-5,
-                        "phase {}, {threads} threads: {name}[{i}]: interpreter {a}, cpu {b}",
+                        "phase {}, {threads} threads, jit {jit}: {name}[{i}]: interpreter {a}, cpu {b}",
                         phase.name
                     );
                 }

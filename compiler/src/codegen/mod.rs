@@ -105,7 +105,8 @@ impl KernelProgram {
         let mut reg: HashMap<ValueId, usize> = HashMap::new();
         let mut reduce = None;
         // A register for `o` read as an operand of the same shape as the iteration space.
-        let operand = |ops: &mut Vec<KOp>, reg: &HashMap<ValueId, usize>, o: ValueId| -> usize {
+        // Each outside value is loaded once, however often it is used.
+        let operand = |ops: &mut Vec<KOp>, reg: &mut HashMap<ValueId, usize>, o: ValueId| -> usize {
             if let Some(&r) = reg.get(&o) {
                 return r;
             }
@@ -113,14 +114,15 @@ impl KernelProgram {
                 Op::Const(c) => KOp::Const(c as f32),
                 _ => KOp::Load(o, if numel(g.shape(o)) == 1 { IndexMap::Scalar } else { IndexMap::Same }),
             });
+            reg.insert(o, ops.len() - 1);
             ops.len() - 1
         };
         for &v in &k.values {
             let op = match &g.value(v).op {
-                Op::Unary(u, x) => KOp::Unary(*u, operand(&mut ops, &reg, *x)),
-                Op::PowConst(x, c) => KOp::Pow(operand(&mut ops, &reg, *x), *c as f32),
+                Op::Unary(u, x) => KOp::Unary(*u, operand(&mut ops, &mut reg, *x)),
+                Op::PowConst(x, c) => KOp::Pow(operand(&mut ops, &mut reg, *x), *c as f32),
                 Op::Binary(b, x, y) => {
-                    let (rx, ry) = (operand(&mut ops, &reg, *x), operand(&mut ops, &reg, *y));
+                    let (rx, ry) = (operand(&mut ops, &mut reg, *x), operand(&mut ops, &mut reg, *y));
                     KOp::Binary(*b, rx, ry)
                 }
                 Op::Broadcast { input, dims } => match g.value(*input).op {
@@ -133,7 +135,7 @@ impl KernelProgram {
                 },
                 Op::OneHot { labels } => KOp::OneHot { labels: *labels, classes: shape[1] },
                 Op::Reduce { op, input, axes } => {
-                    let r = operand(&mut ops, &reg, *input);
+                    let r = operand(&mut ops, &mut reg, *input);
                     reduce = Some((*op, r, v, IndexMap::reduction(&shape, axes)));
                     continue;
                 }
