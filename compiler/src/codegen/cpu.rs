@@ -23,7 +23,7 @@ use cranelift_codegen::ir::{
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use target_lexicon::PointerWidth;
 
 /// The C math functions a kernel may call, as indices of imported user functions in
@@ -77,7 +77,7 @@ pub fn kernel_function(p: &KernelProgram, name: u32, call_conv: CallConv, math: 
         let a = b.ins().load(I64, mem, bufs, (v.index() * 8) as i32);
         addr.insert(v, a);
     }
-    let mut scalar_loads: HashMap<usize, Value> = HashMap::new();
+    let mut scalar_loads: BTreeMap<usize, Value> = BTreeMap::new();
     for (i, op) in p.ops.iter().enumerate() {
         match op {
             KOp::Load(v, IndexMap::Scalar) => {
@@ -105,7 +105,7 @@ pub fn kernel_function(p: &KernelProgram, name: u32, call_conv: CallConv, math: 
     if vectorizable(p) {
         let vhead = b.create_block();
         let vbody = b.create_block();
-        let splats: HashMap<usize, Value> = scalar_loads.iter().map(|(&i, &x)| (i, b.ins().splat(F32X4, x))).collect();
+        let splats: BTreeMap<usize, Value> = scalar_loads.iter().map(|(&i, &x)| (i, b.ins().splat(F32X4, x))).collect();
         b.ins().jump(vhead, &[]);
         b.switch_to_block(vhead);
         let e = b.use_var(e_var);
@@ -244,7 +244,7 @@ fn emit_scalar(
     b: &mut FunctionBuilder,
     p: &KernelProgram,
     addr: &HashMap<ValueId, Value>,
-    invariant: &HashMap<usize, Value>,
+    invariant: &BTreeMap<usize, Value>,
     imports: &Imports,
     e: Value,
 ) -> Vec<Value> {
@@ -335,7 +335,7 @@ fn emit_vector(
     b: &mut FunctionBuilder,
     p: &KernelProgram,
     addr: &HashMap<ValueId, Value>,
-    splats: &HashMap<usize, Value>,
+    splats: &BTreeMap<usize, Value>,
     e: Value,
 ) -> Vec<Value> {
     let mem = MemFlagsData::new();
