@@ -60,6 +60,10 @@ enum Command {
         /// Which back end runs the step.
         #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
         backend: BackendChoice,
+        /// Continue an interrupted run from DIR/checkpoint.safetensors (DIR becomes the output
+        /// folder).
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["out", "init"])]
+        resume: Option<PathBuf>,
     },
     /// Training throughput of each spec's first phase on in-memory random data.
     Bench {
@@ -152,18 +156,23 @@ fn run(command: Command, color: bool) -> ExitCode {
             Outcome::Invalid => ExitCode::from(1),
             Outcome::Unreadable => ExitCode::from(2),
         },
-        Command::Run { file, out, max_steps, seed, init, data, backend } => {
+        Command::Run { file, out, max_steps, seed, init, data, backend, resume } => {
             let Some(checked) = checked_program(&file, color) else { return ExitCode::from(1) };
             let stem = file.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
             let opts = hoyer_runtime::train::RunOptions {
-                out_dir: out.unwrap_or_else(|| PathBuf::from("runs").join(stem)),
+                out_dir: resume.clone().or(out).unwrap_or_else(|| PathBuf::from("runs").join(stem)),
                 max_steps,
                 seed,
                 init,
                 data_dir: data,
                 spec_dir: hoyer_runtime::train::spec_dir(&file),
                 progress: std::io::stderr().is_terminal(),
+                resume: resume.is_some(),
             };
+            // Ctrl-C: finish the current step, write a checkpoint, stop.
+            let _ = ctrlc::set_handler(|| {
+                hoyer_runtime::train::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
+            });
             let backend = make_backend(backend);
             match hoyer_runtime::train::run(&checked.program, backend.as_ref(), &opts) {
                 Ok(o) => {
@@ -178,7 +187,8 @@ fn run(command: Command, color: bool) -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("hoyerc: {}: {e}", file.display());
-                    ExitCode::from(1)
+                    let interrupted = hoyer_runtime::train::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed);
+                    ExitCode::from(if interrupted { 130 } else { 1 })
                 }
             }
         }

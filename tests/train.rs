@@ -148,3 +148,83 @@ fn lenet300_one_epoch_on_mnist() {
     assert_eq!(m[0]["step"], 600);
     assert!(acc >= 0.96, "one epoch reached {acc}");
 }
+
+fn file_bytes(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Stopping anywhere and resuming ends with the same weights, bit for bit, as an
+/// uninterrupted run: mid-epoch, at an epoch boundary, at the phase boundary, after the prune.
+#[test]
+fn resume_is_bit_identical() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let whole = out_dir("resume-whole");
+    let (code, _, err) =
+        common::hoyerc_in(root, &["run", "examples/quickstart.hoyer", "--out", whole.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let want = file_bytes(&whole.join("model.safetensors"));
+    for stop in ["17", "40", "320", "333"] {
+        let dir = out_dir(&format!("resume-{stop}"));
+        let d = dir.to_str().unwrap();
+        let (code, _, err) =
+            common::hoyerc_in(root, &["run", "examples/quickstart.hoyer", "--max-steps", stop, "--out", d]);
+        assert_eq!(code, 0, "{err}");
+        assert!(dir.join("checkpoint.safetensors").is_file());
+        let (code, _, err) = common::hoyerc_in(root, &["run", "examples/quickstart.hoyer", "--resume", d]);
+        assert_eq!(code, 0, "{err}");
+        assert!(file_bytes(&dir.join("model.safetensors")) == want, "stopping at step {stop} changed the result");
+        assert_eq!(metrics(&dir).len(), 11, "one metrics line per epoch after resuming at {stop}");
+    }
+}
+
+/// Ctrl-C finishes the step, writes a checkpoint and exits 130; the run then resumes.
+#[test]
+fn ctrl_c_checkpoints_and_resumes() {
+    let spec = std::env::temp_dir().join(format!("hoyer-long-{}.hoyer", std::process::id()));
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.hoyer")).unwrap();
+    std::fs::write(&spec, text.replace("epochs 8", "epochs 400")).unwrap();
+    let dir = out_dir("ctrl-c");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hoyerc"))
+        .args(["run", spec.to_str().unwrap(), "--out", dir.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for training to be under way (the first epoch's line), then interrupt.
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap_or_default().lines().count() < 1 {
+        assert!(start.elapsed().as_secs() < 60, "training did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted") && err.contains("--resume"), "{err}");
+    assert!(dir.join("checkpoint.safetensors").is_file() && dir.join("model.safetensors").is_file());
+    let (code, _, err) =
+        common::hoyerc_in(Path::new("."), &["run", spec.to_str().unwrap(), "--resume", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    // 400 epochs of 40 steps, then 3 of fine-tuning.
+    let last = metrics(&dir).last().unwrap().clone();
+    assert_eq!((last["step"].as_u64(), last["phase"].as_str()), (Some(16_120), Some("finetune")));
+}
+
+/// A diverging run stops with a message naming where, and keeps good weights on disk.
+#[test]
+fn divergence_stops_with_the_place_and_keeps_good_weights() {
+    let spec = std::env::temp_dir().join(format!("hoyer-diverge-{}.hoyer", std::process::id()));
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.hoyer")).unwrap();
+    std::fs::write(&spec, text.replace("optimizer adam(lr = 1e-3)", "optimizer sgd(lr = 1e30)")).unwrap();
+    let dir = out_dir("diverge");
+    let (code, _, err) =
+        common::hoyerc_in(Path::new("."), &["run", spec.to_str().unwrap(), "--out", dir.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("phase `sparsify`, epoch 1, step"), "{err}");
+    let bytes = file_bytes(&dir.join("model.safetensors"));
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let finite = bytes[8 + n..].chunks_exact(4).all(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite());
+    assert!(finite, "model.safetensors holds non-finite weights");
+}

@@ -1,38 +1,44 @@
-//! Parameters as safetensors files, named as in the spec, in PyTorch layouts, so that
-//! `model.load_state_dict(safetensors.torch.load_file(path))` works for a module with the same
-//! layer names. Files are written to a temporary name and renamed, so a crash never leaves a
-//! half-written checkpoint.
+//! Parameters and training checkpoints as safetensors files. Parameters are named as in the
+//! spec, in PyTorch layouts, so that `model.load_state_dict(safetensors.torch.load_file(path))`
+//! works for a module with the same layer names. Files are written to a temporary name and
+//! renamed, so a crash never leaves a half-written file.
 
 use hoyer_compiler::program::Model;
 use safetensors::{Dtype, SafeTensors};
 use std::path::Path;
 
+/// Writes the parameters (model order) to `path`.
 pub fn save(
     path: &Path,
     model: &Model,
     params: &[(String, Vec<f32>)],
     metadata: &[(&str, String)],
 ) -> Result<(), String> {
-    std::fs::write(partial(path), encode(model, params, metadata))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    std::fs::rename(partial(path), path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    let tensors: Vec<(String, Vec<u64>, &[f32])> =
+        params.iter().map(|(n, v)| (n.clone(), shape_of(model, n, v), v.as_slice())).collect();
+    write_atomically(path, &encode(&tensors, metadata))
 }
 
-fn partial(path: &Path) -> std::path::PathBuf {
-    path.with_extension("safetensors.partial")
+fn shape_of(model: &Model, name: &str, v: &[f32]) -> Vec<u64> {
+    model.param(name).map_or_else(|| vec![v.len() as u64], |p| p.shape.clone())
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let partial = path.with_extension("safetensors.partial");
+    std::fs::write(&partial, bytes).map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
+    std::fs::rename(&partial, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// The safetensors encoding: an 8-byte little-endian header length, a JSON header (keys
-/// sorted, so equal parameters give equal files), padded with spaces to 8 bytes, then the
+/// sorted, so equal tensors give equal files), padded with spaces to 8 bytes, then the
 /// tensors' bytes in order.
-pub fn encode(model: &Model, params: &[(String, Vec<f32>)], metadata: &[(&str, String)]) -> Vec<u8> {
+pub fn encode(tensors: &[(String, Vec<u64>, &[f32])], metadata: &[(&str, String)]) -> Vec<u8> {
     let mut header = serde_json::Map::new();
     let meta: serde_json::Map<String, serde_json::Value> =
         metadata.iter().map(|(k, v)| (k.to_string(), v.clone().into())).collect();
     header.insert("__metadata__".into(), meta.into());
     let mut offset = 0usize;
-    for (name, v) in params {
-        let shape: Vec<u64> = model.param(name).map_or_else(|| vec![v.len() as u64], |p| p.shape.clone());
+    for (name, shape, v) in tensors {
         let end = offset + 4 * v.len();
         header
             .insert(name.clone(), serde_json::json!({ "dtype": "F32", "shape": shape, "data_offsets": [offset, end] }));
@@ -45,7 +51,7 @@ pub fn encode(model: &Model, params: &[(String, Vec<f32>)], metadata: &[(&str, S
     let mut out = Vec::with_capacity(8 + json.len() + offset);
     out.extend((json.len() as u64).to_le_bytes());
     out.extend(json);
-    for (_, v) in params {
+    for (_, _, v) in tensors {
         out.extend(v.iter().flat_map(|x| x.to_le_bytes()));
     }
     out
@@ -83,4 +89,101 @@ pub fn load(path: &Path, model: &Model) -> Result<Vec<(String, Vec<f32>)>, Strin
         out.push((p.name.clone(), values));
     }
     Ok(out)
+}
+
+/// Where a run is in its training plan: the next optimizer step starts at batch `batch` of
+/// epoch `epoch` (both from 0) of plan step `plan_step`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Position {
+    pub plan_step: usize,
+    pub epoch: u64,
+    pub batch: u64,
+    /// Optimizer steps taken in the current phase (Adam's bias correction, gradual pruning).
+    pub phase_steps: u64,
+    pub global_step: u64,
+}
+
+/// Everything a run needs to continue exactly where it stopped.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub position: Position,
+    pub seed: u64,
+    pub params: Vec<(String, Vec<f32>)>,
+    pub masks: Vec<(String, Vec<f32>)>,
+    /// Optimizer state by step input name (`PARAM.STATE`); empty between phases.
+    pub states: Vec<(String, Vec<f32>)>,
+}
+
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+
+pub fn save_checkpoint(path: &Path, model: &Model, c: &Checkpoint) -> Result<(), String> {
+    let mut tensors: Vec<(String, Vec<u64>, &[f32])> = Vec::new();
+    for (n, v) in &c.params {
+        tensors.push((format!("param/{n}"), shape_of(model, n, v), v));
+    }
+    for (n, v) in &c.masks {
+        tensors.push((format!("mask/{n}"), shape_of(model, n, v), v));
+    }
+    for (n, v) in &c.states {
+        let param = model.params.iter().find(|p| n.starts_with(&format!("{}.", p.name)));
+        tensors.push((format!("state/{n}"), param.map_or_else(|| vec![v.len() as u64], |p| p.shape.clone()), v));
+    }
+    let p = c.position;
+    let meta = [
+        ("format", "hoyer-checkpoint-1".to_string()),
+        ("plan_step", p.plan_step.to_string()),
+        ("epoch", p.epoch.to_string()),
+        ("batch", p.batch.to_string()),
+        ("phase_steps", p.phase_steps.to_string()),
+        ("global_step", p.global_step.to_string()),
+        ("seed", c.seed.to_string()),
+    ];
+    write_atomically(path, &encode(&tensors, &meta))
+}
+
+pub fn load_checkpoint(path: &Path, model: &Model) -> Result<Checkpoint, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bad = |e: safetensors::SafeTensorError| format!("{} is not a safetensors file: {e}", path.display());
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(bad)?;
+    let st = SafeTensors::deserialize(&bytes).map_err(bad)?;
+    let info = meta.metadata().clone().unwrap_or_default();
+    if info.get("format").map(String::as_str) != Some("hoyer-checkpoint-1") {
+        return Err(format!("{} is not a hoyer checkpoint", path.display()));
+    }
+    let num = |k: &str| -> Result<u64, String> {
+        info.get(k)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("{}: checkpoint metadata lacks `{k}`", path.display()))
+    };
+    let position = Position {
+        plan_step: num("plan_step")? as usize,
+        epoch: num("epoch")?,
+        batch: num("batch")?,
+        phase_steps: num("phase_steps")?,
+        global_step: num("global_step")?,
+    };
+    let read = |name: &str| -> Result<Vec<f32>, String> {
+        let t = st.tensor(name).map_err(|_| format!("{}: the checkpoint has no `{name}`", path.display()))?;
+        Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    };
+    let (mut params, mut masks) = (Vec::new(), Vec::new());
+    for p in &model.params {
+        let v = read(&format!("param/{}", p.name))?;
+        if v.len() as u64 != p.numel() {
+            return Err(format!(
+                "{}: `{}` has {} values, the model needs {}",
+                path.display(),
+                p.name,
+                v.len(),
+                p.numel()
+            ));
+        }
+        params.push((p.name.clone(), v));
+        masks.push((p.name.clone(), read(&format!("mask/{}", p.name))?));
+    }
+    let mut names: Vec<&str> = st.names().into_iter().filter(|n| n.starts_with("state/")).collect();
+    names.sort();
+    let states =
+        names.into_iter().map(|n| Ok((n["state/".len()..].to_string(), read(n)?))).collect::<Result<_, String>>()?;
+    Ok(Checkpoint { position, seed: num("seed")?, params, masks, states })
 }

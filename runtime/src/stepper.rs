@@ -103,6 +103,28 @@ impl Stepper {
         Ok(())
     }
 
+    /// The optimizer state, by input name (`PARAM.STATE`), and the steps taken.
+    pub fn state(&self) -> Result<(Vec<(String, Vec<f32>)>, u64), String> {
+        let exe = &self.programs[self.current].1;
+        let states = self
+            .states
+            .iter()
+            .map(|n| exe.output(n).map(|v| (n.clone(), v.to_vec())).ok_or_else(|| format!("the step lost `{n}`")))
+            .collect::<Result<_, _>>()?;
+        Ok((states, self.t))
+    }
+
+    /// Restores optimizer state saved by `state` (a resumed run).
+    pub fn restore_state(&mut self, states: &[(String, Vec<f32>)], steps_taken: u64) -> Result<(), String> {
+        let exe = &mut self.programs[self.current].1;
+        for n in &self.states {
+            let (_, v) = states.iter().find(|(k, _)| k == n).ok_or_else(|| format!("the checkpoint has no `{n}`"))?;
+            exe.set_input(n, v)?;
+        }
+        self.t = steps_taken;
+        Ok(())
+    }
+
     /// Makes program `to` hold the latest parameters and state.
     fn switch(&mut self, to: usize) -> Result<(), String> {
         if to == self.current {

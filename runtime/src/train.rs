@@ -3,6 +3,7 @@
 //! frozen masks within them; test accuracy and a metrics line after every epoch.
 
 use crate::backend::{Backend, Compiled};
+use crate::checkpoint::Position;
 use crate::data::{idx, synthetic::Synthetic, Dataset, Rng};
 use crate::prune::{self, Target};
 use crate::stepper::Stepper;
@@ -30,6 +31,15 @@ pub struct RunOptions {
     pub spec_dir: PathBuf,
     /// Draw a progress bar (on a terminal); a line per epoch is printed either way.
     pub progress: bool,
+    /// Continue from `out_dir/checkpoint.safetensors`.
+    pub resume: bool,
+}
+
+/// Set (by the CLI's Ctrl-C handler) to stop after the current step with a checkpoint.
+pub static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// What a finished run reports.
@@ -50,15 +60,28 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
     if data.classes > outputs {
         return Err(format!("the data has {} classes but model `{}` gives {outputs} scores", data.classes, model.name));
     }
-    let params = match opts.init.clone().or_else(|| plan.init.as_ref().map(|p| opts.spec_dir.join(p))) {
-        Some(path) => checkpoint::load(&path, model)?,
-        None => init::pytorch_default(model, seed),
-    };
     std::fs::create_dir_all(&opts.out_dir).map_err(|e| format!("cannot create {}: {e}", opts.out_dir.display()))?;
-    let metrics_path = opts.out_dir.join("metrics.jsonl");
-    let metrics =
-        std::fs::File::create(&metrics_path).map_err(|e| format!("cannot write {}: {e}", metrics_path.display()))?;
-    let masks = params.iter().map(|(n, v)| (n.clone(), vec![1.0f32; v.len()])).collect();
+    let resumed = if opts.resume {
+        let path = opts.out_dir.join(checkpoint::CHECKPOINT);
+        Some(checkpoint::load_checkpoint(&path, model).map_err(|e| format!("cannot resume: {e}"))?)
+    } else {
+        None
+    };
+    let resume_at = resumed.as_ref().map(|c| (c.position, c.states.clone()));
+    let (params, masks, seed, start) = match resumed {
+        Some(c) => (c.params, c.masks.into_iter().collect(), c.seed, c.position),
+        None => {
+            let params = match opts.init.clone().or_else(|| plan.init.as_ref().map(|p| opts.spec_dir.join(p))) {
+                Some(path) => checkpoint::load(&path, model)?,
+                None => init::pytorch_default(model, seed),
+            };
+            let masks = params.iter().map(|(n, v)| (n.clone(), vec![1.0f32; v.len()])).collect();
+            (params, masks, seed, Position::default())
+        }
+    };
+    // A run stopped inside an epoch wrote a line for its part; the resumed epoch writes its own.
+    let kept = if start.batch > 0 { start.global_step.saturating_sub(1) } else { start.global_step };
+    let metrics = open_metrics(&opts.out_dir.join("metrics.jsonl"), kept)?;
     let mut t = Trainer {
         program,
         plan,
@@ -70,11 +93,11 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
         metrics,
         opts,
         seed,
-        global_step: 0,
+        global_step: start.global_step,
         last: None,
         eval_steps: HashMap::new(),
     };
-    let result = t.all_phases();
+    let result = t.all_phases(start.plan_step, resume_at);
     // Whatever happened, the last parameters are written.
     t.save()?;
     result?;
@@ -88,6 +111,23 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
 }
 
 /// Finds and loads the data set.
+/// Opens metrics.jsonl, keeping the lines of steps up to `kept_steps` (those of a resumed run
+/// before its checkpoint).
+fn open_metrics(path: &Path, kept_steps: u64) -> Result<std::fs::File, String> {
+    let mut kept = String::new();
+    if kept_steps > 0 {
+        for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+            let step = serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v["step"].as_u64());
+            if step.is_some_and(|s| s <= kept_steps) {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
+    }
+    std::fs::write(path, kept).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    std::fs::OpenOptions::new().append(true).open(path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 fn load_data(program: &Program, plan: &TrainPlan, model: &Model, opts: &RunOptions) -> Result<Dataset, String> {
     let ds = program.data_set(&plan.data).ok_or("the data set is missing")?;
     let features = model.input_shape.iter().product::<u64>() as usize;
@@ -152,17 +192,42 @@ struct Trainer<'a> {
 }
 
 impl Trainer<'_> {
-    fn all_phases(&mut self) -> Result<(), String> {
-        for (i, s) in self.plan.steps.iter().enumerate() {
+    /// Runs the plan from step `first`; `resume` is where a resumed run stopped inside it.
+    fn all_phases(
+        &mut self,
+        first: usize,
+        mut resume: Option<(Position, Vec<(String, Vec<f32>)>)>,
+    ) -> Result<(), String> {
+        for (i, s) in self.plan.steps.iter().enumerate().skip(first) {
             if self.budget_spent() {
                 break;
             }
-            match s {
-                PlanStep::Phase(p) => self.phase(i, p)?,
-                PlanStep::Prune(p) => self.prune_once(p, None),
+            let finished = match s {
+                PlanStep::Phase(p) => {
+                    let from = resume.take().filter(|(pos, _)| pos.plan_step == i);
+                    self.phase(i, p, from)?
+                }
+                PlanStep::Prune(p) => {
+                    resume = None;
+                    self.prune_once(p, None);
+                    true
+                }
+            };
+            // Between steps of the plan: a checkpoint with no optimizer state (a phase that
+            // stopped early left its own).
+            if finished {
+                let at =
+                    Position { plan_step: i + 1, epoch: 0, batch: 0, phase_steps: 0, global_step: self.global_step };
+                self.checkpoint(at, vec![])?;
             }
         }
         Ok(())
+    }
+
+    fn checkpoint(&self, position: Position, states: Vec<(String, Vec<f32>)>) -> Result<(), String> {
+        let masks = self.params.iter().map(|(n, _)| (n.clone(), self.masks[n].clone())).collect();
+        let c = checkpoint::Checkpoint { position, seed: self.seed, params: self.params.clone(), masks, states };
+        checkpoint::save_checkpoint(&self.opts.out_dir.join(checkpoint::CHECKPOINT), self.model, &c)
     }
 
     fn budget_spent(&self) -> bool {
@@ -202,7 +267,14 @@ impl Trainer<'_> {
         }
     }
 
-    fn phase(&mut self, index: usize, phase: &PhasePlan) -> Result<(), String> {
+    /// Runs phase `index` of the plan, from its start or from where a checkpoint left it;
+    /// `false` when `--max-steps` stopped it first.
+    fn phase(
+        &mut self,
+        index: usize,
+        phase: &PhasePlan,
+        from: Option<(Position, Vec<(String, Vec<f32>)>)>,
+    ) -> Result<bool, String> {
         let batch = self.plan.batch as usize;
         let n = self.data.train.len();
         if phase.masks_frozen || !phase.gradual.is_empty() {
@@ -213,13 +285,31 @@ impl Trainer<'_> {
         }
         let mut stepper =
             Stepper::new(self.backend, self.program, self.model, phase, batch, n % batch, &self.params, &self.masks)?;
+        let (start_epoch, skip, mut t) = match &from {
+            // At a phase's start there is no optimizer state yet.
+            Some((pos, states)) if pos.phase_steps > 0 => {
+                stepper.restore_state(states, pos.phase_steps)?;
+                (pos.epoch, pos.batch as usize, pos.phase_steps)
+            }
+            _ => (0, 0, 0),
+        };
         let f = self.data.features;
         let (mut x, mut y) = (Vec::with_capacity(batch * f), Vec::with_capacity(batch));
         let steps_per_epoch = n.div_ceil(batch) as u64;
         let bar = self.progress_bar(phase, steps_per_epoch * phase.epochs);
-        let mut t = 0u64; // optimizer steps in this phase
+        if let Some(b) = &bar {
+            b.set_position(t);
+        }
         let mut rng = Rng::new(self.seed ^ (index as u64 + 1).wrapping_mul(0x5851_F42D_4C95_7F2D));
-        'epochs: for epoch in 0..phase.epochs {
+        // A resumed phase replays the shuffles of the epochs it skips, so that its batches
+        // are the ones an uninterrupted run would see.
+        for _ in 0..start_epoch {
+            if self.plan.shuffle {
+                let mut skipped: Vec<usize> = (0..n).collect();
+                rng.shuffle(&mut skipped);
+            }
+        }
+        for epoch in start_epoch..phase.epochs {
             let lr = schedule::learning_rate(base_lr(&phase.optimizer), &phase.lr_schedule, epoch, phase.epochs);
             let strengths: Vec<f64> = phase.penalties.iter().map(|p| schedule::strength(&p.strength, epoch)).collect();
             let mut order: Vec<usize> = (0..n).collect();
@@ -228,13 +318,23 @@ impl Trainer<'_> {
             }
             let started = Instant::now();
             let (mut loss_sum, mut penalty_sum, mut batches, mut samples) = (0.0, 0.0, 0usize, 0usize);
-            for chunk in order.chunks(batch) {
+            let first = if epoch == start_epoch { skip } else { 0 };
+            for (b, chunk) in order.chunks(batch).enumerate().skip(first) {
                 if self.budget_spent() {
+                    // Stopped by --max-steps: a checkpoint lets --resume carry on from here.
                     stepper.store(&mut self.params)?;
+                    let at = Position {
+                        plan_step: index,
+                        epoch,
+                        batch: b as u64,
+                        phase_steps: t,
+                        global_step: self.global_step,
+                    };
+                    self.checkpoint(at, stepper.state()?.0)?;
                     if batches > 0 {
                         self.finish_epoch(phase, epoch, (loss_sum, penalty_sum, batches), samples, started)?;
                     }
-                    break 'epochs;
+                    return Ok(false);
                 }
                 for g in &phase.gradual {
                     let gradual = g.gradual.as_ref().expect("a gradual prune has a schedule");
@@ -261,7 +361,7 @@ impl Trainer<'_> {
                 let (loss, penalty) = stepper.step(&x, &y, lr, &strengths)?;
                 if !loss.is_finite() {
                     return Err(format!(
-                        "the loss became {loss} in phase `{}`, epoch {}, step {}; lower the learning rate or the penalty strength",
+                        "the loss became {loss} in phase `{}`, epoch {}, step {}; the last checkpoint and model.safetensors hold the weights from before; lower the learning rate or the penalty strength",
                         phase.name,
                         epoch + 1,
                         self.global_step + 1
@@ -272,19 +372,48 @@ impl Trainer<'_> {
                 batches += 1;
                 samples += chunk.len();
                 self.global_step += 1;
-                if let Some(b) = &bar {
-                    b.inc(1);
+                if let Some(bar) = &bar {
+                    bar.inc(1);
                     let rate = samples as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                    b.set_message(format!("loss {:.4}  {:.0} samples/s", loss_sum / batches as f64, rate));
+                    bar.set_message(format!("loss {:.4}  {:.0} samples/s", loss_sum / batches as f64, rate));
+                }
+                if interrupted() {
+                    stepper.store(&mut self.params)?;
+                    let at = Position {
+                        plan_step: index,
+                        epoch,
+                        batch: b as u64 + 1,
+                        phase_steps: t,
+                        global_step: self.global_step,
+                    };
+                    self.checkpoint(at, stepper.state()?.0)?;
+                    return Err(format!(
+                        "interrupted in phase `{}`, epoch {}, after step {}; checkpoint written; continue with --resume {}",
+                        phase.name,
+                        epoch + 1,
+                        self.global_step,
+                        self.opts.out_dir.display()
+                    ));
                 }
             }
             stepper.store(&mut self.params)?;
             self.finish_epoch(phase, epoch, (loss_sum, penalty_sum, batches), samples, started)?;
+            let every = self.plan.checkpoint_every.unwrap_or(0);
+            if every > 0 && (epoch + 1).is_multiple_of(every) && epoch + 1 < phase.epochs {
+                let at = Position {
+                    plan_step: index,
+                    epoch: epoch + 1,
+                    batch: 0,
+                    phase_steps: t,
+                    global_step: self.global_step,
+                };
+                self.checkpoint(at, stepper.state()?.0)?;
+            }
         }
         if let Some(b) = bar {
             b.finish_and_clear();
         }
-        Ok(())
+        Ok(true)
     }
 
     fn finish_epoch(
