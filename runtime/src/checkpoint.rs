@@ -108,11 +108,14 @@ pub struct Position {
 pub struct Checkpoint {
     pub position: Position,
     pub seed: u64,
-    pub params: Vec<(String, Vec<f32>)>,
-    pub masks: Vec<(String, Vec<f32>)>,
+    pub params: Tensors,
+    pub masks: Tensors,
     /// Optimizer state by step input name (`PARAM.STATE`); empty between phases.
-    pub states: Vec<(String, Vec<f32>)>,
+    pub states: Tensors,
 }
+
+/// Named float32 tensors, in order.
+pub type Tensors = Vec<(String, Vec<f32>)>;
 
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
 

@@ -4,6 +4,7 @@
 //! evaluates, prunes or saves, and back in (`load`) after it changed them.
 
 use crate::backend::{Backend, Compiled};
+use crate::checkpoint::Tensors;
 use hoyer_compiler::program::{Model, Optimizer, PhasePlan, Program};
 use hoyer_compiler::{lower, step};
 use std::collections::HashMap;
@@ -103,15 +104,15 @@ impl Stepper {
         Ok(())
     }
 
-    /// The optimizer state, by input name (`PARAM.STATE`), and the steps taken.
-    pub fn state(&self) -> Result<(Vec<(String, Vec<f32>)>, u64), String> {
+    /// The optimizer state, by input name (`PARAM.STATE`).
+    pub fn state(&self) -> Result<Tensors, String> {
         let exe = &self.programs[self.current].1;
         let states = self
             .states
             .iter()
             .map(|n| exe.output(n).map(|v| (n.clone(), v.to_vec())).ok_or_else(|| format!("the step lost `{n}`")))
             .collect::<Result<_, _>>()?;
-        Ok((states, self.t))
+        Ok(states)
     }
 
     /// Restores optimizer state saved by `state` (a resumed run).

@@ -3,7 +3,7 @@
 //! frozen masks within them; test accuracy and a metrics line after every epoch.
 
 use crate::backend::{Backend, Compiled};
-use crate::checkpoint::Position;
+use crate::checkpoint::{Position, Tensors};
 use crate::data::{idx, synthetic::Synthetic, Dataset, Rng};
 use crate::prune::{self, Target};
 use crate::stepper::Stepper;
@@ -193,11 +193,7 @@ struct Trainer<'a> {
 
 impl Trainer<'_> {
     /// Runs the plan from step `first`; `resume` is where a resumed run stopped inside it.
-    fn all_phases(
-        &mut self,
-        first: usize,
-        mut resume: Option<(Position, Vec<(String, Vec<f32>)>)>,
-    ) -> Result<(), String> {
+    fn all_phases(&mut self, first: usize, mut resume: Option<(Position, Tensors)>) -> Result<(), String> {
         for (i, s) in self.plan.steps.iter().enumerate().skip(first) {
             if self.budget_spent() {
                 break;
@@ -224,7 +220,7 @@ impl Trainer<'_> {
         Ok(())
     }
 
-    fn checkpoint(&self, position: Position, states: Vec<(String, Vec<f32>)>) -> Result<(), String> {
+    fn checkpoint(&self, position: Position, states: Tensors) -> Result<(), String> {
         let masks = self.params.iter().map(|(n, _)| (n.clone(), self.masks[n].clone())).collect();
         let c = checkpoint::Checkpoint { position, seed: self.seed, params: self.params.clone(), masks, states };
         checkpoint::save_checkpoint(&self.opts.out_dir.join(checkpoint::CHECKPOINT), self.model, &c)
@@ -269,12 +265,7 @@ impl Trainer<'_> {
 
     /// Runs phase `index` of the plan, from its start or from where a checkpoint left it;
     /// `false` when `--max-steps` stopped it first.
-    fn phase(
-        &mut self,
-        index: usize,
-        phase: &PhasePlan,
-        from: Option<(Position, Vec<(String, Vec<f32>)>)>,
-    ) -> Result<bool, String> {
+    fn phase(&mut self, index: usize, phase: &PhasePlan, from: Option<(Position, Tensors)>) -> Result<bool, String> {
         let batch = self.plan.batch as usize;
         let n = self.data.train.len();
         if phase.masks_frozen || !phase.gradual.is_empty() {
@@ -330,7 +321,7 @@ impl Trainer<'_> {
                         phase_steps: t,
                         global_step: self.global_step,
                     };
-                    self.checkpoint(at, stepper.state()?.0)?;
+                    self.checkpoint(at, stepper.state()?)?;
                     if batches > 0 {
                         self.finish_epoch(phase, epoch, (loss_sum, penalty_sum, batches), samples, started)?;
                     }
@@ -386,7 +377,7 @@ impl Trainer<'_> {
                         phase_steps: t,
                         global_step: self.global_step,
                     };
-                    self.checkpoint(at, stepper.state()?.0)?;
+                    self.checkpoint(at, stepper.state()?)?;
                     return Err(format!(
                         "interrupted in phase `{}`, epoch {}, after step {}; checkpoint written; continue with --resume {}",
                         phase.name,
@@ -407,7 +398,7 @@ impl Trainer<'_> {
                     phase_steps: t,
                     global_step: self.global_step,
                 };
-                self.checkpoint(at, stepper.state()?.0)?;
+                self.checkpoint(at, stepper.state()?)?;
             }
         }
         if let Some(b) = bar {
