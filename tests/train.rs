@@ -185,7 +185,7 @@ fn ctrl_c_checkpoints_and_resumes() {
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.hoyer")).unwrap();
     std::fs::write(&spec, text.replace("epochs 8", "epochs 400")).unwrap();
     let dir = out_dir("ctrl-c");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hoyerc"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_hoyerc"))
         .args(["run", spec.to_str().unwrap(), "--out", dir.to_str().unwrap()])
         .stderr(std::process::Stdio::piped())
         .spawn()
