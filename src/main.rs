@@ -65,6 +65,12 @@ enum Command {
         #[arg(long, value_name = "DIR", conflicts_with_all = ["out", "init"])]
         resume: Option<PathBuf>,
     },
+    /// Print the sparsity table of a run's folder and redraw its curves.svg (finished or
+    /// interrupted runs alike).
+    Report {
+        /// The run's folder (with model.safetensors and metrics.jsonl).
+        dir: PathBuf,
+    },
     /// Training throughput of each spec's first phase on in-memory random data.
     Bench {
         #[arg(required = true)]
@@ -192,6 +198,26 @@ fn run(command: Command, color: bool) -> ExitCode {
                 }
             }
         }
+        Command::Report { dir } => match hoyer_runtime::report::from_run_dir(&dir) {
+            Ok((report, metrics)) => {
+                print!("{}", report.table());
+                let svg = dir.join("curves.svg");
+                match std::fs::write(&svg, hoyer_runtime::report::curves_svg(&metrics)) {
+                    Ok(()) => {
+                        println!("  {} epochs in metrics.jsonl; wrote {}", metrics.len(), svg.display());
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("hoyerc: cannot write {}: {e}", svg.display());
+                        ExitCode::from(2)
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("hoyerc: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Bench { files, steps, backend } => {
             let backend = make_backend(backend);
             for file in &files {

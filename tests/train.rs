@@ -56,6 +56,19 @@ fn quickstart_trains_prunes_and_writes_its_outputs() {
     assert!(density < 0.9, "density {density}");
     assert_eq!(m[8]["density"], last["density"], "masked weights regrew");
     assert!(m[0]["penalty"].as_f64().unwrap() > 0.0 && last["penalty"].as_f64().unwrap() == 0.0);
+    // report.json: a report per phase and a final one; curves.svg; `hoyerc report` agrees.
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["phases"].as_array().unwrap().len(), 2);
+    assert_eq!(report["final"]["density"], last["density"]);
+    assert_eq!(report["final"]["tensors"][0]["name"], "fc1.weight");
+    assert!(std::fs::read_to_string(out.join("curves.svg")).unwrap().contains("<polyline"));
+    std::fs::remove_file(out.join("curves.svg")).unwrap();
+    let (code, table, err) = common::hoyerc_in(root, &["report", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let nonzeros = report["final"]["nonzeros"].as_u64().unwrap().to_string();
+    assert!(table.contains("fc3.weight") && table.contains(&nonzeros), "{table}");
+    assert!(out.join("curves.svg").is_file(), "hoyerc report redraws the plot");
     assert_eq!(
         tensors(&out.join("model.safetensors")),
         vec![

@@ -10,6 +10,7 @@ pub mod init;
 pub mod jit;
 pub mod pair;
 pub mod prune;
+pub mod report;
 pub mod schedule;
 pub mod stepper;
 pub mod train;

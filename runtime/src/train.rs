@@ -6,6 +6,7 @@ use crate::backend::{Backend, Compiled};
 use crate::checkpoint::{Position, Tensors};
 use crate::data::{idx, synthetic::Synthetic, Dataset, Rng};
 use crate::prune::{self, Target};
+use crate::report::{Report, TensorReport};
 use crate::stepper::Stepper;
 use crate::{checkpoint, init, schedule};
 use hoyer_compiler::lower;
@@ -96,15 +97,27 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
         global_step: start.global_step,
         last: None,
         eval_steps: HashMap::new(),
+        accuracy: None,
+        reports: vec![],
     };
     let result = t.all_phases(start.plan_step, resume_at);
     // Whatever happened, the last parameters are written.
     t.save()?;
     result?;
-    let (acc, _) = t.evaluate()?;
+    if t.accuracy.is_none() {
+        t.accuracy = Some(t.evaluate()?.0);
+    }
+    let last = t.report(None);
+    // After a final phase its own table already said it all.
+    let repeats = matches!(plan.steps.last(), Some(PlanStep::Phase(_)))
+        && t.reports.len() == plan.steps.iter().filter(|s| matches!(s, PlanStep::Phase(_))).count();
+    if !repeats {
+        eprint!("{}", last.table());
+    }
+    t.write_reports(&last)?;
     Ok(Outcome {
         steps: t.global_step,
-        test_accuracy: acc,
+        test_accuracy: t.accuracy.unwrap_or(f64::NAN),
         density: t.density(),
         train_loss: t.last.map_or(f64::NAN, |l| l.0),
     })
@@ -189,6 +202,10 @@ struct Trainer<'a> {
     last: Option<(f64, f64)>,
     /// Compiled evaluation graphs by batch size.
     eval_steps: HashMap<usize, Box<dyn Compiled>>,
+    /// The latest test accuracy.
+    accuracy: Option<f64>,
+    /// One report per finished phase.
+    reports: Vec<Report>,
 }
 
 impl Trainer<'_> {
@@ -201,7 +218,13 @@ impl Trainer<'_> {
             let finished = match s {
                 PlanStep::Phase(p) => {
                     let from = resume.take().filter(|(pos, _)| pos.plan_step == i);
-                    self.phase(i, p, from)?
+                    let done = self.phase(i, p, from)?;
+                    if done {
+                        let r = self.report(Some(p.name.clone()));
+                        eprint!("{}", r.table());
+                        self.reports.push(r);
+                    }
+                    done
                 }
                 PlanStep::Prune(p) => {
                     resume = None;
@@ -218,6 +241,32 @@ impl Trainer<'_> {
             }
         }
         Ok(())
+    }
+
+    fn report(&self, phase: Option<String>) -> Report {
+        let tensors = self
+            .params
+            .iter()
+            .map(|(n, v)| {
+                TensorReport::new(n, &self.model.param(n).map_or_else(|| vec![v.len() as u64], |p| p.shape.clone()), v)
+            })
+            .collect();
+        Report { phase, tensors, test_accuracy: self.accuracy }
+    }
+
+    /// report.json (every phase's report and the final one) and curves.svg.
+    fn write_reports(&self, last: &Report) -> Result<(), String> {
+        let json = serde_json::json!({
+            "phases": self.reports.iter().map(Report::to_json).collect::<Vec<_>>(),
+            "final": last.to_json(),
+        });
+        let path = self.opts.out_dir.join("report.json");
+        let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
+        std::fs::write(&path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let (_, metrics) = crate::report::from_run_dir(&self.opts.out_dir).unwrap_or((last.clone(), vec![]));
+        let svg = self.opts.out_dir.join("curves.svg");
+        std::fs::write(&svg, crate::report::curves_svg(&metrics))
+            .map_err(|e| format!("cannot write {}: {e}", svg.display()))
     }
 
     fn checkpoint(&self, position: Position, states: Tensors) -> Result<(), String> {
@@ -418,6 +467,7 @@ impl Trainer<'_> {
         let (loss_sum, penalty_sum, batches) = sums;
         let elapsed = started.elapsed().as_secs_f64();
         let (accuracy, _) = self.evaluate()?;
+        self.accuracy = Some(accuracy);
         let batches = batches.max(1) as f64;
         self.last = Some((loss_sum / batches, penalty_sum / batches));
         let line = serde_json::json!({

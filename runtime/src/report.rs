@@ -1,0 +1,265 @@
+//! What a run reports about sparsity: per tensor, its nonzeros and density and (for weights)
+//! its all-zero rows and columns; totals; test accuracy. Printed as a table, written as
+//! `report.json`, and drawn with the metrics as `curves.svg`.
+
+use serde_json::{json, Value};
+use std::fmt::Write;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorReport {
+    pub name: String,
+    pub shape: Vec<u64>,
+    pub numel: u64,
+    pub nonzeros: u64,
+    /// Rows (slices along axis 0: output neurons, filters) that are entirely zero.
+    pub zero_rows: Option<u64>,
+    /// Columns (slices along axis 1: inputs, channels) that are entirely zero.
+    pub zero_cols: Option<u64>,
+}
+
+impl TensorReport {
+    pub fn new(name: &str, shape: &[u64], values: &[f32]) -> TensorReport {
+        let nonzeros = values.iter().filter(|&&v| v != 0.0).count() as u64;
+        let (mut zero_rows, mut zero_cols) = (None, None);
+        if shape.len() >= 2 {
+            let (rows, cols) = (shape[0] as usize, shape[1] as usize);
+            let inner = (values.len() / rows.max(1) / cols.max(1)).max(1);
+            let at = |r: usize, c: usize, k: usize| values[(r * cols + c) * inner + k];
+            let row_zero = |r: usize| (0..cols).all(|c| (0..inner).all(|k| at(r, c, k) == 0.0));
+            let col_zero = |c: usize| (0..rows).all(|r| (0..inner).all(|k| at(r, c, k) == 0.0));
+            zero_rows = Some((0..rows).filter(|&r| row_zero(r)).count() as u64);
+            zero_cols = Some((0..cols).filter(|&c| col_zero(c)).count() as u64);
+        }
+        TensorReport {
+            name: name.to_string(),
+            shape: shape.to_vec(),
+            numel: values.len() as u64,
+            nonzeros,
+            zero_rows,
+            zero_cols,
+        }
+    }
+
+    pub fn density(&self) -> f64 {
+        self.nonzeros as f64 / self.numel.max(1) as f64
+    }
+}
+
+/// The sparsity of a model at one point of a run.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The phase that just ended; `None` for the end of the run.
+    pub phase: Option<String>,
+    pub tensors: Vec<TensorReport>,
+    pub test_accuracy: Option<f64>,
+}
+
+impl Report {
+    pub fn totals(&self) -> (u64, u64) {
+        self.tensors.iter().fold((0, 0), |(n, nz), t| (n + t.numel, nz + t.nonzeros))
+    }
+
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let title = match &self.phase {
+            Some(p) => format!("after phase `{p}`"),
+            None => "at the end of the run".to_string(),
+        };
+        let w = self.tensors.iter().map(|t| t.name.len()).max().unwrap_or(0).max(6);
+        let _ = writeln!(out, "sparsity {title}");
+        let _ = writeln!(
+            out,
+            "  {:<w$} {:>16} {:>12} {:>12} {:>8} {:>10} {:>10}",
+            "tensor", "shape", "nonzero", "of", "density", "zero rows", "zero cols"
+        );
+        for t in &self.tensors {
+            let shape = format!("[{}]", t.shape.iter().map(u64::to_string).collect::<Vec<_>>().join(", "));
+            let groups = |g: Option<u64>, axis: usize| g.map_or("-".to_string(), |z| format!("{z}/{}", t.shape[axis]));
+            let _ = writeln!(
+                out,
+                "  {:<w$} {:>16} {:>12} {:>12} {:>7.2}% {:>10} {:>10}",
+                t.name,
+                shape,
+                t.nonzeros,
+                t.numel,
+                t.density() * 100.0,
+                groups(t.zero_rows, 0),
+                groups(t.zero_cols, 1)
+            );
+        }
+        let (n, nz) = self.totals();
+        let _ = writeln!(
+            out,
+            "  {:<w$} {:>16} {:>12} {:>12} {:>7.2}%",
+            "total",
+            "",
+            nz,
+            n,
+            nz as f64 / n.max(1) as f64 * 100.0
+        );
+        if let Some(a) = self.test_accuracy {
+            let _ = writeln!(out, "  test accuracy {:.2}%", a * 100.0);
+        }
+        out
+    }
+
+    pub fn to_json(&self) -> Value {
+        let (n, nz) = self.totals();
+        json!({
+            "phase": self.phase,
+            "test_accuracy": self.test_accuracy,
+            "parameters": n,
+            "nonzeros": nz,
+            "density": nz as f64 / n.max(1) as f64,
+            "tensors": self.tensors.iter().map(|t| json!({
+                "name": t.name,
+                "shape": t.shape,
+                "numel": t.numel,
+                "nonzeros": t.nonzeros,
+                "density": t.density(),
+                "zero_rows": t.zero_rows,
+                "zero_cols": t.zero_cols,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Loss, test accuracy and density per epoch, one panel each, from metrics.jsonl lines;
+/// phase changes are marked with dashed lines.
+pub fn curves_svg(metrics: &[Value]) -> String {
+    let (w, h, pad) = (720.0, 200.0, 48.0);
+    let series: [(&str, &str, &str); 3] = [
+        ("train_loss", "train loss", "#1f77b4"),
+        ("test_accuracy", "test accuracy", "#2ca02c"),
+        ("density", "density", "#d62728"),
+    ];
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
+        h * 3.0
+    );
+    let n = metrics.len();
+    let x_of = |i: usize| pad + (w - 2.0 * pad) * if n > 1 { i as f64 / (n - 1) as f64 } else { 0.5 };
+    for (panel, (key, label, color)) in series.iter().enumerate() {
+        let top = panel as f64 * h;
+        let values: Vec<Option<f64>> = metrics.iter().map(|m| m[*key].as_f64()).collect();
+        let finite: Vec<f64> = values.iter().flatten().copied().filter(|v| v.is_finite()).collect();
+        let (lo, hi) = finite.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+        let (lo, hi) = if lo.is_finite() {
+            if hi > lo {
+                (lo, hi)
+            } else {
+                (lo - 0.5, hi + 0.5)
+            }
+        } else {
+            (0.0, 1.0)
+        };
+        let y_of = |v: f64| top + h - pad / 2.0 - (h - pad) * (v - lo) / (hi - lo);
+        let _ = writeln!(svg, "<text x=\"{pad}\" y=\"{}\" font-weight=\"bold\">{label}</text>", top + 16.0);
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#888\"/>",
+            top + h - pad / 2.0,
+            w - pad,
+            top + h - pad / 2.0
+        );
+        let _ = writeln!(svg, "<text x=\"2\" y=\"{}\">{}</text>", y_of(hi) + 4.0, fmt(hi));
+        let _ = writeln!(svg, "<text x=\"2\" y=\"{}\">{}</text>", y_of(lo) + 4.0, fmt(lo));
+        for i in 1..n {
+            if metrics[i]["phase"] != metrics[i - 1]["phase"] {
+                let x = (x_of(i) + x_of(i - 1)) / 2.0;
+                let _ = writeln!(
+                    svg,
+                    "<line x1=\"{x}\" y1=\"{}\" x2=\"{x}\" y2=\"{}\" stroke=\"#aaa\" stroke-dasharray=\"4 3\"/>",
+                    top + 24.0,
+                    top + h - pad / 2.0
+                );
+                if panel == 0 {
+                    let _ = writeln!(
+                        svg,
+                        "<text x=\"{}\" y=\"{}\" fill=\"#666\">{}</text>",
+                        x + 4.0,
+                        top + 36.0,
+                        metrics[i]["phase"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+        let points: Vec<String> = values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.filter(|v| v.is_finite()).map(|v| format!("{:.1},{:.1}", x_of(i), y_of(v))))
+            .collect();
+        let _ = writeln!(
+            svg,
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
+            points.join(" ")
+        );
+    }
+    let _ = writeln!(svg, "<text x=\"{}\" y=\"{}\" fill=\"#666\">epochs 1..{n}</text>", w - 2.0 * pad, h * 3.0 - 6.0);
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn fmt(v: f64) -> String {
+    if v.abs() >= 100.0 || v == v.trunc() {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_columns_and_density() {
+        // [[1, 0, 0], [0, 0, 0]]: one zero row, two zero columns.
+        let t = TensorReport::new("w", &[2, 3], &[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!((t.nonzeros, t.zero_rows, t.zero_cols), (1, Some(1), Some(2)));
+        assert!((t.density() - 1.0 / 6.0).abs() < 1e-12);
+        let b = TensorReport::new("b", &[3], &[0.0, 2.0, 0.0]);
+        assert_eq!((b.nonzeros, b.zero_rows, b.zero_cols), (1, None, None));
+        let r = Report { phase: None, tensors: vec![t, b], test_accuracy: Some(0.5) };
+        assert_eq!(r.totals(), (9, 2));
+        assert!(r.table().contains("1/2") && r.table().contains("2/3") && r.table().contains("50.00%"));
+    }
+
+    #[test]
+    fn svg_draws_three_panels() {
+        let m: Vec<Value> = (0..4)
+            .map(|i| json!({"phase": if i < 2 { "a" } else { "b" }, "train_loss": 1.0 / (i + 1) as f64, "test_accuracy": 0.5 + 0.1 * i as f64, "density": 1.0}))
+            .collect();
+        let svg = curves_svg(&m);
+        assert_eq!(svg.matches("<polyline").count(), 3);
+        assert!(svg.contains("stroke-dasharray") && svg.ends_with("</svg>\n"));
+    }
+}
+
+/// Rebuilds the final report of a finished or interrupted run from its folder: the tensors of
+/// `model.safetensors` (in file order) and the last test accuracy in `metrics.jsonl`.
+pub fn from_run_dir(dir: &std::path::Path) -> Result<(Report, Vec<Value>), String> {
+    let model = dir.join("model.safetensors");
+    let bytes = std::fs::read(&model).map_err(|e| format!("cannot read {}: {e}", model.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| format!("{} is not a safetensors file: {e}", model.display()))?;
+    let mut tensors: Vec<(usize, TensorReport)> = Vec::new();
+    for (name, t) in st.tensors() {
+        if t.dtype() != safetensors::Dtype::F32 {
+            return Err(format!("{}: `{name}` is not F32", model.display()));
+        }
+        let values: Vec<f32> = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let shape: Vec<u64> = t.shape().iter().map(|&d| d as u64).collect();
+        let offset = t.data().as_ptr() as usize - bytes.as_ptr() as usize;
+        tensors.push((offset, TensorReport::new(&name, &shape, &values)));
+    }
+    tensors.sort_by_key(|t| t.0);
+    let metrics_path = dir.join("metrics.jsonl");
+    let metrics: Vec<Value> = std::fs::read_to_string(&metrics_path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let test_accuracy = metrics.last().and_then(|m| m["test_accuracy"].as_f64());
+    Ok((Report { phase: None, tensors: tensors.into_iter().map(|t| t.1).collect(), test_accuracy }, metrics))
+}
