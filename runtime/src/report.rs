@@ -208,34 +208,6 @@ fn fmt(v: f64) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rows_columns_and_density() {
-        // [[1, 0, 0], [0, 0, 0]]: one zero row, two zero columns.
-        let t = TensorReport::new("w", &[2, 3], &[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
-        assert_eq!((t.nonzeros, t.zero_rows, t.zero_cols), (1, Some(1), Some(2)));
-        assert!((t.density() - 1.0 / 6.0).abs() < 1e-12);
-        let b = TensorReport::new("b", &[3], &[0.0, 2.0, 0.0]);
-        assert_eq!((b.nonzeros, b.zero_rows, b.zero_cols), (1, None, None));
-        let r = Report { phase: None, tensors: vec![t, b], test_accuracy: Some(0.5) };
-        assert_eq!(r.totals(), (9, 2));
-        assert!(r.table().contains("1/2") && r.table().contains("2/3") && r.table().contains("50.00%"));
-    }
-
-    #[test]
-    fn svg_draws_three_panels() {
-        let m: Vec<Value> = (0..4)
-            .map(|i| json!({"phase": if i < 2 { "a" } else { "b" }, "train_loss": 1.0 / (i + 1) as f64, "test_accuracy": 0.5 + 0.1 * i as f64, "density": 1.0}))
-            .collect();
-        let svg = curves_svg(&m);
-        assert_eq!(svg.matches("<polyline").count(), 3);
-        assert!(svg.contains("stroke-dasharray") && svg.ends_with("</svg>\n"));
-    }
-}
-
 /// Rebuilds the final report of a finished or interrupted run from its folder: the tensors of
 /// `model.safetensors` (in file order) and the last test accuracy in `metrics.jsonl`.
 pub fn from_run_dir(dir: &std::path::Path) -> Result<(Report, Vec<Value>), String> {
@@ -262,4 +234,32 @@ pub fn from_run_dir(dir: &std::path::Path) -> Result<(Report, Vec<Value>), Strin
         .collect();
     let test_accuracy = metrics.last().and_then(|m| m["test_accuracy"].as_f64());
     Ok((Report { phase: None, tensors: tensors.into_iter().map(|t| t.1).collect(), test_accuracy }, metrics))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_columns_and_density() {
+        // [[1, 0, 0], [0, 0, 0]]: one zero row, two zero columns.
+        let t = TensorReport::new("w", &[2, 3], &[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!((t.nonzeros, t.zero_rows, t.zero_cols), (1, Some(1), Some(2)));
+        assert!((t.density() - 1.0 / 6.0).abs() < 1e-12);
+        let b = TensorReport::new("b", &[3], &[0.0, 2.0, 0.0]);
+        assert_eq!((b.nonzeros, b.zero_rows, b.zero_cols), (1, None, None));
+        let r = Report { phase: None, tensors: vec![t, b], test_accuracy: Some(0.5) };
+        assert_eq!(r.totals(), (9, 2));
+        assert!(r.table().contains("1/2") && r.table().contains("2/3") && r.table().contains("50.00%"));
+    }
+
+    #[test]
+    fn svg_draws_three_panels() {
+        let m: Vec<Value> = (0..4)
+            .map(|i| json!({"phase": if i < 2 { "a" } else { "b" }, "train_loss": 1.0 / (i + 1) as f64, "test_accuracy": 0.5 + 0.1 * i as f64, "density": 1.0}))
+            .collect();
+        let svg = curves_svg(&m);
+        assert_eq!(svg.matches("<polyline").count(), 3);
+        assert!(svg.contains("stroke-dasharray") && svg.ends_with("</svg>\n"));
+    }
 }
