@@ -38,6 +38,9 @@ enum Command {
         /// What to print.
         #[arg(long, value_enum, default_value_t = Emit::Model)]
         emit: Emit,
+        /// Change a number of the spec: PATH=VALUE, e.g. sparsify.epochs=3 (repeatable).
+        #[arg(long, value_name = "PATH=VALUE")]
+        set: Vec<String>,
     },
     /// Train a spec: writes metrics.jsonl and model.safetensors to the output folder.
     Run {
@@ -64,6 +67,10 @@ enum Command {
         /// folder).
         #[arg(long, value_name = "DIR", conflicts_with_all = ["out", "init"])]
         resume: Option<PathBuf>,
+        /// Change a number of the spec: PATH=VALUE, e.g. sparsify.epochs=3 or
+        /// sparsify.penalty=1e-4 (repeatable; `hoyerc explain E0515` lists the paths).
+        #[arg(long, value_name = "PATH=VALUE")]
+        set: Vec<String>,
     },
     /// Print the sparsity table of a run's folder and redraw its curves.svg (finished or
     /// interrupted runs alike).
@@ -145,7 +152,7 @@ fn run(command: Command, color: bool) -> ExitCode {
         Command::Check { files } => {
             let mut worst = 0u8;
             for f in &files {
-                let code = match check_file(f, color, None) {
+                let code = match check_file(f, color, None, &[]) {
                     Outcome::Valid => {
                         println!("{}: ok", f.display());
                         0
@@ -157,13 +164,17 @@ fn run(command: Command, color: bool) -> ExitCode {
             }
             ExitCode::from(worst)
         }
-        Command::Compile { file, emit } => match check_file(&file, color, Some(emit)) {
+        Command::Compile { file, emit, set } => match check_file(&file, color, Some(emit), &set) {
             Outcome::Valid => ExitCode::SUCCESS,
             Outcome::Invalid => ExitCode::from(1),
             Outcome::Unreadable => ExitCode::from(2),
         },
-        Command::Run { file, out, max_steps, seed, init, data, backend, resume } => {
-            let Some(checked) = checked_program(&file, color) else { return ExitCode::from(1) };
+        Command::Run { file, out, max_steps, seed, init, data, backend, resume, set } => {
+            let checked = match load_spec(&file, color, &set) {
+                Ok(c) => c,
+                Err(Outcome::Unreadable) => return ExitCode::from(2),
+                Err(_) => return ExitCode::from(1),
+            };
             let stem = file.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
             let opts = hoyer_runtime::train::RunOptions {
                 out_dir: resume.clone().or(out).unwrap_or_else(|| PathBuf::from("runs").join(stem)),
@@ -221,7 +232,7 @@ fn run(command: Command, color: bool) -> ExitCode {
         Command::Bench { files, steps, backend } => {
             let backend = make_backend(backend);
             for file in &files {
-                let Some(checked) = checked_program(file, color) else { return ExitCode::from(1) };
+                let Ok(checked) = load_spec(file, color, &[]) else { return ExitCode::from(1) };
                 match hoyer_runtime::bench::bench(&checked.program, backend.as_ref(), steps) {
                     Ok(r) => println!(
                         "{:<28} phase {:<10} batch {:<4} {:>10.0} samples/s {:>8.3} ms/step  ({})",
@@ -297,77 +308,64 @@ fn emit_ir(program: &hoyer_compiler::program::Program, emit: Emit) -> Result<Str
     Ok(out)
 }
 
-/// Reads and checks a file, reporting problems; the checked spec when it is valid.
-fn checked_program(path: &Path, color: bool) -> Option<hoyer_compiler::Checked> {
+/// Reads a spec, applies `--set` overrides, checks it and prints its diagnostics; the
+/// checked spec when it is valid.
+fn load_spec(path: &Path, color: bool, sets: &[String]) -> Result<hoyer_compiler::Checked, Outcome> {
     let name = path.display().to_string();
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) => {
-            let d = Diagnostic::error(Code::Io, format!("cannot read `{name}`: {e}"));
-            eprint!("{}", Report::new(&name, String::new(), vec![d]).render(WIDTH, color));
-            return None;
-        }
-    };
-    let (text, bad) = decode(&bytes);
-    let result = match bad {
-        Some(d) => Err(vec![d]),
-        None => check_source(&text),
-    };
-    match result {
-        Ok(c) => {
-            if !c.warnings.is_empty() {
-                eprint!("{}", Report::new(&name, text, c.warnings.clone()).render(WIDTH, color));
-            }
-            Some(c)
-        }
-        Err(d) => {
-            eprint!("{}", Report::new(&name, text, d).render(WIDTH, color));
-            None
-        }
-    }
-}
-
-/// Reads, checks and reports one file; prints the requested stage when it is valid.
-fn check_file(path: &Path, color: bool, emit: Option<Emit>) -> Outcome {
-    let name = path.display().to_string();
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) => {
-            let d = Diagnostic::error(Code::Io, format!("cannot read `{name}`: {e}"))
-                .help("check the path; `hoyerc check` takes .hoyer files");
-            eprint!("{}", Report::new(&name, String::new(), vec![d]).render(WIDTH, color));
-            return Outcome::Unreadable;
-        }
-    };
-    let (text, bad_encoding) = decode(&bytes);
+    let bytes = std::fs::read(path).map_err(|e| {
+        let d = Diagnostic::error(Code::Io, format!("cannot read `{name}`: {e}"))
+            .help("check the path; hoyerc takes .hoyer files");
+        eprint!("{}", Report::new(&name, String::new(), vec![d]).render(WIDTH, color));
+        Outcome::Unreadable
+    })?;
+    let (mut text, bad_encoding) = decode(&bytes);
+    let mut shown = name.clone();
     let result = match bad_encoding {
         Some(d) => Err(vec![d]),
-        None => check_source(&text),
+        None if sets.is_empty() => check_source(&text),
+        None => match hoyer_compiler::parse::parse(&text) {
+            Err(d) => Err(d),
+            Ok(file) => match hoyer_compiler::overrides::apply(&text, &file, sets) {
+                Ok(changed) => {
+                    text = changed;
+                    shown = format!("{name} (with --set)");
+                    check_source(&text)
+                }
+                Err(d) => Err(d),
+            },
+        },
     };
     match result {
         Ok(checked) => {
             if !checked.warnings.is_empty() {
-                eprint!("{}", Report::new(&name, text, checked.warnings).render(WIDTH, color));
+                eprint!("{}", Report::new(&shown, text, checked.warnings.clone()).render(WIDTH, color));
             }
-            match emit {
-                Some(Emit::Ast) => println!("{:#?}", checked.file),
-                Some(Emit::Model) => print!("{}", summary::model_summary(&checked.program)),
-                Some(emit @ (Emit::Ir | Emit::Grad | Emit::Kernels | Emit::Clif)) => {
-                    match emit_ir(&checked.program, emit) {
-                        Ok(text) => print!("{text}"),
-                        Err(e) => {
-                            eprintln!("hoyerc: {name}: {e}");
-                            return Outcome::Invalid;
-                        }
-                    }
-                }
-                None => {}
-            }
-            Outcome::Valid
+            Ok(checked)
         }
         Err(diagnostics) => {
-            eprint!("{}", Report::new(&name, text, diagnostics).render(WIDTH, color));
-            Outcome::Invalid
+            eprint!("{}", Report::new(&shown, text, diagnostics).render(WIDTH, color));
+            Err(Outcome::Invalid)
         }
     }
+}
+
+/// Checks one file and prints the requested stage when it is valid.
+fn check_file(path: &Path, color: bool, emit: Option<Emit>, sets: &[String]) -> Outcome {
+    let checked = match load_spec(path, color, sets) {
+        Ok(c) => c,
+        Err(outcome) => return outcome,
+    };
+    match emit {
+        Some(Emit::Ast) => println!("{:#?}", checked.file),
+        Some(Emit::Model) => print!("{}", summary::model_summary(&checked.program)),
+        Some(emit) => match emit_ir(&checked.program, emit) {
+            Ok(text) => print!("{text}"),
+            Err(e) => {
+                eprintln!("hoyerc: {}: {e}", path.display());
+                return Outcome::Invalid;
+            }
+        },
+        None => {}
+    }
+    Outcome::Valid
 }

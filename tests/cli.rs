@@ -109,3 +109,27 @@ fn explain_every_code() {
     assert_eq!(code, 2);
     assert!(err.contains("known codes"));
 }
+
+#[test]
+fn set_overrides_numbers_and_reports_bad_paths() {
+    let (code, out, err) = hoyerc(&[
+        "compile",
+        "examples/lenet300_hs.hoyer",
+        "--set",
+        "sparsify.epochs=3",
+        "--set",
+        "sparsify.penalty=1e-4",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1. phase sparsify: 3 epochs") && out.contains("penalty 1e-4 * hoyer_square"), "{out}");
+    let (code, _, err) = hoyerc(&["compile", "examples/lenet300_hs.hoyer", "--set", "sparsify.epoch=3"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("E0515") && err.contains("did you mean `sparsify.epochs`?"), "{err}");
+    // A bad value is checked like any spec: located in the rewritten text.
+    let (code, _, err) = hoyerc(&["compile", "examples/lenet300_hs.hoyer", "--set", "finetune.lr=-1"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("E0502") && err.contains("(with --set)"), "{err}");
+    let (code, _, err) = hoyerc(&["compile", "examples/lenet300_hs.hoyer", "--set", "batch=many"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not a number"), "{err}");
+}

@@ -357,6 +357,17 @@ tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
 times the standard deviation of the tensor).",
 tiny!("train net on toy {\n    phase fit { epochs 2  optimizer sgd(lr = 0.1) }\n    prune below std_ratio(0.03) on *\n}\n");
 
+    UnknownOverride = "E0515", "bad --set override",
+"`--set PATH=VALUE` changes one number written in the spec. Paths name where it is written:
+`batch`, `seed`, `checkpoint`; `PHASE.epochs`, `PHASE.lr` (the optimizer's learning rate),
+`PHASE.optimizer.ARG`, `PHASE.lr_schedule.ARG`, `PHASE.penalty` (the strength in front of a
+penalty; `PHASE.penalty.2` for the second penalty line); `PHASE.prune.sparsity`, `.from`,
+`.to`, `.every` for a gradual prune; `prune.K.threshold`, `prune.K.ratio` or
+`prune.K.sparsity` for the K-th prune between phases; `DATA.scale` and `DATA.ARG` for a
+data set. Only numbers that are written can be changed; the value must be a number.
+`hoyerc compile FILE --set ... --emit model` shows the result.",
+tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
+
     // ------------------------------------------------------------------ warnings
     UnusedLayer = "W0601", "layer not used",
 "A layer is bound but does not contribute to the model's output. Its parameters would get

@@ -10,6 +10,7 @@ pub mod diagnostics;
 pub mod fusion;
 pub mod ir;
 pub mod lower;
+pub mod overrides;
 pub mod parse;
 pub mod passes;
 pub mod program;

@@ -111,6 +111,11 @@ pub fn check(file: &File, prelude: &File) -> (Program, Vec<Diagnostic>) {
     (program, sink.diagnostics)
 }
 
+/// The value of a constant expression (`1/255`, `-2e-4`), if it is one.
+pub fn const_number(e: &ast::Expr) -> Option<f64> {
+    values::const_eval(e).ok().filter(|v| v.is_finite())
+}
+
 /// Looks a function up: user functions first, then the prelude.
 pub(crate) fn find_function<'a>(functions: &'a [Function], name: &str) -> Option<&'a Function> {
     functions.iter().find(|f| f.def.name.name == name)

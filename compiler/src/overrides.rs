@@ -1,0 +1,239 @@
+//! `--set PATH=VALUE`: change a number written in a spec without editing the file, for
+//! sweeps. Every number a researcher tunes has a path (see `slots`); an override rewrites
+//! that number's text, and the new text is then checked like any spec.
+
+use crate::ast::{Expr, ExprKind, File, Item, PhaseStmt, PruneRule, SettingValue, Span, TrainStmt};
+use crate::codes::Code;
+use crate::diagnostics::{did_you_mean, Diagnostic};
+
+/// Every overridable number of `file`: its path and the span of its text.
+pub fn slots(file: &File) -> Vec<(String, Span)> {
+    let mut out = Vec::new();
+    for item in &file.items {
+        match item {
+            Item::Data(d) => {
+                for a in &d.source.args {
+                    if let (Some(n), ExprKind::Number(_)) = (&a.name, &a.value.kind) {
+                        out.push((format!("{}.{}", d.name.name, n.name), a.value.span));
+                    }
+                }
+                for s in &d.settings {
+                    if let SettingValue::Expr(e) = &s.value {
+                        number(&mut out, format!("{}.{}", d.name.name, s.key.name), e);
+                    }
+                }
+            }
+            Item::Train(t) => {
+                let mut prunes = 0;
+                for stmt in &t.body {
+                    match stmt {
+                        TrainStmt::Setting(s) => {
+                            if let SettingValue::Expr(e) = &s.value {
+                                number(&mut out, s.key.name.clone(), e);
+                            }
+                        }
+                        TrainStmt::Prune(p) => {
+                            prunes += 1;
+                            prune(&mut out, &format!("prune.{prunes}"), p);
+                        }
+                        TrainStmt::Phase(ph) => {
+                            let name = &ph.name.name;
+                            let mut penalties = Vec::new();
+                            for stmt in &ph.body {
+                                match stmt {
+                                    PhaseStmt::Prune(p) => prune(&mut out, &format!("{name}.prune"), p),
+                                    PhaseStmt::Setting(s) => {
+                                        let SettingValue::Expr(e) = &s.value else { continue };
+                                        match s.key.name.as_str() {
+                                            "optimizer" | "lr_schedule" => {
+                                                if let ExprKind::Call(c) = &e.kind {
+                                                    for a in &c.args {
+                                                        let Some(arg) = &a.name else { continue };
+                                                        number(
+                                                            &mut out,
+                                                            format!("{name}.{}.{}", s.key.name, arg.name),
+                                                            &a.value,
+                                                        );
+                                                        if s.key.name == "optimizer" && arg.name == "lr" {
+                                                            number(&mut out, format!("{name}.lr"), &a.value);
+                                                        }
+                                                    }
+                                                }
+                                            }
+                                            "penalty" => penalties.push(leading_strength(e)),
+                                            key => number(&mut out, format!("{name}.{key}"), e),
+                                        }
+                                    }
+                                }
+                            }
+                            for (i, strength) in penalties.iter().enumerate() {
+                                if let Some(span) = strength {
+                                    if penalties.len() == 1 {
+                                        out.push((format!("{name}.penalty"), *span));
+                                    }
+                                    out.push((format!("{name}.penalty.{}", i + 1), *span));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A plain number literal (possibly negated).
+fn number(out: &mut Vec<(String, Span)>, path: String, e: &Expr) {
+    match &e.kind {
+        ExprKind::Number(_) => out.push((path, e.span)),
+        ExprKind::Neg(x) if matches!(x.kind, ExprKind::Number(_)) => out.push((path, e.span)),
+        _ => {}
+    }
+}
+
+/// The number in front of a penalty: `2e-4 * hoyer_square(*)`.
+fn leading_strength(e: &Expr) -> Option<Span> {
+    match &e.kind {
+        ExprKind::Binary(crate::ast::BinOp::Mul, a, _) if matches!(a.kind, ExprKind::Number(_)) => Some(a.span),
+        _ => None,
+    }
+}
+
+fn prune(out: &mut Vec<(String, Span)>, at: &str, p: &crate::ast::Prune) {
+    match &p.rule {
+        PruneRule::Below { groups: _, threshold } => match &threshold.kind {
+            ExprKind::Call(c) if c.func.name == "std_ratio" => {
+                if let Some(a) = c.args.first() {
+                    number(out, format!("{at}.ratio"), &a.value);
+                }
+            }
+            _ => number(out, format!("{at}.threshold"), threshold),
+        },
+        PruneRule::ToSparsity { target, .. } => number(out, format!("{at}.sparsity"), target),
+    }
+    if let Some((from, to)) = &p.window {
+        number(out, format!("{at}.from"), from);
+        number(out, format!("{at}.to"), to);
+    }
+    if let Some(every) = &p.every {
+        number(out, format!("{at}.every"), every);
+    }
+}
+
+/// Applies `PATH=VALUE` overrides to `src` (parsed as `file`); the new text, or diagnostics.
+pub fn apply(src: &str, file: &File, sets: &[String]) -> Result<String, Vec<Diagnostic>> {
+    let available = slots(file);
+    let mut edits: Vec<(Span, String)> = Vec::new();
+    let mut errors = Vec::new();
+    for set in sets {
+        let Some((path, value)) = set.split_once('=') else {
+            errors.push(
+                Diagnostic::error(Code::UnknownOverride, format!("`--set {set}` has no `=`"))
+                    .help("write `--set PATH=VALUE`, e.g. `--set sparsify.epochs=3`"),
+            );
+            continue;
+        };
+        let (path, value) = (path.trim(), value.trim());
+        let valid_number = crate::parse::parse(&format!("fn f() = {value}")).ok().and_then(|f| match f.items.first() {
+            Some(Item::Fn(d)) => crate::check::const_number(&d.body),
+            _ => None,
+        });
+        if valid_number.is_none() {
+            errors.push(
+                Diagnostic::error(Code::UnknownOverride, format!("`--set {path}={value}`: the value is not a number"))
+                    .help("write a number such as `3`, `1e-4`, `90%` or `1/255`"),
+            );
+            continue;
+        }
+        let hits: Vec<&(String, Span)> = available.iter().filter(|(p, _)| p == path).collect();
+        if hits.is_empty() {
+            let names: Vec<&str> = available.iter().map(|(p, _)| p.as_str()).collect();
+            let help = did_you_mean(path, names.iter().copied())
+                .unwrap_or_else(|| format!("paths in this spec: {}", names.join(", ")));
+            errors.push(
+                Diagnostic::error(Code::UnknownOverride, format!("`--set {path}`: no such number in the spec"))
+                    .help(help),
+            );
+            continue;
+        }
+        for (_, span) in hits {
+            edits.retain(|(s, _)| s != span);
+            edits.push((*span, format!("({value})")));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    edits.sort_by_key(|(s, _)| std::cmp::Reverse(s.start));
+    let mut text = src.to_string();
+    for (span, value) in edits {
+        text.replace_range(span.start..span.end, &value);
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = "data d = synthetic(classes = 3, train = 300, test = 60) { scale 1/2 }
+model m(x: f32[4]) { return dense(x, 3) }
+train m on d {
+    batch 32
+    phase sparsify { epochs 5  optimizer adam(lr = 1e-3)  penalty 2e-4 * hoyer_square(*) }
+    prune below std_ratio(0.03) on *
+    phase finetune { epochs 2  optimizer sgd(lr = 0.1, momentum = 0.9)  masks frozen
+        prune gradually to sparsity 50% from epoch 0 to 2 on *.weight }
+}
+";
+
+    fn paths() -> Vec<String> {
+        slots(&crate::parse::parse(SPEC).unwrap()).into_iter().map(|s| s.0).collect()
+    }
+
+    #[test]
+    fn every_tunable_number_has_a_path() {
+        let p = paths();
+        for want in [
+            "d.classes",
+            "d.train",
+            "batch",
+            "sparsify.epochs",
+            "sparsify.lr",
+            "sparsify.optimizer.lr",
+            "sparsify.penalty",
+            "prune.1.ratio",
+            "finetune.optimizer.momentum",
+            "finetune.prune.sparsity",
+            "finetune.prune.to",
+        ] {
+            assert!(p.iter().any(|x| x == want), "{want} missing from {p:?}");
+        }
+    }
+
+    #[test]
+    fn overrides_rewrite_numbers_and_the_result_checks() {
+        let file = crate::parse::parse(SPEC).unwrap();
+        let sets = ["sparsify.epochs=3".to_string(), "sparsify.penalty=1e-4".into(), "prune.1.ratio=0.05".into()];
+        let text = apply(SPEC, &file, &sets).unwrap();
+        let checked = crate::check_source(&text).unwrap();
+        let plan = checked.program.train.unwrap();
+        let crate::program::Step::Phase(p) = &plan.steps[0] else { panic!() };
+        assert_eq!(p.epochs, 3);
+        assert_eq!(p.penalties[0].strength, crate::program::Strength::Constant(1e-4));
+        let crate::program::Step::Prune(pr) = &plan.steps[1] else { panic!() };
+        assert_eq!(pr.criterion, crate::program::PruneCriterion::StdRatio { ratio: 0.05 });
+    }
+
+    #[test]
+    fn bad_overrides_are_diagnostics() {
+        let file = crate::parse::parse(SPEC).unwrap();
+        let err = apply(SPEC, &file, &["sparsify.epoch=3".to_string()]).unwrap_err();
+        assert_eq!(err[0].code, Code::UnknownOverride);
+        assert_eq!(err[0].help.as_deref(), Some("did you mean `sparsify.epochs`?"));
+        assert!(apply(SPEC, &file, &["batch=abc".to_string()]).is_err());
+        assert!(apply(SPEC, &file, &["batch".to_string()]).is_err());
+    }
+}
