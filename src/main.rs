@@ -203,9 +203,9 @@ fn run(command: Command, color: bool) -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("hoyerc: {}: {e}", file.display());
-                    let interrupted = hoyer_runtime::train::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed);
-                    ExitCode::from(if interrupted { 130 } else { 1 })
+                    let name = file.display().to_string();
+                    eprint!("{}", Report::new(&name, String::new(), vec![e.diagnostic()]).render(WIDTH, color));
+                    ExitCode::from(if e.code == Code::Interrupted { 130 } else { 1 })
                 }
             }
         }

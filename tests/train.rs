@@ -132,7 +132,7 @@ fn same_seed_same_weights_and_init_from_a_checkpoint() {
         &["run", "examples/quickstart.hoyer", "--init", "no/such.safetensors", "--out", c.to_str().unwrap()],
     );
     assert_eq!(code, 1);
-    assert!(err.contains("no/such.safetensors"), "{err}");
+    assert!(err.contains("E0705") && err.contains("no/such.safetensors"), "{err}");
 }
 
 /// One epoch of the dense LeNet-300-100 on MNIST reaches 96% (needs HOYER_DATA).
@@ -214,7 +214,7 @@ fn ctrl_c_checkpoints_and_resumes() {
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
-    assert!(err.contains("interrupted") && err.contains("--resume"), "{err}");
+    assert!(err.contains("E0704") && err.contains("interrupted") && err.contains("--resume"), "{err}");
     assert!(dir.join("checkpoint.safetensors").is_file() && dir.join("model.safetensors").is_file());
     let (code, _, err) =
         common::hoyerc_in(Path::new("."), &["run", spec.to_str().unwrap(), "--resume", dir.to_str().unwrap()]);
@@ -235,7 +235,7 @@ fn divergence_stops_with_the_place_and_keeps_good_weights() {
     let (code, _, err) =
         common::hoyerc_in(Path::new("."), &["run", spec.to_str().unwrap(), "--out", dir.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(err.contains("phase `sparsify`, epoch 1, step"), "{err}");
+    assert!(err.contains("E0703") && err.contains("phase `sparsify`, epoch 1, step"), "{err}");
     let bytes = file_bytes(&dir.join("model.safetensors"));
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let finite = bytes[8 + n..].chunks_exact(4).all(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite());

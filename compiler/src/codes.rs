@@ -368,6 +368,44 @@ data set. Only numbers that are written can be changed; the value must be a numb
 `hoyerc compile FILE --set ... --emit model` shows the result.",
 tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
 
+    // ------------------------------------------------------------------ running
+    DataNotFound = "E0701", "data not found",
+"`hoyerc run` could not find the files of an `idx(\"folder\")` data set. It looks in the
+folder given with `--data DIR`, then next to the spec, then in `$HOYER_DATA` (the folder
+itself, or the spec's path under it). The folder needs train-images-idx3-ubyte,
+train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte, each raw or .gz.",
+tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
+
+    BadDataFile = "E0702", "malformed data file",
+"A data file is not what it should be: an IDX file with the wrong magic number (images
+start 00000803, labels 00000801), truncated or with trailing bytes, a broken gzip stream,
+image and label files that count different samples, or images whose size is not the
+model's input. The message names the file; download it again, or fix the model's input.",
+tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
+
+    Diverged = "E0703", "training diverged",
+"The loss became NaN or infinite. The message says in which phase, epoch and step; the
+last checkpoint and model.safetensors keep the last good weights. Lower the learning rate
+or the penalty strength (a ramp helps), and resume or rerun.",
+tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
+
+    Interrupted = "E0704", "run interrupted",
+"The run was stopped (Ctrl-C) after finishing its current step; it wrote a checkpoint and
+model.safetensors. `hoyerc run FILE --resume DIR` continues it, ending with the same
+weights as an uninterrupted run.",
+tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
+
+    BadCheckpoint = "E0705", "cannot use the checkpoint or weights",
+"A safetensors file given to `--init`, `init from` or `--resume` cannot be used: it is
+missing, not safetensors, lacks a parameter of the model, or has one of another shape.
+Parameters are named as in the spec (`fc1.weight`), in PyTorch layouts.",
+tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
+
+    RunFailed = "E0706", "run failed",
+"The run could not go on: an output could not be written, or a kernel could not be compiled
+or run. The message says what; nothing already written was lost.",
+tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
+
     // ------------------------------------------------------------------ warnings
     UnusedLayer = "W0601", "layer not used",
 "A layer is bound but does not contribute to the model's output. Its parameters would get

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod cpu;
 pub mod data;
+pub mod error;
 pub mod init;
 pub mod jit;
 pub mod pair;

@@ -5,10 +5,12 @@
 use crate::backend::{Backend, Compiled};
 use crate::checkpoint::{Position, Tensors};
 use crate::data::{idx, synthetic::Synthetic, Dataset, Rng};
+use crate::error::RunError;
 use crate::prune::{self, Target};
 use crate::report::{Report, TensorReport};
 use crate::stepper::Stepper;
 use crate::{checkpoint, init, schedule};
+use hoyer_compiler::codes::Code;
 use hoyer_compiler::lower;
 use hoyer_compiler::program::{
     DataSource, Model, Optimizer, PhasePlan, Program, PrunePlan, Step as PlanStep, TrainPlan,
@@ -52,19 +54,26 @@ pub struct Outcome {
     pub train_loss: f64,
 }
 
-pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Result<Outcome, String> {
+pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Result<Outcome, RunError> {
     let plan = program.train.as_ref().ok_or("the spec has no `train` block")?;
     let model = program.model(&plan.model).ok_or("the trained model is missing")?;
     let seed = opts.seed.unwrap_or(plan.seed);
     let data = load_data(program, plan, model, opts)?;
     let outputs = model.nodes[model.output].shape[0] as usize;
     if data.classes > outputs {
-        return Err(format!("the data has {} classes but model `{}` gives {outputs} scores", data.classes, model.name));
+        return Err(RunError::new(
+            Code::BadDataFile,
+            format!("the data has {} classes but model `{}` gives {outputs} scores", data.classes, model.name),
+        )
+        .help(format!("end the model with `dense(..., {})`", data.classes)));
     }
     std::fs::create_dir_all(&opts.out_dir).map_err(|e| format!("cannot create {}: {e}", opts.out_dir.display()))?;
     let resumed = if opts.resume {
         let path = opts.out_dir.join(checkpoint::CHECKPOINT);
-        Some(checkpoint::load_checkpoint(&path, model).map_err(|e| format!("cannot resume: {e}"))?)
+        Some(checkpoint::load_checkpoint(&path, model).map_err(|e| {
+            RunError::new(Code::BadCheckpoint, format!("cannot resume: {e}"))
+                .help("--resume takes the output folder of an earlier run of this spec")
+        })?)
     } else {
         None
     };
@@ -73,7 +82,7 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
         Some(c) => (c.params, c.masks.into_iter().collect(), c.seed, c.position),
         None => {
             let params = match opts.init.clone().or_else(|| plan.init.as_ref().map(|p| opts.spec_dir.join(p))) {
-                Some(path) => checkpoint::load(&path, model)?,
+                Some(path) => checkpoint::load(&path, model).map_err(|e| RunError::new(Code::BadCheckpoint, e))?,
                 None => init::pytorch_default(model, seed),
             };
             let masks = params.iter().map(|(n, v)| (n.clone(), vec![1.0f32; v.len()])).collect();
@@ -141,7 +150,7 @@ fn open_metrics(path: &Path, kept_steps: u64) -> Result<std::fs::File, String> {
     std::fs::OpenOptions::new().append(true).open(path).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-fn load_data(program: &Program, plan: &TrainPlan, model: &Model, opts: &RunOptions) -> Result<Dataset, String> {
+fn load_data(program: &Program, plan: &TrainPlan, model: &Model, opts: &RunOptions) -> Result<Dataset, RunError> {
     let ds = program.data_set(&plan.data).ok_or("the data set is missing")?;
     let features = model.input_shape.iter().product::<u64>() as usize;
     match &ds.source {
@@ -177,11 +186,11 @@ fn load_data(program: &Program, plan: &TrainPlan, model: &Model, opts: &RunOptio
                 }
                 tried.push(c.display().to_string());
             }
-            Err(format!(
-                "cannot find the IDX files of `{}` (\"{path}\"); looked in: {}. Pass --data DIR or set HOYER_DATA",
-                ds.name,
-                tried.join(", ")
-            ))
+            Err(RunError::new(
+                Code::DataNotFound,
+                format!("cannot find the IDX files of `{}` (\"{path}\"); looked in: {}", ds.name, tried.join(", ")),
+            )
+            .help("pass --data DIR, or set HOYER_DATA to the folder with the MNIST files"))
         }
     }
 }
@@ -210,7 +219,7 @@ struct Trainer<'a> {
 
 impl Trainer<'_> {
     /// Runs the plan from step `first`; `resume` is where a resumed run stopped inside it.
-    fn all_phases(&mut self, first: usize, mut resume: Option<(Position, Tensors)>) -> Result<(), String> {
+    fn all_phases(&mut self, first: usize, mut resume: Option<(Position, Tensors)>) -> Result<(), RunError> {
         for (i, s) in self.plan.steps.iter().enumerate().skip(first) {
             if self.budget_spent() {
                 break;
@@ -314,7 +323,7 @@ impl Trainer<'_> {
 
     /// Runs phase `index` of the plan, from its start or from where a checkpoint left it;
     /// `false` when `--max-steps` stopped it first.
-    fn phase(&mut self, index: usize, phase: &PhasePlan, from: Option<(Position, Tensors)>) -> Result<bool, String> {
+    fn phase(&mut self, index: usize, phase: &PhasePlan, from: Option<(Position, Tensors)>) -> Result<bool, RunError> {
         let batch = self.plan.batch as usize;
         let n = self.data.train.len();
         if phase.masks_frozen || !phase.gradual.is_empty() {
@@ -400,12 +409,12 @@ impl Trainer<'_> {
                 }
                 let (loss, penalty) = stepper.step(&x, &y, lr, &strengths)?;
                 if !loss.is_finite() {
-                    return Err(format!(
+                    return Err(RunError::new(Code::Diverged, format!(
                         "the loss became {loss} in phase `{}`, epoch {}, step {}; the last checkpoint and model.safetensors hold the weights from before; lower the learning rate or the penalty strength",
                         phase.name,
                         epoch + 1,
                         self.global_step + 1
-                    ));
+                    )));
                 }
                 loss_sum += loss;
                 penalty_sum += penalty;
@@ -427,13 +436,13 @@ impl Trainer<'_> {
                         global_step: self.global_step,
                     };
                     self.checkpoint(at, stepper.state()?)?;
-                    return Err(format!(
+                    return Err(RunError::new(Code::Interrupted, format!(
                         "interrupted in phase `{}`, epoch {}, after step {}; checkpoint written; continue with --resume {}",
                         phase.name,
                         epoch + 1,
                         self.global_step,
                         self.opts.out_dir.display()
-                    ));
+                    )));
                 }
             }
             stepper.store(&mut self.params)?;

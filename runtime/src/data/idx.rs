@@ -3,6 +3,8 @@
 //! what is wrong; nothing here panics on bad input.
 
 use super::{Dataset, Split};
+use crate::error::RunError;
+use hoyer_compiler::codes::Code;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -102,10 +104,19 @@ fn split(
     Ok((Split { x, y }, classes))
 }
 
-/// Loads the four files from `dir`.
-pub fn load(dir: &Path, features: usize, scale: f64, normalize: Option<(f64, f64)>) -> Result<Dataset, String> {
-    let (train, c1) = split(dir, FILES[0], FILES[1], features, scale, normalize)?;
-    let (test, c2) = split(dir, FILES[2], FILES[3], features, scale, normalize)?;
+/// Loads the four files from `dir`. A missing file is E0701, a malformed one E0702.
+pub fn load(dir: &Path, features: usize, scale: f64, normalize: Option<(f64, f64)>) -> Result<Dataset, RunError> {
+    for f in FILES {
+        find(dir, f).map_err(|e| {
+            RunError::new(Code::DataNotFound, e).help("the folder needs all four IDX files, raw or .gz")
+        })?;
+    }
+    let bad = |e: String| {
+        RunError::new(Code::BadDataFile, e)
+            .help("download the file again, or check that the folder holds the right data set")
+    };
+    let (train, c1) = split(dir, FILES[0], FILES[1], features, scale, normalize).map_err(bad)?;
+    let (test, c2) = split(dir, FILES[2], FILES[3], features, scale, normalize).map_err(bad)?;
     Ok(Dataset { features, classes: c1.max(c2), train, test })
 }
 

@@ -1,0 +1,43 @@
+//! Why a run stopped, with the stable code its diagnostic carries.
+
+use hoyer_compiler::codes::Code;
+use hoyer_compiler::diagnostics::Diagnostic;
+
+#[derive(Debug, Clone)]
+pub struct RunError {
+    pub code: Code,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl RunError {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        RunError { code, message: message.into(), help: None }
+    }
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+    pub fn diagnostic(&self) -> Diagnostic {
+        Diagnostic::error(self.code, self.message.clone()).maybe_help(self.help.clone())
+    }
+}
+
+/// Anything else that stops a run.
+impl From<String> for RunError {
+    fn from(message: String) -> Self {
+        RunError::new(Code::RunFailed, message)
+    }
+}
+
+impl From<&str> for RunError {
+    fn from(message: &str) -> Self {
+        RunError::new(Code::RunFailed, message)
+    }
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}

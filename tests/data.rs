@@ -1,0 +1,141 @@
+//! IDX data: the loader reads raw and gzip files, and every malformed file is a coded
+//! diagnostic that names the file, never a panic.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const SPEC: &str = "data d = idx(\"d\") { scale 1/255 }
+model m(x: f32[4]) { return dense(x, 3) }
+train m on d { batch 2  phase p { epochs 1  optimizer sgd(lr = 0.1) } }
+";
+
+fn idx(rank: u8, dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut v = vec![0, 0, 8, rank];
+    dims.iter().for_each(|d| v.extend(d.to_be_bytes()));
+    v.extend(data);
+    v
+}
+
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// A folder with a spec and four valid 2×2-image files; `change` may break one of them.
+fn setup(name: &str, compress: bool, change: impl FnOnce(&Path)) -> PathBuf {
+    let root = std::env::temp_dir().join(format!("hoyer-data-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let d = root.join("d");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(root.join("spec.hoyer"), SPEC).unwrap();
+    let images: Vec<u8> = (0..6 * 4).map(|i| (i * 10 % 256) as u8).collect();
+    let files = [
+        ("train-images-idx3-ubyte", idx(3, &[6, 2, 2], &images)),
+        ("train-labels-idx1-ubyte", idx(1, &[6], &[0, 1, 2, 0, 1, 2])),
+        ("t10k-images-idx3-ubyte", idx(3, &[2, 2, 2], &images[..8])),
+        ("t10k-labels-idx1-ubyte", idx(1, &[2], &[2, 1])),
+    ];
+    for (f, bytes) in files {
+        if compress {
+            std::fs::write(d.join(format!("{f}.gz")), gz(&bytes)).unwrap();
+        } else {
+            std::fs::write(d.join(f), bytes).unwrap();
+        }
+    }
+    change(&d);
+    root
+}
+
+fn run(root: &Path) -> (i32, String) {
+    let (code, _, err) = common::hoyerc_in(root, &["run", "spec.hoyer", "--out", "out"]);
+    (code, err)
+}
+
+#[test]
+fn valid_files_raw_and_gzip() {
+    for compress in [false, true] {
+        let root = setup(&format!("valid-{compress}"), compress, |_| {});
+        let (code, err) = run(&root);
+        assert_eq!(code, 0, "{err}");
+        assert!(root.join("out/model.safetensors").is_file());
+    }
+}
+
+/// A case: its name, how it breaks the folder, the code and a phrase it must report.
+type Case = (&'static str, Box<dyn FnOnce(&Path)>, &'static str, &'static str);
+
+#[test]
+fn every_malformed_file_is_a_diagnostic_naming_it() {
+    let cases: Vec<Case> = vec![
+        (
+            "magic",
+            Box::new(|d: &Path| std::fs::write(d.join("t10k-labels-idx1-ubyte"), idx(3, &[2, 1, 1], &[1, 2])).unwrap()),
+            "E0702",
+            "wrong magic number",
+        ),
+        (
+            "truncated",
+            Box::new(|d: &Path| {
+                std::fs::write(d.join("train-images-idx3-ubyte"), idx(3, &[6, 2, 2], &[0; 20])).unwrap()
+            }),
+            "E0702",
+            "truncated",
+        ),
+        (
+            "trailing",
+            Box::new(|d: &Path| std::fs::write(d.join("train-labels-idx1-ubyte"), idx(1, &[6], &[0; 7])).unwrap()),
+            "E0702",
+            "trailing bytes",
+        ),
+        (
+            "short",
+            Box::new(|d: &Path| std::fs::write(d.join("train-labels-idx1-ubyte"), [0u8, 0]).unwrap()),
+            "E0702",
+            "too short",
+        ),
+        (
+            "counts",
+            Box::new(|d: &Path| std::fs::write(d.join("train-labels-idx1-ubyte"), idx(1, &[5], &[0; 5])).unwrap()),
+            "E0702",
+            "holds 6 images but",
+        ),
+        (
+            "size",
+            Box::new(|d: &Path| {
+                std::fs::write(d.join("t10k-images-idx3-ubyte"), idx(3, &[2, 3, 3], &[0; 18])).unwrap()
+            }),
+            "E0702",
+            "the model's input has 4",
+        ),
+        (
+            "gzip",
+            Box::new(|d: &Path| std::fs::write(d.join("t10k-labels-idx1-ubyte"), [0x1f, 0x8b, 8, 0, 1, 2, 3]).unwrap()),
+            "E0702",
+            "not a valid gzip file",
+        ),
+        (
+            "classes",
+            Box::new(|d: &Path| std::fs::write(d.join("t10k-labels-idx1-ubyte"), idx(1, &[2], &[9, 1])).unwrap()),
+            "E0702",
+            "10 classes",
+        ),
+        (
+            "missing",
+            Box::new(|d: &Path| std::fs::remove_file(d.join("t10k-images-idx3-ubyte")).unwrap()),
+            "E0701",
+            "t10k-images-idx3-ubyte",
+        ),
+    ];
+    for (name, change, code_wanted, text) in cases {
+        let root = setup(name, false, change);
+        let (code, err) = run(&root);
+        assert_eq!(code, 1, "{name}: {err}");
+        assert!(err.contains(code_wanted) && err.contains(text), "{name}: {err}");
+        if code_wanted == "E0702" && name != "classes" {
+            assert!(err.contains("-ubyte"), "{name}: the file is not named: {err}");
+        }
+    }
+}
