@@ -35,13 +35,7 @@ pub fn strength_input(term: usize) -> String {
 /// Lowers the model and loss, with the given penalty terms.
 pub fn lower(program: &Program, model: &Model, penalties: &[PenaltyTerm], batch: usize) -> Result<Forward, String> {
     let mut g = Graph::default();
-    let params: Vec<(String, ValueId)> = model
-        .params
-        .iter()
-        .map(|p| {
-            (p.name.clone(), g.input_value(&p.name, InputKind::Param, p.shape.iter().map(|&d| d as usize).collect()))
-        })
-        .collect();
+    let params = param_inputs(&mut g, model);
     let logits = forward(&mut g, model, &params, batch)?;
     let loss = cross_entropy(&mut g, logits, batch);
 
@@ -69,16 +63,21 @@ pub fn lower(program: &Program, model: &Model, penalties: &[PenaltyTerm], batch:
     Ok(Forward { graph: g, params, logits, loss, penalty, objective, batch })
 }
 
-/// The forward pass alone, for evaluation: outputs `logits`.
-pub fn lower_eval(model: &Model, batch: usize) -> Result<(Graph, ValueId), String> {
-    let mut g = Graph::default();
-    let params: Vec<(String, ValueId)> = model
+/// One input per parameter of `model`, in model order.
+fn param_inputs(g: &mut Graph, model: &Model) -> Vec<(String, ValueId)> {
+    model
         .params
         .iter()
         .map(|p| {
             (p.name.clone(), g.input_value(&p.name, InputKind::Param, p.shape.iter().map(|&d| d as usize).collect()))
         })
-        .collect();
+        .collect()
+}
+
+/// The forward pass alone, for evaluation: outputs `logits`.
+pub fn lower_eval(model: &Model, batch: usize) -> Result<(Graph, ValueId), String> {
+    let mut g = Graph::default();
+    let params = param_inputs(&mut g, model);
     let logits = forward(&mut g, model, &params, batch)?;
     g.outputs = vec![("logits".into(), logits)];
     let g = crate::passes::simplify(&g);

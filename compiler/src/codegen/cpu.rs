@@ -308,22 +308,28 @@ fn emit_scalar(
             }
             KOp::Binary(op, x, y) => {
                 let (x, y) = (regs[*x], regs[*y]);
-                match op {
-                    Binary::Add => b.ins().fadd(x, y),
-                    Binary::Sub => b.ins().fsub(x, y),
-                    Binary::Mul => b.ins().fmul(x, y),
-                    Binary::Div => b.ins().fdiv(x, y),
-                    Binary::Max => b.ins().fmax(x, y),
-                    Binary::Eq => {
-                        let eq = b.ins().fcmp(FloatCC::Equal, x, y);
-                        b.ins().select(eq, one, zero)
-                    }
-                }
+                arithmetic(b, *op, x, y).unwrap_or_else(|| {
+                    let eq = b.ins().fcmp(FloatCC::Equal, x, y);
+                    b.ins().select(eq, one, zero)
+                })
             }
         };
         regs.push(v);
     }
     regs
+}
+
+/// The binary ops that are one instruction for scalars and F32X4 alike; `None` for `eq`,
+/// whose 0/1 result each path builds its own way.
+fn arithmetic(b: &mut FunctionBuilder, op: Binary, x: Value, y: Value) -> Option<Value> {
+    Some(match op {
+        Binary::Add => b.ins().fadd(x, y),
+        Binary::Sub => b.ins().fsub(x, y),
+        Binary::Mul => b.ins().fmul(x, y),
+        Binary::Div => b.ins().fdiv(x, y),
+        Binary::Max => b.ins().fmax(x, y),
+        Binary::Eq => return None,
+    })
 }
 
 fn call(b: &mut FunctionBuilder, f: FuncRef, args: &[Value]) -> Value {
@@ -384,17 +390,10 @@ fn emit_vector(
             }
             KOp::Binary(op, x, y) => {
                 let (x, y) = (regs[*x], regs[*y]);
-                match op {
-                    Binary::Add => b.ins().fadd(x, y),
-                    Binary::Sub => b.ins().fsub(x, y),
-                    Binary::Mul => b.ins().fmul(x, y),
-                    Binary::Div => b.ins().fdiv(x, y),
-                    Binary::Max => b.ins().fmax(x, y),
-                    Binary::Eq => {
-                        let eq = b.ins().fcmp(FloatCC::Equal, x, y);
-                        ones_where(b, eq)
-                    }
-                }
+                arithmetic(b, *op, x, y).unwrap_or_else(|| {
+                    let eq = b.ins().fcmp(FloatCC::Equal, x, y);
+                    ones_where(b, eq)
+                })
             }
             KOp::OneHot { .. } => unreachable!("not vectorizable"),
         };
