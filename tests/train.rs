@@ -241,3 +241,44 @@ fn divergence_stops_with_the_place_and_keeps_good_weights() {
     let finite = bytes[8 + n..].chunks_exact(4).all(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite());
     assert!(finite, "model.safetensors holds non-finite weights");
 }
+
+/// Gradual pruning reaches its target by the end of its window and frozen masks hold it;
+/// a one-shot global target prunes across tensors together.
+#[test]
+fn gradual_and_global_sparsity_targets_are_reached() {
+    let spec = std::env::temp_dir().join(format!("hoyer-gradual-{}.hoyer", std::process::id()));
+    std::fs::write(
+        &spec,
+        "data blobs = synthetic(classes = 4, train = 800, test = 200, seed = 3)
+         model mlp(x: f32[16]) { fc1 = dense(x, 64) |> relu\n fc2 = dense(fc1, 4)\n return fc2 }
+         train mlp on blobs {
+             batch 40
+             phase grow { epochs 6  optimizer adam(lr = 1e-3)
+                 prune gradually to sparsity 80% from epoch 1 to 4 every 5 steps on *.weight }
+             prune to sparsity 90% globally on *.weight
+             phase tune { epochs 2  optimizer adam(lr = 1e-3)  masks frozen }
+         }",
+    )
+    .unwrap();
+    let dir = out_dir("gradual");
+    let (code, _, err) =
+        common::hoyerc_in(Path::new("."), &["run", spec.to_str().unwrap(), "--out", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let density = |r: &serde_json::Value, name: &str| {
+        r["tensors"].as_array().unwrap().iter().find(|t| t["name"] == name).unwrap()["density"].as_f64().unwrap()
+    };
+    // After the gradual phase each weight is at its 80% target.
+    for w in ["fc1.weight", "fc2.weight"] {
+        let d = density(&report["phases"][0], w);
+        assert!((d - 0.2).abs() < 0.01, "{w} density {d} after the gradual phase");
+    }
+    // The global prune takes the weights together to 90%, and the frozen phase keeps it.
+    let (nz, n): (u64, u64) = ["fc1.weight", "fc2.weight"].iter().fold((0, 0), |(nz, n), w| {
+        let t = report["final"]["tensors"].as_array().unwrap().iter().find(|t| t["name"] == *w).unwrap().clone();
+        (nz + t["nonzeros"].as_u64().unwrap(), n + t["numel"].as_u64().unwrap())
+    });
+    let global = nz as f64 / n as f64;
+    assert!((global - 0.1).abs() < 0.005, "global weight density {global}");
+}
