@@ -119,6 +119,21 @@ enum Emit {
     Clif,
 }
 
+/// Standard output that tolerates a closed pipe (`hoyerc report DIR | head`): what cannot be
+/// written is dropped instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 /// Rendered diagnostics wrap at this width, so that output does not depend on the terminal.
 const WIDTH: usize = 100;
 
@@ -154,7 +169,7 @@ fn run(command: Command, color: bool) -> ExitCode {
             for f in &files {
                 let code = match check_file(f, color, None, &[]) {
                     Outcome::Valid => {
-                        println!("{}: ok", f.display());
+                        outln!("{}: ok", f.display());
                         0
                     }
                     Outcome::Invalid => 1,
@@ -211,11 +226,11 @@ fn run(command: Command, color: bool) -> ExitCode {
         }
         Command::Report { dir } => match hoyer_runtime::report::from_run_dir(&dir) {
             Ok((report, metrics)) => {
-                print!("{}", report.table());
+                out!("{}", report.table());
                 let svg = dir.join("curves.svg");
                 match std::fs::write(&svg, hoyer_runtime::report::curves_svg(&metrics)) {
                     Ok(()) => {
-                        println!("  {} epochs in metrics.jsonl; wrote {}", metrics.len(), svg.display());
+                        outln!("  {} epochs in metrics.jsonl; wrote {}", metrics.len(), svg.display());
                         ExitCode::SUCCESS
                     }
                     Err(e) => {
@@ -234,7 +249,7 @@ fn run(command: Command, color: bool) -> ExitCode {
             for file in &files {
                 let Ok(checked) = load_spec(file, color, &[]) else { return ExitCode::from(1) };
                 match hoyer_runtime::bench::bench(&checked.program, backend.as_ref(), steps) {
-                    Ok(r) => println!(
+                    Ok(r) => outln!(
                         "{:<28} phase {:<10} batch {:<4} {:>10.0} samples/s {:>8.3} ms/step  ({})",
                         file.file_stem().map_or(String::new(), |s| s.to_string_lossy().into_owned()),
                         r.phase,
@@ -253,7 +268,7 @@ fn run(command: Command, color: bool) -> ExitCode {
         }
         Command::Explain { code } => match Code::parse(&code) {
             Some(c) => {
-                print!("{}", explain(c));
+                out!("{}", explain(c));
                 ExitCode::SUCCESS
             }
             None => {
@@ -356,10 +371,10 @@ fn check_file(path: &Path, color: bool, emit: Option<Emit>, sets: &[String]) -> 
         Err(outcome) => return outcome,
     };
     match emit {
-        Some(Emit::Ast) => println!("{:#?}", checked.file),
-        Some(Emit::Model) => print!("{}", summary::model_summary(&checked.program)),
+        Some(Emit::Ast) => outln!("{:#?}", checked.file),
+        Some(Emit::Model) => out!("{}", summary::model_summary(&checked.program)),
         Some(emit) => match emit_ir(&checked.program, emit) {
-            Ok(text) => print!("{text}"),
+            Ok(text) => out!("{text}"),
             Err(e) => {
                 eprintln!("hoyerc: {}: {e}", path.display());
                 return Outcome::Invalid;

@@ -133,3 +133,21 @@ fn set_overrides_numbers_and_reports_bad_paths() {
     assert_eq!(code, 1);
     assert!(err.contains("not a number"), "{err}");
 }
+
+/// Output piped into a program that stops reading early (`| head`) is not an error.
+#[test]
+fn a_closed_pipe_is_not_a_crash() {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hoyerc"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["compile", "examples/lenet300_hs.hoyer", "--emit", "grad"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap(); // then the pipe closes
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
+}
