@@ -273,13 +273,14 @@ fn emit_scalar(
             }
             KOp::Unary(u, x) => {
                 let x = regs[*x];
+                if let Some(v) = single_instruction(b, *u, x, one) {
+                    regs.push(v);
+                    continue;
+                }
                 match u {
-                    Unary::Neg => b.ins().fneg(x),
-                    Unary::Abs => b.ins().fabs(x),
-                    Unary::Sqrt => b.ins().sqrt(x),
+                    Unary::Neg | Unary::Abs | Unary::Sqrt | Unary::Recip => unreachable!("single instructions, above"),
                     Unary::Exp => call(b, imports.exp, &[x]),
                     Unary::Log => call(b, imports.log, &[x]),
-                    Unary::Recip => b.ins().fdiv(one, x),
                     Unary::Relu => {
                         let pos = b.ins().fcmp(FloatCC::GreaterThan, x, zero);
                         b.ins().select(pos, x, zero)
@@ -317,6 +318,18 @@ fn emit_scalar(
         regs.push(v);
     }
     regs
+}
+
+/// The unary ops that are one instruction for scalars and F32X4 alike (`one` of the same
+/// type); `None` for the others, which each path builds its own way.
+fn single_instruction(b: &mut FunctionBuilder, u: Unary, x: Value, one: Value) -> Option<Value> {
+    Some(match u {
+        Unary::Neg => b.ins().fneg(x),
+        Unary::Abs => b.ins().fabs(x),
+        Unary::Sqrt => b.ins().sqrt(x),
+        Unary::Recip => b.ins().fdiv(one, x),
+        _ => return None,
+    })
 }
 
 /// The binary ops that are one instruction for scalars and F32X4 alike; `None` for `eq`,
@@ -365,11 +378,12 @@ fn emit_vector(
             }
             KOp::Unary(u, x) => {
                 let x = regs[*x];
+                if let Some(v) = single_instruction(b, *u, x, one) {
+                    regs.push(v);
+                    continue;
+                }
                 match u {
-                    Unary::Neg => b.ins().fneg(x),
-                    Unary::Abs => b.ins().fabs(x),
-                    Unary::Sqrt => b.ins().sqrt(x),
-                    Unary::Recip => b.ins().fdiv(one, x),
+                    Unary::Neg | Unary::Abs | Unary::Sqrt | Unary::Recip => unreachable!("single instructions, above"),
                     Unary::Relu => b.ins().fmax(x, zero),
                     Unary::Step => {
                         let pos = b.ins().fcmp(FloatCC::GreaterThan, x, zero);
