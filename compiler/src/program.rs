@@ -230,6 +230,15 @@ pub enum Optimizer {
     },
 }
 
+impl Optimizer {
+    /// The base learning rate (before any schedule).
+    pub fn lr(&self) -> f64 {
+        match self {
+            Optimizer::Sgd { lr, .. } | Optimizer::Adam { lr, .. } => *lr,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum LrSchedule {
     Constant,

@@ -33,9 +33,7 @@ pub fn bench(program: &Program, backend: &dyn Backend, steps: usize) -> Result<B
     let params = init::pytorch_default(model, 0);
     let masks: HashMap<String, Vec<f32>> = params.iter().map(|(k, v)| (k.clone(), vec![1.0; v.len()])).collect();
     let strengths: Vec<f64> = phase.penalties.iter().map(|p| crate::schedule::strength(&p.strength, 0)).collect();
-    let lr = match phase.optimizer {
-        hoyer_compiler::program::Optimizer::Sgd { lr, .. } | hoyer_compiler::program::Optimizer::Adam { lr, .. } => lr,
-    };
+    let lr = phase.optimizer.lr();
     let mut stepper = Stepper::new(backend, program, model, phase, batch, batch, &params, &masks)?;
     let mut run = |i: usize| -> Result<(), String> {
         let j = i % 60;

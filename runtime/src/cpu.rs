@@ -83,7 +83,7 @@ impl Backend for Cpu {
             let mut j = crate::jit::Jit::new()?;
             let programs: Vec<KernelProgram> = execs
                 .iter()
-                .filter_map(|e| if let Exec::Fused(k) = e { Some(k.program.clone()) } else { None })
+                .filter_map(|e| if let Exec::Fused(k) = e { Some(k.plan.program.clone()) } else { None })
                 .collect();
             let mut code = j.compile(&programs)?.into_iter();
             for e in execs.iter_mut() {
@@ -379,17 +379,13 @@ struct FusedKernel {
     regs: [Vec<Vec<f32>>; 2],
     /// The kernel as Cranelift compiled it, when the JIT is on.
     code: Option<crate::jit::KernelFn>,
-    program: KernelProgram,
 }
 
+/// The kernel program, and what the chunked evaluator derives from it.
 struct Plan {
-    n: usize,
-    ops: Vec<KOp>,
+    program: KernelProgram,
     /// Per op: the buffer a same-shape load reads, which then stands in for its register.
     direct: Vec<Option<ValueId>>,
-    /// (register, value) pairs stored to buffers.
-    stores: Vec<(usize, ValueId)>,
-    reduce: Option<(ReduceOp, usize, ValueId, IndexMap)>,
 }
 
 /// Raw views of every buffer, taken once before a kernel runs, so that two threads can read
@@ -446,13 +442,12 @@ impl FusedKernel {
         // Same-shape loads are not copied: their readers take the buffer's slice directly.
         let direct =
             p.ops.iter().map(|op| if let KOp::Load(v, IndexMap::Same) = op { Some(*v) } else { None }).collect();
-        let plan = Plan { n: p.n, ops: p.ops.clone(), direct, stores: p.stores.clone(), reduce: p.reduce.clone() };
-        Ok(FusedKernel { plan, regs: [regs.clone(), regs], code: None, program: p })
+        Ok(FusedKernel { plan: Plan { program: p, direct }, regs: [regs.clone(), regs], code: None })
     }
 
     fn run(&mut self, buffers: &mut [Vec<f32>], parallel: bool) {
         let plan = &self.plan;
-        let (init, out_len) = match &plan.reduce {
+        let (init, out_len) = match &plan.program.reduce {
             Some((op, _, out, _)) => {
                 (if *op == ReduceOp::Sum { 0.0 } else { f64::NEG_INFINITY }, buffers[out.index()].len())
             }
@@ -468,23 +463,23 @@ impl FusedKernel {
             let run = |from: usize, to: usize, acc: &mut [f64]| unsafe {
                 code(ptrs.addresses(), from as u64, to as u64, acc.as_mut_ptr())
             };
-            if parallel && plan.n >= PARALLEL_MIN {
-                let mid = (plan.n / 2).div_ceil(CHUNK) * CHUNK;
+            if parallel && plan.program.n >= PARALLEL_MIN {
+                let mid = (plan.program.n / 2).div_ceil(CHUNK) * CHUNK;
                 let other = std::sync::Mutex::new(vec![init; out_len]);
                 crate::pair::helper().join(
                     &|| {
                         let mut acc = other.lock().unwrap_or_else(|e| e.into_inner());
-                        run(mid, plan.n, &mut acc);
+                        run(mid, plan.program.n, &mut acc);
                     },
                     || run(0, mid, &mut acc),
                 );
                 let acc2 = other.into_inner().unwrap_or_else(|e| e.into_inner());
-                merge(&plan.reduce, &mut acc, &acc2);
+                merge(&plan.program.reduce, &mut acc, &acc2);
             } else {
-                run(0, plan.n, &mut acc);
+                run(0, plan.program.n, &mut acc);
             }
-        } else if parallel && plan.n >= PARALLEL_MIN {
-            let mid = (plan.n / 2).div_ceil(CHUNK) * CHUNK;
+        } else if parallel && plan.program.n >= PARALLEL_MIN {
+            let mid = (plan.program.n / 2).div_ceil(CHUNK) * CHUNK;
             let other = std::sync::Mutex::new((second, vec![init; out_len]));
             crate::pair::helper().join(
                 &|| {
@@ -492,19 +487,19 @@ impl FusedKernel {
                     let (regs, acc) = &mut *guard;
                     // SAFETY: this half writes elements mid..n of the kernel's stored buffers,
                     // the other half 0..mid; loads read buffers no kernel writes meanwhile.
-                    unsafe { plan.range(&views, mid, plan.n, regs, acc) }
+                    unsafe { plan.range(&views, mid, plan.program.n, regs, acc) }
                 },
                 // SAFETY: as above, for 0..mid.
                 || unsafe { plan.range(&views, 0, mid, first, &mut acc) },
             );
             let (_, acc2) = other.into_inner().unwrap_or_else(|e| e.into_inner());
-            merge(&plan.reduce, &mut acc, &acc2);
+            merge(&plan.program.reduce, &mut acc, &acc2);
         } else {
             // SAFETY: one thread, which writes only the kernel's stored buffers.
-            unsafe { plan.range(&views, 0, plan.n, first, &mut acc) };
+            unsafe { plan.range(&views, 0, plan.program.n, first, &mut acc) };
         }
         drop(views);
-        if let Some((_, _, out, _)) = &plan.reduce {
+        if let Some((_, _, out, _)) = &plan.program.reduce {
             buffers[out.index()].iter_mut().zip(&acc).for_each(|(d, &a)| *d = a as f32);
         }
     }
@@ -521,7 +516,7 @@ impl Plan {
         let mut start = from;
         while start < to {
             let len = CHUNK.min(to - start);
-            for i in 0..self.ops.len() {
+            for i in 0..self.program.ops.len() {
                 if self.direct[i].is_some() {
                     continue;
                 }
@@ -535,7 +530,7 @@ impl Plan {
                         None => &done[k][..len],
                     }
                 };
-                match &self.ops[i] {
+                match &self.program.ops[i] {
                     KOp::Load(v, map) => {
                         let src = unsafe { views.all(*v) };
                         match map {
@@ -563,12 +558,12 @@ impl Plan {
                     }
                 }
             }
-            for (r, v) in &self.stores {
+            for (r, v) in &self.program.stores {
                 let (p, n) = views.0[v.index()];
                 debug_assert!(start + len <= n);
                 unsafe { std::ptr::copy_nonoverlapping(regs[*r].as_ptr(), p.add(start), len) };
             }
-            if let Some((op, r, _, map)) = &self.reduce {
+            if let Some((op, r, _, map)) = &self.program.reduce {
                 let src: &[f32] = match self.direct[*r] {
                     Some(v) => unsafe { views.slice(v, start, len) },
                     None => &regs[*r][..len],

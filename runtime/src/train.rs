@@ -12,9 +12,7 @@ use crate::stepper::Stepper;
 use crate::{checkpoint, init, schedule};
 use hoyer_compiler::codes::Code;
 use hoyer_compiler::lower;
-use hoyer_compiler::program::{
-    DataSource, Model, Optimizer, PhasePlan, Program, PrunePlan, Step as PlanStep, TrainPlan,
-};
+use hoyer_compiler::program::{DataSource, Model, PhasePlan, Program, PrunePlan, Step as PlanStep, TrainPlan};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashMap;
 use std::io::Write;
@@ -359,7 +357,7 @@ impl Trainer<'_> {
             }
         }
         for epoch in start_epoch..phase.epochs {
-            let lr = schedule::learning_rate(base_lr(&phase.optimizer), &phase.lr_schedule, epoch, phase.epochs);
+            let lr = schedule::learning_rate(phase.optimizer.lr(), &phase.lr_schedule, epoch, phase.epochs);
             let strengths: Vec<f64> = phase.penalties.iter().map(|p| schedule::strength(&p.strength, epoch)).collect();
             let mut order: Vec<usize> = (0..n).collect();
             if self.plan.shuffle {
@@ -561,12 +559,6 @@ impl Trainer<'_> {
         bar.set_style(style.progress_chars("=> "));
         bar.set_prefix(phase.name.clone());
         Some(bar)
-    }
-}
-
-fn base_lr(o: &Optimizer) -> f64 {
-    match o {
-        Optimizer::Sgd { lr, .. } | Optimizer::Adam { lr, .. } => *lr,
     }
 }
 
