@@ -63,6 +63,10 @@ enum Command {
         /// Which back end runs the step.
         #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
         backend: BackendChoice,
+        /// Worker threads of the CPU back end (default: every core). Results are the same,
+        /// bit for bit, for any number.
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
         /// Continue an interrupted run from DIR/checkpoint.safetensors (DIR becomes the output
         /// folder).
         #[arg(long, value_name = "DIR", conflicts_with_all = ["out", "init"])]
@@ -87,6 +91,9 @@ enum Command {
         steps: usize,
         #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
         backend: BackendChoice,
+        /// Worker threads of the CPU back end (default: every core).
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
     },
     /// Explain an error code, with a corrected example.
     Explain {
@@ -113,9 +120,9 @@ enum Emit {
     Ir,
     /// The IR of each phase's whole training step: gradients and optimizer update included.
     Grad,
-    /// The fused kernels of each phase's training step, and the ops in each.
+    /// The kernel IR of each phase's training step: buffers, loop nests, views, products.
     Kernels,
-    /// The Cranelift IR of each fused kernel of each phase's training step.
+    /// The Cranelift IR of each loop nest of each phase's training step.
     Clif,
 }
 
@@ -184,7 +191,7 @@ fn run(command: Command, color: bool) -> ExitCode {
             Outcome::Invalid => ExitCode::from(1),
             Outcome::Unreadable => ExitCode::from(2),
         },
-        Command::Run { file, out, max_steps, seed, init, data, backend, resume, set } => {
+        Command::Run { file, out, max_steps, seed, init, data, backend, threads, resume, set } => {
             let checked = match load_spec(&file, color, &set) {
                 Ok(c) => c,
                 Err(Outcome::Unreadable) => return ExitCode::from(2),
@@ -205,7 +212,10 @@ fn run(command: Command, color: bool) -> ExitCode {
             let _ = ctrlc::set_handler(|| {
                 hoyer_runtime::train::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
             });
-            let backend = make_backend(backend);
+            let backend = match make_backend(backend, threads) {
+                Ok(b) => b,
+                Err(e) => return run_error(&file, &e, color),
+            };
             match hoyer_runtime::train::run(&checked.program, backend.as_ref(), &opts) {
                 Ok(o) => {
                     eprintln!(
@@ -217,11 +227,7 @@ fn run(command: Command, color: bool) -> ExitCode {
                     );
                     ExitCode::SUCCESS
                 }
-                Err(e) => {
-                    let name = file.display().to_string();
-                    eprint!("{}", Report::new(&name, String::new(), vec![e.diagnostic()]).render(WIDTH, color));
-                    ExitCode::from(if e.code == Code::Interrupted { 130 } else { 1 })
-                }
+                Err(e) => run_error(&file, &e, color),
             }
         }
         Command::Report { dir } => match hoyer_runtime::report::from_run_dir(&dir) {
@@ -244,24 +250,25 @@ fn run(command: Command, color: bool) -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Bench { files, steps, backend } => {
-            let backend = make_backend(backend);
+        Command::Bench { files, steps, backend, threads } => {
+            let backend = match make_backend(backend, threads) {
+                Ok(b) => b,
+                Err(e) => return run_error(&files[0], &e, color),
+            };
             for file in &files {
                 let Ok(checked) = load_spec(file, color, &[]) else { return ExitCode::from(1) };
                 match hoyer_runtime::bench::bench(&checked.program, backend.as_ref(), steps) {
                     Ok(r) => outln!(
-                        "{:<28} phase {:<10} batch {:<4} {:>10.0} samples/s {:>8.3} ms/step  ({})",
+                        "{:<28} phase {:<10} batch {:<4} {:>10.0} samples/s {:>8.3} ms/step  ({}; compiled in {:.0} ms)",
                         file.file_stem().map_or(String::new(), |s| s.to_string_lossy().into_owned()),
                         r.phase,
                         r.batch,
                         r.samples_per_sec,
                         r.ms_per_step,
-                        backend.name()
+                        backend.describe(),
+                        r.compile_ms
                     ),
-                    Err(e) => {
-                        eprintln!("hoyerc: {}: {e}", file.display());
-                        return ExitCode::from(1);
-                    }
+                    Err(e) => return run_error(file, &e, color),
                 }
             }
             ExitCode::SUCCESS
@@ -281,11 +288,24 @@ fn run(command: Command, color: bool) -> ExitCode {
     }
 }
 
-fn make_backend(choice: BackendChoice) -> Box<dyn hoyer_runtime::backend::Backend> {
-    match choice {
-        BackendChoice::Cpu => Box::new(hoyer_runtime::cpu::Cpu::default()),
+fn make_backend(
+    choice: BackendChoice,
+    threads: Option<usize>,
+) -> Result<Box<dyn hoyer_runtime::backend::Backend>, hoyer_runtime::error::RunError> {
+    Ok(match choice {
+        BackendChoice::Cpu => {
+            let threads = threads.unwrap_or_else(hoyer_runtime::cpu::available_cores);
+            Box::new(hoyer_runtime::cpu::Cpu::new(threads)?)
+        }
         BackendChoice::Interp => Box::new(hoyer_runtime::backend::Interpreter),
-    }
+    })
+}
+
+/// Prints a run's error as a diagnostic; the exit code (130 for an interrupt, else 1).
+fn run_error(file: &Path, e: &hoyer_runtime::error::RunError, color: bool) -> ExitCode {
+    let name = file.display().to_string();
+    eprint!("{}", Report::new(&name, String::new(), vec![e.diagnostic()]).render(WIDTH, color));
+    ExitCode::from(if e.code == Code::Interrupted { 130 } else { 1 })
 }
 
 /// The text of `hoyerc explain`.
@@ -295,12 +315,20 @@ fn explain(c: Code) -> String {
 }
 
 /// The IR of every phase of the training plan, in canonical text form.
-fn emit_ir(program: &hoyer_compiler::program::Program, emit: Emit) -> Result<String, String> {
+fn emit_ir(
+    program: &hoyer_compiler::program::Program,
+    emit: Emit,
+) -> Result<String, hoyer_compiler::error::CompileError> {
+    use hoyer_compiler::error::CompileError;
+    use hoyer_compiler::pipeline::{self, Options};
     use hoyer_compiler::program::Step;
-    use hoyer_compiler::{ir, lower, step};
-    let plan = program.train.as_ref().ok_or("the spec has no `train` block")?;
-    let model = program.model(&plan.model).ok_or("the trained model is missing")?;
+    use hoyer_compiler::{codegen, ir, kernel, lower, step};
+    let missing = |what: &str| CompileError::internal("emit", what);
+    let plan = program.train.as_ref().ok_or_else(|| missing("the spec has no `train` block"))?;
+    let model = program.model(&plan.model).ok_or_else(|| missing("the trained model is missing"))?;
     let batch = plan.batch as usize;
+    // What every target's code generator shares (fused multiply-adds included).
+    let opts = Options::default();
     let mut out = String::new();
     for s in &plan.steps {
         let Step::Phase(phase) = s else { continue };
@@ -309,14 +337,8 @@ fn emit_ir(program: &hoyer_compiler::program::Program, emit: Emit) -> Result<Str
                 &lower::lower(program, model, &phase.penalties, batch)?.graph,
             )),
             Emit::Grad => ir::print::print(step::build(program, model, phase, batch)?.graph()),
-            Emit::Kernels => {
-                let step = step::build(program, model, phase, batch)?;
-                hoyer_compiler::fusion::print(step.graph(), &hoyer_compiler::fusion::fuse(step.graph()))
-            }
-            _ => {
-                let step = step::build(program, model, phase, batch)?;
-                hoyer_compiler::codegen::cpu::clif_text(step.graph(), &hoyer_compiler::fusion::fuse(step.graph()))?
-            }
+            Emit::Kernels => kernel::print::print(&pipeline::step(program, model, phase, batch, &opts)?.1.program),
+            _ => codegen::cpu::clif_text(&pipeline::step(program, model, phase, batch, &opts)?.1.program)?,
         };
         out += &format!("phase {} {{\n{text}}}\n", phase.name);
     }
@@ -376,7 +398,8 @@ fn check_file(path: &Path, color: bool, emit: Option<Emit>, sets: &[String]) -> 
         Some(emit) => match emit_ir(&checked.program, emit) {
             Ok(text) => out!("{text}"),
             Err(e) => {
-                eprintln!("hoyerc: {}: {e}", path.display());
+                let name = path.display().to_string();
+                eprint!("{}", Report::new(&name, String::new(), vec![e.diagnostic()]).render(WIDTH, color));
                 return Outcome::Invalid;
             }
         },

@@ -60,7 +60,16 @@ pub fn grad(g: &mut Graph, loss: ValueId, wrt: &[ValueId]) -> Vec<ValueId> {
 /// The contributions of `y = op(...)` with adjoint `gy` to its operands.
 fn vjp(g: &mut Graph, op: &Op, y: ValueId, gy: ValueId) -> Vec<(ValueId, ValueId)> {
     match *op {
-        Op::Input { .. } | Op::Const(_) | Op::OneHot { .. } => vec![],
+        // Data, labels and index arithmetic carry no gradient.
+        Op::Input { .. } | Op::Const(_) | Op::OneHot { .. } | Op::Gather { .. } | Op::Iota { .. } => vec![],
+        Op::Select { cond, on_true, on_false } => {
+            // The gradient goes to the side that was taken; the other gets exact zeros.
+            let s = g.shape(y).to_vec();
+            let zero = g.constant(0.0, s);
+            let gt = g.select(cond, gy, zero);
+            let gf = g.select(cond, zero, gy);
+            vec![(on_true, gt), (on_false, gf)]
+        }
         Op::Unary(u, x) => {
             let gx = match u {
                 Unary::Neg => g.unary(Unary::Neg, gy),
@@ -309,6 +318,42 @@ mod tests {
                 g.matmul(a, x, ta, tb)
             });
         }
+    }
+
+    #[test]
+    fn select_rules() {
+        // x on either side of a select whose condition mixes 0, 1 and other nonzero values.
+        let cond = |g: &mut Graph| {
+            let c = g.iota(vec![2, 3], 1);
+            let one = g.constant(1.0, vec![2, 3]);
+            g.binary(Binary::Sub, c, one) // -1, 0, 1 per row
+        };
+        check("select true side", vec![2, 3], numbers(6, 11, 0.1), move |g, x| {
+            let c = cond(g);
+            let other = g.constant(0.25, vec![2, 3]);
+            g.select(c, x, other)
+        });
+        check("select false side", vec![2, 3], numbers(6, 12, 0.1), move |g, x| {
+            let c = cond(g);
+            let other = g.constant(0.25, vec![2, 3]);
+            g.select(c, other, x)
+        });
+    }
+
+    #[test]
+    fn gathered_rows_carry_no_gradient_to_the_indices() {
+        let mut g = Graph::default();
+        let t = g.input_value("t", InputKind::Data, vec![4, 2]);
+        let i = g.input_value("i", InputKind::Param, vec![3]);
+        let rows = g.gather(t, i);
+        let loss = g.sum_all(rows);
+        let gi = grad(&mut g, loss, &[i])[0];
+        let inputs = [("t".to_string(), (0..8).map(f64::from).collect()), ("i".to_string(), vec![3.0, 0.0, 3.0])]
+            .into_iter()
+            .collect();
+        let v = run(&g, &inputs, Precision::F64).unwrap();
+        assert_eq!(v[rows.index()], vec![6.0, 7.0, 0.0, 1.0, 6.0, 7.0]);
+        assert_eq!(v[gi.index()], vec![0.0; 3]);
     }
 
     #[test]

@@ -406,6 +406,26 @@ tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
 or run. The message says what; nothing already written was lost.",
 tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
 
+    Unsupported = "E0707", "not supported yet",
+"The spec is valid, but this version of hoyerc cannot compile part of it for training yet
+(the message names the layer or operation). `hoyerc check` and `compile --emit model` still
+work on it; README.md lists what runs today.",
+tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
+
+    NoDevice = "E0708", "back end not available",
+"The back end asked for cannot run on this machine: for `--backend cuda`, no NVIDIA driver,
+no CUDA device, or no NVRTC library was found; the message says which is missing. Install
+the driver or CUDA 13 runtime libraries, or choose `--backend cpu`.",
+tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
+
+    // ------------------------------------------------------------------ the compiler itself
+    Internal = "E0901", "internal compiler error",
+"hoyerc found a mistake in its own compilation of a valid spec (a pass produced something
+the next one does not accept). This is a bug in hoyerc, not in the spec. Please report it
+with the spec, the command line and the message; `hoyerc compile FILE --emit grad` and
+`--emit kernels` show how far compilation got.",
+tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
+
     // ------------------------------------------------------------------ warnings
     UnusedLayer = "W0601", "layer not used",
 "A layer is bound but does not contribute to the model's output. Its parameters would get

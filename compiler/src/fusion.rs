@@ -1,20 +1,31 @@
-//! Fusion decides kernels: a kernel is a maximal group of element-wise ops over one iteration
-//! shape, ending in at most one reduction; matrix products (and the rare permute) are kernels
-//! of their own. Constants are not kernels: every kernel that uses one inlines it.
+//! Fusion decides kernels. A kernel is one of:
 //!
-//! The kernel list is the contract between the compiler and every back end: the CPU back end
-//! and the CUDA back end run the same kernels.
+//! - a maximal group of element-wise ops over one iteration shape, ending in at most one
+//!   reduction;
+//! - a matrix product with the element-wise ops over its output that follow it (bias,
+//!   activation, the activation's derivative): its epilogue.
+//!
+//! Movement ops (broadcast, reshape, permute) are not kernels: whoever reads their result
+//! reads their operand through a strided view (`kernel::build` composes it). Their operand
+//! must therefore be in memory, and a group never reads one of its own values through a view.
+//! Inputs and constants are not kernels either; every kernel that uses a constant inlines it.
+//!
+//! `order` then puts the kernels in a sequence that respects their dependencies and lets
+//! parameters be updated in place: the kernel that writes a parameter's new value runs after
+//! every other kernel that reads the old one.
 
+use crate::error::CompileError;
 use crate::ir::{Graph, Op, ValueId};
 use std::collections::{BTreeSet, HashMap};
-use std::fmt::Write;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KernelKind {
-    /// Element-wise ops over `shape`, possibly ending in one reduction.
-    Fused,
+    /// Element-wise ops over `shape`.
+    Elementwise,
+    /// Element-wise ops over `shape`, ending in a reduction of some of its axes.
+    Reduce,
+    /// A matrix product with output `shape`, and its element-wise epilogue.
     MatMul,
-    Permute,
 }
 
 #[derive(Debug, Clone)]
@@ -24,9 +35,9 @@ pub struct Kernel {
     pub shape: Vec<usize>,
     /// The ops computed here, in graph order.
     pub values: Vec<ValueId>,
-    /// Values read from outside (inputs, other kernels' results); constants excluded.
+    /// Values in memory that it reads (through views included); constants excluded.
     pub reads: Vec<ValueId>,
-    /// Values other kernels or the graph's outputs need.
+    /// Values other kernels, views or the graph's outputs need in memory.
     pub writes: Vec<ValueId>,
 }
 
@@ -34,216 +45,334 @@ impl Kernel {
     pub fn reduction(&self, g: &Graph) -> Option<ValueId> {
         self.values.iter().copied().find(|v| matches!(g.value(*v).op, Op::Reduce { .. }))
     }
+    pub fn matmul(&self, g: &Graph) -> Option<ValueId> {
+        self.values.iter().copied().find(|v| matches!(g.value(*v).op, Op::MatMul { .. }))
+    }
 }
 
 /// A graph's kernels, in an order that respects their dependencies.
 #[derive(Debug, Clone)]
 pub struct Schedule {
     pub kernels: Vec<Kernel>,
+    /// The (input, output) pairs updated in place: the output's kernel runs after every
+    /// other reader of the input.
+    pub in_place: Vec<(ValueId, ValueId)>,
 }
 
 fn is_free(op: &Op) -> bool {
-    matches!(op, Op::Input { .. } | Op::Const(_))
+    matches!(op, Op::Input { .. } | Op::Const(_)) || op.is_movement()
 }
 
-/// Per group while fusing: kind, iteration shape, values, whether it ended in a reduction,
-/// the groups it reads from directly (kept acyclic), and whether it was merged away.
+/// The value in memory that `v` is a view of (itself unless it is a movement op).
+pub fn root(g: &Graph, mut v: ValueId) -> ValueId {
+    while g.value(v).op.is_movement() {
+        v = g.value(v).op.operands()[0];
+    }
+    v
+}
+
+/// Per group while fusing.
 struct Group {
     kind: KernelKind,
     shape: Vec<usize>,
     values: Vec<ValueId>,
     closed: bool,
+    /// Groups it reads from.
     deps: BTreeSet<usize>,
+    /// Groups it reads through views (or as matrix operands): never merged with it.
+    view_deps: BTreeSet<usize>,
+    /// For a matrix product: its operands' roots.
+    matmul_operands: Vec<ValueId>,
     merged_into: Option<usize>,
 }
 
-/// Follows merges to the group that holds a merged group's values now.
-fn group_of_group(groups: &[Group], mut k: usize) -> usize {
-    while let Some(m) = groups[k].merged_into {
-        k = m;
-    }
-    k
+struct Fuser {
+    groups: Vec<Group>,
+    group_of: Vec<Option<usize>>,
 }
 
-/// Whether group `from` reaches group `to` through at least one other group.
-fn reaches_indirectly(groups: &[Group], from: usize, to: usize) -> bool {
-    let mut stack: Vec<usize> = groups[from].deps.iter().copied().filter(|&d| d != to).collect();
-    let mut seen = BTreeSet::new();
-    while let Some(k) = stack.pop() {
-        if k == to {
-            return true;
+impl Fuser {
+    /// Follows merges to the group that holds a merged group's values now.
+    fn resolve(&self, mut k: usize) -> usize {
+        while let Some(m) = self.groups[k].merged_into {
+            k = m;
         }
-        if seen.insert(k) {
-            stack.extend(groups[k].deps.iter().copied());
-        }
+        k
     }
-    false
+
+    fn group_of_value(&self, v: ValueId) -> Option<usize> {
+        self.group_of[v.index()].map(|k| self.resolve(k))
+    }
+
+    /// Whether group `from` depends on group `to`, directly or not (`skip_direct`: only
+    /// through at least one other group).
+    fn reaches(&self, from: usize, to: usize, skip_direct: bool) -> bool {
+        let mut stack: Vec<usize> =
+            self.groups[from].deps.iter().copied().filter(|&d| !(skip_direct && d == to)).collect();
+        let mut seen = BTreeSet::new();
+        while let Some(k) = stack.pop() {
+            if k == to {
+                return true;
+            }
+            if seen.insert(k) {
+                stack.extend(self.groups[k].deps.iter().copied());
+            }
+        }
+        false
+    }
+
+    /// Whether group `x` feeds the matrix product of group `m`.
+    fn feeds_matmul(&self, m: usize, x: usize) -> bool {
+        self.groups[m]
+            .matmul_operands
+            .iter()
+            .filter_map(|&o| self.group_of_value(o))
+            .any(|o| o == x || self.reaches(o, x, false))
+    }
+
+    fn can_merge(&self, a: usize, b: usize) -> bool {
+        let (ga, gb) = (&self.groups[a], &self.groups[b]);
+        if a == b || ga.closed || gb.closed || ga.shape != gb.shape {
+            return false;
+        }
+        if ga.kind == KernelKind::MatMul && gb.kind == KernelKind::MatMul {
+            return false; // one product per kernel
+        }
+        if ga.view_deps.contains(&b) || gb.view_deps.contains(&a) {
+            return false;
+        }
+        if (ga.kind == KernelKind::MatMul && self.feeds_matmul(a, b))
+            || (gb.kind == KernelKind::MatMul && self.feeds_matmul(b, a))
+        {
+            return false;
+        }
+        !self.reaches(a, b, true) && !self.reaches(b, a, true)
+    }
+
+    /// Moves group `b` into group `a`.
+    fn merge(&mut self, a: usize, b: usize) {
+        let values = std::mem::take(&mut self.groups[b].values);
+        for v in &values {
+            self.group_of[v.index()] = Some(a);
+        }
+        self.groups[a].values.extend(values);
+        let deps = std::mem::take(&mut self.groups[b].deps);
+        let view_deps = std::mem::take(&mut self.groups[b].view_deps);
+        let operands = std::mem::take(&mut self.groups[b].matmul_operands);
+        if self.groups[b].kind == KernelKind::MatMul {
+            self.groups[a].kind = KernelKind::MatMul;
+        }
+        let closed = self.groups[b].closed;
+        let ga = &mut self.groups[a];
+        ga.deps.extend(deps);
+        ga.view_deps.extend(view_deps);
+        ga.matmul_operands.extend(operands);
+        ga.closed |= closed;
+        self.groups[b].merged_into = Some(a);
+        for g in self.groups.iter_mut() {
+            if g.deps.remove(&b) {
+                g.deps.insert(a);
+            }
+            if g.view_deps.remove(&b) {
+                g.view_deps.insert(a);
+            }
+        }
+        let ga = &mut self.groups[a];
+        ga.deps.remove(&a);
+        ga.view_deps.remove(&a);
+    }
 }
 
-/// Moves group `b` into group `a`.
-fn merge(groups: &mut [Group], group_of: &mut [Option<usize>], a: usize, b: usize) {
-    let values = std::mem::take(&mut groups[b].values);
-    for v in &values {
-        group_of[v.index()] = Some(a);
-    }
-    groups[a].values.extend(values);
-    let deps: Vec<usize> = std::mem::take(&mut groups[b].deps).into_iter().filter(|&d| d != a).collect();
-    groups[a].deps.extend(deps);
-    groups[a].deps.remove(&b);
-    groups[a].closed |= groups[b].closed;
-    groups[b].merged_into = Some(a);
-    for g in groups.iter_mut() {
-        if g.deps.remove(&b) {
-            g.deps.insert(a);
-        }
-    }
-    groups[a].deps.remove(&a);
-}
-
-/// Groups the live values of `g` into kernels.
-pub fn fuse(g: &Graph) -> Schedule {
+/// Groups the live values of `g` into kernels, and orders them so that each output named in
+/// `in_place` (output value, input value) can be written over its input.
+pub fn fuse(g: &Graph, in_place: &[(ValueId, ValueId)]) -> Result<Schedule, CompileError> {
     let live = crate::ir::print::live(g);
     let n = g.values.len();
-    let mut group_of: Vec<Option<usize>> = vec![None; n];
-    let mut all: Vec<Group> = Vec::new();
+    let mut f = Fuser { groups: Vec::new(), group_of: vec![None; n] };
 
-    for i in 0..n {
-        if !live[i] || is_free(&g.values[i].op) {
+    for (i, value) in g.values.iter().enumerate() {
+        let op = &value.op;
+        if !live[i] || is_free(op) {
             continue;
         }
         let v = ValueId(i as u32);
-        let op = &g.values[i].op;
-        let (kind, shape) = match op {
-            Op::MatMul { .. } => (KernelKind::MatMul, g.values[i].shape.clone()),
-            Op::Permute { .. } => (KernelKind::Permute, g.values[i].shape.clone()),
-            Op::Reduce { input, .. } => (KernelKind::Fused, g.shape(*input).to_vec()),
-            _ => (KernelKind::Fused, g.values[i].shape.clone()),
-        };
-        let operand_groups: BTreeSet<usize> = op.operands().iter().filter_map(|o| group_of[o.index()]).collect();
-        all.push(Group {
-            kind,
-            shape,
-            values: vec![v],
-            closed: kind != KernelKind::Fused,
-            deps: operand_groups.clone(),
-            merged_into: None,
-        });
-        let mut current = all.len() - 1;
-        group_of[i] = Some(current);
-        if kind == KernelKind::Fused {
-            // Join every operand group over the same shape that is still open (producers and,
-            // through them, siblings), unless that would make the kernel graph cyclic.
-            for h in operand_groups {
-                let h = group_of_group(&all, h);
-                let gh = &all[h];
-                let fits = h != current && gh.kind == KernelKind::Fused && !gh.closed && gh.shape == all[current].shape;
-                if fits && !reaches_indirectly(&all, current, h) && !reaches_indirectly(&all, h, current) {
-                    merge(&mut all, &mut group_of, h, current);
-                    current = h;
+        // Operands computed by a group: directly, or through a view.
+        let (mut direct, mut viewed) = (BTreeSet::new(), BTreeSet::new());
+        for o in op.operands() {
+            let r = root(g, o);
+            if let Some(k) = f.group_of_value(r) {
+                if r == o && !matches!(op, Op::MatMul { .. } | Op::Gather { .. }) {
+                    direct.insert(k);
+                } else {
+                    viewed.insert(k);
                 }
             }
         }
-        if matches!(op, Op::Reduce { .. }) {
-            all[current].closed = true;
+        // A gathered table is read at rows the kernel picks: like a view.
+        if let Op::Gather { indices, .. } = op {
+            if root(g, *indices) == *indices {
+                if let Some(k) = f.group_of_value(*indices) {
+                    viewed.remove(&k);
+                    direct.insert(k);
+                }
+            }
+        }
+        let (kind, shape) = match op {
+            Op::MatMul { .. } => (KernelKind::MatMul, value.shape.clone()),
+            Op::Reduce { input, .. } => (KernelKind::Reduce, g.shape(*input).to_vec()),
+            _ => (KernelKind::Elementwise, value.shape.clone()),
+        };
+        let matmul_operands = match op {
+            Op::MatMul { a, b, .. } => vec![root(g, *a), root(g, *b)],
+            _ => vec![],
+        };
+        f.groups.push(Group {
+            kind,
+            shape,
+            values: vec![v],
+            closed: false,
+            deps: direct.union(&viewed).copied().collect(),
+            view_deps: viewed,
+            matmul_operands,
+            merged_into: None,
+        });
+        let mut current = f.groups.len() - 1;
+        f.group_of[i] = Some(current);
+        if kind != KernelKind::MatMul {
+            // Join every operand group over the same shape that is still open (producers and,
+            // through them, siblings; a product's epilogue), unless that would make the
+            // kernel graph cyclic. A reduction does not join a product.
+            for h in direct {
+                let h = f.resolve(h);
+                let product = f.groups[h].kind == KernelKind::MatMul;
+                if (kind == KernelKind::Reduce && product) || !f.can_merge(h, current) {
+                    continue;
+                }
+                let reduce = f.groups[current].kind == KernelKind::Reduce;
+                f.merge(h, current);
+                if reduce {
+                    f.groups[h].kind = KernelKind::Reduce;
+                }
+                current = h;
+            }
+        }
+        if kind == KernelKind::Reduce {
+            f.groups[current].closed = true;
         }
     }
 
+    let Fuser { groups: all, group_of, .. } = f;
     // The surviving groups, renumbered, with their values in graph order.
     let alive: Vec<usize> = (0..all.len()).filter(|&k| all[k].merged_into.is_none()).collect();
     let renumber: HashMap<usize, usize> = alive.iter().enumerate().map(|(new, &old)| (old, new)).collect();
-    let groups: Vec<Group> = alive
+    let resolve = |mut k: usize| {
+        while let Some(m) = all[k].merged_into {
+            k = m;
+        }
+        renumber[&k]
+    };
+    let group: Vec<Option<usize>> = group_of.iter().map(|gk| gk.map(resolve)).collect();
+    let mut kernels: Vec<Kernel> = alive
         .iter()
         .map(|&k| {
             let mut values = all[k].values.clone();
             values.sort();
-            Group {
-                kind: all[k].kind,
-                shape: all[k].shape.clone(),
-                values,
-                closed: all[k].closed,
-                deps: all[k].deps.iter().map(|d| renumber[d]).collect(),
-                merged_into: None,
-            }
+            Kernel { kind: all[k].kind, shape: all[k].shape.clone(), values, reads: vec![], writes: vec![] }
         })
         .collect();
-    let group: Vec<Option<usize>> = group_of.iter().map(|g| g.map(|k| renumber[&k])).collect();
 
-    // Who reads what.
-    let mut needed_outside: Vec<bool> = vec![false; n];
+    // Who reads what. A value is needed in memory if another kernel reads it, anything reads
+    // it through a view, or it is an output.
+    let mut needed = vec![false; n];
     for (_, o) in &g.outputs {
-        needed_outside[o.index()] = true;
+        needed[root(g, *o).index()] = true;
     }
-    let mut reads: Vec<BTreeSet<ValueId>> = vec![BTreeSet::new(); groups.len()];
-    for (k, gr) in groups.iter().enumerate() {
-        for v in &gr.values {
+    let mut reads: Vec<BTreeSet<ValueId>> = vec![BTreeSet::new(); kernels.len()];
+    let mut deps: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); kernels.len()];
+    for (k, kernel) in kernels.iter().enumerate() {
+        for v in &kernel.values {
             for o in g.value(*v).op.operands() {
-                if group[o.index()] != Some(k) && !matches!(g.value(o).op, Op::Const(_)) {
-                    reads[k].insert(o);
-                    needed_outside[o.index()] = true;
+                let r = root(g, o);
+                if matches!(g.value(r).op, Op::Const(_)) {
+                    continue;
+                }
+                let through_view = r != o || matches!(g.value(*v).op, Op::MatMul { .. } | Op::Gather { .. });
+                if group[r.index()] != Some(k) || through_view {
+                    reads[k].insert(r);
+                    needed[r.index()] = true;
+                }
+                if let Some(d) = group[r.index()] {
+                    if d != k {
+                        deps[k].insert(d);
+                    }
                 }
             }
         }
     }
-
-    // Order kernels so that each runs after those it reads from (Kahn, earliest group first).
-    let mut remaining: Vec<usize> = groups.iter().map(|gr| gr.deps.len()).collect();
-    let mut users: Vec<Vec<usize>> = vec![vec![]; groups.len()];
-    for (k, gr) in groups.iter().enumerate() {
-        for &d in &gr.deps {
-            users[d].push(k);
-        }
+    for (k, kernel) in kernels.iter_mut().enumerate() {
+        kernel.reads = reads[k].iter().copied().collect();
+        kernel.writes = kernel.values.iter().copied().filter(|v| needed[v.index()]).collect();
     }
-    let mut ready: BTreeSet<usize> = (0..groups.len()).filter(|&k| remaining[k] == 0).collect();
-    let mut order = Vec::with_capacity(groups.len());
-    while let Some(k) = ready.pop_first() {
-        order.push(k);
-        for &u in &users[k] {
-            remaining[u] -= 1;
-            if remaining[u] == 0 {
-                ready.insert(u);
-            }
-        }
-    }
-    assert_eq!(order.len(), groups.len(), "kernel dependencies form a cycle");
-    let kernels = order
-        .into_iter()
-        .map(|k| {
-            let gr = &groups[k];
-            Kernel {
-                kind: gr.kind,
-                shape: gr.shape.clone(),
-                values: gr.values.clone(),
-                reads: reads[k].iter().copied().collect(),
-                writes: gr.values.iter().copied().filter(|v| needed_outside[v.index()]).collect(),
-            }
-        })
-        .collect();
-    Schedule { kernels }
+    let (order, in_place) = order(&kernels, &deps, &group, in_place)?;
+    let mut slots: Vec<Option<Kernel>> = kernels.into_iter().map(Some).collect();
+    Ok(Schedule { kernels: order.into_iter().filter_map(|k| slots[k].take()).collect(), in_place })
 }
 
-/// `--emit kernels`: each kernel, its iteration shape, what it reads and writes, and its ops
-/// (numbered as in the canonical IR text).
-pub fn print(g: &Graph, s: &Schedule) -> String {
-    let live = crate::ir::print::live(g);
-    let mut number: HashMap<ValueId, usize> = HashMap::new();
-    for (i, &l) in live.iter().enumerate() {
-        if l {
-            number.insert(ValueId(i as u32), number.len());
+/// Kernel indices in order, and the in-place pairs kept.
+type Ordered = (Vec<usize>, Vec<(ValueId, ValueId)>);
+
+/// A topological order of the kernels (earliest first among the ready ones), in which the
+/// writer of each in-place output runs after every other reader of its input. A pair that
+/// cannot be ordered so is left out of the returned list (its output then gets its own
+/// buffer and is copied over the input at the end).
+fn order(
+    kernels: &[Kernel],
+    deps: &[BTreeSet<usize>],
+    group: &[Option<usize>],
+    in_place: &[(ValueId, ValueId)],
+) -> Result<Ordered, CompileError> {
+    let mut pairs: Vec<(ValueId, ValueId)> = in_place.to_vec();
+    loop {
+        let mut deps = deps.to_vec();
+        for &(output, input) in &pairs {
+            if let Some(w) = group[output.index()] {
+                for (k, kernel) in kernels.iter().enumerate() {
+                    if k != w && kernel.reads.contains(&input) {
+                        deps[w].insert(k);
+                    }
+                }
+            }
+        }
+        let mut remaining: Vec<usize> = deps.iter().map(BTreeSet::len).collect();
+        let mut users: Vec<Vec<usize>> = vec![vec![]; kernels.len()];
+        for (k, d) in deps.iter().enumerate() {
+            for &p in d {
+                users[p].push(k);
+            }
+        }
+        let mut ready: BTreeSet<usize> = (0..kernels.len()).filter(|&k| remaining[k] == 0).collect();
+        let mut order = Vec::with_capacity(kernels.len());
+        while let Some(k) = ready.pop_first() {
+            order.push(k);
+            for &u in &users[k] {
+                remaining[u] -= 1;
+                if remaining[u] == 0 {
+                    ready.insert(u);
+                }
+            }
+        }
+        if order.len() == kernels.len() {
+            return Ok((order, pairs));
+        }
+        // A cycle: give up the in-place update of a kernel left unscheduled.
+        let stuck = |k: usize| !order.contains(&k);
+        let drop = pairs.iter().position(|(o, _)| group[o.index()].is_some_and(stuck));
+        match drop {
+            Some(i) => {
+                pairs.remove(i);
+            }
+            // Without in-place pairs the fused graph is acyclic by construction.
+            None => return Err(CompileError::internal("fusion", "kernel dependencies form a cycle")),
         }
     }
-    let list = |vs: &[ValueId]| vs.iter().map(|v| format!("%{}", number[v])).collect::<Vec<_>>().join(" ");
-    let mut out = String::new();
-    for (i, k) in s.kernels.iter().enumerate() {
-        let kind = match k.kind {
-            KernelKind::Fused if k.reduction(g).is_some() => "reduce",
-            KernelKind::Fused => "elementwise",
-            KernelKind::MatMul => "matmul",
-            KernelKind::Permute => "permute",
-        };
-        let shape = k.shape.iter().map(usize::to_string).collect::<Vec<_>>().join(", ");
-        let _ = writeln!(out, "  kernel k{i} {kind} [{shape}]: reads {} writes {}", list(&k.reads), list(&k.writes));
-        let _ = writeln!(out, "    ops {}", list(&k.values));
-    }
-    let _ = writeln!(out, "  {} kernels", s.kernels.len());
-    out
 }

@@ -1,5 +1,6 @@
-//! The hoyer front end: source text → AST (`parse`) → checked `Program` (`check`), with
-//! miette diagnostics (`diagnostics`, `codes`) and the canonical model summary (`summary`).
+//! The hoyer compiler: source text → AST (`parse`) → checked `Program` (`check`, with miette
+//! diagnostics: `diagnostics`, `codes`) → IR (`lower`, `autodiff`, `step`) → kernels
+//! (`pipeline`: `passes`, `fusion`, `kernel`) → code (`codegen`).
 
 pub mod ast;
 pub mod autodiff;
@@ -7,12 +8,15 @@ pub mod check;
 pub mod codegen;
 pub mod codes;
 pub mod diagnostics;
+pub mod error;
 pub mod fusion;
 pub mod ir;
+pub mod kernel;
 pub mod lower;
 pub mod overrides;
 pub mod parse;
 pub mod passes;
+pub mod pipeline;
 pub mod program;
 pub mod step;
 pub mod summary;

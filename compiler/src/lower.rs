@@ -4,6 +4,7 @@
 
 use crate::ast::{BinOp, Expr, ExprKind};
 use crate::check::find_function;
+use crate::error::CompileError;
 use crate::ir::{Binary, Graph, InputKind, ReduceOp, Unary, ValueId};
 use crate::program::{Function, LayerOp, Model, PenaltyTerm, Program};
 use std::collections::HashMap;
@@ -33,7 +34,12 @@ pub fn strength_input(term: usize) -> String {
 }
 
 /// Lowers the model and loss, with the given penalty terms.
-pub fn lower(program: &Program, model: &Model, penalties: &[PenaltyTerm], batch: usize) -> Result<Forward, String> {
+pub fn lower(
+    program: &Program,
+    model: &Model,
+    penalties: &[PenaltyTerm],
+    batch: usize,
+) -> Result<Forward, CompileError> {
     let mut g = Graph::default();
     let params = param_inputs(&mut g, model);
     let logits = forward(&mut g, model, &params, batch)?;
@@ -44,9 +50,11 @@ pub fn lower(program: &Program, model: &Model, penalties: &[PenaltyTerm], batch:
         let strength = g.input_value(&strength_input(k), InputKind::Scalar, vec![]);
         let mut sum = None;
         for t in &term.tensors {
-            let p = params.iter().find(|(n, _)| n == t).ok_or_else(|| format!("no parameter {t}"))?.1;
+            let p = params.iter().find(|(n, _)| n == t).ok_or_else(|| internal(format!("no parameter {t}")))?.1;
             let args: Vec<LVal> = term.args.iter().map(|a| a.map_or(LVal::T(p), LVal::N)).collect();
-            let v = Lowerer { g: &mut g, functions: &program.functions }.call(&term.function, args, vec![])?;
+            let v = Lowerer { g: &mut g, functions: &program.functions }
+                .call(&term.function, args, vec![])
+                .map_err(|e| internal(format!("penalty `{}`: {e}", term.function)))?;
             let v = v.tensor(&mut g);
             sum = Some(match sum {
                 Some(s) => g.binary(Binary::Add, s, v),
@@ -75,7 +83,7 @@ fn param_inputs(g: &mut Graph, model: &Model) -> Vec<(String, ValueId)> {
 }
 
 /// The forward pass alone, for evaluation: outputs `logits`.
-pub fn lower_eval(model: &Model, batch: usize) -> Result<(Graph, ValueId), String> {
+pub fn lower_eval(model: &Model, batch: usize) -> Result<(Graph, ValueId), CompileError> {
     let mut g = Graph::default();
     let params = param_inputs(&mut g, model);
     let logits = forward(&mut g, model, &params, batch)?;
@@ -85,7 +93,38 @@ pub fn lower_eval(model: &Model, batch: usize) -> Result<(Graph, ValueId), Strin
     Ok((g, logits))
 }
 
-fn forward(g: &mut Graph, model: &Model, params: &[(String, ValueId)], batch: usize) -> Result<ValueId, String> {
+/// Inputs of the batch gather: the resident data set, its labels, the epoch's order of
+/// samples, and where in that order the batch starts.
+pub const TABLE: &str = "table";
+pub const TABLE_LABELS: &str = "table_labels";
+pub const ORDER: &str = "order";
+pub const START: &str = "start";
+
+/// The batch gather: `x` and `labels` of `batch` samples, rows `order[start + i]` of a data
+/// set of `rows` samples of `sample` shape resident in memory. The runtime uploads `order`
+/// once per epoch and sets `start` per step; nothing else crosses to the device.
+pub fn lower_gather(rows: usize, sample: &[usize], batch: usize) -> Graph {
+    let mut g = Graph::default();
+    let table_shape: Vec<usize> = std::iter::once(rows).chain(sample.iter().copied()).collect();
+    let table = g.input_value(TABLE, InputKind::Data, table_shape);
+    let labels = g.input_value(TABLE_LABELS, InputKind::Labels, vec![rows]);
+    let order = g.input_value(ORDER, InputKind::Data, vec![rows]);
+    let start = g.input_value(START, InputKind::Scalar, vec![]);
+    let i = g.iota(vec![batch], 0);
+    let start_b = g.broadcast(start, &[batch], vec![]);
+    let position = g.binary(Binary::Add, start_b, i);
+    let picked = g.gather(order, position);
+    let x = g.gather(table, picked);
+    let y = g.gather(labels, picked);
+    g.outputs = vec![(DATA.into(), x), (LABELS.into(), y)];
+    g
+}
+
+fn internal(message: impl Into<String>) -> CompileError {
+    CompileError::internal("lowering", message)
+}
+
+fn forward(g: &mut Graph, model: &Model, params: &[(String, ValueId)], batch: usize) -> Result<ValueId, CompileError> {
     let param = |name: String| params.iter().find(|(n, _)| *n == name).map(|p| p.1);
     let mut vals: Vec<ValueId> = Vec::with_capacity(model.nodes.len());
     for node in &model.nodes {
@@ -95,10 +134,10 @@ fn forward(g: &mut Graph, model: &Model, params: &[(String, ValueId)], batch: us
             LayerOp::Input => g.input_value(DATA, InputKind::Data, shape),
             LayerOp::Dense { bias, .. } => {
                 let layer = node.name.clone().unwrap_or_default();
-                let w = param(format!("{layer}.weight")).ok_or("dense without weight")?;
+                let w = param(format!("{layer}.weight")).ok_or_else(|| internal("dense without weight"))?;
                 let y = g.matmul(input(0), w, false, true);
                 if *bias {
-                    let b = param(format!("{layer}.bias")).ok_or("dense without bias")?;
+                    let b = param(format!("{layer}.bias")).ok_or_else(|| internal("dense without bias"))?;
                     let bb = g.broadcast(b, &shape, vec![1]);
                     g.binary(Binary::Add, y, bb)
                 } else {
@@ -109,7 +148,10 @@ fn forward(g: &mut Graph, model: &Model, params: &[(String, ValueId)], batch: us
             LayerOp::Flatten => g.reshape(input(0), shape),
             LayerOp::Add => g.binary(Binary::Add, input(0), input(1)),
             op @ (LayerOp::Conv2d { .. } | LayerOp::MaxPool { .. } | LayerOp::AvgPool { .. }) => {
-                return Err(format!("`{}` is not supported by the IR yet: dense networks come first", op.describe()))
+                return Err(CompileError::Unsupported {
+                    what: format!("training a model with `{}`", op.describe()),
+                    help: "convolutional layers check and summarise (`hoyerc compile --emit model`), but do not train yet; dense networks do".into(),
+                })
             }
         };
         vals.push(v);

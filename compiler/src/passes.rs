@@ -21,18 +21,7 @@ pub fn simplify(g: &Graph) -> Graph {
     let mut seen: HashMap<String, ValueId> = HashMap::new();
     for v in &g.values {
         let m = |id: &ValueId| map[id.index()];
-        let mut op = match &v.op {
-            Op::Input { .. } | Op::Const(_) => v.op.clone(),
-            Op::Unary(u, x) => Op::Unary(*u, m(x)),
-            Op::PowConst(x, c) => Op::PowConst(m(x), *c),
-            Op::Binary(b, x, y) => Op::Binary(*b, m(x), m(y)),
-            Op::Reduce { op, input, axes } => Op::Reduce { op: *op, input: m(input), axes: axes.clone() },
-            Op::Broadcast { input, dims } => Op::Broadcast { input: m(input), dims: dims.clone() },
-            Op::Reshape(x) => Op::Reshape(m(x)),
-            Op::Permute { input, perm } => Op::Permute { input: m(input), perm: perm.clone() },
-            Op::MatMul { a, b, ta, tb } => Op::MatMul { a: m(a), b: m(b), ta: *ta, tb: *tb },
-            Op::OneHot { labels } => Op::OneHot { labels: m(labels) },
-        };
+        let mut op = remap(&v.op, &m);
         let constant = |id: ValueId| match out.value(id).op {
             Op::Const(c) => Some(c),
             _ => None,
@@ -82,6 +71,54 @@ pub fn simplify(g: &Graph) -> Graph {
     }
     out.outputs = g.outputs.iter().map(|(n, o)| (n.clone(), map[o.index()])).collect();
     out
+}
+
+/// Splits each large reduction of a whole tensor into a reduction of its rows, then of the
+/// row results: the first is parallel over rows, so a back end can spread it over threads
+/// or blocks while every result still comes from a fixed order of additions.
+pub fn split_reductions(g: &Graph, min_elements: usize) -> Graph {
+    let mut out = Graph::default();
+    let mut map: Vec<ValueId> = Vec::with_capacity(g.values.len());
+    for v in &g.values {
+        let m = |id: &ValueId| map[id.index()];
+        let id = match &v.op {
+            Op::Reduce { op, input, axes }
+                if axes.len() >= 2
+                    && axes.len() == g.shape(*input).len()
+                    && crate::ir::numel(g.shape(*input)) >= min_elements =>
+            {
+                let rows = out.reduce(*op, m(input), axes[1..].to_vec());
+                out.reduce(*op, rows, vec![0])
+            }
+            op => {
+                let op = remap(op, &m);
+                push(&mut out, op, v.shape.clone())
+            }
+        };
+        map.push(id);
+    }
+    out.outputs = g.outputs.iter().map(|(n, o)| (n.clone(), map[o.index()])).collect();
+    out
+}
+
+/// `op` with its operands renamed by `m`.
+fn remap(op: &Op, m: &impl Fn(&ValueId) -> ValueId) -> Op {
+    match op {
+        Op::Input { .. } | Op::Const(_) | Op::Iota { .. } => op.clone(),
+        Op::Unary(u, x) => Op::Unary(*u, m(x)),
+        Op::PowConst(x, c) => Op::PowConst(m(x), *c),
+        Op::Binary(b, x, y) => Op::Binary(*b, m(x), m(y)),
+        Op::Reduce { op, input, axes } => Op::Reduce { op: *op, input: m(input), axes: axes.clone() },
+        Op::Broadcast { input, dims } => Op::Broadcast { input: m(input), dims: dims.clone() },
+        Op::Reshape(x) => Op::Reshape(m(x)),
+        Op::Permute { input, perm } => Op::Permute { input: m(input), perm: perm.clone() },
+        Op::MatMul { a, b, ta, tb } => Op::MatMul { a: m(a), b: m(b), ta: *ta, tb: *tb },
+        Op::OneHot { labels } => Op::OneHot { labels: m(labels) },
+        Op::Select { cond, on_true, on_false } => {
+            Op::Select { cond: m(cond), on_true: m(on_true), on_false: m(on_false) }
+        }
+        Op::Gather { table, indices } => Op::Gather { table: m(table), indices: m(indices) },
+    }
 }
 
 fn push(g: &mut Graph, op: Op, shape: Vec<usize>) -> ValueId {

@@ -6,6 +6,7 @@
 //! the whole phase.
 
 use crate::autodiff;
+use crate::error::CompileError;
 use crate::ir::{Binary, Graph, InputKind, Unary, ValueId};
 use crate::lower;
 use crate::program::{Model, Optimizer, PhasePlan, Program};
@@ -18,6 +19,10 @@ pub const STEP_SIZE: &str = "step_size";
 pub const BC2_SQRT: &str = "bias_correction2_sqrt";
 /// SGD with momentum: 1 on the first step (the buffer starts as the gradient), else 0.
 pub const FIRST: &str = "first_step";
+/// Running sums the step adds its loss and penalty to, read by the runtime only when it
+/// reports (every few steps, and at the end of an epoch), then reset.
+pub const LOSS_SUM: &str = "loss_sum";
+pub const PENALTY_SUM: &str = "penalty_sum";
 
 /// Optimizer state per parameter, named as PyTorch names it.
 pub fn state_names(opt: &Optimizer) -> &'static [&'static str] {
@@ -52,15 +57,20 @@ impl Step {
     }
 }
 
-/// Builds the step of `phase`. Outputs: `loss`, `penalty`, then for each parameter its new
-/// value (under its own name) and new optimizer states (`PARAM.STATE`).
-pub fn build(program: &Program, model: &Model, phase: &PhasePlan, batch: usize) -> Result<Step, String> {
+/// Builds the step of `phase`. Every output updates the input of the same name: `loss_sum`
+/// and `penalty_sum`, then for each parameter its new value and new optimizer states
+/// (`PARAM.STATE`). So the step is one in-place update of the state it owns.
+pub fn build(program: &Program, model: &Model, phase: &PhasePlan, batch: usize) -> Result<Step, CompileError> {
     let mut fwd = lower::lower(program, model, &phase.penalties, batch)?;
     let masked = phase.masks_frozen || !phase.gradual.is_empty();
     let g = &mut fwd.graph;
     let wrt: Vec<ValueId> = fwd.params.iter().map(|p| p.1).collect();
     let grads = autodiff::grad(g, fwd.objective, &wrt);
-    let mut outputs = vec![("loss".to_string(), fwd.loss), ("penalty".to_string(), fwd.penalty)];
+    let mut outputs = Vec::new();
+    for (name, value) in [(LOSS_SUM, fwd.loss), (PENALTY_SUM, fwd.penalty)] {
+        let sum = g.input_value(name, InputKind::State, vec![]);
+        outputs.push((name.to_string(), g.binary(Binary::Add, sum, value)));
+    }
     let scalars = Scalars::new(g, &phase.optimizer);
     for ((name, p), grad) in fwd.params.clone().into_iter().zip(grads) {
         let shape = g.shape(p).to_vec();
@@ -76,9 +86,9 @@ pub fn build(program: &Program, model: &Model, phase: &PhasePlan, batch: usize) 
         }
     }
     g.outputs = outputs;
-    g.validate()?;
+    g.validate().map_err(|e| CompileError::internal("autodiff", e))?;
     let graph = crate::passes::simplify(g);
-    graph.validate()?;
+    graph.validate().map_err(|e| CompileError::internal("simplification", e))?;
     Ok(Step { graph, masked, optimizer: phase.optimizer.clone() })
 }
 
@@ -121,16 +131,6 @@ fn times_scalar(g: &mut Graph, x: ValueId, s: ValueId) -> ValueId {
     g.binary_bcast(Binary::Mul, s, x)
 }
 
-/// `mask ? new : old`, exact for a 0/1 mask.
-fn select(g: &mut Graph, mask: ValueId, new: ValueId, old: ValueId) -> ValueId {
-    let shape = g.shape(mask).to_vec();
-    let one = g.constant(1.0, shape);
-    let inv = g.binary(Binary::Sub, one, mask);
-    let a = g.binary(Binary::Mul, new, mask);
-    let b = g.binary(Binary::Mul, old, inv);
-    g.binary(Binary::Add, a, b)
-}
-
 fn update(
     g: &mut Graph,
     opt: &Optimizer,
@@ -157,7 +157,7 @@ fn update(
                 let later = g.binary(Binary::Add, kept, fresh);
                 let shape = g.shape(p).to_vec();
                 let first_b = g.broadcast(first, &shape, vec![]);
-                let new_buf = select(g, first_b, d, later);
+                let new_buf = g.select(first_b, d, later);
                 d = if nesterov {
                     let m = scale(g, new_buf, momentum);
                     g.binary(Binary::Add, d, m)
@@ -205,10 +205,13 @@ fn update(
         }
     };
     match mask {
-        // Masked weights stay exactly 0 and their optimizer state is left as it was.
+        // Masked weights stay exactly 0 (a select, so not even a NaN update reaches them) and
+        // their optimizer state is left as it was.
         Some(mask) => {
-            let p_out = g.binary(Binary::Mul, new_p, mask);
-            let states_out = new_states.iter().zip(states).map(|(&n, &o)| select(g, mask, n, o)).collect();
+            let shape = g.shape(p).to_vec();
+            let zero = g.constant(0.0, shape);
+            let p_out = g.select(mask, new_p, zero);
+            let states_out = new_states.iter().zip(states).map(|(&n, &o)| g.select(mask, n, o)).collect();
             (p_out, states_out)
         }
         None => (new_p, new_states),

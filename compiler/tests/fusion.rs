@@ -1,58 +1,70 @@
 //! Fusion decides the kernels: the numbers are part of the design, so they are asserted.
 
-use hoyer_compiler::fusion::{fuse, KernelKind};
-use hoyer_compiler::ir::Op;
+use hoyer_compiler::check_source;
+use hoyer_compiler::kernel::{Body, Program, Role};
+use hoyer_compiler::pipeline::{self, Options};
 use hoyer_compiler::program::Step as PlanStep;
-use hoyer_compiler::{check_source, step};
 
-fn quickstart() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/quickstart.hoyer")).unwrap()
+fn programs(name: &str) -> Vec<(String, bool, Program)> {
+    let path = format!("{}/../examples/{name}.hoyer", env!("CARGO_MANIFEST_DIR"));
+    let c = check_source(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let plan = c.program.train.as_ref().unwrap();
+    let model = c.program.model(&plan.model).unwrap();
+    plan.steps
+        .iter()
+        .filter_map(|s| if let PlanStep::Phase(p) = s { Some(p) } else { None })
+        .map(|p| {
+            let (step, planned) =
+                pipeline::step(&c.program, model, p, plan.batch as usize, &Options::default()).unwrap();
+            (p.name.clone(), step.masked, planned.program)
+        })
+        .collect()
+}
+
+fn counts(p: &Program) -> (usize, usize) {
+    (p.kernels.len(), p.kernels.iter().filter(|k| matches!(k.body, Body::MatMul(..))).count())
 }
 
 #[test]
 fn quickstart_step_kernels() {
-    let c = check_source(&quickstart()).unwrap();
-    let plan = c.program.train.as_ref().unwrap();
-    let model = c.program.model(&plan.model).unwrap();
-    let phases: Vec<_> =
-        plan.steps.iter().filter_map(|s| if let PlanStep::Phase(p) = s { Some(p) } else { None }).collect();
-    let counts: Vec<(usize, usize)> = phases
-        .iter()
-        .map(|p| {
-            let s = step::build(&c.program, model, p, plan.batch as usize).unwrap();
-            let k = fuse(s.graph());
-            (k.kernels.len(), k.kernels.iter().filter(|k| k.kind == KernelKind::MatMul).count())
-        })
-        .collect();
+    let counts: Vec<(usize, usize)> = programs("quickstart").iter().map(|(_, _, p)| counts(p)).collect();
     // sparsify (Hoyer-Square on the weights, Adam) and finetune (Adam, frozen masks):
-    // 3 forward + 5 backward matrix products (no gradient for the data).
-    assert_eq!(counts, vec![(35, 8), (28, 8)]);
+    // 3 forward + 5 backward matrix products (no gradient for the data), each with its
+    // epilogue (bias and relu forward, relu's derivative or the weight update backward).
+    assert_eq!(counts, vec![(30, 8), (23, 8)]);
 }
 
 #[test]
-fn each_parameter_update_is_one_kernel() {
-    let c = check_source(&quickstart()).unwrap();
-    let plan = c.program.train.as_ref().unwrap();
-    let model = c.program.model(&plan.model).unwrap();
-    for s in &plan.steps {
-        let PlanStep::Phase(p) = s else { continue };
-        let st = step::build(&c.program, model, p, plan.batch as usize).unwrap();
-        let g = st.graph();
-        let k = fuse(g);
-        for param in &model.params {
-            // The kernel that writes the new parameter also writes both Adam states, and
-            // holds the penalty gradient, the update and the mask together.
-            let new = g.output(&param.name).unwrap();
-            let kernel = k.kernels.iter().find(|k| k.values.contains(&new)).unwrap();
+fn lenet300_hs_step_kernels() {
+    let counts: Vec<(usize, usize)> = programs("lenet300_hs").iter().map(|(_, _, p)| counts(p)).collect();
+    assert_eq!(counts, vec![(40, 8), (23, 8)]);
+}
+
+#[test]
+fn each_parameter_update_is_one_kernel_in_place() {
+    for (phase, masked, p) in programs("quickstart") {
+        for param in ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"] {
+            // The kernel that writes the new parameter also writes both Adam states, all over
+            // the old values, and holds the penalty gradient, the update and the mask together.
+            let id = p.find(param).unwrap();
+            let writers: Vec<_> =
+                p.kernels.iter().filter(|k| k.args.iter().any(|a| a.buffer == id && a.role != Role::Read)).collect();
+            assert_eq!(writers.len(), 1, "{phase}: {param} written by {} kernels", writers.len());
+            let k = writers[0];
+            let role = |name: &str| k.args.iter().find(|a| p.buffer(a.buffer).name == name).map(|a| a.role);
+            assert_eq!(role(param), Some(Role::ReadWrite), "{phase}: {param} not updated in place");
             for state in ["exp_avg", "exp_avg_sq"] {
-                let out = g.output(&format!("{}.{state}", param.name)).unwrap();
-                assert!(kernel.values.contains(&out), "{} {state} in another kernel", param.name);
+                assert_eq!(role(&format!("{param}.{state}")), Some(Role::ReadWrite), "{phase}: {param} {state}");
             }
-            if st.masked {
-                let mask = g.input(&format!("{}.mask", param.name)).unwrap();
-                assert!(kernel.reads.contains(&mask));
+            if masked {
+                assert_eq!(role(&format!("{param}.mask")), Some(Role::Read), "{phase}: {param} mask");
             }
-            assert!(kernel.values.iter().all(|v| !matches!(g.value(*v).op, Op::MatMul { .. })));
+            // Nothing reads the old value after it is overwritten.
+            let at = p.kernels.iter().position(|x| x.name == k.name).unwrap();
+            assert!(
+                p.kernels[at + 1..].iter().all(|x| x.args.iter().all(|a| a.buffer != id)),
+                "{phase}: {param} read after its update"
+            );
         }
     }
 }

@@ -1,50 +1,62 @@
-//! Back ends run compiled graphs. Every back end takes the same IR and the same named
-//! float32 buffers; the reference interpreter is one of them, and the oracle of the others.
+//! Back ends compile planned graphs (`hoyer_compiler::pipeline`) into executables that run
+//! on the tensors of a `Store`. Every back end takes the same plan; the reference
+//! interpreter is one of them, and the oracle of the others.
 
+use crate::error::RunError;
+use crate::store::{Store, TensorId};
+use hoyer_compiler::codes::Code;
 use hoyer_compiler::ir::interp::{self, Precision};
 use hoyer_compiler::ir::Graph;
+use hoyer_compiler::pipeline::{Options, Planned};
 use std::collections::HashMap;
 
-/// Named float32 buffers.
-pub type Buffers = HashMap<String, Vec<f32>>;
+/// Which store tensor each named buffer of a program uses.
+pub type Bindings = HashMap<String, TensorId>;
 
-/// A graph made ready to run. Inputs are copied in, the graph runs, outputs are read in
-/// place: a training step copies each parameter once in and once out, and allocates nothing.
-pub trait Compiled {
-    /// Copies `data` into the input `name`. An input keeps its value until it is set again.
-    fn set_input(&mut self, name: &str, data: &[f32]) -> Result<(), String>;
-    /// Runs the graph on the inputs as set.
-    fn execute(&mut self) -> Result<(), String>;
-    /// The output `name` of the last execution.
-    fn output(&self, name: &str) -> Option<&[f32]>;
-    fn output_names(&self) -> Vec<String>;
-    /// From now on, after each execution the output `output` becomes the input `input` (a
-    /// parameter or optimizer state carried to the next step): no copy in or out per step.
-    /// Reading `output` afterwards still gives its latest value.
-    fn carry(&mut self, output: &str, input: &str) -> Result<(), String>;
-
-    /// Sets every input, runs, and returns copies of all outputs.
-    fn run(&mut self, inputs: &HashMap<&str, &[f32]>) -> Result<Buffers, String> {
-        for (name, data) in inputs {
-            self.set_input(name, data)?;
-        }
-        self.execute()?;
-        Ok(self.output_names().into_iter().filter_map(|n| self.output(&n).map(|v| (n.clone(), v.to_vec()))).collect())
-    }
-}
-
-/// Checks that a buffer for input `name` has the size the graph expects.
-pub fn check_size(name: &str, got: usize, want: usize) -> Result<(), String> {
-    if got == want {
-        Ok(())
-    } else {
-        Err(format!("input `{name}` has {got} values, expected {want}"))
-    }
+/// A compiled program bound to the tensors of one store.
+pub trait Executable {
+    /// Runs the program once: reads and updates its tensors in the store.
+    fn run(&mut self, store: &mut Store) -> Result<(), RunError>;
+    /// The tensor a buffer of the program is bound to.
+    fn tensor(&self, name: &str) -> Option<TensorId>;
 }
 
 pub trait Backend {
     fn name(&self) -> &'static str;
-    fn compile(&self, graph: &Graph) -> Result<Box<dyn Compiled>, String>;
+    /// The back end as a run's header names it (`cpu, 16 threads`).
+    fn describe(&self) -> String {
+        self.name().to_string()
+    }
+    /// The pipeline options this back end's code generator wants.
+    fn options(&self) -> Options;
+    /// Compiles `planned`. Its named buffers use the tensors in `bind`; a name not there gets
+    /// a new tensor of its own (see `Executable::tensor`).
+    fn compile(&self, planned: &Planned, store: &mut Store, bind: &Bindings) -> Result<Box<dyn Executable>, RunError>;
+}
+
+/// The tensor for each of `names` (with shapes): from `bind`, or new ones.
+pub fn bind_all(
+    store: &mut Store,
+    names: &[(String, Vec<usize>)],
+    bind: &Bindings,
+) -> Result<HashMap<String, TensorId>, RunError> {
+    let mut out = HashMap::new();
+    for (name, shape) in names {
+        let id = match bind.get(name) {
+            Some(&id) => {
+                if store.shape(id) != shape.as_slice() {
+                    return Err(RunError::new(
+                        Code::Internal,
+                        format!("`{name}` is bound to a {:?} tensor, the program needs {shape:?}", store.shape(id)),
+                    ));
+                }
+                id
+            }
+            None => store.alloc(name, shape)?,
+        };
+        out.insert(name.clone(), id);
+    }
+    Ok(out)
 }
 
 /// The reference interpreter, in float32 (every result rounded to f32).
@@ -52,53 +64,54 @@ pub struct Interpreter;
 
 struct Interpreted {
     graph: Graph,
-    inputs: HashMap<String, Vec<f64>>,
-    outputs: Buffers,
-    carried: Vec<(String, String)>,
+    store: u64,
+    inputs: Vec<(String, TensorId)>,
+    outputs: Vec<(String, TensorId)>,
+    names: HashMap<String, TensorId>,
 }
 
 impl Backend for Interpreter {
     fn name(&self) -> &'static str {
         "interp"
     }
-    fn compile(&self, graph: &Graph) -> Result<Box<dyn Compiled>, String> {
-        graph.validate()?;
-        Ok(Box::new(Interpreted {
-            graph: graph.clone(),
-            inputs: HashMap::new(),
-            outputs: Buffers::new(),
-            carried: vec![],
-        }))
+    fn options(&self) -> Options {
+        Options::default()
+    }
+    fn compile(&self, planned: &Planned, store: &mut Store, bind: &Bindings) -> Result<Box<dyn Executable>, RunError> {
+        let g = &planned.graph;
+        let mut names: Vec<(String, Vec<usize>)> =
+            g.inputs().map(|(id, n, _)| (n.to_string(), g.shape(id).to_vec())).collect();
+        for (n, v) in &g.outputs {
+            if g.input(n).is_none() {
+                names.push((n.clone(), g.shape(*v).to_vec()));
+            }
+        }
+        let names = bind_all(store, &names, bind)?;
+        let inputs = g.inputs().map(|(_, n, _)| (n.to_string(), names[n])).collect();
+        let outputs = g.outputs.iter().map(|(n, _)| (n.clone(), names[n])).collect();
+        Ok(Box::new(Interpreted { graph: g.clone(), store: store.id(), inputs, outputs, names }))
     }
 }
 
-impl Compiled for Interpreted {
-    fn set_input(&mut self, name: &str, data: &[f32]) -> Result<(), String> {
-        if let Some(id) = self.graph.input(name) {
-            check_size(name, data.len(), hoyer_compiler::ir::numel(self.graph.shape(id)))?;
-            self.inputs.insert(name.to_string(), data.iter().map(|&x| x as f64).collect());
+impl Executable for Interpreted {
+    fn run(&mut self, store: &mut Store) -> Result<(), RunError> {
+        if store.id() != self.store {
+            return Err(RunError::new(Code::Internal, "a program ran on another store than it was compiled for"));
+        }
+        let inputs: HashMap<String, Vec<f64>> = self
+            .inputs
+            .iter()
+            .map(|(n, id)| (n.clone(), store.read(*id).iter().map(|&x| x as f64).collect()))
+            .collect();
+        let out = interp::outputs(&self.graph, &inputs, Precision::F32)
+            .map_err(|e| RunError::new(Code::RunFailed, format!("the interpreter stopped: {e}")))?;
+        for (name, id) in &self.outputs {
+            let v: Vec<f32> = out[name].iter().map(|&x| x as f32).collect();
+            store.write(*id, &v)?;
         }
         Ok(())
     }
-    fn execute(&mut self) -> Result<(), String> {
-        let out = interp::outputs(&self.graph, &self.inputs, Precision::F32)?;
-        self.outputs = out.into_iter().map(|(k, v)| (k, v.into_iter().map(|x| x as f32).collect())).collect();
-        for (output, input) in &self.carried {
-            let v: Vec<f64> = self.outputs[output].iter().map(|&x| x as f64).collect();
-            self.inputs.insert(input.clone(), v);
-        }
-        Ok(())
-    }
-    fn carry(&mut self, output: &str, input: &str) -> Result<(), String> {
-        self.graph.output(output).ok_or_else(|| format!("no output `{output}`"))?;
-        self.graph.input(input).ok_or_else(|| format!("no input `{input}`"))?;
-        self.carried.push((output.to_string(), input.to_string()));
-        Ok(())
-    }
-    fn output(&self, name: &str) -> Option<&[f32]> {
-        self.outputs.get(name).map(Vec::as_slice)
-    }
-    fn output_names(&self) -> Vec<String> {
-        self.graph.outputs.iter().map(|o| o.0.clone()).collect()
+    fn tensor(&self, name: &str) -> Option<TensorId> {
+        self.names.get(name).copied()
     }
 }

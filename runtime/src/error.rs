@@ -23,6 +23,13 @@ impl RunError {
     }
 }
 
+impl From<hoyer_compiler::error::CompileError> for RunError {
+    fn from(e: hoyer_compiler::error::CompileError) -> Self {
+        let d = e.diagnostic();
+        RunError { code: e.code(), message: e.to_string(), help: d.help }
+    }
+}
+
 /// Anything else that stops a run.
 impl From<String> for RunError {
     fn from(message: String) -> Self {

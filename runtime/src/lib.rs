@@ -1,5 +1,6 @@
-//! The hoyer runtime: data sets, back ends, initialisation, schedules, pruning and the
-//! training loop with its outputs.
+//! The hoyer runtime: the tensor store, back ends (the reference interpreter and the CPU),
+//! resident data and the batch gather, the training step, evaluation, schedules, pruning,
+//! and the training loop with its outputs.
 
 pub mod backend;
 pub mod bench;
@@ -7,11 +8,12 @@ pub mod checkpoint;
 pub mod cpu;
 pub mod data;
 pub mod error;
+pub mod evaluate;
+pub mod feed;
 pub mod init;
-pub mod jit;
-pub mod pair;
 pub mod prune;
 pub mod report;
 pub mod schedule;
 pub mod stepper;
+pub mod store;
 pub mod train;

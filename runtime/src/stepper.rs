@@ -1,67 +1,120 @@
-//! One phase's compiled training step and its optimizer state. Parameters and state live in
-//! the compiled program between steps (each step's outputs are carried into its inputs), so
-//! a step copies only the batch; the training loop syncs parameters out (`store`) when it
-//! evaluates, prunes or saves, and back in (`load`) after it changed them.
+//! One phase's training step, run on the tensors of the store. Parameters, masks, optimizer
+//! state and the running loss sums stay in the store between steps and are updated in
+//! place; a step writes three scalars (learning rate and bias corrections) and where its
+//! batch starts, gathers the batch from the resident training set, and runs. The host reads
+//! the loss only when it reports (`take_sums`), and the parameters only when it needs them.
 
-use crate::backend::{Backend, Compiled};
+use crate::backend::{Backend, Bindings, Executable};
 use crate::checkpoint::Tensors;
+use crate::error::RunError;
+use crate::feed::Resident;
+use crate::store::{Store, TensorId};
+use hoyer_compiler::codes::Code;
+use hoyer_compiler::lower;
+use hoyer_compiler::pipeline;
 use hoyer_compiler::program::{Model, Optimizer, PhasePlan, Program};
-use hoyer_compiler::{lower, step};
-use std::collections::HashMap;
+use hoyer_compiler::step;
+
+/// The compiled step for one batch size, and the gather that feeds it.
+struct ForBatch {
+    batch: usize,
+    gather: Box<dyn Executable>,
+    step: Box<dyn Executable>,
+}
 
 pub struct Stepper {
-    /// The step per batch size: the full batch, and a smaller last batch if the data does not
-    /// divide into batches.
-    programs: Vec<(usize, Box<dyn Compiled>)>,
-    /// Which program holds the latest parameters and state.
-    current: usize,
+    programs: Vec<ForBatch>,
     optimizer: Optimizer,
     masked: bool,
-    params: Vec<String>,
-    states: Vec<String>,
     /// Optimizer steps taken so far in this phase.
     t: u64,
+    lr: TensorId,
+    step_size: TensorId,
+    bc2_sqrt: TensorId,
+    first: TensorId,
+    strengths: Vec<TensorId>,
+    loss_sum: TensorId,
+    penalty_sum: TensorId,
+    states: Vec<(String, TensorId)>,
+}
+
+/// The tensor of each named buffer the step shares with the rest of the run (everything but
+/// its batch), created in the store where missing.
+fn shared_bindings(store: &mut Store, planned: &pipeline::Planned) -> Result<Bindings, RunError> {
+    let mut bind = Bindings::new();
+    for b in &planned.program.buffers {
+        if b.storage == hoyer_compiler::kernel::Storage::Bound && b.name != lower::DATA && b.name != lower::LABELS {
+            bind.insert(b.name.clone(), store.shared(&b.name, &b.shape)?);
+        }
+    }
+    // Inputs the kernels do not read (the interpreter still wants them).
+    for (id, name, _) in planned.graph.inputs() {
+        if !bind.contains_key(name) && name != lower::DATA && name != lower::LABELS {
+            bind.insert(name.to_string(), store.shared(name, planned.graph.shape(id))?);
+        }
+    }
+    Ok(bind)
 }
 
 impl Stepper {
-    /// Compiles the phase's step for `batch` samples (and for `last` samples if that differs),
-    /// starting from `params` and `masks` with fresh optimizer state.
+    /// Compiles the phase's step for `batch` samples (and for `last` if the data does not
+    /// divide into batches), fed from `train`, with fresh optimizer state and loss sums.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         backend: &dyn Backend,
+        store: &mut Store,
         program: &Program,
         model: &Model,
         phase: &PhasePlan,
         batch: usize,
         last: usize,
-        params: &[(String, Vec<f32>)],
-        masks: &HashMap<String, Vec<f32>>,
-    ) -> Result<Stepper, String> {
-        let built = step::build(program, model, phase, batch)?;
-        let masked = built.masked;
-        let mut programs = vec![(batch, backend.compile(built.graph())?)];
-        if last != batch && last > 0 {
-            programs.push((last, backend.compile(step::build(program, model, phase, last)?.graph())?));
+        train: &Resident,
+    ) -> Result<Stepper, RunError> {
+        let opts = backend.options();
+        let mut programs = Vec::new();
+        let mut masked = false;
+        for size in [batch, last] {
+            if size == 0 || programs.iter().any(|p: &ForBatch| p.batch == size) {
+                continue;
+            }
+            let (built, planned) = pipeline::step(program, model, phase, size, &opts)?;
+            masked = built.masked;
+            let bind = shared_bindings(store, &planned)?;
+            let step = backend.compile(&planned, store, &bind)?;
+            let gather = train.gather(backend, store, size, step.as_ref())?;
+            programs.push(ForBatch { batch: size, gather, step });
         }
-        let states: Vec<String> = model
+        let scalar = |store: &mut Store, name: &str| store.shared(name, &[]);
+        let states = model
             .params
             .iter()
-            .flat_map(|p| step::state_names(&phase.optimizer).iter().map(move |s| step::state_input(&p.name, s)))
-            .collect();
-        let names: Vec<String> = params.iter().map(|p| p.0.clone()).collect();
-        for (_, exe) in programs.iter_mut() {
-            for n in names.iter().chain(&states) {
-                exe.carry(n, n)?;
-            }
+            .flat_map(|p| {
+                let shape: Vec<usize> = p.shape.iter().map(|&d| d as usize).collect();
+                step::state_names(&phase.optimizer).iter().map(move |s| (step::state_input(&p.name, s), shape.clone()))
+            })
+            .map(|(name, shape)| store.shared(&name, &shape).map(|id| (name, id)))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (_, id) in &states {
+            store.fill(*id, 0.0);
         }
-        let mut s =
-            Stepper { programs, current: 0, optimizer: phase.optimizer.clone(), masked, params: names, states, t: 0 };
-        s.load(params, masks)?;
-        for st in &s.states {
-            let n =
-                model.params.iter().find(|p| st.starts_with(&format!("{}.", p.name))).map_or(0, |p| p.numel() as usize);
-            s.programs[0].1.set_input(st, &vec![0.0; n])?;
-        }
+        let s = Stepper {
+            programs,
+            optimizer: phase.optimizer.clone(),
+            masked,
+            t: 0,
+            lr: scalar(store, step::LR)?,
+            step_size: scalar(store, step::STEP_SIZE)?,
+            bc2_sqrt: scalar(store, step::BC2_SQRT)?,
+            first: scalar(store, step::FIRST)?,
+            strengths: (0..phase.penalties.len())
+                .map(|k| scalar(store, &lower::strength_input(k)))
+                .collect::<Result<_, _>>()?,
+            loss_sum: scalar(store, step::LOSS_SUM)?,
+            penalty_sum: scalar(store, step::PENALTY_SUM)?,
+            states,
+        };
+        store.fill(s.loss_sum, 0.0);
+        store.fill(s.penalty_sum, 0.0);
         Ok(s)
     }
 
@@ -73,103 +126,70 @@ impl Stepper {
         self.t
     }
 
-    /// Puts `params` (and, for a masked phase, `masks`) into the step.
-    pub fn load(&mut self, params: &[(String, Vec<f32>)], masks: &HashMap<String, Vec<f32>>) -> Result<(), String> {
-        let exe = &mut self.programs[self.current].1;
-        for (n, v) in params {
-            exe.set_input(n, v)?;
-            if self.masked {
-                exe.set_input(&step::mask_input(n), &masks[n])?;
-            }
-        }
-        // Every program of the phase sees the same masks.
-        if self.masked {
-            for (i, (_, exe)) in self.programs.iter_mut().enumerate() {
-                if i != self.current {
-                    for (n, _) in params {
-                        exe.set_input(&step::mask_input(n), &masks[n])?;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Copies the current parameters out.
-    pub fn store(&self, params: &mut [(String, Vec<f32>)]) -> Result<(), String> {
-        let exe = &self.programs[self.current].1;
-        for (n, v) in params.iter_mut() {
-            v.copy_from_slice(exe.output(n).ok_or("the step lost a parameter")?);
-        }
-        Ok(())
-    }
-
-    /// The optimizer state, by input name (`PARAM.STATE`).
-    pub fn state(&self) -> Result<Tensors, String> {
-        let exe = &self.programs[self.current].1;
-        let states = self
-            .states
-            .iter()
-            .map(|n| exe.output(n).map(|v| (n.clone(), v.to_vec())).ok_or_else(|| format!("the step lost `{n}`")))
-            .collect::<Result<_, _>>()?;
-        Ok(states)
+    /// The optimizer state, by name (`PARAM.STATE`).
+    pub fn state(&self, store: &Store) -> Tensors {
+        self.states.iter().map(|(n, id)| (n.clone(), store.read(*id).to_vec())).collect()
     }
 
     /// Restores optimizer state saved by `state` (a resumed run).
-    pub fn restore_state(&mut self, states: &[(String, Vec<f32>)], steps_taken: u64) -> Result<(), String> {
-        let exe = &mut self.programs[self.current].1;
-        for n in &self.states {
-            let (_, v) = states.iter().find(|(k, _)| k == n).ok_or_else(|| format!("the checkpoint has no `{n}`"))?;
-            exe.set_input(n, v)?;
+    pub fn restore_state(
+        &mut self,
+        store: &mut Store,
+        states: &[(String, Vec<f32>)],
+        steps_taken: u64,
+    ) -> Result<(), RunError> {
+        for (n, id) in &self.states {
+            let (_, v) = states
+                .iter()
+                .find(|(k, _)| k == n)
+                .ok_or_else(|| RunError::new(Code::BadCheckpoint, format!("the checkpoint has no `{n}`")))?;
+            store.write(*id, v)?;
         }
         self.t = steps_taken;
         Ok(())
     }
 
-    /// Makes program `to` hold the latest parameters and state.
-    fn switch(&mut self, to: usize) -> Result<(), String> {
-        if to == self.current {
-            return Ok(());
-        }
-        let (from, dest) = if self.current < to {
-            let (a, b) = self.programs.split_at_mut(to);
-            (&a[self.current].1, &mut b[0].1)
-        } else {
-            let (a, b) = self.programs.split_at_mut(self.current);
-            (&b[0].1, &mut a[to].1)
-        };
-        for n in self.params.iter().chain(&self.states) {
-            dest.set_input(n, from.output(n).ok_or("the step lost a value")?)?;
-        }
-        self.current = to;
-        Ok(())
-    }
-
-    /// One optimizer step on the batch `x` (samples × features) with labels `y`; returns
-    /// (loss, penalty).
-    pub fn step(&mut self, x: &[f32], y: &[f32], lr: f64, strengths: &[f64]) -> Result<(f64, f64), String> {
-        let which = self.programs.iter().position(|(b, _)| *b == y.len()).ok_or("no step for this batch size")?;
-        self.switch(which)?;
+    /// One optimizer step on the `size` samples at `start` of the training order.
+    pub fn step(
+        &mut self,
+        store: &mut Store,
+        train: &Resident,
+        start: usize,
+        size: usize,
+        lr: f64,
+        strengths: &[f64],
+    ) -> Result<(), RunError> {
+        let which = self
+            .programs
+            .iter()
+            .position(|p| p.batch == size)
+            .ok_or_else(|| RunError::new(Code::Internal, format!("no step compiled for a batch of {size}")))?;
         self.t += 1;
         let t = self.t;
-        let exe = &mut self.programs[which].1;
-        exe.set_input(lower::DATA, x)?;
-        exe.set_input(lower::LABELS, y)?;
-        exe.set_input(step::LR, &[lr as f32])?;
+        store.set_scalar(self.lr, lr as f32)?;
         match self.optimizer {
             Optimizer::Adam { betas: (b1, b2), .. } => {
                 let bc1 = 1.0 - b1.powi(t as i32);
                 let bc2 = 1.0 - b2.powi(t as i32);
-                exe.set_input(step::STEP_SIZE, &[(lr / bc1) as f32])?;
-                exe.set_input(step::BC2_SQRT, &[bc2.sqrt() as f32])?;
+                store.set_scalar(self.step_size, (lr / bc1) as f32)?;
+                store.set_scalar(self.bc2_sqrt, bc2.sqrt() as f32)?;
             }
-            Optimizer::Sgd { .. } => exe.set_input(step::FIRST, &[if t == 1 { 1.0 } else { 0.0 }])?,
+            Optimizer::Sgd { .. } => store.set_scalar(self.first, if t == 1 { 1.0 } else { 0.0 })?,
         }
-        for (k, s) in strengths.iter().enumerate() {
-            exe.set_input(&lower::strength_input(k), &[*s as f32])?;
+        for (id, s) in self.strengths.iter().zip(strengths) {
+            store.set_scalar(*id, *s as f32)?;
         }
-        exe.execute()?;
-        let scalar = |name: &str| exe.output(name).map_or(f64::NAN, |v| v[0] as f64);
-        Ok((scalar("loss"), scalar("penalty")))
+        train.set_start(store, start)?;
+        let p = &mut self.programs[which];
+        p.gather.run(store)?;
+        p.step.run(store)
+    }
+
+    /// The sums of the losses and penalties since the last call, which resets them.
+    pub fn take_sums(&mut self, store: &mut Store) -> (f64, f64) {
+        let sums = (store.scalar(self.loss_sum) as f64, store.scalar(self.penalty_sum) as f64);
+        store.fill(self.loss_sum, 0.0);
+        store.fill(self.penalty_sum, 0.0);
+        sums
     }
 }

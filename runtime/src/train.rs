@@ -2,16 +2,18 @@
 //! learning-rate schedule and penalties; one-shot prunes between phases, gradual prunes and
 //! frozen masks within them; test accuracy and a metrics line after every epoch.
 
-use crate::backend::{Backend, Compiled};
+use crate::backend::Backend;
 use crate::checkpoint::{Position, Tensors};
 use crate::data::{idx, synthetic::Synthetic, Dataset, Rng};
 use crate::error::RunError;
+use crate::evaluate::Evaluator;
+use crate::feed::Resident;
 use crate::prune::{self, Target};
 use crate::report::{Report, TensorReport};
 use crate::stepper::Stepper;
+use crate::store::Store;
 use crate::{checkpoint, init, schedule};
 use hoyer_compiler::codes::Code;
-use hoyer_compiler::lower;
 use hoyer_compiler::program::{DataSource, Model, PhasePlan, Program, PrunePlan, Step as PlanStep, TrainPlan};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashMap;
@@ -52,11 +54,15 @@ pub struct Outcome {
     pub train_loss: f64,
 }
 
+/// How often (in steps) the host reads the running loss: for the progress line, and to stop
+/// a diverging run. Reading it every step would tie the host to the device step by step.
+const READ_EVERY: u64 = 10;
+
 pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Result<Outcome, RunError> {
     let plan = program.train.as_ref().ok_or("the spec has no `train` block")?;
     let model = program.model(&plan.model).ok_or("the trained model is missing")?;
     let seed = opts.seed.unwrap_or(plan.seed);
-    let data = load_data(program, plan, model, opts)?;
+    let mut data = load_data(program, plan, model, opts)?;
     let outputs = model.nodes[model.output].shape[0] as usize;
     if data.classes > outputs {
         return Err(RunError::new(
@@ -90,6 +96,13 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
     // A run stopped inside an epoch wrote a line for its part; the resumed epoch writes its own.
     let kept = if start.batch > 0 { start.global_step.saturating_sub(1) } else { start.global_step };
     let metrics = open_metrics(&opts.out_dir.join("metrics.jsonl"), kept)?;
+    // The data set moves into the store once; the host keeps only the labels.
+    let mut store = Store::new();
+    let sample: Vec<usize> = model.input_shape.iter().map(|&d| d as usize).collect();
+    let train = Resident::upload(&mut store, "train", &data.train, &sample)?;
+    let test = Resident::upload(&mut store, "test", &data.test, &sample)?;
+    data.train.x = Vec::new();
+    data.test.x = Vec::new();
     let mut t = Trainer {
         program,
         plan,
@@ -103,16 +116,20 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
         seed,
         global_step: start.global_step,
         last: None,
-        eval_steps: HashMap::new(),
+        store,
+        train,
+        test,
+        evaluator: Evaluator::new(plan.batch as usize),
         accuracy: None,
         reports: vec![],
     };
+    t.sync_to_store()?;
     let result = t.all_phases(start.plan_step, resume_at);
     // Whatever happened, the last parameters are written.
     t.save()?;
     result?;
     if t.accuracy.is_none() {
-        t.accuracy = Some(t.evaluate()?.0);
+        t.accuracy = Some(t.evaluate()?);
     }
     let last = t.report(None);
     // After a final phase its own table already said it all.
@@ -207,8 +224,11 @@ struct Trainer<'a> {
     global_step: u64,
     /// Last epoch's (train loss, penalty).
     last: Option<(f64, f64)>,
-    /// Compiled evaluation graphs by batch size.
-    eval_steps: HashMap<usize, Box<dyn Compiled>>,
+    /// Every tensor of the run: parameters, masks, optimizer state, the data sets.
+    store: Store,
+    train: Resident,
+    test: Resident,
+    evaluator: Evaluator,
     /// The latest test accuracy.
     accuracy: Option<f64>,
     /// One report per finished phase.
@@ -236,6 +256,7 @@ impl Trainer<'_> {
                 PlanStep::Prune(p) => {
                     resume = None;
                     self.prune_once(p, None);
+                    self.sync_to_store()?;
                     true
                 }
             };
@@ -329,19 +350,26 @@ impl Trainer<'_> {
             for (name, v) in self.params.iter_mut() {
                 v.iter_mut().zip(&self.masks[name]).for_each(|(w, &m)| *w *= m);
             }
+            self.sync_to_store()?;
         }
-        let mut stepper =
-            Stepper::new(self.backend, self.program, self.model, phase, batch, n % batch, &self.params, &self.masks)?;
+        let mut stepper = Stepper::new(
+            self.backend,
+            &mut self.store,
+            self.program,
+            self.model,
+            phase,
+            batch,
+            n % batch,
+            &self.train,
+        )?;
         let (start_epoch, skip, mut t) = match &from {
             // At a phase's start there is no optimizer state yet.
             Some((pos, states)) if pos.phase_steps > 0 => {
-                stepper.restore_state(states, pos.phase_steps)?;
+                stepper.restore_state(&mut self.store, states, pos.phase_steps)?;
                 (pos.epoch, pos.batch as usize, pos.phase_steps)
             }
             _ => (0, 0, 0),
         };
-        let f = self.data.features;
-        let (mut x, mut y) = (Vec::with_capacity(batch * f), Vec::with_capacity(batch));
         let steps_per_epoch = n.div_ceil(batch) as u64;
         let bar = self.progress_bar(phase, steps_per_epoch * phase.epochs);
         if let Some(b) = &bar {
@@ -363,13 +391,18 @@ impl Trainer<'_> {
             if self.plan.shuffle {
                 rng.shuffle(&mut order);
             }
+            // The epoch's order goes to the store once; each step then names where it starts.
+            self.train.set_order(&mut self.store, &order)?;
             let started = Instant::now();
-            let (mut loss_sum, mut penalty_sum, mut batches, mut samples) = (0.0, 0.0, 0usize, 0usize);
+            let mut sums = Sums::default();
             let first = if epoch == start_epoch { skip } else { 0 };
-            for (b, chunk) in order.chunks(batch).enumerate().skip(first) {
+            let batches = n.div_ceil(batch);
+            for b in first..batches {
+                let size = batch.min(n - b * batch);
                 if self.budget_spent() {
                     // Stopped by --max-steps: a checkpoint lets --resume carry on from here.
-                    stepper.store(&mut self.params)?;
+                    sums.add(stepper.take_sums(&mut self.store));
+                    self.read_params();
                     let at = Position {
                         plan_step: index,
                         epoch,
@@ -377,9 +410,9 @@ impl Trainer<'_> {
                         phase_steps: t,
                         global_step: self.global_step,
                     };
-                    self.checkpoint(at, stepper.state()?)?;
-                    if batches > 0 {
-                        self.finish_epoch(phase, epoch, (loss_sum, penalty_sum, batches), samples, started)?;
+                    self.checkpoint(at, stepper.state(&self.store))?;
+                    if sums.steps > 0 {
+                        self.finish_epoch(phase, epoch, &sums, started)?;
                     }
                     return Ok(false);
                 }
@@ -392,40 +425,38 @@ impl Trainer<'_> {
                         };
                         let now = schedule::gradual_target(target, gradual, t, steps_per_epoch);
                         if now > 0.0 {
-                            stepper.store(&mut self.params)?;
+                            self.read_params();
                             self.prune_once(g, Some(now));
-                            stepper.load(&self.params, &self.masks)?;
+                            self.sync_to_store()?;
                         }
                     }
                 }
                 t += 1;
-                x.clear();
-                y.clear();
-                for &i in chunk {
-                    x.extend_from_slice(self.data.train.sample(i, f));
-                    y.push(self.data.train.y[i] as f32);
-                }
-                let (loss, penalty) = stepper.step(&x, &y, lr, &strengths)?;
-                if !loss.is_finite() {
-                    return Err(RunError::new(Code::Diverged, format!(
-                        "the loss became {loss} in phase `{}`, epoch {}, step {}; the last checkpoint and model.safetensors hold the weights from before; lower the learning rate or the penalty strength",
-                        phase.name,
-                        epoch + 1,
-                        self.global_step + 1
-                    )));
-                }
-                loss_sum += loss;
-                penalty_sum += penalty;
-                batches += 1;
-                samples += chunk.len();
+                stepper.step(&mut self.store, &self.train, b * batch, size, lr, &strengths)?;
+                sums.steps += 1;
+                sums.samples += size;
                 self.global_step += 1;
+                if self.global_step.is_multiple_of(READ_EVERY) || b + 1 == batches {
+                    sums.add(stepper.take_sums(&mut self.store));
+                    if !sums.loss.is_finite() {
+                        return Err(RunError::new(Code::Diverged, format!(
+                            "the loss became {} in phase `{}`, epoch {}, step {} (checked every {READ_EVERY} steps); the last checkpoint and model.safetensors hold the weights from before; lower the learning rate or the penalty strength",
+                            sums.loss,
+                            phase.name,
+                            epoch + 1,
+                            self.global_step
+                        )));
+                    }
+                    if let Some(bar) = &bar {
+                        let rate = sums.samples as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                        bar.set_message(format!("loss {:.4}  {:.0} samples/s", sums.loss / sums.read as f64, rate));
+                    }
+                }
                 if let Some(bar) = &bar {
                     bar.inc(1);
-                    let rate = samples as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                    bar.set_message(format!("loss {:.4}  {:.0} samples/s", loss_sum / batches as f64, rate));
                 }
                 if interrupted() {
-                    stepper.store(&mut self.params)?;
+                    self.read_params();
                     let at = Position {
                         plan_step: index,
                         epoch,
@@ -433,7 +464,7 @@ impl Trainer<'_> {
                         phase_steps: t,
                         global_step: self.global_step,
                     };
-                    self.checkpoint(at, stepper.state()?)?;
+                    self.checkpoint(at, stepper.state(&self.store))?;
                     return Err(RunError::new(Code::Interrupted, format!(
                         "interrupted in phase `{}`, epoch {}, after step {}; checkpoint written; continue with --resume {}",
                         phase.name,
@@ -443,8 +474,8 @@ impl Trainer<'_> {
                     )));
                 }
             }
-            stepper.store(&mut self.params)?;
-            self.finish_epoch(phase, epoch, (loss_sum, penalty_sum, batches), samples, started)?;
+            self.read_params();
+            self.finish_epoch(phase, epoch, &sums, started)?;
             let every = self.plan.checkpoint_every.unwrap_or(0);
             if every > 0 && (epoch + 1).is_multiple_of(every) && epoch + 1 < phase.epochs {
                 let at = Position {
@@ -454,7 +485,7 @@ impl Trainer<'_> {
                     phase_steps: t,
                     global_step: self.global_step,
                 };
-                self.checkpoint(at, stepper.state()?)?;
+                self.checkpoint(at, stepper.state(&self.store))?;
             }
         }
         if let Some(b) = bar {
@@ -463,19 +494,34 @@ impl Trainer<'_> {
         Ok(true)
     }
 
-    fn finish_epoch(
-        &mut self,
-        phase: &PhasePlan,
-        epoch: u64,
-        sums: (f64, f64, usize),
-        samples: usize,
-        started: Instant,
-    ) -> Result<(), String> {
-        let (loss_sum, penalty_sum, batches) = sums;
+    /// Copies the parameters from the store into the host's copy (the last good weights).
+    fn read_params(&mut self) {
+        for (name, v) in self.params.iter_mut() {
+            if let Some(id) = self.store.find(name) {
+                v.copy_from_slice(self.store.read(id));
+            }
+        }
+    }
+
+    /// Writes the host's parameters and masks into the store (after a prune, or at the start).
+    fn sync_to_store(&mut self) -> Result<(), RunError> {
+        for (name, v) in &self.params {
+            let shape: Vec<usize> =
+                self.model.param(name).map_or_else(|| vec![v.len()], |p| p.shape.iter().map(|&d| d as usize).collect());
+            let id = self.store.shared(name, &shape)?;
+            self.store.write(id, v)?;
+            let mask = self.store.shared(&hoyer_compiler::step::mask_input(name), &shape)?;
+            self.store.write(mask, &self.masks[name])?;
+        }
+        Ok(())
+    }
+
+    fn finish_epoch(&mut self, phase: &PhasePlan, epoch: u64, sums: &Sums, started: Instant) -> Result<(), RunError> {
+        let (loss_sum, penalty_sum, samples) = (sums.loss, sums.penalty, sums.samples);
         let elapsed = started.elapsed().as_secs_f64();
-        let (accuracy, _) = self.evaluate()?;
+        let accuracy = self.evaluate()?;
         self.accuracy = Some(accuracy);
-        let batches = batches.max(1) as f64;
+        let batches = sums.steps.max(1) as f64;
         self.last = Some((loss_sum / batches, penalty_sum / batches));
         let line = serde_json::json!({
             "phase": phase.name,
@@ -503,36 +549,10 @@ impl Trainer<'_> {
         Ok(())
     }
 
-    /// Test accuracy and the number of test samples.
-    fn evaluate(&mut self) -> Result<(f64, usize), String> {
-        let batch = self.plan.batch as usize;
-        let f = self.data.features;
-        let n = self.data.test.len();
-        let mut correct = 0usize;
-        for start in (0..n).step_by(batch) {
-            let size = batch.min(n - start);
-            let exe = match self.eval_steps.entry(size) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(self.backend.compile(&lower::lower_eval(self.model, size)?.0)?)
-                }
-            };
-            let x = &self.data.test.x[start * f..(start + size) * f];
-            let mut inputs: HashMap<&str, &[f32]> = HashMap::new();
-            inputs.insert(lower::DATA, x);
-            for (name, v) in &self.params {
-                inputs.insert(name, v);
-            }
-            let logits = &exe.run(&inputs)?["logits"];
-            let classes = logits.len() / size;
-            for (i, row) in logits.chunks(classes).enumerate() {
-                let best = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(j, _)| j);
-                if best as u32 == self.data.test.y[start + i] {
-                    correct += 1;
-                }
-            }
-        }
-        Ok((correct as f64 / n.max(1) as f64, n))
+    /// Test accuracy, with the parameters in the store.
+    fn evaluate(&mut self) -> Result<f64, RunError> {
+        let labels = &self.data.test.y;
+        self.evaluator.accuracy(self.backend, &mut self.store, self.model, &self.test, labels)
     }
 
     /// The fraction of parameters that are not zero.
@@ -559,6 +579,25 @@ impl Trainer<'_> {
         bar.set_style(style.progress_chars("=> "));
         bar.set_prefix(phase.name.clone());
         Some(bar)
+    }
+}
+
+/// Losses and penalties summed over an epoch's steps (read from the store every few steps).
+#[derive(Default)]
+struct Sums {
+    loss: f64,
+    penalty: f64,
+    /// Steps taken, steps whose sums have been read, samples.
+    steps: usize,
+    read: usize,
+    samples: usize,
+}
+
+impl Sums {
+    fn add(&mut self, (loss, penalty): (f64, f64)) {
+        self.loss += loss;
+        self.penalty += penalty;
+        self.read = self.steps;
     }
 }
 

@@ -1,20 +1,27 @@
 //! The CPU back end against the reference interpreter: every output of whole training steps
-//! (forward, loss, penalties, gradients, optimizer updates, masks) must agree in float32.
+//! (forward, loss, penalties, gradients, optimizer updates, masks) must agree in float32, and
+//! be bit-identical for any number of threads. And special values (NaN, ±inf, ±0) through
+//! every op, on every back end, exactly as the interpreter gives them.
 
+use hoyer_compiler::check_source;
+use hoyer_compiler::ir::{Binary, Graph, InputKind, ReduceOp, Unary};
+use hoyer_compiler::pipeline::{self, Planned};
 use hoyer_compiler::program::Step as PlanStep;
-use hoyer_compiler::{check_source, step};
-use hoyer_runtime::backend::{Backend, Interpreter};
+use hoyer_runtime::backend::{Backend, Bindings, Interpreter};
 use hoyer_runtime::cpu::Cpu;
 use hoyer_runtime::data::Rng;
+use hoyer_runtime::store::Store;
 use std::collections::HashMap;
 
-fn inputs_for(g: &hoyer_compiler::ir::Graph, seed: u64) -> HashMap<String, Vec<f32>> {
+type Values = HashMap<String, Vec<f32>>;
+
+fn inputs_for(g: &Graph, seed: u64) -> Values {
     let mut rng = Rng::new(seed);
     g.inputs()
         .map(|(id, name, kind)| {
             let n = hoyer_compiler::ir::numel(g.shape(id));
             let v: Vec<f32> = match kind {
-                hoyer_compiler::ir::InputKind::Labels => (0..n).map(|_| rng.below(3) as f32).collect(),
+                InputKind::Labels => (0..n).map(|_| rng.below(3) as f32).collect(),
                 _ if name.ends_with(".mask") => (0..n).map(|_| if rng.uniform() < 0.3 { 0.0 } else { 1.0 }).collect(),
                 _ if name.ends_with("exp_avg_sq") || name.starts_with("strength") || name == "lr" => {
                     (0..n).map(|_| (rng.uniform() * 0.1) as f32).collect()
@@ -28,31 +35,49 @@ fn inputs_for(g: &hoyer_compiler::ir::Graph, seed: u64) -> HashMap<String, Vec<f
         .collect()
 }
 
+/// Runs `planned` once on `backend` with `inputs` in a fresh store; every output by name.
+fn run(backend: &dyn Backend, planned: &Planned, inputs: &Values) -> Values {
+    let g = &planned.graph;
+    let mut store = Store::new();
+    let mut bind = Bindings::new();
+    for (id, name, _) in g.inputs() {
+        let t = store.alloc(name, g.shape(id)).unwrap();
+        store.write(t, &inputs[name]).unwrap();
+        bind.insert(name.to_string(), t);
+    }
+    for (name, v) in &g.outputs {
+        if !bind.contains_key(name) {
+            bind.insert(name.clone(), store.alloc(name, g.shape(*v)).unwrap());
+        }
+    }
+    let mut exe = backend.compile(planned, &mut store, &bind).unwrap();
+    exe.run(&mut store).unwrap();
+    g.outputs.iter().map(|(n, _)| (n.clone(), store.read(bind[n]).to_vec())).collect()
+}
+
 fn compare(spec: &str, batch: usize) {
     let c = check_source(spec).unwrap_or_else(|d| panic!("{d:#?}"));
     let plan = c.program.train.as_ref().unwrap();
     let model = c.program.model(&plan.model).unwrap();
+    let cpus: Vec<Cpu> = [1, 2, 4].iter().map(|&t| Cpu::new(t).unwrap()).collect();
     for s in &plan.steps {
         let PlanStep::Phase(phase) = s else { continue };
-        let st = step::build(&c.program, model, phase, batch).unwrap();
-        let inputs = inputs_for(st.graph(), 17);
-        let view: HashMap<&str, &[f32]> = inputs.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
-        let want = Interpreter.compile(st.graph()).unwrap().run(&view).unwrap();
-        // One thread and two (large kernels split between the threads); kernel programs
-        // evaluated chunk by chunk, and compiled by Cranelift.
-        for (threads, jit) in [(1, false), (2, false), (1, true), (2, true)] {
-            let got = Cpu { threads, jit }.compile(st.graph()).unwrap().run(&view).unwrap();
-            assert_eq!(want.len(), got.len());
-            for (name, w) in &want {
-                let g = &got[name];
-                for (i, (a, b)) in w.iter().zip(g).enumerate() {
-                    let err = (a - b).abs() / a.abs().max(1.0);
-                    assert!(
-                        err <= 1e-5,
-                        "phase {}, {threads} threads, jit {jit}: {name}[{i}]: interpreter {a}, cpu {b}",
-                        phase.name
-                    );
-                }
+        let (_, planned) = pipeline::step(&c.program, model, phase, batch, &cpus[0].options()).unwrap();
+        let inputs = inputs_for(&planned.graph, 17);
+        let want = run(&Interpreter, &planned, &inputs);
+        let one = run(&cpus[0], &planned, &inputs);
+        for (name, w) in &want {
+            for (i, (a, b)) in w.iter().zip(&one[name]).enumerate() {
+                let err = (a - b).abs() / a.abs().max(1.0);
+                assert!(err <= 1e-5, "phase {}: {name}[{i}]: interpreter {a}, cpu {b}", phase.name);
+            }
+        }
+        // Threads only choose which tasks they run: the bits do not change.
+        for cpu in &cpus[1..] {
+            let got = run(cpu, &planned, &inputs);
+            for (name, v) in &one {
+                let same = v.iter().zip(&got[name]).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "phase {}: {name} differs between 1 and {} threads", phase.name, cpu.threads());
             }
         }
     }
@@ -91,18 +116,85 @@ fn sgd_with_group_hs_and_every_regularizer() {
     );
 }
 
-/// Large enough that matrix products and fused kernels are split between two threads
-/// (row and column splits, and reductions merged across halves).
+/// Large enough that products are tiled, loop nests cut into tasks, whole-tensor reductions
+/// split in two stages, and reductions vectorized along either axis.
 #[test]
-fn large_layers_split_across_threads() {
+fn large_layers_split_into_tasks() {
     compare(
         "data d = synthetic(classes = 3, train = 60, test = 12)
-         model m(x: f32[256]) { fc1 = dense(x, 128) |> relu\n fc2 = dense(fc1, 3)\n return fc2 }
+         model m(x: f32[256]) { fc1 = dense(x, 300) |> relu\n fc2 = dense(fc1, 3)\n return fc2 }
          train m on d {
             phase a { epochs 1  optimizer adam(lr = 1e-3)  penalty 1e-4 * (group_hs(*.weight, 0) + hoyer_square(*)) }
             prune below std_ratio(0.5) on *
             phase b { epochs 1  optimizer sgd(lr = 0.1, momentum = 0.9)  masks frozen }
          }",
-        200,
+        203,
     );
+}
+
+/// Every op on NaN, ±inf, ±0 and ordinary numbers, on every back end, as the interpreter
+/// gives them (libm functions to a few ulps on ordinary numbers).
+#[test]
+fn special_values_through_every_op() {
+    let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 1.5, -2.25, 3.0e-39];
+    let n = specials.len();
+    // Every ordered pair, as two columns [n*n].
+    let a: Vec<f32> = (0..n * n).map(|i| specials[i / n]).collect();
+    let b: Vec<f32> = (0..n * n).map(|i| specials[i % n]).collect();
+    let mut g = Graph::default();
+    let x = g.input_value("a", InputKind::Data, vec![n * n]);
+    let y = g.input_value("b", InputKind::Data, vec![n * n]);
+    let mut outputs = Vec::new();
+    for u in [
+        Unary::Neg,
+        Unary::Abs,
+        Unary::Sqrt,
+        Unary::Exp,
+        Unary::Log,
+        Unary::Sign,
+        Unary::Relu,
+        Unary::Step,
+        Unary::Recip,
+    ] {
+        outputs.push((u.name().to_string(), g.unary(u, x)));
+    }
+    for op in [Binary::Add, Binary::Sub, Binary::Mul, Binary::Div, Binary::Max, Binary::Eq] {
+        outputs.push((op.name().to_string(), g.binary(op, x, y)));
+    }
+    outputs.push(("pow2".into(), g.pow_const(x, 2.0)));
+    outputs.push(("pow3".into(), g.pow_const(x, 3.0)));
+    outputs.push(("select".into(), g.select(x, y, x)));
+    // Reductions over rows of the pair table: each row holds one `a` and every `b`.
+    let rows = g.reshape(y, vec![n, n]);
+    let prod = g.binary(Binary::Mul, x, y);
+    let prod_rows = g.reshape(prod, vec![n, n]);
+    outputs.push(("reduce_sum".into(), g.reduce(ReduceOp::Sum, prod_rows, vec![1])));
+    outputs.push(("reduce_max".into(), g.reduce(ReduceOp::Max, rows, vec![0])));
+    outputs.push(("reduce_max_rows".into(), g.reduce(ReduceOp::Max, prod_rows, vec![1])));
+    g.outputs = outputs;
+    let inputs: Values = [("a".to_string(), a), ("b".to_string(), b)].into_iter().collect();
+    let planned = pipeline::plan(&g, &Cpu::new(1).unwrap().options()).unwrap();
+    let want = run(&Interpreter, &planned, &inputs);
+    for backend in [&Cpu::new(1).unwrap() as &dyn Backend, &Cpu::new(2).unwrap()] {
+        let got = run(backend, &planned, &inputs);
+        for (name, w) in &want {
+            for (i, (&e, &o)) in w.iter().zip(&got[name]).enumerate() {
+                let libm = matches!(name.as_str(), "exp" | "log" | "pow3") && e.is_finite() && e != 0.0;
+                let ok = if e.is_nan() {
+                    o.is_nan()
+                } else if libm {
+                    (e - o).abs() <= 4.0 * f32::EPSILON * e.abs()
+                } else {
+                    e.to_bits() == o.to_bits()
+                };
+                assert!(
+                    ok,
+                    "{} {name}[{i}] (a = {}, b = {}): interpreter {e:?}, back end {o:?}",
+                    backend.name(),
+                    inputs["a"][i % inputs["a"].len()],
+                    inputs["b"][i % inputs["b"].len()]
+                );
+            }
+        }
+    }
 }

@@ -1,29 +1,42 @@
-//! Cranelift IR for fused kernels. Each kernel becomes one function
+//! Cranelift IR for kernel loop nests. Each loop nest becomes one function
 //!
 //! ```text
-//! kernel(buffers: *const *mut f32, from: u64, to: u64, acc: *mut f64)
+//! kernel(args: *const *mut f32, lo: *const i64, hi: *const i64)
 //! ```
 //!
-//! that runs elements `from..to` of its iteration space: a loop over four elements at a
-//! time in F32X4 registers where every instruction has a vector form, then a scalar loop for
-//! the rest (and for kernels with gathers, one-hot rows, partial reductions or calls).
-//! A reduction accumulates in float64: into a register for a full reduction, into `acc`
-//! otherwise (the caller initialises `acc` and stores it).
+//! that runs the points `lo[d]..hi[d]` of each parallel axis `d` (a task: the runtime splits
+//! the parallel axes between threads; reductions are never split, so results do not depend
+//! on the split). `args` holds the base address of each kernel argument.
 //!
-//! Only 128-bit vectors are emitted: Cranelift 0.135 on x86-64 has no wider ones.
+//! How the nest is emitted:
+//! - Loops follow the domain: parallel axes outside, reduction axes inside. Every
+//!   instruction is emitted at the depth of the innermost axis it depends on, so a
+//!   per-row load or a constant is computed once per row, not once per element.
+//! - One axis is vectorized four lanes wide (F32X4; Cranelift 0.135 has no wider vectors on
+//!   x86-64): the innermost one, or for a reduction whose elements are strided, the innermost
+//!   parallel axis, so that four outputs accumulate side by side. A view that does not move
+//!   along that axis is a scalar load and a splat; one that moves by one element a vector
+//!   load; any other stride four loads. The remaining points run the same instructions one
+//!   lane wide, so vector and scalar paths give the same bits for every element.
+//! - Every element-wise op is rendered primitive by primitive from `ir::semantics`.
+//! - Sums accumulate in float64 (two F64X2 halves per vector), maxima in float32. A
+//!   vectorized reduction axis keeps four partial sums, combined in a fixed order, then adds
+//!   the scalar tail: the order depends only on the shapes.
 
-use super::{IndexMap, KOp, KernelProgram};
-use crate::ir::{Binary, ReduceOp, Unary, ValueId};
+use crate::error::CompileError;
+use crate::ir::semantics::{self, Cmp, ElemOp, Prim};
+use crate::ir::ReduceOp;
+use crate::kernel::{AccType, Body, Inst, Loop, Program, Reg, View};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::immediates::{Ieee32, Ieee64};
-use cranelift_codegen::ir::types::{F32, F32X4, F64, I64};
+use cranelift_codegen::ir::types::{F32, F32X4, F64, F64X2, I64, I8X16};
 use cranelift_codegen::ir::{
-    AbiParam, ExtFuncData, ExternalName, FuncRef, Function, InstBuilder, MemFlagsData, Signature, UserExternalName,
-    UserFuncName, Value,
+    AbiParam, ConstantData, Endianness, ExtFuncData, ExternalName, FuncRef, Function, InstBuilder, MemFlagsData,
+    Signature, UserExternalName, UserFuncName, Value,
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
-use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use std::collections::HashMap;
 use target_lexicon::PointerWidth;
 
 /// The C math functions a kernel may call, as indices of imported user functions in
@@ -35,159 +48,90 @@ pub struct MathImports {
     pub powf: u32,
 }
 
-/// Whether the kernel's main loop can run four elements at a time.
-pub fn vectorizable(p: &KernelProgram) -> bool {
-    let ops_ok = p.ops.iter().all(|op| match op {
-        KOp::Load(_, IndexMap::Same | IndexMap::Scalar) | KOp::Const(_) | KOp::Binary(..) => true,
-        KOp::Unary(u, _) => !matches!(u, Unary::Exp | Unary::Log),
-        KOp::Pow(_, c) => *c == 2.0,
-        _ => false,
-    });
-    let reduce_ok = matches!(&p.reduce, None | Some((ReduceOp::Sum, _, _, IndexMap::Scalar)));
-    ops_ok && reduce_ok
+/// What the generated code may assume about the machine.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    pub call_conv: CallConv,
+    pub math: MathImports,
 }
 
-/// Builds the kernel function for `p`.
-pub fn kernel_function(p: &KernelProgram, name: u32, call_conv: CallConv, math: MathImports) -> Function {
-    let mut sig = Signature::new(call_conv);
-    for _ in 0..4 {
-        sig.params.push(AbiParam::new(I64));
+impl Target {
+    /// The x86-64 System V target `--emit clif` shows.
+    pub fn listing() -> Target {
+        Target { call_conv: CallConv::SystemV, math: MathImports { expf: 0, logf: 1, powf: 2 } }
     }
-    let mut func = Function::with_name_signature(UserFuncName::user(1, name), sig);
-    let mut fctx = FunctionBuilderContext::new();
-    let mut b = FunctionBuilder::new(&mut func, &mut fctx);
-    let entry = b.create_block();
-    b.append_block_params_for_function_params(entry);
-    b.switch_to_block(entry);
-    let params = b.block_params(entry).to_vec();
-    let (bufs, from, to, acc) = (params[0], params[1], params[2], params[3]);
-    let mem = MemFlagsData::new();
+}
 
-    // Loop-invariant values: buffer addresses, scalar loads, constants, math imports.
-    let mut used: BTreeSet<ValueId> = p.stores.iter().map(|s| s.1).collect();
-    for op in &p.ops {
-        match op {
-            KOp::Load(v, _) => used.insert(*v),
-            KOp::OneHot { labels, .. } => used.insert(*labels),
-            _ => false,
+const LANES: usize = 4;
+
+fn internal(message: impl Into<String>) -> CompileError {
+    CompileError::internal("Cranelift code generation", message)
+}
+
+/// The depth (number of enclosing loops) each instruction needs, and whether it comes after
+/// the reduction.
+fn levels(l: &Loop) -> Vec<usize> {
+    let np = l.parallel.len();
+    let after = l.after_reduction();
+    let mut level = vec![0; l.body.len()];
+    for (i, inst) in l.body.iter().enumerate() {
+        let operands = inst.operands().iter().map(|r| level[r.index()]).max().unwrap_or(0);
+        level[i] = match inst {
+            Inst::Load { view, .. } => view.depth(),
+            Inst::Gather { view, .. } => view.depth().max(operands),
+            Inst::Const(_) => 0,
+            Inst::Index(a) => a + 1,
+            Inst::Op(..) => operands,
+            Inst::Acc => np,
         };
-    }
-    let mut addr: HashMap<ValueId, Value> = HashMap::new();
-    for v in used {
-        let a = b.ins().load(I64, mem, bufs, (v.index() * 8) as i32);
-        addr.insert(v, a);
-    }
-    let mut scalar_loads: BTreeMap<usize, Value> = BTreeMap::new();
-    for (i, op) in p.ops.iter().enumerate() {
-        match op {
-            KOp::Load(v, IndexMap::Scalar) => {
-                let x = b.ins().load(F32, mem, addr[v], 0);
-                scalar_loads.insert(i, x);
-            }
-            KOp::Const(c) => {
-                let x = b.ins().f32const(Ieee32::with_float(*c));
-                scalar_loads.insert(i, x);
-            }
-            _ => {}
+        if after[i] {
+            level[i] = np;
         }
     }
-    let imports = Imports::new(&mut b, call_conv, math);
-    let e_var = b.declare_var(I64);
-    b.def_var(e_var, from);
-    let sum_var = b.declare_var(F64);
-    let zero64 = b.ins().f64const(Ieee64::with_float(0.0));
-    b.def_var(sum_var, zero64);
+    level
+}
 
-    let scalar_head = b.create_block();
-    let scalar_body = b.create_block();
-    let exit = b.create_block();
-
-    if vectorizable(p) {
-        let vhead = b.create_block();
-        let vbody = b.create_block();
-        let splats: BTreeMap<usize, Value> = scalar_loads.iter().map(|(&i, &x)| (i, b.ins().splat(F32X4, x))).collect();
-        b.ins().jump(vhead, &[]);
-        b.switch_to_block(vhead);
-        let e = b.use_var(e_var);
-        let e4 = b.ins().iadd_imm_u(e, 4);
-        let fits = b.ins().icmp(IntCC::UnsignedLessThanOrEqual, e4, to);
-        b.ins().brif(fits, vbody, &[], scalar_head, &[]);
-        b.switch_to_block(vbody);
-        let e = b.use_var(e_var);
-        let regs = emit_vector(&mut b, p, &addr, &splats, e);
-        let offset = b.ins().ishl_imm_u(e, 2);
-        for (r, v) in &p.stores {
-            let at = b.ins().iadd(addr[v], offset);
-            b.ins().store(mem, regs[*r], at, 0);
-        }
-        if let Some((_, r, _, _)) = &p.reduce {
-            let mut sum = b.use_var(sum_var);
-            for lane in 0..4u8 {
-                let x = b.ins().extractlane(regs[*r], lane);
-                let x = b.ins().fpromote(F64, x);
-                sum = b.ins().fadd(sum, x);
-            }
-            b.def_var(sum_var, sum);
-        }
-        let next = b.ins().iadd_imm_u(e, 4);
-        b.def_var(e_var, next);
-        b.ins().jump(vhead, &[]);
-    } else {
-        b.ins().jump(scalar_head, &[]);
+/// The axis the nest vectorizes, if any: the innermost axis, or the innermost parallel axis
+/// when that keeps more accesses contiguous (a reduction over strided elements).
+pub fn vector_axis(l: &Loop) -> Option<usize> {
+    let rank = l.rank();
+    if rank == 0 {
+        return None;
     }
-
-    b.switch_to_block(scalar_head);
-    let e = b.use_var(e_var);
-    let more = b.ins().icmp(IntCC::UnsignedLessThan, e, to);
-    b.ins().brif(more, scalar_body, &[], exit, &[]);
-    b.switch_to_block(scalar_body);
-    let e = b.use_var(e_var);
-    let regs = emit_scalar(&mut b, p, &addr, &scalar_loads, &imports, e);
-    let offset = b.ins().ishl_imm_u(e, 2);
-    for (r, v) in &p.stores {
-        let at = b.ins().iadd(addr[v], offset);
-        b.ins().store(mem, regs[*r], at, 0);
+    let extents = l.extents();
+    let level = levels(l);
+    let mut candidates = vec![rank - 1];
+    if !l.reduce.is_empty() && !l.parallel.is_empty() {
+        candidates.push(l.parallel.len() - 1);
     }
-    if let Some((op, r, _, map)) = &p.reduce {
-        let x = b.ins().fpromote(F64, regs[*r]);
-        match (op, map) {
-            (ReduceOp::Sum, IndexMap::Scalar) => {
-                let sum = b.use_var(sum_var);
-                let sum = b.ins().fadd(sum, x);
-                b.def_var(sum_var, sum);
-            }
-            (op, map) => {
-                let idx = index(&mut b, map, e);
-                let off = b.ins().ishl_imm_u(idx, 3);
-                let at = b.ins().iadd(acc, off);
-                let old = b.ins().load(F64, mem, at, 0);
-                let new = match op {
-                    ReduceOp::Sum => b.ins().fadd(old, x),
-                    ReduceOp::Max => b.ins().fmax(old, x),
-                };
-                b.ins().store(mem, new, at, 0);
+    let cost = |v: usize| -> usize {
+        let mut c = 0;
+        for (i, inst) in l.body.iter().enumerate() {
+            match inst {
+                Inst::Load { view, .. } if level[i] > v && !matches!(view.strides[v], 0 | 1) => c += 1,
+                Inst::Gather { row, view, .. }
+                    if level[i] > v && (level[row.index()] > v || !matches!(view.strides[v], 0 | 1)) =>
+                {
+                    c += 1
+                }
+                _ => {}
             }
         }
-    }
-    let next = b.ins().iadd_imm_u(e, 1);
-    b.def_var(e_var, next);
-    b.ins().jump(scalar_head, &[]);
+        c + l.stores.iter().filter(|s| s.view.depth() > v && !matches!(s.view.strides[v], 0 | 1)).count()
+    };
+    candidates.into_iter().filter(|&v| extents[v] >= LANES).min_by_key(|&v| cost(v))
+}
 
-    b.switch_to_block(exit);
-    if matches!(&p.reduce, Some((ReduceOp::Sum, _, _, IndexMap::Scalar))) {
-        let old = b.ins().load(F64, mem, acc, 0);
-        let sum = b.use_var(sum_var);
-        let new = b.ins().fadd(old, sum);
-        b.ins().store(mem, new, acc, 0);
-    }
-    b.ins().return_(&[]);
-    b.seal_all_blocks();
-    b.finalize(TargetFrontendConfig {
-        default_call_conv: call_conv,
-        pointer_width: PointerWidth::U64,
-        page_size_align_log2: 12,
-    });
-    func
+#[derive(Clone, Copy)]
+struct Val {
+    v: Value,
+    vector: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Scalar,
+    Vector,
 }
 
 struct Imports {
@@ -196,238 +140,605 @@ struct Imports {
     pow: FuncRef,
 }
 
-impl Imports {
-    fn new(b: &mut FunctionBuilder, call_conv: CallConv, math: MathImports) -> Imports {
-        let mut import = |index: u32, arity: usize| {
-            let mut sig = Signature::new(call_conv);
-            for _ in 0..arity {
-                sig.params.push(AbiParam::new(F32));
-            }
-            sig.returns.push(AbiParam::new(F32));
-            let signature = b.func.import_signature(sig);
-            let name = b.func.declare_imported_user_function(UserExternalName::new(0, index));
-            b.func.import_function(ExtFuncData {
-                name: ExternalName::user(name),
-                signature,
-                colocated: false,
-                patchable: false,
+struct Emitter<'a, 'b> {
+    l: &'a Loop,
+    b: FunctionBuilder<'b>,
+    level: Vec<usize>,
+    after: Vec<bool>,
+    vaxis: Option<usize>,
+    /// Base address of each argument.
+    base: HashMap<u32, Value>,
+    /// Loop index per domain axis.
+    vars: Vec<Variable>,
+    /// Bounds of the parallel axes.
+    lo: Vec<Value>,
+    hi: Vec<Value>,
+    regs: Vec<Option<Val>>,
+    imports: Imports,
+    /// Accumulators: scalar, and the vector ones (lanes 0-1 and 2-3 for f64 sums).
+    acc_s: Variable,
+    acc_lo: Variable,
+    acc_hi: Variable,
+    acc_v: Variable,
+}
+
+/// Builds the function of loop nest `l`.
+pub fn loop_function(l: &Loop, name: u32, target: &Target) -> Result<Function, CompileError> {
+    let mut sig = Signature::new(target.call_conv);
+    for _ in 0..3 {
+        sig.params.push(AbiParam::new(I64));
+    }
+    let mut func = Function::with_name_signature(UserFuncName::user(1, name), sig);
+    let mut fctx = FunctionBuilderContext::new();
+    {
+        let mut b = FunctionBuilder::new(&mut func, &mut fctx);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let params = b.block_params(entry).to_vec();
+        let (args, lo_ptr, hi_ptr) = (params[0], params[1], params[2]);
+        let mem = access();
+        let mut used: Vec<u32> = l
+            .body
+            .iter()
+            .filter_map(|i| match i {
+                Inst::Load { arg, .. } | Inst::Gather { arg, .. } => Some(*arg),
+                _ => None,
             })
-        };
-        Imports { exp: import(math.expf, 1), log: import(math.logf, 1), pow: import(math.powf, 2) }
-    }
-}
-
-/// The buffer index element `e` reads through `map` (not `Same` or `Scalar`).
-fn index(b: &mut FunctionBuilder, map: &IndexMap, e: Value) -> Value {
-    match map {
-        IndexMap::Same => e,
-        IndexMap::Scalar => b.ins().iconst(I64, 0),
-        IndexMap::Modulo(n) => b.ins().urem_imm_u(e, *n as i64),
-        IndexMap::Divide(n) => b.ins().udiv_imm_u(e, *n as i64),
-        IndexMap::General { out_shape, per_axis } => {
-            let mut rest = e;
-            let mut idx = b.ins().iconst(I64, 0);
-            for ax in (0..out_shape.len()).rev() {
-                if per_axis[ax] != 0 {
-                    let coord = b.ins().urem_imm_u(rest, out_shape[ax] as i64);
-                    let part = b.ins().imul_imm_u(coord, per_axis[ax] as i64);
-                    idx = b.ins().iadd(idx, part);
-                }
-                rest = b.ins().udiv_imm_u(rest, out_shape[ax] as i64);
-            }
-            idx
+            .chain(l.stores.iter().map(|s| s.arg))
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        let mut base = HashMap::new();
+        for a in used {
+            base.insert(a, b.ins().load(I64, mem, args, (a as i32) * 8));
         }
-    }
-}
-
-fn emit_scalar(
-    b: &mut FunctionBuilder,
-    p: &KernelProgram,
-    addr: &HashMap<ValueId, Value>,
-    invariant: &BTreeMap<usize, Value>,
-    imports: &Imports,
-    e: Value,
-) -> Vec<Value> {
-    let mem = MemFlagsData::new();
-    let mut regs: Vec<Value> = Vec::with_capacity(p.ops.len());
-    let one = b.ins().f32const(Ieee32::with_float(1.0));
-    let zero = b.ins().f32const(Ieee32::with_float(0.0));
-    for (i, op) in p.ops.iter().enumerate() {
-        let v = match op {
-            KOp::Load(_, IndexMap::Scalar) | KOp::Const(_) => invariant[&i],
-            KOp::Load(v, map) => {
-                let idx = index(b, map, e);
-                let off = b.ins().ishl_imm_u(idx, 2);
-                let at = b.ins().iadd(addr[v], off);
-                b.ins().load(F32, mem, at, 0)
+        let np = l.parallel.len();
+        let (mut lo, mut hi) = (Vec::with_capacity(np), Vec::with_capacity(np));
+        for d in 0..np {
+            lo.push(b.ins().load(I64, mem, lo_ptr, (d as i32) * 8));
+            hi.push(b.ins().load(I64, mem, hi_ptr, (d as i32) * 8));
+        }
+        let vars = (0..l.rank()).map(|_| b.declare_var(I64)).collect();
+        let imports = imports(&mut b, target);
+        let (acc_s, acc_lo, acc_hi, acc_v) = match l.reduction.map(|r| (r.op, r.acc)) {
+            Some((ReduceOp::Sum, AccType::F64)) => {
+                (b.declare_var(F64), b.declare_var(F64X2), b.declare_var(F64X2), b.declare_var(F32X4))
             }
-            KOp::OneHot { labels, classes } => {
-                let row = b.ins().udiv_imm_u(e, *classes as i64);
-                let col = b.ins().urem_imm_u(e, *classes as i64);
-                let off = b.ins().ishl_imm_u(row, 2);
-                let at = b.ins().iadd(addr[labels], off);
-                let label = b.ins().load(F32, mem, at, 0);
-                let label = b.ins().fcvt_to_uint_sat(I64, label);
-                let hit = b.ins().icmp(IntCC::Equal, label, col);
-                b.ins().select(hit, one, zero)
-            }
-            KOp::Unary(u, x) => {
-                let x = regs[*x];
-                if let Some(v) = single_instruction(b, *u, x, one) {
-                    regs.push(v);
-                    continue;
-                }
-                match u {
-                    Unary::Neg | Unary::Abs | Unary::Sqrt | Unary::Recip => unreachable!("single instructions, above"),
-                    Unary::Exp => call(b, imports.exp, &[x]),
-                    Unary::Log => call(b, imports.log, &[x]),
-                    Unary::Relu => {
-                        let pos = b.ins().fcmp(FloatCC::GreaterThan, x, zero);
-                        b.ins().select(pos, x, zero)
-                    }
-                    Unary::Step => {
-                        let pos = b.ins().fcmp(FloatCC::GreaterThan, x, zero);
-                        b.ins().select(pos, one, zero)
-                    }
-                    Unary::Sign => {
-                        let pos = b.ins().fcmp(FloatCC::GreaterThan, x, zero);
-                        let neg = b.ins().fcmp(FloatCC::LessThan, x, zero);
-                        let minus = b.ins().fneg(one);
-                        let lower = b.ins().select(neg, minus, zero);
-                        b.ins().select(pos, one, lower)
-                    }
-                }
-            }
-            KOp::Pow(x, c) => {
-                let x = regs[*x];
-                if *c == 2.0 {
-                    b.ins().fmul(x, x)
-                } else {
-                    let c = b.ins().f32const(Ieee32::with_float(*c));
-                    call(b, imports.pow, &[x, c])
-                }
-            }
-            KOp::Binary(op, x, y) => {
-                let (x, y) = (regs[*x], regs[*y]);
-                arithmetic(b, *op, x, y).unwrap_or_else(|| {
-                    let eq = b.ins().fcmp(FloatCC::Equal, x, y);
-                    b.ins().select(eq, one, zero)
-                })
-            }
+            _ => (b.declare_var(F32), b.declare_var(F64X2), b.declare_var(F64X2), b.declare_var(F32X4)),
         };
-        regs.push(v);
+        let mut e = Emitter {
+            l,
+            b,
+            level: levels(l),
+            after: l.after_reduction(),
+            vaxis: vector_axis(l),
+            base,
+            vars,
+            lo,
+            hi,
+            regs: vec![None; l.body.len()],
+            imports,
+            acc_s,
+            acc_lo,
+            acc_hi,
+            acc_v,
+        };
+        e.nest(0, Mode::Scalar)?;
+        e.b.ins().return_(&[]);
+        e.b.seal_all_blocks();
+        e.b.finalize(TargetFrontendConfig {
+            default_call_conv: target.call_conv,
+            pointer_width: PointerWidth::U64,
+            page_size_align_log2: 12,
+        });
     }
-    regs
+    Ok(func)
 }
 
-/// The unary ops that are one instruction for scalars and F32X4 alike (`one` of the same
-/// type); `None` for the others, which each path builds its own way.
-fn single_instruction(b: &mut FunctionBuilder, u: Unary, x: Value, one: Value) -> Option<Value> {
-    Some(match u {
-        Unary::Neg => b.ins().fneg(x),
-        Unary::Abs => b.ins().fabs(x),
-        Unary::Sqrt => b.ins().sqrt(x),
-        Unary::Recip => b.ins().fdiv(one, x),
-        _ => return None,
-    })
-}
-
-/// The binary ops that are one instruction for scalars and F32X4 alike; `None` for `eq`,
-/// whose 0/1 result each path builds its own way.
-fn arithmetic(b: &mut FunctionBuilder, op: Binary, x: Value, y: Value) -> Option<Value> {
-    Some(match op {
-        Binary::Add => b.ins().fadd(x, y),
-        Binary::Sub => b.ins().fsub(x, y),
-        Binary::Mul => b.ins().fmul(x, y),
-        Binary::Div => b.ins().fdiv(x, y),
-        Binary::Max => b.ins().fmax(x, y),
-        Binary::Eq => return None,
-    })
-}
-
-fn call(b: &mut FunctionBuilder, f: FuncRef, args: &[Value]) -> Value {
-    let inst = b.ins().call(f, args);
-    b.inst_results(inst)[0]
-}
-
-fn emit_vector(
-    b: &mut FunctionBuilder,
-    p: &KernelProgram,
-    addr: &HashMap<ValueId, Value>,
-    splats: &BTreeMap<usize, Value>,
-    e: Value,
-) -> Vec<Value> {
-    let mem = MemFlagsData::new();
-    let one_s = b.ins().f32const(Ieee32::with_float(1.0));
-    let one = b.ins().splat(F32X4, one_s);
-    let zero_s = b.ins().f32const(Ieee32::with_float(0.0));
-    let zero = b.ins().splat(F32X4, zero_s);
-    // A comparison gives all-ones lanes; masking 1.0 with it gives 1.0 or 0.0.
-    let ones_where = |b: &mut FunctionBuilder, mask: Value| {
-        let mask = b.ins().bitcast(F32X4, MemFlagsData::new(), mask);
-        b.ins().band(mask, one)
+fn imports(b: &mut FunctionBuilder, target: &Target) -> Imports {
+    let mut import = |index: u32, arity: usize| {
+        let mut sig = Signature::new(target.call_conv);
+        for _ in 0..arity {
+            sig.params.push(AbiParam::new(F32));
+        }
+        sig.returns.push(AbiParam::new(F32));
+        let signature = b.func.import_signature(sig);
+        let name = b.func.declare_imported_user_function(UserExternalName::new(0, index));
+        b.func.import_function(ExtFuncData {
+            name: ExternalName::user(name),
+            signature,
+            colocated: false,
+            patchable: false,
+        })
     };
-    let mut regs: Vec<Value> = Vec::with_capacity(p.ops.len());
-    for (i, op) in p.ops.iter().enumerate() {
-        let v = match op {
-            KOp::Load(_, IndexMap::Scalar) | KOp::Const(_) => splats[&i],
-            KOp::Load(v, _) => {
-                let off = b.ins().ishl_imm_u(e, 2);
-                let at = b.ins().iadd(addr[v], off);
-                b.ins().load(F32X4, mem, at, 0)
-            }
-            KOp::Unary(u, x) => {
-                let x = regs[*x];
-                if let Some(v) = single_instruction(b, *u, x, one) {
-                    regs.push(v);
-                    continue;
-                }
-                match u {
-                    Unary::Neg | Unary::Abs | Unary::Sqrt | Unary::Recip => unreachable!("single instructions, above"),
-                    Unary::Relu => b.ins().fmax(x, zero),
-                    Unary::Step => {
-                        let pos = b.ins().fcmp(FloatCC::GreaterThan, x, zero);
-                        ones_where(b, pos)
-                    }
-                    Unary::Sign => {
-                        let pos = b.ins().fcmp(FloatCC::GreaterThan, x, zero);
-                        let neg = b.ins().fcmp(FloatCC::LessThan, x, zero);
-                        let (p1, n1) = (ones_where(b, pos), ones_where(b, neg));
-                        b.ins().fsub(p1, n1)
-                    }
-                    Unary::Exp | Unary::Log => unreachable!("not vectorizable"),
-                }
-            }
-            KOp::Pow(x, _) => {
-                let x = regs[*x];
-                b.ins().fmul(x, x)
-            }
-            KOp::Binary(op, x, y) => {
-                let (x, y) = (regs[*x], regs[*y]);
-                arithmetic(b, *op, x, y).unwrap_or_else(|| {
-                    let eq = b.ins().fcmp(FloatCC::Equal, x, y);
-                    ones_where(b, eq)
-                })
-            }
-            KOp::OneHot { .. } => unreachable!("not vectorizable"),
-        };
-        regs.push(v);
-    }
-    regs
+    Imports { exp: import(target.math.expf, 1), log: import(target.math.logf, 1), pow: import(target.math.powf, 2) }
 }
 
-/// The Cranelift IR text of every fused kernel of a schedule (`--emit clif`).
-pub fn clif_text(g: &crate::ir::Graph, s: &crate::fusion::Schedule) -> Result<String, String> {
-    let mut out = String::new();
-    let math = MathImports { expf: 0, logf: 1, powf: 2 };
-    for (i, k) in s.kernels.iter().enumerate() {
-        if k.kind != crate::fusion::KernelKind::Fused {
-            out += &format!("; k{i}: {:?}, a library call\n\n", k.kind);
-            continue;
+fn float_cc(c: Cmp) -> FloatCC {
+    match c {
+        Cmp::Lt => FloatCC::LessThan,
+        Cmp::Le => FloatCC::LessThanOrEqual,
+        Cmp::Gt => FloatCC::GreaterThan,
+        Cmp::Ge => FloatCC::GreaterThanOrEqual,
+        Cmp::Eq => FloatCC::Equal,
+        // Unordered or not equal: true for NaN, as C's `!=`.
+        Cmp::Ne => FloatCC::NotEqual,
+    }
+}
+
+/// Flags of a kernel's loads and stores: in bounds (the validator checked the views), not
+/// necessarily aligned.
+fn access() -> MemFlagsData {
+    MemFlagsData::new().with_notrap()
+}
+
+fn lanes() -> MemFlagsData {
+    MemFlagsData::new().with_endianness(Endianness::Little)
+}
+
+impl Emitter<'_, '_> {
+    fn np(&self) -> usize {
+        self.l.parallel.len()
+    }
+
+    fn store_level(&self, s: &crate::kernel::Store) -> usize {
+        if self.after[s.value.index()] {
+            self.np()
+        } else {
+            self.level[s.value.index()].max(s.view.depth())
         }
-        let p = KernelProgram::new(g, k)?;
-        let f = kernel_function(&p, i as u32, CallConv::SystemV, math);
-        out += &format!("; k{i}{}\n{}\n", if vectorizable(&p) { ", F32X4 main loop" } else { "" }, f.display());
+    }
+
+    /// Emits depth `d` of the nest: its instructions and stores, its loop, and at the depth of
+    /// the parallel axes the reduction around the inner loops.
+    fn nest(&mut self, d: usize, mode: Mode) -> Result<(), CompileError> {
+        let l = self.l;
+        let np = self.np();
+        for i in 0..l.body.len() {
+            if self.level[i] == d && !self.after[i] {
+                self.inst(i, mode)?;
+            }
+        }
+        for s in &l.stores {
+            if !self.after[s.value.index()] && self.store_level(s) == d {
+                self.store(s, mode)?;
+            }
+        }
+        let reduction = l.reduction;
+        if d == np && reduction.is_some() {
+            self.acc_init(mode);
+        }
+        if d < l.rank() {
+            let var = self.vars[d];
+            let (start, end) = if d < np {
+                (self.lo[d], self.hi[d])
+            } else {
+                let zero = self.b.ins().iconst(I64, 0);
+                let n = self.b.ins().iconst(I64, l.reduce[d - np] as i64);
+                (zero, n)
+            };
+            self.b.def_var(var, start);
+            if self.vaxis == Some(d) && mode == Mode::Scalar {
+                self.counted_loop(var, end, LANES as i64, |e| e.nest(d + 1, Mode::Vector))?;
+            }
+            self.counted_loop(var, end, 1, |e| e.nest(d + 1, mode))?;
+        } else if reduction.is_some() {
+            self.accumulate(mode)?;
+        }
+        if d == np {
+            if let Some(red) = reduction {
+                let acc = self.acc_finish(mode, red.op, red.acc);
+                for i in 0..l.body.len() {
+                    if !self.after[i] {
+                        continue;
+                    }
+                    if matches!(l.body[i], Inst::Acc) {
+                        self.regs[i] = Some(acc);
+                    } else {
+                        for r in l.body[i].operands() {
+                            if !self.after[r.index()] && self.level[r.index()] > np {
+                                return Err(internal("a value of the reduction loop is used after it"));
+                            }
+                        }
+                        self.inst(i, mode)?;
+                    }
+                }
+                for s in &l.stores {
+                    if self.after[s.value.index()] {
+                        self.store(s, mode)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `while var + step <= end { body; var += step }`, continuing from `var`'s value.
+    fn counted_loop(
+        &mut self,
+        var: Variable,
+        end: Value,
+        step: i64,
+        body: impl FnOnce(&mut Self) -> Result<(), CompileError>,
+    ) -> Result<(), CompileError> {
+        let (head, inner, exit) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(head);
+        let i = self.b.use_var(var);
+        let next = self.b.ins().iadd_imm_s(i, step);
+        let fits = self.b.ins().icmp(IntCC::SignedLessThanOrEqual, next, end);
+        self.b.ins().brif(fits, inner, &[], exit, &[]);
+        self.b.switch_to_block(inner);
+        body(self)?;
+        let i = self.b.use_var(var);
+        let next = self.b.ins().iadd_imm_s(i, step);
+        self.b.def_var(var, next);
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(exit);
+        Ok(())
+    }
+
+    /// The element index of `view` at the current point (outer axes first, so that the
+    /// invariant part is hoisted out of inner loops).
+    fn element(&mut self, view: &View) -> Value {
+        let mut e: Option<Value> = None;
+        for (d, &s) in view.strides.iter().enumerate() {
+            if s != 0 {
+                let i = self.b.use_var(self.vars[d]);
+                let part = if s == 1 { i } else { self.b.ins().imul_imm_s(i, s) };
+                e = Some(match e {
+                    Some(e) => self.b.ins().iadd(e, part),
+                    None => part,
+                });
+            }
+        }
+        match e {
+            Some(e) if view.offset != 0 => self.b.ins().iadd_imm_s(e, view.offset),
+            Some(e) => e,
+            None => self.b.ins().iconst(I64, view.offset),
+        }
+    }
+
+    fn address(&mut self, arg: u32, element: Value) -> Value {
+        let off = self.b.ins().ishl_imm_u(element, 2);
+        self.b.ins().iadd(self.base[&arg], off)
+    }
+
+    fn stride_v(&self, view: &View) -> i64 {
+        self.vaxis.map_or(0, |v| view.strides[v])
+    }
+
+    /// Loads at `element` (the first lane's) of `arg`, lanes `stride` apart.
+    fn load_at(&mut self, arg: u32, element: Value, stride: i64, mode: Mode) -> Val {
+        let mem = access();
+        let addr = self.address(arg, element);
+        if mode == Mode::Scalar || stride == 0 {
+            return Val { v: self.b.ins().load(F32, mem, addr, 0), vector: false };
+        }
+        if stride == 1 {
+            return Val { v: self.b.ins().load(F32X4, mem, addr, 0), vector: true };
+        }
+        let first = self.b.ins().load(F32, mem, addr, 0);
+        let mut v = self.b.ins().scalar_to_vector(F32X4, first);
+        for k in 1..LANES {
+            let x = self.b.ins().load(F32, mem, addr, (k as i64 * stride * 4) as i32);
+            v = self.b.ins().insertlane(v, x, k as u8);
+        }
+        Val { v, vector: true }
+    }
+
+    fn splat(&mut self, x: Val) -> Value {
+        if x.vector {
+            x.v
+        } else {
+            self.b.ins().splat(F32X4, x.v)
+        }
+    }
+
+    fn reg(&self, r: Reg) -> Result<Val, CompileError> {
+        self.regs[r.index()].ok_or_else(|| internal(format!("%{} used before it is emitted", r.0)))
+    }
+
+    fn inst(&mut self, i: usize, mode: Mode) -> Result<(), CompileError> {
+        let l = self.l;
+        let val = match &l.body[i] {
+            Inst::Load { arg, view } => {
+                let e = self.element(view);
+                let s = self.stride_v(view);
+                self.load_at(*arg, e, s, mode)
+            }
+            Inst::Gather { arg, row, row_stride, view } => {
+                let row = self.reg(*row)?;
+                let e = self.element(view);
+                let s = self.stride_v(view);
+                if mode == Mode::Vector && row.vector {
+                    let mem = access();
+                    let mut v = None;
+                    for k in 0..LANES {
+                        let r = self.b.ins().extractlane(row.v, k as u8);
+                        let r = self.b.ins().fcvt_to_sint_sat(I64, r);
+                        let r = self.b.ins().imul_imm_s(r, *row_stride);
+                        let ek = self.b.ins().iadd(e, r);
+                        let ek = self.b.ins().iadd_imm_s(ek, k as i64 * s);
+                        let addr = self.address(*arg, ek);
+                        let x = self.b.ins().load(F32, mem, addr, 0);
+                        v = Some(match v {
+                            None => self.b.ins().scalar_to_vector(F32X4, x),
+                            Some(v) => self.b.ins().insertlane(v, x, k as u8),
+                        });
+                    }
+                    Val { v: v.expect("four lanes"), vector: true }
+                } else {
+                    let r = self.b.ins().fcvt_to_sint_sat(I64, row.v);
+                    let r = self.b.ins().imul_imm_s(r, *row_stride);
+                    let e = self.b.ins().iadd(e, r);
+                    self.load_at(*arg, e, s, mode)
+                }
+            }
+            Inst::Const(c) => Val { v: self.b.ins().f32const(Ieee32::with_float(*c)), vector: false },
+            Inst::Index(a) => {
+                let i = self.b.use_var(self.vars[*a]);
+                let x = self.b.ins().fcvt_from_sint(F32, i);
+                if mode == Mode::Vector && self.vaxis == Some(*a) {
+                    let base = self.b.ins().splat(F32X4, x);
+                    let iota: Vec<u8> = [0.0f32, 1.0, 2.0, 3.0].iter().flat_map(|f| f.to_le_bytes()).collect();
+                    let c = self.b.func.dfg.constants.insert(ConstantData::from(iota));
+                    let steps = self.b.ins().vconst(F32X4, c);
+                    Val { v: self.b.ins().fadd(base, steps), vector: true }
+                } else {
+                    Val { v: x, vector: false }
+                }
+            }
+            Inst::Op(op, args) => {
+                let vals: Vec<Val> = args.iter().map(|r| self.reg(*r)).collect::<Result<_, _>>()?;
+                let vector = vals.iter().any(|v| v.vector);
+                let args: Vec<Value> = if vector {
+                    vals.iter().map(|v| self.splat(*v)).collect()
+                } else {
+                    vals.iter().map(|v| v.v).collect()
+                };
+                Val { v: self.op(*op, &args, vector), vector }
+            }
+            Inst::Acc => return Err(internal("`acc` before the reduction ends")),
+        };
+        self.regs[i] = Some(val);
+        Ok(())
+    }
+
+    fn store(&mut self, s: &crate::kernel::Store, mode: Mode) -> Result<(), CompileError> {
+        let val = self.reg(s.value)?;
+        let e = self.element(&s.view);
+        let addr = self.address(s.arg, e);
+        let mem = access();
+        let stride = self.stride_v(&s.view);
+        if mode == Mode::Scalar || (!val.vector && stride == 0) {
+            if val.vector {
+                return Err(internal("a vector stored as a scalar"));
+            }
+            self.b.ins().store(mem, val.v, addr, 0);
+        } else if stride == 1 {
+            let v = self.splat(val);
+            self.b.ins().store(mem, v, addr, 0);
+        } else if stride == 0 {
+            return Err(internal("four lanes stored to one element"));
+        } else {
+            let v = self.splat(val);
+            for k in 0..LANES {
+                let x = self.b.ins().extractlane(v, k as u8);
+                self.b.ins().store(mem, x, addr, (k as i64 * stride * 4) as i32);
+            }
+        }
+        Ok(())
+    }
+
+    /// `op` on scalars or on F32X4 vectors, from its primitive program.
+    fn op(&mut self, op: ElemOp, args: &[Value], vector: bool) -> Value {
+        if op == ElemOp::Fma {
+            return self.b.ins().fma(args[0], args[1], args[2]);
+        }
+        let prog = semantics::program(op);
+        let mut slots: Vec<Value> = Vec::with_capacity(prog.len());
+        for p in prog {
+            let b = &mut self.b;
+            let v = match p {
+                Prim::Arg(k) => args[k],
+                Prim::Const(c) => {
+                    let x = b.ins().f32const(Ieee32::with_float(c as f32));
+                    if vector {
+                        b.ins().splat(F32X4, x)
+                    } else {
+                        x
+                    }
+                }
+                Prim::Add(x, y) => b.ins().fadd(slots[x], slots[y]),
+                Prim::Sub(x, y) => b.ins().fsub(slots[x], slots[y]),
+                Prim::Mul(x, y) => b.ins().fmul(slots[x], slots[y]),
+                Prim::Div(x, y) => b.ins().fdiv(slots[x], slots[y]),
+                Prim::Neg(x) => b.ins().fneg(slots[x]),
+                Prim::Abs(x) => b.ins().fabs(slots[x]),
+                Prim::Sqrt(x) => b.ins().sqrt(slots[x]),
+                Prim::Cmp(c, x, y) => b.ins().fcmp(float_cc(c), slots[x], slots[y]),
+                Prim::Select(c, x, y) => {
+                    if vector {
+                        let mask = b.ins().bitcast(F32X4, lanes(), slots[c]);
+                        b.ins().bitselect(mask, slots[x], slots[y])
+                    } else {
+                        b.ins().select(slots[c], slots[x], slots[y])
+                    }
+                }
+                Prim::Exp(x) => self.call(self.imports.exp, &[slots[x]], vector),
+                Prim::Log(x) => self.call(self.imports.log, &[slots[x]], vector),
+                Prim::Pow(x, c) => {
+                    let e = self.b.ins().f32const(Ieee32::with_float(c as f32));
+                    let e = if vector { self.b.ins().splat(F32X4, e) } else { e };
+                    self.call(self.imports.pow, &[slots[x], e], vector)
+                }
+            };
+            slots.push(v);
+        }
+        *slots.last().expect("a program has a result")
+    }
+
+    /// Calls a math function, lane by lane for vectors.
+    fn call(&mut self, f: FuncRef, args: &[Value], vector: bool) -> Value {
+        if !vector {
+            let inst = self.b.ins().call(f, args);
+            return self.b.inst_results(inst)[0];
+        }
+        let mut out = None;
+        for k in 0..LANES {
+            let lane: Vec<Value> = args.iter().map(|&a| self.b.ins().extractlane(a, k as u8)).collect();
+            let inst = self.b.ins().call(f, &lane);
+            let x = self.b.inst_results(inst)[0];
+            out = Some(match out {
+                None => self.b.ins().scalar_to_vector(F32X4, x),
+                Some(v) => self.b.ins().insertlane(v, x, k as u8),
+            });
+        }
+        out.expect("four lanes")
+    }
+
+    fn sum_f64(&self) -> bool {
+        matches!(self.l.reduction, Some(r) if r.op == ReduceOp::Sum && r.acc == AccType::F64)
+    }
+
+    fn acc_init(&mut self, mode: Mode) {
+        let red = self.l.reduction.expect("a reduction");
+        if self.sum_f64() {
+            let z = self.b.ins().f64const(Ieee64::with_float(0.0));
+            let zv = self.b.ins().splat(F64X2, z);
+            self.b.def_var(self.acc_s, z);
+            self.b.def_var(self.acc_lo, zv);
+            self.b.def_var(self.acc_hi, zv);
+        } else {
+            let init = if red.op == ReduceOp::Sum { 0.0 } else { f32::NEG_INFINITY };
+            let z = self.b.ins().f32const(Ieee32::with_float(init));
+            let zv = self.b.ins().splat(F32X4, z);
+            self.b.def_var(self.acc_s, z);
+            self.b.def_var(self.acc_v, zv);
+        }
+        let _ = mode;
+    }
+
+    /// The upper two lanes of an F32X4 moved to the lower two.
+    fn high_half(&mut self, x: Value) -> Value {
+        let bytes = self.b.ins().bitcast(I8X16, lanes(), x);
+        let mask: Vec<u8> = (8..16).chain(8..16).collect();
+        let imm = self.b.func.dfg.immediates.push(ConstantData::from(mask));
+        let moved = self.b.ins().shuffle(bytes, bytes, imm);
+        self.b.ins().bitcast(F32X4, lanes(), moved)
+    }
+
+    fn max(&mut self, a: Value, b: Value, vector: bool) -> Value {
+        self.op(ElemOp::Binary(crate::ir::Binary::Max), &[a, b], vector)
+    }
+
+    fn accumulate(&mut self, mode: Mode) -> Result<(), CompileError> {
+        let red = self.l.reduction.expect("a reduction");
+        let x = self.reg(red.value)?;
+        if mode == Mode::Vector {
+            let x = self.splat(x);
+            if self.sum_f64() {
+                let lo = self.b.ins().fvpromote_low(x);
+                let h = self.high_half(x);
+                let hi = self.b.ins().fvpromote_low(h);
+                let (alo, ahi) = (self.b.use_var(self.acc_lo), self.b.use_var(self.acc_hi));
+                let (nlo, nhi) = (self.b.ins().fadd(alo, lo), self.b.ins().fadd(ahi, hi));
+                self.b.def_var(self.acc_lo, nlo);
+                self.b.def_var(self.acc_hi, nhi);
+            } else {
+                let a = self.b.use_var(self.acc_v);
+                let n = if red.op == ReduceOp::Sum { self.b.ins().fadd(a, x) } else { self.max(a, x, true) };
+                self.b.def_var(self.acc_v, n);
+            }
+        } else {
+            if x.vector {
+                return Err(internal("a vector accumulated as a scalar"));
+            }
+            let a = self.b.use_var(self.acc_s);
+            let n = if self.sum_f64() {
+                let x = self.b.ins().fpromote(F64, x.v);
+                self.b.ins().fadd(a, x)
+            } else if red.op == ReduceOp::Sum {
+                self.b.ins().fadd(a, x.v)
+            } else {
+                self.max(a, x.v, false)
+            };
+            self.b.def_var(self.acc_s, n);
+        }
+        Ok(())
+    }
+
+    /// The finished reduction at the current parallel point(s).
+    fn acc_finish(&mut self, mode: Mode, op: ReduceOp, acc: AccType) -> Val {
+        let sum64 = op == ReduceOp::Sum && acc == AccType::F64;
+        if mode == Mode::Vector {
+            // Four outputs side by side.
+            if sum64 {
+                let (lo, hi) = (self.b.use_var(self.acc_lo), self.b.use_var(self.acc_hi));
+                let (lo, hi) = (self.b.ins().fvdemote(lo), self.b.ins().fvdemote(hi));
+                let (lo, hi) = (self.b.ins().bitcast(I8X16, lanes(), lo), self.b.ins().bitcast(I8X16, lanes(), hi));
+                let mask: Vec<u8> = (0..8).chain(16..24).collect();
+                let imm = self.b.func.dfg.immediates.push(ConstantData::from(mask));
+                let v = self.b.ins().shuffle(lo, hi, imm);
+                return Val { v: self.b.ins().bitcast(F32X4, lanes(), v), vector: true };
+            }
+            return Val { v: self.b.use_var(self.acc_v), vector: true };
+        }
+        let vectorized_reduction = self.vaxis.is_some_and(|v| v >= self.np());
+        let total = if sum64 {
+            let mut s = self.b.use_var(self.acc_s);
+            if vectorized_reduction {
+                let (lo, hi) = (self.b.use_var(self.acc_lo), self.b.use_var(self.acc_hi));
+                let pair = self.b.ins().fadd(lo, hi);
+                let (a, b) = (self.b.ins().extractlane(pair, 0), self.b.ins().extractlane(pair, 1));
+                let lanes = self.b.ins().fadd(a, b);
+                s = self.b.ins().fadd(lanes, s);
+            }
+            self.b.ins().fdemote(F32, s)
+        } else {
+            let mut s = self.b.use_var(self.acc_s);
+            if vectorized_reduction {
+                let v = self.b.use_var(self.acc_v);
+                let mut lanes = self.b.ins().extractlane(v, 0);
+                for k in 1..LANES {
+                    let x = self.b.ins().extractlane(v, k as u8);
+                    lanes = if op == ReduceOp::Sum { self.b.ins().fadd(lanes, x) } else { self.max(lanes, x, false) };
+                }
+                s = if op == ReduceOp::Sum { self.b.ins().fadd(lanes, s) } else { self.max(lanes, s, false) };
+            }
+            s
+        };
+        Val { v: total, vector: false }
+    }
+}
+
+/// The Cranelift IR text of every loop nest of a program (`--emit clif`); products are
+/// library calls, their epilogues loop nests.
+pub fn clif_text(p: &Program) -> Result<String, CompileError> {
+    let target = Target::listing();
+    let mut out = String::new();
+    for (i, k) in p.kernels.iter().enumerate() {
+        let l = match &k.body {
+            Body::Loop(l) => l,
+            Body::MatMul(m, epilogue) => {
+                out += &format!("; {}: matrix product [{}, {}] · [{}, {}] (library)\n", k.name, m.m, m.k, m.k, m.n);
+                match epilogue {
+                    Some(l) => l,
+                    None => {
+                        out += "\n";
+                        continue;
+                    }
+                }
+            }
+        };
+        let f = loop_function(l, i as u32, &target)?;
+        let v = match vector_axis(l) {
+            Some(a) => format!(", axis {a} four lanes wide"),
+            None => String::new(),
+        };
+        out += &format!("; {}{v}\n{}\n", k.name, f.display());
     }
     Ok(out)
 }

@@ -3,7 +3,8 @@
 //! Values are row-major `f64` buffers. In `Precision::F32` every result is rounded to `f32`,
 //! which is what a float32 back end computes up to summation order.
 
-use super::{numel, Graph, Op, ReduceOp, ValueId};
+use super::semantics::{self, ElemOp};
+use super::{numel, Binary, Graph, Op, ReduceOp, ValueId};
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,28 @@ pub fn run(graph: &Graph, inputs: &HashMap<String, Vec<f64>>, precision: Precisi
             Op::Const(c) => vec![*c; n],
             Op::Unary(op, x) => get(x).iter().map(|&a| op.apply(a)).collect(),
             Op::PowConst(x, c) => get(x).iter().map(|&a| pow(a, *c)).collect(),
+            Op::Select { cond, on_true, on_false } => {
+                let (c, t, f) = (get(cond), get(on_true), get(on_false));
+                (0..n).map(|k| semantics::eval(ElemOp::Select, &[c[k], t[k], f[k]])).collect()
+            }
+            Op::Gather { table, indices } => {
+                let rows = graph.shape(*table)[0];
+                let row = n / v.shape[0].max(1);
+                let t = get(table);
+                let mut out = Vec::with_capacity(n);
+                for &ix in get(indices) {
+                    if ix < 0.0 || ix.fract() != 0.0 || ix as usize >= rows {
+                        return Err(format!("gather index {ix} is not a row below {rows}"));
+                    }
+                    let at = ix as usize * row;
+                    out.extend_from_slice(&t[at..at + row]);
+                }
+                out
+            }
+            Op::Iota { axis } => {
+                let st = strides(&v.shape);
+                (0..n).map(|k| ((k / st[*axis]) % v.shape[*axis]) as f64).collect()
+            }
             Op::Binary(op, a, b) => get(a).iter().zip(get(b)).map(|(&x, &y)| op.apply(x, y)).collect(),
             Op::Reduce { op, input, axes } => {
                 let in_shape = graph.shape(*input);
@@ -77,9 +100,10 @@ pub fn run(graph: &Graph, inputs: &HashMap<String, Vec<f64>>, precision: Precisi
                 let init = if *op == ReduceOp::Sum { 0.0 } else { f64::NEG_INFINITY };
                 let mut out = vec![init; n];
                 let src = get(input);
+                // Max as the `max` op: NaN propagates, the first of equal values stays.
                 walk(in_shape, &per_axis, |flat, o| match op {
                     ReduceOp::Sum => out[o] += src[flat],
-                    ReduceOp::Max => out[o] = out[o].max(src[flat]),
+                    ReduceOp::Max => out[o] = Binary::Max.apply(out[o], src[flat]),
                 });
                 out
             }
@@ -142,15 +166,7 @@ pub fn run(graph: &Graph, inputs: &HashMap<String, Vec<f64>>, precision: Precisi
 
 /// `x^c`, exact for the small integer powers regularizers use.
 pub fn pow(x: f64, c: f64) -> f64 {
-    if c == 2.0 {
-        x * x
-    } else if c == 1.0 {
-        x
-    } else if c == 0.0 {
-        1.0
-    } else {
-        x.powf(c)
-    }
+    semantics::eval(ElemOp::Pow(c), &[x])
 }
 
 /// The named outputs of `graph`.
@@ -166,7 +182,7 @@ pub fn outputs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::{Binary, InputKind, Unary};
+    use crate::ir::{InputKind, Unary};
 
     fn eval(g: &Graph, inputs: &[(&str, Vec<f64>)]) -> Vec<Vec<f64>> {
         let map = inputs.iter().map(|(n, v)| (n.to_string(), v.clone())).collect();

@@ -4,10 +4,12 @@
 //! values. Binary ops take operands of one shape: broadcasting is explicit (`Broadcast`), so
 //! that autodiff, fusion and the back ends never guess. The batch axis is an ordinary axis.
 //!
-//! `print` gives the canonical text form, `interp` the reference interpreter.
+//! `print` gives the canonical text form, `interp` the reference interpreter, `semantics` the
+//! one definition of every element-wise op that the interpreter and all emitters share.
 
 pub mod interp;
 pub mod print;
+pub mod semantics;
 
 use std::fmt;
 
@@ -62,32 +64,9 @@ impl Unary {
             Unary::Recip => "recip",
         }
     }
+    /// The op's value in f64 (`semantics` defines it).
     pub fn apply(self, x: f64) -> f64 {
-        match self {
-            Unary::Neg => -x,
-            Unary::Abs => x.abs(),
-            Unary::Sqrt => x.sqrt(),
-            Unary::Exp => x.exp(),
-            Unary::Log => x.ln(),
-            Unary::Sign => {
-                if x > 0.0 {
-                    1.0
-                } else if x < 0.0 {
-                    -1.0
-                } else {
-                    0.0
-                }
-            }
-            Unary::Relu => x.max(0.0),
-            Unary::Step => {
-                if x > 0.0 {
-                    1.0
-                } else {
-                    0.0
-                }
-            }
-            Unary::Recip => 1.0 / x,
-        }
+        semantics::eval(semantics::ElemOp::Unary(self), &[x])
     }
 }
 
@@ -113,21 +92,9 @@ impl Binary {
             Binary::Eq => "eq",
         }
     }
+    /// The op's value in f64 (`semantics` defines it).
     pub fn apply(self, a: f64, b: f64) -> f64 {
-        match self {
-            Binary::Add => a + b,
-            Binary::Sub => a - b,
-            Binary::Mul => a * b,
-            Binary::Div => a / b,
-            Binary::Max => a.max(b),
-            Binary::Eq => {
-                if a == b {
-                    1.0
-                } else {
-                    0.0
-                }
-            }
-        }
+        semantics::eval(semantics::ElemOp::Binary(self), &[a, b])
     }
 }
 
@@ -192,18 +159,40 @@ pub enum Op {
     OneHot {
         labels: ValueId,
     },
+    /// `cond != 0 ? on_true : on_false`, element by element (operands of one shape).
+    Select {
+        cond: ValueId,
+        on_true: ValueId,
+        on_false: ValueId,
+    },
+    /// Rows of `table` picked by `indices` (whole numbers): [n, rest…] with [b] → [b, rest…].
+    Gather {
+        table: ValueId,
+        indices: ValueId,
+    },
+    /// Each element's coordinate along `axis`.
+    Iota {
+        axis: usize,
+    },
 }
 
 impl Op {
     /// The values this op reads.
     pub fn operands(&self) -> Vec<ValueId> {
         match self {
-            Op::Input { .. } | Op::Const(_) => vec![],
+            Op::Input { .. } | Op::Const(_) | Op::Iota { .. } => vec![],
             Op::Unary(_, x) | Op::PowConst(x, _) | Op::Reshape(x) => vec![*x],
             Op::Binary(_, a, b) | Op::MatMul { a, b, .. } => vec![*a, *b],
             Op::Reduce { input, .. } | Op::Broadcast { input, .. } | Op::Permute { input, .. } => vec![*input],
             Op::OneHot { labels } => vec![*labels],
+            Op::Select { cond, on_true, on_false } => vec![*cond, *on_true, *on_false],
+            Op::Gather { table, indices } => vec![*table, *indices],
         }
+    }
+
+    /// Ops that only move elements: they become views of their operand, never kernels.
+    pub fn is_movement(&self) -> bool {
+        matches!(self, Op::Broadcast { .. } | Op::Reshape(_) | Op::Permute { .. })
     }
 }
 
@@ -328,14 +317,30 @@ impl Graph {
         assert_eq!(k1, k2, "matmul inner dimensions");
         self.push(Op::MatMul { a, b, ta, tb }, vec![m, n])
     }
+    pub fn select(&mut self, cond: ValueId, on_true: ValueId, on_false: ValueId) -> ValueId {
+        let s = self.shape(cond).to_vec();
+        assert!(self.shape(on_true) == s.as_slice() && self.shape(on_false) == s.as_slice(), "select shapes");
+        self.push(Op::Select { cond, on_true, on_false }, s)
+    }
+    pub fn gather(&mut self, table: ValueId, indices: ValueId) -> ValueId {
+        let (t, i) = (self.shape(table).to_vec(), self.shape(indices).to_vec());
+        assert!(!t.is_empty() && i.len() == 1, "gather of {t:?} by {i:?}");
+        let shape = std::iter::once(i[0]).chain(t[1..].iter().copied()).collect();
+        self.push(Op::Gather { table, indices }, shape)
+    }
+    pub fn iota(&mut self, shape: Shape, axis: usize) -> ValueId {
+        assert!(axis < shape.len(), "iota axis");
+        self.push(Op::Iota { axis }, shape)
+    }
     pub fn one_hot(&mut self, labels: ValueId, classes: usize) -> ValueId {
         let b = self.shape(labels).to_vec();
         assert_eq!(b.len(), 1);
         self.push(Op::OneHot { labels }, vec![b[0], classes])
     }
 
-    /// Checks every value's shape against its op (a graph built by the builders always passes;
-    /// this guards graphs made or rewritten by hand, and passes).
+    /// Checks every value against its op: operands defined before use, shapes, axes,
+    /// permutations, matrix dimensions. A graph built by the builders always passes; this
+    /// guards graphs rewritten by passes or made by hand.
     pub fn validate(&self) -> Result<(), String> {
         for (i, v) in self.values.iter().enumerate() {
             for o in v.op.operands() {
@@ -343,25 +348,90 @@ impl Graph {
                     return Err(format!("%{i} uses %{} before it is defined", o.0));
                 }
             }
-            let expect: Option<Shape> = match &v.op {
-                Op::Unary(_, x) | Op::PowConst(x, _) => Some(self.shape(*x).to_vec()),
-                Op::Binary(_, a, b) => {
-                    if self.shape(*a) != self.shape(*b) {
-                        return Err(format!("%{i}: operands of different shapes"));
+            let bad = |what: String| Err(format!("%{i} ({}): {what}", print::op_name(&v.op)));
+            let s = |x: &ValueId| self.shape(*x);
+            match &v.op {
+                Op::Input { .. } | Op::Const(_) => {}
+                Op::Unary(_, x) | Op::PowConst(x, _) => {
+                    if s(x) != v.shape.as_slice() {
+                        return bad(format!("shape {:?}, operand {:?}", v.shape, s(x)));
                     }
-                    Some(self.shape(*a).to_vec())
+                }
+                Op::Binary(_, a, b) => {
+                    if s(a) != s(b) || s(a) != v.shape.as_slice() {
+                        return bad(format!("shape {:?}, operands {:?} and {:?}", v.shape, s(a), s(b)));
+                    }
+                }
+                Op::Select { cond, on_true, on_false } => {
+                    if [cond, on_true, on_false].iter().any(|x| s(x) != v.shape.as_slice()) {
+                        return bad("operands of different shapes".into());
+                    }
+                }
+                Op::Reduce { input, axes, .. } => {
+                    let ins = s(input);
+                    if !axes.windows(2).all(|w| w[0] < w[1]) || axes.iter().any(|&a| a >= ins.len()) {
+                        return bad(format!("axes {axes:?} of a rank-{} value", ins.len()));
+                    }
+                    let kept: Shape =
+                        ins.iter().enumerate().filter(|(a, _)| !axes.contains(a)).map(|(_, &d)| d).collect();
+                    if kept != v.shape {
+                        return bad(format!("shape {:?}, expected {kept:?}", v.shape));
+                    }
+                }
+                Op::Broadcast { input, dims } => {
+                    let ins = s(input);
+                    let ok = dims.len() == ins.len()
+                        && dims.iter().zip(ins).all(|(&d, &n)| d < v.shape.len() && v.shape[d] == n)
+                        && dims.iter().enumerate().all(|(k, d)| !dims[..k].contains(d));
+                    if !ok {
+                        return bad(format!("{ins:?} to {:?} via {dims:?}", v.shape));
+                    }
                 }
                 Op::Reshape(x) => {
-                    if numel(self.shape(*x)) != numel(&v.shape) {
-                        return Err(format!("%{i}: reshape changes the element count"));
+                    if numel(s(x)) != numel(&v.shape) {
+                        return bad("reshape changes the element count".into());
                     }
-                    None
                 }
-                _ => None,
-            };
-            if let Some(e) = expect {
-                if e != v.shape {
-                    return Err(format!("%{i}: shape {:?}, expected {:?}", v.shape, e));
+                Op::Permute { input, perm } => {
+                    let ins = s(input);
+                    let mut sorted = perm.clone();
+                    sorted.sort_unstable();
+                    let out: Shape = perm.iter().map(|&p| ins.get(p).copied().unwrap_or(0)).collect();
+                    if sorted != (0..ins.len()).collect::<Vec<_>>() || out != v.shape {
+                        return bad(format!("permutation {perm:?} of {ins:?} to {:?}", v.shape));
+                    }
+                }
+                Op::MatMul { a, b, ta, tb } => {
+                    let (sa, sb) = (s(a), s(b));
+                    if sa.len() != 2 || sb.len() != 2 {
+                        return bad(format!("operands {sa:?} and {sb:?}"));
+                    }
+                    let (m, k1) = if *ta { (sa[1], sa[0]) } else { (sa[0], sa[1]) };
+                    let (k2, n) = if *tb { (sb[1], sb[0]) } else { (sb[0], sb[1]) };
+                    if k1 != k2 || v.shape != [m, n] {
+                        return bad(format!("{sa:?} · {sb:?} to {:?}", v.shape));
+                    }
+                }
+                Op::OneHot { labels } => {
+                    if s(labels).len() != 1 || v.shape.len() != 2 || v.shape[0] != s(labels)[0] {
+                        return bad(format!("labels {:?} to {:?}", s(labels), v.shape));
+                    }
+                }
+                Op::Gather { table, indices } => {
+                    let (t, ix) = (s(table), s(indices));
+                    let ok = !t.is_empty()
+                        && ix.len() == 1
+                        && v.shape.len() == t.len()
+                        && v.shape[0] == ix[0]
+                        && v.shape[1..] == t[1..];
+                    if !ok {
+                        return bad(format!("{t:?} by {ix:?} to {:?}", v.shape));
+                    }
+                }
+                Op::Iota { axis } => {
+                    if *axis >= v.shape.len() {
+                        return bad(format!("axis {axis} of {:?}", v.shape));
+                    }
                 }
             }
         }

@@ -21,7 +21,7 @@ pub fn live(graph: &Graph) -> Vec<bool> {
     live
 }
 
-fn fmt_f64(v: f64) -> String {
+pub fn fmt_f64(v: f64) -> String {
     if v == v.trunc() && v.abs() < 1e15 {
         format!("{}", v as i64)
     } else {
@@ -31,6 +31,27 @@ fn fmt_f64(v: f64) -> String {
 
 fn shape(s: &[usize]) -> String {
     format!("[{}]", s.iter().map(usize::to_string).collect::<Vec<_>>().join(", "))
+}
+
+/// The op's name as the text form writes it.
+pub fn op_name(op: &Op) -> &'static str {
+    match op {
+        Op::Input { .. } => "input",
+        Op::Const(_) => "const",
+        Op::Unary(u, _) => u.name(),
+        Op::PowConst(..) => "pow",
+        Op::Binary(b, ..) => b.name(),
+        Op::Reduce { op: super::ReduceOp::Sum, .. } => "reduce_sum",
+        Op::Reduce { .. } => "reduce_max",
+        Op::Broadcast { .. } => "broadcast",
+        Op::Reshape(_) => "reshape",
+        Op::Permute { .. } => "permute",
+        Op::MatMul { .. } => "matmul",
+        Op::OneHot { .. } => "one_hot",
+        Op::Select { .. } => "select",
+        Op::Gather { .. } => "gather",
+        Op::Iota { .. } => "iota",
+    }
 }
 
 pub fn print(graph: &Graph) -> String {
@@ -75,6 +96,11 @@ pub fn print(graph: &Graph) -> String {
                 format!("matmul {}{}, {}{}", r(a), if *ta { "ᵀ" } else { "" }, r(b), if *tb { "ᵀ" } else { "" })
             }
             Op::OneHot { labels } => format!("one_hot {}", r(labels)),
+            Op::Select { cond, on_true, on_false } => {
+                format!("select {}, {}, {}", r(cond), r(on_true), r(on_false))
+            }
+            Op::Gather { table, indices } => format!("gather {}, {}", r(table), r(indices)),
+            Op::Iota { axis } => format!("iota {axis}"),
         };
         let _ = writeln!(out, "  %{n} = {body} : {}", shape(&v.shape));
     }

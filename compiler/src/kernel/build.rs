@@ -1,0 +1,545 @@
+//! From a fused graph (`fusion::Schedule`) to a kernel `Program`.
+//!
+//! - Every graph input a kernel reads, and every output, is a bound buffer named as in the
+//!   graph. An output named like an input is written over it (a parameter's update), where
+//!   `fusion` could order the kernels for that and the writing kernel reads the old value
+//!   only at the element it writes; otherwise it is computed aside and copied over at the end.
+//! - Every other value a kernel writes is a temporary in the arena; temporaries whose
+//!   lifetimes (first to last kernel that touches them) do not overlap share memory.
+//! - Reads through broadcasts, permutes and reshapes become strided views of the buffer
+//!   underneath; constants become instructions.
+
+use super::{
+    AccType, Arg, Body, Buffer, BufferId, Dtype, Inst, Kernel, Loop, MatMul, MatView, Program, Reduction, Reg, Role,
+    Storage, Store, View,
+};
+use crate::error::CompileError;
+use crate::fusion::{root, KernelKind, Schedule};
+use crate::ir::semantics::ElemOp;
+use crate::ir::{numel, Graph, Op, ReduceOp, ValueId};
+use std::collections::HashMap;
+
+fn internal(message: impl Into<String>) -> CompileError {
+    CompileError::internal("kernel construction", message)
+}
+
+/// Where an operand's elements come from: a constant, or a strided view of a value in
+/// memory (strides per axis of the operand's own shape).
+#[derive(Debug, Clone, PartialEq)]
+enum Source {
+    Const(f64),
+    View { root: ValueId, offset: i64, strides: Vec<i64> },
+}
+
+/// Composes the movement ops above `v` into one view of the value in memory.
+fn source(g: &Graph, v: ValueId) -> Result<Source, CompileError> {
+    let value = g.value(v);
+    Ok(match &value.op {
+        Op::Const(c) => Source::Const(*c),
+        Op::Broadcast { input, dims } => match source(g, *input)? {
+            Source::View { root, offset, strides: inner } => {
+                let mut strides = vec![0; value.shape.len()];
+                for (i, &d) in dims.iter().enumerate() {
+                    strides[d] = inner[i];
+                }
+                Source::View { root, offset, strides }
+            }
+            c => c,
+        },
+        Op::Permute { input, perm } => match source(g, *input)? {
+            Source::View { root, offset, strides: inner } => {
+                Source::View { root, offset, strides: perm.iter().map(|&p| inner[p]).collect() }
+            }
+            c => c,
+        },
+        Op::Reshape(x) => match source(g, *x)? {
+            Source::View { root, offset, strides: inner } => {
+                let strides = reshape_strides(g.shape(*x), &inner, &value.shape).ok_or_else(|| {
+                    internal(format!("a reshape of a non-contiguous view ({:?} to {:?})", g.shape(*x), value.shape))
+                })?;
+                Source::View { root, offset, strides }
+            }
+            c => c,
+        },
+        _ => Source::View { root: v, offset: 0, strides: View::contiguous(&value.shape).strides },
+    })
+}
+
+/// The strides of a view of `old` (with `strides`) reshaped to `new`, where one strided view
+/// can express it: axes split, and adjacent axes merged where they are laid out as one.
+pub fn reshape_strides(old: &[usize], strides: &[i64], new: &[usize]) -> Option<Vec<i64>> {
+    // Old axes as (extent, stride), size-1 axes dropped (their stride is irrelevant).
+    let mut rest: Vec<(usize, i64)> = old.iter().zip(strides).filter(|(&n, _)| n != 1).map(|(&n, &s)| (n, s)).collect();
+    rest.reverse(); // a stack: the outermost axis last
+    let mut out = Vec::with_capacity(new.len());
+    for &n in new {
+        if n == 1 {
+            out.push(0);
+            continue;
+        }
+        // Merge old axes until the top of the stack holds at least n elements.
+        loop {
+            let &(e, s) = rest.last()?;
+            if e >= n {
+                break;
+            }
+            rest.pop();
+            let (e2, s2) = rest.pop()?;
+            if s != s2 * e2 as i64 {
+                return None;
+            }
+            rest.push((e * e2, s2));
+        }
+        let (e, s) = rest.pop()?;
+        if e % n != 0 {
+            return None;
+        }
+        let inner = e / n;
+        out.push(s * inner as i64);
+        if inner > 1 {
+            rest.push((inner, s));
+        }
+    }
+    rest.is_empty().then_some(out)
+}
+
+/// Whether the kernel writing `output` can write it over `input`: it reads `input` only as a
+/// direct operand of element-wise ops (the element it writes), and `output` is not the
+/// product a library writes.
+fn in_place_ok(g: &Graph, kernel: &crate::fusion::Kernel, output: ValueId, input: ValueId) -> bool {
+    if matches!(g.value(output).op, Op::MatMul { .. } | Op::Reduce { .. }) {
+        return false;
+    }
+    if g.shape(output) != kernel.shape.as_slice() {
+        return false;
+    }
+    kernel.values.iter().all(|v| {
+        let op = &g.value(*v).op;
+        op.operands().iter().all(|&o| {
+            root(g, o) != input
+                || (o == input && !matches!(op, Op::MatMul { .. } | Op::Gather { .. } | Op::OneHot { .. }))
+        })
+    })
+}
+
+struct Builder<'g> {
+    g: &'g Graph,
+    program: Program,
+    /// The buffer holding each value in memory (inputs, written values).
+    buffer_of: HashMap<ValueId, BufferId>,
+    /// Further buffers a written value is stored to (outputs).
+    also: HashMap<ValueId, Vec<BufferId>>,
+    temps: usize,
+}
+
+impl Builder<'_> {
+    fn add_buffer(&mut self, name: String, shape: Vec<usize>, storage: Storage) -> BufferId {
+        self.program.buffers.push(Buffer { name, shape, dtype: Dtype::F32, storage });
+        BufferId(self.program.buffers.len() as u32 - 1)
+    }
+
+    fn temp(&mut self, v: ValueId) -> BufferId {
+        let name = format!("t{}", self.temps);
+        self.temps += 1;
+        self.add_buffer(name, self.g.shape(v).to_vec(), Storage::Temp { offset: 0 })
+    }
+
+    /// The buffer of `v` in memory: an input's bound buffer, created on first use.
+    fn buffer(&mut self, v: ValueId) -> Result<BufferId, CompileError> {
+        if let Some(&b) = self.buffer_of.get(&v) {
+            return Ok(b);
+        }
+        match &self.g.value(v).op {
+            Op::Input { name, .. } => {
+                let b = self.add_buffer(name.clone(), self.g.shape(v).to_vec(), Storage::Bound);
+                self.buffer_of.insert(v, b);
+                Ok(b)
+            }
+            _ => Err(internal(format!("%{} is read but no kernel writes it", v.0))),
+        }
+    }
+}
+
+/// One kernel's arguments and body while it is built.
+struct KernelBuilder<'g> {
+    g: &'g Graph,
+    args: Vec<Arg>,
+    body: Vec<Inst>,
+    reg_of: HashMap<ValueId, Reg>,
+    /// Loads, constants and indices already in the body.
+    known: HashMap<String, Reg>,
+    /// Domain position of each axis of the iteration shape.
+    axis_of: Vec<usize>,
+    rank: usize,
+}
+
+impl<'g> KernelBuilder<'g> {
+    fn new(g: &'g Graph, axis_of: Vec<usize>) -> Self {
+        let rank = axis_of.len();
+        KernelBuilder { g, args: vec![], body: vec![], reg_of: HashMap::new(), known: HashMap::new(), axis_of, rank }
+    }
+
+    fn arg(&mut self, buffer: BufferId, role: Role) -> u32 {
+        if let Some(i) = self.args.iter().position(|a| a.buffer == buffer) {
+            let a = &mut self.args[i];
+            if a.role != role {
+                a.role = Role::ReadWrite;
+            }
+            return i as u32;
+        }
+        self.args.push(Arg { buffer, role });
+        self.args.len() as u32 - 1
+    }
+
+    fn push(&mut self, inst: Inst) -> Reg {
+        self.body.push(inst);
+        Reg(self.body.len() as u32 - 1)
+    }
+
+    /// An instruction that depends on nothing but its own fields, shared within the kernel.
+    fn shared(&mut self, inst: Inst) -> Reg {
+        let key = format!("{inst:?}");
+        if let Some(&r) = self.known.get(&key) {
+            return r;
+        }
+        let r = self.push(inst);
+        self.known.insert(key, r);
+        r
+    }
+
+    fn constant(&mut self, c: f64) -> Reg {
+        self.shared(Inst::Const(c as f32))
+    }
+
+    /// Domain strides for a view whose axis `i` is iteration axis `dims[i]`.
+    fn domain_view(&self, offset: i64, strides: &[i64], dims: &[usize]) -> View {
+        let mut out = vec![0; self.rank];
+        for (i, &d) in dims.iter().enumerate() {
+            out[self.axis_of[d]] = strides[i];
+        }
+        View { offset, strides: out }
+    }
+
+    /// A register holding operand `o`, whose axis `i` is iteration axis `dims[i]`.
+    fn operand_at(&mut self, b: &mut Builder, o: ValueId, dims: &[usize]) -> Result<Reg, CompileError> {
+        if let Some(&r) = self.reg_of.get(&o) {
+            return Ok(r);
+        }
+        match source(self.g, o)? {
+            Source::Const(c) => Ok(self.constant(c)),
+            Source::View { root, offset, strides } => {
+                if self.reg_of.contains_key(&root) {
+                    return Err(internal(format!("%{} is read through a view in the kernel that computes it", root.0)));
+                }
+                let buffer = b.buffer(root)?;
+                let arg = self.arg(buffer, Role::Read);
+                let view = self.domain_view(offset, &strides, dims);
+                Ok(self.shared(Inst::Load { arg, view }))
+            }
+        }
+    }
+
+    /// A register holding `o`, an operand of the iteration shape.
+    fn operand(&mut self, b: &mut Builder, o: ValueId) -> Result<Reg, CompileError> {
+        let dims: Vec<usize> = (0..self.g.shape(o).len()).collect();
+        self.operand_at(b, o, &dims)
+    }
+
+    /// The instruction computing `v` (not a reduction or a product).
+    fn compute(&mut self, b: &mut Builder, v: ValueId) -> Result<Reg, CompileError> {
+        let g = self.g;
+        let reg = match &g.value(v).op {
+            Op::Unary(u, x) => {
+                let x = self.operand(b, *x)?;
+                self.push(Inst::Op(ElemOp::Unary(*u), vec![x]))
+            }
+            Op::PowConst(x, c) => {
+                let x = self.operand(b, *x)?;
+                self.push(Inst::Op(ElemOp::Pow(*c), vec![x]))
+            }
+            Op::Binary(op, x, y) => {
+                let (x, y) = (self.operand(b, *x)?, self.operand(b, *y)?);
+                self.push(Inst::Op(ElemOp::Binary(*op), vec![x, y]))
+            }
+            Op::Select { cond, on_true, on_false } => {
+                let args = vec![self.operand(b, *cond)?, self.operand(b, *on_true)?, self.operand(b, *on_false)?];
+                self.push(Inst::Op(ElemOp::Select, args))
+            }
+            Op::OneHot { labels } => {
+                // [b, c]: 1 where labels[b] == c.
+                let label = self.operand_at(b, *labels, &[0])?;
+                let class = self.shared(Inst::Index(self.axis_of[1]));
+                self.push(Inst::Op(ElemOp::Binary(crate::ir::Binary::Eq), vec![label, class]))
+            }
+            Op::Iota { axis } => self.shared(Inst::Index(self.axis_of[*axis])),
+            Op::Gather { table, indices } => {
+                let row = if g.shape(*indices) == g.shape(v) {
+                    self.operand(b, *indices)?
+                } else {
+                    self.operand_at(b, *indices, &[0])?
+                };
+                let Source::View { root, offset, strides } = source(g, *table)? else {
+                    return Err(internal("a gather from a constant table"));
+                };
+                let buffer = b.buffer(root)?;
+                let arg = self.arg(buffer, Role::Read);
+                let dims: Vec<usize> = (1..strides.len()).collect();
+                let view = self.domain_view(offset, &strides[1..], &dims);
+                self.push(Inst::Gather { arg, row, row_stride: strides[0], view })
+            }
+            other => return Err(internal(format!("{} inside a fused kernel", crate::ir::print::op_name(other)))),
+        };
+        self.reg_of.insert(v, reg);
+        Ok(reg)
+    }
+
+    /// Stores of `v` (of the iteration shape, or `dims` of it) to every buffer it goes to.
+    fn store(&mut self, b: &Builder, v: ValueId, value: Reg, dims: &[usize], stores: &mut Vec<Store>) {
+        let view = self.domain_view(0, &View::contiguous(self.g.shape(v)).strides, dims);
+        let targets =
+            b.buffer_of.get(&v).into_iter().chain(b.also.get(&v).into_iter().flatten()).copied().collect::<Vec<_>>();
+        for t in targets {
+            let arg = self.arg(t, Role::Write);
+            stores.push(Store { arg, view: view.clone(), value });
+        }
+    }
+}
+
+/// Builds the program of `g` from its fused schedule.
+pub fn build(g: &Graph, schedule: &Schedule) -> Result<Program, CompileError> {
+    let mut b = Builder { g, program: Program::default(), buffer_of: HashMap::new(), also: HashMap::new(), temps: 0 };
+    let writer: HashMap<ValueId, usize> = schedule
+        .kernels
+        .iter()
+        .enumerate()
+        .flat_map(|(k, kernel)| kernel.values.iter().map(move |v| (*v, k)))
+        .collect();
+
+    // Outputs: written in place over the input of the same name, or to their own buffer; an
+    // output that is not computed by a kernel (a view, a constant, an input) is copied.
+    let mut copies: Vec<(ValueId, BufferId)> = Vec::new();
+    for (name, v) in &g.outputs {
+        let input = g.input(name);
+        if input == Some(*v) {
+            continue; // unchanged
+        }
+        let dst = match input {
+            Some(i) => b.buffer(i)?,
+            None => b.add_buffer(name.clone(), g.shape(*v).to_vec(), Storage::Bound),
+        };
+        let computed = writer.contains_key(v);
+        let in_place_ok = match input {
+            Some(i) => {
+                computed && schedule.in_place.contains(&(*v, i)) && in_place_ok(g, &schedule.kernels[writer[v]], *v, i)
+            }
+            None => computed,
+        };
+        if in_place_ok {
+            if let std::collections::hash_map::Entry::Vacant(e) = b.buffer_of.entry(*v) {
+                e.insert(dst);
+            } else {
+                b.also.entry(*v).or_default().push(dst);
+            }
+        } else {
+            copies.push((*v, dst));
+        }
+    }
+    // Temporaries for the other values kernels write (and products, which need memory).
+    for k in &schedule.kernels {
+        let product = k.matmul(g);
+        for &v in k.writes.iter().chain(product.iter()) {
+            if !b.buffer_of.contains_key(&v) {
+                let t = b.temp(v);
+                b.buffer_of.insert(v, t);
+            }
+        }
+    }
+    for (v, _) in &copies {
+        let r = root(g, *v);
+        if writer.contains_key(&r) && !b.buffer_of.contains_key(&r) {
+            return Err(internal(format!("output %{} is not written", r.0)));
+        }
+    }
+
+    for k in &schedule.kernels {
+        let name = format!("k{}", b.program.kernels.len());
+        let kernel = match k.kind {
+            KernelKind::MatMul => matmul_kernel(&mut b, k, name)?,
+            _ => loop_kernel(&mut b, k, name)?,
+        };
+        b.program.kernels.push(kernel);
+    }
+    for (v, dst) in copies {
+        let name = format!("k{}", b.program.kernels.len());
+        let kernel = copy_kernel(&mut b, v, dst, name)?;
+        b.program.kernels.push(kernel);
+    }
+    let mut program = b.program;
+    program.arena = place_temporaries(&mut program);
+    Ok(program)
+}
+
+fn loop_kernel(b: &mut Builder, k: &crate::fusion::Kernel, name: String) -> Result<Kernel, CompileError> {
+    let g = b.g;
+    let reduce = k.reduction(g);
+    let axes: Vec<usize> = match reduce.map(|r| &g.value(r).op) {
+        Some(Op::Reduce { axes, .. }) => axes.clone(),
+        _ => vec![],
+    };
+    let parallel: Vec<usize> = (0..k.shape.len()).filter(|a| !axes.contains(a)).collect();
+    let order: Vec<usize> = parallel.iter().chain(&axes).copied().collect();
+    let mut axis_of = vec![0; k.shape.len()];
+    for (pos, &a) in order.iter().enumerate() {
+        axis_of[a] = pos;
+    }
+    let mut kb = KernelBuilder::new(g, axis_of);
+    let mut stores = Vec::new();
+    let mut reduction = None;
+    for &v in &k.values {
+        if let Op::Reduce { op, input, .. } = &g.value(v).op {
+            let value = kb.operand(b, *input)?;
+            let acc = if *op == ReduceOp::Sum { AccType::F64 } else { AccType::F32 };
+            reduction = Some((v, Reduction { op: *op, acc, value }));
+            continue;
+        }
+        let r = kb.compute(b, v)?;
+        if k.writes.contains(&v) {
+            let dims: Vec<usize> = (0..k.shape.len()).collect();
+            kb.store(b, v, r, &dims, &mut stores);
+        }
+    }
+    let mut red = None;
+    if let Some((v, r)) = reduction {
+        let acc = kb.push(Inst::Acc);
+        kb.store(b, v, acc, &parallel, &mut stores);
+        red = Some(r);
+    }
+    let body = Loop {
+        parallel: parallel.iter().map(|&a| k.shape[a]).collect(),
+        reduce: axes.iter().map(|&a| k.shape[a]).collect(),
+        body: kb.body,
+        reduction: red,
+        stores,
+    };
+    Ok(Kernel { name, args: kb.args, body: Body::Loop(body) })
+}
+
+fn matmul_kernel(b: &mut Builder, k: &crate::fusion::Kernel, name: String) -> Result<Kernel, CompileError> {
+    let g = b.g;
+    let mm = k.matmul(g).ok_or_else(|| internal("a product kernel without a product"))?;
+    let Op::MatMul { a, b: bb, ta, tb } = g.value(mm).op else { unreachable!("found as a product") };
+    let (m, n) = (g.shape(mm)[0], g.shape(mm)[1]);
+    let kdim = if ta { g.shape(a)[0] } else { g.shape(a)[1] };
+    let mut kb = KernelBuilder::new(g, vec![0, 1]);
+    let mut operand = |kb: &mut KernelBuilder, x: ValueId, transposed: bool| -> Result<MatView, CompileError> {
+        let Source::View { root, offset, strides } = source(g, x)? else {
+            return Err(internal("a matrix product of a constant"));
+        };
+        let arg = kb.arg(b.buffer(root)?, Role::Read);
+        let (rows, cols) = if transposed { (strides[1], strides[0]) } else { (strides[0], strides[1]) };
+        Ok(MatView { arg, offset, rows, cols })
+    };
+    let av = operand(&mut kb, a, ta)?;
+    let bv = operand(&mut kb, bb, tb)?;
+    let out_buffer = b.buffer_of[&mm];
+    let out = kb.arg(out_buffer, Role::Write);
+    let product = MatMul { m, n, k: kdim, a: av, b: bv, out };
+    let mut stores = Vec::new();
+    // Further outputs the product itself goes to.
+    if let Some(extra) = b.also.get(&mm).cloned() {
+        let r = kb.operand(b, mm)?;
+        for t in extra {
+            let arg = kb.arg(t, Role::Write);
+            stores.push(Store { arg, view: View::contiguous(&[m, n]), value: r });
+        }
+    }
+    for &v in k.values.iter().filter(|&&v| v != mm) {
+        let r = kb.compute(b, v)?;
+        if k.writes.contains(&v) {
+            kb.store(b, v, r, &[0, 1], &mut stores);
+        }
+    }
+    let epilogue = (!kb.body.is_empty()).then(|| Loop {
+        parallel: vec![m, n],
+        reduce: vec![],
+        body: std::mem::take(&mut kb.body),
+        reduction: None,
+        stores,
+    });
+    Ok(Kernel { name, args: kb.args, body: Body::MatMul(product, epilogue) })
+}
+
+/// A kernel that writes `v` (a view, constant or input) contiguously to `dst`.
+fn copy_kernel(b: &mut Builder, v: ValueId, dst: BufferId, name: String) -> Result<Kernel, CompileError> {
+    let g = b.g;
+    let shape = g.shape(v).to_vec();
+    let mut kb = KernelBuilder::new(g, (0..shape.len()).collect());
+    let r = match source(g, v)? {
+        Source::Const(c) => kb.constant(c),
+        Source::View { root, offset, strides } => {
+            let arg = kb.arg(b.buffer(root)?, Role::Read);
+            let dims: Vec<usize> = (0..shape.len()).collect();
+            let view = kb.domain_view(offset, &strides, &dims);
+            kb.push(Inst::Load { arg, view })
+        }
+    };
+    let arg = kb.arg(dst, Role::Write);
+    let stores = vec![Store { arg, view: View::contiguous(&shape), value: r }];
+    let body = Loop { parallel: shape, reduce: vec![], body: kb.body, reduction: None, stores };
+    Ok(Kernel { name, args: kb.args, body: Body::Loop(body) })
+}
+
+/// Gives each temporary an arena offset; temporaries live from the first to the last kernel
+/// that touches them, and ones that are never alive together share memory. Returns the
+/// arena's size in elements.
+fn place_temporaries(p: &mut Program) -> usize {
+    const ALIGN: usize = 16; // 64 bytes: a cache line, and aligned vector loads
+    let mut life: Vec<Option<(usize, usize)>> = vec![None; p.buffers.len()];
+    for (k, kernel) in p.kernels.iter().enumerate() {
+        for a in &kernel.args {
+            let l = &mut life[a.buffer.index()];
+            *l = Some(l.map_or((k, k), |(s, _)| (s, k)));
+        }
+    }
+    let mut temps: Vec<usize> = (0..p.buffers.len())
+        .filter(|&i| matches!(p.buffers[i].storage, Storage::Temp { .. }) && life[i].is_some())
+        .collect();
+    temps.sort_by_key(|&i| (life[i].map(|l| l.0), i));
+    let mut placed: Vec<(usize, usize, usize, usize)> = Vec::new(); // (offset, size, first, last)
+    let mut arena = 0;
+    for i in temps {
+        let (first, last) = life[i].unwrap_or((0, 0));
+        let size = numel(&p.buffers[i].shape).div_ceil(ALIGN) * ALIGN;
+        let mut busy: Vec<(usize, usize)> =
+            placed.iter().filter(|t| t.2 <= last && first <= t.3).map(|t| (t.0, t.0 + t.1)).collect();
+        busy.sort_unstable();
+        let mut offset = 0;
+        for (s, e) in busy {
+            if offset + size <= s {
+                break;
+            }
+            offset = offset.max(e);
+        }
+        p.buffers[i].storage = Storage::Temp { offset };
+        placed.push((offset, size, first, last));
+        arena = arena.max(offset + size);
+    }
+    arena
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reshape_views() {
+        // Contiguous [2, 3, 4] to [6, 4] and [24]; a transposed [3, 2] cannot be flattened.
+        assert_eq!(reshape_strides(&[2, 3, 4], &[12, 4, 1], &[6, 4]), Some(vec![4, 1]));
+        assert_eq!(reshape_strides(&[2, 3, 4], &[12, 4, 1], &[24]), Some(vec![1]));
+        assert_eq!(reshape_strides(&[6], &[1], &[2, 1, 3]), Some(vec![3, 0, 1]));
+        assert_eq!(reshape_strides(&[3, 2], &[1, 3], &[6]), None);
+        // A broadcast stays a broadcast.
+        assert_eq!(reshape_strides(&[4, 5], &[0, 0], &[20]), Some(vec![0]));
+        assert_eq!(reshape_strides(&[4, 5], &[0, 1], &[2, 2, 5]), Some(vec![0, 0, 1]));
+    }
+}

@@ -1,0 +1,277 @@
+//! The kernel IR: what every code generator takes.
+//!
+//! A `Program` is a list of buffers and a list of kernels run in order. A buffer is either
+//! bound by the runtime to a tensor it owns (by name: a parameter, an optimizer state, a data
+//! batch, a scalar such as the learning rate) or a temporary at an offset of the program's
+//! scratch arena (offsets are reused once a temporary is dead). A kernel names its arguments
+//! (buffer and role) and has one of two bodies:
+//!
+//! - a **loop nest** over an iteration domain of parallel axes, then reduction axes. Each
+//!   point runs `body`, a list of instructions in SSA form (register `%i` is instruction
+//!   `i`); loads and stores go through strided `View`s of the domain (a broadcast is stride 0,
+//!   a transpose swapped strides, a sliding window two axes on one buffer dimension). A
+//!   reduction is *output-major*: each point of the parallel axes owns its accumulator (of an
+//!   explicit type) and runs all its reduction axes itself, so results never depend on how
+//!   the parallel axes are split between threads or thread blocks.
+//! - a **matrix product** done by a library (gemm on the CPU, cuBLAS on the GPU) through
+//!   strided views of its operands, optionally followed by an epilogue loop nest over its
+//!   output (bias, activation) while the output is still in cache.
+//!
+//! What is computed is fixed here; how (loop order, vector width, threads, grid) is each
+//! back end's choice. `build` makes a program from a fused graph, `print` gives the canonical
+//! text (`--emit kernels`), `eval` is a reference evaluator used to test the passes.
+
+pub mod build;
+pub mod eval;
+pub mod passes;
+pub mod print;
+
+use crate::ir::semantics::ElemOp;
+use crate::ir::{ReduceOp, Shape};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dtype {
+    F32,
+}
+
+/// Where a buffer lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// A tensor the runtime binds by the buffer's name; it outlives the program.
+    Bound,
+    /// Elements `offset..offset + numel` of the program's scratch arena.
+    Temp { offset: usize },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Buffer {
+    pub name: String,
+    pub shape: Shape,
+    pub dtype: Dtype,
+    pub storage: Storage,
+}
+
+impl Buffer {
+    pub fn numel(&self) -> usize {
+        crate::ir::numel(&self.shape)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BufferId(pub u32);
+
+impl BufferId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Read,
+    Write,
+    /// Read, then written in place at the same elements (a parameter update).
+    ReadWrite,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arg {
+    pub buffer: BufferId,
+    pub role: Role,
+}
+
+/// An affine map from the kernel's domain to elements of a buffer: element
+/// `offset + Σ strides[d] · i[d]`. Strides may be zero (a broadcast) and, for sliding
+/// windows, two domain axes may step through one buffer dimension.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct View {
+    pub offset: i64,
+    pub strides: Vec<i64>,
+}
+
+impl View {
+    /// The row-major view of a buffer of `shape` over a domain of the same axes.
+    pub fn contiguous(shape: &[usize]) -> View {
+        View { offset: 0, strides: crate::ir::interp::strides(shape).into_iter().map(|s| s as i64).collect() }
+    }
+    /// The innermost domain axis this view moves along (+1), or 0 if it never moves.
+    pub fn depth(&self) -> usize {
+        self.strides.iter().rposition(|&s| s != 0).map_or(0, |d| d + 1)
+    }
+}
+
+/// A register: the result of instruction `Reg(i)` of the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Reg(pub u32);
+
+impl Reg {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inst {
+    /// The element of argument `arg` at `view`.
+    Load {
+        arg: u32,
+        view: View,
+    },
+    /// The element of argument `arg` at `view` plus `row · row_stride`, where `row` holds a
+    /// whole number (a data row picked by a shuffled index list).
+    Gather {
+        arg: u32,
+        row: Reg,
+        row_stride: i64,
+        view: View,
+    },
+    Const(f32),
+    /// The coordinate along a domain axis, as a float.
+    Index(usize),
+    /// An element-wise op (`ir::semantics` defines each).
+    Op(ElemOp, Vec<Reg>),
+    /// The finished reduction, at a point of the parallel axes (after the reduction axes).
+    Acc,
+}
+
+impl Inst {
+    pub fn operands(&self) -> Vec<Reg> {
+        match self {
+            Inst::Gather { row, .. } => vec![*row],
+            Inst::Op(_, args) => args.clone(),
+            _ => vec![],
+        }
+    }
+}
+
+/// The accumulator of a reduction. Sums accumulate in f64 (their results then do not depend
+/// on the order chosen by a back end beyond float32 rounding); maxima are exact in f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccType {
+    F32,
+    F64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reduction {
+    pub op: ReduceOp,
+    pub acc: AccType,
+    /// The register reduced over the reduction axes.
+    pub value: Reg,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Store {
+    pub arg: u32,
+    pub view: View,
+    pub value: Reg,
+}
+
+/// A loop nest: parallel axes, then reduction axes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loop {
+    pub parallel: Vec<usize>,
+    pub reduce: Vec<usize>,
+    pub body: Vec<Inst>,
+    pub reduction: Option<Reduction>,
+    pub stores: Vec<Store>,
+}
+
+impl Loop {
+    pub fn rank(&self) -> usize {
+        self.parallel.len() + self.reduce.len()
+    }
+    /// Extents of the whole domain, parallel axes first.
+    pub fn extents(&self) -> Vec<usize> {
+        self.parallel.iter().chain(&self.reduce).copied().collect()
+    }
+    pub fn points(&self) -> usize {
+        self.parallel.iter().chain(&self.reduce).product()
+    }
+    /// Registers computed after the reduction (those that read `Acc`, and what follows from
+    /// them): they run once per point of the parallel axes.
+    pub fn after_reduction(&self) -> Vec<bool> {
+        let mut after = vec![false; self.body.len()];
+        for (i, inst) in self.body.iter().enumerate() {
+            after[i] = matches!(inst, Inst::Acc) || inst.operands().iter().any(|r| after[r.index()]);
+        }
+        after
+    }
+}
+
+/// A 2-D strided view of a matrix operand: element (i, j) at `offset + i·rows + j·cols`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MatView {
+    pub arg: u32,
+    pub offset: i64,
+    pub rows: i64,
+    pub cols: i64,
+}
+
+/// `out[m×n] = a[m×k] · b[k×n]` (operands as views), `out` row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatMul {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub a: MatView,
+    pub b: MatView,
+    pub out: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    Loop(Loop),
+    /// A library matrix product, then an optional loop nest over its [m, n] output.
+    MatMul(MatMul, Option<Loop>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kernel {
+    pub name: String,
+    pub args: Vec<Arg>,
+    pub body: Body,
+}
+
+impl Kernel {
+    pub fn loop_nest(&self) -> Option<&Loop> {
+        match &self.body {
+            Body::Loop(l) | Body::MatMul(_, Some(l)) => Some(l),
+            Body::MatMul(_, None) => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Program {
+    pub buffers: Vec<Buffer>,
+    pub kernels: Vec<Kernel>,
+    /// Elements of scratch memory the temporaries need.
+    pub arena: usize,
+}
+
+impl Program {
+    pub fn buffer(&self, id: BufferId) -> &Buffer {
+        &self.buffers[id.index()]
+    }
+    pub fn find(&self, name: &str) -> Option<BufferId> {
+        self.buffers.iter().position(|b| b.name == name).map(|i| BufferId(i as u32))
+    }
+    /// The bound buffers (what the runtime provides), with whether a kernel writes them.
+    pub fn bound(&self) -> Vec<(BufferId, bool)> {
+        let mut written = vec![false; self.buffers.len()];
+        for k in &self.kernels {
+            for a in &k.args {
+                if a.role != Role::Read {
+                    written[a.buffer.index()] = true;
+                }
+            }
+        }
+        self.buffers
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.storage == Storage::Bound)
+            .map(|(i, _)| (BufferId(i as u32), written[i]))
+            .collect()
+    }
+}

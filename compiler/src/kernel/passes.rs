@@ -1,0 +1,305 @@
+//! Passes over kernel programs, and the validator every pass's output must satisfy.
+//!
+//! - `coalesce`: adjacent axes that every view steps through as one become one axis (an
+//!   update over a [300, 784] weight is one loop of 235,200 elements).
+//! - `contract_fma`: `a * b + c` where the product has no other use becomes one fused
+//!   multiply-add (rounded once), on every target alike.
+//! - `validate`: registers defined before use, views of the domain's rank inside their
+//!   buffers, roles that match loads and stores, temporaries inside the arena.
+
+use super::{Body, Inst, Loop, Program, Reg, Role, Storage, View};
+use crate::error::CompileError;
+use crate::ir::semantics::ElemOp;
+use crate::ir::Binary;
+
+/// Every view of a loop nest (loads, gathers, stores).
+fn views_mut(l: &mut Loop) -> Vec<&mut View> {
+    let mut out: Vec<&mut View> = Vec::new();
+    for inst in l.body.iter_mut() {
+        if let Inst::Load { view, .. } | Inst::Gather { view, .. } = inst {
+            out.push(view);
+        }
+    }
+    out.extend(l.stores.iter_mut().map(|s| &mut s.view));
+    out
+}
+
+/// Merges adjacent axes (both parallel or both reduction) that every view steps through as
+/// one, and drops axes of extent 1.
+pub fn coalesce(l: &mut Loop) {
+    // Extent-1 axes first (not where an index reads them: it reads 0 there anyway).
+    let mut d = 0;
+    while d < l.rank() {
+        let extent = l.extents()[d];
+        let indexed = l.body.iter().any(|i| matches!(i, Inst::Index(a) if *a == d));
+        if extent == 1 && !indexed && l.rank() > 1 {
+            remove_axis(l, d);
+        } else {
+            d += 1;
+        }
+    }
+    let mut d = 0;
+    while d + 1 < l.rank() {
+        let np = l.parallel.len();
+        let same_kind = (d + 1 < np) || d >= np;
+        let extents = l.extents();
+        let indexed = l.body.iter().any(|i| matches!(i, Inst::Index(a) if *a == d || *a == d + 1));
+        let inner = extents[d + 1] as i64;
+        let fits = same_kind && !indexed && views_mut(l).iter().all(|v| v.strides[d] == v.strides[d + 1] * inner);
+        if fits {
+            let merged = extents[d] * extents[d + 1];
+            for v in views_mut(l) {
+                v.strides[d] = v.strides[d + 1];
+            }
+            if d < np {
+                l.parallel[d] = merged;
+            } else {
+                l.reduce[d - np] = merged;
+            }
+            remove_axis(l, d + 1);
+        } else {
+            d += 1;
+        }
+    }
+}
+
+/// Removes domain axis `d` (whose coordinate no longer matters) from the loop and its views.
+fn remove_axis(l: &mut Loop, d: usize) {
+    let np = l.parallel.len();
+    if d < np {
+        l.parallel.remove(d);
+    } else {
+        l.reduce.remove(d - np);
+    }
+    for v in views_mut(l) {
+        v.strides.remove(d);
+    }
+    for inst in l.body.iter_mut() {
+        if let Inst::Index(a) = inst {
+            if *a > d {
+                *a -= 1;
+            }
+        }
+    }
+}
+
+/// Contracts `a * b + c` into `fma(a, b, c)` where the product is used once, then drops
+/// instructions nothing uses.
+pub fn contract_fma(l: &mut Loop) {
+    let uses = use_counts(l);
+    for i in 0..l.body.len() {
+        let Inst::Op(ElemOp::Binary(Binary::Add), args) = &l.body[i] else { continue };
+        let (x, y) = (args[0], args[1]);
+        let product = |r: Reg| match &l.body[r.index()] {
+            Inst::Op(ElemOp::Binary(Binary::Mul), m) if uses[r.index()] == 1 => Some((m[0], m[1])),
+            _ => None,
+        };
+        let fused = match (product(x), product(y)) {
+            (Some((a, b)), _) => Some((a, b, y)),
+            (None, Some((a, b))) => Some((a, b, x)),
+            _ => None,
+        };
+        if let Some((a, b, c)) = fused {
+            l.body[i] = Inst::Op(ElemOp::Fma, vec![a, b, c]);
+        }
+    }
+    remove_dead(l);
+}
+
+fn use_counts(l: &Loop) -> Vec<usize> {
+    let mut uses = vec![0; l.body.len()];
+    for inst in &l.body {
+        for r in inst.operands() {
+            uses[r.index()] += 1;
+        }
+    }
+    for s in &l.stores {
+        uses[s.value.index()] += 1;
+    }
+    if let Some(red) = &l.reduction {
+        uses[red.value.index()] += 1;
+    }
+    uses
+}
+
+/// Drops instructions that no store, reduction or live instruction uses, and renumbers.
+pub fn remove_dead(l: &mut Loop) {
+    let mut live = vec![false; l.body.len()];
+    for s in &l.stores {
+        live[s.value.index()] = true;
+    }
+    if let Some(red) = &l.reduction {
+        live[red.value.index()] = true;
+    }
+    for i in (0..l.body.len()).rev() {
+        if live[i] {
+            for r in l.body[i].operands() {
+                live[r.index()] = true;
+            }
+        }
+    }
+    // `Acc` stays while there is a reduction (it marks where the reduction ends).
+    for (i, inst) in l.body.iter().enumerate() {
+        if matches!(inst, Inst::Acc) && l.reduction.is_some() {
+            live[i] = true;
+        }
+    }
+    let mut map = vec![Reg(0); l.body.len()];
+    let mut body = Vec::with_capacity(l.body.len());
+    for (i, inst) in std::mem::take(&mut l.body).into_iter().enumerate() {
+        if !live[i] {
+            continue;
+        }
+        map[i] = Reg(body.len() as u32);
+        body.push(match inst {
+            Inst::Gather { arg, row, row_stride, view } => {
+                Inst::Gather { arg, row: map[row.index()], row_stride, view }
+            }
+            Inst::Op(op, args) => Inst::Op(op, args.iter().map(|r| map[r.index()]).collect()),
+            other => other,
+        });
+    }
+    l.body = body;
+    for s in l.stores.iter_mut() {
+        s.value = map[s.value.index()];
+    }
+    if let Some(red) = l.reduction.as_mut() {
+        red.value = map[red.value.index()];
+    }
+}
+
+fn invalid(kernel: &str, message: String) -> CompileError {
+    CompileError::internal("kernel validation", format!("{kernel}: {message}"))
+}
+
+/// Smallest and largest element a view addresses over `extents`.
+fn span(v: &View, extents: &[usize]) -> (i64, i64) {
+    let (mut lo, mut hi) = (v.offset, v.offset);
+    for (&s, &e) in v.strides.iter().zip(extents) {
+        let reach = s * (e as i64 - 1);
+        if reach < 0 {
+            lo += reach;
+        } else {
+            hi += reach;
+        }
+    }
+    (lo, hi)
+}
+
+/// Checks a whole program.
+pub fn validate(p: &Program) -> Result<(), CompileError> {
+    for b in &p.buffers {
+        if let Storage::Temp { offset } = b.storage {
+            if offset + b.numel() > p.arena {
+                return Err(invalid("program", format!("temporary {} lies outside the arena", b.name)));
+            }
+        }
+    }
+    for k in &p.kernels {
+        let name = k.name.as_str();
+        for a in &k.args {
+            if a.buffer.index() >= p.buffers.len() {
+                return Err(invalid(name, "an argument names no buffer".into()));
+            }
+        }
+        let size = |arg: u32| -> Result<usize, CompileError> {
+            k.args
+                .get(arg as usize)
+                .map(|a| p.buffer(a.buffer).numel())
+                .ok_or_else(|| invalid(name, format!("argument {arg} does not exist")))
+        };
+        let role = |arg: u32| k.args[arg as usize].role;
+        let check_view = |arg: u32, v: &View, extents: &[usize], write: bool| -> Result<(), CompileError> {
+            let n = size(arg)?;
+            if v.strides.len() != extents.len() {
+                return Err(invalid(
+                    name,
+                    format!("a view of rank {} in a domain of rank {}", v.strides.len(), extents.len()),
+                ));
+            }
+            let (lo, hi) = span(v, extents);
+            if lo < 0 || hi >= n as i64 {
+                return Err(invalid(name, format!("a view reaches elements {lo}..={hi} of a buffer of {n}")));
+            }
+            let ok = if write { role(arg) != Role::Read } else { role(arg) != Role::Write };
+            if !ok {
+                return Err(invalid(name, format!("argument {arg} is accessed against its role")));
+            }
+            Ok(())
+        };
+        let check_loop = |l: &Loop| -> Result<(), CompileError> {
+            let extents = l.extents();
+            if extents.contains(&0) {
+                return Err(invalid(name, "an axis of extent 0".into()));
+            }
+            let after = l.after_reduction();
+            let np = l.parallel.len();
+            let mut accs = 0;
+            for (i, inst) in l.body.iter().enumerate() {
+                if inst.operands().iter().any(|r| r.index() >= i) {
+                    return Err(invalid(name, format!("%{i} reads a register defined later")));
+                }
+                match inst {
+                    Inst::Load { arg, view } => {
+                        check_view(*arg, view, &extents, false)?;
+                        if after[i] {
+                            return Err(invalid(name, format!("%{i} loads after the reduction")));
+                        }
+                    }
+                    Inst::Gather { arg, view, .. } => {
+                        size(*arg)?;
+                        if view.strides.len() != extents.len() {
+                            return Err(invalid(name, "a gather view of the wrong rank".into()));
+                        }
+                    }
+                    Inst::Index(a) if *a >= extents.len() => return Err(invalid(name, format!("index of axis {a}"))),
+                    Inst::Op(op, args) if args.len() != op.arity() => {
+                        return Err(invalid(name, format!("%{i}: {} operands for {op:?}", args.len())))
+                    }
+                    Inst::Acc => accs += 1,
+                    _ => {}
+                }
+            }
+            match &l.reduction {
+                Some(red) if accs != 1 || red.value.index() >= l.body.len() || after[red.value.index()] => {
+                    return Err(invalid(name, "a reduction needs one `acc` after its value".into()));
+                }
+                Some(_) => {}
+                None if accs > 0 || !l.reduce.is_empty() => {
+                    return Err(invalid(name, "reduction axes or `acc` without a reduction".into()))
+                }
+                None => {}
+            }
+            for s in &l.stores {
+                if s.value.index() >= l.body.len() {
+                    return Err(invalid(name, "a store of an undefined register".into()));
+                }
+                check_view(s.arg, &s.view, &extents, true)?;
+                if after[s.value.index()] && s.view.strides[np..].iter().any(|&x| x != 0) {
+                    return Err(invalid(name, "a reduced value stored along a reduction axis".into()));
+                }
+            }
+            Ok(())
+        };
+        match &k.body {
+            Body::Loop(l) => check_loop(l)?,
+            Body::MatMul(m, epilogue) => {
+                if m.m == 0 || m.n == 0 || m.k == 0 {
+                    return Err(invalid(name, "an empty product".into()));
+                }
+                let a = View { offset: m.a.offset, strides: vec![m.a.rows, m.a.cols] };
+                let b = View { offset: m.b.offset, strides: vec![m.b.rows, m.b.cols] };
+                check_view(m.a.arg, &a, &[m.m, m.k], false)?;
+                check_view(m.b.arg, &b, &[m.k, m.n], false)?;
+                check_view(m.out, &View::contiguous(&[m.m, m.n]), &[m.m, m.n], true)?;
+                if let Some(l) = epilogue {
+                    if l.parallel != [m.m, m.n] || !l.reduce.is_empty() {
+                        return Err(invalid(name, "an epilogue over another domain than the product".into()));
+                    }
+                    check_loop(l)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! The canonical text of a kernel program (`hoyerc compile --emit kernels`).
+//!
+//! ```text
+//! kernel k1(t0: read, fc1.bias: read, t1: write)
+//!   loop parallel [50, 64]
+//!     %0 = load t0[64, 1]
+//!     %1 = load fc1.bias[0, 1]
+//!     %2 = add %0, %1
+//!     %3 = relu %2
+//!     store t1[64, 1] = %3
+//! ```
+//!
+//! Views print as `buffer[strides]` (one stride per domain axis) and `+offset` when there is
+//! one; a product prints its operands' (row, column) strides.
+
+use super::{AccType, Body, Inst, Kernel, Loop, MatView, Program, Role, Storage, View};
+use crate::ir::semantics::ElemOp;
+use crate::ir::ReduceOp;
+use std::fmt::Write;
+
+fn list(xs: &[usize]) -> String {
+    format!("[{}]", xs.iter().map(usize::to_string).collect::<Vec<_>>().join(", "))
+}
+
+fn view(name: &str, v: &View) -> String {
+    let strides = v.strides.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+    let offset = if v.offset != 0 { format!("+{}", v.offset) } else { String::new() };
+    format!("{name}[{strides}]{offset}")
+}
+
+fn matview(name: &str, v: &MatView) -> String {
+    view(name, &View { offset: v.offset, strides: vec![v.rows, v.cols] })
+}
+
+pub fn op_name(op: &ElemOp) -> String {
+    match op {
+        ElemOp::Unary(u) => u.name().to_string(),
+        ElemOp::Binary(b) => b.name().to_string(),
+        ElemOp::Pow(c) => format!("pow{}", crate::ir::print::fmt_f64(*c)),
+        ElemOp::Select => "select".into(),
+        ElemOp::Fma => "fma".into(),
+    }
+}
+
+fn role(r: Role) -> &'static str {
+    match r {
+        Role::Read => "read",
+        Role::Write => "write",
+        Role::ReadWrite => "read write",
+    }
+}
+
+/// The text of one kernel; `names` gives each argument's buffer name.
+pub fn kernel(p: &Program, k: &Kernel) -> String {
+    let names: Vec<&str> = k.args.iter().map(|a| p.buffer(a.buffer).name.as_str()).collect();
+    let mut out = String::new();
+    let args = k.args.iter().zip(&names).map(|(a, n)| format!("{n}: {}", role(a.role))).collect::<Vec<_>>();
+    let _ = writeln!(out, "kernel {}({})", k.name, args.join(", "));
+    match &k.body {
+        Body::Loop(l) => loop_nest(&mut out, l, &names, "loop"),
+        Body::MatMul(m, epilogue) => {
+            let _ = writeln!(
+                out,
+                "  matmul {}[{}, {}] = {} · {}, k {}",
+                names[m.out as usize],
+                m.m,
+                m.n,
+                matview(names[m.a.arg as usize], &m.a),
+                matview(names[m.b.arg as usize], &m.b),
+                m.k
+            );
+            if let Some(l) = epilogue {
+                loop_nest(&mut out, l, &names, "epilogue");
+            }
+        }
+    }
+    out
+}
+
+fn loop_nest(out: &mut String, l: &Loop, names: &[&str], what: &str) {
+    let mut head = format!("  {what} parallel {}", list(&l.parallel));
+    if !l.reduce.is_empty() {
+        head += &format!(" reduce {}", list(&l.reduce));
+    }
+    let _ = writeln!(out, "{head}");
+    for (i, inst) in l.body.iter().enumerate() {
+        let r = |x: &super::Reg| format!("%{}", x.0);
+        let text = match inst {
+            Inst::Load { arg, view: v } => format!("load {}", view(names[*arg as usize], v)),
+            Inst::Gather { arg, row, row_stride, view: v } => {
+                format!("gather {} row {} * {row_stride}", view(names[*arg as usize], v), r(row))
+            }
+            Inst::Const(c) => format!("const {c}"),
+            Inst::Index(axis) => format!("index {axis}"),
+            Inst::Op(op, args) => format!("{} {}", op_name(op), args.iter().map(r).collect::<Vec<_>>().join(", ")),
+            Inst::Acc => match &l.reduction {
+                Some(red) => format!(
+                    "{} {} : {}",
+                    if red.op == ReduceOp::Sum { "sum" } else { "max" },
+                    r(&red.value),
+                    if red.acc == AccType::F64 { "f64" } else { "f32" }
+                ),
+                None => "acc (no reduction)".into(),
+            },
+        };
+        let _ = writeln!(out, "    %{i} = {text}");
+    }
+    for s in &l.stores {
+        let _ = writeln!(out, "    store {} = %{}", view(names[s.arg as usize], &s.view), s.value.0);
+    }
+}
+
+/// The whole program: its buffers, then each kernel.
+pub fn print(p: &Program) -> String {
+    let mut out = String::new();
+    for b in &p.buffers {
+        let place = match b.storage {
+            Storage::Bound => "bound".to_string(),
+            Storage::Temp { offset } => format!("temp @{offset}"),
+        };
+        let _ = writeln!(out, "buffer {} {} {place}", b.name, list(&b.shape));
+    }
+    let _ = writeln!(out, "arena {} floats", p.arena);
+    for k in &p.kernels {
+        out += &kernel(p, k);
+    }
+    let _ = writeln!(out, "{} kernels", p.kernels.len());
+    out
+}

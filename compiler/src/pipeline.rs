@@ -1,0 +1,87 @@
+//! The compiler's one entry from a graph to kernels, shared by every back end:
+//!
+//! ```text
+//! graph ─validate─▶ simplify ─▶ split large reductions ─▶ fuse (kernels, in-place order)
+//!       ─▶ kernel IR (views, buffers, arena) ─▶ coalesce axes, contract multiply-adds ─▶ validate
+//! ```
+//!
+//! `step`, `eval` and `gather` build the three graphs a run needs (a phase's training step,
+//! the forward pass for evaluation, the batch gather) and plan them. Configuration comes in
+//! as `Options`; nothing here reads the environment.
+
+use crate::error::CompileError;
+use crate::ir::Graph;
+use crate::kernel::{self, Body, Program};
+use crate::program::{Model, PhasePlan, Program as Spec};
+use crate::{fusion, lower, passes, step};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Contract `a * b + c` into fused multiply-adds (every target has them).
+    pub fma: bool,
+    /// Whole-tensor reductions of at least this many elements are split in two stages.
+    pub split_reductions_above: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { fma: true, split_reductions_above: 1 << 14 }
+    }
+}
+
+/// A graph made ready for a back end: the graph after the graph passes (what the reference
+/// interpreter runs) and its kernel program (what the code generators compile).
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub graph: Graph,
+    pub program: Program,
+}
+
+/// Plans `graph`. Outputs named like inputs update them in place.
+pub fn plan(graph: &Graph, opts: &Options) -> Result<Planned, CompileError> {
+    graph.validate().map_err(|e| CompileError::internal("the IR", e))?;
+    let g = passes::simplify(graph);
+    let g = passes::split_reductions(&g, opts.split_reductions_above);
+    g.validate().map_err(|e| CompileError::internal("graph passes", e))?;
+    let in_place: Vec<_> =
+        g.outputs.iter().filter_map(|(name, v)| g.input(name).filter(|i| i != v).map(|i| (*v, i))).collect();
+    let schedule = fusion::fuse(&g, &in_place)?;
+    let mut program = kernel::build::build(&g, &schedule)?;
+    for k in program.kernels.iter_mut() {
+        match &mut k.body {
+            Body::Loop(l) => {
+                kernel::passes::coalesce(l);
+                if opts.fma {
+                    kernel::passes::contract_fma(l);
+                }
+            }
+            Body::MatMul(_, Some(l)) if opts.fma => kernel::passes::contract_fma(l),
+            Body::MatMul(..) => {}
+        }
+    }
+    kernel::passes::validate(&program)?;
+    Ok(Planned { graph: g, program })
+}
+
+/// A phase's training step over `batch` samples.
+pub fn step(
+    spec: &Spec,
+    model: &Model,
+    phase: &PhasePlan,
+    batch: usize,
+    opts: &Options,
+) -> Result<(step::Step, Planned), CompileError> {
+    let s = step::build(spec, model, phase, batch)?;
+    let planned = plan(&s.graph, opts)?;
+    Ok((s, planned))
+}
+
+/// The forward pass over `batch` samples: output `logits`.
+pub fn eval(model: &Model, batch: usize, opts: &Options) -> Result<Planned, CompileError> {
+    plan(&lower::lower_eval(model, batch)?.0, opts)
+}
+
+/// The batch gather from a resident data set (`lower::lower_gather`).
+pub fn gather(rows: usize, sample: &[usize], batch: usize, opts: &Options) -> Result<Planned, CompileError> {
+    plan(&lower::lower_gather(rows, sample, batch), opts)
+}

@@ -1,0 +1,324 @@
+//! The CPU back end: loop nests compiled by Cranelift (`jit`), matrix products through the
+//! `gemm` crate, all on a pool of worker threads.
+//!
+//! Work is cut into tasks by shape alone: a loop nest into blocks of its outermost parallel
+//! axes, a product into fixed tiles of its output (each tile's epilogue runs right after its
+//! product, while the tile is in cache). A reduction is never cut. So the same program gives
+//! the same bits on 1 thread or 64: threads only choose which tasks they run.
+//!
+//! The pool is rayon's: idle workers sleep instead of spinning, and a thread that waits for
+//! a kernel to finish runs its remaining tasks itself, so two runs side by side on a busy
+//! machine each keep their share.
+
+pub mod jit;
+
+use crate::backend::{bind_all, Backend, Bindings, Executable};
+use crate::error::RunError;
+use crate::store::{Store, TensorId};
+use hoyer_compiler::codes::Code;
+use hoyer_compiler::kernel::{Body, Loop, MatMul, Storage};
+use hoyer_compiler::pipeline::{Options, Planned};
+use jit::{Jit, KernelFn};
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Loop nests with fewer points than this run as one task.
+const TASK_POINTS: usize = 1 << 14;
+/// Products with fewer multiply-adds than this per tile are not cut further.
+const TILE_MACS: usize = 1 << 21;
+const MAX_TASKS: usize = 64;
+
+pub struct Cpu {
+    threads: usize,
+    pool: Option<Arc<rayon::ThreadPool>>,
+}
+
+impl Cpu {
+    /// A back end on `threads` threads (at least one).
+    pub fn new(threads: usize) -> Result<Cpu, RunError> {
+        let threads = threads.max(1);
+        let pool = if threads > 1 {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("hoyer-worker-{i}"))
+                .build()
+                .map_err(|e| RunError::new(Code::RunFailed, format!("cannot start {threads} worker threads: {e}")))?;
+            Some(Arc::new(pool))
+        } else {
+            None
+        };
+        Ok(Cpu { threads, pool })
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+}
+
+/// Every core this process may use.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl Backend for Cpu {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn describe(&self) -> String {
+        format!("cpu, {} thread{}", self.threads, if self.threads == 1 { "" } else { "s" })
+    }
+
+    fn options(&self) -> Options {
+        Options { fma: jit::has_fma(), ..Options::default() }
+    }
+
+    fn compile(&self, planned: &Planned, store: &mut Store, bind: &Bindings) -> Result<Box<dyn Executable>, RunError> {
+        let p = &planned.program;
+        let bound: Vec<(String, Vec<usize>)> = p
+            .buffers
+            .iter()
+            .filter(|b| b.storage == Storage::Bound)
+            .map(|b| (b.name.clone(), b.shape.clone()))
+            .collect();
+        let names = bind_all(store, &bound, bind)?;
+        // Scratch memory, 64-byte aligned.
+        let mut arena: Vec<Chunk> = vec![Chunk([0.0; 16]); p.arena.div_ceil(16)];
+        let arena_base = arena.as_mut_ptr() as *mut f32;
+        let address = |store: &mut Store, b: usize| -> *mut f32 {
+            let buffer = &p.buffers[b];
+            match buffer.storage {
+                Storage::Bound => store.address(names[&buffer.name]),
+                // SAFETY: the validator checked that every temporary lies inside the arena.
+                Storage::Temp { offset } => unsafe { arena_base.add(offset) },
+            }
+        };
+        let mut jit = Jit::new()?;
+        let loops: Vec<&Loop> = p.kernels.iter().filter_map(|k| k.loop_nest()).collect();
+        let mut code = jit.compile(&loops)?.into_iter();
+        let mut steps = Vec::with_capacity(p.kernels.len());
+        for k in &p.kernels {
+            let args = Pointers(k.args.iter().map(|a| address(store, a.buffer.index())).collect());
+            steps.push(match &k.body {
+                Body::Loop(l) => {
+                    let f = code.next().ok_or_else(|| RunError::new(Code::Internal, "a loop nest was not compiled"))?;
+                    Step::Loop { f, args, tasks: loop_tasks(l) }
+                }
+                Body::MatMul(m, epilogue) => {
+                    let f = match epilogue {
+                        Some(_) => Some(
+                            code.next().ok_or_else(|| RunError::new(Code::Internal, "an epilogue was not compiled"))?,
+                        ),
+                        None => None,
+                    };
+                    Step::MatMul { m: m.clone(), args, tiles: tiles(m), epilogue: f }
+                }
+            });
+        }
+        Ok(Box::new(CpuExecutable {
+            store: store.id(),
+            _arena: arena,
+            steps,
+            pool: self.pool.clone(),
+            names,
+            _jit: jit,
+        }))
+    }
+}
+
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Chunk([f32; 16]);
+
+/// Argument addresses of a kernel. They point into the store's tensors and the executable's
+/// arena, which outlive the executable's runs; kernels write disjoint elements per task.
+struct Pointers(Vec<*mut f32>);
+// SAFETY: see above; the executable runs only with the store borrowed mutably.
+unsafe impl Send for Pointers {}
+unsafe impl Sync for Pointers {}
+
+/// A task: the box `lo..hi` of the parallel axes.
+struct Task {
+    lo: Vec<i64>,
+    hi: Vec<i64>,
+}
+
+enum Step {
+    Loop { f: KernelFn, args: Pointers, tasks: Vec<Task> },
+    MatMul { m: MatMul, args: Pointers, tiles: Vec<Task>, epilogue: Option<KernelFn> },
+}
+
+struct CpuExecutable {
+    store: u64,
+    _arena: Vec<Chunk>,
+    steps: Vec<Step>,
+    pool: Option<Arc<rayon::ThreadPool>>,
+    names: HashMap<String, TensorId>,
+    /// Owns the machine code.
+    _jit: Jit,
+}
+
+/// Cuts a loop nest's parallel axes into blocks of the outermost axis that can be cut, by
+/// shape alone.
+fn loop_tasks(l: &Loop) -> Vec<Task> {
+    let whole = Task { lo: vec![0; l.parallel.len()], hi: l.parallel.iter().map(|&e| e as i64).collect() };
+    let points = l.points();
+    let wanted = (points / TASK_POINTS).min(MAX_TASKS);
+    if wanted < 2 {
+        return vec![whole];
+    }
+    let Some(axis) = l
+        .parallel
+        .iter()
+        .position(|&e| e >= wanted)
+        .or_else(|| (0..l.parallel.len()).max_by_key(|&a| l.parallel[a]).filter(|&a| l.parallel[a] >= 2))
+    else {
+        return vec![whole];
+    };
+    let extent = l.parallel[axis];
+    // Blocks of whole vector strips.
+    let block = extent.div_ceil(wanted.min(extent)).next_multiple_of(4).min(extent);
+    (0..extent)
+        .step_by(block)
+        .map(|start| {
+            let mut t = Task { lo: whole.lo.clone(), hi: whole.hi.clone() };
+            t.lo[axis] = start as i64;
+            t.hi[axis] = (start + block).min(extent) as i64;
+            t
+        })
+        .collect()
+}
+
+/// Cuts a product's output into tiles (rows or columns, whichever is longer), by shape alone.
+fn tiles(m: &MatMul) -> Vec<Task> {
+    let macs = m.m * m.n * m.k;
+    let wanted = (macs / TILE_MACS).clamp(1, MAX_TASKS / 4);
+    let by_columns = m.n >= m.m;
+    let extent = if by_columns { m.n } else { m.m };
+    let block = extent.div_ceil(wanted).next_multiple_of(16).min(extent);
+    (0..extent)
+        .step_by(block)
+        .map(|start| {
+            let end = (start + block).min(extent) as i64;
+            if by_columns {
+                Task { lo: vec![0, start as i64], hi: vec![m.m as i64, end] }
+            } else {
+                Task { lo: vec![start as i64, 0], hi: vec![end, m.n as i64] }
+            }
+        })
+        .collect()
+}
+
+impl Step {
+    fn tasks(&self) -> usize {
+        match self {
+            Step::Loop { tasks, .. } => tasks.len(),
+            Step::MatMul { tiles, .. } => tiles.len(),
+        }
+    }
+
+    /// Runs task `t`.
+    ///
+    /// # Safety
+    /// The arguments must point at live buffers of the sizes the program declares, and no
+    /// other thread may touch what task `t` writes.
+    unsafe fn run(&self, t: usize) {
+        match self {
+            Step::Loop { f, args, tasks } => {
+                let task = &tasks[t];
+                unsafe { f(args.0.as_ptr(), task.lo.as_ptr(), task.hi.as_ptr()) }
+            }
+            Step::MatMul { m, args, tiles, epilogue } => {
+                let tile = &tiles[t];
+                let (r0, c0) = (tile.lo[0] as usize, tile.lo[1] as usize);
+                let (rows, cols) = (tile.hi[0] as usize - r0, tile.hi[1] as usize - c0);
+                let a = args.0[m.a.arg as usize].cast_const();
+                let b = args.0[m.b.arg as usize].cast_const();
+                let out = args.0[m.out as usize];
+                // SAFETY: offsets stay inside the operands (the validator checked the views).
+                unsafe {
+                    gemm::gemm(
+                        rows,
+                        cols,
+                        m.k,
+                        out.add(r0 * m.n + c0),
+                        1,
+                        m.n as isize,
+                        false,
+                        a.offset(m.a.offset as isize + r0 as isize * m.a.rows as isize),
+                        m.a.cols as isize,
+                        m.a.rows as isize,
+                        b.offset(m.b.offset as isize + c0 as isize * m.b.cols as isize),
+                        m.b.cols as isize,
+                        m.b.rows as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                    if let Some(f) = epilogue {
+                        f(args.0.as_ptr(), tile.lo.as_ptr(), tile.hi.as_ptr());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs every step in order, each step's tasks on the pool's threads (when there is one).
+fn run_steps(steps: &[Step], parallel: bool) {
+    for step in steps {
+        let n = step.tasks();
+        // SAFETY: tasks of one step write disjoint elements; steps run one after another.
+        if n == 1 || !parallel {
+            (0..n).for_each(|t| unsafe { step.run(t) });
+        } else {
+            (0..n).into_par_iter().for_each(|t| unsafe { step.run(t) });
+        }
+    }
+}
+
+impl Executable for CpuExecutable {
+    fn run(&mut self, store: &mut Store) -> Result<(), RunError> {
+        if store.id() != self.store {
+            return Err(RunError::new(Code::Internal, "a program ran on another store than it was compiled for"));
+        }
+        let steps = &self.steps;
+        match &self.pool {
+            Some(pool) => pool.install(|| run_steps(steps, true)),
+            None => run_steps(steps, false),
+        }
+        Ok(())
+    }
+
+    fn tensor(&self, name: &str) -> Option<TensorId> {
+        self.names.get(name).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_depend_on_the_shape_only_and_cover_it() {
+        let l = Loop { parallel: vec![300, 784], reduce: vec![], body: vec![], reduction: None, stores: vec![] };
+        let tasks = loop_tasks(&l);
+        assert!(tasks.len() > 1);
+        let covered: i64 = tasks.iter().map(|t| (t.hi[0] - t.lo[0]) * (t.hi[1] - t.lo[1])).sum();
+        assert_eq!(covered, 300 * 784);
+        let m = MatMul {
+            m: 100,
+            n: 300,
+            k: 784,
+            a: hoyer_compiler::kernel::MatView { arg: 0, offset: 0, rows: 784, cols: 1 },
+            b: hoyer_compiler::kernel::MatView { arg: 1, offset: 0, rows: 1, cols: 784 },
+            out: 2,
+        };
+        let t = tiles(&m);
+        assert!(t.len() > 1 && t.iter().all(|t| (t.hi[1] - t.lo[1]) % 16 == 0 || t.hi[1] == 300));
+    }
+}

@@ -1,0 +1,72 @@
+//! Test accuracy from the resident test set, with the parameters where they are (the same
+//! store tensors the steps update): per batch, a gather and the forward pass, and the
+//! logits read back for the arg-max (the first maximum, as `torch.argmax`).
+
+use crate::backend::{Backend, Bindings, Executable};
+use crate::error::RunError;
+use crate::feed::Resident;
+use crate::store::Store;
+use hoyer_compiler::codes::Code;
+use hoyer_compiler::pipeline;
+use hoyer_compiler::program::Model;
+use std::collections::HashMap;
+
+/// The gather and the forward pass for one batch size.
+type Programs = (Box<dyn Executable>, Box<dyn Executable>);
+
+pub struct Evaluator {
+    batch: usize,
+    programs: HashMap<usize, Programs>,
+}
+
+impl Evaluator {
+    pub fn new(batch: usize) -> Evaluator {
+        Evaluator { batch, programs: HashMap::new() }
+    }
+
+    /// The fraction of `test` whose largest logit is at its label (`labels` on the host).
+    pub fn accuracy(
+        &mut self,
+        backend: &dyn Backend,
+        store: &mut Store,
+        model: &Model,
+        test: &Resident,
+        labels: &[u32],
+    ) -> Result<f64, RunError> {
+        let n = test.rows;
+        let mut correct = 0usize;
+        for start in (0..n).step_by(self.batch.max(1)) {
+            let size = self.batch.min(n - start);
+            if let std::collections::hash_map::Entry::Vacant(e) = self.programs.entry(size) {
+                let planned = pipeline::eval(model, size, &backend.options())?;
+                let mut bind = Bindings::new();
+                for p in &model.params {
+                    let shape: Vec<usize> = p.shape.iter().map(|&d| d as usize).collect();
+                    bind.insert(p.name.clone(), store.shared(&p.name, &shape)?);
+                }
+                let forward = backend.compile(&planned, store, &bind)?;
+                let gather = test.gather(backend, store, size, forward.as_ref())?;
+                e.insert((gather, forward));
+            }
+            let (gather, forward) = self.programs.get_mut(&size).expect("compiled above");
+            test.set_start(store, start)?;
+            gather.run(store)?;
+            forward.run(store)?;
+            let logits = forward.tensor("logits").ok_or_else(|| RunError::new(Code::Internal, "no logits"))?;
+            let logits = store.read(logits);
+            let classes = logits.len() / size;
+            for (i, row) in logits.chunks(classes).enumerate() {
+                let mut best = 0;
+                for (j, &v) in row.iter().enumerate() {
+                    if v > row[best] || (v.is_nan() && !row[best].is_nan()) {
+                        best = j;
+                    }
+                }
+                if best as u32 == labels[start + i] {
+                    correct += 1;
+                }
+            }
+        }
+        Ok(correct as f64 / n.max(1) as f64)
+    }
+}
