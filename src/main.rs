@@ -124,6 +124,8 @@ enum Emit {
     Kernels,
     /// The Cranelift IR of each loop nest of each phase's training step.
     Clif,
+    /// The CUDA C of each phase's training step (kernels, and the library products).
+    Cuda,
 }
 
 /// Standard output that tolerates a closed pipe (`hoyerc report DIR | head`): what cannot be
@@ -338,7 +340,8 @@ fn emit_ir(
             )),
             Emit::Grad => ir::print::print(step::build(program, model, phase, batch)?.graph()),
             Emit::Kernels => kernel::print::print(&pipeline::step(program, model, phase, batch, &opts)?.1.program),
-            _ => codegen::cpu::clif_text(&pipeline::step(program, model, phase, batch, &opts)?.1.program)?,
+            Emit::Clif => codegen::cpu::clif_text(&pipeline::step(program, model, phase, batch, &opts)?.1.program)?,
+            _ => codegen::cuda::render(&pipeline::step(program, model, phase, batch, &opts)?.1.program)?.source,
         };
         out += &format!("phase {} {{\n{text}}}\n", phase.name);
     }

@@ -133,16 +133,20 @@ fn every_code_has_a_golden_case() {
     assert!(missing.is_empty(), "codes without a golden error case: {missing:?}");
 }
 
-/// The IR of the examples the IR can lower (dense networks): forward (`.ir`), whole
-/// training step (`.grad`), its fused kernels (`.kernels`) and, for the quickstart, their
-/// Cranelift IR (`.clif`).
+/// Every stage of the examples the IR can lower (dense networks), from one input: forward
+/// (`.ir`), whole training step (`.grad`), its kernel IR (`.kernels`), and for the quickstart
+/// and the Hoyer-Square recipe the code: Cranelift IR (`.clif`, quickstart) and CUDA C
+/// (`.cuda`).
 #[test]
 fn example_ir() {
     let examples = root().join("examples");
     let mut failures = Vec::new();
     for name in ["quickstart", "lenet300_dense", "lenet300_hs", "lenet300_gradual"] {
-        let emits: &[&str] =
-            if name == "quickstart" { &["ir", "grad", "kernels", "clif"] } else { &["ir", "grad", "kernels"] };
+        let emits: &[&str] = match name {
+            "quickstart" => &["ir", "grad", "kernels", "clif", "cuda"],
+            "lenet300_hs" => &["ir", "grad", "kernels", "cuda"],
+            _ => &["ir", "grad", "kernels"],
+        };
         for emit in emits.iter().copied() {
             let file = format!("{name}.hoyer");
             let (code, stdout, stderr) = hoyerc(&examples, &["compile", &file, "--emit", emit]);

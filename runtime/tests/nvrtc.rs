@@ -1,0 +1,93 @@
+//! Every kernel the CUDA renderer emits for the examples compiles with NVRTC, for sm_80 and
+//! sm_90, without an error or a warning. NVRTC runs without a GPU; where its library is
+//! missing the test says so and skips, unless HOYER_REQUIRE_NVRTC=1 (CI sets it).
+
+use hoyer_compiler::check_source;
+use hoyer_compiler::codegen::cuda;
+use hoyer_compiler::kernel::Program;
+use hoyer_compiler::pipeline::{self, Options};
+use hoyer_compiler::program::Step as PlanStep;
+use hoyer_runtime::cuda::nvrtc;
+
+fn nvrtc_present() -> bool {
+    match nvrtc::available() {
+        Ok(()) => true,
+        Err(e) => {
+            assert!(
+                std::env::var_os("HOYER_REQUIRE_NVRTC").is_none_or(|v| v == "0"),
+                "HOYER_REQUIRE_NVRTC is set but NVRTC is missing: {}",
+                e.message
+            );
+            eprintln!("skipped: {} (see .ci/run for how CI installs it)", e.message);
+            false
+        }
+    }
+}
+
+/// Every program of the examples: each phase's step at its batch and at an odd one, the
+/// evaluation, the batch gather.
+fn programs() -> Vec<(String, Program)> {
+    let mut out = Vec::new();
+    let opts = Options::default();
+    for name in ["quickstart", "lenet300_dense", "lenet300_hs", "lenet300_gradual", "lenet300_l1", "lenet300_hoyer"] {
+        let path = format!("{}/../examples/{name}.hoyer", env!("CARGO_MANIFEST_DIR"));
+        let c = check_source(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let plan = c.program.train.as_ref().unwrap();
+        let model = c.program.model(&plan.model).unwrap();
+        for batch in [plan.batch as usize, 37] {
+            for s in &plan.steps {
+                let PlanStep::Phase(p) = s else { continue };
+                let (_, planned) = pipeline::step(&c.program, model, p, batch, &opts).unwrap();
+                out.push((format!("{name}-{}-{batch}", p.name), planned.program));
+            }
+            out.push((format!("{name}-eval-{batch}"), pipeline::eval(model, batch, &opts).unwrap().program));
+        }
+    }
+    out.push(("gather".into(), pipeline::gather(60000, &[784], 100, &opts).unwrap().program));
+    out
+}
+
+#[test]
+fn every_emitted_kernel_compiles_cleanly() {
+    if !nvrtc_present() {
+        return;
+    }
+    let mut kernels = 0;
+    for (name, program) in programs() {
+        let rendered = cuda::render(&program).unwrap();
+        for arch in ["sm_80", "sm_90"] {
+            match nvrtc::compile(&rendered.source, &format!("{name}.cu"), arch) {
+                Ok(c) => {
+                    assert!(
+                        c.log.trim().is_empty(),
+                        "{name} for {arch}: NVRTC warned:\n{}\n{}",
+                        c.log,
+                        rendered.source
+                    );
+                    assert!(!c.image.is_empty());
+                }
+                Err(f) => panic!("{name} for {arch}: {}\n{}\n{}", f.message, f.log, rendered.source),
+            }
+        }
+        kernels += rendered.launches.len();
+    }
+    assert!(kernels > 300, "only {kernels} kernels");
+}
+
+/// The test above can fail: a kernel with a mistake in it does not compile, and one with a
+/// warning is reported.
+#[test]
+fn a_broken_kernel_fails_and_a_warning_shows() {
+    if !nvrtc_present() {
+        return;
+    }
+    let (_, program) = programs().into_iter().next().unwrap();
+    let source = cuda::render(&program).unwrap().source;
+    let broken = source.replacen("fmaf(", "fmaf_undefined(", 1);
+    assert_ne!(broken, source, "the quickstart step has a fused multiply-add to break");
+    let f = nvrtc::compile(&broken, "broken.cu", "sm_80").err().expect("a broken kernel must not compile");
+    assert!(f.log.contains("fmaf_undefined"), "{}", f.log);
+    let warned = source.replacen("{\n", "{\n  int unused_variable;\n", 1);
+    let c = nvrtc::compile(&warned, "warned.cu", "sm_80").expect("a warning is not an error");
+    assert!(c.log.contains("unused_variable"), "NVRTC said: {:?}", c.log);
+}
