@@ -1,26 +1,36 @@
 #!/usr/bin/env bash
-# hoyerc against the PyTorch anchor (../shared/bench/torch_anchor.py), side by side in one
-# run on this machine, alternating three rounds; prints each figure and the ratio
-# hoyer / PyTorch (above 1: hoyer is faster).
+# hoyerc against the PyTorch anchor (../shared/bench/torch_anchor.py), side by side on this
+# machine: each round runs PyTorch eager, PyTorch with torch.compile, and hoyerc, one after
+# another, and prints each figure and the ratios hoyer / PyTorch (above 1: hoyer is faster).
+# Absolute figures on shared machines drift from run to run; the ratios within a round are
+# what to compare.
 #
-# Usage: bench/compare.sh [PYTHON]    PYTHON has torch installed (default: python3), e.g.
+# Usage: bench/compare.sh [PYTHON] [ROUNDS]    PYTHON has torch installed (default: python3), e.g.
 #   python3 -m venv /tmp/venv && /tmp/venv/bin/pip install torch numpy && bench/compare.sh /tmp/venv/bin/python
+# STEPS (default 1000) timed steps per figure; THREADS passes --threads to hoyerc (default: all cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${1:-python3}
+rounds=${2:-3}
 anchor=../shared/bench/torch_anchor.py
-steps=${STEPS:-400}
+steps=${STEPS:-1000}
+threads=${THREADS:+--threads $THREADS}
 cargo build --release -q
-for round in 1 2 3; do
-    torch_out=$("$py" "$anchor" --models lenet300 --steps "$steps")
-    hoyer_out=$(./target/release/hoyerc bench examples/lenet300_dense.hoyer examples/lenet300_hs.hoyer --steps "$steps")
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
+for round in $(seq 1 "$rounds"); do
+    eager=$("$py" "$anchor" --models lenet300 --regs none,hs --steps "$steps" 2>/dev/null)
+    compiled=$("$py" "$anchor" --models lenet300 --regs none,hs --steps "$steps" --compile 2>/dev/null)
+    # shellcheck disable=SC2086
+    hoyer=$(./target/release/hoyerc bench examples/lenet300_dense.hoyer examples/lenet300_hs.hoyer --steps "$steps" $threads)
     echo "round $round"
-    echo "$torch_out" | sed 's/^/  torch  /'
-    echo "$hoyer_out" | sed 's/^/  hoyer  /'
-    t_none=$(echo "$torch_out" | awk '/reg=none/ {print $4}')
-    t_hs=$(echo "$torch_out" | awk '/reg=hs / {print $4}')
-    h_none=$(echo "$hoyer_out" | awk '/^lenet300_dense/ {print $6}')
-    h_hs=$(echo "$hoyer_out" | awk '/^lenet300_hs/ {print $6}')
-    awk -v a="$h_none" -v b="$t_none" -v c="$h_hs" -v d="$t_hs" \
-        'BEGIN { printf "  ratio  no penalty %.2f   Hoyer-Square %.2f\n", a / b, c / d }'
+    echo "$eager" | sed 's/^/  torch  /'
+    echo "$compiled" | sed 's/^/  torch  /'
+    echo "$hoyer" | sed 's/^/  hoyer  /'
+    pick() { echo "$1" | awk -v r="$2" '$2 == "reg=" r { print $4 }'; }
+    h_none=$(echo "$hoyer" | awk '/^lenet300_dense/ {print $6}')
+    h_hs=$(echo "$hoyer" | awk '/^lenet300_hs/ {print $6}')
+    awk -v hn="$h_none" -v hh="$h_hs" -v en="$(pick "$eager" none)" -v eh="$(pick "$eager" hs)" \
+        -v cn="$(pick "$compiled" none)" -v ch="$(pick "$compiled" hs)" 'BEGIN {
+        printf "  ratio  no penalty: %.2f x eager, %.2f x compiled   Hoyer-Square: %.2f x eager, %.2f x compiled\n",
+            hn / en, hn / cn, hh / eh, hh / ch }'
 done

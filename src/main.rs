@@ -206,6 +206,7 @@ fn run(command: Command, color: bool) -> ExitCode {
                 seed,
                 init,
                 data_dir: data,
+                data_fallback: std::env::var_os("HOYER_DATA").map(PathBuf::from),
                 spec_dir: hoyer_runtime::train::spec_dir(&file),
                 progress: std::io::stderr().is_terminal(),
                 resume: resume.is_some(),

@@ -94,7 +94,7 @@ fn vjp(g: &mut Graph, op: &Op, y: ValueId, gy: ValueId) -> Vec<(ValueId, ValueId
                     let t = g.binary(Binary::Mul, gy, y2);
                     g.unary(Unary::Neg, t)
                 }
-                Unary::Sign | Unary::Step => return vec![],
+                Unary::Sign | Unary::Step | Unary::Detach => return vec![],
             };
             vec![(x, gx)]
         }
@@ -338,6 +338,21 @@ mod tests {
             let other = g.constant(0.25, vec![2, 3]);
             g.select(c, other, x)
         });
+    }
+
+    #[test]
+    fn detach_passes_the_value_and_stops_the_gradient() {
+        // loss = sum(x · detach(x)): the gradient is detach(x) = x, not 2x.
+        let mut g = Graph::default();
+        let x = g.input_value("x", InputKind::Param, vec![3]);
+        let d = g.unary(Unary::Detach, x);
+        let p = g.binary(Binary::Mul, x, d);
+        let loss = g.sum_all(p);
+        let gx = grad(&mut g, loss, &[x])[0];
+        let inputs = [("x".to_string(), vec![1.0, -2.0, 3.0])].into_iter().collect();
+        let v = run(&g, &inputs, Precision::F64).unwrap();
+        assert_eq!(v[d.index()], vec![1.0, -2.0, 3.0]);
+        assert_eq!(v[gx.index()], vec![1.0, -2.0, 3.0]);
     }
 
     #[test]

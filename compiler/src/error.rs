@@ -33,3 +33,20 @@ impl CompileError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostics::Report;
+
+    #[test]
+    fn an_internal_error_says_so_with_its_own_code() {
+        let e = CompileError::internal("fusion", "kernel dependencies form a cycle");
+        let text = Report::new("spec.hoyer", String::new(), vec![e.diagnostic()]).render(100, false);
+        assert!(text.contains("E0901"), "{text}");
+        assert!(text.contains("internal compiler error in fusion"), "{text}");
+        assert!(text.contains("bug in hoyerc"), "{text}");
+        let u = CompileError::Unsupported { what: "training `conv2d`".into(), help: "not yet".into() };
+        assert_eq!(u.code(), Code::Unsupported);
+    }
+}

@@ -83,6 +83,11 @@ struct Group {
     view_deps: BTreeSet<usize>,
     /// For a matrix product: its operands' roots.
     matmul_operands: Vec<ValueId>,
+    /// For a reduction: its axes, and how many reductions share the pass.
+    axes: Vec<usize>,
+    reductions: usize,
+    /// Values in memory it reads (inputs included).
+    reads: BTreeSet<ValueId>,
     merged_into: Option<usize>,
 }
 
@@ -149,6 +154,28 @@ impl Fuser {
         !self.reaches(a, b, true) && !self.reaches(b, a, true)
     }
 
+    /// A closed reduction group that reduction group `b` can share its pass with: same
+    /// iteration shape and axes, a value in memory or a producing kernel in common, and no
+    /// path between them.
+    fn sibling_reduction(&self, b: usize) -> Option<usize> {
+        const MAX_REDUCTIONS: usize = 8;
+        let gb = &self.groups[b];
+        (0..self.groups.len()).find(|&a| {
+            let ga = &self.groups[a];
+            a != b
+                && ga.merged_into.is_none()
+                && ga.kind == KernelKind::Reduce
+                && ga.shape == gb.shape
+                && ga.axes == gb.axes
+                && ga.reductions + gb.reductions <= MAX_REDUCTIONS
+                && (!ga.reads.is_disjoint(&gb.reads) || !ga.deps.is_disjoint(&gb.deps))
+                && !ga.view_deps.contains(&b)
+                && !gb.view_deps.contains(&a)
+                && !self.reaches(a, b, false)
+                && !self.reaches(b, a, false)
+        })
+    }
+
     /// Moves group `b` into group `a`.
     fn merge(&mut self, a: usize, b: usize) {
         let values = std::mem::take(&mut self.groups[b].values);
@@ -159,6 +186,11 @@ impl Fuser {
         let deps = std::mem::take(&mut self.groups[b].deps);
         let view_deps = std::mem::take(&mut self.groups[b].view_deps);
         let operands = std::mem::take(&mut self.groups[b].matmul_operands);
+        let reads = std::mem::take(&mut self.groups[b].reads);
+        let reductions = self.groups[b].reductions;
+        if self.groups[a].axes.is_empty() {
+            self.groups[a].axes = self.groups[b].axes.clone();
+        }
         if self.groups[b].kind == KernelKind::MatMul {
             self.groups[a].kind = KernelKind::MatMul;
         }
@@ -167,6 +199,8 @@ impl Fuser {
         ga.deps.extend(deps);
         ga.view_deps.extend(view_deps);
         ga.matmul_operands.extend(operands);
+        ga.reads.extend(reads);
+        ga.reductions += reductions;
         ga.closed |= closed;
         self.groups[b].merged_into = Some(a);
         for g in self.groups.iter_mut() {
@@ -226,6 +260,12 @@ pub fn fuse(g: &Graph, in_place: &[(ValueId, ValueId)]) -> Result<Schedule, Comp
             Op::MatMul { a, b, .. } => vec![root(g, *a), root(g, *b)],
             _ => vec![],
         };
+        let (axes, reductions) = match op {
+            Op::Reduce { axes, .. } => (axes.clone(), 1),
+            _ => (vec![], 0),
+        };
+        let reads =
+            op.operands().iter().map(|&o| root(g, o)).filter(|r| !matches!(g.value(*r).op, Op::Const(_))).collect();
         f.groups.push(Group {
             kind,
             shape,
@@ -234,6 +274,9 @@ pub fn fuse(g: &Graph, in_place: &[(ValueId, ValueId)]) -> Result<Schedule, Comp
             deps: direct.union(&viewed).copied().collect(),
             view_deps: viewed,
             matmul_operands,
+            axes,
+            reductions,
+            reads,
             merged_into: None,
         });
         let mut current = f.groups.len() - 1;
@@ -258,6 +301,10 @@ pub fn fuse(g: &Graph, in_place: &[(ValueId, ValueId)]) -> Result<Schedule, Comp
         }
         if kind == KernelKind::Reduce {
             f.groups[current].closed = true;
+            // Reductions of the same data over the same axes share one pass.
+            if let Some(sibling) = f.sibling_reduction(current) {
+                f.merge(sibling, current);
+            }
         }
     }
 

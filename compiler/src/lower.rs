@@ -160,11 +160,13 @@ fn forward(g: &mut Graph, model: &Model, params: &[(String, ValueId)], batch: us
 }
 
 /// Mean softmax cross-entropy of `logits` [batch, classes] against integer labels, computed
-/// stably: log-softmax = z - log Σ exp z, with z = logits - max.
+/// stably: log-softmax = z - log Σ exp z, with z = logits - max. The maximum only shifts the
+/// numbers (the loss does not depend on it), so no gradient flows through it, as in PyTorch.
 fn cross_entropy(g: &mut Graph, logits: ValueId, batch: usize) -> ValueId {
     let shape = g.shape(logits).to_vec();
     let labels = g.input_value(LABELS, InputKind::Labels, vec![batch]);
     let max = g.reduce(ReduceOp::Max, logits, vec![1]);
+    let max = g.unary(Unary::Detach, max);
     let max_b = g.broadcast(max, &shape, vec![0]);
     let z = g.binary(Binary::Sub, logits, max_b);
     let e = g.unary(Unary::Exp, z);

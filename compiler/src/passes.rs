@@ -32,6 +32,8 @@ pub fn simplify(g: &Graph) -> Graph {
             Op::Unary(u, x) => {
                 if let Some(c) = constant(x) {
                     op = Op::Const(u.apply(c));
+                } else if u == Unary::Detach {
+                    replaced = Some(x); // gradients are derived by now
                 } else if u == Unary::Neg {
                     if let Op::Unary(Unary::Neg, inner) = out.value(x).op {
                         replaced = Some(inner);

@@ -15,8 +15,9 @@ use crate::program::{Model, Optimizer, PhasePlan, Program};
 pub const LR: &str = "lr";
 /// Adam: lr / (1 - β1^t).
 pub const STEP_SIZE: &str = "step_size";
-/// Adam: sqrt(1 - β2^t).
-pub const BC2_SQRT: &str = "bias_correction2_sqrt";
+/// Adam: 1 / sqrt(1 - β2^t), so that the update multiplies where PyTorch divides by
+/// sqrt(1 - β2^t) (one division fewer per element; the result differs in the last bit at most).
+pub const INV_BC2_SQRT: &str = "inv_bias_correction2_sqrt";
 /// SGD with momentum: 1 on the first step (the buffer starts as the gradient), else 0.
 pub const FIRST: &str = "first_step";
 /// Running sums the step adds its loss and penalty to, read by the runtime only when it
@@ -95,7 +96,7 @@ pub fn build(program: &Program, model: &Model, phase: &PhasePlan, batch: usize) 
 struct Scalars {
     lr: ValueId,
     step_size: Option<ValueId>,
-    bc2_sqrt: Option<ValueId>,
+    inv_bc2_sqrt: Option<ValueId>,
     first: Option<ValueId>,
 }
 
@@ -106,13 +107,13 @@ impl Scalars {
             Optimizer::Adam { .. } => Scalars {
                 lr,
                 step_size: Some(g.input_value(STEP_SIZE, InputKind::Scalar, vec![])),
-                bc2_sqrt: Some(g.input_value(BC2_SQRT, InputKind::Scalar, vec![])),
+                inv_bc2_sqrt: Some(g.input_value(INV_BC2_SQRT, InputKind::Scalar, vec![])),
                 first: None,
             },
             Optimizer::Sgd { momentum, .. } => Scalars {
                 lr,
                 step_size: None,
-                bc2_sqrt: None,
+                inv_bc2_sqrt: None,
                 first: (*momentum != 0.0).then(|| g.input_value(FIRST, InputKind::Scalar, vec![])),
             },
         }
@@ -191,12 +192,12 @@ fn update(
             let d2 = g.binary(Binary::Mul, d, d);
             let v_new_part = scale(g, d2, 1.0 - b2);
             let new_v = g.binary(Binary::Add, v_old, v_new_part);
-            // p ← p - step_size · m / (sqrt(v) / sqrt(bc2) + eps)
+            // p ← p - step_size · m / (sqrt(v) · (1 / sqrt(bc2)) + eps)
             let root = g.unary(Unary::Sqrt, new_v);
-            let bc2 = s.bc2_sqrt.expect("adam has bias corrections");
+            let inv_bc2 = s.inv_bc2_sqrt.expect("adam has bias corrections");
             let shape = g.shape(p).to_vec();
-            let bc2_b = g.broadcast(bc2, &shape, vec![]);
-            let scaled = g.binary(Binary::Div, root, bc2_b);
+            let inv_bc2_b = g.broadcast(inv_bc2, &shape, vec![]);
+            let scaled = g.binary(Binary::Mul, root, inv_bc2_b);
             let eps_c = g.constant(eps, shape);
             let denom = g.binary(Binary::Add, scaled, eps_c);
             let ratio = g.binary(Binary::Div, new_m, denom);

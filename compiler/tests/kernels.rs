@@ -5,7 +5,7 @@
 use hoyer_compiler::check_source;
 use hoyer_compiler::ir::interp::{self, Precision};
 use hoyer_compiler::ir::{Graph, InputKind};
-use hoyer_compiler::kernel;
+use hoyer_compiler::kernel::{self, Role};
 use hoyer_compiler::pipeline::{self, Options, Planned};
 use hoyer_compiler::program::Step as PlanStep;
 use std::collections::HashMap;
@@ -119,4 +119,113 @@ fn show() {
         let (_, planned) = pipeline::step(&c.program, model, phase, plan.batch as usize, &Options::default()).unwrap();
         println!("{}", kernel::print::print(&planned.program));
     }
+}
+
+/// Plans a small graph and checks it against the interpreter.
+fn planned(g: &Graph) -> Planned {
+    let p = pipeline::plan(g, &Options::default()).unwrap();
+    agree("graph", &p, inputs(&p.graph, 9));
+    p
+}
+
+fn loops(p: &Planned) -> Vec<&hoyer_compiler::kernel::Loop> {
+    p.program.kernels.iter().filter_map(|k| k.loop_nest()).collect()
+}
+
+#[test]
+fn movement_ops_are_views_not_kernels() {
+    use hoyer_compiler::ir::Unary;
+    let mut g = Graph::default();
+    let x = g.input_value("x", InputKind::Data, vec![3, 4]);
+    let t = g.permute(x, vec![1, 0]);
+    let e = g.unary(Unary::Exp, t);
+    g.outputs = vec![("e".into(), e)];
+    let p = planned(&g);
+    // One kernel: exp reads x through the transposed view.
+    assert_eq!(p.program.kernels.len(), 1, "{}", kernel::print::print(&p.program));
+    let text = kernel::print::print(&p.program);
+    assert!(text.contains("load x[1, 4]"), "{text}");
+}
+
+#[test]
+fn a_transposed_operand_is_a_strided_product() {
+    let mut g = Graph::default();
+    let a = g.input_value("a", InputKind::Data, vec![6, 4]);
+    let b = g.input_value("b", InputKind::Param, vec![5, 6]);
+    let at = g.permute(a, vec![1, 0]); // [4, 6]
+    let y = g.matmul(at, b, false, true); // [4, 6] · [6, 5]
+    g.outputs = vec![("y".into(), y)];
+    let p = planned(&g);
+    assert_eq!(p.program.kernels.len(), 1);
+    let text = kernel::print::print(&p.program);
+    assert!(text.contains("= a[1, 4] · b[1, 6]"), "{text}");
+}
+
+#[test]
+fn reductions_of_the_same_data_share_a_pass() {
+    use hoyer_compiler::ir::{ReduceOp, Unary};
+    let mut g = Graph::default();
+    let w = g.input_value("w", InputKind::Param, vec![30, 20]);
+    let a = g.unary(Unary::Abs, w);
+    let l1 = g.reduce(ReduceOp::Sum, a, vec![1]);
+    let sq = g.pow_const(w, 2.0);
+    let l2 = g.reduce(ReduceOp::Sum, sq, vec![1]);
+    let mx = g.reduce(ReduceOp::Max, w, vec![1]);
+    g.outputs = vec![("l1".into(), l1), ("l2".into(), l2), ("max".into(), mx)];
+    let p = planned(&g);
+    assert_eq!(p.program.kernels.len(), 1, "{}", kernel::print::print(&p.program));
+    assert_eq!(loops(&p)[0].reductions.len(), 3);
+}
+
+#[test]
+fn large_whole_tensor_reductions_split_in_two_stages() {
+    use hoyer_compiler::ir::ReduceOp;
+    let mut g = Graph::default();
+    let w = g.input_value("w", InputKind::Param, vec![200, 100]);
+    let s = g.sum_all(w);
+    let small = g.input_value("v", InputKind::Param, vec![20, 7]);
+    let t = g.reduce(ReduceOp::Sum, small, vec![0, 1]);
+    g.outputs = vec![("s".into(), s), ("t".into(), t)];
+    let p = planned(&g);
+    let shapes: Vec<(Vec<usize>, Vec<usize>)> =
+        loops(&p).iter().map(|l| (l.parallel.clone(), l.reduce.clone())).collect();
+    assert!(shapes.contains(&(vec![200], vec![100])) && shapes.contains(&(vec![], vec![200])), "{shapes:?}");
+    assert!(shapes.contains(&(vec![], vec![140])), "the small one stays whole: {shapes:?}");
+}
+
+#[test]
+fn updates_are_in_place_after_every_reader_of_the_old_value() {
+    use hoyer_compiler::ir::{Binary, ReduceOp};
+    let mut g = Graph::default();
+    let p = g.input_value("p", InputKind::Param, vec![8, 8]);
+    // new p = p - mean-free: p - sum(p) broadcast; the sum reads old p before the update.
+    let s = g.reduce(ReduceOp::Sum, p, vec![0, 1]);
+    let sb = g.broadcast(s, &[8, 8], vec![]);
+    let new = g.binary(Binary::Sub, p, sb);
+    // q reads its old value transposed: it cannot be overwritten element by element.
+    let q = g.input_value("q", InputKind::Param, vec![8, 8]);
+    let qt = g.permute(q, vec![1, 0]);
+    let new_q = g.binary(Binary::Add, q, qt);
+    g.outputs = vec![("p".into(), new), ("q".into(), new_q)];
+    let planned = planned(&g);
+    let prog = &planned.program;
+    let text = kernel::print::print(prog);
+    let p_id = prog.find("p").unwrap();
+    let writer = prog.kernels.iter().position(|k| k.args.iter().any(|a| a.buffer == p_id && a.role == Role::ReadWrite));
+    let writer = writer.unwrap_or_else(|| panic!("p is not updated in place:\n{text}"));
+    assert!(prog.kernels[writer + 1..].iter().all(|k| k.args.iter().all(|a| a.buffer != p_id)), "{text}");
+    // q is computed aside and copied over at the end.
+    let q_id = prog.find("q").unwrap();
+    let last = prog.kernels.last().unwrap();
+    assert!(last.args.iter().any(|a| a.buffer == q_id && a.role == Role::Write), "{text}");
+}
+
+#[test]
+fn an_output_that_is_a_view_is_copied() {
+    let mut g = Graph::default();
+    let x = g.input_value("x", InputKind::Data, vec![2, 3]);
+    let t = g.permute(x, vec![1, 0]);
+    g.outputs = vec![("t".into(), t)];
+    let p = planned(&g);
+    assert_eq!(p.program.kernels.len(), 1);
 }

@@ -152,7 +152,7 @@ fn adam_step_follows_pytorch() {
     let (bc1, bc2) = (1.0 - 0.8f64.powi(t), 1.0 - 0.9f64.powi(t));
     let (inputs, out) = one_step(
         train,
-        &[("lr", lr), ("step_size", lr / bc1), ("bias_correction2_sqrt", bc2.sqrt()), ("strength.0", 1e-3)],
+        &[("lr", lr), ("step_size", lr / bc1), ("inv_bias_correction2_sqrt", 1.0 / bc2.sqrt()), ("strength.0", 1e-3)],
         None,
     );
     let g = objective_grad(train, &inputs, "fc2.weight");
@@ -199,7 +199,7 @@ fn masked_weights_stay_zero_and_keep_their_state() {
     let mask: Vec<f64> = (0..20).map(|i| if i % 3 == 0 { 0.0 } else { 1.0 }).collect();
     let (inputs, out) = one_step(
         train,
-        &[("lr", 0.01), ("step_size", 0.01 / 0.1), ("bias_correction2_sqrt", 0.1f64.sqrt())],
+        &[("lr", 0.01), ("step_size", 0.01 / 0.1), ("inv_bias_correction2_sqrt", 1.0 / 0.1f64.sqrt())],
         Some(&mask),
     );
     for (i, &m) in mask.iter().enumerate() {

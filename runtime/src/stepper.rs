@@ -30,7 +30,7 @@ pub struct Stepper {
     t: u64,
     lr: TensorId,
     step_size: TensorId,
-    bc2_sqrt: TensorId,
+    inv_bc2_sqrt: TensorId,
     first: TensorId,
     strengths: Vec<TensorId>,
     loss_sum: TensorId,
@@ -104,7 +104,7 @@ impl Stepper {
             t: 0,
             lr: scalar(store, step::LR)?,
             step_size: scalar(store, step::STEP_SIZE)?,
-            bc2_sqrt: scalar(store, step::BC2_SQRT)?,
+            inv_bc2_sqrt: scalar(store, step::INV_BC2_SQRT)?,
             first: scalar(store, step::FIRST)?,
             strengths: (0..phase.penalties.len())
                 .map(|k| scalar(store, &lower::strength_input(k)))
@@ -172,7 +172,7 @@ impl Stepper {
                 let bc1 = 1.0 - b1.powi(t as i32);
                 let bc2 = 1.0 - b2.powi(t as i32);
                 store.set_scalar(self.step_size, (lr / bc1) as f32)?;
-                store.set_scalar(self.bc2_sqrt, bc2.sqrt() as f32)?;
+                store.set_scalar(self.inv_bc2_sqrt, (1.0 / bc2.sqrt()) as f32)?;
             }
             Optimizer::Sgd { .. } => store.set_scalar(self.first, if t == 1 { 1.0 } else { 0.0 })?,
         }

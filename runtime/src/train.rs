@@ -28,8 +28,10 @@ pub struct RunOptions {
     pub seed: Option<u64>,
     /// Initial parameters; overrides the spec's `init from`.
     pub init: Option<PathBuf>,
-    /// Where IDX data lives; otherwise next to the spec, then `HOYER_DATA`.
+    /// Where IDX data lives; otherwise next to the spec, then `data_fallback`.
     pub data_dir: Option<PathBuf>,
+    /// The last place to look for IDX data (the CLI passes `$HOYER_DATA`).
+    pub data_fallback: Option<PathBuf>,
     /// The spec's folder: relative paths in the spec start there.
     pub spec_dir: PathBuf,
     /// Draw a progress bar (on a terminal); a line per epoch is printed either way.
@@ -191,9 +193,8 @@ fn load_data(program: &Program, plan: &TrainPlan, model: &Model, opts: &RunOptio
                 candidates.extend([d.clone(), d.join(path)]);
             }
             candidates.push(opts.spec_dir.join(path));
-            if let Some(d) = std::env::var_os("HOYER_DATA") {
-                let d = PathBuf::from(d);
-                candidates.extend([d.join(path), d]);
+            if let Some(d) = &opts.data_fallback {
+                candidates.extend([d.join(path), d.clone()]);
             }
             for c in candidates {
                 if c.join("train-labels-idx1-ubyte.gz").is_file() || c.join("train-labels-idx1-ubyte").is_file() {

@@ -26,7 +26,7 @@ fn inputs_for(g: &Graph, seed: u64) -> Values {
                 _ if name.ends_with("exp_avg_sq") || name.starts_with("strength") || name == "lr" => {
                     (0..n).map(|_| (rng.uniform() * 0.1) as f32).collect()
                 }
-                _ if name == "bias_correction2_sqrt" || name == "step_size" => vec![0.5; n],
+                _ if name == "inv_bias_correction2_sqrt" || name == "step_size" => vec![0.5; n],
                 _ if name == "first_step" => vec![0.0; n],
                 _ => (0..n).map(|_| rng.normal() as f32 * 0.5).collect(),
             };

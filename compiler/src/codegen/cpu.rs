@@ -26,7 +26,7 @@
 use crate::error::CompileError;
 use crate::ir::semantics::{self, Cmp, ElemOp, Prim};
 use crate::ir::ReduceOp;
-use crate::kernel::{AccType, Body, Inst, Loop, Program, Reg, View};
+use crate::kernel::{AccType, Body, Inst, Loop, Program, Reduction, Reg, View};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::immediates::{Ieee32, Ieee64};
 use cranelift_codegen::ir::types::{F32, F32X4, F64, F64X2, I64, I8X16};
@@ -82,7 +82,7 @@ fn levels(l: &Loop) -> Vec<usize> {
             Inst::Const(_) => 0,
             Inst::Index(a) => a + 1,
             Inst::Op(..) => operands,
-            Inst::Acc => np,
+            Inst::Acc(_) => np,
         };
         if after[i] {
             level[i] = np;
@@ -155,11 +155,23 @@ struct Emitter<'a, 'b> {
     hi: Vec<Value>,
     regs: Vec<Option<Val>>,
     imports: Imports,
-    /// Accumulators: scalar, and the vector ones (lanes 0-1 and 2-3 for f64 sums).
-    acc_s: Variable,
-    acc_lo: Variable,
-    acc_hi: Variable,
-    acc_v: Variable,
+    accs: Vec<Accumulator>,
+}
+
+/// The variables of one reduction's accumulator: scalar, and vector (for f64 sums two F64X2
+/// halves, lanes 0-1 and 2-3; otherwise one F32X4).
+struct Accumulator {
+    red: Reduction,
+    s: Variable,
+    lo: Variable,
+    hi: Variable,
+    v: Variable,
+}
+
+impl Accumulator {
+    fn sum_f64(&self) -> bool {
+        self.red.op == ReduceOp::Sum && self.red.acc == AccType::F64
+    }
 }
 
 /// Builds the function of loop nest `l`.
@@ -201,12 +213,20 @@ pub fn loop_function(l: &Loop, name: u32, target: &Target) -> Result<Function, C
         }
         let vars = (0..l.rank()).map(|_| b.declare_var(I64)).collect();
         let imports = imports(&mut b, target);
-        let (acc_s, acc_lo, acc_hi, acc_v) = match l.reduction.map(|r| (r.op, r.acc)) {
-            Some((ReduceOp::Sum, AccType::F64)) => {
-                (b.declare_var(F64), b.declare_var(F64X2), b.declare_var(F64X2), b.declare_var(F32X4))
-            }
-            _ => (b.declare_var(F32), b.declare_var(F64X2), b.declare_var(F64X2), b.declare_var(F32X4)),
-        };
+        let accs = l
+            .reductions
+            .iter()
+            .map(|&red| {
+                let scalar = if red.op == ReduceOp::Sum && red.acc == AccType::F64 { F64 } else { F32 };
+                Accumulator {
+                    red,
+                    s: b.declare_var(scalar),
+                    lo: b.declare_var(F64X2),
+                    hi: b.declare_var(F64X2),
+                    v: b.declare_var(F32X4),
+                }
+            })
+            .collect();
         let mut e = Emitter {
             l,
             b,
@@ -219,10 +239,7 @@ pub fn loop_function(l: &Loop, name: u32, target: &Target) -> Result<Function, C
             hi,
             regs: vec![None; l.body.len()],
             imports,
-            acc_s,
-            acc_lo,
-            acc_hi,
-            acc_v,
+            accs,
         };
         e.nest(0, Mode::Scalar)?;
         e.b.ins().return_(&[]);
@@ -305,9 +322,9 @@ impl Emitter<'_, '_> {
                 self.store(s, mode)?;
             }
         }
-        let reduction = l.reduction;
-        if d == np && reduction.is_some() {
-            self.acc_init(mode);
+        let reducing = !l.reductions.is_empty();
+        if d == np && reducing {
+            self.acc_init();
         }
         if d < l.rank() {
             let var = self.vars[d];
@@ -323,18 +340,18 @@ impl Emitter<'_, '_> {
                 self.counted_loop(var, end, LANES as i64, |e| e.nest(d + 1, Mode::Vector))?;
             }
             self.counted_loop(var, end, 1, |e| e.nest(d + 1, mode))?;
-        } else if reduction.is_some() {
+        } else if reducing {
             self.accumulate(mode)?;
         }
-        if d == np {
-            if let Some(red) = reduction {
-                let acc = self.acc_finish(mode, red.op, red.acc);
+        if d == np && reducing {
+            {
+                let finished: Vec<Val> = (0..self.accs.len()).map(|k| self.acc_finish(mode, k)).collect();
                 for i in 0..l.body.len() {
                     if !self.after[i] {
                         continue;
                     }
-                    if matches!(l.body[i], Inst::Acc) {
-                        self.regs[i] = Some(acc);
+                    if let Inst::Acc(k) = l.body[i] {
+                        self.regs[i] = Some(finished[k]);
                     } else {
                         for r in l.body[i].operands() {
                             if !self.after[r.index()] && self.level[r.index()] > np {
@@ -500,7 +517,7 @@ impl Emitter<'_, '_> {
                 };
                 Val { v: self.op(*op, &args, vector), vector }
             }
-            Inst::Acc => return Err(internal("`acc` before the reduction ends")),
+            Inst::Acc(_) => return Err(internal("`acc` before the reduction ends")),
         };
         self.regs[i] = Some(val);
         Ok(())
@@ -599,26 +616,24 @@ impl Emitter<'_, '_> {
         out.expect("four lanes")
     }
 
-    fn sum_f64(&self) -> bool {
-        matches!(self.l.reduction, Some(r) if r.op == ReduceOp::Sum && r.acc == AccType::F64)
-    }
-
-    fn acc_init(&mut self, mode: Mode) {
-        let red = self.l.reduction.expect("a reduction");
-        if self.sum_f64() {
-            let z = self.b.ins().f64const(Ieee64::with_float(0.0));
-            let zv = self.b.ins().splat(F64X2, z);
-            self.b.def_var(self.acc_s, z);
-            self.b.def_var(self.acc_lo, zv);
-            self.b.def_var(self.acc_hi, zv);
-        } else {
-            let init = if red.op == ReduceOp::Sum { 0.0 } else { f32::NEG_INFINITY };
-            let z = self.b.ins().f32const(Ieee32::with_float(init));
-            let zv = self.b.ins().splat(F32X4, z);
-            self.b.def_var(self.acc_s, z);
-            self.b.def_var(self.acc_v, zv);
+    fn acc_init(&mut self) {
+        for k in 0..self.accs.len() {
+            let a = &self.accs[k];
+            let (s, lo, hi, v) = (a.s, a.lo, a.hi, a.v);
+            if a.sum_f64() {
+                let z = self.b.ins().f64const(Ieee64::with_float(0.0));
+                let zv = self.b.ins().splat(F64X2, z);
+                self.b.def_var(s, z);
+                self.b.def_var(lo, zv);
+                self.b.def_var(hi, zv);
+            } else {
+                let init = if a.red.op == ReduceOp::Sum { 0.0 } else { f32::NEG_INFINITY };
+                let z = self.b.ins().f32const(Ieee32::with_float(init));
+                let zv = self.b.ins().splat(F32X4, z);
+                self.b.def_var(s, z);
+                self.b.def_var(v, zv);
+            }
         }
-        let _ = mode;
     }
 
     /// The upper two lanes of an F32X4 moved to the lower two.
@@ -635,48 +650,52 @@ impl Emitter<'_, '_> {
     }
 
     fn accumulate(&mut self, mode: Mode) -> Result<(), CompileError> {
-        let red = self.l.reduction.expect("a reduction");
-        let x = self.reg(red.value)?;
-        if mode == Mode::Vector {
-            let x = self.splat(x);
-            if self.sum_f64() {
-                let lo = self.b.ins().fvpromote_low(x);
-                let h = self.high_half(x);
-                let hi = self.b.ins().fvpromote_low(h);
-                let (alo, ahi) = (self.b.use_var(self.acc_lo), self.b.use_var(self.acc_hi));
-                let (nlo, nhi) = (self.b.ins().fadd(alo, lo), self.b.ins().fadd(ahi, hi));
-                self.b.def_var(self.acc_lo, nlo);
-                self.b.def_var(self.acc_hi, nhi);
+        for k in 0..self.accs.len() {
+            let (red, sum64) = (self.accs[k].red, self.accs[k].sum_f64());
+            let (s, lo_var, hi_var, v) = (self.accs[k].s, self.accs[k].lo, self.accs[k].hi, self.accs[k].v);
+            let x = self.reg(red.value)?;
+            if mode == Mode::Vector {
+                let x = self.splat(x);
+                if sum64 {
+                    let lo = self.b.ins().fvpromote_low(x);
+                    let h = self.high_half(x);
+                    let hi = self.b.ins().fvpromote_low(h);
+                    let (alo, ahi) = (self.b.use_var(lo_var), self.b.use_var(hi_var));
+                    let (nlo, nhi) = (self.b.ins().fadd(alo, lo), self.b.ins().fadd(ahi, hi));
+                    self.b.def_var(lo_var, nlo);
+                    self.b.def_var(hi_var, nhi);
+                } else {
+                    let a = self.b.use_var(v);
+                    let n = if red.op == ReduceOp::Sum { self.b.ins().fadd(a, x) } else { self.max(a, x, true) };
+                    self.b.def_var(v, n);
+                }
             } else {
-                let a = self.b.use_var(self.acc_v);
-                let n = if red.op == ReduceOp::Sum { self.b.ins().fadd(a, x) } else { self.max(a, x, true) };
-                self.b.def_var(self.acc_v, n);
+                if x.vector {
+                    return Err(internal("a vector accumulated as a scalar"));
+                }
+                let a = self.b.use_var(s);
+                let n = if sum64 {
+                    let x = self.b.ins().fpromote(F64, x.v);
+                    self.b.ins().fadd(a, x)
+                } else if red.op == ReduceOp::Sum {
+                    self.b.ins().fadd(a, x.v)
+                } else {
+                    self.max(a, x.v, false)
+                };
+                self.b.def_var(s, n);
             }
-        } else {
-            if x.vector {
-                return Err(internal("a vector accumulated as a scalar"));
-            }
-            let a = self.b.use_var(self.acc_s);
-            let n = if self.sum_f64() {
-                let x = self.b.ins().fpromote(F64, x.v);
-                self.b.ins().fadd(a, x)
-            } else if red.op == ReduceOp::Sum {
-                self.b.ins().fadd(a, x.v)
-            } else {
-                self.max(a, x.v, false)
-            };
-            self.b.def_var(self.acc_s, n);
         }
         Ok(())
     }
 
-    /// The finished reduction at the current parallel point(s).
-    fn acc_finish(&mut self, mode: Mode, op: ReduceOp, acc: AccType) -> Val {
-        let sum64 = op == ReduceOp::Sum && acc == AccType::F64;
+    /// Reduction `k` finished at the current parallel point(s).
+    fn acc_finish(&mut self, mode: Mode, k: usize) -> Val {
+        let (op, sum64) = (self.accs[k].red.op, self.accs[k].sum_f64());
+        let (s_var, lo_var, hi_var, v_var) = (self.accs[k].s, self.accs[k].lo, self.accs[k].hi, self.accs[k].v);
         if mode == Mode::Vector {
             // Four outputs side by side.
             if sum64 {
-                let (lo, hi) = (self.b.use_var(self.acc_lo), self.b.use_var(self.acc_hi));
+                let (lo, hi) = (self.b.use_var(lo_var), self.b.use_var(hi_var));
                 let (lo, hi) = (self.b.ins().fvdemote(lo), self.b.ins().fvdemote(hi));
                 let (lo, hi) = (self.b.ins().bitcast(I8X16, lanes(), lo), self.b.ins().bitcast(I8X16, lanes(), hi));
                 let mask: Vec<u8> = (0..8).chain(16..24).collect();
@@ -684,13 +703,13 @@ impl Emitter<'_, '_> {
                 let v = self.b.ins().shuffle(lo, hi, imm);
                 return Val { v: self.b.ins().bitcast(F32X4, lanes(), v), vector: true };
             }
-            return Val { v: self.b.use_var(self.acc_v), vector: true };
+            return Val { v: self.b.use_var(v_var), vector: true };
         }
         let vectorized_reduction = self.vaxis.is_some_and(|v| v >= self.np());
         let total = if sum64 {
-            let mut s = self.b.use_var(self.acc_s);
+            let mut s = self.b.use_var(s_var);
             if vectorized_reduction {
-                let (lo, hi) = (self.b.use_var(self.acc_lo), self.b.use_var(self.acc_hi));
+                let (lo, hi) = (self.b.use_var(lo_var), self.b.use_var(hi_var));
                 let pair = self.b.ins().fadd(lo, hi);
                 let (a, b) = (self.b.ins().extractlane(pair, 0), self.b.ins().extractlane(pair, 1));
                 let lanes = self.b.ins().fadd(a, b);
@@ -698,9 +717,9 @@ impl Emitter<'_, '_> {
             }
             self.b.ins().fdemote(F32, s)
         } else {
-            let mut s = self.b.use_var(self.acc_s);
+            let mut s = self.b.use_var(s_var);
             if vectorized_reduction {
-                let v = self.b.use_var(self.acc_v);
+                let v = self.b.use_var(v_var);
                 let mut lanes = self.b.ins().extractlane(v, 0);
                 for k in 1..LANES {
                     let x = self.b.ins().extractlane(v, k as u8);

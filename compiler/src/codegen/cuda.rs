@@ -199,7 +199,7 @@ impl<'a> Nest<'a> {
             Inst::Const(c) => literal(*c),
             Inst::Index(a) => format!("(float)i{a}"),
             Inst::Op(op, args) => expression(*op, &args.iter().map(r).collect::<Vec<_>>()),
-            Inst::Acc => "acc_f".into(),
+            Inst::Acc(k) => format!("acc_f{k}"),
         };
         format!("const float r{i} = {e};")
     }
@@ -277,8 +277,8 @@ fn loop_kernel(out: &mut String, p: &Program, k: &Kernel, l: &Loop, name: &str) 
     let blocks = |n: usize| n.div_ceil(BLOCK as usize).clamp(1, 1 << 16) as u32;
     let _ = writeln!(out, "{head} {{");
     let grid;
-    match &l.reduction {
-        None => {
+    match l.reductions.len() {
+        0 => {
             grid = blocks(points);
             let _ = writeln!(
                 out,
@@ -288,67 +288,95 @@ fn loop_kernel(out: &mut String, p: &Program, k: &Kernel, l: &Loop, name: &str) 
             nest.emit(out, "    ", &names, Section::Before);
             let _ = writeln!(out, "  }}");
         }
-        Some(red) => {
-            let acc_type = if red.acc == AccType::F64 { "double" } else { "float" };
-            let init = match red.op {
-                ReduceOp::Sum => "0.0".to_string(),
-                ReduceOp::Max => "-__int_as_float(0x7f800000)".to_string(),
-            };
-            let x = format!("({acc_type})r{}", red.value.0);
+        _ => {
+            // One accumulator per reduction, each with its own type and tree.
+            let accs: Vec<(String, String, String, ReduceOp)> = l
+                .reductions
+                .iter()
+                .map(|red| {
+                    let t = if red.acc == AccType::F64 { "double" } else { "float" }.to_string();
+                    let init = match red.op {
+                        ReduceOp::Sum => "0.0".to_string(),
+                        ReduceOp::Max => "-__int_as_float(0x7f800000)".to_string(),
+                    };
+                    let x = format!("({t})r{}", red.value.0);
+                    (t, init, x, red.op)
+                })
+                .collect();
             let by_block = reduce_points >= BLOCK_REDUCTION && nest.contiguous();
-            if by_block {
-                grid = points.clamp(1, 1 << 16) as u32;
-                let _ = writeln!(out, "  __shared__ {acc_type} partial[{}];", BLOCK / 32);
+            let (indent, p_loop) = if by_block {
+                for (k, (t, ..)) in accs.iter().enumerate() {
+                    let _ = writeln!(out, "  __shared__ {t} partial{k}[{}];", BLOCK / 32);
+                }
                 let _ = writeln!(out, "  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;");
-                let _ = writeln!(out, "  for (long long p = blockIdx.x; p < {points}LL; p += gridDim.x) {{");
-                coordinates(out, "    ", "p", 0, &l.parallel, &nest.used);
-                nest.emit(out, "    ", &names, Section::Before);
-                let _ = writeln!(out, "    {acc_type} acc = {init};");
-                let _ = writeln!(out, "    for (long long q = threadIdx.x; q < {reduce_points}LL; q += blockDim.x) {{");
-                coordinates(out, "      ", "q", np, &l.reduce, &nest.used);
-                nest.emit(out, "      ", &names, Section::Inner);
-                let _ = writeln!(out, "      acc = {};", combine(red.op, "acc", &x));
-                let _ = writeln!(out, "    }}");
-                let _ = writeln!(out, "    // A fixed tree: within each warp, then over the warps.");
-                let _ = writeln!(out, "    for (int o = 16; o > 0; o >>= 1) {{");
-                let _ = writeln!(out, "      const {acc_type} other = __shfl_down_sync(0xffffffffu, acc, o);");
-                let _ = writeln!(out, "      acc = {};", combine(red.op, "acc", "other"));
-                let _ = writeln!(out, "    }}");
-                let _ = writeln!(out, "    if (lane == 0) partial[warp] = acc;");
-                let _ = writeln!(out, "    __syncthreads();");
-                let _ = writeln!(out, "    if (warp == 0) {{");
-                let _ = writeln!(out, "      acc = lane < {} ? partial[lane] : ({acc_type}){init};", BLOCK / 32);
-                let _ = writeln!(out, "      for (int o = 16; o > 0; o >>= 1) {{");
-                let _ = writeln!(out, "        const {acc_type} other = __shfl_down_sync(0xffffffffu, acc, o);");
-                let _ = writeln!(out, "        acc = {};", combine(red.op, "acc", "other"));
-                let _ = writeln!(out, "      }}");
-                let _ = writeln!(out, "      if (lane == 0) {{");
-                let _ = writeln!(out, "        const float acc_f = (float)acc;");
-                nest.emit(out, "        ", &names, Section::After);
-                let _ = writeln!(out, "      }}");
-                let _ = writeln!(out, "    }}");
-                let _ = writeln!(out, "    __syncthreads();");
-                let _ = writeln!(out, "  }}");
+                grid = points.clamp(1, 1 << 16) as u32;
+                ("    ", format!("  for (long long p = blockIdx.x; p < {points}LL; p += gridDim.x) {{"))
             } else {
                 grid = blocks(points);
-                let _ = writeln!(
-                    out,
-                    "  for (long long p = blockIdx.x * (long long)blockDim.x + threadIdx.x; p < {points}LL; p += (long long)gridDim.x * blockDim.x) {{"
-                );
-                coordinates(out, "    ", "p", 0, &l.parallel, &nest.used);
-                nest.emit(out, "    ", &names, Section::Before);
-                let _ = writeln!(out, "    {acc_type} acc = {init};");
-                let _ = writeln!(out, "    for (long long q = 0; q < {reduce_points}LL; ++q) {{");
-                coordinates(out, "      ", "q", np, &l.reduce, &nest.used);
-                nest.emit(out, "      ", &names, Section::Inner);
-                let _ = writeln!(out, "      acc = {};", combine(red.op, "acc", &x));
-                let _ = writeln!(out, "    }}");
-                let _ = writeln!(out, "    {{");
-                let _ = writeln!(out, "      const float acc_f = (float)acc;");
-                nest.emit(out, "      ", &names, Section::After);
-                let _ = writeln!(out, "    }}");
-                let _ = writeln!(out, "  }}");
+                (
+                    "    ",
+                    format!(
+                        "  for (long long p = blockIdx.x * (long long)blockDim.x + threadIdx.x; p < {points}LL; p += (long long)gridDim.x * blockDim.x) {{"
+                    ),
+                )
+            };
+            let _ = writeln!(out, "{p_loop}");
+            coordinates(out, indent, "p", 0, &l.parallel, &nest.used);
+            nest.emit(out, indent, &names, Section::Before);
+            for (k, (t, init, ..)) in accs.iter().enumerate() {
+                let _ = writeln!(out, "{indent}{t} acc{k} = {init};");
             }
+            if by_block {
+                let _ = writeln!(out, "    for (long long q = threadIdx.x; q < {reduce_points}LL; q += blockDim.x) {{");
+            } else {
+                let _ = writeln!(out, "    for (long long q = 0; q < {reduce_points}LL; ++q) {{");
+            }
+            coordinates(out, "      ", "q", np, &l.reduce, &nest.used);
+            nest.emit(out, "      ", &names, Section::Inner);
+            for (k, (_, _, x, op)) in accs.iter().enumerate() {
+                let _ = writeln!(out, "      acc{k} = {};", combine(*op, &format!("acc{k}"), x));
+            }
+            let _ = writeln!(out, "    }}");
+            let tree = |out: &mut String, indent: &str| {
+                let _ = writeln!(out, "{indent}for (int o = 16; o > 0; o >>= 1) {{");
+                for (k, (t, _, _, op)) in accs.iter().enumerate() {
+                    let _ = writeln!(out, "{indent}  const {t} other{k} = __shfl_down_sync(0xffffffffu, acc{k}, o);");
+                    let _ =
+                        writeln!(out, "{indent}  acc{k} = {};", combine(*op, &format!("acc{k}"), &format!("other{k}")));
+                }
+                let _ = writeln!(out, "{indent}}}");
+            };
+            let finish = |out: &mut String, indent: &str| {
+                for k in 0..accs.len() {
+                    let _ = writeln!(out, "{indent}const float acc_f{k} = (float)acc{k};");
+                }
+                nest.emit(out, indent, &names, Section::After);
+            };
+            if by_block {
+                let _ = writeln!(out, "    // A fixed tree: within each warp, then over the warps.");
+                tree(out, "    ");
+                let _ = writeln!(out, "    if (lane == 0) {{");
+                for k in 0..accs.len() {
+                    let _ = writeln!(out, "      partial{k}[warp] = acc{k};");
+                }
+                let _ = writeln!(out, "    }}");
+                let _ = writeln!(out, "    __syncthreads();");
+                let _ = writeln!(out, "    if (warp == 0) {{");
+                for (k, (t, init, ..)) in accs.iter().enumerate() {
+                    let _ = writeln!(out, "      acc{k} = lane < {} ? partial{k}[lane] : ({t}){init};", BLOCK / 32);
+                }
+                tree(out, "      ");
+                let _ = writeln!(out, "      if (lane == 0) {{");
+                finish(out, "        ");
+                let _ = writeln!(out, "      }}");
+                let _ = writeln!(out, "    }}");
+                let _ = writeln!(out, "    __syncthreads();");
+            } else {
+                let _ = writeln!(out, "    {{");
+                finish(out, "      ");
+                let _ = writeln!(out, "    }}");
+            }
+            let _ = writeln!(out, "  }}");
         }
     }
     let _ = writeln!(out, "}}\n");

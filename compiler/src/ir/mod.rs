@@ -48,6 +48,9 @@ pub enum Unary {
     /// 1 where x > 0, else 0: the derivative of relu.
     Step,
     Recip,
+    /// The value itself, with no gradient flowing through it (PyTorch's `detach`): the
+    /// maximum subtracted inside log-softmax. Removed by simplification after autodiff.
+    Detach,
 }
 
 impl Unary {
@@ -62,6 +65,7 @@ impl Unary {
             Unary::Relu => "relu",
             Unary::Step => "step",
             Unary::Recip => "recip",
+            Unary::Detach => "detach",
         }
     }
     /// The op's value in f64 (`semantics` defines it).

@@ -381,8 +381,9 @@ pub fn build(g: &Graph, schedule: &Schedule) -> Result<Program, CompileError> {
 
 fn loop_kernel(b: &mut Builder, k: &crate::fusion::Kernel, name: String) -> Result<Kernel, CompileError> {
     let g = b.g;
-    let reduce = k.reduction(g);
-    let axes: Vec<usize> = match reduce.map(|r| &g.value(r).op) {
+    let reduced: Vec<ValueId> =
+        k.values.iter().copied().filter(|v| matches!(g.value(*v).op, Op::Reduce { .. })).collect();
+    let axes: Vec<usize> = match reduced.first().map(|r| &g.value(*r).op) {
         Some(Op::Reduce { axes, .. }) => axes.clone(),
         _ => vec![],
     };
@@ -394,12 +395,15 @@ fn loop_kernel(b: &mut Builder, k: &crate::fusion::Kernel, name: String) -> Resu
     }
     let mut kb = KernelBuilder::new(g, axis_of);
     let mut stores = Vec::new();
-    let mut reduction = None;
+    let mut reductions = Vec::new();
     for &v in &k.values {
-        if let Op::Reduce { op, input, .. } = &g.value(v).op {
+        if let Op::Reduce { op, input, axes: these } = &g.value(v).op {
+            if *these != axes {
+                return Err(internal("reductions over different axes in one kernel"));
+            }
             let value = kb.operand(b, *input)?;
             let acc = if *op == ReduceOp::Sum { AccType::F64 } else { AccType::F32 };
-            reduction = Some((v, Reduction { op: *op, acc, value }));
+            reductions.push((v, Reduction { op: *op, acc, value }));
             continue;
         }
         let r = kb.compute(b, v)?;
@@ -408,17 +412,15 @@ fn loop_kernel(b: &mut Builder, k: &crate::fusion::Kernel, name: String) -> Resu
             kb.store(b, v, r, &dims, &mut stores);
         }
     }
-    let mut red = None;
-    if let Some((v, r)) = reduction {
-        let acc = kb.push(Inst::Acc);
-        kb.store(b, v, acc, &parallel, &mut stores);
-        red = Some(r);
+    for (i, (v, _)) in reductions.iter().enumerate() {
+        let acc = kb.push(Inst::Acc(i));
+        kb.store(b, *v, acc, &parallel, &mut stores);
     }
     let body = Loop {
         parallel: parallel.iter().map(|&a| k.shape[a]).collect(),
         reduce: axes.iter().map(|&a| k.shape[a]).collect(),
         body: kb.body,
-        reduction: red,
+        reductions: reductions.into_iter().map(|(_, r)| r).collect(),
         stores,
     };
     Ok(Kernel { name, args: kb.args, body: Body::Loop(body) })
@@ -463,7 +465,7 @@ fn matmul_kernel(b: &mut Builder, k: &crate::fusion::Kernel, name: String) -> Re
         parallel: vec![m, n],
         reduce: vec![],
         body: std::mem::take(&mut kb.body),
-        reduction: None,
+        reductions: vec![],
         stores,
     });
     Ok(Kernel { name, args: kb.args, body: Body::MatMul(product, epilogue) })
@@ -485,7 +487,7 @@ fn copy_kernel(b: &mut Builder, v: ValueId, dst: BufferId, name: String) -> Resu
     };
     let arg = kb.arg(dst, Role::Write);
     let stores = vec![Store { arg, view: View::contiguous(&shape), value: r }];
-    let body = Loop { parallel: shape, reduce: vec![], body: kb.body, reduction: None, stores };
+    let body = Loop { parallel: shape, reduce: vec![], body: kb.body, reductions: vec![], stores };
     Ok(Kernel { name, args: kb.args, body: Body::Loop(body) })
 }
 

@@ -83,8 +83,8 @@ fn run_loop(l: &Loop, mem: &mut [Vec<f32>]) -> Result<(), String> {
         |v: &super::View, idx: &[usize]| v.offset + v.strides.iter().zip(idx).map(|(&s, &i)| s * i as i64).sum::<i64>();
     for p in 0..parallel_points {
         unflatten(p, &l.parallel, &mut idx[..np]);
-        let mut acc_sum = 0.0f64;
-        let mut acc_max = f32::NEG_INFINITY;
+        let mut acc_sum = vec![0.0f64; l.reductions.len()];
+        let mut acc_max = vec![f32::NEG_INFINITY; l.reductions.len()];
         for r in 0..reduce_points {
             unflatten(r, &l.reduce, &mut idx[np..]);
             for (i, inst) in l.body.iter().enumerate() {
@@ -106,7 +106,7 @@ fn run_loop(l: &Loop, mem: &mut [Vec<f32>]) -> Result<(), String> {
                         let a: Vec<f32> = args.iter().map(|r| regs[r.index()]).collect();
                         semantics::eval_f32(*op, &a)
                     }
-                    Inst::Acc => unreachable!("after the reduction"),
+                    Inst::Acc(_) => unreachable!("after the reduction"),
                 };
             }
             for s in l.stores.iter().filter(|s| !after[s.value.index()]) {
@@ -118,21 +118,21 @@ fn run_loop(l: &Loop, mem: &mut [Vec<f32>]) -> Result<(), String> {
                     .and_then(|o| buf.get_mut(o))
                     .ok_or_else(|| format!("store to element {o} of {len}"))? = regs[s.value.index()];
             }
-            if let Some(red) = &l.reduction {
+            for (k, red) in l.reductions.iter().enumerate() {
                 let x = regs[red.value.index()];
                 match red.op {
-                    ReduceOp::Sum => acc_sum += x as f64,
+                    ReduceOp::Sum => acc_sum[k] += x as f64,
                     ReduceOp::Max => {
-                        acc_max = semantics::eval_f32(semantics::ElemOp::Binary(crate::ir::Binary::Max), &[acc_max, x])
+                        acc_max[k] =
+                            semantics::eval_f32(semantics::ElemOp::Binary(crate::ir::Binary::Max), &[acc_max[k], x])
                     }
                 }
             }
         }
-        if let Some(red) = &l.reduction {
-            let total = match (red.op, red.acc) {
-                (ReduceOp::Sum, AccType::F64) => acc_sum as f32,
-                (ReduceOp::Sum, AccType::F32) => acc_sum as f32,
-                (ReduceOp::Max, _) => acc_max,
+        if !l.reductions.is_empty() {
+            let total = |k: usize| match (l.reductions[k].op, l.reductions[k].acc) {
+                (ReduceOp::Sum, AccType::F64 | AccType::F32) => acc_sum[k] as f32,
+                (ReduceOp::Max, _) => acc_max[k],
             };
             idx[np..].iter_mut().for_each(|i| *i = 0);
             for (i, inst) in l.body.iter().enumerate() {
@@ -140,7 +140,7 @@ fn run_loop(l: &Loop, mem: &mut [Vec<f32>]) -> Result<(), String> {
                     continue;
                 }
                 regs[i] = match inst {
-                    Inst::Acc => total,
+                    Inst::Acc(k) => total(*k),
                     Inst::Op(op, args) => {
                         let a: Vec<f32> = args.iter().map(|r| regs[r.index()]).collect();
                         semantics::eval_f32(*op, &a)

@@ -130,8 +130,9 @@ pub enum Inst {
     Index(usize),
     /// An element-wise op (`ir::semantics` defines each).
     Op(ElemOp, Vec<Reg>),
-    /// The finished reduction, at a point of the parallel axes (after the reduction axes).
-    Acc,
+    /// The finished reduction `k` (of `Loop::reductions`), at a point of the parallel axes,
+    /// after the reduction axes.
+    Acc(usize),
 }
 
 impl Inst {
@@ -167,13 +168,14 @@ pub struct Store {
     pub value: Reg,
 }
 
-/// A loop nest: parallel axes, then reduction axes.
+/// A loop nest: parallel axes, then reduction axes. Several reductions over the same axes
+/// (‖W‖₁ and ‖W‖₂² of one weight) share one pass over their inputs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Loop {
     pub parallel: Vec<usize>,
     pub reduce: Vec<usize>,
     pub body: Vec<Inst>,
-    pub reduction: Option<Reduction>,
+    pub reductions: Vec<Reduction>,
     pub stores: Vec<Store>,
 }
 
@@ -193,7 +195,7 @@ impl Loop {
     pub fn after_reduction(&self) -> Vec<bool> {
         let mut after = vec![false; self.body.len()];
         for (i, inst) in self.body.iter().enumerate() {
-            after[i] = matches!(inst, Inst::Acc) || inst.operands().iter().any(|r| after[r.index()]);
+            after[i] = matches!(inst, Inst::Acc(_)) || inst.operands().iter().any(|r| after[r.index()]);
         }
         after
     }

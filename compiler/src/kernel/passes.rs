@@ -116,7 +116,7 @@ fn use_counts(l: &Loop) -> Vec<usize> {
     for s in &l.stores {
         uses[s.value.index()] += 1;
     }
-    if let Some(red) = &l.reduction {
+    for red in &l.reductions {
         uses[red.value.index()] += 1;
     }
     uses
@@ -128,7 +128,7 @@ pub fn remove_dead(l: &mut Loop) {
     for s in &l.stores {
         live[s.value.index()] = true;
     }
-    if let Some(red) = &l.reduction {
+    for red in &l.reductions {
         live[red.value.index()] = true;
     }
     for i in (0..l.body.len()).rev() {
@@ -138,9 +138,9 @@ pub fn remove_dead(l: &mut Loop) {
             }
         }
     }
-    // `Acc` stays while there is a reduction (it marks where the reduction ends).
+    // Each reduction's `acc` stays (it marks where the reduction ends).
     for (i, inst) in l.body.iter().enumerate() {
-        if matches!(inst, Inst::Acc) && l.reduction.is_some() {
+        if matches!(inst, Inst::Acc(_)) {
             live[i] = true;
         }
     }
@@ -163,7 +163,7 @@ pub fn remove_dead(l: &mut Loop) {
     for s in l.stores.iter_mut() {
         s.value = map[s.value.index()];
     }
-    if let Some(red) = l.reduction.as_mut() {
+    for red in l.reductions.iter_mut() {
         red.value = map[red.value.index()];
     }
 }
@@ -234,7 +234,7 @@ pub fn validate(p: &Program) -> Result<(), CompileError> {
             }
             let after = l.after_reduction();
             let np = l.parallel.len();
-            let mut accs = 0;
+            let mut accs = vec![0usize; l.reductions.len()];
             for (i, inst) in l.body.iter().enumerate() {
                 if inst.operands().iter().any(|r| r.index() >= i) {
                     return Err(invalid(name, format!("%{i} reads a register defined later")));
@@ -256,19 +256,20 @@ pub fn validate(p: &Program) -> Result<(), CompileError> {
                     Inst::Op(op, args) if args.len() != op.arity() => {
                         return Err(invalid(name, format!("%{i}: {} operands for {op:?}", args.len())))
                     }
-                    Inst::Acc => accs += 1,
+                    Inst::Acc(k) if *k < accs.len() => accs[*k] += 1,
+                    Inst::Acc(k) => {
+                        return Err(invalid(name, format!("%{i}: acc of reduction {k}, which does not exist")))
+                    }
                     _ => {}
                 }
             }
-            match &l.reduction {
-                Some(red) if accs != 1 || red.value.index() >= l.body.len() || after[red.value.index()] => {
-                    return Err(invalid(name, "a reduction needs one `acc` after its value".into()));
+            for (k, red) in l.reductions.iter().enumerate() {
+                if accs[k] != 1 || red.value.index() >= l.body.len() || after[red.value.index()] {
+                    return Err(invalid(name, format!("reduction {k} needs one `acc` after its value")));
                 }
-                Some(_) => {}
-                None if accs > 0 || !l.reduce.is_empty() => {
-                    return Err(invalid(name, "reduction axes or `acc` without a reduction".into()))
-                }
-                None => {}
+            }
+            if l.reductions.is_empty() && !l.reduce.is_empty() {
+                return Err(invalid(name, "reduction axes without a reduction".into()));
             }
             for s in &l.stores {
                 if s.value.index() >= l.body.len() {
@@ -302,4 +303,112 @@ pub fn validate(p: &Program) -> Result<(), CompileError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{ReduceOp, Unary};
+    use crate::kernel::{AccType, Arg, Buffer, BufferId, Dtype, Kernel, Reduction, Storage, Store};
+
+    fn load(arg: u32, strides: Vec<i64>) -> Inst {
+        Inst::Load { arg, view: View { offset: 0, strides } }
+    }
+
+    /// y[i, j] = relu(x[i, j] + b[j]) over [4, 6].
+    fn bias_relu() -> Loop {
+        Loop {
+            parallel: vec![4, 6],
+            reduce: vec![],
+            body: vec![
+                load(0, vec![6, 1]),
+                load(1, vec![0, 1]),
+                Inst::Op(ElemOp::Binary(Binary::Add), vec![Reg(0), Reg(1)]),
+                Inst::Op(ElemOp::Unary(Unary::Relu), vec![Reg(2)]),
+            ],
+            reductions: vec![],
+            stores: vec![Store { arg: 2, view: View { offset: 0, strides: vec![6, 1] }, value: Reg(3) }],
+        }
+    }
+
+    #[test]
+    fn coalesce_merges_only_axes_every_view_walks_as_one() {
+        // The bias is a broadcast along rows: the axes stay apart.
+        let mut l = bias_relu();
+        coalesce(&mut l);
+        assert_eq!(l.parallel, vec![4, 6]);
+        // Without the bias every view is contiguous: one axis of 24.
+        let mut l = bias_relu();
+        l.body[1] = load(1, vec![6, 1]);
+        coalesce(&mut l);
+        assert_eq!(l.parallel, vec![24]);
+        assert!(l.stores[0].view.strides == vec![1]);
+        // A full reduction of a [3, 5] tensor: one reduction axis of 15; extent-1 axes go.
+        let mut r = Loop {
+            parallel: vec![1],
+            reduce: vec![3, 5],
+            body: vec![load(0, vec![0, 5, 1]), Inst::Acc(0)],
+            reductions: vec![Reduction { op: ReduceOp::Sum, acc: AccType::F64, value: Reg(0) }],
+            stores: vec![Store { arg: 1, view: View { offset: 0, strides: vec![0, 0, 0] }, value: Reg(1) }],
+        };
+        coalesce(&mut r);
+        assert_eq!((r.parallel.clone(), r.reduce.clone()), (vec![], vec![15]));
+    }
+
+    #[test]
+    fn multiply_adds_contract_once_and_dead_code_goes() {
+        // a * b + c, and a * b used twice (not contracted), and an unused instruction.
+        let mut l = Loop {
+            parallel: vec![8],
+            reduce: vec![],
+            body: vec![
+                load(0, vec![1]),
+                load(1, vec![1]),
+                Inst::Op(ElemOp::Binary(Binary::Mul), vec![Reg(0), Reg(1)]),
+                Inst::Op(ElemOp::Binary(Binary::Add), vec![Reg(2), Reg(0)]),
+                Inst::Op(ElemOp::Binary(Binary::Mul), vec![Reg(1), Reg(1)]),
+                Inst::Op(ElemOp::Binary(Binary::Add), vec![Reg(4), Reg(4)]),
+                Inst::Op(ElemOp::Unary(Unary::Exp), vec![Reg(0)]),
+            ],
+            reductions: vec![],
+            stores: vec![
+                Store { arg: 2, view: View { offset: 0, strides: vec![1] }, value: Reg(3) },
+                Store { arg: 3, view: View { offset: 0, strides: vec![1] }, value: Reg(5) },
+            ],
+        };
+        contract_fma(&mut l);
+        let ops: Vec<String> = l.body.iter().map(|i| format!("{i:?}")).collect();
+        assert!(matches!(l.body[2], Inst::Op(ElemOp::Fma, _)), "{ops:?}");
+        assert!(!ops.iter().any(|o| o.contains("Exp")), "dead exp kept: {ops:?}");
+        assert_eq!(l.body.len(), 5, "{ops:?}");
+    }
+
+    fn program(l: Loop, sizes: &[usize], roles: &[Role]) -> Program {
+        let buffers = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| Buffer { name: format!("b{i}"), shape: vec![n], dtype: Dtype::F32, storage: Storage::Bound })
+            .collect();
+        let args = roles.iter().enumerate().map(|(i, &role)| Arg { buffer: BufferId(i as u32), role }).collect();
+        Program { buffers, kernels: vec![Kernel { name: "k0".into(), args, body: Body::Loop(l) }], arena: 0 }
+    }
+
+    #[test]
+    fn the_validator_catches_what_a_pass_could_break() {
+        let roles = [Role::Read, Role::Read, Role::Write];
+        assert!(validate(&program(bias_relu(), &[24, 6, 24], &roles)).is_ok());
+        // A view past the end of its buffer.
+        let e = validate(&program(bias_relu(), &[24, 5, 24], &roles)).unwrap_err();
+        assert!(e.to_string().contains("reaches elements"), "{e}");
+        // A store to an argument that is only read.
+        assert!(validate(&program(bias_relu(), &[24, 6, 24], &[Role::Read, Role::Read, Role::Read])).is_err());
+        // A register used before it is defined.
+        let mut l = bias_relu();
+        l.body.swap(2, 3);
+        assert!(validate(&program(l, &[24, 6, 24], &roles)).is_err());
+        // A view of the wrong rank.
+        let mut l = bias_relu();
+        l.body[0] = load(0, vec![1]);
+        assert!(validate(&program(l, &[24, 6, 24], &roles)).is_err());
+    }
 }

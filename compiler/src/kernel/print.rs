@@ -93,14 +93,14 @@ fn loop_nest(out: &mut String, l: &Loop, names: &[&str], what: &str) {
             Inst::Const(c) => format!("const {c}"),
             Inst::Index(axis) => format!("index {axis}"),
             Inst::Op(op, args) => format!("{} {}", op_name(op), args.iter().map(r).collect::<Vec<_>>().join(", ")),
-            Inst::Acc => match &l.reduction {
+            Inst::Acc(k) => match l.reductions.get(*k) {
                 Some(red) => format!(
                     "{} {} : {}",
                     if red.op == ReduceOp::Sum { "sum" } else { "max" },
                     r(&red.value),
                     if red.acc == AccType::F64 { "f64" } else { "f32" }
                 ),
-                None => "acc (no reduction)".into(),
+                None => format!("acc {k} (no such reduction)"),
             },
         };
         let _ = writeln!(out, "    %{i} = {text}");

@@ -6,11 +6,12 @@
 //! product, while the tile is in cache). A reduction is never cut. So the same program gives
 //! the same bits on 1 thread or 64: threads only choose which tasks they run.
 //!
-//! The pool is rayon's: idle workers sleep instead of spinning, and a thread that waits for
-//! a kernel to finish runs its remaining tasks itself, so two runs side by side on a busy
-//! machine each keep their share.
+//! The pool (`pool`) lets the calling thread run tasks itself and never wait for a worker to
+//! wake; idle workers sleep soon, so two runs side by side on a busy machine each keep their
+//! share.
 
 pub mod jit;
+pub mod pool;
 
 use crate::backend::{bind_all, Backend, Bindings, Executable};
 use crate::error::RunError;
@@ -19,40 +20,30 @@ use hoyer_compiler::codes::Code;
 use hoyer_compiler::kernel::{Body, Loop, MatMul, Storage};
 use hoyer_compiler::pipeline::{Options, Planned};
 use jit::{Jit, KernelFn};
-use rayon::prelude::*;
+use pool::Pool;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Loop nests with fewer points than this run as one task.
 const TASK_POINTS: usize = 1 << 14;
 /// Products with fewer multiply-adds than this per tile are not cut further.
-const TILE_MACS: usize = 1 << 21;
+const TILE_MACS: usize = 1 << 20;
 const MAX_TASKS: usize = 64;
 
 pub struct Cpu {
-    threads: usize,
-    pool: Option<Arc<rayon::ThreadPool>>,
+    pool: Arc<Pool>,
 }
 
 impl Cpu {
     /// A back end on `threads` threads (at least one).
     pub fn new(threads: usize) -> Result<Cpu, RunError> {
-        let threads = threads.max(1);
-        let pool = if threads > 1 {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .thread_name(|i| format!("hoyer-worker-{i}"))
-                .build()
-                .map_err(|e| RunError::new(Code::RunFailed, format!("cannot start {threads} worker threads: {e}")))?;
-            Some(Arc::new(pool))
-        } else {
-            None
-        };
-        Ok(Cpu { threads, pool })
+        let pool = Pool::new(threads)
+            .map_err(|e| RunError::new(Code::RunFailed, format!("cannot start {threads} worker threads: {e}")))?;
+        Ok(Cpu { pool: Arc::new(pool) })
     }
 
     pub fn threads(&self) -> usize {
-        self.threads
+        self.pool.threads()
     }
 }
 
@@ -67,7 +58,8 @@ impl Backend for Cpu {
     }
 
     fn describe(&self) -> String {
-        format!("cpu, {} thread{}", self.threads, if self.threads == 1 { "" } else { "s" })
+        let n = self.threads();
+        format!("cpu, {n} thread{}", if n == 1 { "" } else { "s" })
     }
 
     fn options(&self) -> Options {
@@ -153,7 +145,7 @@ struct CpuExecutable {
     store: u64,
     _arena: Vec<Chunk>,
     steps: Vec<Step>,
-    pool: Option<Arc<rayon::ThreadPool>>,
+    pool: Arc<Pool>,
     names: HashMap<String, TensorId>,
     /// Owns the machine code.
     _jit: Jit,
@@ -268,16 +260,11 @@ impl Step {
     }
 }
 
-/// Runs every step in order, each step's tasks on the pool's threads (when there is one).
-fn run_steps(steps: &[Step], parallel: bool) {
+/// Runs every step in order, each step's tasks spread over the pool.
+fn run_steps(steps: &[Step], pool: &Pool) {
     for step in steps {
-        let n = step.tasks();
         // SAFETY: tasks of one step write disjoint elements; steps run one after another.
-        if n == 1 || !parallel {
-            (0..n).for_each(|t| unsafe { step.run(t) });
-        } else {
-            (0..n).into_par_iter().for_each(|t| unsafe { step.run(t) });
-        }
+        pool.run(step.tasks(), &|t| unsafe { step.run(t) });
     }
 }
 
@@ -286,11 +273,7 @@ impl Executable for CpuExecutable {
         if store.id() != self.store {
             return Err(RunError::new(Code::Internal, "a program ran on another store than it was compiled for"));
         }
-        let steps = &self.steps;
-        match &self.pool {
-            Some(pool) => pool.install(|| run_steps(steps, true)),
-            None => run_steps(steps, false),
-        }
+        run_steps(&self.steps, &self.pool);
         Ok(())
     }
 
@@ -305,7 +288,7 @@ mod tests {
 
     #[test]
     fn tasks_depend_on_the_shape_only_and_cover_it() {
-        let l = Loop { parallel: vec![300, 784], reduce: vec![], body: vec![], reduction: None, stores: vec![] };
+        let l = Loop { parallel: vec![300, 784], reduce: vec![], body: vec![], reductions: vec![], stores: vec![] };
         let tasks = loop_tasks(&l);
         assert!(tasks.len() > 1);
         let covered: i64 = tasks.iter().map(|t| (t.hi[0] - t.lo[0]) * (t.hi[1] - t.lo[1])).sum();
