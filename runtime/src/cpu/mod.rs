@@ -17,7 +17,7 @@ use crate::backend::{bind_all, Backend, Bindings, Executable};
 use crate::error::RunError;
 use crate::store::{Store, TensorId};
 use hoyer_compiler::codes::Code;
-use hoyer_compiler::kernel::{Body, Loop, MatMul, Storage};
+use hoyer_compiler::kernel::{Body, Loop, MatMul, Role, Storage};
 use hoyer_compiler::pipeline::{Options, Planned};
 use jit::{Jit, KernelFn};
 use pool::Pool;
@@ -104,7 +104,10 @@ impl Backend for Cpu {
                         ),
                         None => None,
                     };
-                    Step::MatMul { m: m.clone(), args, tiles: tiles(m), epilogue: f }
+                    let in_place = k.args.iter().any(|a| {
+                        a.role == Role::ReadWrite && a.buffer.index() != k.args[m.out as usize].buffer.index()
+                    });
+                    Step::MatMul { m: m.clone(), args, tiles: tiles(m, in_place), epilogue: f }
                 }
             });
         }
@@ -182,11 +185,13 @@ fn loop_tasks(l: &Loop) -> Vec<Task> {
         .collect()
 }
 
-/// Cuts a product's output into tiles (rows or columns, whichever is longer), by shape alone.
-fn tiles(m: &MatMul) -> Vec<Task> {
+/// Cuts a product's output into tiles, by shape alone: blocks of columns, so that the
+/// smaller operand is the one each tile packs again; blocks of rows where the epilogue updates
+/// weights in place, so that it streams whole rows of the weight and its optimizer state.
+fn tiles(m: &MatMul, updates_in_place: bool) -> Vec<Task> {
     let macs = m.m * m.n * m.k;
     let wanted = (macs / TILE_MACS).clamp(1, MAX_TASKS / 4);
-    let by_columns = m.n >= m.m;
+    let by_columns = if updates_in_place { m.m < 64 } else { m.m <= m.n };
     let extent = if by_columns { m.n } else { m.m };
     let block = extent.div_ceil(wanted).next_multiple_of(16).min(extent);
     (0..extent)
@@ -261,6 +266,7 @@ impl Step {
 }
 
 /// Runs every step in order, each step's tasks spread over the pool.
+/// Runs every step in order, each step's tasks spread over the pool.
 fn run_steps(steps: &[Step], pool: &Pool) {
     for step in steps {
         // SAFETY: tasks of one step write disjoint elements; steps run one after another.
@@ -301,7 +307,7 @@ mod tests {
             b: hoyer_compiler::kernel::MatView { arg: 1, offset: 0, rows: 1, cols: 784 },
             out: 2,
         };
-        let t = tiles(&m);
+        let t = tiles(&m, false);
         assert!(t.len() > 1 && t.iter().all(|t| (t.hi[1] - t.lo[1]) % 16 == 0 || t.hi[1] == 300));
     }
 }
