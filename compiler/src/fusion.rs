@@ -83,7 +83,8 @@ struct Group {
     view_deps: BTreeSet<usize>,
     /// For a matrix product: its operands' roots.
     matmul_operands: Vec<ValueId>,
-    /// For a reduction: its axes, and how many reductions share the pass.
+    /// For a reduction: its axes, and how many reductions share the pass. Element-wise ops
+    /// over the reduced shape that use a reduction's result may still join (its epilogue).
     axes: Vec<usize>,
     reductions: usize,
     /// Values in memory it reads (inputs included).
@@ -173,6 +174,25 @@ impl Fuser {
                 && !gb.view_deps.contains(&a)
                 && !self.reaches(a, b, false)
                 && !self.reaches(b, a, false)
+        })
+    }
+
+    /// The closed reduction group among `direct` whose epilogue the element-wise op in group
+    /// `current` (of shape `shape`) can join: the op reads a result of that group directly,
+    /// and joining makes no cycle.
+    fn epilogue_of(&self, current: usize, shape: &[usize], direct: &BTreeSet<usize>) -> Option<usize> {
+        direct.iter().map(|&h| self.resolve(h)).find(|&h| {
+            let gh = &self.groups[h];
+            let reduced: Vec<usize> =
+                gh.shape.iter().enumerate().filter(|(a, _)| !gh.axes.contains(a)).map(|(_, &d)| d).collect();
+            h != current
+                && gh.kind == KernelKind::Reduce
+                && gh.closed
+                && reduced == shape
+                && !gh.view_deps.contains(&current)
+                && !self.groups[current].view_deps.contains(&h)
+                && !self.reaches(current, h, true)
+                && !self.reaches(h, current, true)
         })
     }
 
@@ -281,6 +301,31 @@ pub fn fuse(g: &Graph, in_place: &[(ValueId, ValueId)]) -> Result<Schedule, Comp
         });
         let mut current = f.groups.len() - 1;
         f.group_of[i] = Some(current);
+        let epilogue_op = matches!(op, Op::Unary(..) | Op::Binary(..) | Op::PowConst(..) | Op::Select { .. });
+        if kind == KernelKind::Elementwise && epilogue_op {
+            if let Some(h) = f.epilogue_of(current, &value.shape, &direct) {
+                // After a reduction, in the same kernel (the log of a softmax's sum), with the
+                // element-wise ops over the reduced shape that feed it (an optimizer update's
+                // decay of its state, next to the reduced gradient).
+                f.merge(h, current);
+                for other in direct {
+                    let other = f.resolve(other);
+                    let go = &f.groups[other];
+                    let fits = other != h
+                        && go.kind == KernelKind::Elementwise
+                        && !go.closed
+                        && go.shape == value.shape
+                        && !go.view_deps.contains(&h)
+                        && !f.groups[h].view_deps.contains(&other)
+                        && !f.reaches(h, other, true)
+                        && !f.reaches(other, h, true);
+                    if fits {
+                        f.merge(h, other);
+                    }
+                }
+                continue;
+            }
+        }
         if kind != KernelKind::MatMul {
             // Join every operand group over the same shape that is still open (producers and,
             // through them, siblings; a product's epilogue), unless that would make the

@@ -7,6 +7,19 @@ use super::semantics::{self, ElemOp};
 use super::{numel, Binary, Graph, Op, ReduceOp, ValueId};
 use std::collections::HashMap;
 
+/// Why the interpreter stopped: the inputs it was given do not fit the graph.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InterpError {
+    #[error("input `{0}` was not given")]
+    MissingInput(String),
+    #[error("input `{name}` has {got} values, expected {want}")]
+    WrongSize { name: String, got: usize, want: usize },
+    #[error("label {label} is not a class index below {classes}")]
+    BadLabel { label: f64, classes: usize },
+    #[error("gather index {index} is not a row below {rows}")]
+    BadRow { index: f64, rows: usize },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
     F32,
@@ -44,16 +57,20 @@ fn walk(out_shape: &[usize], in_strides: &[usize], mut f: impl FnMut(usize, usiz
 }
 
 /// Evaluates every value of `graph`. `inputs` maps input names to buffers.
-pub fn run(graph: &Graph, inputs: &HashMap<String, Vec<f64>>, precision: Precision) -> Result<Vec<Vec<f64>>, String> {
+pub fn run(
+    graph: &Graph,
+    inputs: &HashMap<String, Vec<f64>>,
+    precision: Precision,
+) -> Result<Vec<Vec<f64>>, InterpError> {
     let mut vals: Vec<Vec<f64>> = Vec::with_capacity(graph.values.len());
     for (i, v) in graph.values.iter().enumerate() {
         let get = |id: &ValueId| -> &Vec<f64> { &vals[id.index()] };
         let n = numel(&v.shape);
         let mut out: Vec<f64> = match &v.op {
             Op::Input { name, .. } => {
-                let buf = inputs.get(name).ok_or_else(|| format!("input `{name}` was not given"))?;
+                let buf = inputs.get(name).ok_or_else(|| InterpError::MissingInput(name.clone()))?;
                 if buf.len() != n {
-                    return Err(format!("input `{name}` has {} values, expected {n}", buf.len()));
+                    return Err(InterpError::WrongSize { name: name.clone(), got: buf.len(), want: n });
                 }
                 buf.clone()
             }
@@ -71,7 +88,7 @@ pub fn run(graph: &Graph, inputs: &HashMap<String, Vec<f64>>, precision: Precisi
                 let mut out = Vec::with_capacity(n);
                 for &ix in get(indices) {
                     if ix < 0.0 || ix.fract() != 0.0 || ix as usize >= rows {
-                        return Err(format!("gather index {ix} is not a row below {rows}"));
+                        return Err(InterpError::BadRow { index: ix, rows });
                     }
                     let at = ix as usize * row;
                     out.extend_from_slice(&t[at..at + row]);
@@ -148,7 +165,7 @@ pub fn run(graph: &Graph, inputs: &HashMap<String, Vec<f64>>, precision: Precisi
                 for (row, &l) in get(labels).iter().enumerate() {
                     let c = l as usize;
                     if l < 0.0 || l.fract() != 0.0 || c >= classes {
-                        return Err(format!("label {l} is not a class index below {classes}"));
+                        return Err(InterpError::BadLabel { label: l, classes });
                     }
                     out[row * classes + c] = 1.0;
                 }
@@ -174,7 +191,7 @@ pub fn outputs(
     graph: &Graph,
     inputs: &HashMap<String, Vec<f64>>,
     precision: Precision,
-) -> Result<HashMap<String, Vec<f64>>, String> {
+) -> Result<HashMap<String, Vec<f64>>, InterpError> {
     let vals = run(graph, inputs, precision)?;
     Ok(graph.outputs.iter().map(|(name, id)| (name.clone(), vals[id.index()].clone())).collect())
 }

@@ -110,14 +110,16 @@ fn in_place_ok(g: &Graph, kernel: &crate::fusion::Kernel, output: ValueId, input
     if matches!(g.value(output).op, Op::MatMul { .. } | Op::Reduce { .. }) {
         return false;
     }
-    if g.shape(output) != kernel.shape.as_slice() {
-        return false;
-    }
+    // The old value is read only where the new one is written: by element-wise ops over the
+    // output's own shape (the whole iteration shape, or after a reduction the reduced one).
+    let shape = g.shape(output);
     kernel.values.iter().all(|v| {
         let op = &g.value(*v).op;
         op.operands().iter().all(|&o| {
             root(g, o) != input
-                || (o == input && !matches!(op, Op::MatMul { .. } | Op::Gather { .. } | Op::OneHot { .. }))
+                || (o == input
+                    && g.shape(*v) == shape
+                    && !matches!(op, Op::MatMul { .. } | Op::Gather { .. } | Op::OneHot { .. } | Op::Reduce { .. }))
         })
     })
 }
@@ -171,12 +173,24 @@ struct KernelBuilder<'g> {
     /// Domain position of each axis of the iteration shape.
     axis_of: Vec<usize>,
     rank: usize,
+    /// The iteration axes the value being computed has (all of them, or the parallel ones
+    /// for an op after the reduction).
+    value_dims: Option<Vec<usize>>,
 }
 
 impl<'g> KernelBuilder<'g> {
     fn new(g: &'g Graph, axis_of: Vec<usize>) -> Self {
         let rank = axis_of.len();
-        KernelBuilder { g, args: vec![], body: vec![], reg_of: HashMap::new(), known: HashMap::new(), axis_of, rank }
+        KernelBuilder {
+            g,
+            args: vec![],
+            body: vec![],
+            reg_of: HashMap::new(),
+            known: HashMap::new(),
+            axis_of,
+            rank,
+            value_dims: None,
+        }
     }
 
     fn arg(&mut self, buffer: BufferId, role: Role) -> u32 {
@@ -239,9 +253,12 @@ impl<'g> KernelBuilder<'g> {
         }
     }
 
-    /// A register holding `o`, an operand of the iteration shape.
+    /// A register holding `o`, an operand of the value being computed.
     fn operand(&mut self, b: &mut Builder, o: ValueId) -> Result<Reg, CompileError> {
-        let dims: Vec<usize> = (0..self.g.shape(o).len()).collect();
+        let dims: Vec<usize> = match &self.value_dims {
+            Some(d) => d.clone(),
+            None => (0..self.g.shape(o).len()).collect(),
+        };
         self.operand_at(b, o, &dims)
     }
 
@@ -396,31 +413,35 @@ fn loop_kernel(b: &mut Builder, k: &crate::fusion::Kernel, name: String) -> Resu
     let mut kb = KernelBuilder::new(g, axis_of);
     let mut stores = Vec::new();
     let mut reductions = Vec::new();
+    let all: Vec<usize> = (0..k.shape.len()).collect();
     for &v in &k.values {
         if let Op::Reduce { op, input, axes: these } = &g.value(v).op {
             if *these != axes {
                 return Err(internal("reductions over different axes in one kernel"));
             }
+            kb.value_dims = None;
             let value = kb.operand(b, *input)?;
             let acc = if *op == ReduceOp::Sum { AccType::F64 } else { AccType::F32 };
-            reductions.push((v, Reduction { op: *op, acc, value }));
+            reductions.push(Reduction { op: *op, acc, value });
+            let r = kb.push(Inst::Acc(reductions.len() - 1));
+            kb.reg_of.insert(v, r);
+            kb.store(b, v, r, &parallel, &mut stores);
             continue;
         }
+        // An op over the reduced shape runs after the reduction, at each parallel point.
+        let after = !axes.is_empty() && g.shape(v).len() == parallel.len() && g.shape(v) != k.shape.as_slice();
+        let dims = if after { &parallel } else { &all };
+        kb.value_dims = Some(dims.clone());
         let r = kb.compute(b, v)?;
         if k.writes.contains(&v) {
-            let dims: Vec<usize> = (0..k.shape.len()).collect();
-            kb.store(b, v, r, &dims, &mut stores);
+            kb.store(b, v, r, dims, &mut stores);
         }
-    }
-    for (i, (v, _)) in reductions.iter().enumerate() {
-        let acc = kb.push(Inst::Acc(i));
-        kb.store(b, *v, acc, &parallel, &mut stores);
     }
     let body = Loop {
         parallel: parallel.iter().map(|&a| k.shape[a]).collect(),
         reduce: axes.iter().map(|&a| k.shape[a]).collect(),
         body: kb.body,
-        reductions: reductions.into_iter().map(|(_, r)| r).collect(),
+        reductions,
         stores,
     };
     Ok(Kernel { name, args: kb.args, body: Body::Loop(body) })
