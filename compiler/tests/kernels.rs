@@ -10,16 +10,10 @@ use hoyer_compiler::pipeline::{self, Options, Planned};
 use hoyer_compiler::program::Step as PlanStep;
 use std::collections::HashMap;
 
+mod common;
+
 fn numbers(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
-        })
-        .collect()
+    common::numbers(n, seed).into_iter().map(|x| x as f32).collect()
 }
 
 /// Plausible values for every input of `g`.

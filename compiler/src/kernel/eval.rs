@@ -71,6 +71,13 @@ fn at(buf: &[f32], i: i64) -> Result<f32, String> {
         .ok_or_else(|| format!("element {i} outside a buffer of {}", buf.len()))
 }
 
+fn put(buf: &mut [f32], i: i64, x: f32) -> Result<(), String> {
+    let len = buf.len();
+    let slot = usize::try_from(i).ok().and_then(|i| buf.get_mut(i));
+    *slot.ok_or_else(|| format!("store to element {i} of a buffer of {len}"))? = x;
+    Ok(())
+}
+
 fn run_loop(l: &Loop, mem: &mut [Vec<f32>]) -> Result<(), String> {
     let extents = l.extents();
     let np = l.parallel.len();
@@ -110,13 +117,7 @@ fn run_loop(l: &Loop, mem: &mut [Vec<f32>]) -> Result<(), String> {
                 };
             }
             for s in l.stores.iter().filter(|s| !after[s.value.index()]) {
-                let o = offset(&s.view, &idx);
-                let buf = &mut mem[s.arg as usize];
-                let len = buf.len();
-                *usize::try_from(o)
-                    .ok()
-                    .and_then(|o| buf.get_mut(o))
-                    .ok_or_else(|| format!("store to element {o} of {len}"))? = regs[s.value.index()];
+                put(&mut mem[s.arg as usize], offset(&s.view, &idx), regs[s.value.index()])?;
             }
             for (k, red) in l.reductions.iter().enumerate() {
                 let x = regs[red.value.index()];
@@ -149,13 +150,7 @@ fn run_loop(l: &Loop, mem: &mut [Vec<f32>]) -> Result<(), String> {
                 };
             }
             for s in l.stores.iter().filter(|s| after[s.value.index()]) {
-                let o = offset(&s.view, &idx);
-                let buf = &mut mem[s.arg as usize];
-                let len = buf.len();
-                *usize::try_from(o)
-                    .ok()
-                    .and_then(|o| buf.get_mut(o))
-                    .ok_or_else(|| format!("store to element {o} of {len}"))? = regs[s.value.index()];
+                put(&mut mem[s.arg as usize], offset(&s.view, &idx), regs[s.value.index()])?;
             }
         }
     }
