@@ -76,7 +76,16 @@ impl Backend for Cpu {
             .collect();
         let names = bind_all(store, &bound, bind)?;
         // Scratch memory, 64-byte aligned.
-        let mut arena: Vec<Chunk> = vec![Chunk([0.0; 16]); p.arena.div_ceil(16)];
+        let chunks = p.arena.div_ceil(16);
+        let mut arena: Vec<Chunk> = Vec::new();
+        arena.try_reserve_exact(chunks).map_err(|_| {
+            RunError::new(
+                Code::RunFailed,
+                format!("out of memory for the step's scratch memory ({} MB)", (p.arena * 4) >> 20),
+            )
+            .help("use a smaller batch")
+        })?;
+        arena.resize(chunks, Chunk([0.0; 16]));
         let arena_base = arena.as_mut_ptr() as *mut f32;
         let address = |store: &mut Store, b: usize| -> *mut f32 {
             let buffer = &p.buffers[b];
