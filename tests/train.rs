@@ -314,3 +314,39 @@ fn same_bits_on_any_number_of_threads() {
     assert!(models[0] == models[1], "1 and 2 threads trained different weights");
     assert!(models[0] == models[2], "1 and 4 threads trained different weights");
 }
+
+/// A tensor pruned to zero, and rows pruned to zero, keep their ratio regularizers: the run
+/// trains with finite weights (Hoyer-Square and Group-HS guard the zero case), with masks
+/// frozen and free.
+#[test]
+fn zeroed_tensors_under_ratio_penalties_stay_finite() {
+    for masks in ["frozen", "free"] {
+        let spec = std::env::temp_dir().join(format!("hoyer-zeroed-{masks}-{}.hoyer", std::process::id()));
+        std::fs::write(
+            &spec,
+            format!(
+                "data blobs = synthetic(classes = 3, train = 300, test = 60, seed = 2)
+                 model mlp(x: f32[8]) {{ fc1 = dense(x, 16) |> relu\n fc2 = dense(fc1, 16) |> relu\n fc3 = dense(fc2, 3)\n return fc3 }}
+                 train mlp on blobs {{
+                     batch 50
+                     phase a {{ epochs 1  optimizer adam(lr = 1e-2) }}
+                     prune below 1e9 on fc2.bias
+                     prune rows below 1e9 on fc1.weight
+                     phase b {{ epochs 2  optimizer adam(lr = 1e-2)  masks {masks}
+                         penalty 1e-3 * hoyer_square(*) + 1e-3 * (group_hs(*.weight, 0) + group_hs(*.weight, 1)) }}
+                 }}"
+            ),
+        )
+        .unwrap();
+        let dir = out_dir(&format!("zeroed-{masks}"));
+        let (code, _, err) =
+            common::hoyerc_in(Path::new("."), &["run", spec.to_str().unwrap(), "--out", dir.to_str().unwrap()]);
+        assert_eq!(code, 0, "{err}");
+        let bytes = file_bytes(&dir.join("model.safetensors"));
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let finite = bytes[8 + n..].chunks_exact(4).all(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]).is_finite());
+        assert!(finite, "masks {masks}: model.safetensors holds non-finite weights\n{err}");
+        let last = metrics(&dir).last().unwrap().clone();
+        assert!(last["penalty"].as_f64().unwrap().is_finite(), "masks {masks}: {last}");
+    }
+}

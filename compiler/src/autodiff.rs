@@ -77,10 +77,15 @@ fn vjp(g: &mut Graph, op: &Op, y: ValueId, gy: ValueId) -> Vec<(ValueId, ValueId
                     let s = g.unary(Unary::Sign, x);
                     g.binary(Binary::Mul, gy, s)
                 }
-                // d sqrt(x) = 1 / (2 sqrt(x))
+                // d sqrt(x) = 1 / (2 sqrt(x)), and 0 at 0 (a subgradient: the norm of a group
+                // that is entirely zero then passes no gradient, instead of 0 · ∞ = NaN).
                 Unary::Sqrt => {
-                    let two_y = g.binary(Binary::Add, y, y);
-                    g.binary(Binary::Div, gy, two_y)
+                    let s = g.shape(y).to_vec();
+                    let (one, zero) = (g.constant(1.0, s.clone()), g.constant(0.0, s));
+                    let safe = g.select(y, y, one);
+                    let two_y = g.binary(Binary::Add, safe, safe);
+                    let d = g.binary(Binary::Div, gy, two_y);
+                    g.select(y, d, zero)
                 }
                 Unary::Exp => g.binary(Binary::Mul, gy, y),
                 Unary::Log => g.binary(Binary::Div, gy, x),

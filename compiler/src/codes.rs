@@ -384,9 +384,11 @@ model's input. The message names the file; download it again, or fix the model's
 tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
 
     Diverged = "E0703", "training diverged",
-"The loss became NaN or infinite. The message says in which phase, epoch and step; the
-last checkpoint and model.safetensors keep the last good weights. Lower the learning rate
-or the penalty strength (a ramp helps), and resume or rerun.",
+"The loss, the penalty or a parameter became NaN or infinite. The message says which (the
+first parameter that went bad), in which phase, epoch and step; the last checkpoint and
+model.safetensors keep the last good weights. Lower the learning rate or the penalty
+strength (a ramp helps), and resume or rerun. A regularizer that divides by a norm does not
+cause this when a prune zeroes a whole tensor or group: x / 0 counts as 0 there.",
 tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
 
     Interrupted = "E0704", "run interrupted",

@@ -349,8 +349,26 @@ impl Lowerer<'_> {
             BinOp::Add => Binary::Add,
             BinOp::Sub => Binary::Sub,
             BinOp::Mul => Binary::Mul,
-            _ => Binary::Div,
+            _ => return Ok(LVal::T(guarded_div(g, x, y))),
         };
         Ok(LVal::T(g.binary_bcast(bop, x, y)))
     }
+}
+
+/// `a / b` in a regularizer, where a zero `b` gives 0 and no gradient: a ratio of norms
+/// (Hoyer, Hoyer-Square, Group-HS) of a tensor that is entirely zero, after a prune,
+/// contributes nothing, as the reference code skips such tensors. Written
+/// `b != 0 ? a / (b != 0 ? b : 1) : 0`, so that not even the untaken side's gradient is
+/// 0/0. A NaN `b` still gives NaN (and stops the run).
+fn guarded_div(g: &mut Graph, a: ValueId, b: ValueId) -> ValueId {
+    let (sa, sb) = (g.shape(a).to_vec(), g.shape(b).to_vec());
+    let shape = if sa.len() >= sb.len() { sa.clone() } else { sb.clone() };
+    let widen =
+        |g: &mut Graph, v: ValueId, s: &[usize]| if s == shape.as_slice() { v } else { g.broadcast(v, &shape, vec![]) };
+    let (a, b) = (widen(g, a, &sa), widen(g, b, &sb));
+    let one = g.constant(1.0, shape.clone());
+    let zero = g.constant(0.0, shape);
+    let safe = g.select(b, b, one);
+    let q = g.binary(Binary::Div, a, safe);
+    g.select(b, q, zero)
 }

@@ -99,6 +99,32 @@ fn group_hs_gradient_matches_closed_form() {
     }
 }
 
+/// A tensor pruned to zero contributes nothing and gets no gradient (not 0/0 = NaN), and a
+/// group pruned to zero passes no gradient through its norm (not 0 · ∞).
+#[test]
+fn ratio_regularizers_guard_zero_tensors_and_groups() {
+    let zeros = vec![0.0; 20];
+    for penalty in
+        ["hoyer_square(fc1.weight)", "hoyer(fc1.weight)", "group_hs(fc1.weight, 0)", "group_hs(fc1.weight, 1)"]
+    {
+        let g = penalty_grad(penalty, &zeros);
+        assert!(g.iter().all(|&x| x == 0.0), "{penalty} of a zero tensor: gradient {g:?}");
+    }
+    // fc1.weight is [5, 4]: zero the second row and the third column.
+    let mut w = numbers(20, 3);
+    for c in 0..4 {
+        w[4 + c] = 0.0;
+    }
+    for r in 0..5 {
+        w[r * 4 + 2] = 0.0;
+    }
+    for penalty in ["group_hs(fc1.weight, 0)", "group_hs(fc1.weight, 1)", "group_lasso(fc1.weight, 0)"] {
+        let g = penalty_grad(penalty, &w);
+        assert!(g.iter().all(|x| x.is_finite()), "{penalty} with zero groups: gradient {g:?}");
+        assert!(g.iter().enumerate().all(|(i, &x)| w[i] != 0.0 || x == 0.0), "{penalty}: a zero weight moved: {g:?}");
+    }
+}
+
 /// Runs one step of the phase's graph from given parameters and returns (inputs, outputs).
 fn one_step(
     train: &str,

@@ -10,7 +10,11 @@ pub struct TensorReport {
     pub name: String,
     pub shape: Vec<u64>,
     pub numel: u64,
+    /// Values that are not exactly zero (NaN and infinities included: see `nonfinite`).
     pub nonzeros: u64,
+    /// NaN and infinite values, reported apart so that a broken tensor never passes for a
+    /// dense one.
+    pub nonfinite: u64,
     /// Rows (slices along axis 0: output neurons, filters) that are entirely zero.
     pub zero_rows: Option<u64>,
     /// Columns (slices along axis 1: inputs, channels) that are entirely zero.
@@ -20,6 +24,7 @@ pub struct TensorReport {
 impl TensorReport {
     pub fn new(name: &str, shape: &[u64], values: &[f32]) -> TensorReport {
         let nonzeros = values.iter().filter(|&&v| v != 0.0).count() as u64;
+        let nonfinite = values.iter().filter(|v| !v.is_finite()).count() as u64;
         let (mut zero_rows, mut zero_cols) = (None, None);
         if shape.len() >= 2 {
             let (rows, cols) = (shape[0] as usize, shape[1] as usize);
@@ -35,6 +40,7 @@ impl TensorReport {
             shape: shape.to_vec(),
             numel: values.len() as u64,
             nonzeros,
+            nonfinite,
             zero_rows,
             zero_cols,
         }
@@ -97,6 +103,13 @@ impl Report {
             n,
             nz as f64 / n.max(1) as f64 * 100.0
         );
+        for t in self.tensors.iter().filter(|t| t.nonfinite > 0) {
+            let _ = writeln!(
+                out,
+                "  warning: {} holds {} NaN or infinite values (counted as nonzero)",
+                t.name, t.nonfinite
+            );
+        }
         if let Some(a) = self.test_accuracy {
             let _ = writeln!(out, "  test accuracy {:.2}%", a * 100.0);
         }
@@ -116,6 +129,7 @@ impl Report {
                 "shape": t.shape,
                 "numel": t.numel,
                 "nonzeros": t.nonzeros,
+                "nonfinite": t.nonfinite,
                 "density": t.density(),
                 "zero_rows": t.zero_rows,
                 "zero_cols": t.zero_cols,

@@ -403,7 +403,7 @@ impl Trainer<'_> {
                 if self.budget_spent() {
                     // Stopped by --max-steps: a checkpoint lets --resume carry on from here.
                     sums.add(stepper.take_sums(&mut self.store));
-                    self.read_params();
+                    self.read_params(phase, epoch)?;
                     let at = Position {
                         plan_step: index,
                         epoch,
@@ -426,7 +426,7 @@ impl Trainer<'_> {
                         };
                         let now = schedule::gradual_target(target, gradual, t, steps_per_epoch);
                         if now > 0.0 {
-                            self.read_params();
+                            self.read_params(phase, epoch)?;
                             self.prune_once(g, Some(now));
                             self.sync_to_store()?;
                         }
@@ -440,13 +440,10 @@ impl Trainer<'_> {
                 if self.global_step.is_multiple_of(READ_EVERY) || b + 1 == batches {
                     sums.add(stepper.take_sums(&mut self.store));
                     if !sums.loss.is_finite() {
-                        return Err(RunError::new(Code::Diverged, format!(
-                            "the loss became {} in phase `{}`, epoch {}, step {} (checked every {READ_EVERY} steps); the last checkpoint and model.safetensors hold the weights from before; lower the learning rate or the penalty strength",
-                            sums.loss,
-                            phase.name,
-                            epoch + 1,
-                            self.global_step
-                        )));
+                        return Err(self.diverged(phase, epoch, &format!("the loss became {}", sums.loss)));
+                    }
+                    if !sums.penalty.is_finite() {
+                        return Err(self.diverged(phase, epoch, &format!("the penalty became {}", sums.penalty)));
                     }
                     if let Some(bar) = &bar {
                         let rate = sums.samples as f64 / started.elapsed().as_secs_f64().max(1e-9);
@@ -457,7 +454,7 @@ impl Trainer<'_> {
                     bar.inc(1);
                 }
                 if interrupted() {
-                    self.read_params();
+                    self.read_params(phase, epoch)?;
                     let at = Position {
                         plan_step: index,
                         epoch,
@@ -475,7 +472,7 @@ impl Trainer<'_> {
                     )));
                 }
             }
-            self.read_params();
+            self.read_params(phase, epoch)?;
             self.finish_epoch(phase, epoch, &sums, started)?;
             let every = self.plan.checkpoint_every.unwrap_or(0);
             if every > 0 && (epoch + 1).is_multiple_of(every) && epoch + 1 < phase.epochs {
@@ -496,12 +493,42 @@ impl Trainer<'_> {
     }
 
     /// Copies the parameters from the store into the host's copy (the last good weights).
-    fn read_params(&mut self) {
+    /// Copies the parameters from the store into the host's copy (the last good weights),
+    /// unless one holds a NaN or an infinity: then the run stops (E0703) naming the first such
+    /// tensor, and the host keeps the weights from before.
+    fn read_params(&mut self, phase: &PhasePlan, epoch: u64) -> Result<(), RunError> {
+        for (name, _) in &self.params {
+            if let Some(id) = self.store.find(name) {
+                let bad = self.store.read(id).iter().filter(|x| !x.is_finite()).count();
+                if bad > 0 {
+                    return Err(self.diverged(
+                        phase,
+                        epoch,
+                        &format!("`{name}` holds {bad} NaN or infinite value{}", if bad == 1 { "" } else { "s" }),
+                    ));
+                }
+            }
+        }
         for (name, v) in self.params.iter_mut() {
             if let Some(id) = self.store.find(name) {
                 v.copy_from_slice(self.store.read(id));
             }
         }
+        Ok(())
+    }
+
+    /// The error that stops a diverging run: where, what went bad, and what is kept.
+    fn diverged(&self, phase: &PhasePlan, epoch: u64, what: &str) -> RunError {
+        RunError::new(
+            Code::Diverged,
+            format!(
+                "{what} in phase `{}`, epoch {}, step {} (checked every {READ_EVERY} steps); the last checkpoint and model.safetensors hold the weights from before",
+                phase.name,
+                epoch + 1,
+                self.global_step
+            ),
+        )
+        .help("lower the learning rate or the penalty strength (a ramp helps), then resume from the checkpoint or rerun")
     }
 
     /// Writes the host's parameters and masks into the store (after a prune, or at the start).
