@@ -211,10 +211,16 @@ fn run(command: Command, color: bool) -> ExitCode {
                 progress: std::io::stderr().is_terminal(),
                 resume: resume.is_some(),
             };
-            // Ctrl-C: finish the current step, write a checkpoint, stop.
-            let _ = ctrlc::set_handler(|| {
-                hoyer_runtime::train::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
-            });
+            // Ctrl-C, SIGTERM (what `timeout` and job schedulers send) and SIGHUP: finish the
+            // current step, write a checkpoint, stop.
+            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+                // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+                let _ = unsafe {
+                    signal_hook::low_level::register(signal, move || {
+                        hoyer_runtime::train::INTERRUPTED.store(signal, std::sync::atomic::Ordering::Relaxed);
+                    })
+                };
+            }
             let backend = match make_backend(backend, threads) {
                 Ok(b) => b,
                 Err(e) => return run_error(&file, &e, color),
@@ -237,13 +243,20 @@ fn run(command: Command, color: bool) -> ExitCode {
             Ok((report, metrics)) => {
                 out!("{}", report.table());
                 let svg = dir.join("curves.svg");
-                match std::fs::write(&svg, hoyer_runtime::report::curves_svg(&metrics)) {
+                match hoyer_runtime::files::write_atomically(
+                    &svg,
+                    hoyer_runtime::report::curves_svg(&metrics).as_bytes(),
+                ) {
                     Ok(()) => {
                         outln!("  {} epochs in metrics.jsonl; wrote {}", metrics.len(), svg.display());
                         ExitCode::SUCCESS
                     }
                     Err(e) => {
-                        eprintln!("hoyerc: cannot write {}: {e}", svg.display());
+                        eprint!(
+                            "{}",
+                            Report::new(&dir.display().to_string(), String::new(), vec![e.diagnostic()])
+                                .render(WIDTH, color)
+                        );
                         ExitCode::from(2)
                     }
                 }
@@ -308,7 +321,8 @@ fn make_backend(
 fn run_error(file: &Path, e: &hoyer_runtime::error::RunError, color: bool) -> ExitCode {
     let name = file.display().to_string();
     eprint!("{}", Report::new(&name, String::new(), vec![e.diagnostic()]).render(WIDTH, color));
-    ExitCode::from(if e.code == Code::Interrupted { 130 } else { 1 })
+    let signal = hoyer_runtime::train::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed);
+    ExitCode::from(if e.code == Code::Interrupted { 128 + signal.clamp(1, 127) as u8 } else { 1 })
 }
 
 /// The text of `hoyerc explain`.

@@ -190,38 +190,157 @@ fn resume_is_bit_identical() {
     }
 }
 
-/// Ctrl-C finishes the step, writes a checkpoint and exits 130; the run then resumes.
-#[test]
-fn ctrl_c_checkpoints_and_resumes() {
-    let spec = std::env::temp_dir().join(format!("hoyer-long-{}.hoyer", std::process::id()));
+/// A long quickstart (400 epochs of sparsify), for stopping runs mid-way.
+fn long_spec(name: &str, extra: &str) -> PathBuf {
+    let spec = std::env::temp_dir().join(format!("hoyer-{name}-{}.hoyer", std::process::id()));
     let text =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.hoyer")).unwrap();
-    std::fs::write(&spec, text.replace("epochs 8", "epochs 400")).unwrap();
-    let dir = out_dir("ctrl-c");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_hoyerc"))
-        .args(["run", spec.to_str().unwrap(), "--out", dir.to_str().unwrap()])
+    let text = text.replace("epochs 8", "epochs 400").replace("    seed 42\n", &format!("    seed 42\n{extra}"));
+    std::fs::write(&spec, text).unwrap();
+    spec
+}
+
+fn start_run(spec: &Path, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_hoyerc"))
+        .args(["run", spec.to_str().unwrap()])
+        .args(args)
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
-    // Wait for training to be under way (the first epoch's line), then interrupt.
+        .unwrap()
+}
+
+/// Waits until the run in `dir` has written `lines` metrics lines.
+fn wait_for_epochs(dir: &Path, lines: usize) {
     let start = std::time::Instant::now();
-    while std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap_or_default().lines().count() < 1 {
-        assert!(start.elapsed().as_secs() < 60, "training did not start");
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    while std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap_or_default().lines().count() < lines {
+        assert!(start.elapsed().as_secs() < 60, "training did not get under way");
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
-    assert!(err.contains("E0704") && err.contains("interrupted") && err.contains("--resume"), "{err}");
-    assert!(dir.join("checkpoint.safetensors").is_file() && dir.join("model.safetensors").is_file());
+}
+
+/// Ctrl-C, SIGTERM and SIGHUP each finish the step, write a checkpoint and exit 128 + the
+/// signal with E0704; the run then resumes and ends with the same weights, bit for bit, as a
+/// run that was never stopped.
+#[test]
+fn signals_checkpoint_and_resume_bit_identically() {
+    let spec = long_spec("signals", "");
+    let whole = out_dir("signals-whole");
     let (code, _, err) =
-        common::hoyerc_in(Path::new("."), &["run", spec.to_str().unwrap(), "--resume", dir.to_str().unwrap()]);
+        common::hoyerc_in(Path::new("."), &["run", spec.to_str().unwrap(), "--out", whole.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    // 400 epochs of 40 steps, then 3 of fine-tuning.
-    let last = metrics(&dir).last().unwrap().clone();
-    assert_eq!((last["step"].as_u64(), last["phase"].as_str()), (Some(16_120), Some("finetune")));
+    let want = file_bytes(&whole.join("model.safetensors"));
+    for (signal, exit) in [("INT", 130), ("TERM", 143), ("HUP", 129)] {
+        let dir = out_dir(&format!("signal-{signal}"));
+        let child = start_run(&spec, &["--out", dir.to_str().unwrap()]);
+        wait_for_epochs(&dir, 1);
+        let status =
+            std::process::Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(exit), "SIG{signal}: {err}");
+        assert!(err.contains("E0704") && err.contains("interrupted") && err.contains("--resume"), "{err}");
+        assert!(dir.join("checkpoint.safetensors").is_file() && dir.join("model.safetensors").is_file());
+        let (code, _, err) =
+            common::hoyerc_in(Path::new("."), &["run", spec.to_str().unwrap(), "--resume", dir.to_str().unwrap()]);
+        assert_eq!(code, 0, "{err}");
+        assert!(file_bytes(&dir.join("model.safetensors")) == want, "SIG{signal} and resume changed the result");
+        // 400 epochs of 40 steps, then 3 of fine-tuning.
+        let last = metrics(&dir).last().unwrap().clone();
+        assert_eq!((last["step"].as_u64(), last["phase"].as_str()), (Some(16_120), Some("finetune")));
+    }
+}
+
+/// A second run into a folder a run is using is refused, naming the process.
+#[test]
+fn one_run_per_output_folder() {
+    let spec = long_spec("lock", "");
+    let dir = out_dir("lock");
+    let mut first = start_run(&spec, &["--out", dir.to_str().unwrap()]);
+    wait_for_epochs(&dir, 1);
+    let (code, _, err) =
+        common::hoyerc_in(Path::new("."), &["run", spec.to_str().unwrap(), "--out", dir.to_str().unwrap()]);
+    let _ = first.kill();
+    let _ = first.wait();
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("E0710") && err.contains(&first.id().to_string()), "{err}");
+    // The lock goes with the process: now the folder can be resumed.
+    let (code, _, err) = common::hoyerc_in(
+        Path::new("."),
+        &["run", spec.to_str().unwrap(), "--resume", dir.to_str().unwrap(), "--max-steps", "1"],
+    );
+    assert!(code == 0 || err.contains("E0705"), "{err}");
+}
+
+/// Checks that every output file in `dir` is complete: each metrics line whole JSON,
+/// safetensors files whose header and size agree, report.json valid, curves.svg closed.
+fn outputs_are_whole(dir: &Path) -> Result<(), String> {
+    let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap_or_default();
+    if !metrics.is_empty() && !metrics.ends_with('\n') {
+        return Err("metrics.jsonl ends in half a line".into());
+    }
+    for line in metrics.lines() {
+        serde_json::from_str::<serde_json::Value>(line).map_err(|e| format!("metrics line {line:?}: {e}"))?;
+    }
+    for name in ["model.safetensors", "checkpoint.safetensors"] {
+        let Ok(bytes) = std::fs::read(dir.join(name)) else { continue };
+        let n = u64::from_le_bytes(bytes.get(..8).ok_or(format!("{name}: too short"))?.try_into().unwrap()) as usize;
+        let header: serde_json::Value =
+            serde_json::from_slice(bytes.get(8..8 + n).ok_or(format!("{name}: header cut"))?)
+                .map_err(|e| format!("{name}: {e}"))?;
+        let end = header
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| *k != "__metadata__")
+            .map(|(_, v)| v["data_offsets"][1].as_u64().unwrap() as usize)
+            .max()
+            .unwrap_or(0);
+        if bytes.len() != 8 + n + end {
+            return Err(format!("{name}: {} bytes, the header says {}", bytes.len(), 8 + n + end));
+        }
+    }
+    if let Ok(text) = std::fs::read_to_string(dir.join("report.json")) {
+        serde_json::from_str::<serde_json::Value>(&text).map_err(|e| format!("report.json: {e}"))?;
+    }
+    if let Ok(svg) = std::fs::read_to_string(dir.join("curves.svg")) {
+        if !svg.trim_end().ends_with("</svg>") {
+            return Err("curves.svg is cut".into());
+        }
+    }
+    Ok(())
+}
+
+/// SIGKILL at many points of a run and of its resumes: every output file is always either its
+/// previous complete version or its new complete one, and the run still finishes.
+#[test]
+fn killed_runs_leave_whole_files() {
+    let spec = long_spec("kill", "    checkpoint every 10 epochs\n");
+    let dir = out_dir("kill");
+    let mut started = false;
+    for (k, delay_ms) in [40u64, 90, 130, 210, 260, 330, 70, 180].iter().enumerate() {
+        let args: Vec<&str> =
+            if started { vec!["--resume", dir.to_str().unwrap()] } else { vec!["--out", dir.to_str().unwrap()] };
+        let mut child = start_run(&spec, &args);
+        std::thread::sleep(std::time::Duration::from_millis(*delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        outputs_are_whole(&dir).unwrap_or_else(|e| panic!("kill {k} after {delay_ms} ms: {e}"));
+        started = started || dir.join("checkpoint.safetensors").is_file();
+    }
+    // Then the run finishes from where the last checkpoint left it.
+    let args: Vec<&str> =
+        if started { vec!["--resume", dir.to_str().unwrap()] } else { vec!["--out", dir.to_str().unwrap()] };
+    let (code, _, err) =
+        common::hoyerc_in(Path::new("."), &[&["run", spec.to_str().unwrap()], args.as_slice()].concat());
+    assert_eq!(code, 0, "{err}");
+    outputs_are_whole(&dir).unwrap();
+    let leftovers: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
 
 /// A diverging run stops with a message naming where, and keeps good weights on disk.

@@ -408,6 +408,20 @@ tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
 or run. The message says what; nothing already written was lost.",
 tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
 
+    WriteFailed = "E0709", "cannot write an output",
+"A run could not write one of its files (metrics, model, checkpoint, report, plot): the
+folder is missing or read-only, or the disk is full. Files are written to a temporary name
+and renamed into place, so the previous version of the file is still complete. Free space,
+or choose another folder with `--out`, and `--resume`.",
+tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
+
+    FolderInUse = "E0710", "output folder in use",
+"Another run is writing into the same output folder (the message names its process). Two
+runs in one folder would overwrite each other's metrics and checkpoints. Wait for it, stop
+it, or give this run its own folder with `--out DIR`. The lock goes away with the process
+that held it, however it ended.",
+tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
+
     Unsupported = "E0707", "not supported yet",
 "The spec is valid, but this version of hoyerc cannot compile part of it for training yet
 (the message names the layer or operation). `hoyerc check` and `compile --emit model` still

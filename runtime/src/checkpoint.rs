@@ -3,6 +3,7 @@
 //! works for a module with the same layer names. Files are written to a temporary name and
 //! renamed, so a crash never leaves a half-written file.
 
+use crate::error::RunError;
 use hoyer_compiler::program::Model;
 use safetensors::{Dtype, SafeTensors};
 use std::path::Path;
@@ -13,7 +14,7 @@ pub fn save(
     model: &Model,
     params: &[(String, Vec<f32>)],
     metadata: &[(&str, String)],
-) -> Result<(), String> {
+) -> Result<(), RunError> {
     let tensors: Vec<(String, Vec<u64>, &[f32])> =
         params.iter().map(|(n, v)| (n.clone(), shape_of(model, n, v), v.as_slice())).collect();
     write_atomically(path, &encode(&tensors, metadata))
@@ -23,10 +24,8 @@ fn shape_of(model: &Model, name: &str, v: &[f32]) -> Vec<u64> {
     model.param(name).map_or_else(|| vec![v.len() as u64], |p| p.shape.clone())
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let partial = path.with_extension("safetensors.partial");
-    std::fs::write(&partial, bytes).map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
-    std::fs::rename(&partial, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
+    crate::files::write_atomically(path, bytes)
 }
 
 /// The safetensors encoding: an 8-byte little-endian header length, a JSON header (keys
@@ -119,7 +118,7 @@ pub type Tensors = Vec<(String, Vec<f32>)>;
 
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
 
-pub fn save_checkpoint(path: &Path, model: &Model, c: &Checkpoint) -> Result<(), String> {
+pub fn save_checkpoint(path: &Path, model: &Model, c: &Checkpoint) -> Result<(), RunError> {
     let mut tensors: Vec<(String, Vec<u64>, &[f32])> = Vec::new();
     for (n, v) in &c.params {
         tensors.push((format!("param/{n}"), shape_of(model, n, v), v));

@@ -11,6 +11,7 @@ pub mod data;
 pub mod error;
 pub mod evaluate;
 pub mod feed;
+pub mod files;
 pub mod init;
 pub mod prune;
 pub mod report;

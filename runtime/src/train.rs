@@ -8,6 +8,7 @@ use crate::data::{idx, synthetic::Synthetic, Dataset, Rng};
 use crate::error::RunError;
 use crate::evaluate::Evaluator;
 use crate::feed::Resident;
+use crate::files::{write_atomically, FolderLock, Lines};
 use crate::prune::{self, Target};
 use crate::report::{Report, TensorReport};
 use crate::stepper::Stepper;
@@ -17,7 +18,6 @@ use hoyer_compiler::codes::Code;
 use hoyer_compiler::program::{DataSource, Model, PhasePlan, Program, PrunePlan, Step as PlanStep, TrainPlan};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -41,10 +41,22 @@ pub struct RunOptions {
 }
 
 /// Set (by the CLI's Ctrl-C handler) to stop after the current step with a checkpoint.
-pub static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The signal that asked the run to stop (SIGINT, SIGTERM, SIGHUP), or 0: set by the CLI's
+/// handler; the run then finishes its step, writes a checkpoint and stops.
+pub static INTERRUPTED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
-fn interrupted() -> bool {
-    INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed)
+fn interrupted() -> Option<i32> {
+    Some(INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed)).filter(|&s| s != 0)
+}
+
+/// The usual name of a stopping signal.
+pub fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT (Ctrl-C)",
+        15 => "SIGTERM",
+        _ => "a signal",
+    }
 }
 
 /// What a finished run reports.
@@ -73,7 +85,13 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
         )
         .help(format!("end the model with `dense(..., {})`", data.classes)));
     }
-    std::fs::create_dir_all(&opts.out_dir).map_err(|e| format!("cannot create {}: {e}", opts.out_dir.display()))?;
+    std::fs::create_dir_all(&opts.out_dir).map_err(|e| {
+        RunError::new(Code::WriteFailed, format!("cannot create {}: {e}", opts.out_dir.display()))
+            .help("choose a folder you can write with --out")
+    })?;
+    // One run per folder: the lock lives as long as this function.
+    let _lock = FolderLock::take(&opts.out_dir)?;
+    crate::files::remove_leftovers(&opts.out_dir);
     let resumed = if opts.resume {
         let path = opts.out_dir.join(checkpoint::CHECKPOINT);
         Some(checkpoint::load_checkpoint(&path, model).map_err(|e| {
@@ -150,9 +168,10 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
 }
 
 /// Finds and loads the data set.
-/// Opens metrics.jsonl, keeping the lines of steps up to `kept_steps` (those of a resumed run
-/// before its checkpoint).
-fn open_metrics(path: &Path, kept_steps: u64) -> Result<std::fs::File, String> {
+/// Opens metrics.jsonl for appending. A resumed run keeps the lines of steps up to
+/// `kept_steps` (those before its checkpoint), rewritten atomically; a fresh run starts the
+/// file anew.
+fn open_metrics(path: &Path, kept_steps: u64) -> Result<Lines, RunError> {
     let mut kept = String::new();
     if kept_steps > 0 {
         for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
@@ -163,8 +182,7 @@ fn open_metrics(path: &Path, kept_steps: u64) -> Result<std::fs::File, String> {
             }
         }
     }
-    std::fs::write(path, kept).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    std::fs::OpenOptions::new().append(true).open(path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    Lines::open(path, Some(&kept))
 }
 
 fn load_data(program: &Program, plan: &TrainPlan, model: &Model, opts: &RunOptions) -> Result<Dataset, RunError> {
@@ -219,7 +237,7 @@ struct Trainer<'a> {
     data: Dataset,
     params: Vec<(String, Vec<f32>)>,
     masks: HashMap<String, Vec<f32>>,
-    metrics: std::fs::File,
+    metrics: Lines,
     opts: &'a RunOptions,
     seed: u64,
     global_step: u64,
@@ -284,21 +302,20 @@ impl Trainer<'_> {
     }
 
     /// report.json (every phase's report and the final one) and curves.svg.
-    fn write_reports(&self, last: &Report) -> Result<(), String> {
+    fn write_reports(&self, last: &Report) -> Result<(), RunError> {
         let json = serde_json::json!({
             "phases": self.reports.iter().map(Report::to_json).collect::<Vec<_>>(),
             "final": last.to_json(),
         });
         let path = self.opts.out_dir.join("report.json");
         let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
-        std::fs::write(&path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        write_atomically(&path, (text + "\n").as_bytes())?;
         let (_, metrics) = crate::report::from_run_dir(&self.opts.out_dir).unwrap_or((last.clone(), vec![]));
         let svg = self.opts.out_dir.join("curves.svg");
-        std::fs::write(&svg, crate::report::curves_svg(&metrics))
-            .map_err(|e| format!("cannot write {}: {e}", svg.display()))
+        write_atomically(&svg, crate::report::curves_svg(&metrics).as_bytes())
     }
 
-    fn checkpoint(&self, position: Position, states: Tensors) -> Result<(), String> {
+    fn checkpoint(&self, position: Position, states: Tensors) -> Result<(), RunError> {
         let masks = self.params.iter().map(|(n, _)| (n.clone(), self.masks[n].clone())).collect();
         let c = checkpoint::Checkpoint { position, seed: self.seed, params: self.params.clone(), masks, states };
         checkpoint::save_checkpoint(&self.opts.out_dir.join(checkpoint::CHECKPOINT), self.model, &c)
@@ -453,7 +470,7 @@ impl Trainer<'_> {
                 if let Some(bar) = &bar {
                     bar.inc(1);
                 }
-                if interrupted() {
+                if let Some(signal) = interrupted() {
                     self.read_params(phase, epoch)?;
                     let at = Position {
                         plan_step: index,
@@ -464,7 +481,8 @@ impl Trainer<'_> {
                     };
                     self.checkpoint(at, stepper.state(&self.store))?;
                     return Err(RunError::new(Code::Interrupted, format!(
-                        "interrupted in phase `{}`, epoch {}, after step {}; checkpoint written; continue with --resume {}",
+                        "interrupted by {} in phase `{}`, epoch {}, after step {}; checkpoint written; continue with --resume {}",
+                        signal_name(signal),
                         phase.name,
                         epoch + 1,
                         self.global_step,
@@ -561,7 +579,7 @@ impl Trainer<'_> {
             "samples_per_sec": samples as f64 / elapsed.max(1e-9),
             "density": self.density(),
         });
-        writeln!(self.metrics, "{line}").map_err(|e| format!("cannot write metrics: {e}"))?;
+        self.metrics.append(&line.to_string())?;
         {
             eprintln!(
                 "{} epoch {:>3}/{}  loss {:.4}  penalty {:.4}  test accuracy {:.2}%  density {:.2}%",
@@ -592,7 +610,7 @@ impl Trainer<'_> {
         nz as f64 / total.max(1) as f64
     }
 
-    fn save(&self) -> Result<(), String> {
+    fn save(&self) -> Result<(), RunError> {
         let meta = [("format", "pt".to_string()), ("hoyer.steps", self.global_step.to_string())];
         checkpoint::save(&self.opts.out_dir.join("model.safetensors"), self.model, &self.params, &meta)
     }

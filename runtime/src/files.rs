@@ -1,0 +1,159 @@
+//! Writing a run's files so that nothing is ever half written.
+//!
+//! A whole file (model, checkpoint, report, plot, the kept part of the metrics on a resume)
+//! is written to a temporary name of its own in the same folder (process id and a counter:
+//! two writers never share one), flushed to disk, and renamed over the old one: a reader, or
+//! a run killed at any instant, sees the previous complete version or the new complete one.
+//! Metrics lines are appended whole, one write each. A run holds a lock on its folder, so
+//! two runs never write into one.
+
+use crate::error::RunError;
+use hoyer_compiler::codes::Code;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+fn cannot(path: &Path, e: impl std::fmt::Display) -> RunError {
+    RunError::new(Code::WriteFailed, format!("cannot write {}: {e}", path.display()))
+        .help("check that the folder exists, is writable, and that the disk is not full")
+}
+
+/// Replaces `path` with `bytes`, atomically.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    let partial = path.with_file_name(format!(
+        ".{name}.{}.{}.partial",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&partial)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&partial, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&partial);
+        return Err(cannot(path, e));
+    }
+    // The rename itself reaches the disk with the folder's entry.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Removes the temporary files a killed writer left in `dir` (call it holding the folder's
+/// lock: then nobody is writing there).
+pub fn remove_leftovers(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.ends_with(".partial") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// An append-only file of whole lines.
+pub struct Lines {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl Lines {
+    /// Opens `path` for appending, after replacing it (atomically) with `keep` when that is
+    /// given: the lines of a resumed run up to its checkpoint.
+    pub fn open(path: &Path, keep: Option<&str>) -> Result<Lines, RunError> {
+        if let Some(text) = keep {
+            write_atomically(path, text.as_bytes())?;
+        }
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| cannot(path, e))?;
+        Ok(Lines { path: path.to_path_buf(), file })
+    }
+
+    /// Appends one line in one write, and flushes it to disk.
+    pub fn append(&mut self, line: &str) -> Result<(), RunError> {
+        let mut text = String::with_capacity(line.len() + 1);
+        text.push_str(line);
+        text.push('\n');
+        self.file.write_all(text.as_bytes()).and_then(|()| self.file.sync_data()).map_err(|e| cannot(&self.path, e))
+    }
+}
+
+/// The lock a run holds on its output folder while it runs (released when the process
+/// ends, however it ends).
+pub struct FolderLock {
+    _file: std::fs::File,
+}
+
+impl FolderLock {
+    /// Locks `dir`, or says which process holds it.
+    pub fn take(dir: &Path) -> Result<FolderLock, RunError> {
+        let path = dir.join(".hoyer.lock");
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| cannot(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = file.set_len(0);
+                let _ = write!(file, "{}", std::process::id());
+                Ok(FolderLock { _file: file })
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                let holder = holder.trim();
+                Err(RunError::new(
+                    Code::FolderInUse,
+                    format!(
+                        "{} is in use by another run{}",
+                        dir.display(),
+                        if holder.is_empty() { String::new() } else { format!(" (process {holder})") }
+                    ),
+                )
+                .help("wait for it to finish, stop it, or give this run another folder with --out"))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(cannot(&path, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_whole_files_and_appends_whole_lines() {
+        let dir = std::env::temp_dir().join(format!("hoyer-files-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("a.json");
+        write_atomically(&f, b"one").unwrap();
+        write_atomically(&f, b"two").unwrap();
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "two");
+        let m = dir.join("m.jsonl");
+        let mut lines = Lines::open(&m, None).unwrap();
+        lines.append("{\"a\": 1}").unwrap();
+        drop(lines);
+        let mut lines = Lines::open(&m, Some("{\"kept\": 1}\n")).unwrap();
+        lines.append("{\"b\": 2}").unwrap();
+        assert_eq!(std::fs::read_to_string(&m).unwrap(), "{\"kept\": 1}\n{\"b\": 2}\n");
+        // No temporary files are left behind.
+        let names: Vec<String> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert!(names.iter().all(|n| !n.ends_with(".partial")), "{names:?}");
+        // A second lock on the same folder is refused, naming the holder.
+        let lock = FolderLock::take(&dir).unwrap();
+        let e = FolderLock::take(&dir).err().unwrap();
+        assert!(e.message.contains(&std::process::id().to_string()), "{}", e.message);
+        drop(lock);
+        FolderLock::take(&dir).unwrap();
+    }
+}
