@@ -210,6 +210,9 @@ fn run(command: Command, color: bool) -> ExitCode {
                 spec_dir: hoyer_runtime::train::spec_dir(&file),
                 progress: std::io::stderr().is_terminal(),
                 resume: resume.is_some(),
+                spec_path: file.clone(),
+                spec_text: String::from_utf8_lossy(&std::fs::read(&file).unwrap_or_default()).into_owned(),
+                overrides: set.clone(),
             };
             // Ctrl-C, SIGTERM (what `timeout` and job schedulers send) and SIGHUP: finish the
             // current step, write a checkpoint, stop.

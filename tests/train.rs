@@ -187,6 +187,15 @@ fn resume_is_bit_identical() {
         assert_eq!(code, 0, "{err}");
         assert!(file_bytes(&dir.join("model.safetensors")) == want, "stopping at step {stop} changed the result");
         assert_eq!(metrics(&dir).len(), 11, "one metrics line per epoch after resuming at {stop}");
+        // The resumed epoch's loss averages the whole epoch, as the uninterrupted run's does.
+        for (a, b) in metrics(&whole).iter().zip(metrics(&dir)) {
+            let (x, y) = (a["train_loss"].as_f64().unwrap(), b["train_loss"].as_f64().unwrap());
+            assert!((x - y).abs() <= 1e-6 * x.abs(), "stopped at {stop}: epoch {} loss {x} vs {y}", a["epoch"]);
+        }
+        // report.json keeps the phases finished before the resume.
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+        assert_eq!(report["phases"].as_array().unwrap().len(), 2, "stopped at {stop}: {}", report["phases"]);
     }
 }
 
@@ -468,4 +477,142 @@ fn zeroed_tensors_under_ratio_penalties_stay_finite() {
         let last = metrics(&dir).last().unwrap().clone();
         assert!(last["penalty"].as_f64().unwrap().is_finite(), "masks {masks}: {last}");
     }
+}
+
+fn run_json(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).expect("run.json")).expect("run.json is JSON")
+}
+
+/// run.json says what the run was and how it ended.
+#[test]
+fn run_json_records_the_run() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = out_dir("run-json");
+    let d = dir.to_str().unwrap();
+    let (code, _, err) = common::hoyerc_in(
+        root,
+        &["run", "examples/quickstart.hoyer", "--max-steps", "5", "--threads", "1", "--set", "seed=7", "--out", d],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("training `mlp` on `blobs`") && err.contains("cpu, 1 thread") && err.contains(d), "{err}");
+    let r = run_json(&dir);
+    let spec = std::fs::read_to_string(root.join("examples/quickstart.hoyer")).unwrap();
+    assert_eq!(r["spec"]["text"], spec.as_str());
+    assert_eq!(r["overrides"], serde_json::json!(["seed=7"]));
+    assert_eq!(r["seed"], 7);
+    assert_eq!(r["backend"], "cpu, 1 thread");
+    assert_eq!(r["data"]["source"], "synthetic");
+    assert_eq!(r["outcome"], "finished");
+    assert!(r["started"].as_str().unwrap().ends_with('Z') && r["ended"].is_string(), "{r}");
+    assert!(r["hoyerc"].is_string());
+}
+
+/// `--resume` continues only the run the folder holds: not after the spec changed, and not
+/// without the run's `--set` options; an explicit `--set` says what changed.
+#[test]
+fn resume_refuses_another_run() {
+    let spec = std::env::temp_dir().join(format!("hoyer-provenance-{}.hoyer", std::process::id()));
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.hoyer")).unwrap();
+    std::fs::write(&spec, &text).unwrap();
+    let s = spec.to_str().unwrap();
+    let dir = out_dir("provenance");
+    let d = dir.to_str().unwrap();
+    let (code, _, err) =
+        common::hoyerc_in(Path::new("."), &["run", s, "--max-steps", "30", "--set", "batch=40", "--out", d]);
+    assert_eq!(code, 0, "{err}");
+    // The run's --set is not repeated.
+    let (code, _, err) = common::hoyerc_in(Path::new("."), &["run", s, "--resume", d]);
+    assert_eq!(code, 1);
+    assert!(err.contains("E0711") && err.contains("batch=40"), "{err}");
+    // The spec changed.
+    std::fs::write(&spec, text.replace("epochs 8", "epochs 9")).unwrap();
+    let (code, _, err) = common::hoyerc_in(Path::new("."), &["run", s, "--resume", d, "--set", "batch=40"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("E0711") && err.contains("epochs 8") && err.contains("epochs 9"), "{err}");
+    // The same spec and --set: it carries on.
+    std::fs::write(&spec, &text).unwrap();
+    let (code, _, err) =
+        common::hoyerc_in(Path::new("."), &["run", s, "--resume", d, "--set", "batch=40", "--max-steps", "40"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(run_json(&dir)["resumes"].as_array().unwrap().len(), 1);
+}
+
+/// `--data DIR` reads DIR or fails; it never falls back to $HOYER_DATA.
+#[test]
+fn data_dir_means_that_folder() {
+    let Some(mnist) = std::env::var_os("HOYER_DATA") else {
+        eprintln!("skipped: set HOYER_DATA to the folder with the MNIST IDX files");
+        return;
+    };
+    let empty = out_dir("empty-data");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = out_dir("data-strict");
+    let out_s = out.to_str().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (code, _, err) = common::hoyerc_in(
+        root,
+        &[
+            "run",
+            "examples/lenet300_dense.hoyer",
+            "--data",
+            empty.to_str().unwrap(),
+            "--max-steps",
+            "1",
+            "--out",
+            out_s,
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("E0701") && err.contains(empty.to_str().unwrap()), "{err}");
+    // With the real folder, the header names it and run.json records its files.
+    let (code, _, err) = common::hoyerc_in(
+        root,
+        &[
+            "run",
+            "examples/lenet300_dense.hoyer",
+            "--data",
+            mnist.to_str().unwrap(),
+            "--max-steps",
+            "1",
+            "--out",
+            out_s,
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let folder = std::fs::canonicalize(&mnist).unwrap();
+    assert!(err.contains(&folder.display().to_string()), "{err}");
+    let files = run_json(&out)["data"]["files"].as_array().unwrap().clone();
+    assert_eq!(files.len(), 4, "{files:?}");
+    assert!(files.iter().all(|f| f["crc32"].as_str().unwrap().len() == 8 && f["bytes"].as_u64().unwrap() > 0));
+}
+
+/// `--init` from a file with tensors the model does not use says so.
+#[test]
+fn init_warns_about_extra_tensors() {
+    let dir = std::env::temp_dir().join(format!("hoyer-init-extra-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let head = "data d = synthetic(classes = 3, train = 60, test = 12)\n";
+    let train = "train m on d { batch 20  phase p { epochs 1  optimizer sgd(lr = 0.1) } }\n";
+    let big = dir.join("big.hoyer");
+    std::fs::write(&big, format!("{head}model m(x: f32[8]) {{ fc1 = dense(x, 16) |> relu\n side = dense(fc1, 5)\n fc3 = dense(fc1, 3)\n return fc3 }}\n{train}")).unwrap();
+    let small = dir.join("small.hoyer");
+    std::fs::write(
+        &small,
+        format!(
+            "{head}model m(x: f32[8]) {{ fc1 = dense(x, 16) |> relu\n fc3 = dense(fc1, 3)\n return fc3 }}\n{train}"
+        ),
+    )
+    .unwrap();
+    let (a, b) = (out_dir("init-big"), out_dir("init-small"));
+    let (code, _, err) =
+        common::hoyerc_in(Path::new("."), &["run", big.to_str().unwrap(), "--out", a.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let init = a.join("model.safetensors");
+    let (code, _, err) = common::hoyerc_in(
+        Path::new("."),
+        &["run", small.to_str().unwrap(), "--init", init.to_str().unwrap(), "--out", b.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("warning") && err.contains("side.bias, side.weight"), "{err}");
 }

@@ -56,6 +56,16 @@ pub fn encode(tensors: &[(String, Vec<u64>, &[f32])], metadata: &[(&str, String)
     out
 }
 
+/// The tensors of the safetensors file at `path` that `model` has no parameter for.
+pub fn extra_tensors(path: &Path, model: &Model) -> Vec<String> {
+    let Ok(bytes) = std::fs::read(path) else { return vec![] };
+    let Ok(st) = SafeTensors::deserialize(&bytes) else { return vec![] };
+    let mut extra: Vec<String> =
+        st.names().into_iter().filter(|n| model.param(n).is_none()).map(|n| n.to_string()).collect();
+    extra.sort();
+    extra
+}
+
 /// Loads every parameter of `model` from `path`; names and shapes must match.
 pub fn load(path: &Path, model: &Model) -> Result<Vec<(String, Vec<f32>)>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -111,6 +121,9 @@ pub struct Checkpoint {
     pub masks: Tensors,
     /// Optimizer state by step input name (`PARAM.STATE`); empty between phases.
     pub states: Tensors,
+    /// The epoch so far, when the checkpoint is inside one: summed loss, summed penalty, and
+    /// steps, so that the resumed epoch's line averages the whole epoch.
+    pub epoch_sums: (f64, f64, u64),
 }
 
 /// Named float32 tensors, in order.
@@ -139,6 +152,9 @@ pub fn save_checkpoint(path: &Path, model: &Model, c: &Checkpoint) -> Result<(),
         ("phase_steps", p.phase_steps.to_string()),
         ("global_step", p.global_step.to_string()),
         ("seed", c.seed.to_string()),
+        ("epoch_loss_sum", c.epoch_sums.0.to_string()),
+        ("epoch_penalty_sum", c.epoch_sums.1.to_string()),
+        ("epoch_steps", c.epoch_sums.2.to_string()),
     ];
     write_atomically(path, &encode(&tensors, &meta))
 }
@@ -187,5 +203,8 @@ pub fn load_checkpoint(path: &Path, model: &Model) -> Result<Checkpoint, String>
     names.sort();
     let states =
         names.into_iter().map(|n| Ok((n["state/".len()..].to_string(), read(n)?))).collect::<Result<_, String>>()?;
-    Ok(Checkpoint { position, seed: num("seed")?, params, masks, states })
+    // Checkpoints from before these were recorded resume with an empty epoch.
+    let real = |k: &str| info.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let epoch_sums = (real("epoch_loss_sum"), real("epoch_penalty_sum"), num("epoch_steps").unwrap_or(0));
+    Ok(Checkpoint { position, seed: num("seed")?, params, masks, states, epoch_sums })
 }

@@ -9,6 +9,7 @@ use crate::error::RunError;
 use crate::evaluate::Evaluator;
 use crate::feed::Resident;
 use crate::files::{write_atomically, FolderLock, Lines};
+use crate::provenance;
 use crate::prune::{self, Target};
 use crate::report::{Report, TensorReport};
 use crate::stepper::Stepper;
@@ -38,6 +39,11 @@ pub struct RunOptions {
     pub progress: bool,
     /// Continue from `out_dir/checkpoint.safetensors`.
     pub resume: bool,
+    /// The spec file and its text as read (before `--set`), and the `--set` options given:
+    /// recorded in run.json, and checked on a resume.
+    pub spec_path: PathBuf,
+    pub spec_text: String,
+    pub overrides: Vec<String>,
 }
 
 /// Set (by the CLI's Ctrl-C handler) to stop after the current step with a checkpoint.
@@ -76,7 +82,7 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
     let plan = program.train.as_ref().ok_or("the spec has no `train` block")?;
     let model = program.model(&plan.model).ok_or("the trained model is missing")?;
     let seed = opts.seed.unwrap_or(plan.seed);
-    let mut data = load_data(program, plan, model, opts)?;
+    let (mut data, data_record, data_line) = load_data(program, plan, model, opts)?;
     let outputs = model.nodes[model.output].shape[0] as usize;
     if data.classes > outputs {
         return Err(RunError::new(
@@ -92,6 +98,34 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
     // One run per folder: the lock lives as long as this function.
     let _lock = FolderLock::take(&opts.out_dir)?;
     crate::files::remove_leftovers(&opts.out_dir);
+    // What this run is (run.json), and on a resume, that it is the run the folder holds.
+    let mut record =
+        provenance::record(&opts.spec_path, &opts.spec_text, &opts.overrides, seed, &backend.describe(), data_record);
+    if opts.resume {
+        match provenance::read(&opts.out_dir) {
+            Some(stored) => {
+                provenance::check_resume(&stored, &record, &opts.out_dir)?;
+                let mut resumes = stored["resumes"].as_array().cloned().unwrap_or_default();
+                resumes.push(serde_json::json!({ "started": record["started"], "overrides": opts.overrides }));
+                let mut kept = stored.clone();
+                kept["resumes"] = resumes.into();
+                kept["ended"] = serde_json::Value::Null;
+                kept["outcome"] = serde_json::Value::Null;
+                record = kept;
+            }
+            None => eprintln!(
+                "warning: {} has no run.json: cannot check that it holds a run of this spec",
+                opts.out_dir.display()
+            ),
+        }
+    }
+    provenance::write(&opts.out_dir, &record)?;
+    eprintln!(
+        "hoyerc: training `{}` on {data_line}; {}; seed {seed}; writing {}",
+        model.name,
+        backend.describe(),
+        opts.out_dir.display()
+    );
     let resumed = if opts.resume {
         let path = opts.out_dir.join(checkpoint::CHECKPOINT);
         Some(checkpoint::load_checkpoint(&path, model).map_err(|e| {
@@ -101,12 +135,25 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
     } else {
         None
     };
-    let resume_at = resumed.as_ref().map(|c| (c.position, c.states.clone()));
+    let resume_at =
+        resumed.as_ref().map(|c| Resume { position: c.position, states: c.states.clone(), sums: c.epoch_sums });
     let (params, masks, seed, start) = match resumed {
         Some(c) => (c.params, c.masks.into_iter().collect(), c.seed, c.position),
         None => {
             let params = match opts.init.clone().or_else(|| plan.init.as_ref().map(|p| opts.spec_dir.join(p))) {
-                Some(path) => checkpoint::load(&path, model).map_err(|e| RunError::new(Code::BadCheckpoint, e))?,
+                Some(path) => {
+                    let params = checkpoint::load(&path, model).map_err(|e| RunError::new(Code::BadCheckpoint, e))?;
+                    let extra = checkpoint::extra_tensors(&path, model);
+                    if !extra.is_empty() {
+                        eprintln!(
+                            "warning: {} has tensors model `{}` does not use (ignored): {}",
+                            path.display(),
+                            model.name,
+                            extra.join(", ")
+                        );
+                    }
+                    params
+                }
                 None => init::pytorch_default(model, seed),
             };
             let masks = params.iter().map(|(n, v)| (n.clone(), vec![1.0f32; v.len()])).collect();
@@ -142,11 +189,20 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
         evaluator: Evaluator::new(plan.batch as usize),
         accuracy: None,
         reports: vec![],
+        earlier_reports: if opts.resume { earlier_reports(&opts.out_dir, plan, start.plan_step) } else { vec![] },
     };
     t.sync_to_store()?;
     let result = t.all_phases(start.plan_step, resume_at);
-    // Whatever happened, the last parameters are written.
-    t.save()?;
+    // Whatever happened, the last parameters are written, and run.json says how it ended.
+    record["ended"] = provenance::now().into();
+    record["steps"] = t.global_step.into();
+    record["outcome"] = match &result {
+        Ok(()) => "finished".into(),
+        Err(e) => format!("{}: {}", e.code, e.message).into(),
+    };
+    let saved = t.save();
+    provenance::write(&opts.out_dir, &record)?;
+    saved?;
     result?;
     if t.accuracy.is_none() {
         t.accuracy = Some(t.evaluate()?);
@@ -154,7 +210,8 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
     let last = t.report(None);
     // After a final phase its own table already said it all.
     let repeats = matches!(plan.steps.last(), Some(PlanStep::Phase(_)))
-        && t.reports.len() == plan.steps.iter().filter(|s| matches!(s, PlanStep::Phase(_))).count();
+        && t.reports.len() + t.earlier_reports.len()
+            == plan.steps.iter().filter(|s| matches!(s, PlanStep::Phase(_))).count();
     if !repeats {
         eprint!("{}", last.table());
     }
@@ -185,7 +242,13 @@ fn open_metrics(path: &Path, kept_steps: u64) -> Result<Lines, RunError> {
     Lines::open(path, Some(&kept))
 }
 
-fn load_data(program: &Program, plan: &TrainPlan, model: &Model, opts: &RunOptions) -> Result<Dataset, RunError> {
+/// The data set, with its record for run.json and a line saying where it came from.
+fn load_data(
+    program: &Program,
+    plan: &TrainPlan,
+    model: &Model,
+    opts: &RunOptions,
+) -> Result<(Dataset, serde_json::Value, String), RunError> {
     let ds = program.data_set(&plan.data).ok_or("the data set is missing")?;
     let features = model.input_shape.iter().product::<u64>() as usize;
     match &ds.source {
@@ -202,21 +265,34 @@ fn load_data(program: &Program, plan: &TrainPlan, model: &Model, opts: &RunOptio
             for v in d.train.x.iter_mut().chain(d.test.x.iter_mut()) {
                 *v = ((*v as f64 * ds.scale - mean) / std) as f32;
             }
-            Ok(d)
+            let record = serde_json::json!({ "name": ds.name, "source": "synthetic" });
+            Ok((d, record, format!("`{}` (synthetic, generated from the spec)", ds.name)))
         }
         DataSource::Idx { path } => {
             let mut tried = Vec::new();
             let mut candidates = Vec::new();
-            if let Some(d) = &opts.data_dir {
-                candidates.extend([d.clone(), d.join(path)]);
-            }
-            candidates.push(opts.spec_dir.join(path));
-            if let Some(d) = &opts.data_fallback {
-                candidates.extend([d.join(path), d.clone()]);
+            // `--data DIR` means that folder (or the spec's path under it), nowhere else.
+            match &opts.data_dir {
+                Some(d) => candidates.extend([d.clone(), d.join(path)]),
+                None => {
+                    candidates.push(opts.spec_dir.join(path));
+                    if let Some(d) = &opts.data_fallback {
+                        candidates.extend([d.join(path), d.clone()]);
+                    }
+                }
             }
             for c in candidates {
                 if c.join("train-labels-idx1-ubyte.gz").is_file() || c.join("train-labels-idx1-ubyte").is_file() {
-                    return idx::load(&c, features, ds.scale, ds.normalize);
+                    let d = idx::load(&c, features, ds.scale, ds.normalize)?;
+                    let folder = std::fs::canonicalize(&c).unwrap_or(c.clone());
+                    let record = serde_json::json!({
+                        "name": ds.name,
+                        "source": "idx",
+                        "folder": folder.display().to_string(),
+                        "files": crate::provenance::files(&c, &["train-", "t10k-"]),
+                    });
+                    let line = format!("`{}` from {}", ds.name, folder.display());
+                    return Ok((d, record, line));
                 }
                 tried.push(c.display().to_string());
             }
@@ -224,7 +300,11 @@ fn load_data(program: &Program, plan: &TrainPlan, model: &Model, opts: &RunOptio
                 Code::DataNotFound,
                 format!("cannot find the IDX files of `{}` (\"{path}\"); looked in: {}", ds.name, tried.join(", ")),
             )
-            .help("pass --data DIR, or set HOYER_DATA to the folder with the MNIST files"))
+            .help(if opts.data_dir.is_some() {
+                "--data DIR must name the folder with the IDX files (or the folder holding the spec's path)"
+            } else {
+                "pass --data DIR, or set HOYER_DATA to the folder with the MNIST files"
+            }))
         }
     }
 }
@@ -252,18 +332,20 @@ struct Trainer<'a> {
     accuracy: Option<f64>,
     /// One report per finished phase.
     reports: Vec<Report>,
+    /// The reports of phases finished before a resume (from report.json).
+    earlier_reports: Vec<serde_json::Value>,
 }
 
 impl Trainer<'_> {
     /// Runs the plan from step `first`; `resume` is where a resumed run stopped inside it.
-    fn all_phases(&mut self, first: usize, mut resume: Option<(Position, Tensors)>) -> Result<(), RunError> {
+    fn all_phases(&mut self, first: usize, mut resume: Option<Resume>) -> Result<(), RunError> {
         for (i, s) in self.plan.steps.iter().enumerate().skip(first) {
             if self.budget_spent() {
                 break;
             }
             let finished = match s {
                 PlanStep::Phase(p) => {
-                    let from = resume.take().filter(|(pos, _)| pos.plan_step == i);
+                    let from = resume.take().filter(|r| r.position.plan_step == i);
                     let done = self.phase(i, p, from)?;
                     if done {
                         let r = self.report(Some(p.name.clone()));
@@ -284,7 +366,7 @@ impl Trainer<'_> {
             if finished {
                 let at =
                     Position { plan_step: i + 1, epoch: 0, batch: 0, phase_steps: 0, global_step: self.global_step };
-                self.checkpoint(at, vec![])?;
+                self.checkpoint(at, vec![], &Sums::default())?;
             }
         }
         Ok(())
@@ -304,7 +386,7 @@ impl Trainer<'_> {
     /// report.json (every phase's report and the final one) and curves.svg.
     fn write_reports(&self, last: &Report) -> Result<(), RunError> {
         let json = serde_json::json!({
-            "phases": self.reports.iter().map(Report::to_json).collect::<Vec<_>>(),
+            "phases": self.earlier_reports.iter().cloned().chain(self.reports.iter().map(Report::to_json)).collect::<Vec<_>>(),
             "final": last.to_json(),
         });
         let path = self.opts.out_dir.join("report.json");
@@ -315,9 +397,16 @@ impl Trainer<'_> {
         write_atomically(&svg, crate::report::curves_svg(&metrics).as_bytes())
     }
 
-    fn checkpoint(&self, position: Position, states: Tensors) -> Result<(), RunError> {
+    fn checkpoint(&self, position: Position, states: Tensors, sums: &Sums) -> Result<(), RunError> {
         let masks = self.params.iter().map(|(n, _)| (n.clone(), self.masks[n].clone())).collect();
-        let c = checkpoint::Checkpoint { position, seed: self.seed, params: self.params.clone(), masks, states };
+        let c = checkpoint::Checkpoint {
+            position,
+            seed: self.seed,
+            params: self.params.clone(),
+            masks,
+            states,
+            epoch_sums: (sums.loss, sums.penalty, sums.steps as u64),
+        };
         checkpoint::save_checkpoint(&self.opts.out_dir.join(checkpoint::CHECKPOINT), self.model, &c)
     }
 
@@ -360,7 +449,7 @@ impl Trainer<'_> {
 
     /// Runs phase `index` of the plan, from its start or from where a checkpoint left it;
     /// `false` when `--max-steps` stopped it first.
-    fn phase(&mut self, index: usize, phase: &PhasePlan, from: Option<(Position, Tensors)>) -> Result<bool, RunError> {
+    fn phase(&mut self, index: usize, phase: &PhasePlan, from: Option<Resume>) -> Result<bool, RunError> {
         let batch = self.plan.batch as usize;
         let n = self.data.train.len();
         if phase.masks_frozen || !phase.gradual.is_empty() {
@@ -382,12 +471,14 @@ impl Trainer<'_> {
         )?;
         let (start_epoch, skip, mut t) = match &from {
             // At a phase's start there is no optimizer state yet.
-            Some((pos, states)) if pos.phase_steps > 0 => {
-                stepper.restore_state(&mut self.store, states, pos.phase_steps)?;
-                (pos.epoch, pos.batch as usize, pos.phase_steps)
+            Some(r) if r.position.phase_steps > 0 => {
+                stepper.restore_state(&mut self.store, &r.states, r.position.phase_steps)?;
+                (r.position.epoch, r.position.batch as usize, r.position.phase_steps)
             }
             _ => (0, 0, 0),
         };
+        // A run stopped inside an epoch carries on that epoch's sums.
+        let mut carried = from.filter(|r| r.position.batch > 0).map(|r| r.sums);
         let steps_per_epoch = n.div_ceil(batch) as u64;
         let bar = self.progress_bar(phase, steps_per_epoch * phase.epochs);
         if let Some(b) = &bar {
@@ -413,6 +504,9 @@ impl Trainer<'_> {
             self.train.set_order(&mut self.store, &order)?;
             let started = Instant::now();
             let mut sums = Sums::default();
+            if let Some((loss, penalty, steps)) = carried.take() {
+                sums = Sums { loss, penalty, steps: steps as usize, read: steps as usize, samples: 0 };
+            }
             let first = if epoch == start_epoch { skip } else { 0 };
             let batches = n.div_ceil(batch);
             for b in first..batches {
@@ -428,7 +522,7 @@ impl Trainer<'_> {
                         phase_steps: t,
                         global_step: self.global_step,
                     };
-                    self.checkpoint(at, stepper.state(&self.store))?;
+                    self.checkpoint(at, stepper.state(&self.store), &sums)?;
                     if sums.steps > 0 {
                         self.finish_epoch(phase, epoch, &sums, started)?;
                     }
@@ -471,6 +565,7 @@ impl Trainer<'_> {
                     bar.inc(1);
                 }
                 if let Some(signal) = interrupted() {
+                    sums.add(stepper.take_sums(&mut self.store));
                     self.read_params(phase, epoch)?;
                     let at = Position {
                         plan_step: index,
@@ -479,7 +574,7 @@ impl Trainer<'_> {
                         phase_steps: t,
                         global_step: self.global_step,
                     };
-                    self.checkpoint(at, stepper.state(&self.store))?;
+                    self.checkpoint(at, stepper.state(&self.store), &sums)?;
                     return Err(RunError::new(Code::Interrupted, format!(
                         "interrupted by {} in phase `{}`, epoch {}, after step {}; checkpoint written; continue with --resume {}",
                         signal_name(signal),
@@ -501,7 +596,7 @@ impl Trainer<'_> {
                     phase_steps: t,
                     global_step: self.global_step,
                 };
-                self.checkpoint(at, stepper.state(&self.store))?;
+                self.checkpoint(at, stepper.state(&self.store), &Sums::default())?;
             }
         }
         if let Some(b) = bar {
@@ -628,12 +723,34 @@ impl Trainer<'_> {
     }
 }
 
+/// The reports in `dir/report.json` of the phases that finished before plan step `resumed_at`.
+fn earlier_reports(dir: &Path, plan: &TrainPlan, resumed_at: usize) -> Vec<serde_json::Value> {
+    let done: Vec<&str> = plan
+        .steps
+        .iter()
+        .take(resumed_at)
+        .filter_map(|s| if let PlanStep::Phase(p) = s { Some(p.name.as_str()) } else { None })
+        .collect();
+    let old = std::fs::read_to_string(dir.join("report.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    let phases = old.and_then(|v| v["phases"].as_array().cloned()).unwrap_or_default();
+    phases.into_iter().filter(|p| p["phase"].as_str().is_some_and(|n| done.contains(&n))).take(done.len()).collect()
+}
+
+/// Where a resumed run picks up: position, optimizer state, the epoch's sums so far.
+struct Resume {
+    position: Position,
+    states: Tensors,
+    sums: (f64, f64, u64),
+}
+
 /// Losses and penalties summed over an epoch's steps (read from the store every few steps).
 #[derive(Default)]
 struct Sums {
     loss: f64,
     penalty: f64,
-    /// Steps taken, steps whose sums have been read, samples.
+    /// Steps taken, steps whose sums have been read, samples (of this process, for the rate).
     steps: usize,
     read: usize,
     samples: usize,
