@@ -123,6 +123,41 @@ fn every_malformed_file_is_a_diagnostic_naming_it() {
             "10 classes",
         ),
         (
+            // A gzip bomb: a small header, then endless zeros; read only as far as declared.
+            "bomb",
+            Box::new(|d: &Path| {
+                use std::io::Write;
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+                gz.write_all(&idx(1, &[2], &[])).unwrap();
+                let zeros = vec![0u8; 1 << 20];
+                for _ in 0..64 {
+                    gz.write_all(&zeros).unwrap();
+                }
+                std::fs::write(d.join("t10k-labels-idx1-ubyte.gz"), gz.finish().unwrap()).unwrap();
+                std::fs::remove_file(d.join("t10k-labels-idx1-ubyte")).unwrap();
+            }),
+            "E0702",
+            "trailing bytes",
+        ),
+        (
+            "huge",
+            Box::new(|d: &Path| {
+                std::fs::write(d.join("train-images-idx3-ubyte"), idx(3, &[u32::MAX, u32::MAX, 4], &[])).unwrap()
+            }),
+            "E0702",
+            "declare more",
+        ),
+        (
+            "fifo",
+            Box::new(|d: &Path| {
+                std::fs::remove_file(d.join("t10k-labels-idx1-ubyte")).unwrap();
+                let ok = std::process::Command::new("mkfifo").arg(d.join("t10k-labels-idx1-ubyte")).status().unwrap();
+                assert!(ok.success());
+            }),
+            "E0701",
+            "not a regular file",
+        ),
+        (
             "missing",
             Box::new(|d: &Path| std::fs::remove_file(d.join("t10k-images-idx3-ubyte")).unwrap()),
             "E0701",

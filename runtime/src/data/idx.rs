@@ -18,53 +18,99 @@ fn find(dir: &Path, name: &str) -> Result<PathBuf, String> {
         if candidate.is_file() {
             return Ok(candidate);
         }
+        if candidate.exists() {
+            return Err(format!("{} is not a regular file (a folder, a pipe or a device)", candidate.display()));
+        }
     }
     Err(format!("{} has no `{name}` (or `{name}.gz`)", dir.display()))
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, String> {
-    let raw = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| format!("{}: not a valid gzip file ({e})", path.display()))?;
-        Ok(out)
+/// The most data an IDX file may declare: far above any image data set a machine holds in
+/// memory, and the bound that keeps a hostile header from asking for more.
+const MAX_DATA: usize = 1 << 36;
+
+/// Reads the IDX file at `path` (raw or gzip) of `rank`-dimensional unsigned bytes. The
+/// header is read first, and then exactly as many data bytes as it declares (and one more,
+/// to find trailing data): a gzip stream that inflates without end is cut there.
+fn read(path: &Path, rank: usize) -> Result<(Vec<usize>, Vec<u8>), String> {
+    let name = path.display();
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {name}: {e}"))?;
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(format!("{name} is not a regular file"));
+    }
+    let mut head = [0u8; 2];
+    let mut probe = std::io::BufReader::new(file);
+    let peeked = {
+        use std::io::BufRead;
+        let buf = probe.fill_buf().map_err(|e| format!("cannot read {name}: {e}"))?;
+        head[..buf.len().min(2)].copy_from_slice(&buf[..buf.len().min(2)]);
+        buf.len()
+    };
+    if peeked >= 2 && head == [0x1f, 0x8b] {
+        parse_from(path, flate2::read::GzDecoder::new(probe), rank, "not a valid gzip file")
     } else {
-        Ok(raw)
+        parse_from(path, probe, rank, "cannot read it")
     }
 }
 
 /// Parses an IDX file of unsigned bytes: returns its dimensions and its data.
 pub fn parse(path: &Path, bytes: &[u8], rank: usize) -> Result<(Vec<usize>, Vec<u8>), String> {
+    parse_from(path, bytes, rank, "cannot read it")
+}
+
+/// As `parse`, from a stream; `failure` says what a read error means (a broken gzip stream).
+fn parse_from(path: &Path, mut r: impl Read, rank: usize, failure: &str) -> Result<(Vec<usize>, Vec<u8>), String> {
     let name = path.display();
-    if bytes.len() < 4 {
-        return Err(format!("{name}: too short to be an IDX file ({} bytes)", bytes.len()));
+    let io = |e: std::io::Error| format!("{name}: {failure} ({e})");
+    let mut magic = [0u8; 4];
+    let got = read_up_to(&mut r, &mut magic).map_err(io)?;
+    if got < 4 {
+        return Err(format!("{name}: too short to be an IDX file ({got} bytes)"));
     }
-    if bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08 || bytes[3] as usize != rank {
+    if magic[0] != 0 || magic[1] != 0 || magic[2] != 0x08 || magic[3] as usize != rank {
         return Err(format!(
             "{name}: wrong magic number {:02x}{:02x}{:02x}{:02x}; an IDX file of {rank}-dimensional unsigned bytes starts 000008{rank:02x}",
-            bytes[0], bytes[1], bytes[2], bytes[3]
+            magic[0], magic[1], magic[2], magic[3]
         ));
     }
-    let header = 4 + 4 * rank;
-    if bytes.len() < header {
+    let mut header = vec![0u8; 4 * rank];
+    if read_up_to(&mut r, &mut header).map_err(io)? < header.len() {
         return Err(format!("{name}: truncated header"));
     }
-    let dims: Vec<usize> = (0..rank)
-        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap_or([0; 4])) as usize)
-        .collect();
-    let expected =
-        dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| format!("{name}: dimensions overflow"))?;
-    let data = &bytes[header..];
+    let dims: Vec<usize> =
+        header.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&n| n <= MAX_DATA)
+        .ok_or_else(|| format!("{name}: the header's dimensions {dims:?} declare more data than hoyer reads"))?;
+    let mut data = Vec::new();
+    data.try_reserve_exact(expected + 1).map_err(|_| {
+        format!("{name}: the header's dimensions {dims:?} need {expected} bytes, more than this machine can hold")
+    })?;
+    r.take(expected as u64 + 1).read_to_end(&mut data).map_err(io)?;
     if data.len() != expected {
         return Err(format!(
             "{name}: {} data bytes, but the header's dimensions {dims:?} need {expected} ({})",
-            data.len(),
+            if data.len() > expected { format!("more than {expected}") } else { data.len().to_string() },
             if data.len() < expected { "the file is truncated" } else { "the file has trailing bytes" }
         ));
     }
-    Ok((dims, data.to_vec()))
+    Ok((dims, data))
+}
+
+/// Reads until `buf` is full or the stream ends; how many bytes it got.
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }
 
 fn split(
@@ -76,8 +122,8 @@ fn split(
     normalize: Option<(f64, f64)>,
 ) -> Result<(Split, usize), String> {
     let (ip, lp) = (find(dir, images)?, find(dir, labels)?);
-    let (idims, idata) = parse(&ip, &read(&ip)?, 3)?;
-    let (ldims, ldata) = parse(&lp, &read(&lp)?, 1)?;
+    let (idims, idata) = read(&ip, 3)?;
+    let (ldims, ldata) = read(&lp, 1)?;
     if idims[0] != ldims[0] {
         return Err(format!(
             "{} holds {} images but {} holds {} labels",
