@@ -211,7 +211,10 @@ fn run(command: Command, color: bool) -> ExitCode {
                 progress: std::io::stderr().is_terminal(),
                 resume: resume.is_some(),
                 spec_path: file.clone(),
-                spec_text: String::from_utf8_lossy(&std::fs::read(&file).unwrap_or_default()).into_owned(),
+                spec_text: String::from_utf8_lossy(
+                    &hoyer_runtime::files::read_regular(&file, 16 << 20).unwrap_or_default(),
+                )
+                .into_owned(),
                 overrides: set.clone(),
             };
             // Ctrl-C, SIGTERM (what `timeout` and job schedulers send) and SIGHUP: finish the
@@ -370,9 +373,9 @@ fn emit_ir(
 /// checked spec when it is valid.
 fn load_spec(path: &Path, color: bool, sets: &[String]) -> Result<hoyer_compiler::Checked, Outcome> {
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| {
-        let d = Diagnostic::error(Code::Io, format!("cannot read `{name}`: {e}"))
-            .help("check the path; hoyerc takes .hoyer files");
+    // A spec is text of a few kilobytes; 16 MiB leaves room and keeps /dev/zero out.
+    let bytes = hoyer_runtime::files::read_regular(path, 16 << 20).map_err(|e| {
+        let d = Diagnostic::error(Code::Io, e).help("check the path; hoyerc takes .hoyer files");
         eprint!("{}", Report::new(&name, String::new(), vec![d]).render(WIDTH, color));
         Outcome::Unreadable
     })?;

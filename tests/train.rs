@@ -616,3 +616,63 @@ fn init_warns_about_extra_tensors() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("warning") && err.contains("side.bias, side.weight"), "{err}");
 }
+
+/// Rewrites a safetensors file: `edit` changes its header (JSON) and its data.
+fn rewrite_safetensors(path: &Path, edit: impl FnOnce(&mut serde_json::Value, &mut Vec<u8>)) {
+    let bytes = file_bytes(path);
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let mut data = bytes[8 + n..].to_vec();
+    edit(&mut header, &mut data);
+    let mut text = serde_json::to_string(&header).unwrap();
+    while (8 + text.len()) % 8 != 0 {
+        text.push(' ');
+    }
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend(text.as_bytes());
+    out.extend(data);
+    std::fs::write(path, out).unwrap();
+}
+
+/// A checkpoint whose position lies outside the plan, with a NaN, or with a mask of the wrong
+/// size is refused at once (E0705), without spinning or panicking.
+#[test]
+fn hostile_checkpoints_are_refused() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    type Edit = Box<dyn FnOnce(&mut serde_json::Value, &mut Vec<u8>)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        ("epoch", Box::new(|h, _| h["__metadata__"]["epoch"] = "1000000000000".into()), "epoch"),
+        ("plan", Box::new(|h, _| h["__metadata__"]["plan_step"] = "77".into()), "plan step"),
+        (
+            "nan",
+            Box::new(|h, d| {
+                let at = h["param/fc2.bias"]["data_offsets"][0].as_u64().unwrap() as usize;
+                d[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+            }),
+            "NaN",
+        ),
+        (
+            "mask",
+            Box::new(|h, _| {
+                let t = &mut h["mask/fc3.bias"];
+                let start = t["data_offsets"][0].as_u64().unwrap();
+                t["shape"] = serde_json::json!([1]);
+                t["data_offsets"] = serde_json::json!([start, start + 4]);
+            }),
+            "",
+        ),
+    ];
+    for (name, edit, phrase) in cases {
+        let dir = out_dir(&format!("hostile-{name}"));
+        let d = dir.to_str().unwrap();
+        let (code, _, err) =
+            common::hoyerc_in(root, &["run", "examples/quickstart.hoyer", "--max-steps", "17", "--out", d]);
+        assert_eq!(code, 0, "{err}");
+        rewrite_safetensors(&dir.join("checkpoint.safetensors"), edit);
+        let started = std::time::Instant::now();
+        let (code, _, err) = common::hoyerc_in(root, &["run", "examples/quickstart.hoyer", "--resume", d]);
+        assert_eq!(code, 1, "{name}: {err}");
+        assert!(err.contains("E0705") && err.contains(phrase), "{name}: {err}");
+        assert!(started.elapsed().as_secs() < 10, "{name}: took {:?}", started.elapsed());
+    }
+}

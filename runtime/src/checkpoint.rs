@@ -24,6 +24,11 @@ fn shape_of(model: &Model, name: &str, v: &[f32]) -> Vec<u64> {
     model.param(name).map_or_else(|| vec![v.len() as u64], |p| p.shape.clone())
 }
 
+/// A safetensors file's bytes: a regular file of at most 64 GiB.
+fn read_file(path: &Path) -> Result<Vec<u8>, String> {
+    crate::files::read_regular(path, 64 << 30)
+}
+
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
     crate::files::write_atomically(path, bytes)
 }
@@ -58,7 +63,7 @@ pub fn encode(tensors: &[(String, Vec<u64>, &[f32])], metadata: &[(&str, String)
 
 /// The tensors of the safetensors file at `path` that `model` has no parameter for.
 pub fn extra_tensors(path: &Path, model: &Model) -> Vec<String> {
-    let Ok(bytes) = std::fs::read(path) else { return vec![] };
+    let Ok(bytes) = read_file(path) else { return vec![] };
     let Ok(st) = SafeTensors::deserialize(&bytes) else { return vec![] };
     let mut extra: Vec<String> =
         st.names().into_iter().filter(|n| model.param(n).is_none()).map(|n| n.to_string()).collect();
@@ -68,7 +73,7 @@ pub fn extra_tensors(path: &Path, model: &Model) -> Vec<String> {
 
 /// Loads every parameter of `model` from `path`; names and shapes must match.
 pub fn load(path: &Path, model: &Model) -> Result<Vec<(String, Vec<f32>)>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = read_file(path)?;
     let st =
         SafeTensors::deserialize(&bytes).map_err(|e| format!("{} is not a safetensors file: {e}", path.display()))?;
     let mut out = Vec::new();
@@ -160,7 +165,7 @@ pub fn save_checkpoint(path: &Path, model: &Model, c: &Checkpoint) -> Result<(),
 }
 
 pub fn load_checkpoint(path: &Path, model: &Model) -> Result<Checkpoint, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = read_file(path)?;
     let bad = |e: safetensors::SafeTensorError| format!("{} is not a safetensors file: {e}", path.display());
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(bad)?;
     let st = SafeTensors::deserialize(&bytes).map_err(bad)?;
@@ -182,7 +187,14 @@ pub fn load_checkpoint(path: &Path, model: &Model) -> Result<Checkpoint, String>
     };
     let read = |name: &str| -> Result<Vec<f32>, String> {
         let t = st.tensor(name).map_err(|_| format!("{}: the checkpoint has no `{name}`", path.display()))?;
-        Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        if t.dtype() != Dtype::F32 {
+            return Err(format!("{}: `{name}` is {:?}; a hoyer checkpoint holds F32", path.display(), t.dtype()));
+        }
+        let v: Vec<f32> = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        if let Some(bad) = v.iter().position(|x| !x.is_finite()) {
+            return Err(format!("{}: `{name}` holds {} at element {bad}", path.display(), v[bad]));
+        }
+        Ok(v)
     };
     let (mut params, mut masks) = (Vec::new(), Vec::new());
     for p in &model.params {
@@ -197,12 +209,36 @@ pub fn load_checkpoint(path: &Path, model: &Model) -> Result<Checkpoint, String>
             ));
         }
         params.push((p.name.clone(), v));
-        masks.push((p.name.clone(), read(&format!("mask/{}", p.name))?));
+        let m = read(&format!("mask/{}", p.name))?;
+        if m.len() as u64 != p.numel() || m.iter().any(|&x| x != 0.0 && x != 1.0) {
+            return Err(format!(
+                "{}: the mask of `{}` has {} values, not {} zeros and ones",
+                path.display(),
+                p.name,
+                m.len(),
+                p.numel()
+            ));
+        }
+        masks.push((p.name.clone(), m));
     }
     let mut names: Vec<&str> = st.names().into_iter().filter(|n| n.starts_with("state/")).collect();
     names.sort();
-    let states =
-        names.into_iter().map(|n| Ok((n["state/".len()..].to_string(), read(n)?))).collect::<Result<_, String>>()?;
+    let mut states = Vec::new();
+    for n in names {
+        let name = &n["state/".len()..];
+        let param = model.params.iter().find(|p| name.starts_with(&format!("{}.", p.name)));
+        let v = read(n)?;
+        match param {
+            Some(p) if v.len() as u64 == p.numel() => states.push((name.to_string(), v)),
+            _ => {
+                return Err(format!(
+                    "{}: optimizer state `{name}` fits no parameter of model `{}`",
+                    path.display(),
+                    model.name
+                ))
+            }
+        }
+    }
     // Checkpoints from before these were recorded resume with an empty epoch.
     let real = |k: &str| info.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     let epoch_sums = (real("epoch_loss_sum"), real("epoch_penalty_sum"), num("epoch_steps").unwrap_or(0));

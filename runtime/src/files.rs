@@ -46,6 +46,27 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
     Ok(())
 }
 
+/// The bytes of the regular file at `path`, if it holds at most `max` of them: never a pipe,
+/// a device or a folder (which would block or fail strangely), never more than the machine can
+/// allocate (an error, not an abort).
+pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file (a folder, a pipe or a device)", path.display()));
+    }
+    if meta.len() > max {
+        return Err(format!("{} is {} bytes, more than the {max} such a file may have", path.display(), meta.len()));
+    }
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(meta.len() as usize)
+        .map_err(|_| format!("{} is too large to read into memory ({} bytes)", path.display(), meta.len()))?;
+    file.take(max).read_to_end(&mut bytes).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(bytes)
+}
+
 /// Removes the temporary files a killed writer left in `dir` (call it holding the folder's
 /// lock: then nobody is writing there).
 pub fn remove_leftovers(dir: &Path) {

@@ -39,7 +39,7 @@ pub fn files(dir: &Path, names: &[&str]) -> Vec<Value> {
         if !names.iter().any(|n| name.starts_with(n)) || !e.file_type().is_ok_and(|t| t.is_file()) {
             continue;
         }
-        if let Ok(bytes) = std::fs::read(e.path()) {
+        if let Ok(bytes) = crate::files::read_regular(&e.path(), 1 << 36) {
             out.push(
                 json!({ "name": name, "bytes": bytes.len(), "crc32": format!("{:08x}", crc32fast::hash(&bytes)) }),
             );
@@ -72,13 +72,8 @@ pub fn write(dir: &Path, record: &Value) -> Result<(), RunError> {
 }
 
 pub fn read(dir: &Path) -> Option<Value> {
-    let path = dir.join(RUN_JSON);
-    let meta = std::fs::metadata(&path).ok()?;
     // A run record is small; anything else is not one.
-    if !meta.is_file() || meta.len() > 64 << 20 {
-        return None;
-    }
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+    serde_json::from_slice(&crate::files::read_regular(&dir.join(RUN_JSON), 64 << 20).ok()?).ok()
 }
 
 fn different(what: String, help: &str) -> RunError {

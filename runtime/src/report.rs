@@ -226,7 +226,7 @@ fn fmt(v: f64) -> String {
 /// `model.safetensors` (in file order) and the last test accuracy in `metrics.jsonl`.
 pub fn from_run_dir(dir: &std::path::Path) -> Result<(Report, Vec<Value>), String> {
     let model = dir.join("model.safetensors");
-    let bytes = std::fs::read(&model).map_err(|e| format!("cannot read {}: {e}", model.display()))?;
+    let bytes = crate::files::read_regular(&model, 64 << 30)?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| format!("{} is not a safetensors file: {e}", model.display()))?;
     let mut tensors: Vec<(usize, TensorReport)> = Vec::new();
@@ -241,11 +241,9 @@ pub fn from_run_dir(dir: &std::path::Path) -> Result<(Report, Vec<Value>), Strin
     }
     tensors.sort_by_key(|t| t.0);
     let metrics_path = dir.join("metrics.jsonl");
-    let metrics: Vec<Value> = std::fs::read_to_string(&metrics_path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let text = crate::files::read_regular(&metrics_path, 1 << 30).unwrap_or_default();
+    let metrics: Vec<Value> =
+        String::from_utf8_lossy(&text).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let test_accuracy = metrics.last().and_then(|m| m["test_accuracy"].as_f64());
     Ok((Report { phase: None, tensors: tensors.into_iter().map(|t| t.1).collect(), test_accuracy }, metrics))
 }

@@ -128,10 +128,15 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
     );
     let resumed = if opts.resume {
         let path = opts.out_dir.join(checkpoint::CHECKPOINT);
-        Some(checkpoint::load_checkpoint(&path, model).map_err(|e| {
+        let c = checkpoint::load_checkpoint(&path, model).map_err(|e| {
             RunError::new(Code::BadCheckpoint, format!("cannot resume: {e}"))
                 .help("--resume takes the output folder of an earlier run of this spec")
-        })?)
+        })?;
+        check_position(plan, &c.position, data.train.len()).map_err(|e| {
+            RunError::new(Code::BadCheckpoint, format!("cannot resume: {}: {e}", path.display()))
+                .help("the checkpoint does not belong to this spec's plan; start the run again with --out")
+        })?;
+        Some(c)
     } else {
         None
     };
@@ -231,7 +236,8 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
 fn open_metrics(path: &Path, kept_steps: u64) -> Result<Lines, RunError> {
     let mut kept = String::new();
     if kept_steps > 0 {
-        for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+        let text = crate::files::read_regular(path, 1 << 30).unwrap_or_default();
+        for line in String::from_utf8_lossy(&text).lines() {
             let step = serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v["step"].as_u64());
             if step.is_some_and(|s| s <= kept_steps) {
                 kept.push_str(line);
@@ -723,6 +729,44 @@ impl Trainer<'_> {
     }
 }
 
+/// Whether a checkpoint's position lies inside `plan` (so that resuming replays a bounded
+/// number of shuffles and lands on a real step).
+fn check_position(plan: &TrainPlan, p: &Position, samples: usize) -> Result<(), String> {
+    let batch = plan.batch.max(1) as usize;
+    let per_epoch = samples.div_ceil(batch) as u64;
+    match plan.steps.get(p.plan_step) {
+        None if p.plan_step == plan.steps.len() && p.epoch == 0 && p.batch == 0 => {}
+        None => return Err(format!("plan step {} of {}", p.plan_step + 1, plan.steps.len())),
+        Some(PlanStep::Phase(ph)) => {
+            // `batch` is the next batch; all of them when a run stopped after an epoch's last.
+            if p.epoch >= ph.epochs || p.batch > per_epoch {
+                return Err(format!(
+                    "epoch {}, batch {} of phase `{}` ({} epochs of {per_epoch} batches)",
+                    p.epoch + 1,
+                    p.batch,
+                    ph.name,
+                    ph.epochs
+                ));
+            }
+            if p.phase_steps != p.epoch * per_epoch + p.batch {
+                return Err(format!(
+                    "{} steps into phase `{}` at epoch {}, batch {}",
+                    p.phase_steps,
+                    ph.name,
+                    p.epoch + 1,
+                    p.batch
+                ));
+            }
+        }
+        Some(PlanStep::Prune(_)) if p.epoch == 0 && p.batch == 0 && p.phase_steps == 0 => {}
+        Some(PlanStep::Prune(_)) => return Err("inside a prune".into()),
+    }
+    if p.global_step < p.phase_steps {
+        return Err(format!("step {} of the run but {} of the phase", p.global_step, p.phase_steps));
+    }
+    Ok(())
+}
+
 /// The reports in `dir/report.json` of the phases that finished before plan step `resumed_at`.
 fn earlier_reports(dir: &Path, plan: &TrainPlan, resumed_at: usize) -> Vec<serde_json::Value> {
     let done: Vec<&str> = plan
@@ -731,9 +775,9 @@ fn earlier_reports(dir: &Path, plan: &TrainPlan, resumed_at: usize) -> Vec<serde
         .take(resumed_at)
         .filter_map(|s| if let PlanStep::Phase(p) = s { Some(p.name.as_str()) } else { None })
         .collect();
-    let old = std::fs::read_to_string(dir.join("report.json"))
+    let old = crate::files::read_regular(&dir.join("report.json"), 1 << 30)
         .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
     let phases = old.and_then(|v| v["phases"].as_array().cloned()).unwrap_or_default();
     phases.into_iter().filter(|p| p["phase"].as_str().is_some_and(|n| done.contains(&n))).take(done.len()).collect()
 }
