@@ -625,7 +625,7 @@ fn rewrite_safetensors(path: &Path, edit: impl FnOnce(&mut serde_json::Value, &m
     let mut data = bytes[8 + n..].to_vec();
     edit(&mut header, &mut data);
     let mut text = serde_json::to_string(&header).unwrap();
-    while (8 + text.len()) % 8 != 0 {
+    while !(8 + text.len()).is_multiple_of(8) {
         text.push(' ');
     }
     let mut out = (text.len() as u64).to_le_bytes().to_vec();

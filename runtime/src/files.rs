@@ -51,19 +51,20 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
 /// allocate (an error, not an abort).
 pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, String> {
     use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let meta = file.metadata().map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let name = path.display();
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read `{name}`: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read `{name}`: {e}"))?;
     if !meta.is_file() {
-        return Err(format!("{} is not a regular file (a folder, a pipe or a device)", path.display()));
+        return Err(format!("cannot read `{name}`: it is not a regular file (a folder, a pipe or a device)"));
     }
     if meta.len() > max {
-        return Err(format!("{} is {} bytes, more than the {max} such a file may have", path.display(), meta.len()));
+        return Err(format!("cannot read `{name}`: {} bytes, more than the {max} such a file may have", meta.len()));
     }
     let mut bytes = Vec::new();
     bytes
         .try_reserve_exact(meta.len() as usize)
-        .map_err(|_| format!("{} is too large to read into memory ({} bytes)", path.display(), meta.len()))?;
-    file.take(max).read_to_end(&mut bytes).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        .map_err(|_| format!("cannot read `{name}`: too large for memory ({} bytes)", meta.len()))?;
+    file.take(max).read_to_end(&mut bytes).map_err(|e| format!("cannot read `{name}`: {e}"))?;
     Ok(bytes)
 }
 
