@@ -151,3 +151,20 @@ fn a_closed_pipe_is_not_a_crash() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
 }
+
+/// A pipe or a device given as a spec is refused at once (reading it would block, or never
+/// end).
+#[test]
+fn pipes_and_devices_are_not_specs() {
+    let fifo = std::env::temp_dir().join(format!("hoyer-fifo-{}.hoyer", std::process::id()));
+    let _ = std::fs::remove_file(&fifo);
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    for path in [fifo.to_str().unwrap(), "/dev/zero"] {
+        let started = std::time::Instant::now();
+        let (code, _, err) = hoyerc(&["check", path]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("E0007") && err.contains("not a regular file"), "{err}");
+        assert!(started.elapsed().as_secs() < 10);
+    }
+    let _ = std::fs::remove_file(&fifo);
+}

@@ -52,10 +52,15 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
 pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let name = path.display();
+    // Look before opening: opening a pipe blocks until something writes to it.
+    let not_regular = || format!("cannot read `{name}`: it is not a regular file (a folder, a pipe or a device)");
+    if !std::fs::metadata(path).map_err(|e| format!("cannot read `{name}`: {e}"))?.is_file() {
+        return Err(not_regular());
+    }
     let file = std::fs::File::open(path).map_err(|e| format!("cannot read `{name}`: {e}"))?;
     let meta = file.metadata().map_err(|e| format!("cannot read `{name}`: {e}"))?;
     if !meta.is_file() {
-        return Err(format!("cannot read `{name}`: it is not a regular file (a folder, a pipe or a device)"));
+        return Err(not_regular());
     }
     if meta.len() > max {
         return Err(format!("cannot read `{name}`: {} bytes, more than the {max} such a file may have", meta.len()));

@@ -34,10 +34,11 @@ const MAX_DATA: usize = 1 << 36;
 /// to find trailing data): a gzip stream that inflates without end is cut there.
 fn read(path: &Path, rank: usize) -> Result<(Vec<usize>, Vec<u8>), String> {
     let name = path.display();
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {name}: {e}"))?;
-    if !file.metadata().is_ok_and(|m| m.is_file()) {
+    // Look before opening: opening a pipe blocks until something writes to it.
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
         return Err(format!("{name} is not a regular file"));
     }
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {name}: {e}"))?;
     let mut head = [0u8; 2];
     let mut probe = std::io::BufReader::new(file);
     let peeked = {
