@@ -155,3 +155,35 @@ fn odd_inputs() {
         must_end_cleanly(label, bytes);
     }
 }
+
+/// A chain of functions that each call the next twice is checked and lowered in time linear
+/// in its length (each call is evaluated once), not 2^30 times.
+#[test]
+fn doubling_call_chains_are_linear() {
+    let mut spec = String::from(
+        "data d = synthetic(classes = 3, train = 30, test = 6)\nmodel m(x: f32[4]) { fc1 = dense(x, 3)\n return fc1 }\nfn f0(w) = sum(w^2)\n",
+    );
+    for i in 1..=30 {
+        spec += &format!("fn f{i}(w) = f{}(w) + f{}(w)\n", i - 1, i - 1);
+    }
+    spec += "train m on d { phase p { epochs 1  optimizer sgd(lr = 0.1)  penalty 1e-4 * f30(*) } }\n";
+    must_end_cleanly("doubling chain", spec.as_bytes());
+    let c = check_source(&spec).expect("the chain is a valid spec");
+    let plan = c.program.train.as_ref().unwrap();
+    let model = c.program.model("m").unwrap();
+    let hoyer_compiler::program::Step::Phase(phase) = &plan.steps[0] else { panic!() };
+    let start = Instant::now();
+    let (step, _) = hoyer_compiler::pipeline::step(&c.program, model, phase, 4, &Default::default()).unwrap();
+    assert!(step.graph.values.len() < 2000, "{} values", step.graph.values.len());
+    assert!(start.elapsed() < Duration::from_secs(5), "lowering took {:?}", start.elapsed());
+}
+
+/// Thousands of errors in one file are checked and rendered in linear time.
+#[test]
+fn thousands_of_errors_render_quickly() {
+    let mut spec = String::from("data d = synthetic(classes = 3, train = 30, test = 6)\n");
+    for i in 0..5000 {
+        spec += &format!("fn g{i}(w) = sum(undefined_{i})\n");
+    }
+    must_end_cleanly("5000 errors", spec.as_bytes());
+}

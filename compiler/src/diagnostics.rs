@@ -3,7 +3,10 @@
 
 use crate::ast::Span;
 use crate::codes::Code;
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceCode};
+use miette::{
+    GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, MietteSpanContents, SourceCode, SourceSpan,
+    SpanContents,
+};
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,14 +80,70 @@ impl Sink {
 
 /// Diagnostics for one source file, ready to render.
 pub struct Report {
-    pub source: NamedSource<String>,
+    pub source: Indexed,
     pub diagnostics: Vec<Diagnostic>,
+}
+
+/// A named source with an index of its line starts, so that showing a span reads only the
+/// lines around it: rendering N diagnostics of a long file takes time linear in N, where
+/// miette's own reading would scan the file from its start for each.
+pub struct Indexed {
+    name: String,
+    text: String,
+    line_starts: Vec<usize>,
+}
+
+impl Indexed {
+    pub fn new(name: &str, text: String) -> Self {
+        let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        Indexed { name: name.to_string(), text, line_starts }
+    }
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn inner(&self) -> &str {
+        &self.text
+    }
+    /// The line (from 0) holding byte `offset`.
+    fn line_of(&self, offset: usize) -> usize {
+        self.line_starts.partition_point(|&s| s <= offset).saturating_sub(1)
+    }
+}
+
+impl SourceCode for Indexed {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        before: usize,
+        after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let (start, end) = (span.offset(), span.offset() + span.len());
+        let first = self.line_of(start).saturating_sub(before);
+        let last = self.line_of(end.saturating_sub(usize::from(span.len() > 0)).max(start)) + after + 1;
+        let from = self.line_starts[first];
+        let to = self.line_starts.get(last + 1).copied().unwrap_or(self.text.len());
+        let window = &self.text[from..to];
+        let inner = SourceSpan::new((start - from).into(), span.len());
+        let c = window.read_span(&inner, before, after)?;
+        let outer = SourceSpan::new((c.span().offset() + from).into(), c.span().len());
+        let contents = MietteSpanContents::new_named(
+            self.name.clone(),
+            c.data(),
+            outer,
+            c.line() + first,
+            c.column(),
+            // miette counts lines from the start of the source to the end of the context.
+            c.line_count() + first,
+        )
+        .with_language("hoyer");
+        Ok(Box::new(contents))
+    }
 }
 
 impl Report {
     pub fn new(name: &str, text: String, mut diagnostics: Vec<Diagnostic>) -> Self {
         diagnostics.sort_by_key(|d| (d.position(), d.code));
-        Report { source: NamedSource::new(name, text).with_language("hoyer"), diagnostics }
+        Report { source: Indexed::new(name, text), diagnostics }
     }
 
     pub fn has_errors(&self) -> bool {
@@ -126,7 +185,7 @@ fn summary_line(name: &str, errors: usize, warnings: usize) -> String {
 /// One diagnostic seen through miette's trait.
 struct Rendered<'a> {
     diagnostic: &'a Diagnostic,
-    source: &'a NamedSource<String>,
+    source: &'a Indexed,
 }
 
 impl fmt::Debug for Rendered<'_> {

@@ -52,7 +52,7 @@ pub fn lower(
         for t in &term.tensors {
             let p = params.iter().find(|(n, _)| n == t).ok_or_else(|| internal(format!("no parameter {t}")))?.1;
             let args: Vec<LVal> = term.args.iter().map(|a| a.map_or(LVal::T(p), LVal::N)).collect();
-            let v = Lowerer { g: &mut g, functions: &program.functions }
+            let v = Lowerer { g: &mut g, functions: &program.functions, memo: HashMap::new() }
                 .call(&term.function, args, vec![])
                 .map_err(|e| internal(format!("penalty `{}`: {e}", term.function)))?;
             let v = v.tensor(&mut g);
@@ -202,6 +202,9 @@ impl LVal {
 struct Lowerer<'a> {
     g: &'a mut Graph,
     functions: &'a [Function],
+    /// Calls already lowered, by callee and arguments: a function called twice with the same
+    /// arguments is one subgraph (linear size for chains of doubling calls).
+    memo: HashMap<String, LVal>,
 }
 
 impl Lowerer<'_> {
@@ -224,6 +227,10 @@ impl Lowerer<'_> {
         if matches!(name, "sum" | "mean" | "max" | "norm2") {
             return self.reduce(name, args, named);
         }
+        let key = format!("{name}|{args:?}|{named:?}");
+        if let Some(v) = self.memo.get(&key) {
+            return Ok(v.clone());
+        }
         let f = find_function(self.functions, name).ok_or_else(|| format!("unknown function {name}"))?;
         let mut env: HashMap<String, LVal> = HashMap::new();
         for (p, v) in f.def.params.iter().zip(args) {
@@ -232,7 +239,9 @@ impl Lowerer<'_> {
         for (n, v) in named {
             env.insert(n, v);
         }
-        self.expr(&f.def.body, &env)
+        let v = self.expr(&f.def.body, &env)?;
+        self.memo.insert(key, v.clone());
+        Ok(v)
     }
 
     fn reduce(&mut self, name: &str, args: Vec<LVal>, named: Vec<(String, LVal)>) -> Result<LVal, String> {

@@ -268,9 +268,16 @@ pub struct InstError {
 
 pub struct Instantiator<'a> {
     pub functions: &'a [Function],
+    /// Results of calls already evaluated, by callee, arguments, call site and depth: a chain
+    /// of functions that each call the next twice is checked in linear time, not exponential.
+    memo: std::cell::RefCell<HashMap<String, Result<Val, InstError>>>,
 }
 
-impl Instantiator<'_> {
+impl<'a> Instantiator<'a> {
+    pub fn new(functions: &'a [Function]) -> Self {
+        Instantiator { functions, memo: Default::default() }
+    }
+
     /// Evaluates function `name` (builtin or defined) applied to `args` and `named`.
     pub fn call_named(
         &self,
@@ -319,6 +326,24 @@ impl Instantiator<'_> {
         if REDUCTIONS.contains(&name) {
             return reduce(name, args, named, at, in_prelude);
         }
+        let key = format!("{name}|{args:?}|{named:?}|{at:?}|{in_prelude}|{depth}");
+        if let Some(r) = self.memo.borrow().get(&key) {
+            return r.clone();
+        }
+        let r = self.apply_defined(name, args, named, at, in_prelude, depth);
+        self.memo.borrow_mut().insert(key, r.clone());
+        r
+    }
+
+    fn apply_defined(
+        &self,
+        name: &str,
+        args: &[Val],
+        named: &[(String, Val, Span)],
+        at: Span,
+        in_prelude: bool,
+        depth: usize,
+    ) -> Result<Val, InstError> {
         let Some(f) = super::find_function(self.functions, name) else {
             return Err(Self::err(Code::UnknownFunction, format!("unknown function `{name}`"), at, in_prelude));
         };

@@ -716,7 +716,7 @@ impl PhaseContext<'_> {
         if !ok {
             return None;
         }
-        let inst = Instantiator { functions: self.functions };
+        let inst = Instantiator::new(self.functions);
         let mut failures = Vec::new();
         for t in &tensors {
             let shape = model.param(t)?.shape.clone();
