@@ -119,7 +119,7 @@ impl SourceCode for Indexed {
     ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
         let (start, end) = (span.offset(), span.offset() + span.len());
         let first = self.line_of(start).saturating_sub(before);
-        let last = self.line_of(end.saturating_sub(usize::from(span.len() > 0)).max(start)) + after + 1;
+        let last = self.line_of(end.saturating_sub(usize::from(!span.is_empty())).max(start)) + after + 1;
         let from = self.line_starts[first];
         let to = self.line_starts.get(last + 1).copied().unwrap_or(self.text.len());
         let window = &self.text[from..to];
