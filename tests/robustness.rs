@@ -187,3 +187,19 @@ fn thousands_of_errors_render_quickly() {
     }
     must_end_cleanly("5000 errors", spec.as_bytes());
 }
+
+/// Identifiers and lines far longer than any real spec render without panicking: shortened
+/// in messages, and named by line and column where the line is too long to show.
+#[test]
+fn very_long_names_and_lines() {
+    let long = "a".repeat(70_000);
+    let head = "data d = synthetic(classes = 3, train = 30, test = 6)\n";
+    let specs = [
+        format!("{head}model m(x: f32[4]) {{ {long} = dense(x, 3)\n return {long} }}\ntrain m on d {{ phase p {{ epochs 1  optimizer sgd(lr = 0.1)  penalty 1e-4 * hoyer_square(zz) }} }}\n"),
+        format!("{head}model m(x: f32[4]) {{ fc1 = dense(x, 3)\n return fc1 }}\ntrain m on d {{ phase p {{ epochs 1  optimizer sgd(lr = 0.1)  penalty 1e-4 * hoyer_square({long}) }} }}\n"),
+        format!("{head}model m(x: f32[4]) {{ fc1 = dense(x, 3)\n return fc1 }}\ntrain m on d {{ phase p {{ epochs 1  optimizer sgd(lr = 0.1) {} penalty 1e-4 * hoyer_square(zz) }} }}\n", " ".repeat(70_000)),
+    ];
+    for (i, s) in specs.iter().enumerate() {
+        must_end_cleanly(&format!("long {i}"), s.as_bytes());
+    }
+}

@@ -105,7 +105,7 @@ impl Indexed {
         &self.text
     }
     /// The line (from 0) holding byte `offset`.
-    fn line_of(&self, offset: usize) -> usize {
+    pub fn line_of(&self, offset: usize) -> usize {
         self.line_starts.partition_point(|&s| s <= offset).saturating_sub(1)
     }
 }
@@ -196,11 +196,65 @@ impl fmt::Debug for Rendered<'_> {
 
 impl fmt::Display for Rendered<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.diagnostic.message)
+        f.write_str(&elide(&self.diagnostic.message))
     }
 }
 
+/// `text` with any run of more than 200 characters without a space shortened in its
+/// middle: a 70,000-character name in a message stays readable (and renderable).
+pub fn elide(text: &str) -> String {
+    const KEEP: usize = 100;
+    let mut out = String::with_capacity(text.len().min(4096));
+    for (i, word) in text.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let n = word.chars().count();
+        if n > 2 * KEEP {
+            let head: String = word.chars().take(KEEP / 2).collect();
+            let tail: String = word.chars().skip(n - KEEP / 2).collect();
+            out.push_str(&format!("{head}…({} characters)…{tail}", n - KEEP));
+        } else {
+            out.push_str(word);
+        }
+    }
+    out
+}
+
 impl std::error::Error for Rendered<'_> {}
+
+/// Lines longer than this are not shown as source snippets (a generated spec, a hostile
+/// one): the diagnostic names the line and column instead. miette's layout cannot pad beyond
+/// 65,535 columns.
+const MAX_SHOWN_COLUMN: usize = 2000;
+
+impl Rendered<'_> {
+    /// Whether every label lies on lines short enough to show.
+    fn showable(&self) -> bool {
+        let text = self.source.inner();
+        self.diagnostic.labels.iter().all(|l| {
+            let (a, b) = (l.span.start.min(text.len()), l.span.end.min(text.len()));
+            let line_start = text[..a].rfind('\n').map_or(0, |i| i + 1);
+            let line_end = text[b..].find('\n').map_or(text.len(), |i| b + i);
+            line_end - line_start <= MAX_SHOWN_COLUMN && text[a..b].lines().all(|l| l.len() <= MAX_SHOWN_COLUMN)
+        })
+    }
+
+    /// "line L, column C" of the primary label.
+    fn location(&self) -> Option<String> {
+        let l = self.diagnostic.labels.first()?;
+        let text = self.source.inner();
+        let at = l.span.start.min(text.len());
+        let line = self.source.line_of(at);
+        let column = text[self.source.line_starts[line]..at].chars().count();
+        Some(format!(
+            "at line {}, column {}{}",
+            line + 1,
+            column + 1,
+            if l.text.is_empty() { String::new() } else { format!(": {}", l.text) }
+        ))
+    }
+}
 
 impl miette::Diagnostic for Rendered<'_> {
     fn code<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
@@ -213,20 +267,26 @@ impl miette::Diagnostic for Rendered<'_> {
         })
     }
     fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
-        let explain = format!("`hoyerc explain {}` says more", self.diagnostic.code.as_str());
+        let mut explain = format!("`hoyerc explain {}` says more", self.diagnostic.code.as_str());
+        if !self.diagnostic.labels.is_empty() && !self.showable() {
+            explain = format!("{} (the line is too long to show)\n{explain}", self.location().unwrap_or_default());
+        }
         Some(Box::new(match &self.diagnostic.help {
-            Some(h) => format!("{h}\n{explain}"),
+            Some(h) => format!("{}\n{explain}", elide(h)),
             None => explain,
         }))
     }
     fn source_code(&self) -> Option<&dyn SourceCode> {
-        if self.diagnostic.labels.is_empty() {
+        if self.diagnostic.labels.is_empty() || !self.showable() {
             None
         } else {
             Some(self.source)
         }
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        if !self.showable() {
+            return None;
+        }
         let len = self.source.inner().len();
         let labels = self.diagnostic.labels.iter().enumerate().map(move |(i, l)| {
             // Clamp so that a span at the end of the file still renders.

@@ -71,7 +71,17 @@ impl Report {
             Some(p) => format!("after phase `{p}`"),
             None => "at the end of the run".to_string(),
         };
-        let w = self.tensors.iter().map(|t| t.name.len()).max().unwrap_or(0).max(6);
+        // Names longer than 60 characters are shortened in the middle.
+        let shown = |name: &str| -> String {
+            let n = name.chars().count();
+            if n <= 60 {
+                return name.to_string();
+            }
+            let head: String = name.chars().take(28).collect();
+            let tail: String = name.chars().skip(n - 28).collect();
+            format!("{head}…{tail}")
+        };
+        let w = self.tensors.iter().map(|t| shown(&t.name).chars().count()).max().unwrap_or(0).max(6);
         let _ = writeln!(out, "sparsity {title}");
         let _ = writeln!(
             out,
@@ -84,7 +94,7 @@ impl Report {
             let _ = writeln!(
                 out,
                 "  {:<w$} {:>16} {:>12} {:>12} {:>7.2}% {:>10} {:>10}",
-                t.name,
+                shown(&t.name),
                 shape,
                 t.nonzeros,
                 t.numel,
@@ -107,7 +117,8 @@ impl Report {
             let _ = writeln!(
                 out,
                 "  warning: {} holds {} NaN or infinite values (counted as nonzero)",
-                t.name, t.nonfinite
+                shown(&t.name),
+                t.nonfinite
             );
         }
         if let Some(a) = self.test_accuracy {
@@ -251,6 +262,18 @@ pub fn from_run_dir(dir: &std::path::Path) -> Result<(Report, Vec<Value>), Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_names_are_shortened_in_tables() {
+        let name = "x".repeat(70_000);
+        let r = Report {
+            phase: None,
+            tensors: vec![TensorReport::new(&name, &[2], &[1.0, f32::NAN])],
+            test_accuracy: None,
+        };
+        let t = r.table();
+        assert!(t.len() < 2000 && t.contains('…') && t.contains("NaN"), "{t}");
+    }
 
     #[test]
     fn rows_columns_and_density() {
