@@ -231,22 +231,24 @@ const MAX_SHOWN_COLUMN: usize = 2000;
 impl Rendered<'_> {
     /// Whether every label lies on lines short enough to show.
     fn showable(&self) -> bool {
-        let text = self.source.inner();
+        // Bytes, not chars: a span may point into a character (a file that is not UTF-8).
+        let text = self.source.inner().as_bytes();
         self.diagnostic.labels.iter().all(|l| {
-            let (a, b) = (l.span.start.min(text.len()), l.span.end.min(text.len()));
-            let line_start = text[..a].rfind('\n').map_or(0, |i| i + 1);
-            let line_end = text[b..].find('\n').map_or(text.len(), |i| b + i);
-            line_end - line_start <= MAX_SHOWN_COLUMN && text[a..b].lines().all(|l| l.len() <= MAX_SHOWN_COLUMN)
+            let (a, b) = (l.span.start.min(text.len()), l.span.end.min(text.len()).max(l.span.start.min(text.len())));
+            let line_start = text[..a].iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1);
+            let line_end = text[b..].iter().position(|&c| c == b'\n').map_or(text.len(), |i| b + i);
+            line_end - line_start <= MAX_SHOWN_COLUMN
+                && text[a..b].split(|&c| c == b'\n').all(|l| l.len() <= MAX_SHOWN_COLUMN)
         })
     }
 
     /// "line L, column C" of the primary label.
     fn location(&self) -> Option<String> {
         let l = self.diagnostic.labels.first()?;
-        let text = self.source.inner();
+        let text = self.source.inner().as_bytes();
         let at = l.span.start.min(text.len());
         let line = self.source.line_of(at);
-        let column = text[self.source.line_starts[line]..at].chars().count();
+        let column = String::from_utf8_lossy(&text[self.source.line_starts[line]..at]).chars().count();
         Some(format!(
             "at line {}, column {}{}",
             line + 1,
