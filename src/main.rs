@@ -130,16 +130,32 @@ enum Emit {
 
 /// Standard output that tolerates a closed pipe (`hoyerc report DIR | head`): what cannot be
 /// written is dropped instead of panicking.
+/// A failed write to standard output other than a closed pipe (a full disk): the command
+/// then exits 2, saying so, instead of 0 with its output lost.
+static STDOUT_FAILED: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+fn stdout_result(r: std::io::Result<()>) {
+    if let Err(e) = r.and_then(|()| {
+        use std::io::Write as _;
+        std::io::stdout().lock().flush()
+    }) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            let mut failed = STDOUT_FAILED.lock().unwrap_or_else(|p| p.into_inner());
+            failed.get_or_insert_with(|| e.to_string());
+        }
+    }
+}
+
 macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = write!(std::io::stdout().lock(), $($arg)*);
+        stdout_result(write!(std::io::stdout().lock(), $($arg)*));
     }};
 }
 macro_rules! outln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+        stdout_result(writeln!(std::io::stdout().lock(), $($arg)*));
     }};
 }
 
@@ -163,7 +179,16 @@ fn main() -> ExitCode {
     // that bound far from the limit.
     let worker = std::thread::Builder::new().stack_size(64 << 20).spawn(move || run(cli.command, color));
     match worker.map(|w| w.join()) {
-        Ok(Ok(code)) => code,
+        Ok(Ok(code)) => {
+            let failed = STDOUT_FAILED.lock().unwrap_or_else(|p| p.into_inner()).take();
+            match failed {
+                Some(e) => {
+                    eprintln!("E0709: hoyerc: cannot write to standard output: {e}");
+                    ExitCode::from(2)
+                }
+                None => code,
+            }
+        }
         _ => {
             eprintln!("hoyerc: internal error (please report it with the spec that caused it)");
             ExitCode::from(3)
@@ -194,7 +219,7 @@ fn run(command: Command, color: bool) -> ExitCode {
             Outcome::Unreadable => ExitCode::from(2),
         },
         Command::Run { file, out, max_steps, seed, init, data, backend, threads, resume, set } => {
-            let checked = match load_spec(&file, color, &set) {
+            let (checked, text) = match load_spec(&file, color, &set) {
                 Ok(c) => c,
                 Err(Outcome::Unreadable) => return ExitCode::from(2),
                 Err(_) => return ExitCode::from(1),
@@ -229,7 +254,7 @@ fn run(command: Command, color: bool) -> ExitCode {
             }
             let backend = match make_backend(backend, threads) {
                 Ok(b) => b,
-                Err(e) => return run_error(&file, &e, color),
+                Err(e) => return run_error(&file, &text, &e, color),
             };
             match hoyer_runtime::train::run(&checked.program, backend.as_ref(), &opts) {
                 Ok(o) => {
@@ -242,7 +267,7 @@ fn run(command: Command, color: bool) -> ExitCode {
                     );
                     ExitCode::SUCCESS
                 }
-                Err(e) => run_error(&file, &e, color),
+                Err(e) => run_error(&file, &text, &e, color),
             }
         }
         Command::Report { dir } => match hoyer_runtime::report::from_run_dir(&dir) {
@@ -268,17 +293,20 @@ fn run(command: Command, color: bool) -> ExitCode {
                 }
             }
             Err(e) => {
-                eprintln!("hoyerc: {e}");
+                let d = Diagnostic::error(Code::BadCheckpoint, e).help(
+                    "`hoyerc report` takes the output folder of a run (with model.safetensors and metrics.jsonl)",
+                );
+                eprint!("{}", Report::new(&dir.display().to_string(), String::new(), vec![d]).render(WIDTH, color));
                 ExitCode::from(2)
             }
         },
         Command::Bench { files, steps, backend, threads } => {
             let backend = match make_backend(backend, threads) {
                 Ok(b) => b,
-                Err(e) => return run_error(&files[0], &e, color),
+                Err(e) => return run_error(&files[0], "", &e, color),
             };
             for file in &files {
-                let Ok(checked) = load_spec(file, color, &[]) else { return ExitCode::from(1) };
+                let Ok((checked, text)) = load_spec(file, color, &[]) else { return ExitCode::from(1) };
                 match hoyer_runtime::bench::bench(&checked.program, backend.as_ref(), steps) {
                     Ok(r) => outln!(
                         "{:<28} phase {:<10} batch {:<4} {:>10.0} samples/s {:>8.3} ms/step  ({}; compiled in {:.0} ms)",
@@ -290,7 +318,7 @@ fn run(command: Command, color: bool) -> ExitCode {
                         backend.describe(),
                         r.compile_ms
                     ),
-                    Err(e) => return run_error(file, &e, color),
+                    Err(e) => return run_error(file, &text, &e, color),
                 }
             }
             ExitCode::SUCCESS
@@ -323,10 +351,11 @@ fn make_backend(
     })
 }
 
-/// Prints a run's error as a diagnostic; the exit code (130 for an interrupt, else 1).
-fn run_error(file: &Path, e: &hoyer_runtime::error::RunError, color: bool) -> ExitCode {
+/// Prints a run's error as a diagnostic (pointing into `text`, the spec, where it can); the
+/// exit code (128 + the signal for an interrupt, else 1).
+fn run_error(file: &Path, text: &str, e: &hoyer_runtime::error::RunError, color: bool) -> ExitCode {
     let name = file.display().to_string();
-    eprint!("{}", Report::new(&name, String::new(), vec![e.diagnostic()]).render(WIDTH, color));
+    eprint!("{}", Report::new(&name, text.to_string(), vec![e.diagnostic()]).render(WIDTH, color));
     let signal = hoyer_runtime::train::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed);
     ExitCode::from(if e.code == Code::Interrupted { 128 + signal.clamp(1, 127) as u8 } else { 1 })
 }
@@ -371,7 +400,7 @@ fn emit_ir(
 
 /// Reads a spec, applies `--set` overrides, checks it and prints its diagnostics; the
 /// checked spec when it is valid.
-fn load_spec(path: &Path, color: bool, sets: &[String]) -> Result<hoyer_compiler::Checked, Outcome> {
+fn load_spec(path: &Path, color: bool, sets: &[String]) -> Result<(hoyer_compiler::Checked, String), Outcome> {
     let name = path.display().to_string();
     // A spec is text of a few kilobytes; 16 MiB leaves room and keeps /dev/zero out.
     let bytes = hoyer_runtime::files::read_regular(path, 16 << 20).map_err(|e| {
@@ -399,9 +428,9 @@ fn load_spec(path: &Path, color: bool, sets: &[String]) -> Result<hoyer_compiler
     match result {
         Ok(checked) => {
             if !checked.warnings.is_empty() {
-                eprint!("{}", Report::new(&shown, text, checked.warnings.clone()).render(WIDTH, color));
+                eprint!("{}", Report::new(&shown, text.clone(), checked.warnings.clone()).render(WIDTH, color));
             }
-            Ok(checked)
+            Ok((checked, text))
         }
         Err(diagnostics) => {
             eprint!("{}", Report::new(&shown, text, diagnostics).render(WIDTH, color));
@@ -413,7 +442,7 @@ fn load_spec(path: &Path, color: bool, sets: &[String]) -> Result<hoyer_compiler
 /// Checks one file and prints the requested stage when it is valid.
 fn check_file(path: &Path, color: bool, emit: Option<Emit>, sets: &[String]) -> Outcome {
     let checked = match load_spec(path, color, sets) {
-        Ok(c) => c,
+        Ok((c, _)) => c,
         Err(outcome) => return outcome,
     };
     match emit {

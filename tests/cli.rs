@@ -168,3 +168,27 @@ fn pipes_and_devices_are_not_specs() {
     }
     let _ = std::fs::remove_file(&fifo);
 }
+
+/// Output that cannot be written (a full disk) is an error, not a silent exit 0; a closed
+/// pipe is not.
+#[test]
+fn a_full_disk_on_stdout_exits_2() {
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hoyerc"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["compile", "examples/quickstart.hoyer", "--emit", "model"])
+        .stdout(full)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("E0709") && err.contains("standard output"), "{err}");
+}
+
+/// `hoyerc report` on a folder that holds no run is a coded diagnostic.
+#[test]
+fn report_of_a_folder_without_a_run_is_coded() {
+    let (code, _, err) = hoyerc(&["report", "tests"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("E0705") && err.contains("model.safetensors"), "{err}");
+}

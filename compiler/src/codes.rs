@@ -430,6 +430,13 @@ run was started with `--set` options this resume does not repeat, or the data fi
 from here on, leave the spec as it was and pass `--set PATH=VALUE`.",
 tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
 
+    ClassCount = "E0712", "data has more classes than the model's outputs",
+"The data set's labels go up to a class the model cannot score: its last layer gives fewer
+numbers than there are classes. The diagnostic points at the model's output layer; give it
+one output per class (`dense(..., 10)` for MNIST), or check that the data set is the one
+meant.",
+tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
+
     Unsupported = "E0707", "not supported yet",
 "The spec is valid, but this version of hoyerc cannot compile part of it for training yet
 (the message names the layer or operation). `hoyerc check` and `compile --emit model` still

@@ -86,10 +86,11 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
     let outputs = model.nodes[model.output].shape[0] as usize;
     if data.classes > outputs {
         return Err(RunError::new(
-            Code::BadDataFile,
+            Code::ClassCount,
             format!("the data has {} classes but model `{}` gives {outputs} scores", data.classes, model.name),
         )
-        .help(format!("end the model with `dense(..., {})`", data.classes)));
+        .help(format!("end the model with `dense(..., {})`", data.classes))
+        .at(model.nodes[model.output].span, format!("{outputs} scores")));
     }
     std::fs::create_dir_all(&opts.out_dir).map_err(|e| {
         RunError::new(Code::WriteFailed, format!("cannot create {}: {e}", opts.out_dir.display()))
