@@ -67,6 +67,10 @@ enum Command {
         /// bit for bit, for any number.
         #[arg(long, value_name = "N")]
         threads: Option<usize>,
+        /// The memory the run may use, e.g. 16G (default: what the machine has available); a
+        /// run whose estimate exceeds it is refused before it starts.
+        #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+        memory_limit: Option<u64>,
         /// Continue an interrupted run from DIR/checkpoint.safetensors (DIR becomes the output
         /// folder).
         #[arg(long, value_name = "DIR", conflicts_with_all = ["out", "init"])]
@@ -218,7 +222,7 @@ fn run(command: Command, color: bool) -> ExitCode {
             Outcome::Invalid => ExitCode::from(1),
             Outcome::Unreadable => ExitCode::from(2),
         },
-        Command::Run { file, out, max_steps, seed, init, data, backend, threads, resume, set } => {
+        Command::Run { file, out, max_steps, seed, init, data, backend, threads, memory_limit, resume, set } => {
             let (checked, text) = match load_spec(&file, color, &set) {
                 Ok(c) => c,
                 Err(Outcome::Unreadable) => return ExitCode::from(2),
@@ -241,6 +245,7 @@ fn run(command: Command, color: bool) -> ExitCode {
                 )
                 .into_owned(),
                 overrides: set.clone(),
+                memory_limit,
             };
             // Ctrl-C, SIGTERM (what `timeout` and job schedulers send) and SIGHUP: finish the
             // current step, write a checkpoint, stop.
@@ -349,6 +354,10 @@ fn make_backend(
         }
         BackendChoice::Interp => Box::new(hoyer_runtime::backend::Interpreter),
     })
+}
+
+fn parse_memory(text: &str) -> Result<u64, String> {
+    hoyer_runtime::memory::parse_size(text).ok_or_else(|| format!("`{text}` is not a size; write e.g. 16G or 512M"))
 }
 
 /// Prints a run's error as a diagnostic (pointing into `text`, the spec, where it can); the

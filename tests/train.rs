@@ -676,3 +676,35 @@ fn hostile_checkpoints_are_refused() {
         assert!(started.elapsed().as_secs() < 10, "{name}: took {:?}", started.elapsed());
     }
 }
+
+/// A run too large for the machine (data, model or batch) is refused before it allocates,
+/// naming the largest parts; `--memory-limit` sets the bound.
+#[test]
+fn runs_too_large_for_memory_are_refused_at_once() {
+    let dir = std::env::temp_dir().join(format!("hoyer-memory-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let specs = [
+        ("data", "data d = synthetic(classes = 3, train = 2000000000, test = 10)\nmodel m(x: f32[4096]) { fc1 = dense(x, 3)\n return fc1 }\ntrain m on d { batch 100  phase p { epochs 1  optimizer sgd(lr = 0.1) } }\n"),
+        ("model", "data d = synthetic(classes = 3, train = 100, test = 10)\nmodel m(x: f32[100000]) { fc1 = dense(x, 100000) |> relu\n fc2 = dense(fc1, 3)\n return fc2 }\ntrain m on d { batch 10  phase p { epochs 1  optimizer adam(lr = 1e-3) } }\n"),
+        ("batch", "data d = synthetic(classes = 3, train = 100, test = 10)\nmodel m(x: f32[4096]) { fc1 = dense(x, 3)\n return fc1 }\ntrain m on d { batch 100000000  phase p { epochs 1  optimizer sgd(lr = 0.1) } }\n"),
+    ];
+    for (name, text) in specs {
+        let spec = dir.join(format!("{name}.hoyer"));
+        std::fs::write(&spec, text).unwrap();
+        let started = std::time::Instant::now();
+        let (code, _, err) = common::hoyerc_in(
+            Path::new("."),
+            &["run", spec.to_str().unwrap(), "--out", out_dir(name).to_str().unwrap()],
+        );
+        assert_eq!(code, 1, "{name}: {err}");
+        assert!(err.contains("E0713") && err.contains("largest"), "{name}: {err}");
+        assert!(started.elapsed().as_secs() < 10, "{name}: took {:?}", started.elapsed());
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (code, _, err) = common::hoyerc_in(
+        root,
+        &["run", "examples/quickstart.hoyer", "--memory-limit", "100K", "--out", out_dir("limit").to_str().unwrap()],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("E0713") && err.contains("--memory-limit"), "{err}");
+}

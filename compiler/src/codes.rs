@@ -437,6 +437,13 @@ one output per class (`dense(..., 10)` for MNIST), or check that the data set is
 meant.",
 tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
 
+    OutOfMemory = "E0713", "not enough memory",
+"The run would need more memory than this machine has available (or than `--memory-limit`
+allows): the message gives the estimate and its largest parts (the data set, the
+parameters and their optimizer state, a batch's activations). Use a smaller batch or data
+set, free memory, or pass a larger `--memory-limit` if the estimate is too cautious.",
+tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
+
     Unsupported = "E0707", "not supported yet",
 "The spec is valid, but this version of hoyerc cannot compile part of it for training yet
 (the message names the layer or operation). `hoyerc check` and `compile --emit model` still

@@ -13,6 +13,7 @@ pub mod evaluate;
 pub mod feed;
 pub mod files;
 pub mod init;
+pub mod memory;
 pub mod provenance;
 pub mod prune;
 pub mod report;

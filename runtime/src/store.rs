@@ -51,11 +51,11 @@ impl Store {
     /// program keeps to itself (a batch) may share a name with another program's.
     pub fn alloc(&mut self, name: &str, shape: &[usize]) -> Result<TensorId, RunError> {
         let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-        let n = n.ok_or_else(|| RunError::new(Code::RunFailed, format!("tensor `{name}` {shape:?} is too large")))?;
+        let n = n.ok_or_else(|| RunError::new(Code::OutOfMemory, format!("tensor `{name}` {shape:?} is too large")))?;
         let mut data = Vec::new();
         data.try_reserve_exact(n).map_err(|_| {
             RunError::new(
-                Code::RunFailed,
+                Code::OutOfMemory,
                 format!("out of memory for tensor `{name}` {shape:?} ({} MB)", (n * 4) >> 20),
             )
             .help("use a smaller batch or data set")

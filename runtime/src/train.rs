@@ -44,6 +44,8 @@ pub struct RunOptions {
     pub spec_path: PathBuf,
     pub spec_text: String,
     pub overrides: Vec<String>,
+    /// The memory the run may use, in bytes (otherwise what the machine has available).
+    pub memory_limit: Option<u64>,
 }
 
 /// Set (by the CLI's Ctrl-C handler) to stop after the current step with a checkpoint.
@@ -82,7 +84,18 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
     let plan = program.train.as_ref().ok_or("the spec has no `train` block")?;
     let model = program.model(&plan.model).ok_or("the trained model is missing")?;
     let seed = opts.seed.unwrap_or(plan.seed);
-    let (mut data, data_record, data_line) = load_data(program, plan, model, opts)?;
+    // Before anything large is allocated: does the run fit in memory?
+    let fits = |samples: usize| -> Result<(), RunError> {
+        let limit = opts.memory_limit.map(|l| (l, true)).or_else(|| crate::memory::available().map(|a| (a, false)));
+        match limit {
+            Some((limit, from_option)) => {
+                let estimate = crate::memory::estimate(program, plan, model, samples, backend)?;
+                crate::memory::check(&estimate, limit, from_option)
+            }
+            None => Ok(()),
+        }
+    };
+    let (mut data, data_record, data_line) = load_data(program, plan, model, opts, &fits)?;
     let outputs = model.nodes[model.output].shape[0] as usize;
     if data.classes > outputs {
         return Err(RunError::new(
@@ -250,16 +263,20 @@ fn open_metrics(path: &Path, kept_steps: u64) -> Result<Lines, RunError> {
 }
 
 /// The data set, with its record for run.json and a line saying where it came from.
+/// `fits` is asked, before anything is loaded, whether that many samples (train and test) fit
+/// in memory.
 fn load_data(
     program: &Program,
     plan: &TrainPlan,
     model: &Model,
     opts: &RunOptions,
+    fits: &dyn Fn(usize) -> Result<(), RunError>,
 ) -> Result<(Dataset, serde_json::Value, String), RunError> {
     let ds = program.data_set(&plan.data).ok_or("the data set is missing")?;
     let features = model.input_shape.iter().product::<u64>() as usize;
     match &ds.source {
         DataSource::Synthetic { classes, train, test, noise, seed } => {
+            fits((*train + *test) as usize)?;
             let mut d = Synthetic {
                 classes: *classes as usize,
                 train: *train as usize,
@@ -290,6 +307,7 @@ fn load_data(
             }
             for c in candidates {
                 if c.join("train-labels-idx1-ubyte.gz").is_file() || c.join("train-labels-idx1-ubyte").is_file() {
+                    fits(idx::samples(&c)?)?;
                     let d = idx::load(&c, features, ds.scale, ds.normalize)?;
                     let folder = std::fs::canonicalize(&c).unwrap_or(c.clone());
                     let record = serde_json::json!({

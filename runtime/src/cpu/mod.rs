@@ -80,7 +80,7 @@ impl Backend for Cpu {
         let mut arena: Vec<Chunk> = Vec::new();
         arena.try_reserve_exact(chunks).map_err(|_| {
             RunError::new(
-                Code::RunFailed,
+                Code::OutOfMemory,
                 format!("out of memory for the step's scratch memory ({} MB)", (p.arena * 4) >> 20),
             )
             .help("use a smaller batch")

@@ -151,6 +151,17 @@ fn split(
     Ok((Split { x, y }, classes))
 }
 
+/// How many samples the folder's train and test label files declare (their headers).
+pub fn samples(dir: &Path) -> Result<usize, RunError> {
+    let mut n = 0usize;
+    for f in [FILES[1], FILES[3]] {
+        let p = find(dir, f).map_err(|e| RunError::new(Code::DataNotFound, e))?;
+        let (dims, _) = read(&p, 1).map_err(|e| RunError::new(Code::BadDataFile, e))?;
+        n = n.saturating_add(dims[0]);
+    }
+    Ok(n)
+}
+
 /// Loads the four files from `dir`. A missing file is E0701, a malformed one E0702.
 pub fn load(dir: &Path, features: usize, scale: f64, normalize: Option<(f64, f64)>) -> Result<Dataset, RunError> {
     for f in FILES {

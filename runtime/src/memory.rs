@@ -1,0 +1,128 @@
+//! What a run will hold in memory, estimated before it starts, so that a run too large for
+//! the machine is a diagnostic naming the largest parts instead of an abort halfway.
+
+use crate::backend::Backend;
+use crate::error::RunError;
+use hoyer_compiler::codes::Code;
+use hoyer_compiler::pipeline;
+use hoyer_compiler::program::{Model, Program, Step as PlanStep, TrainPlan};
+
+/// The parts of a run's memory, in bytes, largest first.
+#[derive(Debug, Clone)]
+pub struct Estimate {
+    pub parts: Vec<(String, u64)>,
+}
+
+impl Estimate {
+    pub fn total(&self) -> u64 {
+        self.parts.iter().map(|p| p.1).sum()
+    }
+}
+
+/// Bytes as people read them.
+pub fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= (1u64 << 30) as f64 {
+        format!("{:.1} GiB", b / (1u64 << 30) as f64)
+    } else if b >= (1u64 << 20) as f64 {
+        format!("{:.1} MiB", b / (1u64 << 20) as f64)
+    } else {
+        format!("{:.0} KiB", b / 1024.0)
+    }
+}
+
+/// Reads a memory size: `8G`, `512M`, `1.5GiB`, or plain bytes.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim().to_ascii_lowercase();
+    let t = t.trim_end_matches("ib").trim_end_matches('b');
+    let (num, unit) = match t.chars().last()? {
+        'k' => (&t[..t.len() - 1], 1u64 << 10),
+        'm' => (&t[..t.len() - 1], 1 << 20),
+        'g' => (&t[..t.len() - 1], 1 << 30),
+        't' => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let v: f64 = num.trim().parse().ok()?;
+    (v.is_finite() && v > 0.0).then(|| (v * unit as f64) as u64)
+}
+
+/// Memory this process may still take: Linux's `MemAvailable`, where there is one.
+pub fn available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Estimates a run of `plan` on `samples` samples in all (train and test).
+pub fn estimate(
+    program: &Program,
+    plan: &TrainPlan,
+    model: &Model,
+    samples: usize,
+    backend: &dyn Backend,
+) -> Result<Estimate, RunError> {
+    let f = 4u64; // float32
+    let params: u64 = model.params.iter().map(|p| p.numel()).sum();
+    let features: u64 = model.input_shape.iter().product();
+    let mut states = 0u64;
+    let mut scratch = 0u64;
+    let batch = plan.batch as usize;
+    for s in &plan.steps {
+        let PlanStep::Phase(phase) = s else { continue };
+        states = states.max(hoyer_compiler::step::state_names(&phase.optimizer).len() as u64 * params);
+        let (_, planned) = pipeline::step(program, model, phase, batch, &backend.options())?;
+        scratch = scratch.max(planned.program.arena as u64);
+    }
+    let mut parts = vec![
+        (
+            format!("the data set ({samples} samples of {features} values, loaded and resident)"),
+            2 * samples as u64 * features * f,
+        ),
+        (format!("parameters and masks ({params} values, with the host's copies)"), 4 * params * f),
+        ("optimizer state".to_string(), states * f),
+        (format!("activations and gradients of a batch of {batch}"), scratch * f),
+        // The batch's inputs: the step's, the last partial batch's, the evaluation's.
+        (format!("batches of {batch} samples"), 3 * batch as u64 * features * f),
+    ];
+    parts.sort_by_key(|p| std::cmp::Reverse(p.1));
+    Ok(Estimate { parts })
+}
+
+/// Refuses a run whose estimate exceeds `limit` bytes (the machine's available memory, or
+/// `--memory-limit`).
+pub fn check(estimate: &Estimate, limit: u64, from_option: bool) -> Result<(), RunError> {
+    let total = estimate.total();
+    if total <= limit {
+        return Ok(());
+    }
+    let largest: Vec<String> =
+        estimate.parts.iter().take(3).map(|(what, b)| format!("{what}: {}", human(*b))).collect();
+    Err(RunError::new(
+        Code::OutOfMemory,
+        format!(
+            "this run needs about {} of memory, more than the {} {}; largest: {}",
+            human(total),
+            human(limit),
+            if from_option { "--memory-limit allows" } else { "this machine has available" },
+            largest.join("; ")
+        ),
+    )
+    .help("use a smaller batch or data set, free memory, or pass --memory-limit SIZE (e.g. 32G) if the estimate is too cautious"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_and_print() {
+        assert_eq!(parse_size("8G"), Some(8 << 30));
+        assert_eq!(parse_size("512MiB"), Some(512 << 20));
+        assert_eq!(parse_size("1.5g"), Some(3 << 29));
+        assert_eq!(parse_size("1000"), Some(1000));
+        assert_eq!(parse_size("lots"), None);
+        assert_eq!(parse_size("-1G"), None);
+        assert_eq!(human(3 << 29), "1.5 GiB");
+    }
+}
