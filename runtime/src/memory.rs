@@ -43,7 +43,7 @@ pub fn parse_size(text: &str) -> Option<u64> {
         _ => (t, 1),
     };
     let v: f64 = num.trim().parse().ok()?;
-    (v.is_finite() && v > 0.0).then(|| (v * unit as f64) as u64)
+    (v.is_finite() && v > 0.0).then_some((v * unit as f64) as u64)
 }
 
 /// Memory this process may still take: Linux's `MemAvailable`, where there is one.
