@@ -178,6 +178,24 @@ fn doubling_call_chains_are_linear() {
     assert!(start.elapsed() < Duration::from_secs(5), "lowering took {:?}", start.elapsed());
 }
 
+/// Unknown statements skip bracketed groups; a bracket that never closes fails once, in
+/// linear time (found by the fuzzer: 1,285 unclosed `) {` lines took over a minute).
+#[test]
+fn unclosed_brackets_in_unknown_statements_parse_linearly() {
+    let head = "data d = synthetic(classes = 3, train = 30, test = 6)\nmodel m(x: f32[4]) { return dense(x, 3) }\n";
+    for (label, opening, line) in [
+        ("the fuzzer's input", "optie(a, 3e(a, 3e(a, 3x\n", ") {\n"),
+        ("braces", "oops ) {\n", ") {\n"),
+        ("parentheses", "oops { (\n", "} (\n"),
+    ] {
+        let spec = format!(
+            "{head}train m on d {{\n phase p {{\n epochs 1\n {opening}{}  optimizer sgd(lr = 0.1)\n }}\n}}\n",
+            line.repeat(1500)
+        );
+        must_end_cleanly(label, spec.as_bytes());
+    }
+}
+
 /// Thousands of errors in one file are checked and rendered in linear time.
 #[test]
 fn thousands_of_errors_render_quickly() {

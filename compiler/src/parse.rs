@@ -18,12 +18,17 @@ struct HoyerParser;
 pub const MAX_BRACKET_NESTING: usize = 32;
 /// Deepest expression tree (operators, calls and lists, counted together).
 pub const MAX_EXPR_DEPTH: usize = 200;
+/// Most rule calls one parse may make: a safety net, far above what any spec needs (a
+/// 10,000-line spec makes a few million), so that a grammar path that backtracks
+/// exponentially ends in a diagnostic instead of a hang.
+pub const MAX_PARSE_CALLS: usize = 50_000_000;
 
 pub fn parse(src: &str) -> Result<File, Vec<Diagnostic>> {
     if let Some(d) = check_bracket_nesting(src) {
         return Err(vec![d]);
     }
     pest::set_error_detail(true);
+    pest::set_call_limit(std::num::NonZeroUsize::new(MAX_PARSE_CALLS));
     let mut pairs = HoyerParser::parse(Rule::file, src).map_err(|e| syntax_errors(src, &e))?;
     let file = pairs.next().expect("the file rule always yields one pair");
     let mut b = Builder { errors: Vec::new(), depth: 0 };
@@ -40,6 +45,9 @@ pub fn parse(src: &str) -> Result<File, Vec<Diagnostic>> {
 /// its own, and its error moved back to its place in the file.
 fn syntax_errors(src: &str, first: &pest::error::Error<Rule>) -> Vec<Diagnostic> {
     let mut errors = vec![syntax_error(src, first)];
+    if matches!(first.variant, pest::error::ErrorVariant::CustomError { .. }) {
+        return errors; // the parser gave up; parsing the items again would only repeat that
+    }
     let starts: Vec<usize> = std::iter::once(0)
         .chain(src.match_indices('\n').map(|(i, _)| i + 1))
         .filter(|&i| ["data", "model", "fn", "train"].iter().any(|k| src[i..].starts_with(k)))
