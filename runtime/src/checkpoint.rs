@@ -73,7 +73,11 @@ pub fn extra_tensors(path: &Path, model: &Model) -> Vec<String> {
 
 /// Loads every parameter of `model` from `path`; names and shapes must match.
 pub fn load(path: &Path, model: &Model) -> Result<Vec<(String, Vec<f32>)>, String> {
-    let bytes = read_file(path)?;
+    load_bytes(path, &read_file(path)?, model)
+}
+
+/// As `load`, from the file's bytes (`path` names it in messages).
+pub fn load_bytes(path: &Path, bytes: &[u8], model: &Model) -> Result<Vec<(String, Vec<f32>)>, String> {
     let st =
         SafeTensors::deserialize(&bytes).map_err(|e| format!("{} is not a safetensors file: {e}", path.display()))?;
     let mut out = Vec::new();
@@ -165,7 +169,11 @@ pub fn save_checkpoint(path: &Path, model: &Model, c: &Checkpoint) -> Result<(),
 }
 
 pub fn load_checkpoint(path: &Path, model: &Model) -> Result<Checkpoint, String> {
-    let bytes = read_file(path)?;
+    load_checkpoint_bytes(path, &read_file(path)?, model)
+}
+
+/// As `load_checkpoint`, from the file's bytes (`path` names it in messages).
+pub fn load_checkpoint_bytes(path: &Path, bytes: &[u8], model: &Model) -> Result<Checkpoint, String> {
     let bad = |e: safetensors::SafeTensorError| format!("{} is not a safetensors file: {e}", path.display());
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(bad)?;
     let st = SafeTensors::deserialize(&bytes).map_err(bad)?;

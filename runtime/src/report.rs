@@ -238,7 +238,18 @@ fn fmt(v: f64) -> String {
 pub fn from_run_dir(dir: &std::path::Path) -> Result<(Report, Vec<Value>), String> {
     let model = dir.join("model.safetensors");
     let bytes = crate::files::read_regular(&model, 64 << 30)?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)
+    let tensors = tensor_reports(&model, &bytes)?;
+    let metrics_path = dir.join("metrics.jsonl");
+    let text = crate::files::read_regular(&metrics_path, 1 << 30).unwrap_or_default();
+    let metrics: Vec<Value> =
+        String::from_utf8_lossy(&text).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let test_accuracy = metrics.last().and_then(|m| m["test_accuracy"].as_f64());
+    Ok((Report { phase: None, tensors, test_accuracy }, metrics))
+}
+
+/// The sparsity of every tensor of a safetensors file's bytes, in file order.
+pub fn tensor_reports(model: &std::path::Path, bytes: &[u8]) -> Result<Vec<TensorReport>, String> {
+    let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| format!("{} is not a safetensors file: {e}", model.display()))?;
     let mut tensors: Vec<(usize, TensorReport)> = Vec::new();
     for (name, t) in st.tensors() {
@@ -251,12 +262,7 @@ pub fn from_run_dir(dir: &std::path::Path) -> Result<(Report, Vec<Value>), Strin
         tensors.push((offset, TensorReport::new(&name, &shape, &values)));
     }
     tensors.sort_by_key(|t| t.0);
-    let metrics_path = dir.join("metrics.jsonl");
-    let text = crate::files::read_regular(&metrics_path, 1 << 30).unwrap_or_default();
-    let metrics: Vec<Value> =
-        String::from_utf8_lossy(&text).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    let test_accuracy = metrics.last().and_then(|m| m["test_accuracy"].as_f64());
-    Ok((Report { phase: None, tensors: tensors.into_iter().map(|t| t.1).collect(), test_accuracy }, metrics))
+    Ok(tensors.into_iter().map(|t| t.1).collect())
 }
 
 #[cfg(test)]

@@ -59,6 +59,15 @@ pub fn parse(path: &Path, bytes: &[u8], rank: usize) -> Result<(Vec<usize>, Vec<
     parse_from(path, bytes, rank, "cannot read it")
 }
 
+/// As `parse`, for the bytes of a file that may be gzip-compressed.
+pub fn parse_file_bytes(path: &Path, bytes: &[u8], rank: usize) -> Result<(Vec<usize>, Vec<u8>), String> {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        parse_from(path, flate2::read::GzDecoder::new(bytes), rank, "not a valid gzip file")
+    } else {
+        parse(path, bytes, rank)
+    }
+}
+
 /// As `parse`, from a stream; `failure` says what a read error means (a broken gzip stream).
 fn parse_from(path: &Path, mut r: impl Read, rank: usize, failure: &str) -> Result<(Vec<usize>, Vec<u8>), String> {
     let name = path.display();

@@ -1,0 +1,363 @@
+//! Mutational fuzzing of everything hoyer reads from outside: specs (parsed, checked, and
+//! compiled down to kernels where they are valid), safetensors files (`--init`, `hoyerc
+//! report`) and checkpoints (`--resume`), IDX data files (raw and gzip).
+//!
+//! Blind mutation, no coverage feedback: each round takes an input of the committed corpus
+//! (`fuzz/corpus/TARGET/`) or of the inputs grown from it, and mutates it (bytes flipped,
+//! inserted, deleted, runs duplicated, two inputs spliced, interesting numbers and tokens
+//! written in). An input fails if the target panics or takes more than a few seconds; failing
+//! inputs are saved to `fuzz/crashes/TARGET/`. The properties checked are the project's
+//! promises: no panic, no hang, and every rejected spec carries coded, renderable
+//! diagnostics.
+
+use hoyer_compiler::diagnostics::Report;
+use hoyer_compiler::pipeline::{self, Options};
+use hoyer_compiler::program::Step as PlanStep;
+use hoyer_compiler::{check_source, decode};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Spec,
+    Safetensors,
+    Idx,
+}
+
+impl Target {
+    pub const ALL: [Target; 3] = [Target::Spec, Target::Safetensors, Target::Idx];
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Spec => "spec",
+            Target::Safetensors => "safetensors",
+            Target::Idx => "idx",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Target> {
+        Target::ALL.into_iter().find(|t| t.name() == s)
+    }
+}
+
+/// The longest a single input may take.
+pub const LIMIT: Duration = Duration::from_secs(5);
+
+/// A small deterministic generator (xorshift).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Tokens and numbers worth writing into a spec.
+const SPEC_TOKENS: &[&str] = &[
+    "(",
+    ")",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    "=",
+    "|>",
+    "*",
+    "^",
+    "/",
+    "-",
+    "+",
+    "fn ",
+    "model ",
+    "data ",
+    "train ",
+    "phase ",
+    "prune ",
+    "penalty ",
+    "epochs ",
+    "batch ",
+    "1e308",
+    "1e-320",
+    "-0",
+    "0",
+    "4294967297",
+    "18446744073709551616",
+    "99999999999999999999",
+    "nan",
+    "inf",
+    "%",
+    "*.weight",
+    "fc1",
+    "dense(x, 0)",
+    "conv2d(x, 3, kernel = 99)",
+    "hoyer_square(*)",
+    "group_hs(*.weight, 7)",
+    "sum(w, over = [0, 0])",
+    "norm2(w, keep = -9)",
+    "ramp(0, 1, epochs = 0)",
+    "adam(lr = -1)",
+    "sgd(lr = 0)",
+    "relu",
+    "flatten(x)",
+    "maxpool(2)",
+    "then shrink",
+    "masks frozen",
+    "\"",
+    "//",
+    "\n",
+    "\u{feff}",
+    "é",
+    "\u{0}",
+];
+
+/// Numbers worth writing into binary files.
+const INTERESTING: &[u64] =
+    &[0, 1, 7, 8, 0x7f, 0xff, 0x100, 0xffff, 0x7fff_ffff, 0xffff_ffff, 1 << 32, u64::MAX, 1 << 62];
+
+/// One mutation of `input`, possibly spliced with `other`.
+pub fn mutate(rng: &mut Rng, input: &[u8], other: &[u8], target: Target) -> Vec<u8> {
+    let mut v = input.to_vec();
+    let rounds = 1 + rng.below(4);
+    for _ in 0..rounds {
+        let at = rng.below(v.len() + 1);
+        match rng.below(8) {
+            0 if !v.is_empty() => {
+                let i = rng.below(v.len());
+                v[i] ^= 1 << rng.below(8);
+            }
+            1 => v.insert(at, rng.next() as u8),
+            2 if !v.is_empty() => {
+                let n = 1 + rng.below(16.min(v.len()));
+                let i = rng.below(v.len() - n + 1);
+                v.drain(i..i + n);
+            }
+            3 if !v.is_empty() => {
+                let n = 1 + rng.below(64.min(v.len()));
+                let i = rng.below(v.len() - n + 1);
+                let chunk = v[i..i + n].to_vec();
+                let most = if rng.below(10) == 0 { 2000 } else { 4 };
+                let times = 1 + rng.below(most);
+                for _ in 0..times {
+                    v.splice(at..at, chunk.iter().copied());
+                }
+            }
+            4 if !other.is_empty() => {
+                let cut = rng.below(v.len() + 1);
+                let from = rng.below(other.len());
+                v.truncate(cut);
+                v.extend_from_slice(&other[from..]);
+            }
+            5 if target == Target::Spec => {
+                let t = SPEC_TOKENS[rng.below(SPEC_TOKENS.len())];
+                v.splice(at..at, t.bytes());
+            }
+            _ if target != Target::Spec && v.len() >= 8 => {
+                let n = INTERESTING[rng.below(INTERESTING.len())];
+                let width = [1usize, 2, 4, 8][rng.below(4)];
+                let i = rng.below(v.len() - width + 1);
+                let bytes = if rng.below(2) == 0 { n.to_le_bytes() } else { n.to_be_bytes() };
+                let bytes = if rng.below(2) == 0 { &bytes[..width] } else { &bytes[8 - width..] };
+                v[i..i + width].copy_from_slice(bytes);
+            }
+            _ => {
+                let i = rng.below(v.len() + 1);
+                v.insert(i, b"0123456789 {}()[],.*=\n"[rng.below(22)]);
+            }
+        }
+    }
+    v.truncate(1 << 20);
+    v
+}
+
+/// The model the binary targets read files for (the quickstart's).
+pub fn model() -> hoyer_compiler::program::Model {
+    let src = include_str!("../../examples/quickstart.hoyer");
+    let c = check_source(src).expect("the quickstart checks");
+    c.program.models.into_iter().next().expect("it has a model")
+}
+
+/// Runs one input through `target`; `Err` says what went wrong (a wrong answer, not a
+/// rejection: rejecting bad input is the point).
+pub fn run_one(target: Target, input: &[u8], model: &hoyer_compiler::program::Model) -> Result<(), String> {
+    match target {
+        Target::Spec => {
+            let (text, bad) = decode(input);
+            let result = match bad {
+                Some(d) => Err(vec![d]),
+                None => check_source(&text),
+            };
+            match result {
+                Err(diagnostics) => {
+                    if !diagnostics.iter().any(|d| d.is_error()) {
+                        return Err("rejected without an error".into());
+                    }
+                    let rendered = Report::new("fuzz.hoyer", text, diagnostics.clone()).render(100, false);
+                    if let Some(d) = diagnostics.iter().find(|d| !rendered.contains(d.code.as_str())) {
+                        return Err(format!("{} not rendered", d.code));
+                    }
+                }
+                Ok(c) => {
+                    // A valid spec compiles to kernels, or says why not (E0707, not a crash).
+                    if let Some(plan) = c.program.train.as_ref() {
+                        if let Some(m) = c.program.model(&plan.model) {
+                            let batch = (plan.batch as usize).min(8);
+                            for s in &plan.steps {
+                                if let PlanStep::Phase(p) = s {
+                                    let _ = pipeline::step(&c.program, m, p, batch, &Options::default());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+        Target::Safetensors => {
+            let p = Path::new("fuzz.safetensors");
+            let _ = hoyer_runtime::checkpoint::load_bytes(p, input, model);
+            let _ = hoyer_runtime::checkpoint::load_checkpoint_bytes(p, input, model);
+            let _ = hoyer_runtime::report::tensor_reports(p, input)
+                .map(|t| hoyer_runtime::report::Report { phase: None, tensors: t, test_accuracy: None }.table());
+            Ok(())
+        }
+        Target::Idx => {
+            let p = Path::new("fuzz-idx");
+            for rank in [1, 3] {
+                let _ = hoyer_runtime::data::idx::parse_file_bytes(p, input, rank);
+            }
+            Ok(())
+        }
+    }
+}
+
+pub fn corpus_dir(target: Target) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target.name())
+}
+
+pub fn corpus(target: Target) -> Vec<Vec<u8>> {
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(corpus_dir(target)).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    files.sort();
+    files.into_iter().filter_map(|f| std::fs::read(f).ok()).collect()
+}
+
+/// Where the last panic happened; the message alone rarely says.
+static LAST_PANIC_AT: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+/// Panics are caught and reported as failures: keep their messages off the terminal, but
+/// remember where they happened.
+pub fn quiet_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        *LAST_PANIC_AT.lock().unwrap_or_else(|e| e.into_inner()) = at;
+    }));
+}
+
+/// The input being run and since when, for the watchdog.
+static CURRENT: std::sync::Mutex<Option<(Vec<u8>, Instant, Target)>> = std::sync::Mutex::new(None);
+
+/// Saves an input that made a target fail, in `fuzz/crashes/TARGET/`.
+pub fn save_failure(target: Target, input: &[u8], tag: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crashes").join(target.name());
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join(format!("{tag}-{:016x}", fnv(input)));
+    let _ = std::fs::write(&path, input);
+    path
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+/// A thread that watches the input being run: one that hangs (four times the limit) is saved
+/// and the process stops, saying where the input is.
+fn start_watchdog() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        std::thread::spawn(|| loop {
+            std::thread::sleep(Duration::from_millis(200));
+            let current = CURRENT.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some((input, since, target)) = current {
+                if since.elapsed() > LIMIT * 4 {
+                    let path = save_failure(target, &input, "hang");
+                    eprintln!(
+                        "hoyer-fuzz: {} hung for {:?}; the input is in {}",
+                        target.name(),
+                        since.elapsed(),
+                        path.display()
+                    );
+                    std::process::exit(3);
+                }
+            }
+        });
+    });
+}
+
+/// What a fuzzing session did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub inputs: u64,
+    pub failures: Vec<(Vec<u8>, String)>,
+    pub slowest: Duration,
+}
+
+/// Fuzzes `target` for `duration` from `seed`. A panic or an input slower than `LIMIT` is a
+/// failure.
+pub fn fuzz(target: Target, duration: Duration, seed: u64) -> Outcome {
+    let model = model();
+    let seeds = corpus(target);
+    assert!(!seeds.is_empty(), "no corpus for {}", target.name());
+    let mut pool = seeds.clone();
+    let mut rng = Rng::new(seed);
+    let mut out = Outcome::default();
+    let started = Instant::now();
+    // Every corpus input as it is, then mutations.
+    let mut queue: Vec<Vec<u8>> = seeds;
+    start_watchdog();
+    while started.elapsed() < duration || !queue.is_empty() {
+        let input = match queue.pop() {
+            Some(i) => i,
+            None => {
+                let a = &pool[rng.below(pool.len())];
+                let b = &pool[rng.below(pool.len())];
+                mutate(&mut rng, a, b, target)
+            }
+        };
+        let t = Instant::now();
+        *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = Some((input.clone(), t, target));
+        let result = std::panic::catch_unwind(|| run_one(target, &input, &model));
+        *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let took = t.elapsed();
+        out.inputs += 1;
+        out.slowest = out.slowest.max(took);
+        let failure = match result {
+            Err(p) => Some(format!(
+                "panic at {}: {}",
+                LAST_PANIC_AT.lock().unwrap_or_else(|e| e.into_inner()),
+                p.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default()
+            )),
+            Ok(Err(e)) => Some(e),
+            Ok(Ok(())) if took > LIMIT => Some(format!("took {took:?}")),
+            Ok(Ok(())) => None,
+        };
+        if let Some(why) = failure {
+            out.failures.push((input.clone(), why));
+        }
+        // Grow the pool with inputs that stayed close to valid (a cheap stand-in for coverage).
+        if pool.len() < 4096 && rng.below(8) == 0 {
+            pool.push(input);
+        }
+    }
+    out
+}
