@@ -541,10 +541,6 @@ fn resume_refuses_another_run() {
 /// `--data DIR` reads DIR or fails; it never falls back to $HOYER_DATA.
 #[test]
 fn data_dir_means_that_folder() {
-    let Some(mnist) = std::env::var_os("HOYER_DATA") else {
-        eprintln!("skipped: set HOYER_DATA to the folder with the MNIST IDX files");
-        return;
-    };
     let empty = out_dir("empty-data");
     std::fs::create_dir_all(&empty).unwrap();
     let out = out_dir("data-strict");
@@ -565,6 +561,12 @@ fn data_dir_means_that_folder() {
     );
     assert_eq!(code, 1);
     assert!(err.contains("E0701") && err.contains(empty.to_str().unwrap()), "{err}");
+    // The error points at the spec's data source.
+    assert!(err.contains("idx(\"mnist\")") && err.contains("the data read here"), "{err}");
+    let Some(mnist) = std::env::var_os("HOYER_DATA") else {
+        eprintln!("skipped the rest: set HOYER_DATA to the folder with the MNIST IDX files");
+        return;
+    };
     // With the real folder, the header names it and run.json records its files.
     let (code, _, err) = common::hoyerc_in(
         root,
@@ -707,4 +709,40 @@ fn runs_too_large_for_memory_are_refused_at_once() {
     );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("E0713") && err.contains("--memory-limit"), "{err}");
+}
+
+/// The reference interpreter runs what the CPU back end runs: a training set smaller than the
+/// batch, a prune between phases, and a resume, which ends bit-identical to the run it resumes.
+#[test]
+fn the_interpreter_runs_small_sets_and_resumes() {
+    let dir = out_dir("interp-spec");
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = dir.join("small.hoyer");
+    std::fs::write(
+        &spec,
+        "data d = synthetic(classes = 3, train = 5, test = 6)\n\
+         model m(x: f32[4]) { fc1 = dense(x, 8) |> relu\n fc2 = dense(fc1, 3)\n return fc2 }\n\
+         train m on d { batch 8\n\
+           phase sparsify { epochs 3  optimizer adam(lr = 1e-2)  penalty 1e-3 * hoyer_square(*.weight) }\n\
+           prune below 0.05 on fc1.weight\n\
+           phase finetune { epochs 2  optimizer sgd(lr = 0.05)  masks frozen } }\n",
+    )
+    .unwrap();
+    let spec = spec.to_str().unwrap();
+    let whole = out_dir("interp-whole");
+    let (code, _, err) = common::hoyerc_in(&dir, &["run", spec, "--backend", "interp", "--out", whole.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(metrics(&whole).len(), 5, "one line per epoch");
+    for stop in ["2", "4"] {
+        let part = out_dir(&format!("interp-{stop}"));
+        let p = part.to_str().unwrap();
+        let (code, _, err) = common::hoyerc_in(&dir, &["run", spec, "--backend", "interp", "--max-steps", stop, "--out", p]);
+        assert_eq!(code, 0, "{err}");
+        let (code, _, err) = common::hoyerc_in(&dir, &["run", spec, "--backend", "interp", "--resume", p]);
+        assert_eq!(code, 0, "stopped at {stop}: {err}");
+        assert!(
+            file_bytes(&part.join("model.safetensors")) == file_bytes(&whole.join("model.safetensors")),
+            "stopping at step {stop} changed the result"
+        );
+    }
 }

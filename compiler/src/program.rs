@@ -38,6 +38,8 @@ pub struct DataSet {
     pub scale: f64,
     /// Then subtract `mean` and divide by `std`.
     pub normalize: Option<(f64, f64)>,
+    /// The source call (`idx("mnist")`): where run-time data errors point.
+    pub span: Span,
 }
 
 #[derive(Debug, Clone)]

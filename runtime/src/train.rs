@@ -95,7 +95,15 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
             None => Ok(()),
         }
     };
-    let (mut data, data_record, data_line) = load_data(program, plan, model, opts, &fits)?;
+    let (mut data, data_record, data_line) = load_data(program, plan, model, opts, &fits).map_err(|e| {
+        // Data that cannot be found or read points at the spec's data source.
+        match program.data_set(&plan.data) {
+            Some(ds) if e.label.is_none() && matches!(e.code, Code::DataNotFound | Code::BadDataFile) => {
+                e.at(ds.span, "the data read here")
+            }
+            _ => e,
+        }
+    })?;
     let outputs = model.nodes[model.output].shape[0] as usize;
     if data.classes > outputs {
         return Err(RunError::new(

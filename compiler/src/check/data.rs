@@ -108,5 +108,5 @@ pub fn check_data(sink: &mut Sink, d: &DataDef) -> Option<DataSet> {
             }
         }
     }
-    Some(DataSet { name: d.name.name.clone(), source, scale, normalize })
+    Some(DataSet { name: d.name.name.clone(), source, scale, normalize, span: call.span })
 }
