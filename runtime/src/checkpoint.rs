@@ -79,7 +79,7 @@ pub fn load(path: &Path, model: &Model) -> Result<Vec<(String, Vec<f32>)>, Strin
 /// As `load`, from the file's bytes (`path` names it in messages).
 pub fn load_bytes(path: &Path, bytes: &[u8], model: &Model) -> Result<Vec<(String, Vec<f32>)>, String> {
     let st =
-        SafeTensors::deserialize(&bytes).map_err(|e| format!("{} is not a safetensors file: {e}", path.display()))?;
+        SafeTensors::deserialize(bytes).map_err(|e| format!("{} is not a safetensors file: {e}", path.display()))?;
     let mut out = Vec::new();
     for p in &model.params {
         let t = st.tensor(&p.name).map_err(|_| {
@@ -175,8 +175,8 @@ pub fn load_checkpoint(path: &Path, model: &Model) -> Result<Checkpoint, String>
 /// As `load_checkpoint`, from the file's bytes (`path` names it in messages).
 pub fn load_checkpoint_bytes(path: &Path, bytes: &[u8], model: &Model) -> Result<Checkpoint, String> {
     let bad = |e: safetensors::SafeTensorError| format!("{} is not a safetensors file: {e}", path.display());
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(bad)?;
-    let st = SafeTensors::deserialize(&bytes).map_err(bad)?;
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(bad)?;
+    let st = SafeTensors::deserialize(bytes).map_err(bad)?;
     let info = meta.metadata().clone().unwrap_or_default();
     if info.get("format").map(String::as_str) != Some("hoyer-checkpoint-1") {
         return Err(format!("{} is not a hoyer checkpoint", path.display()));

@@ -135,7 +135,8 @@ impl FolderLock {
                 Ok(FolderLock { _file: file })
             }
             Err(std::fs::TryLockError::WouldBlock) => {
-                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                let holder = read_regular(&path, 64).unwrap_or_default();
+                let holder = String::from_utf8_lossy(&holder);
                 let holder = holder.trim();
                 Err(RunError::new(
                     Code::FolderInUse,
