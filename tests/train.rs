@@ -730,13 +730,15 @@ fn the_interpreter_runs_small_sets_and_resumes() {
     .unwrap();
     let spec = spec.to_str().unwrap();
     let whole = out_dir("interp-whole");
-    let (code, _, err) = common::hoyerc_in(&dir, &["run", spec, "--backend", "interp", "--out", whole.to_str().unwrap()]);
+    let (code, _, err) =
+        common::hoyerc_in(&dir, &["run", spec, "--backend", "interp", "--out", whole.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(metrics(&whole).len(), 5, "one line per epoch");
     for stop in ["2", "4"] {
         let part = out_dir(&format!("interp-{stop}"));
         let p = part.to_str().unwrap();
-        let (code, _, err) = common::hoyerc_in(&dir, &["run", spec, "--backend", "interp", "--max-steps", stop, "--out", p]);
+        let (code, _, err) =
+            common::hoyerc_in(&dir, &["run", spec, "--backend", "interp", "--max-steps", stop, "--out", p]);
         assert_eq!(code, 0, "{err}");
         let (code, _, err) = common::hoyerc_in(&dir, &["run", spec, "--backend", "interp", "--resume", p]);
         assert_eq!(code, 0, "stopped at {stop}: {err}");
