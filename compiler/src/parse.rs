@@ -647,7 +647,12 @@ fn syntax_error(src: &str, e: &pest::error::Error<Rule>) -> Diagnostic {
             Diagnostic::error(Code::Syntax, message).label(found, "unexpected here").maybe_help(help)
         }
         ErrorVariant::CustomError { message } => {
-            Diagnostic::error(Code::TooDeep, format!("the parser gave up: {message}"))
+            let message = if message.contains("call limit") {
+                format!("the parser gave up after {MAX_PARSE_CALLS} steps")
+            } else {
+                format!("the parser gave up: {message}")
+            };
+            Diagnostic::error(Code::TooDeep, message)
                 .label(found, "here")
                 .help("simplify the spec: nest fewer brackets and operators")
         }
