@@ -638,7 +638,6 @@ impl Trainer<'_> {
         Ok(true)
     }
 
-    /// Copies the parameters from the store into the host's copy (the last good weights).
     /// Copies the parameters from the store into the host's copy (the last good weights),
     /// unless one holds a NaN or an infinity: then the run stops (E0703) naming the first such
     /// tensor, and the host keeps the weights from before.
