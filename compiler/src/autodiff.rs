@@ -99,6 +99,7 @@ fn vjp(g: &mut Graph, op: &Op, y: ValueId, gy: ValueId) -> Vec<(ValueId, ValueId
                     let t = g.binary(Binary::Mul, gy, y2);
                     g.unary(Unary::Neg, t)
                 }
+                Unary::Copy => gy,
                 Unary::Sign | Unary::Step | Unary::Detach => return vec![],
             };
             vec![(x, gx)]
@@ -186,6 +187,15 @@ fn vjp(g: &mut Graph, op: &Op, y: ValueId, gy: ValueId) -> Vec<(ValueId, ValueId
                 inverse[p] = i;
             }
             vec![(input, g.permute(gy, inverse))]
+        }
+        Op::Window { input, ref axes, ref slides, .. } => {
+            // What the padding reads has no source; each element gets the sum over the
+            // windows that read it.
+            let s = g.shape(input).to_vec();
+            vec![(input, g.unwindow(gy, axes.clone(), slides.clone(), s))]
+        }
+        Op::Unwindow { input, ref axes, ref slides } => {
+            vec![(input, g.window(gy, axes.clone(), slides.clone(), crate::ir::Fill::Zero))]
         }
         Op::MatMul { a, b, ta, tb } => {
             let (ga, gb) = match (ta, tb) {
@@ -302,6 +312,33 @@ mod tests {
         check("reshape", vec![2, 3], x0.clone(), |g, x| g.reshape(x, vec![3, 2]));
         check("permute", vec![2, 3], x0.clone(), |g, x| g.permute(x, vec![1, 0]));
         check("permute 3d", vec![2, 3, 1], x0, |g, x| g.permute(x, vec![2, 0, 1]));
+    }
+
+    #[test]
+    fn window_rules() {
+        use crate::ir::{Fill, Slide};
+        let slide = |size, stride, padding, dilation| Slide { size, stride, padding, dilation };
+        // Overlapping, strided, padded and dilated windows over the last two axes of [2, 5, 4],
+        // and over one axis; max pooling's −∞ padding has no gradient.
+        for (axes, slides, fill) in [
+            (vec![1, 2], vec![slide(3, 1, 1, 1), slide(2, 1, 0, 1)], Fill::Zero),
+            (vec![1, 2], vec![slide(3, 2, 1, 1), slide(3, 2, 1, 1)], Fill::Zero),
+            (vec![1], vec![slide(2, 1, 0, 2)], Fill::Zero),
+            (vec![2, 1], vec![slide(2, 2, 0, 1), slide(2, 2, 1, 1)], Fill::NegInf),
+        ] {
+            let (a, s) = (axes.clone(), slides.clone());
+            check("window", vec![2, 5, 4], numbers(40, 13, 0.1), move |g, x| {
+                let w = g.window(x, a.clone(), s.clone(), fill);
+                // Finite values only: −∞ times a weight would make the sum −∞ or NaN.
+                let big = g.constant(-1e3, g.shape(w).to_vec());
+                g.binary(Binary::Max, w, big)
+            });
+            check("unwindow", crate::ir::window_shape(&[2, 5, 4], &axes, &slides), {
+                let n = crate::ir::numel(&crate::ir::window_shape(&[2, 5, 4], &axes, &slides));
+                numbers(n, 14, 0.1)
+            }, move |g, x| g.unwindow(x, axes.clone(), slides.clone(), vec![2, 5, 4]));
+        }
+        check("copy", vec![3], numbers(3, 15, 0.1), |g, x| g.unary(Unary::Copy, x));
     }
 
     #[test]

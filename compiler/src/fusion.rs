@@ -43,7 +43,7 @@ pub struct Kernel {
 
 impl Kernel {
     pub fn reduction(&self, g: &Graph) -> Option<ValueId> {
-        self.values.iter().copied().find(|v| matches!(g.value(*v).op, Op::Reduce { .. }))
+        self.values.iter().copied().find(|&v| reduction_domain(g, v).is_some())
     }
     pub fn matmul(&self, g: &Graph) -> Option<ValueId> {
         self.values.iter().copied().find(|v| matches!(g.value(*v).op, Op::MatMul { .. }))
@@ -69,6 +69,20 @@ pub fn root(g: &Graph, mut v: ValueId) -> ValueId {
         v = g.value(v).op.operands()[0];
     }
     v
+}
+
+/// For a value a reduction computes (a reduce, or the adjoint of windows: a sum over the
+/// window's own axes), the shape it iterates over and the axes it sums away.
+pub fn reduction_domain(g: &Graph, v: ValueId) -> Option<(Vec<usize>, Vec<usize>)> {
+    match &g.value(v).op {
+        Op::Reduce { input, axes, .. } => Some((g.shape(*input).to_vec(), axes.clone())),
+        Op::Unwindow { slides, .. } => {
+            let shape = g.shape(v);
+            let domain = shape.iter().copied().chain(slides.iter().map(|s| s.size)).collect();
+            Some((domain, (shape.len()..shape.len() + slides.len()).collect()))
+        }
+        _ => None,
+    }
 }
 
 /// Per group while fusing.
@@ -255,7 +269,7 @@ pub fn fuse(g: &Graph, in_place: &[(ValueId, ValueId)]) -> Result<Schedule, Comp
         for o in op.operands() {
             let r = root(g, o);
             if let Some(k) = f.group_of_value(r) {
-                if r == o && !matches!(op, Op::MatMul { .. } | Op::Gather { .. }) {
+                if r == o && !matches!(op, Op::MatMul { .. } | Op::Gather { .. } | Op::Unwindow { .. }) {
                     direct.insert(k);
                 } else {
                     viewed.insert(k);
@@ -271,18 +285,19 @@ pub fn fuse(g: &Graph, in_place: &[(ValueId, ValueId)]) -> Result<Schedule, Comp
                 }
             }
         }
-        let (kind, shape) = match op {
-            Op::MatMul { .. } => (KernelKind::MatMul, value.shape.clone()),
-            Op::Reduce { input, .. } => (KernelKind::Reduce, g.shape(*input).to_vec()),
+        let reduction = reduction_domain(g, v);
+        let (kind, shape) = match (op, &reduction) {
+            (Op::MatMul { .. }, _) => (KernelKind::MatMul, value.shape.clone()),
+            (_, Some((domain, _))) => (KernelKind::Reduce, domain.clone()),
             _ => (KernelKind::Elementwise, value.shape.clone()),
         };
         let matmul_operands = match op {
             Op::MatMul { a, b, .. } => vec![root(g, *a), root(g, *b)],
             _ => vec![],
         };
-        let (axes, reductions) = match op {
-            Op::Reduce { axes, .. } => (axes.clone(), 1),
-            _ => (vec![], 0),
+        let (axes, reductions) = match reduction {
+            Some((_, axes)) => (axes, 1),
+            None => (vec![], 0),
         };
         let reads =
             op.operands().iter().map(|&o| root(g, o)).filter(|r| !matches!(g.value(*r).op, Op::Const(_))).collect();
@@ -388,7 +403,8 @@ pub fn fuse(g: &Graph, in_place: &[(ValueId, ValueId)]) -> Result<Schedule, Comp
                 if matches!(g.value(r).op, Op::Const(_)) {
                     continue;
                 }
-                let through_view = r != o || matches!(g.value(*v).op, Op::MatMul { .. } | Op::Gather { .. });
+                let through_view =
+                    r != o || matches!(g.value(*v).op, Op::MatMul { .. } | Op::Gather { .. } | Op::Unwindow { .. });
                 if group[r.index()] != Some(k) || through_view {
                     reads[k].insert(r);
                     needed[r.index()] = true;

@@ -103,6 +103,51 @@ pub fn split_reductions(g: &Graph, min_elements: usize) -> Graph {
     out
 }
 
+/// Writes to memory (a `copy`) each operand that the op reading it cannot read through one
+/// view: a reshape of windows (a convolution's columns) or of a transposed value, a matrix
+/// operand or gather table that would need guards, the adjoint of windows of a guarded view.
+pub fn materialize(g: &Graph) -> Graph {
+    use crate::kernel::view::{source, unwindow_view, Source};
+    let guarded = |out: &Graph, x: ValueId| matches!(source(out, x), Ok(Source::View { ref view, .. }) if !view.guards.is_empty());
+    let mut out = Graph::default();
+    let mut map: Vec<ValueId> = Vec::with_capacity(g.values.len());
+    for v in &g.values {
+        let m = |id: &ValueId| map[id.index()];
+        let op = remap(&v.op, &m);
+        // The operands to copy first.
+        let copy: Vec<ValueId> = match &op {
+            o if o.is_movement() => {
+                let id = push(&mut out, op.clone(), v.shape.clone());
+                let ok = source(&out, id).is_ok();
+                out.values.pop();
+                if ok {
+                    vec![]
+                } else {
+                    o.operands()
+                }
+            }
+            Op::MatMul { a, b, .. } => [*a, *b].into_iter().filter(|&x| guarded(&out, x)).collect(),
+            Op::Gather { table, .. } => [*table].into_iter().filter(|&x| guarded(&out, x)).collect(),
+            Op::Unwindow { input, axes, slides } => match source(&out, *input) {
+                Ok(Source::View { view, .. }) if unwindow_view(&view, out.shape(*input), axes, slides).is_err() => {
+                    vec![*input]
+                }
+                _ => vec![],
+            },
+            _ => vec![],
+        };
+        let mut copies = HashMap::new();
+        for x in copy {
+            let s = out.shape(x).to_vec();
+            copies.insert(x, push(&mut out, Op::Unary(Unary::Copy, x), s));
+        }
+        let op = remap(&op, &|id: &ValueId| copies.get(id).copied().unwrap_or(*id));
+        map.push(push(&mut out, op, v.shape.clone()));
+    }
+    out.outputs = g.outputs.iter().map(|(n, o)| (n.clone(), map[o.index()])).collect();
+    out
+}
+
 /// `op` with its operands renamed by `m`.
 fn remap(op: &Op, m: &impl Fn(&ValueId) -> ValueId) -> Op {
     match op {
@@ -120,6 +165,12 @@ fn remap(op: &Op, m: &impl Fn(&ValueId) -> ValueId) -> Op {
             Op::Select { cond: m(cond), on_true: m(on_true), on_false: m(on_false) }
         }
         Op::Gather { table, indices } => Op::Gather { table: m(table), indices: m(indices) },
+        Op::Window { input, axes, slides, fill } => {
+            Op::Window { input: m(input), axes: axes.clone(), slides: slides.clone(), fill: *fill }
+        }
+        Op::Unwindow { input, axes, slides } => {
+            Op::Unwindow { input: m(input), axes: axes.clone(), slides: slides.clone() }
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! The compiler's one entry from a graph to kernels, shared by every back end:
 //!
 //! ```text
-//! graph ─validate─▶ simplify ─▶ split large reductions ─▶ fuse (kernels, in-place order)
+//! graph ─validate─▶ simplify ─▶ split large reductions ─▶ copy what no view can read
+//!       ─▶ fuse (kernels, in-place order)
 //!       ─▶ kernel IR (views, buffers, arena) ─▶ coalesce axes, contract multiply-adds ─▶ validate
 //! ```
 //!
@@ -42,6 +43,7 @@ pub fn plan(graph: &Graph, opts: &Options) -> Result<Planned, CompileError> {
     graph.validate().map_err(|e| CompileError::internal("the IR", e))?;
     let g = passes::simplify(graph);
     let g = passes::split_reductions(&g, opts.split_reductions_above);
+    let g = passes::materialize(&g);
     g.validate().map_err(|e| CompileError::internal("graph passes", e))?;
     let in_place: Vec<_> =
         g.outputs.iter().filter_map(|(name, v)| g.input(name).filter(|i| i != v).map(|i| (*v, i))).collect();

@@ -108,6 +108,8 @@ pub fn vector_axis(l: &Loop) -> Option<usize> {
         let mut c = 0;
         for (i, inst) in l.body.iter().enumerate() {
             match inst {
+                // Lanes that each check their own guards are four scalar loads with branches.
+                Inst::Load { view, .. } if level[i] > v && view.guards.iter().any(|g| g.coeffs[v] != 0) => c += 4,
                 Inst::Load { view, .. } if level[i] > v && !matches!(view.strides[v], 0 | 1) => c += 1,
                 Inst::Gather { row, view, .. }
                     if level[i] > v && (level[row.index()] > v || !matches!(view.strides[v], 0 | 1)) =>
@@ -445,6 +447,99 @@ impl Emitter<'_, '_> {
         Val { v, vector: true }
     }
 
+    /// `constant + Σ coeffs[d]·i[d]` of a guard at the current point (lane 0).
+    fn guard_coordinate(&mut self, g: &crate::kernel::Guard) -> Value {
+        let mut e = self.b.ins().iconst(I64, g.constant);
+        for (d, &c) in g.coeffs.iter().enumerate() {
+            if c != 0 {
+                let i = self.b.use_var(self.vars[d]);
+                let part = if c == 1 { i } else { self.b.ins().imul_imm_s(i, c) };
+                e = self.b.ins().iadd(e, part);
+            }
+        }
+        e
+    }
+
+    /// A load through a guarded view. Where every guard holds, the element; where one fails,
+    /// the first failing guard's fill, and nothing is read. In vector mode, guards that do
+    /// not depend on the vector axis hold for all four lanes alike (one check, one vector
+    /// load); others are checked lane by lane.
+    fn guarded_load(&mut self, arg: u32, view: &View, mode: Mode) -> Val {
+        let plain = self.element(view);
+        let coordinates: Vec<Value> = view.guards.iter().map(|g| self.guard_coordinate(g)).collect();
+        let stride = self.stride_v(view);
+        let uniform = self.vaxis.is_none_or(|v| view.guards.iter().all(|g| g.coeffs[v] == 0));
+        if mode == Mode::Scalar || uniform {
+            return self.guarded_lane(arg, view, plain, &coordinates, mode, stride);
+        }
+        let v = self.vaxis.expect("vector mode has an axis");
+        let mut out = None;
+        for k in 0..LANES as i64 {
+            let e = self.b.ins().iadd_imm_s(plain, k * view.strides[v]);
+            let cs: Vec<Value> =
+                coordinates.iter().zip(&view.guards).map(|(&c, g)| self.b.ins().iadd_imm_s(c, k * g.coeffs[v])).collect();
+            let x = self.guarded_lane(arg, view, e, &cs, Mode::Scalar, 0).v;
+            out = Some(match out {
+                None => self.b.ins().scalar_to_vector(F32X4, x),
+                Some(acc) => self.b.ins().insertlane(acc, x, k as u8),
+            });
+        }
+        Val { v: out.expect("four lanes"), vector: true }
+    }
+
+    /// One guarded load (of four lanes `stride` apart in vector mode) at element `plain` plus
+    /// the guards' parts, given their coordinates.
+    fn guarded_lane(&mut self, arg: u32, view: &View, plain: Value, coordinates: &[Value], mode: Mode, stride: i64) -> Val {
+        let mut element = plain;
+        let mut oks = Vec::with_capacity(view.guards.len());
+        for (g, &e) in view.guards.iter().zip(coordinates) {
+            let mut ok = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, e, 0);
+            let q = if g.divisor == 1 {
+                e
+            } else {
+                let rem = self.b.ins().srem_imm_s(e, g.divisor);
+                let exact = self.b.ins().icmp_imm_s(IntCC::Equal, rem, 0);
+                ok = self.b.ins().band(ok, exact);
+                self.b.ins().sdiv_imm_s(e, g.divisor)
+            };
+            let below = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, q, g.extent);
+            ok = self.b.ins().band(ok, below);
+            if g.stride != 0 {
+                let part = self.b.ins().imul_imm_s(q, g.stride);
+                element = self.b.ins().iadd(element, part);
+            }
+            oks.push(ok);
+        }
+        let all = oks.iter().skip(1).fold(oks[0], |acc, &ok| self.b.ins().band(acc, ok));
+        let ty = if mode == Mode::Vector { F32X4 } else { F32 };
+        let (read, skip, join) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        self.b.append_block_param(join, ty);
+        self.b.ins().brif(all, read, &[], skip, &[]);
+        self.b.switch_to_block(read);
+        let x = self.load_at(arg, element, stride, mode);
+        let x = if mode == Mode::Vector { self.splat(x) } else { x.v };
+        self.b.ins().jump(join, &[x.into()]);
+        self.b.switch_to_block(skip);
+        // The first guard that fails gives the fill.
+        let fill = |e: &mut Self, g: &crate::kernel::Guard| {
+            let f = e.b.ins().f32const(Ieee32::with_float(g.fill.value() as f32));
+            if mode == Mode::Vector {
+                e.b.ins().splat(F32X4, f)
+            } else {
+                f
+            }
+        };
+        let last = view.guards.len() - 1;
+        let mut value = fill(self, &view.guards[last]);
+        for k in (0..last).rev() {
+            let f = fill(self, &view.guards[k]);
+            value = self.b.ins().select(oks[k], value, f);
+        }
+        self.b.ins().jump(join, &[value.into()]);
+        self.b.switch_to_block(join);
+        Val { v: self.b.block_params(join)[0], vector: mode == Mode::Vector }
+    }
+
     fn splat(&mut self, x: Val) -> Value {
         if x.vector {
             x.v
@@ -460,6 +555,7 @@ impl Emitter<'_, '_> {
     fn inst(&mut self, i: usize, mode: Mode) -> Result<(), CompileError> {
         let l = self.l;
         let val = match &l.body[i] {
+            Inst::Load { arg, view } if !view.guards.is_empty() => self.guarded_load(*arg, view, mode),
             Inst::Load { arg, view } => {
                 let e = self.element(view);
                 let s = self.stride_v(view);

@@ -118,6 +118,44 @@ fn index(view: &View) -> String {
     }
 }
 
+/// A guard's coordinate `constant + Σ coeffs[d]·i{d}`.
+fn guard_coordinate(g: &crate::kernel::Guard) -> String {
+    let mut terms: Vec<String> = vec![format!("{}LL", g.constant)];
+    for (d, &c) in g.coeffs.iter().enumerate() {
+        match c {
+            0 => {}
+            1 => terms.push(format!("i{d}")),
+            c => terms.push(format!("{c}LL * i{d}")),
+        }
+    }
+    format!("({})", terms.join(" + "))
+}
+
+/// A load through `view` of `name`: where every guard holds the element, where one fails the
+/// first failing guard's fill (the conditional reads nothing then).
+fn load(name: &str, view: &View) -> String {
+    let mut index = index(view);
+    let mut checks = Vec::new();
+    for g in &view.guards {
+        let e = guard_coordinate(g);
+        let (ok, q) = if g.divisor == 1 {
+            (format!("{e} >= 0LL && {e} < {}LL", g.extent), e)
+        } else {
+            let q = format!("({e} / {}LL)", g.divisor);
+            (format!("{e} >= 0LL && {e} % {}LL == 0LL && {q} < {}LL", g.divisor, g.extent), q)
+        };
+        if g.stride != 0 {
+            index = format!("{index} + {}LL * {q}", g.stride);
+        }
+        checks.push((ok, literal(g.fill.value() as f32)));
+    }
+    let mut e = format!("{name}[{index}]");
+    for (ok, fill) in checks.into_iter().rev() {
+        e = format!("(({ok}) ? {e} : {fill})");
+    }
+    e
+}
+
 /// Coordinates `i{first}..` of linear index `var` over `extents` (those in `used`).
 fn coordinates(out: &mut String, indent: &str, var: &str, first: usize, extents: &[usize], used: &[bool]) {
     let mut inner = 1usize;
@@ -172,8 +210,10 @@ impl<'a> Nest<'a> {
             inner[i] = !after[i] && (own || inst.operands().iter().any(|r| inner[r.index()]));
         }
         let mut used = vec![false; l.rank()];
-        let mut mark =
-            |v: &View| v.strides.iter().enumerate().filter(|(_, s)| **s != 0).for_each(|(d, _)| used[d] = true);
+        let mut mark = |v: &View| {
+            let coeffs = v.guards.iter().flat_map(|g| g.coeffs.iter().enumerate());
+            v.strides.iter().enumerate().chain(coeffs).filter(|(_, s)| **s != 0).for_each(|(d, _)| used[d] = true)
+        };
         for inst in &l.body {
             match inst {
                 Inst::Load { view, .. } | Inst::Gather { view, .. } => mark(view),
@@ -192,7 +232,7 @@ impl<'a> Nest<'a> {
     fn inst(&self, i: usize, names: &[String]) -> String {
         let r = |x: &crate::kernel::Reg| format!("r{}", x.0);
         let e = match &self.l.body[i] {
-            Inst::Load { arg, view } => format!("{}[{}]", names[*arg as usize], index(view)),
+            Inst::Load { arg, view } => load(&names[*arg as usize], view),
             Inst::Gather { arg, row, row_stride, view } => {
                 format!("{}[{} + (long long){} * {row_stride}LL]", names[*arg as usize], index(view), r(row))
             }

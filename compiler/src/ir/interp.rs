@@ -4,7 +4,7 @@
 //! which is what a float32 back end computes up to summation order.
 
 use super::semantics::{self, ElemOp};
-use super::{numel, Binary, Graph, Op, ReduceOp, ValueId};
+use super::{numel, window_shape, Binary, Graph, Op, ReduceOp, Slide, ValueId};
 use std::collections::HashMap;
 
 /// Why the interpreter stopped: the inputs it was given do not fit the graph.
@@ -54,6 +54,37 @@ fn walk(out_shape: &[usize], in_strides: &[usize], mut f: impl FnMut(usize, usiz
             idx[ax] = 0;
         }
     }
+}
+
+/// For each element of the windows of a value of `shape` (row-major), the element of the
+/// value it reads, or `None` where it reads the padding.
+pub fn window_sources(shape: &[usize], axes: &[usize], slides: &[Slide]) -> Vec<Option<usize>> {
+    let out_shape = window_shape(shape, axes, slides);
+    let in_strides = strides(shape);
+    let rank = shape.len();
+    let mut idx = vec![0usize; out_shape.len()];
+    let mut out = Vec::with_capacity(numel(&out_shape));
+    for _ in 0..numel(&out_shape) {
+        let mut flat = 0i64;
+        let mut inside = true;
+        for a in 0..rank {
+            let c = match axes.iter().position(|&x| x == a) {
+                Some(k) => slides[k].coordinate(idx[a], idx[rank + k]),
+                None => idx[a] as i64,
+            };
+            inside &= c >= 0 && c < shape[a] as i64;
+            flat += c * in_strides[a] as i64;
+        }
+        out.push(inside.then_some(flat as usize));
+        for ax in (0..out_shape.len()).rev() {
+            idx[ax] += 1;
+            if idx[ax] < out_shape[ax] {
+                break;
+            }
+            idx[ax] = 0;
+        }
+    }
+    out
 }
 
 /// Evaluates every value of `graph`. `inputs` maps input names to buffers.
@@ -159,6 +190,23 @@ pub fn run(
                 }
                 out
             }
+            Op::Window { input, axes, slides, fill } => {
+                let src = get(input);
+                window_sources(graph.shape(*input), axes, slides)
+                    .into_iter()
+                    .map(|from| from.map_or(fill.value(), |k| src[k]))
+                    .collect()
+            }
+            Op::Unwindow { input, axes, slides } => {
+                let src = get(input);
+                let mut out = vec![0.0; n];
+                for (k, to) in window_sources(&v.shape, axes, slides).into_iter().enumerate() {
+                    if let Some(to) = to {
+                        out[to] += src[k];
+                    }
+                }
+                out
+            }
             Op::OneHot { labels } => {
                 let classes = v.shape[1];
                 let mut out = vec![0.0; n];
@@ -243,6 +291,24 @@ mod tests {
         let bad = [("labels".to_string(), vec![0.0, 3.0])].into_iter().collect();
         assert!(run(&g, &bad, Precision::F64).is_err());
         assert!(run(&g, &HashMap::new(), Precision::F64).is_err());
+    }
+
+    #[test]
+    fn windows_and_their_adjoint() {
+        // A 1×4 row, windows of 3 with stride 1 and padding 1: [0 a b] [a b c] [b c d] [c d 0].
+        let mut g = Graph::default();
+        let x = g.input_value("x", InputKind::Data, vec![1, 4]);
+        let slide = Slide { size: 3, stride: 1, padding: 1, dilation: 1 };
+        let w = g.window(x, vec![1], vec![slide], crate::ir::Fill::Zero);
+        let back = g.unwindow(w, vec![1], vec![slide], vec![1, 4]);
+        let m = g.window(x, vec![1], vec![Slide { size: 2, stride: 2, padding: 1, dilation: 1 }], crate::ir::Fill::NegInf);
+        let v = eval(&g, &[("x", vec![1.0, 2.0, 3.0, 4.0])]);
+        assert_eq!(g.shape(w), [1, 4, 3]);
+        assert_eq!(v[w.index()], vec![0.0, 1.0, 2.0, 1.0, 2.0, 3.0, 2.0, 3.0, 4.0, 3.0, 4.0, 0.0]);
+        // Each element is read by three windows, the ends by two.
+        assert_eq!(v[back.index()], vec![2.0, 6.0, 9.0, 8.0]);
+        assert_eq!(g.shape(m), [1, 3, 2]);
+        assert_eq!(v[m.index()], vec![f64::NEG_INFINITY, 1.0, 2.0, 3.0, 4.0, f64::NEG_INFINITY]);
     }
 
     #[test]

@@ -51,6 +51,9 @@ pub enum Unary {
     /// The value itself, with no gradient flowing through it (PyTorch's `detach`): the
     /// maximum subtracted inside log-softmax. Removed by simplification after autodiff.
     Detach,
+    /// The value itself, written to memory: inserted where a view of a view cannot be one
+    /// strided view (the columns of a convolution's windows, a transposed gradient).
+    Copy,
 }
 
 impl Unary {
@@ -66,6 +69,7 @@ impl Unary {
             Unary::Step => "step",
             Unary::Recip => "recip",
             Unary::Detach => "detach",
+            Unary::Copy => "copy",
         }
     }
     /// The op's value in f64 (`semantics` defines it).
@@ -106,6 +110,61 @@ impl Binary {
 pub enum ReduceOp {
     Sum,
     Max,
+}
+
+/// How a window slides along one axis, as PyTorch's `kernel_size`, `stride`, `padding` and
+/// `dilation` say: position `o`, element `j` reads coordinate `o·stride + j·dilation −
+/// padding`, which may lie in the padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Slide {
+    pub size: usize,
+    pub stride: usize,
+    pub padding: usize,
+    pub dilation: usize,
+}
+
+impl Slide {
+    /// The window positions along an axis of `n` elements (0 if even one does not fit).
+    pub fn positions(&self, n: usize) -> usize {
+        let span = self.dilation * (self.size.max(1) - 1) + 1;
+        let padded = n + 2 * self.padding;
+        if padded < span || self.stride == 0 {
+            0
+        } else {
+            (padded - span) / self.stride + 1
+        }
+    }
+    /// The coordinate element `j` of window `o` reads.
+    pub fn coordinate(&self, o: usize, j: usize) -> i64 {
+        (o * self.stride + j * self.dilation) as i64 - self.padding as i64
+    }
+}
+
+/// What a window reads in the padding: 0 (convolution, average pooling) or −∞ (max pooling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fill {
+    Zero,
+    NegInf,
+}
+
+impl Fill {
+    pub fn value(self) -> f64 {
+        match self {
+            Fill::Zero => 0.0,
+            Fill::NegInf => f64::NEG_INFINITY,
+        }
+    }
+}
+
+/// The shape of the windows of a value of `shape`: each axis of `axes` becomes the window
+/// positions along it, and the window's own axes follow at the end, in the order of `axes`.
+pub fn window_shape(shape: &[usize], axes: &[usize], slides: &[Slide]) -> Shape {
+    let mut out = shape.to_vec();
+    for (&a, s) in axes.iter().zip(slides) {
+        out[a] = s.positions(shape[a]);
+    }
+    out.extend(slides.iter().map(|s| s.size));
+    out
 }
 
 /// What an input of the step is, so that runtimes know what to feed.
@@ -178,6 +237,21 @@ pub enum Op {
     Iota {
         axis: usize,
     },
+    /// The sliding windows of `input` over `axes` (see `window_shape`): what a convolution
+    /// multiplies and a pooling reduces. A view: no kernel computes it.
+    Window {
+        input: ValueId,
+        axes: Vec<usize>,
+        slides: Vec<Slide>,
+        fill: Fill,
+    },
+    /// The adjoint of `Window`: each element of the result is the sum of the window elements
+    /// that read it (a convolution's input gradient, PyTorch's `col2im`/`fold`).
+    Unwindow {
+        input: ValueId,
+        axes: Vec<usize>,
+        slides: Vec<Slide>,
+    },
 }
 
 impl Op {
@@ -187,7 +261,11 @@ impl Op {
             Op::Input { .. } | Op::Const(_) | Op::Iota { .. } => vec![],
             Op::Unary(_, x) | Op::PowConst(x, _) | Op::Reshape(x) => vec![*x],
             Op::Binary(_, a, b) | Op::MatMul { a, b, .. } => vec![*a, *b],
-            Op::Reduce { input, .. } | Op::Broadcast { input, .. } | Op::Permute { input, .. } => vec![*input],
+            Op::Reduce { input, .. }
+            | Op::Broadcast { input, .. }
+            | Op::Permute { input, .. }
+            | Op::Window { input, .. }
+            | Op::Unwindow { input, .. } => vec![*input],
             Op::OneHot { labels } => vec![*labels],
             Op::Select { cond, on_true, on_false } => vec![*cond, *on_true, *on_false],
             Op::Gather { table, indices } => vec![*table, *indices],
@@ -196,7 +274,7 @@ impl Op {
 
     /// Ops that only move elements: they become views of their operand, never kernels.
     pub fn is_movement(&self) -> bool {
-        matches!(self, Op::Broadcast { .. } | Op::Reshape(_) | Op::Permute { .. })
+        matches!(self, Op::Broadcast { .. } | Op::Reshape(_) | Op::Permute { .. } | Op::Window { .. })
     }
 }
 
@@ -336,6 +414,18 @@ impl Graph {
         assert!(axis < shape.len(), "iota axis");
         self.push(Op::Iota { axis }, shape)
     }
+    pub fn window(&mut self, input: ValueId, axes: Vec<usize>, slides: Vec<Slide>, fill: Fill) -> ValueId {
+        let s = self.shape(input).to_vec();
+        assert!(axes.len() == slides.len() && axes.iter().all(|&a| a < s.len()), "window axes {axes:?} of {s:?}");
+        let out = window_shape(&s, &axes, &slides);
+        assert!(out.iter().all(|&d| d > 0), "windows of {s:?} that do not fit");
+        self.push(Op::Window { input, axes, slides, fill }, out)
+    }
+    /// The adjoint of `window`, back to a value of `shape`.
+    pub fn unwindow(&mut self, input: ValueId, axes: Vec<usize>, slides: Vec<Slide>, shape: Shape) -> ValueId {
+        assert_eq!(self.shape(input), window_shape(&shape, &axes, &slides).as_slice(), "unwindow shapes");
+        self.push(Op::Unwindow { input, axes, slides }, shape)
+    }
     pub fn one_hot(&mut self, labels: ValueId, classes: usize) -> ValueId {
         let b = self.shape(labels).to_vec();
         assert_eq!(b.len(), 1);
@@ -435,6 +525,23 @@ impl Graph {
                 Op::Iota { axis } => {
                     if *axis >= v.shape.len() {
                         return bad(format!("axis {axis} of {:?}", v.shape));
+                    }
+                }
+                Op::Window { input, axes, slides, .. } => {
+                    let ins = s(input);
+                    if axes.len() != slides.len()
+                        || axes.iter().any(|&a| a >= ins.len())
+                        || window_shape(ins, axes, slides) != v.shape
+                    {
+                        return bad(format!("windows {slides:?} over axes {axes:?} of {ins:?} to {:?}", v.shape));
+                    }
+                }
+                Op::Unwindow { input, axes, slides } => {
+                    if axes.len() != slides.len()
+                        || axes.iter().any(|&a| a >= v.shape.len())
+                        || window_shape(&v.shape, axes, slides) != s(input)
+                    {
+                        return bad(format!("windows {:?} over axes {axes:?} back to {:?}", s(input), v.shape));
                     }
                 }
             }

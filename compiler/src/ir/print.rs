@@ -51,7 +51,24 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::Select { .. } => "select",
         Op::Gather { .. } => "gather",
         Op::Iota { .. } => "iota",
+        Op::Window { .. } => "window",
+        Op::Unwindow { .. } => "unwindow",
     }
+}
+
+/// `size (5, 5), stride (1, 1), padding (0, 0)`, and the dilation where it is not 1.
+fn slides_text(slides: &[super::Slide]) -> String {
+    let list = |f: &dyn Fn(&super::Slide) -> usize| shape(&slides.iter().map(f).collect::<Vec<_>>());
+    let mut t = format!(
+        "size {}, stride {}, padding {}",
+        list(&|s| s.size),
+        list(&|s| s.stride),
+        list(&|s| s.padding)
+    );
+    if slides.iter().any(|s| s.dilation != 1) {
+        t += &format!(", dilation {}", list(&|s| s.dilation));
+    }
+    t
 }
 
 pub fn print(graph: &Graph) -> String {
@@ -101,6 +118,13 @@ pub fn print(graph: &Graph) -> String {
             }
             Op::Gather { table, indices } => format!("gather {}, {}", r(table), r(indices)),
             Op::Iota { axis } => format!("iota {axis}"),
+            Op::Window { input, axes, slides, fill } => {
+                let fill = if *fill == super::Fill::NegInf { ", fill -inf" } else { "" };
+                format!("window {}, axes {}, {}{fill}", r(input), shape(axes), slides_text(slides))
+            }
+            Op::Unwindow { input, axes, slides } => {
+                format!("unwindow {}, axes {}, {}", r(input), shape(axes), slides_text(slides))
+            }
         };
         let _ = writeln!(out, "  %{n} = {body} : {}", shape(&v.shape));
     }

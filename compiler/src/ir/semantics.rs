@@ -111,7 +111,7 @@ pub fn program(op: ElemOp) -> Vec<Prim> {
             Unary::Exp => vec![Arg(0), Exp(0)],
             Unary::Log => vec![Arg(0), Log(0)],
             Unary::Recip => vec![Arg(0), Const(1.0), Div(1, 0)],
-            Unary::Detach => vec![Arg(0)],
+            Unary::Detach | Unary::Copy => vec![Arg(0)],
             // x < 0 ? 0 : x — NaN and −0 pass through.
             Unary::Relu => vec![Arg(0), Const(0.0), Cmp(Cmp::Lt, 0, 1), Select(2, 1, 0)],
             // x <= 0 ? 0 : 1 — NaN gives 1, as PyTorch's threshold_backward.

@@ -6,9 +6,12 @@
 //!   only at the element it writes; otherwise it is computed aside and copied over at the end.
 //! - Every other value a kernel writes is a temporary in the arena; temporaries whose
 //!   lifetimes (first to last kernel that touches them) do not overlap share memory.
-//! - Reads through broadcasts, permutes and reshapes become strided views of the buffer
-//!   underneath; constants become instructions.
+//! - Reads through broadcasts, permutes, reshapes and windows become views of the buffer
+//!   underneath (`view`); constants become instructions.
+//! - The adjoint of windows is a sum over the window's own axes, a reduction whose input is
+//!   read through a guarded view.
 
+use super::view::{source, unwindow_view, Source};
 use super::{
     AccType, Arg, Body, Buffer, BufferId, Dtype, Inst, Kernel, Loop, MatMul, MatView, Program, Reduction, Reg, Role,
     Storage, Store, View,
@@ -23,91 +26,15 @@ fn internal(message: impl Into<String>) -> CompileError {
     CompileError::internal("kernel construction", message)
 }
 
-/// Where an operand's elements come from: a constant, or a strided view of a value in
-/// memory (strides per axis of the operand's own shape).
-#[derive(Debug, Clone, PartialEq)]
-enum Source {
-    Const(f64),
-    View { root: ValueId, offset: i64, strides: Vec<i64> },
-}
-
-/// Composes the movement ops above `v` into one view of the value in memory.
-fn source(g: &Graph, v: ValueId) -> Result<Source, CompileError> {
-    let value = g.value(v);
-    Ok(match &value.op {
-        Op::Const(c) => Source::Const(*c),
-        Op::Broadcast { input, dims } => match source(g, *input)? {
-            Source::View { root, offset, strides: inner } => {
-                let mut strides = vec![0; value.shape.len()];
-                for (i, &d) in dims.iter().enumerate() {
-                    strides[d] = inner[i];
-                }
-                Source::View { root, offset, strides }
-            }
-            c => c,
-        },
-        Op::Permute { input, perm } => match source(g, *input)? {
-            Source::View { root, offset, strides: inner } => {
-                Source::View { root, offset, strides: perm.iter().map(|&p| inner[p]).collect() }
-            }
-            c => c,
-        },
-        Op::Reshape(x) => match source(g, *x)? {
-            Source::View { root, offset, strides: inner } => {
-                let strides = reshape_strides(g.shape(*x), &inner, &value.shape).ok_or_else(|| {
-                    internal(format!("a reshape of a non-contiguous view ({:?} to {:?})", g.shape(*x), value.shape))
-                })?;
-                Source::View { root, offset, strides }
-            }
-            c => c,
-        },
-        _ => Source::View { root: v, offset: 0, strides: View::contiguous(&value.shape).strides },
-    })
-}
-
-/// The strides of a view of `old` (with `strides`) reshaped to `new`, where one strided view
-/// can express it: axes split, and adjacent axes merged where they are laid out as one.
-pub fn reshape_strides(old: &[usize], strides: &[i64], new: &[usize]) -> Option<Vec<i64>> {
-    // Old axes as (extent, stride), size-1 axes dropped (their stride is irrelevant).
-    let mut rest: Vec<(usize, i64)> = old.iter().zip(strides).filter(|(&n, _)| n != 1).map(|(&n, &s)| (n, s)).collect();
-    rest.reverse(); // a stack: the outermost axis last
-    let mut out = Vec::with_capacity(new.len());
-    for &n in new {
-        if n == 1 {
-            out.push(0);
-            continue;
-        }
-        // Merge old axes until the top of the stack holds at least n elements.
-        loop {
-            let &(e, s) = rest.last()?;
-            if e >= n {
-                break;
-            }
-            rest.pop();
-            let (e2, s2) = rest.pop()?;
-            if s != s2 * e2 as i64 {
-                return None;
-            }
-            rest.push((e * e2, s2));
-        }
-        let (e, s) = rest.pop()?;
-        if e % n != 0 {
-            return None;
-        }
-        let inner = e / n;
-        out.push(s * inner as i64);
-        if inner > 1 {
-            rest.push((inner, s));
-        }
-    }
-    rest.is_empty().then_some(out)
+fn view_of(g: &Graph, v: ValueId) -> Result<Source, CompileError> {
+    source(g, v).map_err(internal)
 }
 
 /// Whether the kernel writing `output` can write it over `input`: it reads `input` only as a
 /// direct operand of element-wise ops (the element it writes), and `output` is not the
 /// product a library writes.
 fn in_place_ok(g: &Graph, kernel: &crate::fusion::Kernel, output: ValueId, input: ValueId) -> bool {
-    if matches!(g.value(output).op, Op::MatMul { .. } | Op::Reduce { .. }) {
+    if matches!(g.value(output).op, Op::MatMul { .. } | Op::Reduce { .. } | Op::Unwindow { .. }) {
         return false;
     }
     // The old value is read only where the new one is written: by element-wise ops over the
@@ -225,13 +152,9 @@ impl<'g> KernelBuilder<'g> {
         self.shared(Inst::Const(c as f32))
     }
 
-    /// Domain strides for a view whose axis `i` is iteration axis `dims[i]`.
-    fn domain_view(&self, offset: i64, strides: &[i64], dims: &[usize]) -> View {
-        let mut out = vec![0; self.rank];
-        for (i, &d) in dims.iter().enumerate() {
-            out[self.axis_of[d]] = strides[i];
-        }
-        View { offset, strides: out }
+    /// A view whose axis `i` is iteration axis `dims[i]`, on the domain.
+    fn domain_view(&self, view: &View, dims: &[usize]) -> View {
+        view.map_axes(self.rank, |i| Some(self.axis_of[dims[i]]))
     }
 
     /// A register holding operand `o`, whose axis `i` is iteration axis `dims[i]`.
@@ -239,15 +162,15 @@ impl<'g> KernelBuilder<'g> {
         if let Some(&r) = self.reg_of.get(&o) {
             return Ok(r);
         }
-        match source(self.g, o)? {
+        match view_of(self.g, o)? {
             Source::Const(c) => Ok(self.constant(c)),
-            Source::View { root, offset, strides } => {
+            Source::View { root, view } => {
                 if self.reg_of.contains_key(&root) {
                     return Err(internal(format!("%{} is read through a view in the kernel that computes it", root.0)));
                 }
                 let buffer = b.buffer(root)?;
                 let arg = self.arg(buffer, Role::Read);
-                let view = self.domain_view(offset, &strides, dims);
+                let view = self.domain_view(&view, dims);
                 Ok(self.shared(Inst::Load { arg, view }))
             }
         }
@@ -295,14 +218,19 @@ impl<'g> KernelBuilder<'g> {
                 } else {
                     self.operand_at(b, *indices, &[0])?
                 };
-                let Source::View { root, offset, strides } = source(g, *table)? else {
+                let Source::View { root, view } = view_of(g, *table)? else {
                     return Err(internal("a gather from a constant table"));
                 };
+                if !view.guards.is_empty() {
+                    return Err(internal("a gather from a guarded view"));
+                }
                 let buffer = b.buffer(root)?;
                 let arg = self.arg(buffer, Role::Read);
-                let dims: Vec<usize> = (1..strides.len()).collect();
-                let view = self.domain_view(offset, &strides[1..], &dims);
-                self.push(Inst::Gather { arg, row, row_stride: strides[0], view })
+                let dims: Vec<usize> = (1..view.strides.len()).collect();
+                let row_stride = view.strides[0];
+                let rest = View::strided(view.offset, view.strides[1..].to_vec());
+                let view = self.domain_view(&rest, &dims);
+                self.push(Inst::Gather { arg, row, row_stride, view })
             }
             other => return Err(internal(format!("{} inside a fused kernel", crate::ir::print::op_name(other)))),
         };
@@ -312,7 +240,7 @@ impl<'g> KernelBuilder<'g> {
 
     /// Stores of `v` (of the iteration shape, or `dims` of it) to every buffer it goes to.
     fn store(&mut self, b: &Builder, v: ValueId, value: Reg, dims: &[usize], stores: &mut Vec<Store>) {
-        let view = self.domain_view(0, &View::contiguous(self.g.shape(v)).strides, dims);
+        let view = self.domain_view(&View::contiguous(self.g.shape(v)), dims);
         let targets =
             b.buffer_of.get(&v).into_iter().chain(b.also.get(&v).into_iter().flatten()).copied().collect::<Vec<_>>();
         for t in targets {
@@ -398,12 +326,8 @@ pub fn build(g: &Graph, schedule: &Schedule) -> Result<Program, CompileError> {
 
 fn loop_kernel(b: &mut Builder, k: &crate::fusion::Kernel, name: String) -> Result<Kernel, CompileError> {
     let g = b.g;
-    let reduced: Vec<ValueId> =
-        k.values.iter().copied().filter(|v| matches!(g.value(*v).op, Op::Reduce { .. })).collect();
-    let axes: Vec<usize> = match reduced.first().map(|r| &g.value(*r).op) {
-        Some(Op::Reduce { axes, .. }) => axes.clone(),
-        _ => vec![],
-    };
+    let axes: Vec<usize> =
+        k.values.iter().find_map(|&v| crate::fusion::reduction_domain(g, v)).map(|(_, axes)| axes).unwrap_or_default();
     let parallel: Vec<usize> = (0..k.shape.len()).filter(|a| !axes.contains(a)).collect();
     let order: Vec<usize> = parallel.iter().chain(&axes).copied().collect();
     let mut axis_of = vec![0; k.shape.len()];
@@ -423,6 +347,24 @@ fn loop_kernel(b: &mut Builder, k: &crate::fusion::Kernel, name: String) -> Resu
             let value = kb.operand(b, *input)?;
             let acc = if *op == ReduceOp::Sum { AccType::F64 } else { AccType::F32 };
             reductions.push(Reduction { op: *op, acc, value });
+            let r = kb.push(Inst::Acc(reductions.len() - 1));
+            kb.reg_of.insert(v, r);
+            kb.store(b, v, r, &parallel, &mut stores);
+            continue;
+        }
+        if let Op::Unwindow { input, axes: window_axes, slides } = &g.value(v).op {
+            // A sum over the window's axes of the windows that read each element.
+            if crate::fusion::reduction_domain(g, v).map(|d| d.1) != Some(axes.clone()) {
+                return Err(internal("reductions over different axes in one kernel"));
+            }
+            let Source::View { root, view } = view_of(g, *input)? else {
+                return Err(internal("the adjoint of constant windows"));
+            };
+            let view = unwindow_view(&view, g.shape(*input), window_axes, slides).map_err(internal)?;
+            let arg = kb.arg(b.buffer(root)?, Role::Read);
+            let view = kb.domain_view(&view, &all);
+            let value = kb.shared(Inst::Load { arg, view });
+            reductions.push(Reduction { op: ReduceOp::Sum, acc: AccType::F64, value });
             let r = kb.push(Inst::Acc(reductions.len() - 1));
             kb.reg_of.insert(v, r);
             kb.store(b, v, r, &parallel, &mut stores);
@@ -455,12 +397,16 @@ fn matmul_kernel(b: &mut Builder, k: &crate::fusion::Kernel, name: String) -> Re
     let kdim = if ta { g.shape(a)[0] } else { g.shape(a)[1] };
     let mut kb = KernelBuilder::new(g, vec![0, 1]);
     let mut operand = |kb: &mut KernelBuilder, x: ValueId, transposed: bool| -> Result<MatView, CompileError> {
-        let Source::View { root, offset, strides } = source(g, x)? else {
+        let Source::View { root, view } = view_of(g, x)? else {
             return Err(internal("a matrix product of a constant"));
         };
+        if !view.guards.is_empty() {
+            return Err(internal("a matrix product of a guarded view"));
+        }
         let arg = kb.arg(b.buffer(root)?, Role::Read);
-        let (rows, cols) = if transposed { (strides[1], strides[0]) } else { (strides[0], strides[1]) };
-        Ok(MatView { arg, offset, rows, cols })
+        let s = &view.strides;
+        let (rows, cols) = if transposed { (s[1], s[0]) } else { (s[0], s[1]) };
+        Ok(MatView { arg, offset: view.offset, rows, cols })
     };
     let av = operand(&mut kb, a, ta)?;
     let bv = operand(&mut kb, bb, tb)?;
@@ -497,12 +443,12 @@ fn copy_kernel(b: &mut Builder, v: ValueId, dst: BufferId, name: String) -> Resu
     let g = b.g;
     let shape = g.shape(v).to_vec();
     let mut kb = KernelBuilder::new(g, (0..shape.len()).collect());
-    let r = match source(g, v)? {
+    let r = match view_of(g, v)? {
         Source::Const(c) => kb.constant(c),
-        Source::View { root, offset, strides } => {
+        Source::View { root, view } => {
             let arg = kb.arg(b.buffer(root)?, Role::Read);
             let dims: Vec<usize> = (0..shape.len()).collect();
-            let view = kb.domain_view(offset, &strides, &dims);
+            let view = kb.domain_view(&view, &dims);
             kb.push(Inst::Load { arg, view })
         }
     };
@@ -548,21 +494,4 @@ fn place_temporaries(p: &mut Program) -> usize {
         arena = arena.max(offset + size);
     }
     arena
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reshape_views() {
-        // Contiguous [2, 3, 4] to [6, 4] and [24]; a transposed [3, 2] cannot be flattened.
-        assert_eq!(reshape_strides(&[2, 3, 4], &[12, 4, 1], &[6, 4]), Some(vec![4, 1]));
-        assert_eq!(reshape_strides(&[2, 3, 4], &[12, 4, 1], &[24]), Some(vec![1]));
-        assert_eq!(reshape_strides(&[6], &[1], &[2, 1, 3]), Some(vec![3, 0, 1]));
-        assert_eq!(reshape_strides(&[3, 2], &[1, 3], &[6]), None);
-        // A broadcast stays a broadcast.
-        assert_eq!(reshape_strides(&[4, 5], &[0, 0], &[20]), Some(vec![0]));
-        assert_eq!(reshape_strides(&[4, 5], &[0, 1], &[2, 2, 5]), Some(vec![0, 0, 1]));
-    }
 }

@@ -99,7 +99,14 @@ fn run_loop(l: &Loop, mem: &mut [Vec<f32>]) -> Result<(), String> {
                     continue;
                 }
                 regs[i] = match inst {
-                    Inst::Load { arg, view } => at(&mem[*arg as usize], offset(view, &idx))?,
+                    Inst::Load { arg, view } if view.guards.is_empty() => at(&mem[*arg as usize], offset(view, &idx))?,
+                    Inst::Load { arg, view } => {
+                        let point: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
+                        match view.element(&point) {
+                            Ok(e) => at(&mem[*arg as usize], e)?,
+                            Err(fill) => fill.value() as f32,
+                        }
+                    }
                     Inst::Gather { arg, row, row_stride, view } => {
                         let row = regs[row.index()];
                         if row < 0.0 || row.fract() != 0.0 {

@@ -25,8 +25,10 @@ pub mod build;
 pub mod eval;
 pub mod passes;
 pub mod print;
+pub mod view;
 
 use crate::ir::semantics::ElemOp;
+pub use crate::ir::Fill;
 use crate::ir::{ReduceOp, Shape};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,23 +82,66 @@ pub struct Arg {
     pub role: Role,
 }
 
-/// An affine map from the kernel's domain to elements of a buffer: element
-/// `offset + Σ strides[d] · i[d]`. Strides may be zero (a broadcast) and, for sliding
-/// windows, two domain axes may step through one buffer dimension.
+/// A map from the kernel's domain to elements of a buffer: element
+/// `offset + Σ strides[d] · i[d]`, plus each guard's part. Strides may be zero (a broadcast)
+/// and, for sliding windows, two domain axes may step through one buffer dimension.
+///
+/// Guards are coordinates that plain strides cannot express: a window's coordinate that
+/// may fall in the padding, or the window position `(h + p − j·d) / s` of a window's
+/// adjoint, which exists only where the division is exact. A view with guards is only
+/// loaded from; where a guard fails the load gives that guard's fill instead (the first
+/// failing guard's), and reads nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct View {
     pub offset: i64,
     pub strides: Vec<i64>,
+    pub guards: Vec<Guard>,
+}
+
+/// `e = constant + Σ coeffs[d] · i[d]` must be a multiple of `divisor` with
+/// `0 ≤ e / divisor < extent`; the element index then adds `(e / divisor) · stride`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Guard {
+    pub coeffs: Vec<i64>,
+    pub constant: i64,
+    pub divisor: i64,
+    pub extent: i64,
+    pub stride: i64,
+    pub fill: Fill,
+}
+
+impl Guard {
+    /// The guard's coordinate at a point, if it holds there.
+    pub fn at(&self, point: &[i64]) -> Option<i64> {
+        let e = self.constant + self.coeffs.iter().zip(point).map(|(c, i)| c * i).sum::<i64>();
+        (e >= 0 && e % self.divisor == 0 && e / self.divisor < self.extent).then_some(e / self.divisor)
+    }
+    /// The innermost domain axis the guard depends on (+1), or 0.
+    pub fn depth(&self) -> usize {
+        self.coeffs.iter().rposition(|&c| c != 0).map_or(0, |d| d + 1)
+    }
 }
 
 impl View {
+    pub fn strided(offset: i64, strides: Vec<i64>) -> View {
+        View { offset, strides, guards: vec![] }
+    }
     /// The row-major view of a buffer of `shape` over a domain of the same axes.
     pub fn contiguous(shape: &[usize]) -> View {
-        View { offset: 0, strides: crate::ir::interp::strides(shape).into_iter().map(|s| s as i64).collect() }
+        View::strided(0, crate::ir::interp::strides(shape).into_iter().map(|s| s as i64).collect())
     }
-    /// The innermost domain axis this view moves along (+1), or 0 if it never moves.
+    /// The innermost domain axis this view moves along or is guarded by (+1), or 0.
     pub fn depth(&self) -> usize {
-        self.strides.iter().rposition(|&s| s != 0).map_or(0, |d| d + 1)
+        let plain = self.strides.iter().rposition(|&s| s != 0).map_or(0, |d| d + 1);
+        self.guards.iter().map(Guard::depth).fold(plain, usize::max)
+    }
+    /// The element at a point of the domain, or the fill where a guard fails.
+    pub fn element(&self, point: &[i64]) -> Result<i64, Fill> {
+        let mut e = self.offset + self.strides.iter().zip(point).map(|(s, i)| s * i).sum::<i64>();
+        for g in &self.guards {
+            e += g.at(point).ok_or(g.fill)? * g.stride;
+        }
+        Ok(e)
     }
 }
 

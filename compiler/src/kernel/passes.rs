@@ -45,11 +45,21 @@ pub fn coalesce(l: &mut Loop) {
         let extents = l.extents();
         let indexed = l.body.iter().any(|i| matches!(i, Inst::Index(a) if *a == d || *a == d + 1));
         let inner = extents[d + 1] as i64;
-        let fits = same_kind && !indexed && views_mut(l).iter().all(|v| v.strides[d] == v.strides[d + 1] * inner);
+        // Strides and guard coefficients are linear forms of the coordinates; each must read
+        // the two axes as one.
+        let fits = same_kind
+            && !indexed
+            && views_mut(l).iter().all(|v| {
+                v.strides[d] == v.strides[d + 1] * inner
+                    && v.guards.iter().all(|g| g.coeffs[d] == g.coeffs[d + 1] * inner)
+            });
         if fits {
             let merged = extents[d] * extents[d + 1];
             for v in views_mut(l) {
                 v.strides[d] = v.strides[d + 1];
+                for g in v.guards.iter_mut() {
+                    g.coeffs[d] = g.coeffs[d + 1];
+                }
             }
             if d < np {
                 l.parallel[d] = merged;
@@ -73,6 +83,9 @@ fn remove_axis(l: &mut Loop, d: usize) {
     }
     for v in views_mut(l) {
         v.strides.remove(d);
+        for g in v.guards.iter_mut() {
+            g.coeffs.remove(d);
+        }
     }
     for inst in l.body.iter_mut() {
         if let Inst::Index(a) = inst {
@@ -172,11 +185,12 @@ fn invalid(kernel: &str, message: String) -> CompileError {
     CompileError::internal("kernel validation", format!("{kernel}: {message}"))
 }
 
-/// Smallest and largest element a view addresses over `extents`.
+/// Smallest and largest element a view addresses over `extents` (a guard adds its
+/// coordinate's range, which is all it can reach where it holds).
 fn span(v: &View, extents: &[usize]) -> (i64, i64) {
     let (mut lo, mut hi) = (v.offset, v.offset);
-    for (&s, &e) in v.strides.iter().zip(extents) {
-        let reach = s * (e as i64 - 1);
+    let reaches = v.strides.iter().zip(extents).map(|(&s, &e)| s * (e as i64 - 1));
+    for reach in reaches.chain(v.guards.iter().map(|g| g.stride * (g.extent - 1))) {
         if reach < 0 {
             lo += reach;
         } else {
@@ -211,11 +225,14 @@ pub fn validate(p: &Program) -> Result<(), CompileError> {
         let role = |arg: u32| k.args[arg as usize].role;
         let check_view = |arg: u32, v: &View, extents: &[usize], write: bool| -> Result<(), CompileError> {
             let n = size(arg)?;
-            if v.strides.len() != extents.len() {
+            if v.strides.len() != extents.len() || v.guards.iter().any(|g| g.coeffs.len() != extents.len()) {
                 return Err(invalid(
                     name,
                     format!("a view of rank {} in a domain of rank {}", v.strides.len(), extents.len()),
                 ));
+            }
+            if v.guards.iter().any(|g| g.divisor < 1 || g.extent < 1) || (write && !v.guards.is_empty()) {
+                return Err(invalid(name, "a guard with no valid coordinate, or a guarded store".into()));
             }
             let (lo, hi) = span(v, extents);
             if lo < 0 || hi >= n as i64 {
@@ -288,8 +305,8 @@ pub fn validate(p: &Program) -> Result<(), CompileError> {
                 if m.m == 0 || m.n == 0 || m.k == 0 {
                     return Err(invalid(name, "an empty product".into()));
                 }
-                let a = View { offset: m.a.offset, strides: vec![m.a.rows, m.a.cols] };
-                let b = View { offset: m.b.offset, strides: vec![m.b.rows, m.b.cols] };
+                let a = View::strided(m.a.offset, vec![m.a.rows, m.a.cols]);
+                let b = View::strided(m.b.offset, vec![m.b.rows, m.b.cols]);
                 check_view(m.a.arg, &a, &[m.m, m.k], false)?;
                 check_view(m.b.arg, &b, &[m.k, m.n], false)?;
                 check_view(m.out, &View::contiguous(&[m.m, m.n]), &[m.m, m.n], true)?;
@@ -312,7 +329,7 @@ mod tests {
     use crate::kernel::{AccType, Arg, Buffer, BufferId, Dtype, Kernel, Reduction, Storage, Store};
 
     fn load(arg: u32, strides: Vec<i64>) -> Inst {
-        Inst::Load { arg, view: View { offset: 0, strides } }
+        Inst::Load { arg, view: View::strided(0, strides) }
     }
 
     /// y[i, j] = relu(x[i, j] + b[j]) over [4, 6].
@@ -327,7 +344,7 @@ mod tests {
                 Inst::Op(ElemOp::Unary(Unary::Relu), vec![Reg(2)]),
             ],
             reductions: vec![],
-            stores: vec![Store { arg: 2, view: View { offset: 0, strides: vec![6, 1] }, value: Reg(3) }],
+            stores: vec![Store { arg: 2, view: View::strided(0, vec![6, 1]), value: Reg(3) }],
         }
     }
 
@@ -349,7 +366,7 @@ mod tests {
             reduce: vec![3, 5],
             body: vec![load(0, vec![0, 5, 1]), Inst::Acc(0)],
             reductions: vec![Reduction { op: ReduceOp::Sum, acc: AccType::F64, value: Reg(0) }],
-            stores: vec![Store { arg: 1, view: View { offset: 0, strides: vec![0, 0, 0] }, value: Reg(1) }],
+            stores: vec![Store { arg: 1, view: View::strided(0, vec![0, 0, 0]), value: Reg(1) }],
         };
         coalesce(&mut r);
         assert_eq!((r.parallel.clone(), r.reduce.clone()), (vec![], vec![15]));
@@ -372,8 +389,8 @@ mod tests {
             ],
             reductions: vec![],
             stores: vec![
-                Store { arg: 2, view: View { offset: 0, strides: vec![1] }, value: Reg(3) },
-                Store { arg: 3, view: View { offset: 0, strides: vec![1] }, value: Reg(5) },
+                Store { arg: 2, view: View::strided(0, vec![1]), value: Reg(3) },
+                Store { arg: 3, view: View::strided(0, vec![1]), value: Reg(5) },
             ],
         };
         contract_fma(&mut l);

@@ -24,12 +24,47 @@ fn list(xs: &[usize]) -> String {
 
 fn view(name: &str, v: &View) -> String {
     let strides = v.strides.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
-    let offset = if v.offset != 0 { format!("+{}", v.offset) } else { String::new() };
-    format!("{name}[{strides}]{offset}")
+    let offset = if v.offset != 0 { format!("{:+}", v.offset) } else { String::new() };
+    let mut out = format!("{name}[{strides}]{offset}");
+    for g in &v.guards {
+        out += &format!(" {}", guard(g));
+    }
+    out
+}
+
+/// `if 0 <= (2·i1 + i4 − 1) / 2 < 12 then ·64 else 0`: the guard's coordinate, its range,
+/// its stride, and the fill where it fails.
+fn guard(g: &super::Guard) -> String {
+    let mut e = String::new();
+    for (d, &c) in g.coeffs.iter().enumerate() {
+        if c == 0 {
+            continue;
+        }
+        let term = if c.abs() == 1 { format!("i{d}") } else { format!("{}·i{d}", c.abs()) };
+        e += &match (e.is_empty(), c < 0) {
+            (true, false) => term,
+            (true, true) => format!("−{term}"),
+            (false, false) => format!(" + {term}"),
+            (false, true) => format!(" − {term}"),
+        };
+    }
+    if g.constant != 0 || e.is_empty() {
+        e += &match (e.is_empty(), g.constant < 0) {
+            (true, _) => g.constant.to_string(),
+            (false, false) => format!(" + {}", g.constant),
+            (false, true) => format!(" − {}", -g.constant),
+        };
+    }
+    let coordinate = if g.divisor == 1 { e } else { format!("({e}) / {}", g.divisor) };
+    let fill = match g.fill {
+        super::Fill::Zero => "0",
+        super::Fill::NegInf => "-inf",
+    };
+    format!("if 0 <= {coordinate} < {} then ·{} else {fill}", g.extent, g.stride)
 }
 
 fn matview(name: &str, v: &MatView) -> String {
-    view(name, &View { offset: v.offset, strides: vec![v.rows, v.cols] })
+    view(name, &View::strided(v.offset, vec![v.rows, v.cols]))
 }
 
 pub fn op_name(op: &ElemOp) -> String {
