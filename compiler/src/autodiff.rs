@@ -163,6 +163,29 @@ fn vjp(g: &mut Graph, op: &Op, y: ValueId, gy: ValueId) -> Vec<(ValueId, ValueId
                     let share = g.binary(Binary::Div, mask, count_b);
                     g.binary(Binary::Mul, gb, share)
                 }
+                ReduceOp::MaxFirst => {
+                    // Number the reduced elements so that earlier ones score higher; among
+                    // the maxima, the highest score is the first.
+                    let yb = g.broadcast(y, &in_shape, kept.clone());
+                    let mask = g.binary(Binary::Eq, input, yb);
+                    let mut score =
+                        g.constant(axes.iter().map(|&a| in_shape[a]).product::<usize>() as f64, in_shape.clone());
+                    let mut step = 1.0;
+                    for &a in axes.iter().rev() {
+                        let i = g.iota(in_shape.clone(), a);
+                        let k = g.constant(step, in_shape.clone());
+                        let ik = g.binary(Binary::Mul, i, k);
+                        score = g.binary(Binary::Sub, score, ik);
+                        step *= in_shape[a] as f64;
+                    }
+                    let zero = g.constant(0.0, in_shape.clone());
+                    let scored = g.select(mask, score, zero);
+                    let best = g.reduce(ReduceOp::Max, scored, axes.clone());
+                    let best_b = g.broadcast(best, &in_shape, kept);
+                    let first = g.binary(Binary::Eq, scored, best_b);
+                    let first = g.binary(Binary::Mul, first, mask);
+                    g.binary(Binary::Mul, gb, first)
+                }
             };
             vec![(input, gx)]
         }
@@ -300,7 +323,28 @@ mod tests {
         for axes in [vec![0], vec![1], vec![2], vec![0, 2], vec![0, 1, 2]] {
             let a = axes.clone();
             check("reduce_sum", vec![2, 3, 4], x0.clone(), move |g, x| g.reduce(ReduceOp::Sum, x, a.clone()));
-            check("reduce_max", vec![2, 3, 4], x0.clone(), move |g, x| g.reduce(ReduceOp::Max, x, axes.clone()));
+            let a = axes.clone();
+            check("reduce_max", vec![2, 3, 4], x0.clone(), move |g, x| g.reduce(ReduceOp::Max, x, a.clone()));
+            check("reduce_max_first", vec![2, 3, 4], x0.clone(), move |g, x| {
+                g.reduce(ReduceOp::MaxFirst, x, axes.clone())
+            });
+        }
+    }
+
+    #[test]
+    fn equal_maxima_share_or_go_to_the_first() {
+        // Rows [1, 3, 3, 2] and [5, 5, 5, 5]: amax shares, max pooling picks the first.
+        for (op, want) in [
+            (ReduceOp::Max, vec![0.0, 0.5, 0.5, 0.0, 0.25, 0.25, 0.25, 0.25]),
+            (ReduceOp::MaxFirst, vec![0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]),
+        ] {
+            let mut g = Graph::default();
+            let x = g.input_value("x", InputKind::Param, vec![2, 4]);
+            let m = g.reduce(op, x, vec![1]);
+            let loss = g.sum_all(m);
+            let gx = grad(&mut g, loss, &[x])[0];
+            let inputs = [("x".to_string(), vec![1.0, 3.0, 3.0, 2.0, 5.0, 5.0, 5.0, 5.0])].into_iter().collect();
+            assert_eq!(run(&g, &inputs, Precision::F64).unwrap()[gx.index()], want, "{op:?}");
         }
     }
 
@@ -333,10 +377,15 @@ mod tests {
                 let big = g.constant(-1e3, g.shape(w).to_vec());
                 g.binary(Binary::Max, w, big)
             });
-            check("unwindow", crate::ir::window_shape(&[2, 5, 4], &axes, &slides), {
-                let n = crate::ir::numel(&crate::ir::window_shape(&[2, 5, 4], &axes, &slides));
-                numbers(n, 14, 0.1)
-            }, move |g, x| g.unwindow(x, axes.clone(), slides.clone(), vec![2, 5, 4]));
+            check(
+                "unwindow",
+                crate::ir::window_shape(&[2, 5, 4], &axes, &slides),
+                {
+                    let n = crate::ir::numel(&crate::ir::window_shape(&[2, 5, 4], &axes, &slides));
+                    numbers(n, 14, 0.1)
+                },
+                move |g, x| g.unwindow(x, axes.clone(), slides.clone(), vec![2, 5, 4]),
+            );
         }
         check("copy", vec![3], numbers(3, 15, 0.1), |g, x| g.unary(Unary::Copy, x));
     }

@@ -5,7 +5,7 @@
 use crate::ast::{BinOp, Expr, ExprKind};
 use crate::check::find_function;
 use crate::error::CompileError;
-use crate::ir::{Binary, Graph, InputKind, ReduceOp, Unary, ValueId};
+use crate::ir::{Binary, Fill, Graph, InputKind, ReduceOp, Slide, Unary, ValueId};
 use crate::program::{Function, LayerOp, Model, PenaltyTerm, Program};
 use std::collections::HashMap;
 
@@ -124,35 +124,77 @@ fn internal(message: impl Into<String>) -> CompileError {
     CompileError::internal("lowering", message)
 }
 
+/// The model's forward pass. Images travel channels-last, [batch, height, width, channels]
+/// (a sample's shape in the spec is PyTorch's [channels, height, width]): a convolution's
+/// windows then read whole channel rows, its product's rows are its output's pixels with no
+/// transpose, and pooling and batch statistics run along contiguous channels. Only the data
+/// coming in (a view) and `flatten` (to PyTorch's channel-major order) change layout.
 fn forward(g: &mut Graph, model: &Model, params: &[(String, ValueId)], batch: usize) -> Result<ValueId, CompileError> {
     let param = |name: String| params.iter().find(|(n, _)| *n == name).map(|p| p.1);
     let mut vals: Vec<ValueId> = Vec::with_capacity(model.nodes.len());
     for node in &model.nodes {
         let shape: Vec<usize> = std::iter::once(batch).chain(node.shape.iter().map(|&d| d as usize)).collect();
         let input = |i: usize| vals[node.inputs[i]];
+        let layer = node.name.clone().unwrap_or_default();
+        let weight = || param(format!("{layer}.weight")).ok_or_else(|| internal(format!("`{layer}` without weight")));
+        let bias = || param(format!("{layer}.bias")).ok_or_else(|| internal(format!("`{layer}` without bias")));
         let v = match &node.op {
-            LayerOp::Input => g.input_value(DATA, InputKind::Data, shape),
-            LayerOp::Dense { bias, .. } => {
-                let layer = node.name.clone().unwrap_or_default();
-                let w = param(format!("{layer}.weight")).ok_or_else(|| internal("dense without weight"))?;
-                let y = g.matmul(input(0), w, false, true);
-                if *bias {
-                    let b = param(format!("{layer}.bias")).ok_or_else(|| internal("dense without bias"))?;
-                    let bb = g.broadcast(b, &shape, vec![1]);
+            LayerOp::Input => {
+                let x = g.input_value(DATA, InputKind::Data, shape.clone());
+                if shape.len() == 4 {
+                    g.permute(x, vec![0, 2, 3, 1])
+                } else {
+                    x
+                }
+            }
+            LayerOp::Dense { bias: has_bias, .. } => {
+                let y = g.matmul(input(0), weight()?, false, true);
+                if *has_bias {
+                    let bb = g.broadcast(bias()?, &shape, vec![1]);
                     g.binary(Binary::Add, y, bb)
                 } else {
                     y
                 }
             }
-            LayerOp::Relu => g.unary(Unary::Relu, input(0)),
-            LayerOp::Flatten => g.reshape(input(0), shape),
-            LayerOp::Add => g.binary(Binary::Add, input(0), input(1)),
-            op @ (LayerOp::Conv2d { .. } | LayerOp::MaxPool { .. } | LayerOp::AvgPool { .. }) => {
-                return Err(CompileError::Unsupported {
-                    what: format!("training a model with `{}`", op.describe()),
-                    help: "convolutional layers check and summarise (`hoyerc compile --emit model`), but do not train yet; dense networks do".into(),
-                })
+            LayerOp::Conv2d { out, kernel, stride, padding, bias: has_bias } => {
+                // Columns [pixels, channels·kh·kw] times the weight [out, channels·kh·kw]ᵀ.
+                let x = input(0);
+                let (k, o) = (*kernel as usize, *out as usize);
+                let channels = g.shape(x)[3];
+                let slide = Slide { size: k, stride: *stride as usize, padding: *padding as usize, dilation: 1 };
+                let windows = g.window(x, vec![1, 2], vec![slide, slide], Fill::Zero);
+                let (oh, ow) = (shape[2], shape[3]);
+                let pixels = batch * oh * ow;
+                let columns = g.reshape(windows, vec![pixels, channels * k * k]);
+                let w = g.reshape(weight()?, vec![o, channels * k * k]);
+                let mut y = g.matmul(columns, w, false, true);
+                if *has_bias {
+                    let bb = g.broadcast(bias()?, &[pixels, o], vec![1]);
+                    y = g.binary(Binary::Add, y, bb);
+                }
+                g.reshape(y, vec![batch, oh, ow, o])
             }
+            LayerOp::MaxPool { size, stride } | LayerOp::AvgPool { size, stride } => {
+                let max = matches!(node.op, LayerOp::MaxPool { .. });
+                let slide = Slide { size: *size as usize, stride: *stride as usize, padding: 0, dilation: 1 };
+                let fill = if max { Fill::NegInf } else { Fill::Zero };
+                let windows = g.window(input(0), vec![1, 2], vec![slide, slide], fill);
+                if max {
+                    g.reduce(ReduceOp::MaxFirst, windows, vec![4, 5])
+                } else {
+                    let sum = g.reduce(ReduceOp::Sum, windows, vec![4, 5]);
+                    let scale = g.scalar(1.0 / (slide.size * slide.size) as f64);
+                    g.binary_bcast(Binary::Mul, sum, scale)
+                }
+            }
+            LayerOp::Relu => g.unary(Unary::Relu, input(0)),
+            LayerOp::Flatten => {
+                // PyTorch flattens [channels, height, width].
+                let x = input(0);
+                let x = if g.shape(x).len() == 4 { g.permute(x, vec![0, 3, 1, 2]) } else { x };
+                g.reshape(x, shape)
+            }
+            LayerOp::Add => g.binary(Binary::Add, input(0), input(1)),
         };
         vals.push(v);
     }

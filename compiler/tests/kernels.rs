@@ -66,7 +66,7 @@ fn example(name: &str) -> hoyer_compiler::Checked {
 
 #[test]
 fn examples_through_the_kernel_ir() {
-    for name in ["quickstart", "lenet300_hs", "lenet300_gradual"] {
+    for name in ["quickstart", "lenet300_hs", "lenet300_gradual", "lenet5_hs", "lenet5_group_hs"] {
         let c = example(name);
         let plan = c.program.train.as_ref().unwrap();
         let model = c.program.model(&plan.model).unwrap();

@@ -476,8 +476,11 @@ impl Emitter<'_, '_> {
         let mut out = None;
         for k in 0..LANES as i64 {
             let e = self.b.ins().iadd_imm_s(plain, k * view.strides[v]);
-            let cs: Vec<Value> =
-                coordinates.iter().zip(&view.guards).map(|(&c, g)| self.b.ins().iadd_imm_s(c, k * g.coeffs[v])).collect();
+            let cs: Vec<Value> = coordinates
+                .iter()
+                .zip(&view.guards)
+                .map(|(&c, g)| self.b.ins().iadd_imm_s(c, k * g.coeffs[v]))
+                .collect();
             let x = self.guarded_lane(arg, view, e, &cs, Mode::Scalar, 0).v;
             out = Some(match out {
                 None => self.b.ins().scalar_to_vector(F32X4, x),
@@ -489,7 +492,15 @@ impl Emitter<'_, '_> {
 
     /// One guarded load (of four lanes `stride` apart in vector mode) at element `plain` plus
     /// the guards' parts, given their coordinates.
-    fn guarded_lane(&mut self, arg: u32, view: &View, plain: Value, coordinates: &[Value], mode: Mode, stride: i64) -> Val {
+    fn guarded_lane(
+        &mut self,
+        arg: u32,
+        view: &View,
+        plain: Value,
+        coordinates: &[Value],
+        mode: Mode,
+        stride: i64,
+    ) -> Val {
         let mut element = plain;
         let mut oks = Vec::with_capacity(view.guards.len());
         for (g, &e) in view.guards.iter().zip(coordinates) {

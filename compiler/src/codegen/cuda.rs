@@ -94,7 +94,9 @@ fn expression(op: ElemOp, args: &[String]) -> String {
 fn combine(op: ReduceOp, a: &str, b: &str) -> String {
     match op {
         ReduceOp::Sum => format!("{a} + {b}"),
-        ReduceOp::Max => expression(ElemOp::Binary(crate::ir::Binary::Max), &[a.to_string(), b.to_string()]),
+        ReduceOp::Max | ReduceOp::MaxFirst => {
+            expression(ElemOp::Binary(crate::ir::Binary::Max), &[a.to_string(), b.to_string()])
+        }
     }
 }
 
@@ -337,7 +339,7 @@ fn loop_kernel(out: &mut String, p: &Program, k: &Kernel, l: &Loop, name: &str) 
                     let t = if red.acc == AccType::F64 { "double" } else { "float" }.to_string();
                     let init = match red.op {
                         ReduceOp::Sum => "0.0".to_string(),
-                        ReduceOp::Max => "-__int_as_float(0x7f800000)".to_string(),
+                        ReduceOp::Max | ReduceOp::MaxFirst => "-__int_as_float(0x7f800000)".to_string(),
                     };
                     let x = format!("({t})r{}", red.value.0);
                     (t, init, x, red.op)

@@ -151,7 +151,7 @@ pub fn run(
                 // Max as the `max` op: NaN propagates, the first of equal values stays.
                 walk(in_shape, &per_axis, |flat, o| match op {
                     ReduceOp::Sum => out[o] += src[flat],
-                    ReduceOp::Max => out[o] = Binary::Max.apply(out[o], src[flat]),
+                    ReduceOp::Max | ReduceOp::MaxFirst => out[o] = Binary::Max.apply(out[o], src[flat]),
                 });
                 out
             }
@@ -301,7 +301,8 @@ mod tests {
         let slide = Slide { size: 3, stride: 1, padding: 1, dilation: 1 };
         let w = g.window(x, vec![1], vec![slide], crate::ir::Fill::Zero);
         let back = g.unwindow(w, vec![1], vec![slide], vec![1, 4]);
-        let m = g.window(x, vec![1], vec![Slide { size: 2, stride: 2, padding: 1, dilation: 1 }], crate::ir::Fill::NegInf);
+        let m =
+            g.window(x, vec![1], vec![Slide { size: 2, stride: 2, padding: 1, dilation: 1 }], crate::ir::Fill::NegInf);
         let v = eval(&g, &[("x", vec![1.0, 2.0, 3.0, 4.0])]);
         assert_eq!(g.shape(w), [1, 4, 3]);
         assert_eq!(v[w.index()], vec![0.0, 1.0, 2.0, 1.0, 2.0, 3.0, 2.0, 3.0, 4.0, 3.0, 4.0, 0.0]);

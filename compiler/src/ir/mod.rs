@@ -109,7 +109,11 @@ impl Binary {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReduceOp {
     Sum,
+    /// The maximum; equal maxima share the gradient (PyTorch's `amax`).
     Max,
+    /// The maximum; the gradient goes to the first maximal element in row-major order of the
+    /// reduced axes (max pooling, as PyTorch's `max_pool2d`). Kernels compute it as `Max`.
+    MaxFirst,
 }
 
 /// How a window slides along one axis, as PyTorch's `kernel_size`, `stride`, `padding` and

@@ -42,7 +42,8 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::PowConst(..) => "pow",
         Op::Binary(b, ..) => b.name(),
         Op::Reduce { op: super::ReduceOp::Sum, .. } => "reduce_sum",
-        Op::Reduce { .. } => "reduce_max",
+        Op::Reduce { op: super::ReduceOp::Max, .. } => "reduce_max",
+        Op::Reduce { .. } => "reduce_max_first",
         Op::Broadcast { .. } => "broadcast",
         Op::Reshape(_) => "reshape",
         Op::Permute { .. } => "permute",
@@ -59,12 +60,7 @@ pub fn op_name(op: &Op) -> &'static str {
 /// `size (5, 5), stride (1, 1), padding (0, 0)`, and the dilation where it is not 1.
 fn slides_text(slides: &[super::Slide]) -> String {
     let list = |f: &dyn Fn(&super::Slide) -> usize| shape(&slides.iter().map(f).collect::<Vec<_>>());
-    let mut t = format!(
-        "size {}, stride {}, padding {}",
-        list(&|s| s.size),
-        list(&|s| s.stride),
-        list(&|s| s.padding)
-    );
+    let mut t = format!("size {}, stride {}, padding {}", list(&|s| s.size), list(&|s| s.stride), list(&|s| s.padding));
     if slides.iter().any(|s| s.dilation != 1) {
         t += &format!(", dilation {}", list(&|s| s.dilation));
     }
@@ -101,7 +97,11 @@ pub fn print(graph: &Graph) -> String {
             Op::Reduce { op, input, axes } => {
                 format!(
                     "reduce_{} {}, axes {}",
-                    if *op == super::ReduceOp::Sum { "sum" } else { "max" },
+                    match op {
+                        super::ReduceOp::Sum => "sum",
+                        super::ReduceOp::Max => "max",
+                        super::ReduceOp::MaxFirst => "max_first",
+                    },
                     r(input),
                     shape(axes)
                 )

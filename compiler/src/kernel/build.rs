@@ -345,8 +345,12 @@ fn loop_kernel(b: &mut Builder, k: &crate::fusion::Kernel, name: String) -> Resu
             }
             kb.value_dims = None;
             let value = kb.operand(b, *input)?;
-            let acc = if *op == ReduceOp::Sum { AccType::F64 } else { AccType::F32 };
-            reductions.push(Reduction { op: *op, acc, value });
+            // Which maximum gets the gradient does not change the value.
+            let (op, acc) = match op {
+                ReduceOp::Sum => (ReduceOp::Sum, AccType::F64),
+                ReduceOp::Max | ReduceOp::MaxFirst => (ReduceOp::Max, AccType::F32),
+            };
+            reductions.push(Reduction { op, acc, value });
             let r = kb.push(Inst::Acc(reductions.len() - 1));
             kb.reg_of.insert(v, r);
             kb.store(b, v, r, &parallel, &mut stores);

@@ -130,7 +130,7 @@ fn run_loop(l: &Loop, mem: &mut [Vec<f32>]) -> Result<(), String> {
                 let x = regs[red.value.index()];
                 match red.op {
                     ReduceOp::Sum => acc_sum[k] += x as f64,
-                    ReduceOp::Max => {
+                    ReduceOp::Max | ReduceOp::MaxFirst => {
                         acc_max[k] =
                             semantics::eval_f32(semantics::ElemOp::Binary(crate::ir::Binary::Max), &[acc_max[k], x])
                     }
@@ -140,7 +140,7 @@ fn run_loop(l: &Loop, mem: &mut [Vec<f32>]) -> Result<(), String> {
         if !l.reductions.is_empty() {
             let total = |k: usize| match (l.reductions[k].op, l.reductions[k].acc) {
                 (ReduceOp::Sum, AccType::F64 | AccType::F32) => acc_sum[k] as f32,
-                (ReduceOp::Max, _) => acc_max[k],
+                (ReduceOp::Max | ReduceOp::MaxFirst, _) => acc_max[k],
             };
             idx[np..].iter_mut().for_each(|i| *i = 0);
             for (i, inst) in l.body.iter().enumerate() {

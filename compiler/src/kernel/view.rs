@@ -230,7 +230,7 @@ mod tests {
     /// Every element of a composed view against the interpreter's windows.
     #[test]
     fn windows_of_views_match_the_interpreter() {
-        use crate::ir::interp::{window_sources, strides};
+        use crate::ir::interp::{strides, window_sources};
         let slide = |size, stride, padding, dilation| Slide { size, stride, padding, dilation };
         let cases = [
             (vec![2, 6, 5], vec![1, 2], vec![slide(3, 1, 1, 1), slide(2, 2, 0, 1)]),
