@@ -157,16 +157,20 @@ fn forward(g: &mut Graph, model: &Model, params: &[(String, ValueId)], batch: us
                 }
             }
             LayerOp::Conv2d { out, kernel, stride, padding, bias: has_bias } => {
-                // Columns [pixels, channels·kh·kw] times the weight [out, channels·kh·kw]ᵀ.
+                // Columns [pixels, kh·kw·channels] times the weight [out, kh·kw·channels]ᵀ.
+                // Channels innermost: a column row is whole runs of an input row's pixels
+                // (kw·channels contiguous numbers), and only the small weight is permuted.
                 let x = input(0);
                 let (k, o) = (*kernel as usize, *out as usize);
                 let channels = g.shape(x)[3];
                 let slide = Slide { size: k, stride: *stride as usize, padding: *padding as usize, dilation: 1 };
                 let windows = g.window(x, vec![1, 2], vec![slide, slide], Fill::Zero);
+                let windows = g.permute(windows, vec![0, 1, 2, 4, 5, 3]);
                 let (oh, ow) = (shape[2], shape[3]);
                 let pixels = batch * oh * ow;
-                let columns = g.reshape(windows, vec![pixels, channels * k * k]);
-                let w = g.reshape(weight()?, vec![o, channels * k * k]);
+                let columns = g.reshape(windows, vec![pixels, k * k * channels]);
+                let w = g.permute(weight()?, vec![0, 2, 3, 1]);
+                let w = g.reshape(w, vec![o, k * k * channels]);
                 let mut y = g.matmul(columns, w, false, true);
                 if *has_bias {
                     let bb = g.broadcast(bias()?, &[pixels, o], vec![1]);

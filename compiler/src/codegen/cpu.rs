@@ -26,7 +26,7 @@
 use crate::error::CompileError;
 use crate::ir::semantics::{self, Cmp, ElemOp, Prim};
 use crate::ir::ReduceOp;
-use crate::kernel::{AccType, Body, Inst, Loop, Program, Reduction, Reg, View};
+use crate::kernel::{AccType, Body, Fill, Guard, Inst, Loop, Program, Reduction, Reg, View};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::immediates::{Ieee32, Ieee64};
 use cranelift_codegen::ir::types::{F32, F32X4, F64, F64X2, I64, I8X16};
@@ -124,6 +124,47 @@ pub fn vector_axis(l: &Loop) -> Option<usize> {
     candidates.into_iter().filter(|&v| extents[v] >= LANES).min_by_key(|&v| cost(v))
 }
 
+/// Padding as loop bounds. A sum whose every term is one guarded load (filled with zero
+/// where a guard fails) skips nothing by running each reduction axis only where the guards
+/// along it hold: `0 ≤ c + Σ outer + i ≤ n − 1` is a range of `i`. That is the gradient of
+/// a padded or overlapping window (col2im), which otherwise branches on every element. The
+/// skipped terms are exact zeros and the order of the others is kept, so the sum has the
+/// same bits. Returns the guards per reduction axis and the load's view without them.
+fn narrowing(l: &Loop) -> (Vec<Vec<Guard>>, HashMap<usize, View>) {
+    let mut bounds = vec![vec![]; l.rank()];
+    let mut narrowed = HashMap::new();
+    let np = l.parallel.len();
+    let [red] = l.reductions.as_slice() else { return (bounds, narrowed) };
+    let i = red.value.index();
+    let Inst::Load { view, .. } = &l.body[i] else { return (bounds, narrowed) };
+    let after = l.after_reduction();
+    // Stores inside the reduction loops would miss the skipped points.
+    if red.op != ReduceOp::Sum || l.stores.iter().any(|s| !after[s.value.index()] && s.view.depth() > np) {
+        return (bounds, narrowed);
+    }
+    // Lanes of a vector axis would each need their own bounds; a vectorized reduction axis
+    // would regroup its partial sums.
+    let vaxis = vector_axis(l);
+    if vaxis.is_some_and(|v| v >= np) {
+        return (bounds, narrowed);
+    }
+    let mut rest = view.clone();
+    rest.guards.clear();
+    for g in &view.guards {
+        let d = g.depth().saturating_sub(1);
+        let lanes_agree = vaxis.is_none_or(|v| g.coeffs[v] == 0);
+        if g.depth() > np && g.divisor == 1 && g.fill == Fill::Zero && g.coeffs[d].abs() == 1 && lanes_agree {
+            bounds[d].push(g.clone());
+        } else {
+            rest.guards.push(g.clone());
+        }
+    }
+    if bounds.iter().any(|b| !b.is_empty()) {
+        narrowed.insert(i, rest);
+    }
+    (bounds, narrowed)
+}
+
 #[derive(Clone, Copy)]
 struct Val {
     v: Value,
@@ -158,6 +199,10 @@ struct Emitter<'a, 'b> {
     regs: Vec<Option<Val>>,
     imports: Imports,
     accs: Vec<Accumulator>,
+    /// Guards that became bounds of a reduction loop, per axis, and the loads left to
+    /// check only the rest (see `narrowing`).
+    bounds: Vec<Vec<Guard>>,
+    narrowed: HashMap<usize, View>,
 }
 
 /// The variables of one reduction's accumulator: scalar, and vector (for f64 sums two F64X2
@@ -242,7 +287,10 @@ pub fn loop_function(l: &Loop, name: u32, target: &Target) -> Result<Function, C
             regs: vec![None; l.body.len()],
             imports,
             accs,
+            bounds: vec![],
+            narrowed: HashMap::new(),
         };
+        (e.bounds, e.narrowed) = narrowing(l);
         e.nest(0, Mode::Scalar)?;
         e.b.ins().return_(&[]);
         e.b.seal_all_blocks();
@@ -333,9 +381,23 @@ impl Emitter<'_, '_> {
             let (start, end) = if d < np {
                 (self.lo[d], self.hi[d])
             } else {
-                let zero = self.b.ins().iconst(I64, 0);
-                let n = self.b.ins().iconst(I64, l.reduce[d - np] as i64);
-                (zero, n)
+                let mut start = self.b.ins().iconst(I64, 0);
+                let mut end = self.b.ins().iconst(I64, l.reduce[d - np] as i64);
+                for g in self.bounds[d].clone() {
+                    // 0 ≤ base ± i < extent, with base from the outer axes.
+                    let mut outer = g.clone();
+                    outer.coeffs[d] = 0;
+                    let base = self.guard_coordinate(&outer);
+                    let (lo, hi) = if g.coeffs[d] == 1 {
+                        let lo = self.b.ins().ineg(base);
+                        (lo, self.b.ins().iadd_imm_s(lo, g.extent))
+                    } else {
+                        (self.b.ins().iadd_imm_s(base, 1 - g.extent), self.b.ins().iadd_imm_s(base, 1))
+                    };
+                    start = self.b.ins().smax(start, lo);
+                    end = self.b.ins().smin(end, hi);
+                }
+                (start, end)
             };
             self.b.def_var(var, start);
             if self.vaxis == Some(d) && mode == Mode::Scalar {
@@ -566,6 +628,15 @@ impl Emitter<'_, '_> {
     fn inst(&mut self, i: usize, mode: Mode) -> Result<(), CompileError> {
         let l = self.l;
         let val = match &l.body[i] {
+            Inst::Load { arg, view } if self.narrowed.contains_key(&i) => {
+                let view = self.narrowed[&i].clone();
+                if view.guards.is_empty() {
+                    let (e, s) = (self.element(&view), self.stride_v(&view));
+                    self.load_at(*arg, e, s, mode)
+                } else {
+                    self.guarded_load(*arg, &view, mode)
+                }
+            }
             Inst::Load { arg, view } if !view.guards.is_empty() => self.guarded_load(*arg, view, mode),
             Inst::Load { arg, view } => {
                 let e = self.element(view);

@@ -418,12 +418,39 @@ impl Graph {
         assert!(axis < shape.len(), "iota axis");
         self.push(Op::Iota { axis }, shape)
     }
+    /// Windows of `input` along `axes`. Windows that tile their axes exactly (stride = size,
+    /// no padding, no remainder: a 2×2 max pool) are a reshape and a permute instead, whose
+    /// gradient is again a view, not a sum over overlapping windows.
     pub fn window(&mut self, input: ValueId, axes: Vec<usize>, slides: Vec<Slide>, fill: Fill) -> ValueId {
         let s = self.shape(input).to_vec();
         assert!(axes.len() == slides.len() && axes.iter().all(|&a| a < s.len()), "window axes {axes:?} of {s:?}");
         let out = window_shape(&s, &axes, &slides);
         assert!(out.iter().all(|&d| d > 0), "windows of {s:?} that do not fit");
-        self.push(Op::Window { input, axes, slides, fill }, out)
+        let tiles =
+            |(&a, w): (&usize, &Slide)| w.stride == w.size && w.padding == 0 && w.dilation == 1 && s[a] % w.size == 0;
+        if !axes.iter().zip(&slides).all(tiles) {
+            return self.push(Op::Window { input, axes, slides, fill }, out);
+        }
+        // Split each windowed axis into (position, offset), then move the offsets last.
+        let mut split = Vec::new();
+        let (mut positions, mut offsets) = (Vec::new(), Vec::new());
+        for (d, &n) in s.iter().enumerate() {
+            match axes.iter().position(|&a| a == d) {
+                Some(k) => {
+                    positions.push(split.len());
+                    split.extend([n / slides[k].size, slides[k].size]);
+                    offsets.push((k, split.len() - 1));
+                }
+                None => {
+                    positions.push(split.len());
+                    split.push(n);
+                }
+            }
+        }
+        offsets.sort_unstable();
+        let order: Vec<usize> = positions.into_iter().chain(offsets.into_iter().map(|(_, o)| o)).collect();
+        let r = self.reshape(input, split);
+        self.permute(r, order)
     }
     /// The adjoint of `window`, back to a value of `shape`.
     pub fn unwindow(&mut self, input: ValueId, axes: Vec<usize>, slides: Vec<Slide>, shape: Shape) -> ValueId {

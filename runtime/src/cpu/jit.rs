@@ -78,14 +78,15 @@ impl Jit {
         Ok(Jit { module, target: Target { call_conv, math } })
     }
 
-    /// Compiles every loop nest; the functions stay valid while `self` lives.
-    pub fn compile(&mut self, loops: &[&Loop]) -> Result<Vec<KernelFn>, RunError> {
+    /// Compiles every loop nest, each named after its kernel; the functions stay valid while
+    /// `self` lives.
+    pub fn compile(&mut self, loops: &[(usize, &Loop)]) -> Result<Vec<KernelFn>, RunError> {
         let mut ids = Vec::new();
-        for (i, l) in loops.iter().enumerate() {
+        for &(i, l) in loops {
             let func = loop_function(l, i as u32, &self.target)?;
             let id = self
                 .module
-                .declare_function(&format!("kernel{i}"), Linkage::Local, &func.signature)
+                .declare_function(&format!("k{i}"), Linkage::Local, &func.signature)
                 .map_err(|e| failed("declare", e))?;
             let mut ctx = self.module.make_context();
             ctx.func = func;

@@ -96,7 +96,9 @@ impl Backend for Cpu {
             }
         };
         let mut jit = Jit::new()?;
-        let loops: Vec<&Loop> = p.kernels.iter().filter_map(|k| k.loop_nest()).collect();
+        // Named after the kernel (`k5`), so that a profile reads against `--emit kernels`.
+        let loops: Vec<(usize, &Loop)> =
+            p.kernels.iter().enumerate().filter_map(|(i, k)| k.loop_nest().map(|l| (i, l))).collect();
         let mut code = jit.compile(&loops)?.into_iter();
         let mut steps = Vec::with_capacity(p.kernels.len());
         for k in &p.kernels {
