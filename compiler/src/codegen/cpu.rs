@@ -154,6 +154,11 @@ fn narrowing(l: &Loop) -> (Vec<Vec<Guard>>, HashMap<usize, View>) {
         let d = g.depth().saturating_sub(1);
         let lanes_agree = vaxis.is_none_or(|v| g.coeffs[v] == 0);
         if g.depth() > np && g.divisor == 1 && g.fill == Fill::Zero && g.coeffs[d].abs() == 1 && lanes_agree {
+            // Where it holds, the guard's coordinate is a plain strided term of the element.
+            rest.offset += g.constant * g.stride;
+            for (s, c) in rest.strides.iter_mut().zip(&g.coeffs) {
+                *s += c * g.stride;
+            }
             bounds[d].push(g.clone());
         } else {
             rest.guards.push(g.clone());

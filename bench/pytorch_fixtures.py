@@ -1,0 +1,78 @@
+"""Writes runtime/tests/fixtures/*.safetensors: a model's weights after three SGD steps in
+PyTorch, from an init and batches that both sides compute from the same formulas, so that
+`cargo test` checks hoyerc's training step against PyTorch without PyTorch installed.
+
+Usage (once, with torch installed): python bench/pytorch_fixtures.py
+The formulas (mirrored in runtime/tests/pytorch.rs):
+  parameter t (in model order), element i:  bound * sin(1.7 * i + 0.3 * t + 0.1),
+      bound = 1 / sqrt(fan_in) for weights (every axis but the first), 0.1 for 1-D tensors
+  batch s (0, 1, 2), sample n, element i:   sin(0.37 * i + 1.3 * n + 0.7 * s)
+  label of sample n in batch s:             (3 * n + s) % classes
+Each step: loss = mean cross-entropy + strength * penalty, then SGD (lr, no momentum)."""
+import json, math, os, struct, torch, torch.nn as nn, torch.nn.functional as F
+
+torch.set_default_dtype(torch.float64)  # the reference in float64; hoyerc runs float32
+
+class LeNet5(nn.Module):
+    def __init__(s):
+        super().__init__()
+        s.conv1, s.conv2 = nn.Conv2d(1, 20, 5), nn.Conv2d(20, 50, 5)
+        s.fc1, s.fc2 = nn.Linear(800, 500), nn.Linear(500, 10)
+    def forward(s, x):
+        x = F.max_pool2d(F.relu(s.conv1(x)), 2, 2); x = F.max_pool2d(F.relu(s.conv2(x)), 2, 2)
+        return s.fc2(F.relu(s.fc1(torch.flatten(x, 1))))
+
+def hs(p): return torch.sum(torch.abs(p)) ** 2 / torch.sum(p ** 2)
+def ghs(p, axis):  # group_hs(W, axis): one group per index of `axis` (filters, channels)
+    other = [d for d in range(p.dim()) if d != axis]
+    return torch.sum(torch.sqrt(torch.sum(p ** 2, other))) ** 2 / torch.sum(p ** 2)
+
+CASES = {
+    "lenet5_hs": (LeNet5, [1, 28, 28], 10, 1e-4, lambda m: sum(hs(p) for p in m.parameters())),
+    "lenet5_group_hs": (LeNet5, [1, 28, 28], 10, 1e-3,
+                        lambda m: sum(ghs(p, 0) + ghs(p, 1) for n, p in m.named_parameters() if n.endswith("weight"))),
+}
+BATCH, STEPS, LR = 4, 3, 0.05
+
+def init(m):
+    with torch.no_grad():
+        for t, (name, p) in enumerate(m.named_parameters()):
+            fan_in = math.prod(p.shape[1:]) if p.dim() > 1 else 0
+            bound = 1 / math.sqrt(fan_in) if fan_in else 0.1
+            i = torch.arange(p.numel(), dtype=torch.float64)
+            p.copy_((bound * torch.sin(1.7 * i + 0.3 * t + 0.1)).reshape(p.shape))
+
+def batch(s, sample, classes):
+    n = math.prod(sample)
+    i = torch.arange(n, dtype=torch.float64)
+    x = torch.stack([torch.sin(0.37 * i + 1.3 * k + 0.7 * s) for k in range(BATCH)]).reshape(BATCH, *sample)
+    y = torch.tensor([(3 * k + s) % classes for k in range(BATCH)])
+    return x, y
+
+def save(path, tensors):
+    header, blobs, offset = {}, [], 0
+    for name, t in tensors.items():
+        b = t.detach().to(torch.float32).contiguous().numpy().tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(b)]}
+        blobs.append(b); offset += len(b)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h))); f.write(h); [f.write(b) for b in blobs]
+
+out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "runtime", "tests", "fixtures")
+os.makedirs(out, exist_ok=True)
+for name, (Model, sample, classes, strength, penalty) in CASES.items():
+    m = Model(); init(m)
+    opt = torch.optim.SGD(m.parameters(), lr=LR)
+    losses = []
+    for s in range(STEPS):
+        x, y = batch(s, sample, classes)
+        opt.zero_grad()
+        loss = F.cross_entropy(m(x), y); losses.append(loss.item())
+        (loss + strength * penalty(m)).backward()
+        opt.step()
+    tensors = dict(m.named_parameters())
+    tensors["loss"] = torch.tensor(losses)
+    save(os.path.join(out, f"{name}.safetensors"), tensors)
+    print(name, "losses", losses)

@@ -1,0 +1,125 @@
+//! Training steps against PyTorch, without PyTorch: `bench/pytorch_fixtures.py` ran each
+//! model for three SGD steps in PyTorch (float64) from an init and batches given by formulas,
+//! and saved the weights and losses in `tests/fixtures/`. Here the same formulas feed
+//! hoyerc's compiled step (CPU back end), and every weight must agree to 1e-5 relative.
+
+use hoyer_compiler::check_source;
+use hoyer_compiler::ir::{numel, InputKind};
+use hoyer_compiler::pipeline;
+use hoyer_compiler::program::Step as PlanStep;
+use hoyer_runtime::backend::{Backend, Bindings};
+use hoyer_runtime::cpu::Cpu;
+use hoyer_runtime::store::Store;
+use safetensors::SafeTensors;
+use std::collections::HashMap;
+
+/// As in `bench/pytorch_fixtures.py`.
+const BATCH: usize = 4;
+const STEPS: usize = 3;
+const LR: f64 = 0.05;
+
+const LENET5: &str = "data d = synthetic(classes = 10, train = 8, test = 8)
+model lenet5(x: f32[1, 28, 28]) {
+    conv1 = conv2d(x, 20, kernel = 5) |> relu |> maxpool(2)
+    conv2 = conv2d(conv1, 50, kernel = 5) |> relu |> maxpool(2)
+    fc1 = dense(flatten(conv2), 500) |> relu
+    fc2 = dense(fc1, 10)
+    return fc2
+}
+";
+
+fn init(t: usize, shape: &[usize]) -> Vec<f32> {
+    let fan_in: usize = shape[1..].iter().product();
+    let bound = if shape.len() > 1 { 1.0 / (fan_in as f64).sqrt() } else { 0.1 };
+    (0..numel(shape)).map(|i| (bound * (1.7 * i as f64 + 0.3 * t as f64 + 0.1).sin()) as f32).collect()
+}
+
+fn batch(s: usize, sample: usize, classes: usize) -> (Vec<f32>, Vec<f32>) {
+    let x = (0..BATCH)
+        .flat_map(|n| (0..sample).map(move |i| (0.37 * i as f64 + 1.3 * n as f64 + 0.7 * s as f64).sin() as f32))
+        .collect();
+    let y = (0..BATCH).map(|n| ((3 * n + s) % classes) as f32).collect();
+    (x, y)
+}
+
+fn fixture(name: &str) -> HashMap<String, Vec<f32>> {
+    let path = format!("{}/tests/fixtures/{name}.safetensors", env!("CARGO_MANIFEST_DIR"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()))
+        .collect()
+}
+
+fn agree(spec: &str, train: &str, name: &str, classes: usize, strength: f32) {
+    let c = check_source(&format!("{spec}{train}")).unwrap_or_else(|d| panic!("{d:#?}"));
+    let plan = c.program.train.as_ref().unwrap();
+    let model = c.program.model(&plan.model).unwrap();
+    let PlanStep::Phase(phase) = &plan.steps[0] else { panic!("a phase first") };
+    let cpu = Cpu::new(2).unwrap();
+    let (_, planned) = pipeline::step(&c.program, model, phase, BATCH, &cpu.options()).unwrap();
+    let g = &planned.graph;
+    let mut store = Store::new();
+    let mut bind = Bindings::new();
+    let params: Vec<&str> = model.params.iter().map(|p| p.name.as_str()).collect();
+    for (id, input, kind) in g.inputs() {
+        let shape = g.shape(id).to_vec();
+        let t = store.alloc(input, &shape).unwrap();
+        let v = match kind {
+            InputKind::Param => init(params.iter().position(|p| *p == input).unwrap(), &shape),
+            _ if input == "lr" => vec![LR as f32],
+            _ if input.starts_with("strength.") => vec![strength],
+            _ if input.ends_with(".mask") => vec![1.0; numel(&shape)],
+            _ => vec![0.0; numel(&shape)],
+        };
+        store.write(t, &v).unwrap();
+        bind.insert(input.to_string(), t);
+    }
+    for (output, v) in &g.outputs {
+        bind.entry(output.clone()).or_insert_with(|| store.alloc(output, g.shape(*v)).unwrap());
+    }
+    let mut exe = cpu.compile(&planned, &mut store, &bind).unwrap();
+    let sample = numel(&g.shape(g.inputs().find(|i| i.1 == "x").unwrap().0)[1..]);
+    let want = fixture(name);
+    for s in 0..STEPS {
+        let (x, y) = batch(s, sample, classes);
+        store.write(bind["x"], &x).unwrap();
+        store.write(bind["labels"], &y).unwrap();
+        // The step adds its batch's loss to `loss_sum`.
+        let before = store.read(bind["loss_sum"])[0];
+        exe.run(&mut store).unwrap();
+        let loss = store.read(bind["loss_sum"])[0] - before;
+        assert!((loss - want["loss"][s]).abs() <= 1e-5 * want["loss"][s].abs(), "{name} step {s}: loss {loss}");
+    }
+    for p in params {
+        let (got, w) = (store.read(bind[p]), &want[p]);
+        assert_eq!(got.len(), w.len(), "{name}: {p}");
+        let scale = w.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (i, (a, b)) in got.iter().zip(w).enumerate() {
+            assert!((a - b).abs() <= 1e-5 * b.abs().max(1e-2 * scale), "{name}: {p}[{i}]: hoyerc {a}, PyTorch {b}");
+        }
+    }
+}
+
+#[test]
+fn lenet5_hoyer_square_three_sgd_steps() {
+    agree(
+        LENET5,
+        "train lenet5 on d { phase p { epochs 1  optimizer sgd(lr = 0.05)  penalty 1e-4 * hoyer_square(*) } }",
+        "lenet5_hs",
+        10,
+        1e-4,
+    );
+}
+
+#[test]
+fn lenet5_group_hs_three_sgd_steps() {
+    agree(
+        LENET5,
+        "train lenet5 on d { phase p { epochs 1  optimizer sgd(lr = 0.05)  penalty 1e-3 * (group_hs(*.weight, 0) + group_hs(*.weight, 1)) } }",
+        "lenet5_group_hs",
+        10,
+        1e-3,
+    );
+}
