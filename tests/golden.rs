@@ -133,17 +133,25 @@ fn every_code_has_a_golden_case() {
     assert!(missing.is_empty(), "codes without a golden error case: {missing:?}");
 }
 
-/// Every stage of the examples the IR can lower (dense networks), from one input: forward
-/// (`.ir`), whole training step (`.grad`), its kernel IR (`.kernels`), and for the quickstart
-/// and the Hoyer-Square recipe the code: Cranelift IR (`.clif`, quickstart) and CUDA C
-/// (`.cuda`).
+/// Every stage of the examples, from one input: forward (`.ir`), whole training step
+/// (`.grad`), its kernel IR (`.kernels`), and for the quickstart and the DeepHoyer recipes the
+/// code: Cranelift IR (`.clif`) and CUDA C (`.cuda`).
 #[test]
 fn example_ir() {
     let examples = root().join("examples");
     let mut failures = Vec::new();
-    for name in ["quickstart", "lenet300_dense", "lenet300_hs", "lenet300_gradual"] {
+    let names = [
+        "quickstart",
+        "lenet300_dense",
+        "lenet300_hs",
+        "lenet300_gradual",
+        "lenet5_dense",
+        "lenet5_hs",
+        "lenet5_group_hs",
+    ];
+    for name in names {
         let emits: &[&str] = match name {
-            "quickstart" => &["ir", "grad", "kernels", "clif", "cuda"],
+            "quickstart" | "lenet5_hs" | "lenet5_group_hs" => &["ir", "grad", "kernels", "clif", "cuda"],
             "lenet300_hs" => &["ir", "grad", "kernels", "cuda"],
             _ => &["ir", "grad", "kernels"],
         };

@@ -29,7 +29,17 @@ fn nvrtc_present() -> bool {
 fn programs() -> Vec<(String, Program)> {
     let mut out = Vec::new();
     let opts = Options::default();
-    for name in ["quickstart", "lenet300_dense", "lenet300_hs", "lenet300_gradual", "lenet300_l1", "lenet300_hoyer"] {
+    for name in [
+        "quickstart",
+        "lenet300_dense",
+        "lenet300_hs",
+        "lenet300_gradual",
+        "lenet300_l1",
+        "lenet300_hoyer",
+        "lenet5_dense",
+        "lenet5_hs",
+        "lenet5_group_hs",
+    ] {
         let path = format!("{}/../examples/{name}.hoyer", env!("CARGO_MANIFEST_DIR"));
         let c = check_source(&std::fs::read_to_string(path).unwrap()).unwrap();
         let plan = c.program.train.as_ref().unwrap();
