@@ -8,7 +8,8 @@ The formulas (mirrored in runtime/tests/pytorch.rs):
       bound = 1 / sqrt(fan_in) for weights (every axis but the first), 0.1 for 1-D tensors
   batch s (0, 1, 2), sample n, element i:   sin(0.37 * i + 1.3 * n + 0.7 * s)
   label of sample n in batch s:             (3 * n + s) % classes
-Each step: loss = mean cross-entropy + strength * penalty, then SGD (lr, no momentum)."""
+Each step: loss = mean cross-entropy + strength * penalty, then SGD (lr 0.05, no momentum) or
+Adam (lr 1e-3, PyTorch's defaults)."""
 import json, math, os, struct, torch, torch.nn as nn, torch.nn.functional as F
 
 torch.set_default_dtype(torch.float64)  # the reference in float64; hoyerc runs float32
@@ -27,10 +28,12 @@ def ghs(p, axis):  # group_hs(W, axis): one group per index of `axis` (filters, 
     other = [d for d in range(p.dim()) if d != axis]
     return torch.sum(torch.sqrt(torch.sum(p ** 2, other))) ** 2 / torch.sum(p ** 2)
 
+# name: (model, sample shape, classes, optimizer, penalty strength, penalty)
 CASES = {
-    "lenet5_hs": (LeNet5, [1, 28, 28], 10, 1e-4, lambda m: sum(hs(p) for p in m.parameters())),
-    "lenet5_group_hs": (LeNet5, [1, 28, 28], 10, 1e-3,
+    "lenet5_hs": (LeNet5, [1, 28, 28], 10, "sgd", 1e-4, lambda m: sum(hs(p) for p in m.parameters())),
+    "lenet5_group_hs": (LeNet5, [1, 28, 28], 10, "sgd", 1e-3,
                         lambda m: sum(ghs(p, 0) + ghs(p, 1) for n, p in m.named_parameters() if n.endswith("weight"))),
+    "lenet5_adam": (LeNet5, [1, 28, 28], 10, "adam", 0.0, lambda m: 0.0),
 }
 BATCH, STEPS, LR = 4, 3, 0.05
 
@@ -62,9 +65,9 @@ def save(path, tensors):
 
 out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "runtime", "tests", "fixtures")
 os.makedirs(out, exist_ok=True)
-for name, (Model, sample, classes, strength, penalty) in CASES.items():
+for name, (Model, sample, classes, optimizer, strength, penalty) in CASES.items():
     m = Model(); init(m)
-    opt = torch.optim.SGD(m.parameters(), lr=LR)
+    opt = torch.optim.SGD(m.parameters(), lr=LR) if optimizer == "sgd" else torch.optim.Adam(m.parameters(), lr=1e-3)
     losses = []
     for s in range(STEPS):
         x, y = batch(s, sample, classes)

