@@ -182,11 +182,21 @@ fn forward(g: &mut Graph, model: &Model, params: &[(String, ValueId)], batch: us
                 let max = matches!(node.op, LayerOp::MaxPool { .. });
                 let slide = Slide { size: *size as usize, stride: *stride as usize, padding: 0, dilation: 1 };
                 let fill = if max { Fill::NegInf } else { Fill::Zero };
-                let windows = g.window(input(0), vec![1, 2], vec![slide, slide], fill);
-                if max {
-                    g.reduce(ReduceOp::MaxFirst, windows, vec![4, 5])
+                let x = input(0);
+                let [n, h, w, c] = g.shape(x).to_vec()[..] else { return Err(internal("pooling a non-image")) };
+                let k = slide.size;
+                // Windows that tile the image (2×2, stride 2) are a reshape to [n, oh, k, ow,
+                // k, c] reduced over its axes 2 and 4: no permute, so the gradient is a plain
+                // reshape back, fused with what reads it.
+                let (windows, axes) = if slide.stride == k && h % k == 0 && w % k == 0 {
+                    (g.reshape(x, vec![n, h / k, k, w / k, k, c]), vec![2, 4])
                 } else {
-                    let sum = g.reduce(ReduceOp::Sum, windows, vec![4, 5]);
+                    (g.window(x, vec![1, 2], vec![slide, slide], fill), vec![4, 5])
+                };
+                if max {
+                    g.reduce(ReduceOp::MaxFirst, windows, axes)
+                } else {
+                    let sum = g.reduce(ReduceOp::Sum, windows, axes);
                     let scale = g.scalar(1.0 / (slide.size * slide.size) as f64);
                     g.binary_bcast(Binary::Mul, sum, scale)
                 }

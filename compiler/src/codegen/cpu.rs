@@ -208,6 +208,13 @@ struct Emitter<'a, 'b> {
     /// check only the rest (see `narrowing`).
     bounds: Vec<Vec<Guard>>,
     narrowed: HashMap<usize, View>,
+    /// Address streams: each distinct (offset, strides) of a load or store, with the depth
+    /// it is used at; `partials[d][k]` is stream k's element over the axes outside depth d,
+    /// computed once per iteration of loop d − 1 (one multiply-add per loop level, not a
+    /// whole sum per element).
+    streams: HashMap<(i64, Vec<i64>), (usize, usize)>,
+    partials: Vec<Vec<Option<Value>>>,
+    depth: usize,
 }
 
 /// The variables of one reduction's accumulator: scalar, and vector (for f64 sums two F64X2
@@ -294,8 +301,12 @@ pub fn loop_function(l: &Loop, name: u32, target: &Target) -> Result<Function, C
             accs,
             bounds: vec![],
             narrowed: HashMap::new(),
+            streams: HashMap::new(),
+            partials: vec![],
+            depth: 0,
         };
         (e.bounds, e.narrowed) = narrowing(l);
+        e.find_streams();
         e.nest(0, Mode::Scalar)?;
         e.b.ins().return_(&[]);
         e.b.seal_all_blocks();
@@ -367,6 +378,7 @@ impl Emitter<'_, '_> {
     fn nest(&mut self, d: usize, mode: Mode) -> Result<(), CompileError> {
         let l = self.l;
         let np = self.np();
+        self.enter(d);
         for i in 0..l.body.len() {
             if self.level[i] == d && !self.after[i] {
                 self.inst(i, mode)?;
@@ -413,6 +425,7 @@ impl Emitter<'_, '_> {
             self.accumulate(mode)?;
         }
         if d == np && reducing {
+            self.depth = d;
             {
                 let finished: Vec<Val> = (0..self.accs.len()).map(|k| self.acc_finish(mode, k)).collect();
                 for i in 0..l.body.len() {
@@ -465,9 +478,65 @@ impl Emitter<'_, '_> {
         Ok(())
     }
 
+    /// Every view the nest reads or writes through, as an address stream.
+    fn find_streams(&mut self) {
+        let l = self.l;
+        let mut add = |view: &View, level: usize, streams: &mut HashMap<(i64, Vec<i64>), (usize, usize)>| {
+            let n = streams.len();
+            let entry = streams.entry((view.offset, view.strides.clone())).or_insert((n, level));
+            entry.1 = entry.1.max(level);
+        };
+        let mut streams = HashMap::new();
+        for (i, inst) in l.body.iter().enumerate() {
+            match inst {
+                Inst::Load { view, .. } => add(self.narrowed.get(&i).unwrap_or(view), self.level[i], &mut streams),
+                Inst::Gather { view, .. } => add(view, self.level[i], &mut streams),
+                _ => {}
+            }
+        }
+        for st in &l.stores {
+            add(&st.view, self.store_level(st), &mut streams);
+        }
+        self.partials = vec![vec![None; streams.len()]; l.rank() + 1];
+        self.streams = streams;
+    }
+
+    /// At depth `d` (inside loop d − 1): each stream used at `d` or deeper moves on by the
+    /// stride of axis d − 1.
+    fn enter(&mut self, d: usize) {
+        self.depth = d;
+        let mut streams: Vec<((i64, Vec<i64>), (usize, usize))> =
+            self.streams.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        streams.sort_by_key(|s| s.1 .0);
+        for ((offset, strides), (k, level)) in streams {
+            if level < d {
+                continue;
+            }
+            let e = if d == 0 {
+                self.b.ins().iconst(I64, offset)
+            } else {
+                let outer = self.partials[d - 1][k].expect("outer partial address");
+                match strides[d - 1] {
+                    0 => outer,
+                    s => {
+                        let i = self.b.use_var(self.vars[d - 1]);
+                        let part = if s == 1 { i } else { self.b.ins().imul_imm_s(i, s) };
+                        self.b.ins().iadd(outer, part)
+                    }
+                }
+            };
+            self.partials[d][k] = Some(e);
+        }
+    }
+
     /// The element index of `view` at the current point (outer axes first, so that the
     /// invariant part is hoisted out of inner loops).
     fn element(&mut self, view: &View) -> Value {
+        if let Some(&(k, _)) = self.streams.get(&(view.offset, view.strides.clone())) {
+            if let Some(e) = self.partials.get(self.depth).and_then(|p| p[k]) {
+                return e;
+            }
+        }
         let mut e: Option<Value> = None;
         for (d, &s) in view.strides.iter().enumerate() {
             if s != 0 {

@@ -129,6 +129,7 @@ fn run_loop(l: &Loop, mem: &mut [Vec<f32>]) -> Result<(), String> {
             for (k, red) in l.reductions.iter().enumerate() {
                 let x = regs[red.value.index()];
                 match red.op {
+                    ReduceOp::Sum if l.reductions[k].acc == AccType::F32 => acc_sum[k] = (acc_sum[k] as f32 + x) as f64,
                     ReduceOp::Sum => acc_sum[k] += x as f64,
                     ReduceOp::Max | ReduceOp::MaxFirst => {
                         acc_max[k] =
