@@ -23,6 +23,20 @@ class LeNet5(nn.Module):
         x = F.max_pool2d(F.relu(s.conv1(x)), 2, 2); x = F.max_pool2d(F.relu(s.conv2(x)), 2, 2)
         return s.fc2(F.relu(s.fc1(torch.flatten(x, 1))))
 
+class TinyConvNet(nn.Module):
+    """Every other layer: padding, overlapping and padded pooling, GELU, tanh, a residual add,
+    leaky ReLU, global average pooling, sigmoid (runtime/tests/pytorch.rs has the spec)."""
+    def __init__(s):
+        super().__init__()
+        s.c1, s.c2, s.fc = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1), nn.Linear(8, 3)
+    def forward(s, x):
+        c1 = F.max_pool2d(F.gelu(s.c1(x)), 3, stride=2, padding=1)
+        c2 = torch.tanh(s.c2(c1))
+        r = F.leaky_relu(c1 + c2, 0.1)
+        p = F.avg_pool2d(r, 2, stride=1, padding=1)
+        g = torch.sigmoid(p.mean((2, 3)))
+        return s.fc(g)
+
 def hs(p): return torch.sum(torch.abs(p)) ** 2 / torch.sum(p ** 2)
 def ghs(p, axis):  # group_hs(W, axis): one group per index of `axis` (filters, channels)
     other = [d for d in range(p.dim()) if d != axis]
@@ -34,6 +48,7 @@ CASES = {
     "lenet5_group_hs": (LeNet5, [1, 28, 28], 10, "sgd", 1e-3,
                         lambda m: sum(ghs(p, 0) + ghs(p, 1) for n, p in m.named_parameters() if n.endswith("weight"))),
     "lenet5_adam": (LeNet5, [1, 28, 28], 10, "adam", 0.0, lambda m: 0.0),
+    "tiny_convnet": (TinyConvNet, [3, 9, 9], 3, "sgd", 1e-3, lambda m: sum(hs(p) for p in m.parameters())),
 }
 BATCH, STEPS, LR = 4, 3, 0.05
 

@@ -100,6 +100,29 @@ fn vjp(g: &mut Graph, op: &Op, y: ValueId, gy: ValueId) -> Vec<(ValueId, ValueId
                     g.unary(Unary::Neg, t)
                 }
                 Unary::Copy => gy,
+                // d tanh = 1 - y², d sigmoid = y (1 - y)
+                Unary::Tanh | Unary::Sigmoid => {
+                    let s = g.shape(y).to_vec();
+                    let one = g.constant(1.0, s);
+                    let d = if u == Unary::Tanh {
+                        let y2 = g.binary(Binary::Mul, y, y);
+                        g.binary(Binary::Sub, one, y2)
+                    } else {
+                        let rest = g.binary(Binary::Sub, one, y);
+                        g.binary(Binary::Mul, y, rest)
+                    };
+                    g.binary(Binary::Mul, gy, d)
+                }
+                // d erf = 2/√π · exp(-x²)
+                Unary::Erf => {
+                    let s = g.shape(x).to_vec();
+                    let x2 = g.binary(Binary::Mul, x, x);
+                    let nx2 = g.unary(Unary::Neg, x2);
+                    let e = g.unary(Unary::Exp, nx2);
+                    let k = g.constant(std::f64::consts::FRAC_2_SQRT_PI, s);
+                    let d = g.binary(Binary::Mul, k, e);
+                    g.binary(Binary::Mul, gy, d)
+                }
                 Unary::Sign | Unary::Step | Unary::Detach => return vec![],
             };
             vec![(x, gx)]
@@ -287,7 +310,17 @@ mod tests {
 
     #[test]
     fn unary_rules() {
-        for u in [Unary::Neg, Unary::Abs, Unary::Exp, Unary::Relu, Unary::Sign, Unary::Step] {
+        for u in [
+            Unary::Neg,
+            Unary::Abs,
+            Unary::Exp,
+            Unary::Relu,
+            Unary::Sign,
+            Unary::Step,
+            Unary::Tanh,
+            Unary::Sigmoid,
+            Unary::Erf,
+        ] {
             check(u.name(), vec![2, 3], numbers(6, 1, 0.1), |g, x| g.unary(u, x));
         }
         for u in [Unary::Sqrt, Unary::Log, Unary::Recip] {

@@ -178,9 +178,10 @@ fn forward(g: &mut Graph, model: &Model, params: &[(String, ValueId)], batch: us
                 }
                 g.reshape(y, vec![batch, oh, ow, o])
             }
-            LayerOp::MaxPool { size, stride } | LayerOp::AvgPool { size, stride } => {
+            LayerOp::MaxPool { size, stride, padding } | LayerOp::AvgPool { size, stride, padding } => {
                 let max = matches!(node.op, LayerOp::MaxPool { .. });
-                let slide = Slide { size: *size as usize, stride: *stride as usize, padding: 0, dilation: 1 };
+                let slide =
+                    Slide { size: *size as usize, stride: *stride as usize, padding: *padding as usize, dilation: 1 };
                 let fill = if max { Fill::NegInf } else { Fill::Zero };
                 let x = input(0);
                 let [n, h, w, c] = g.shape(x).to_vec()[..] else { return Err(internal("pooling a non-image")) };
@@ -188,7 +189,8 @@ fn forward(g: &mut Graph, model: &Model, params: &[(String, ValueId)], batch: us
                 // Windows that tile the image (2×2, stride 2) are a reshape to [n, oh, k, ow,
                 // k, c] reduced over its axes 2 and 4: no permute, so the gradient is a plain
                 // reshape back, fused with what reads it.
-                let (windows, axes) = if slide.stride == k && h % k == 0 && w % k == 0 {
+                // (Average pooling with padding counts the zeros, as PyTorch's default.)
+                let (windows, axes) = if slide.stride == k && slide.padding == 0 && h % k == 0 && w % k == 0 {
                     (g.reshape(x, vec![n, h / k, k, w / k, k, c]), vec![2, 4])
                 } else {
                     (g.window(x, vec![1, 2], vec![slide, slide], fill), vec![4, 5])
@@ -201,7 +203,38 @@ fn forward(g: &mut Graph, model: &Model, params: &[(String, ValueId)], batch: us
                     g.binary_bcast(Binary::Mul, sum, scale)
                 }
             }
+            LayerOp::GlobalAvgPool => {
+                let x = input(0);
+                let [_, h, w, _] = g.shape(x).to_vec()[..] else { return Err(internal("pooling a non-image")) };
+                let sum = g.reduce(ReduceOp::Sum, x, vec![1, 2]);
+                let scale = g.scalar(1.0 / (h * w) as f64);
+                g.binary_bcast(Binary::Mul, sum, scale)
+            }
             LayerOp::Relu => g.unary(Unary::Relu, input(0)),
+            LayerOp::Tanh => g.unary(Unary::Tanh, input(0)),
+            LayerOp::Sigmoid => g.unary(Unary::Sigmoid, input(0)),
+            LayerOp::Gelu => {
+                // x/2 · (1 + erf(x/√2))
+                let x = input(0);
+                let s = g.shape(x).to_vec();
+                let k = g.constant(std::f64::consts::FRAC_1_SQRT_2, s.clone());
+                let u = g.binary(Binary::Mul, x, k);
+                let e = g.unary(Unary::Erf, u);
+                let one = g.constant(1.0, s.clone());
+                let p = g.binary(Binary::Add, one, e);
+                let half = g.constant(0.5, s);
+                let hx = g.binary(Binary::Mul, half, x);
+                g.binary(Binary::Mul, hx, p)
+            }
+            LayerOp::LeakyRelu { slope } => {
+                // x > 0 ? x : slope · x, so that the gradient at 0 is the slope, as PyTorch's.
+                let x = input(0);
+                let s = g.shape(x).to_vec();
+                let positive = g.unary(Unary::Step, x);
+                let k = g.constant(*slope, s);
+                let scaled = g.binary(Binary::Mul, k, x);
+                g.select(positive, x, scaled)
+            }
             LayerOp::Flatten => {
                 // PyTorch flattens [channels, height, width].
                 let x = input(0);

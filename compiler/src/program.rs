@@ -109,11 +109,37 @@ impl Node {
 #[derive(Debug, Clone, PartialEq)]
 pub enum LayerOp {
     Input,
-    Dense { out: u64, bias: bool },
-    Conv2d { out: u64, kernel: u64, stride: u64, padding: u64, bias: bool },
-    MaxPool { size: u64, stride: u64 },
-    AvgPool { size: u64, stride: u64 },
+    Dense {
+        out: u64,
+        bias: bool,
+    },
+    Conv2d {
+        out: u64,
+        kernel: u64,
+        stride: u64,
+        padding: u64,
+        bias: bool,
+    },
+    MaxPool {
+        size: u64,
+        stride: u64,
+        padding: u64,
+    },
+    AvgPool {
+        size: u64,
+        stride: u64,
+        padding: u64,
+    },
+    /// The mean of each channel over the image: [c, h, w] to [c].
+    GlobalAvgPool,
     Relu,
+    Tanh,
+    Sigmoid,
+    /// x · Φ(x), with the exact normal CDF (PyTorch's default `gelu`).
+    Gelu,
+    LeakyRelu {
+        slope: f64,
+    },
     Flatten,
     Add,
 }
@@ -136,15 +162,23 @@ impl LayerOp {
                 }
                 s + ")"
             }
-            LayerOp::MaxPool { size, stride } | LayerOp::AvgPool { size, stride } => {
+            LayerOp::MaxPool { size, stride, padding } | LayerOp::AvgPool { size, stride, padding } => {
                 let name = if matches!(self, LayerOp::MaxPool { .. }) { "maxpool" } else { "avgpool" };
-                if size == stride {
-                    format!("{name}({size})")
-                } else {
-                    format!("{name}({size}, stride = {stride})")
+                let mut s = format!("{name}({size}");
+                if size != stride {
+                    s += &format!(", stride = {stride}");
                 }
+                if *padding != 0 {
+                    s += &format!(", padding = {padding}");
+                }
+                s + ")"
             }
+            LayerOp::GlobalAvgPool => "global_avgpool".into(),
             LayerOp::Relu => "relu".into(),
+            LayerOp::Tanh => "tanh".into(),
+            LayerOp::Sigmoid => "sigmoid".into(),
+            LayerOp::Gelu => "gelu".into(),
+            LayerOp::LeakyRelu { slope } => format!("leaky_relu(slope = {slope})"),
             LayerOp::Flatten => "flatten".into(),
             LayerOp::Add => "add".into(),
         }

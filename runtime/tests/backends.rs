@@ -178,6 +178,9 @@ fn special_values_through_every_op() {
         Unary::Relu,
         Unary::Step,
         Unary::Recip,
+        Unary::Tanh,
+        Unary::Sigmoid,
+        Unary::Erf,
     ] {
         outputs.push((u.name().to_string(), g.unary(u, x)));
     }
@@ -202,7 +205,9 @@ fn special_values_through_every_op() {
         let got = run(backend, &planned, &inputs);
         for (name, w) in &want {
             for (i, (&e, &o)) in w.iter().zip(&got[name]).enumerate() {
-                let libm = matches!(name.as_str(), "exp" | "log" | "pow3") && e.is_finite() && e != 0.0;
+                let libm = matches!(name.as_str(), "exp" | "log" | "pow3" | "tanh" | "sigmoid" | "erf")
+                    && e.is_finite()
+                    && e != 0.0;
                 let ok = if e.is_nan() {
                     o.is_nan()
                 } else if libm {

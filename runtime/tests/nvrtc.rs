@@ -24,8 +24,8 @@ fn nvrtc_present() -> bool {
     }
 }
 
-/// Every program of the examples: each phase's step at its batch and at an odd one, the
-/// evaluation, the batch gather.
+/// Every program of the examples (and of the spec with every layer): each phase's step at its
+/// batch and at an odd one, the evaluation, the batch gather.
 fn programs() -> Vec<(String, Program)> {
     let mut out = Vec::new();
     let opts = Options::default();
@@ -39,6 +39,7 @@ fn programs() -> Vec<(String, Program)> {
         "lenet5_dense",
         "lenet5_hs",
         "lenet5_group_hs",
+        "../tests/valid/every_layer",
     ] {
         let path = format!("{}/../examples/{name}.hoyer", env!("CARGO_MANIFEST_DIR"));
         let c = check_source(&std::fs::read_to_string(path).unwrap()).unwrap();

@@ -8,7 +8,19 @@ use crate::diagnostics::{did_you_mean, Diagnostic, Sink};
 use crate::program::{LayerOp, Model, Node, Param, ParamKind};
 use std::collections::{HashMap, HashSet};
 
-pub const LAYERS: [&str; 6] = ["dense", "conv2d", "maxpool", "avgpool", "relu", "flatten"];
+pub const LAYERS: [&str; 11] = [
+    "dense",
+    "conv2d",
+    "maxpool",
+    "avgpool",
+    "global_avgpool",
+    "relu",
+    "leaky_relu",
+    "tanh",
+    "sigmoid",
+    "gelu",
+    "flatten",
+];
 
 /// Largest dimension, and largest tensor, a model may have.
 const MAX_DIM: u64 = 1 << 31;
@@ -343,7 +355,7 @@ impl ModelChecker<'_> {
                 self.sink.push(
                     Diagnostic::error(Code::WrongKind, format!("a model is built from layers, not {what}"))
                         .label(e.span, "not a layer")
-                        .help("layers: dense, conv2d, maxpool, avgpool, relu, flatten, and `a + b` of equal shapes"),
+                        .help(format!("layers: {}, and `a + b` of equal shapes", LAYERS.join(", "))),
                 );
                 None
             }
@@ -362,8 +374,9 @@ impl ModelChecker<'_> {
                 ("padding", false),
                 ("bias", false),
             ],
-            "maxpool" | "avgpool" => &[("input", true), ("size", true), ("stride", false)],
-            "relu" | "flatten" => &[("input", true)],
+            "maxpool" | "avgpool" => &[("input", true), ("size", true), ("stride", false), ("padding", false)],
+            "relu" | "tanh" | "sigmoid" | "gelu" | "flatten" | "global_avgpool" => &[("input", true)],
+            "leaky_relu" => &[("input", true), ("slope", false)],
             _ => {
                 let help = did_you_mean(name, LAYERS).or_else(|| {
                     Some(if super::BUILTINS.contains(&name) {
@@ -444,20 +457,74 @@ impl ModelChecker<'_> {
             "maxpool" | "avgpool" => {
                 let size = int(self, 1, "the window size", 1, None);
                 let stride = size.and_then(|s| int(self, 2, "the stride", 1, Some(s)));
-                let (size, stride) = (size?, stride?);
+                let padding = int(self, 3, "the padding", 0, Some(0));
+                let (size, stride, padding) = (size?, stride?, padding?);
                 let [c, h, w] = self.image(args[0]?.span, name, &in_shape)?;
-                if size > h || size > w {
-                    self.window_too_large(args[1]?.span, "window", size, &in_shape, 0);
+                if 2 * padding > size {
+                    self.sink.push(
+                        Diagnostic::error(
+                            Code::BadLayerArgument,
+                            format!("a padding of {padding} is more than half of `{name}`'s window of {size}"),
+                        )
+                        .label(args[3]?.span, format!("padding {padding}"))
+                        .help(format!(
+                            "a window must hold at least one real pixel (PyTorch's rule): use a padding of at most {}",
+                            size / 2
+                        )),
+                    );
+                    return None;
+                }
+                let (hp, wp) = (h + 2 * padding, w + 2 * padding);
+                if size > hp || size > wp {
+                    self.window_too_large(args[1]?.span, "window", size, &in_shape, padding);
                     return None;
                 }
                 let op = if name == "maxpool" {
-                    LayerOp::MaxPool { size, stride }
+                    LayerOp::MaxPool { size, stride, padding }
                 } else {
-                    LayerOp::AvgPool { size, stride }
+                    LayerOp::AvgPool { size, stride, padding }
                 };
-                Some(self.push(op, vec![input], vec![c, (h - size) / stride + 1, (w - size) / stride + 1], span))
+                Some(self.push(op, vec![input], vec![c, (hp - size) / stride + 1, (wp - size) / stride + 1], span))
+            }
+            "global_avgpool" => {
+                let [c, _, _] = self.image(args[0]?.span, name, &in_shape)?;
+                Some(self.push(LayerOp::GlobalAvgPool, vec![input], vec![c], span))
             }
             "relu" => Some(self.push(LayerOp::Relu, vec![input], in_shape, span)),
+            "tanh" => Some(self.push(LayerOp::Tanh, vec![input], in_shape, span)),
+            "sigmoid" => Some(self.push(LayerOp::Sigmoid, vec![input], in_shape, span)),
+            "gelu" => Some(self.push(LayerOp::Gelu, vec![input], in_shape, span)),
+            "leaky_relu" => {
+                let slope = match args[1] {
+                    None => 0.01,
+                    Some(e) => match const_eval(e) {
+                        Ok(v) if v.is_finite() && v >= 0.0 => v,
+                        Ok(v) => {
+                            self.sink.push(
+                                Diagnostic::error(
+                                    Code::BadLayerArgument,
+                                    format!(
+                                        "the slope of `leaky_relu` must be a number of 0 or more, not {}",
+                                        fmt_num(v)
+                                    ),
+                                )
+                                .label(e.span, "this slope")
+                                .help("the slope multiplies negative inputs: PyTorch's default is 0.01"),
+                            );
+                            return None;
+                        }
+                        Err(_) => {
+                            self.sink.push(
+                                Diagnostic::error(Code::BadLayerArgument, "the slope of `leaky_relu` must be a number")
+                                    .label(e.span, format!("this is {}", kind_name(e)))
+                                    .help("write a number, e.g. `leaky_relu(x, slope = 0.1)`"),
+                            );
+                            return None;
+                        }
+                    },
+                };
+                Some(self.push(LayerOp::LeakyRelu { slope }, vec![input], in_shape, span))
+            }
             _ => {
                 let n = in_shape.iter().product();
                 Some(self.push(LayerOp::Flatten, vec![input], vec![n], span))
@@ -469,12 +536,14 @@ impl ModelChecker<'_> {
         match shape {
             [c, h, w] => Some([*c, *h, *w]),
             _ => {
-                let help = if shape.len() == 2 {
-                    "give the image a channel axis: `f32[1, 28, 28]`, not `f32[28, 28]`"
-                } else {
-                    "declare the input as an image, e.g. `x: f32[1, 28, 28]`"
+                let help = match shape.len() {
+                    2 => "give the image a channel axis: `f32[1, 28, 28]`, not `f32[28, 28]`".to_string(),
+                    1 => format!(
+                        "`{layer}` works on images: use it on an image input or a conv layer's output, before `flatten`"
+                    ),
+                    _ => "declare the input as an image, e.g. `x: f32[1, 28, 28]`".to_string(),
                 };
-                self.wrong_rank(span, layer, "an image [channels, height, width]", shape, help);
+                self.wrong_rank(span, layer, "an image [channels, height, width]", shape, &help);
                 None
             }
         }

@@ -46,6 +46,8 @@ pub struct MathImports {
     pub expf: u32,
     pub logf: u32,
     pub powf: u32,
+    pub tanhf: u32,
+    pub erff: u32,
 }
 
 /// What the generated code may assume about the machine.
@@ -58,7 +60,7 @@ pub struct Target {
 impl Target {
     /// The x86-64 System V target `--emit clif` shows.
     pub fn listing() -> Target {
-        Target { call_conv: CallConv::SystemV, math: MathImports { expf: 0, logf: 1, powf: 2 } }
+        Target { call_conv: CallConv::SystemV, math: MathImports { expf: 0, logf: 1, powf: 2, tanhf: 3, erff: 4 } }
     }
 }
 
@@ -186,6 +188,8 @@ struct Imports {
     exp: FuncRef,
     log: FuncRef,
     pow: FuncRef,
+    tanh: FuncRef,
+    erf: FuncRef,
 }
 
 struct Emitter<'a, 'b> {
@@ -335,7 +339,13 @@ fn imports(b: &mut FunctionBuilder, target: &Target) -> Imports {
             patchable: false,
         })
     };
-    Imports { exp: import(target.math.expf, 1), log: import(target.math.logf, 1), pow: import(target.math.powf, 2) }
+    Imports {
+        exp: import(target.math.expf, 1),
+        log: import(target.math.logf, 1),
+        pow: import(target.math.powf, 2),
+        tanh: import(target.math.tanhf, 1),
+        erf: import(target.math.erff, 1),
+    }
 }
 
 fn float_cc(c: Cmp) -> FloatCC {
@@ -481,7 +491,7 @@ impl Emitter<'_, '_> {
     /// Every view the nest reads or writes through, as an address stream.
     fn find_streams(&mut self) {
         let l = self.l;
-        let mut add = |view: &View, level: usize, streams: &mut HashMap<(i64, Vec<i64>), (usize, usize)>| {
+        let add = |view: &View, level: usize, streams: &mut HashMap<(i64, Vec<i64>), (usize, usize)>| {
             let n = streams.len();
             let entry = streams.entry((view.offset, view.strides.clone())).or_insert((n, level));
             entry.1 = entry.1.max(level);
@@ -838,6 +848,8 @@ impl Emitter<'_, '_> {
                 }
                 Prim::Exp(x) => self.call(self.imports.exp, &[slots[x]], vector),
                 Prim::Log(x) => self.call(self.imports.log, &[slots[x]], vector),
+                Prim::Tanh(x) => self.call(self.imports.tanh, &[slots[x]], vector),
+                Prim::Erf(x) => self.call(self.imports.erf, &[slots[x]], vector),
                 Prim::Pow(x, c) => {
                     let e = self.b.ins().f32const(Ieee32::with_float(c as f32));
                     let e = if vector { self.b.ins().splat(F32X4, e) } else { e };

@@ -81,6 +81,8 @@ fn expression(op: ElemOp, args: &[String]) -> String {
             Prim::Sqrt(a) => format!("sqrtf({})", slots[a]),
             Prim::Exp(a) => format!("expf({})", slots[a]),
             Prim::Log(a) => format!("logf({})", slots[a]),
+            Prim::Tanh(a) => format!("tanhf({})", slots[a]),
+            Prim::Erf(a) => format!("erff({})", slots[a]),
             Prim::Pow(a, c) => format!("powf({}, {})", slots[a], literal(c as f32)),
             Prim::Cmp(c, a, b) => format!("({} {} {})", slots[a], c.c_op(), slots[b]),
             Prim::Select(c, a, b) => format!("({} ? {} : {})", slots[c], slots[a], slots[b]),

@@ -54,6 +54,11 @@ pub enum Unary {
     /// The value itself, written to memory: inserted where a view of a view cannot be one
     /// strided view (the columns of a convolution's windows, a transposed gradient).
     Copy,
+    Tanh,
+    /// 1 / (1 + exp(-x)).
+    Sigmoid,
+    /// The error function (GELU is x/2 · (1 + erf(x/√2))).
+    Erf,
 }
 
 impl Unary {
@@ -68,6 +73,9 @@ impl Unary {
             Unary::Relu => "relu",
             Unary::Step => "step",
             Unary::Recip => "recip",
+            Unary::Tanh => "tanh",
+            Unary::Sigmoid => "sigmoid",
+            Unary::Erf => "erf",
             Unary::Detach => "detach",
             Unary::Copy => "copy",
         }

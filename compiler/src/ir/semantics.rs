@@ -71,6 +71,10 @@ pub enum Prim {
     Log(usize),
     /// libm `powf` with a constant exponent.
     Pow(usize, f64),
+    /// libm `tanhf`.
+    Tanh(usize),
+    /// libm `erff`.
+    Erf(usize),
     Cmp(Cmp, usize, usize),
     /// `cond ? a : b`.
     Select(usize, usize, usize),
@@ -111,6 +115,10 @@ pub fn program(op: ElemOp) -> Vec<Prim> {
             Unary::Exp => vec![Arg(0), Exp(0)],
             Unary::Log => vec![Arg(0), Log(0)],
             Unary::Recip => vec![Arg(0), Const(1.0), Div(1, 0)],
+            Unary::Tanh => vec![Arg(0), Tanh(0)],
+            Unary::Erf => vec![Arg(0), Erf(0)],
+            // 1 / (1 + exp(-x)): 0 at -inf, 1 at +inf, NaN passes.
+            Unary::Sigmoid => vec![Arg(0), Neg(0), Exp(1), Const(1.0), Add(3, 2), Div(3, 4)],
             Unary::Detach | Unary::Copy => vec![Arg(0)],
             // x < 0 ? 0 : x — NaN and −0 pass through.
             Unary::Relu => vec![Arg(0), Const(0.0), Cmp(Cmp::Lt, 0, 1), Select(2, 1, 0)],
@@ -194,6 +202,8 @@ pub fn eval_program(prog: &[Prim], args: &[f64]) -> f64 {
             Exp(a) => Slot::Num(n(a).exp()),
             Log(a) => Slot::Num(n(a).ln()),
             Pow(a, c) => Slot::Num(n(a).powf(c)),
+            Tanh(a) => Slot::Num(n(a).tanh()),
+            Erf(a) => Slot::Num(libm::erf(n(a))),
             Cmp(c, a, b) => Slot::Cond(c.apply(n(a), n(b))),
             Select(c, a, b) => {
                 let take = matches!(slots[c], Slot::Cond(true));
@@ -232,6 +242,8 @@ pub fn eval_program_f32(prog: &[Prim], args: &[f32]) -> f32 {
             Exp(a) => S::N(n(a).exp()),
             Log(a) => S::N(n(a).ln()),
             Pow(a, c) => S::N(n(a).powf(c as f32)),
+            Tanh(a) => S::N(libm::tanhf(n(a))),
+            Erf(a) => S::N(libm::erff(n(a))),
             Cmp(c, a, b) => S::C(c.apply(n(a) as f64, n(b) as f64)),
             Select(c, a, b) => slots[if matches!(slots[c], S::C(true)) { a } else { b }],
         };
@@ -277,6 +289,17 @@ mod tests {
         assert_eq!(bits(u(Unary::Sign, -0.0)), bits(0.0));
         assert_eq!(u(Unary::Sign, -3.0), -1.0);
         assert_eq!(bits(u(Unary::Recip, -0.0)), bits(f64::NEG_INFINITY));
+        // torch.tanh, torch.sigmoid, torch.erf
+        for f in [Unary::Tanh, Unary::Sigmoid, Unary::Erf] {
+            assert!(u(f, nan).is_nan(), "{f:?}");
+            assert_eq!(u(f, f64::INFINITY), 1.0, "{f:?}");
+        }
+        assert_eq!(u(Unary::Tanh, f64::NEG_INFINITY), -1.0);
+        assert_eq!(u(Unary::Erf, f64::NEG_INFINITY), -1.0);
+        assert_eq!(u(Unary::Sigmoid, f64::NEG_INFINITY), 0.0);
+        assert_eq!(bits(u(Unary::Tanh, -0.0)), bits(-0.0));
+        assert_eq!(bits(u(Unary::Erf, -0.0)), bits(-0.0));
+        assert_eq!(u(Unary::Sigmoid, -0.0), 0.5);
         let m = |a: f64, b: f64| eval(ElemOp::Binary(Binary::Max), &[a, b]);
         assert!(m(nan, 1.0).is_nan() && m(1.0, nan).is_nan());
         assert_eq!(bits(m(-0.0, 0.0)), bits(-0.0));

@@ -22,6 +22,13 @@ extern "C" fn hoyer_logf(x: f32) -> f32 {
 extern "C" fn hoyer_powf(x: f32, y: f32) -> f32 {
     x.powf(y)
 }
+// The interpreter's float32 evaluation calls the same libm functions.
+extern "C" fn hoyer_tanhf(x: f32) -> f32 {
+    libm::tanhf(x)
+}
+extern "C" fn hoyer_erff(x: f32) -> f32 {
+    libm::erff(x)
+}
 
 fn failed(what: &str, e: impl std::fmt::Display) -> RunError {
     RunError::new(Code::Internal, format!("Cranelift: {what}: {e}"))
@@ -62,6 +69,8 @@ impl Jit {
         builder.symbol("hoyer_expf", hoyer_expf as *const u8);
         builder.symbol("hoyer_logf", hoyer_logf as *const u8);
         builder.symbol("hoyer_powf", hoyer_powf as *const u8);
+        builder.symbol("hoyer_tanhf", hoyer_tanhf as *const u8);
+        builder.symbol("hoyer_erff", hoyer_erff as *const u8);
         let mut module = JITModule::new(builder);
         let call_conv = module.isa().default_call_conv();
         let mut declare = |name: &str, arity: usize| -> Result<u32, RunError> {
@@ -74,6 +83,8 @@ impl Jit {
             expf: declare("hoyer_expf", 1)?,
             logf: declare("hoyer_logf", 1)?,
             powf: declare("hoyer_powf", 2)?,
+            tanhf: declare("hoyer_tanhf", 1)?,
+            erff: declare("hoyer_erff", 1)?,
         };
         Ok(Jit { module, target: Target { call_conv, math } })
     }
