@@ -515,10 +515,10 @@ impl Emitter<'_, '_> {
     /// stride of axis d − 1.
     fn enter(&mut self, d: usize) {
         self.depth = d;
-        let mut streams: Vec<((i64, Vec<i64>), (usize, usize))> =
-            self.streams.iter().map(|(k, v)| (k.clone(), *v)).collect();
-        streams.sort_by_key(|s| s.1 .0);
-        for ((offset, strides), (k, level)) in streams {
+        let mut streams: Vec<(usize, usize, i64, Vec<i64>)> =
+            self.streams.iter().map(|((offset, strides), &(k, level))| (k, level, *offset, strides.clone())).collect();
+        streams.sort_by_key(|s| s.0);
+        for (k, level, offset, strides) in streams {
             if level < d {
                 continue;
             }

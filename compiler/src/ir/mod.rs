@@ -434,8 +434,9 @@ impl Graph {
         assert!(axes.len() == slides.len() && axes.iter().all(|&a| a < s.len()), "window axes {axes:?} of {s:?}");
         let out = window_shape(&s, &axes, &slides);
         assert!(out.iter().all(|&d| d > 0), "windows of {s:?} that do not fit");
-        let tiles =
-            |(&a, w): (&usize, &Slide)| w.stride == w.size && w.padding == 0 && w.dilation == 1 && s[a] % w.size == 0;
+        let tiles = |(&a, w): (&usize, &Slide)| {
+            w.stride == w.size && w.padding == 0 && w.dilation == 1 && s[a].is_multiple_of(w.size)
+        };
         if !axes.iter().zip(&slides).all(tiles) {
             return self.push(Op::Window { input, axes, slides, fill }, out);
         }
