@@ -37,6 +37,24 @@ class TinyConvNet(nn.Module):
         g = torch.sigmoid(p.mean((2, 3)))
         return s.fc(g)
 
+class TinyResNet(nn.Module):
+    """A CIFAR ResNet block in small: conv-BN-relu-conv-BN, a residual add, a stride-2 block
+    with a 1×1 conv-BN shortcut, global average pooling."""
+    def __init__(s):
+        super().__init__()
+        s.c0, s.n0 = nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
+        s.c1, s.n1 = nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
+        s.c2, s.n2 = nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
+        s.c3, s.n3 = nn.Conv2d(4, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8)
+        s.c4, s.n4 = nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
+        s.sc, s.ns = nn.Conv2d(4, 8, 1, stride=2, bias=False), nn.BatchNorm2d(8)
+        s.fc = nn.Linear(8, 3)
+    def forward(s, x):
+        a = F.relu(s.n0(s.c0(x)))
+        b = F.relu(a + s.n2(s.c2(F.relu(s.n1(s.c1(a))))))
+        c = F.relu(s.ns(s.sc(b)) + s.n4(s.c4(F.relu(s.n3(s.c3(b))))))
+        return s.fc(c.mean((2, 3)))
+
 def hs(p): return torch.sum(torch.abs(p)) ** 2 / torch.sum(p ** 2)
 def ghs(p, axis):  # group_hs(W, axis): one group per index of `axis` (filters, channels)
     other = [d for d in range(p.dim()) if d != axis]
@@ -49,12 +67,16 @@ CASES = {
                         lambda m: sum(ghs(p, 0) + ghs(p, 1) for n, p in m.named_parameters() if n.endswith("weight"))),
     "lenet5_adam": (LeNet5, [1, 28, 28], 10, "adam", 0.0, lambda m: 0.0),
     "tiny_convnet": (TinyConvNet, [3, 9, 9], 3, "sgd", 1e-3, lambda m: sum(hs(p) for p in m.parameters())),
+    "tiny_resnet": (TinyResNet, [3, 8, 8], 3, "sgd", 1e-3,
+                    lambda m: sum(ghs(p, 0) + ghs(p, 1) for n, p in m.named_parameters() if n.startswith("c"))),
 }
 BATCH, STEPS, LR = 4, 3, 0.05
 
 def init(m):
     with torch.no_grad():
         for t, (name, p) in enumerate(m.named_parameters()):
+            if name.startswith("n"):  # batch norm keeps PyTorch's init: weight 1, bias 0
+                continue
             fan_in = math.prod(p.shape[1:]) if p.dim() > 1 else 0
             bound = 1 / math.sqrt(fan_in) if fan_in else 0.1
             i = torch.arange(p.numel(), dtype=torch.float64)
@@ -91,6 +113,9 @@ for name, (Model, sample, classes, optimizer, strength, penalty) in CASES.items(
         (loss + strength * penalty(m)).backward()
         opt.step()
     tensors = dict(m.named_parameters())
+    tensors.update(m.named_buffers())  # batch norm's running statistics
     tensors["loss"] = torch.tensor(losses)
+    m.eval()  # the forward pass as evaluation runs it
+    tensors["eval_logits"] = m(batch(0, sample, classes)[0])
     save(os.path.join(out, f"{name}.safetensors"), tensors)
     print(name, "losses", losses)

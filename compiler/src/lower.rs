@@ -13,8 +13,11 @@ use std::collections::HashMap;
 #[derive(Debug, Clone)]
 pub struct Forward {
     pub graph: Graph,
-    /// Parameter inputs, in model order.
+    /// Trainable parameter inputs, in model order.
     pub params: Vec<(String, ValueId)>,
+    /// New values of the buffers the forward pass keeps (batch norm's running statistics),
+    /// by name: outputs of the step that update their inputs.
+    pub updates: Vec<(String, ValueId)>,
     pub logits: ValueId,
     /// Mean cross-entropy over the batch.
     pub loss: ValueId,
@@ -41,9 +44,11 @@ pub fn lower(
     batch: usize,
 ) -> Result<Forward, CompileError> {
     let mut g = Graph::default();
-    let params = param_inputs(&mut g, model);
-    let logits = forward(&mut g, model, &params, batch)?;
+    let inputs = param_inputs(&mut g, model);
+    let (logits, updates) = forward(&mut g, model, &inputs, batch, Mode::Train)?;
     let loss = cross_entropy(&mut g, logits, batch);
+    let params: Vec<(String, ValueId)> =
+        inputs.into_iter().filter(|(n, _)| model.param(n).is_some_and(|p| p.trainable())).collect();
 
     let mut penalty = g.scalar(0.0);
     for (k, term) in penalties.iter().enumerate() {
@@ -68,25 +73,34 @@ pub fn lower(
     }
     let objective = g.binary(Binary::Add, loss, penalty);
     g.outputs = vec![("loss".into(), loss), ("penalty".into(), penalty), ("objective".into(), objective)];
-    Ok(Forward { graph: g, params, logits, loss, penalty, objective, batch })
+    Ok(Forward { graph: g, params, updates, logits, loss, penalty, objective, batch })
 }
 
-/// One input per parameter of `model`, in model order.
+/// One input per parameter and buffer of `model`, in model order.
 fn param_inputs(g: &mut Graph, model: &Model) -> Vec<(String, ValueId)> {
     model
         .params
         .iter()
         .map(|p| {
-            (p.name.clone(), g.input_value(&p.name, InputKind::Param, p.shape.iter().map(|&d| d as usize).collect()))
+            let kind = if p.trainable() { InputKind::Param } else { InputKind::State };
+            (p.name.clone(), g.input_value(&p.name, kind, p.shape.iter().map(|&d| d as usize).collect()))
         })
         .collect()
+}
+
+/// Training (batch statistics, running statistics updated) or evaluation (running
+/// statistics), as PyTorch's `model.train()` and `model.eval()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Train,
+    Eval,
 }
 
 /// The forward pass alone, for evaluation: outputs `logits`.
 pub fn lower_eval(model: &Model, batch: usize) -> Result<(Graph, ValueId), CompileError> {
     let mut g = Graph::default();
     let params = param_inputs(&mut g, model);
-    let logits = forward(&mut g, model, &params, batch)?;
+    let (logits, _) = forward(&mut g, model, &params, batch, Mode::Eval)?;
     g.outputs = vec![("logits".into(), logits)];
     let g = crate::passes::simplify(&g);
     let logits = g.outputs[0].1;
@@ -129,15 +143,24 @@ fn internal(message: impl Into<String>) -> CompileError {
 /// windows then read whole channel rows, its product's rows are its output's pixels with no
 /// transpose, and pooling and batch statistics run along contiguous channels. Only the data
 /// coming in (a view) and `flatten` (to PyTorch's channel-major order) change layout.
-fn forward(g: &mut Graph, model: &Model, params: &[(String, ValueId)], batch: usize) -> Result<ValueId, CompileError> {
+fn forward(
+    g: &mut Graph,
+    model: &Model,
+    params: &[(String, ValueId)],
+    batch: usize,
+    mode: Mode,
+) -> Result<(ValueId, Vec<(String, ValueId)>), CompileError> {
     let param = |name: String| params.iter().find(|(n, _)| *n == name).map(|p| p.1);
     let mut vals: Vec<ValueId> = Vec::with_capacity(model.nodes.len());
+    let mut updates = Vec::new();
     for node in &model.nodes {
         let shape: Vec<usize> = std::iter::once(batch).chain(node.shape.iter().map(|&d| d as usize)).collect();
         let input = |i: usize| vals[node.inputs[i]];
         let layer = node.name.clone().unwrap_or_default();
         let weight = || param(format!("{layer}.weight")).ok_or_else(|| internal(format!("`{layer}` without weight")));
         let bias = || param(format!("{layer}.bias")).ok_or_else(|| internal(format!("`{layer}` without bias")));
+        let buffer =
+            |what: &str| param(format!("{layer}.{what}")).ok_or_else(|| internal(format!("`{layer}` without {what}")));
         let v = match &node.op {
             LayerOp::Input => {
                 let x = g.input_value(DATA, InputKind::Data, shape.clone());
@@ -203,6 +226,45 @@ fn forward(g: &mut Graph, model: &Model, params: &[(String, ValueId)], batch: us
                     g.binary_bcast(Binary::Mul, sum, scale)
                 }
             }
+            LayerOp::BatchNorm { eps, momentum } => {
+                let x = input(0);
+                let (mean, var) = match mode {
+                    Mode::Train => {
+                        let (mean, var) = batch_statistics(g, x);
+                        // running ← (1 − momentum) · running + momentum · batch, the variance
+                        // unbiased (M / (M − 1)), as PyTorch.
+                        let m: usize = g.shape(x)[..3].iter().product();
+                        let unbias = m as f64 / (m.max(2) - 1) as f64;
+                        for (what, stat, scale) in [("running_mean", mean, 1.0), ("running_var", var, unbias)] {
+                            let old = buffer(what)?;
+                            let keep = g.scalar(1.0 - momentum);
+                            let kept = g.binary_bcast(Binary::Mul, old, keep);
+                            let add = g.scalar(momentum * scale);
+                            let added = g.binary_bcast(Binary::Mul, stat, add);
+                            updates.push((format!("{layer}.{what}"), g.binary(Binary::Add, kept, added)));
+                        }
+                        let count = buffer("num_batches_tracked")?;
+                        let one = g.scalar(1.0);
+                        updates.push((format!("{layer}.num_batches_tracked"), g.binary(Binary::Add, count, one)));
+                        (mean, var)
+                    }
+                    Mode::Eval => (buffer("running_mean")?, buffer("running_var")?),
+                };
+                // (x − mean) / √(var + eps) · weight + bias, per channel (the last axis).
+                let shape = g.shape(x).to_vec();
+                let per_channel = |g: &mut Graph, v: ValueId| g.broadcast(v, &shape, vec![3]);
+                let e = g.scalar(*eps);
+                let ve = g.binary_bcast(Binary::Add, var, e);
+                let sd = g.unary(Unary::Sqrt, ve);
+                let inv = g.unary(Unary::Recip, sd);
+                let scale = g.binary(Binary::Mul, inv, weight()?);
+                let mean_b = per_channel(g, mean);
+                let centered = g.binary(Binary::Sub, x, mean_b);
+                let scale_b = per_channel(g, scale);
+                let scaled = g.binary(Binary::Mul, centered, scale_b);
+                let bias_b = per_channel(g, bias()?);
+                g.binary(Binary::Add, scaled, bias_b)
+            }
             LayerOp::GlobalAvgPool => {
                 let x = input(0);
                 let [_, h, w, _] = g.shape(x).to_vec()[..] else { return Err(internal("pooling a non-image")) };
@@ -245,7 +307,23 @@ fn forward(g: &mut Graph, model: &Model, params: &[(String, ValueId)], batch: us
         };
         vals.push(v);
     }
-    Ok(vals[model.output])
+    Ok((vals[model.output], updates))
+}
+
+/// The mean and biased variance of each channel of `x` [n, h, w, c] over the batch and the
+/// image, each [c]: the statistics batch norm normalizes with while training.
+fn batch_statistics(g: &mut Graph, x: ValueId) -> (ValueId, ValueId) {
+    let shape = g.shape(x).to_vec();
+    let m: usize = shape[..3].iter().product();
+    let k = g.scalar(1.0 / m as f64);
+    let sum = g.reduce(ReduceOp::Sum, x, vec![0, 1, 2]);
+    let mean = g.binary_bcast(Binary::Mul, sum, k);
+    let mean_b = g.broadcast(mean, &shape, vec![3]);
+    let centered = g.binary(Binary::Sub, x, mean_b);
+    let sq = g.binary(Binary::Mul, centered, centered);
+    let ss = g.reduce(ReduceOp::Sum, sq, vec![0, 1, 2]);
+    let var = g.binary_bcast(Binary::Mul, ss, k);
+    (mean, var)
 }
 
 /// Mean softmax cross-entropy of `logits` [batch, classes] against integer labels, computed

@@ -67,8 +67,13 @@ impl Model {
     pub fn param(&self, name: &str) -> Option<&Param> {
         self.params.iter().find(|p| p.name == name)
     }
+    /// Trainable elements, as PyTorch's `sum(p.numel() for p in model.parameters())`.
     pub fn parameter_count(&self) -> u64 {
-        self.params.iter().map(Param::numel).sum()
+        self.trainable().map(Param::numel).sum()
+    }
+    /// The trainable parameters, in model order.
+    pub fn trainable(&self) -> impl Iterator<Item = &Param> {
+        self.params.iter().filter(|p| p.trainable())
     }
     /// Forward FLOPs per sample: 2 per multiply-add of dense and conv layers.
     pub fn forward_flops(&self) -> u64 {
@@ -140,6 +145,12 @@ pub enum LayerOp {
     LeakyRelu {
         slope: f64,
     },
+    /// PyTorch's `BatchNorm2d`: each channel normalized by the batch's mean and (biased)
+    /// variance while training, by the running ones at evaluation; then scaled and shifted.
+    BatchNorm {
+        eps: f64,
+        momentum: f64,
+    },
     Flatten,
     Add,
 }
@@ -179,6 +190,13 @@ impl LayerOp {
             LayerOp::Sigmoid => "sigmoid".into(),
             LayerOp::Gelu => "gelu".into(),
             LayerOp::LeakyRelu { slope } => format!("leaky_relu(slope = {slope})"),
+            LayerOp::BatchNorm { eps, momentum } => {
+                let mut s = "batchnorm".to_string();
+                if *eps != BATCHNORM_EPS || *momentum != BATCHNORM_MOMENTUM {
+                    s += &format!("(eps = {eps}, momentum = {momentum})");
+                }
+                s
+            }
             LayerOp::Flatten => "flatten".into(),
             LayerOp::Add => "add".into(),
         }
@@ -189,7 +207,15 @@ impl LayerOp {
 pub enum ParamKind {
     Weight,
     Bias,
+    /// State the forward pass keeps, not trained (PyTorch's buffers): batch norm's
+    /// `running_mean`, `running_var` and `num_batches_tracked`. Saved and loaded with the
+    /// parameters; no gradient, optimizer, penalty, mask or prune touches it.
+    Buffer,
 }
+
+/// PyTorch's `BatchNorm2d` defaults.
+pub const BATCHNORM_EPS: f64 = 1e-5;
+pub const BATCHNORM_MOMENTUM: f64 = 0.1;
 
 /// A trainable tensor, named and laid out as PyTorch does: dense weight [out, in], conv
 /// weight [out, in, kh, kw], bias [out].
@@ -206,6 +232,9 @@ pub struct Param {
 impl Param {
     pub fn numel(&self) -> u64 {
         self.shape.iter().product()
+    }
+    pub fn trainable(&self) -> bool {
+        self.kind != ParamKind::Buffer
     }
 }
 

@@ -86,6 +86,8 @@ pub fn build(program: &Program, model: &Model, phase: &PhasePlan, batch: usize) 
             outputs.push((state_input(&name, s), v));
         }
     }
+    // Batch norm's running statistics: new values from this batch.
+    outputs.extend(fwd.updates.iter().cloned());
     g.outputs = outputs;
     g.validate().map_err(|e| CompileError::internal("autodiff", e))?;
     let graph = crate::passes::simplify(g);

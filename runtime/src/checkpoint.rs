@@ -102,7 +102,13 @@ pub fn load_bytes(path: &Path, bytes: &[u8], model: &Model) -> Result<Vec<(Strin
             Dtype::F64 => {
                 t.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32).collect()
             }
-            other => return Err(format!("{}: `{}` is {other:?}; hoyer reads F32 and F64", path.display(), p.name)),
+            // PyTorch keeps batch norm's `num_batches_tracked` in int64.
+            Dtype::I64 => {
+                t.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32).collect()
+            }
+            other => {
+                return Err(format!("{}: `{}` is {other:?}; hoyer reads F32, F64 and I64", path.display(), p.name))
+            }
         };
         out.push((p.name.clone(), values));
     }

@@ -1,8 +1,9 @@
 //! Initial parameters as PyTorch's defaults: `nn.Linear` and `nn.Conv2d` draw weights and
-//! biases from U(-1/√fan_in, 1/√fan_in) (kaiming_uniform with a = √5 gives that bound).
+//! biases from U(-1/√fan_in, 1/√fan_in) (kaiming_uniform with a = √5 gives that bound);
+//! `nn.BatchNorm2d` starts at weight 1, bias 0, running mean 0, running variance 1.
 
 use crate::data::Rng;
-use hoyer_compiler::program::{Model, ParamKind};
+use hoyer_compiler::program::{LayerOp, Model, ParamKind};
 
 /// Parameters in model order, drawn from `seed`.
 pub fn pytorch_default(model: &Model, seed: u64) -> Vec<(String, Vec<f32>)> {
@@ -11,6 +12,10 @@ pub fn pytorch_default(model: &Model, seed: u64) -> Vec<(String, Vec<f32>)> {
         .params
         .iter()
         .map(|p| {
+            if let LayerOp::BatchNorm { .. } = model.nodes[p.node].op {
+                let one = p.name.ends_with(".weight") || p.name.ends_with(".running_var");
+                return (p.name.clone(), vec![if one { 1.0 } else { 0.0 }; p.numel() as usize]);
+            }
             // fan_in: every axis of the weight but the first (out).
             let weight = model.params.iter().find(|q| q.layer == p.layer && q.kind == ParamKind::Weight).unwrap_or(p);
             let fan_in: u64 = weight.shape[1..].iter().product();

@@ -86,8 +86,7 @@ impl Stepper {
         }
         let scalar = |store: &mut Store, name: &str| store.shared(name, &[]);
         let states = model
-            .params
-            .iter()
+            .trainable()
             .flat_map(|p| {
                 let shape: Vec<usize> = p.shape.iter().map(|&d| d as usize).collect();
                 step::state_names(&phase.optimizer).iter().map(move |s| (step::state_input(&p.name, s), shape.clone()))

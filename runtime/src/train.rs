@@ -409,6 +409,7 @@ impl Trainer<'_> {
         let tensors = self
             .params
             .iter()
+            .filter(|(n, _)| self.model.param(n).is_none_or(|p| p.trainable()))
             .map(|(n, v)| {
                 TensorReport::new(n, &self.model.param(n).map_or_else(|| vec![v.len() as u64], |p| p.shape.clone()), v)
             })

@@ -8,9 +8,10 @@ use crate::diagnostics::{did_you_mean, Diagnostic, Sink};
 use crate::program::{LayerOp, Model, Node, Param, ParamKind};
 use std::collections::{HashMap, HashSet};
 
-pub const LAYERS: [&str; 11] = [
+pub const LAYERS: [&str; 12] = [
     "dense",
     "conv2d",
+    "batchnorm",
     "maxpool",
     "avgpool",
     "global_avgpool",
@@ -160,6 +161,19 @@ pub fn check_model(sink: &mut Sink, def: &ModelDef) -> Option<Model> {
     let mut params = Vec::new();
     for (i, node) in mc.nodes.iter().enumerate() {
         let Some(layer) = &node.name else { continue };
+        if let LayerOp::BatchNorm { .. } = node.op {
+            let c = node.shape[0];
+            for (suffix, kind, shape) in [
+                ("weight", ParamKind::Weight, vec![c]),
+                ("bias", ParamKind::Bias, vec![c]),
+                ("running_mean", ParamKind::Buffer, vec![c]),
+                ("running_var", ParamKind::Buffer, vec![c]),
+                ("num_batches_tracked", ParamKind::Buffer, vec![]),
+            ] {
+                params.push(Param { name: format!("{layer}.{suffix}"), layer: layer.clone(), kind, shape, node: i });
+            }
+            continue;
+        }
         let (weight, bias) = match &node.op {
             LayerOp::Dense { out, bias } => {
                 let inputs: u64 = mc.nodes[node.inputs[0]].shape.iter().product();
@@ -290,7 +304,7 @@ impl ModelChecker<'_> {
     }
 
     fn push(&mut self, op: LayerOp, inputs: Vec<usize>, shape: Vec<u64>, span: Span) -> usize {
-        let has_params = matches!(op, LayerOp::Dense { .. } | LayerOp::Conv2d { .. });
+        let has_params = matches!(op, LayerOp::Dense { .. } | LayerOp::Conv2d { .. } | LayerOp::BatchNorm { .. });
         self.nodes.push(Node { name: None, binding: self.binding.clone(), op, inputs, shape, span });
         let id = self.nodes.len() - 1;
         if has_params {
@@ -377,6 +391,7 @@ impl ModelChecker<'_> {
             "maxpool" | "avgpool" => &[("input", true), ("size", true), ("stride", false), ("padding", false)],
             "relu" | "tanh" | "sigmoid" | "gelu" | "flatten" | "global_avgpool" => &[("input", true)],
             "leaky_relu" => &[("input", true), ("slope", false)],
+            "batchnorm" => &[("input", true), ("eps", false), ("momentum", false)],
             _ => {
                 let help = did_you_mean(name, LAYERS).or_else(|| {
                     Some(if super::BUILTINS.contains(&name) {
@@ -485,6 +500,43 @@ impl ModelChecker<'_> {
                     LayerOp::AvgPool { size, stride, padding }
                 };
                 Some(self.push(op, vec![input], vec![c, (hp - size) / stride + 1, (wp - size) / stride + 1], span))
+            }
+            "batchnorm" => {
+                let mut number = |i: usize, what: &str, default: f64, ok: &dyn Fn(f64) -> bool| -> Option<f64> {
+                    let Some(e) = args[i] else { return Some(default) };
+                    match const_eval(e) {
+                        Ok(v) if ok(v) => Some(v),
+                        other => {
+                            let got = match other {
+                                Ok(v) => fmt_num(v),
+                                Err(_) => kind_name(e).to_string(),
+                            };
+                            self.sink.push(
+                                Diagnostic::error(Code::BadLayerArgument, format!("`{what}` of `batchnorm` is {got}"))
+                                    .label(e.span, format!("this {what}"))
+                                    .help(format!(
+                                        "`{what}` is a number {}: PyTorch's default is {}",
+                                        if what == "eps" { "above 0" } else { "from 0 to 1" },
+                                        fmt_num(default)
+                                    )),
+                            );
+                            None
+                        }
+                    }
+                };
+                let eps = number(1, "eps", crate::program::BATCHNORM_EPS, &|v| v.is_finite() && v > 0.0);
+                let momentum = number(2, "momentum", crate::program::BATCHNORM_MOMENTUM, &|v| (0.0..=1.0).contains(&v));
+                let (eps, momentum) = (eps?, momentum?);
+                if in_shape.len() != 3 {
+                    let help = if in_shape.len() == 1 {
+                        "batch norm normalizes each channel of an image (PyTorch's BatchNorm2d): use it on a conv layer's output, before `flatten`"
+                    } else {
+                        "batch norm normalizes each channel of an image [channels, height, width]"
+                    };
+                    self.wrong_rank(args[0]?.span, "batchnorm", "an image [channels, height, width]", &in_shape, help);
+                    return None;
+                }
+                Some(self.push(LayerOp::BatchNorm { eps, momentum }, vec![input], in_shape, span))
             }
             "global_avgpool" => {
                 let [c, _, _] = self.image(args[0]?.span, name, &in_shape)?;

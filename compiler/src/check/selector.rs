@@ -9,6 +9,9 @@ use crate::diagnostics::{closest, Diagnostic, Sink};
 use crate::program::{Model, Param};
 
 pub fn matches(pattern: &str, param: &Param) -> bool {
+    if !param.trainable() {
+        return false;
+    }
     let kind = param.name.rsplit('.').next().unwrap_or("");
     match pattern.split_once('.') {
         None => glob(pattern, &param.layer),
