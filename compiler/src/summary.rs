@@ -64,10 +64,19 @@ fn model(out: &mut String, m: &Model) {
     out.push('\n');
     let pw = m.params.iter().map(|p| p.name.chars().count()).max().unwrap_or(0).max(10);
     let _ = writeln!(out, "  {:<pw$} {:<20} {:>12}", "parameter", "shape", "count");
-    for p in &m.params {
+    for p in m.trainable() {
         let _ = writeln!(out, "  {:<pw$} {:<20} {:>12}", p.name, shape(&p.shape), thousands(p.numel()));
     }
     let _ = writeln!(out, "  {:<pw$} {:<20} {:>12}", "total", "", thousands(m.parameter_count()));
+    let mut kept: Vec<&str> = m.params.iter().filter(|p| !p.trainable()).map(|p| p.layer.as_str()).collect();
+    kept.dedup();
+    if !kept.is_empty() {
+        let _ = writeln!(
+            out,
+            "  buffers, not trained: running_mean, running_var, num_batches_tracked of {}",
+            kept.join(", ")
+        );
+    }
     let _ = writeln!(out, "  forward FLOPs per sample: {} (2 per multiply-add)", thousands(m.forward_flops()));
 }
 

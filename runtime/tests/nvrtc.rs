@@ -40,6 +40,7 @@ fn programs() -> Vec<(String, Program)> {
         "lenet5_hs",
         "lenet5_group_hs",
         "../tests/valid/every_layer",
+        "../tests/valid/batchnorm_residual",
     ] {
         let path = format!("{}/../examples/{name}.hoyer", env!("CARGO_MANIFEST_DIR"));
         let c = check_source(&std::fs::read_to_string(path).unwrap()).unwrap();

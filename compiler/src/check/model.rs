@@ -285,8 +285,13 @@ impl ModelChecker<'_> {
             for &c in &self.created {
                 d = d.label(self.nodes[c].span, "a layer with parameters");
             }
-            self.sink
-                .push(d.help("bind each layer with parameters to its own name, e.g. `fc1 = dense(x, 300) |> relu`"));
+            let batchnorm = self.created.iter().any(|&c| matches!(self.nodes[c].op, LayerOp::BatchNorm { .. }));
+            let help = if batchnorm {
+                "bind each layer with parameters to its own name, as PyTorch's conv1 and bn1: `c1 = conv2d(x, 16, kernel = 3)`, then `n1 = batchnorm(c1) |> relu`"
+            } else {
+                "bind each layer with parameters to its own name, e.g. `fc1 = dense(x, 300) |> relu`"
+            };
+            self.sink.push(d.help(help));
             return None;
         }
         if let Some(&c) = self.created.first() {
