@@ -174,3 +174,59 @@ fn every_malformed_file_is_a_diagnostic_naming_it() {
         }
     }
 }
+
+const CIFAR_SPEC: &str =
+    "data c = cifar10(\"cifar\") { scale 1/255  normalize(mean = [0.49, 0.48, 0.45], std = [0.25, 0.24, 0.26]) }
+model m(x: f32[3, 32, 32]) { c1 = conv2d(x, 4, kernel = 3, stride = 2)\n return dense(flatten(c1), 10) }
+train m on c { batch 8  phase p { epochs 1  optimizer sgd(lr = 0.1) } }
+";
+
+#[test]
+fn cifar10_reads_its_batches_and_names_every_broken_one() {
+    let cases: Vec<Case> = vec![
+        ("valid", Box::new(|_: &Path| {}), "", ""),
+        (
+            "missing",
+            Box::new(|d: &Path| std::fs::remove_file(d.join("data_batch_4.bin")).unwrap()),
+            "E0701",
+            "no `data_batch_4.bin`",
+        ),
+        (
+            "truncated",
+            Box::new(|d: &Path| {
+                let p = d.join("test_batch.bin");
+                let b = std::fs::read(&p).unwrap();
+                std::fs::write(&p, &b[..b.len() - 100]).unwrap()
+            }),
+            "E0702",
+            "test_batch.bin: 30630 bytes is not a whole number of 3073-byte records",
+        ),
+        (
+            "label",
+            Box::new(|d: &Path| {
+                let p = d.join("data_batch_2.bin");
+                let mut b = std::fs::read(&p).unwrap();
+                b[3073] = 12;
+                std::fs::write(&p, b).unwrap()
+            }),
+            "E0702",
+            "record 1 has label 12",
+        ),
+        ("empty", Box::new(|d: &Path| std::fs::write(d.join("data_batch_5.bin"), []).unwrap()), "E0702", "is empty"),
+    ];
+    for (name, change, code, phrase) in cases {
+        let root = std::env::temp_dir().join(format!("hoyer-cifar-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("spec.hoyer"), CIFAR_SPEC).unwrap();
+        common::cifar_folder(&root, 10, change);
+        let (status, err) = run(&root);
+        if code.is_empty() {
+            assert_eq!(status, 0, "{name}: {err}");
+            continue;
+        }
+        assert_ne!(status, 0, "{name}: a broken folder ran");
+        assert!(err.contains(code) && err.contains(phrase), "{name}: want {code} `{phrase}`, got:\n{err}");
+        assert!(!err.contains("panicked"), "{name}: {err}");
+    }
+}

@@ -191,6 +191,46 @@ fn lenet5_one_epoch_on_mnist() {
     assert!(acc >= 0.983, "one epoch reached {acc}");
 }
 
+/// The ResNet-20 example checks, has PyTorch's parameter count, and trains a few steps on
+/// small generated CIFAR-10 files; its weights file holds batch norm's buffers under
+/// PyTorch's names.
+#[test]
+fn resnet20_runs_on_generated_cifar_files() {
+    let out = out_dir("resnet20");
+    let data = out.with_extension("data");
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).unwrap();
+    let cifar = common::cifar_folder(&data, 20, |_| {});
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (code, model, err) = common::hoyerc_in(root, &["compile", "examples/resnet20_cifar.hoyer", "--emit", "model"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(model.contains("total") && model.contains("272,474"), "{model}");
+    let args = [
+        "run",
+        "examples/resnet20_cifar.hoyer",
+        "--data",
+        cifar.to_str().unwrap(),
+        "--set",
+        "batch=16",
+        "--max-steps",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let (code, _, err) = common::hoyerc_in(root, &args);
+    assert_eq!(code, 0, "{err}");
+    let t = tensors(&out.join("model.safetensors"));
+    let trainable: u64 = t
+        .iter()
+        .filter(|(n, _)| !n.contains("running_") && !n.ends_with("num_batches_tracked"))
+        .map(|(_, s)| s.iter().product::<u64>())
+        .sum();
+    assert_eq!(trainable, 272_474);
+    for name in ["bn1.running_mean", "bn_s3b3_b.running_var", "bn_s2b1_short.num_batches_tracked"] {
+        assert!(t.iter().any(|(n, _)| n == name), "no {name} in {:?}", t.iter().map(|x| &x.0).collect::<Vec<_>>());
+    }
+}
+
 fn file_bytes(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }

@@ -36,16 +36,35 @@ pub struct DataSet {
     pub source: DataSource,
     /// Multiply every input value by this (e.g. 1/255).
     pub scale: f64,
-    /// Then subtract `mean` and divide by `std`.
-    pub normalize: Option<(f64, f64)>,
+    /// Then subtract `mean` and divide by `std`: one number for every value, or one per
+    /// channel (the first axis of an image sample).
+    pub normalize: Option<Normalize>,
     /// The source call (`idx("mnist")`): where run-time data errors point.
     pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Normalize {
+    pub mean: Vec<f64>,
+    pub std: Vec<f64>,
+    /// Where the setting is written, for a channel count that does not fit the model.
+    pub span: Span,
+}
+
+impl Normalize {
+    /// `(x - mean) / std` of value `i` of a sample of `features` values.
+    pub fn apply(&self, x: f64, i: usize, features: usize) -> f64 {
+        let c = (i * self.mean.len() / features.max(1)).min(self.mean.len() - 1);
+        (x - self.mean[c]) / self.std[c]
+    }
 }
 
 #[derive(Debug, Clone)]
 pub enum DataSource {
     /// A folder with the four MNIST-family IDX files, as written in the spec.
     Idx { path: String },
+    /// A folder with CIFAR-10's binary batches (`data_batch_1.bin` … `test_batch.bin`).
+    Cifar10 { path: String },
     /// Gaussian clusters, one per class; samples take the model's input shape.
     Synthetic { classes: u64, train: u64, test: u64, noise: f64, seed: u64 },
 }

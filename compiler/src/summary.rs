@@ -83,14 +83,19 @@ fn model(out: &mut String, m: &Model) {
 fn data(out: &mut String, d: &DataSet) {
     let source = match &d.source {
         DataSource::Idx { path } => format!("idx({path:?})"),
+        DataSource::Cifar10 { path } => format!("cifar10({path:?})"),
         DataSource::Synthetic { classes, train, test, noise, seed } => format!(
             "synthetic(classes = {classes}, train = {train}, test = {test}, noise = {}, seed = {seed})",
             fmt_num(*noise)
         ),
     };
     let mut line = format!("data {}: {source}, scale {}", d.name, fmt_num(d.scale));
-    if let Some((mean, std)) = d.normalize {
-        line += &format!(", normalize(mean = {}, std = {})", fmt_num(mean), fmt_num(std));
+    if let Some(n) = &d.normalize {
+        let list = |v: &[f64]| match v {
+            [x] => fmt_num(*x),
+            _ => format!("[{}]", v.iter().map(|x| fmt_num(*x)).collect::<Vec<_>>().join(", ")),
+        };
+        line += &format!(", normalize(mean = {}, std = {})", list(&n.mean), list(&n.std));
     }
     let _ = writeln!(out, "{line}");
 }

@@ -17,3 +17,26 @@ pub fn hoyerc_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into(),
     )
 }
+
+/// A folder `cifar` of CIFAR-10 binary batches, `records` each, labels 0..9 in turn and
+/// pixels from a formula; `change` may break one file.
+#[allow(dead_code)]
+pub fn cifar_folder(
+    root: &std::path::Path,
+    records: usize,
+    change: impl FnOnce(&std::path::Path),
+) -> std::path::PathBuf {
+    let d = root.join("cifar");
+    std::fs::create_dir_all(&d).unwrap();
+    let names = ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"];
+    for (k, f) in names.iter().chain(["test_batch.bin"].iter()).enumerate() {
+        let mut bytes = Vec::new();
+        for r in 0..records {
+            bytes.push(((k + r) % 10) as u8);
+            bytes.extend((0..3072).map(|i| ((i * 7 + r * 13 + k) % 256) as u8));
+        }
+        std::fs::write(d.join(f), bytes).unwrap();
+    }
+    change(&d);
+    d
+}

@@ -1,4 +1,4 @@
-//! `data NAME = idx("folder") { scale 1/255 }` and `synthetic(...)`.
+//! `data NAME = idx("folder") { scale 1/255 }`, `cifar10("folder")` and `synthetic(...)`.
 
 use super::values::{bind, count, in_range, number, Range};
 use crate::ast::{DataDef, ExprKind, SettingValue};
@@ -7,21 +7,24 @@ use crate::diagnostics::{did_you_mean, Diagnostic, Sink};
 use crate::program::{DataSet, DataSource};
 use std::collections::HashMap;
 
-const SOURCES: [&str; 2] = ["idx", "synthetic"];
+const SOURCES: [&str; 3] = ["idx", "cifar10", "synthetic"];
 
 pub fn check_data(sink: &mut Sink, d: &DataDef) -> Option<DataSet> {
     let call = &d.source;
     let source = match call.func.name.as_str() {
-        "idx" => {
-            let args = bind(sink, call, "`idx`", &[("path", true)])?;
+        "idx" | "cifar10" => {
+            let name = call.func.name.as_str();
+            let args = bind(sink, call, &format!("`{name}`"), &[("path", true)])?;
             let path = args[0]?;
             match &path.kind {
-                ExprKind::Str(s) => DataSource::Idx { path: s.clone() },
+                ExprKind::Str(s) if name == "idx" => DataSource::Idx { path: s.clone() },
+                ExprKind::Str(s) => DataSource::Cifar10 { path: s.clone() },
                 _ => {
+                    let example = if name == "idx" { "mnist" } else { "cifar-10-batches-bin" };
                     sink.push(
-                        Diagnostic::error(Code::WrongKind, "the path of `idx` must be a string")
+                        Diagnostic::error(Code::WrongKind, format!("the path of `{name}` must be a string"))
                             .label(path.span, "not a string")
-                            .help("write the folder in double quotes: idx(\"mnist\")"),
+                            .help(format!("write the folder in double quotes: {name}(\"{example}\")")),
                     );
                     return None;
                 }
@@ -87,13 +90,41 @@ pub fn check_data(sink: &mut Sink, d: &DataDef) -> Option<DataSet> {
             (SettingValue::Args(args), "normalize") => {
                 let call = crate::ast::Call { func: s.key.clone(), args: args.clone(), piped: false, span: s.span };
                 if let Some(b) = bind(sink, &call, "`normalize`", &[("mean", true), ("std", true)]) {
-                    let mean = b[0].and_then(|e| number(sink, e, "the mean"));
-                    let std = b[1].and_then(|e| {
-                        number(sink, e, "the standard deviation")
-                            .and_then(|v| in_range(sink, v, e.span, "the standard deviation", Range::Positive))
-                    });
-                    if let (Some(m), Some(sd)) = (mean, std) {
-                        normalize = Some((m, sd));
+                    // A number, or a list of one per channel.
+                    let numbers = |sink: &mut Sink, e: &crate::ast::Expr, what: &str, range: Option<Range>| {
+                        let items: Vec<&crate::ast::Expr> = match &e.kind {
+                            ExprKind::List(items) => items.iter().collect(),
+                            _ => vec![e],
+                        };
+                        let mut out = Vec::new();
+                        for item in items {
+                            let v = number(sink, item, what)?;
+                            out.push(match range {
+                                Some(r) => in_range(sink, v, item.span, what, r)?,
+                                None => v,
+                            });
+                        }
+                        Some(out)
+                    };
+                    let mean = b[0].and_then(|e| numbers(sink, e, "the mean", None));
+                    let std = b[1].and_then(|e| numbers(sink, e, "the standard deviation", Some(Range::Positive)));
+                    if let (Some(mean), Some(std)) = (mean, std) {
+                        if mean.is_empty() || mean.len() != std.len() {
+                            sink.push(
+                                Diagnostic::error(
+                                    Code::OutOfRange,
+                                    format!(
+                                        "`normalize` has {} means and {} standard deviations",
+                                        mean.len(),
+                                        std.len()
+                                    ),
+                                )
+                                .label(s.span, "here")
+                                .help("give one number each, or one per channel in both lists"),
+                            );
+                        } else {
+                            normalize = Some(crate::program::Normalize { mean, std, span: s.span });
+                        }
                     }
                 }
             }

@@ -138,6 +138,41 @@ pub struct Declared {
 
 fn check_fit(sink: &mut Sink, t: &TrainDef, m: &Model, d: &DataSet) {
     let outputs = m.nodes[m.output].shape[0];
+    if let Some(n) = &d.normalize {
+        let channels = if m.input_shape.len() == 3 { m.input_shape[0] } else { 1 };
+        if n.mean.len() > 1 && n.mean.len() as u64 != channels {
+            sink.push(
+                Diagnostic::error(
+                    Code::DataMismatch,
+                    format!(
+                        "`normalize` of `{}` gives {} channels, model `{}` takes {channels}",
+                        d.name,
+                        n.mean.len(),
+                        m.name
+                    ),
+                )
+                .label(n.span, format!("{} channels", n.mean.len()))
+                .label(t.model.span, format!("input {:?}", m.input_shape))
+                .help("give one mean and one standard deviation per channel of the input, or one of each for all"),
+            );
+        }
+    }
+    if let DataSource::Cifar10 { .. } = d.source {
+        if m.input_shape != [3, 32, 32] || outputs != 10 {
+            sink.push(
+                Diagnostic::error(
+                    Code::DataMismatch,
+                    format!(
+                        "CIFAR-10 holds 10 classes of [3, 32, 32] images; model `{}` takes {:?} and gives {outputs} scores",
+                        m.name, m.input_shape
+                    ),
+                )
+                .label(t.data.span, "CIFAR-10")
+                .label(t.model.span, "this model")
+                .help("declare the input `x: f32[3, 32, 32]` and end with `dense(..., 10)`"),
+            );
+        }
+    }
     if let DataSource::Synthetic { classes, .. } = d.source {
         if classes != outputs {
             sink.push(

@@ -5,6 +5,7 @@
 use super::{Dataset, Split};
 use crate::error::RunError;
 use hoyer_compiler::codes::Code;
+use hoyer_compiler::program::Normalize;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -129,7 +130,7 @@ fn split(
     labels: &str,
     features: usize,
     scale: f64,
-    normalize: Option<(f64, f64)>,
+    normalize: Option<&Normalize>,
 ) -> Result<(Split, usize), String> {
     let (ip, lp) = (find(dir, images)?, find(dir, labels)?);
     let (idims, idata) = read(&ip, 3)?;
@@ -153,8 +154,7 @@ fn split(
             idims[2]
         ));
     }
-    let (mean, std) = normalize.unwrap_or((0.0, 1.0));
-    let x = idata.iter().map(|&b| ((b as f64 * scale - mean) / std) as f32).collect();
+    let x = super::prepared(&idata, features, scale, normalize);
     let y: Vec<u32> = ldata.iter().map(|&b| b as u32).collect();
     let classes = y.iter().max().map_or(0, |&m| m as usize + 1);
     Ok((Split { x, y }, classes))
@@ -172,7 +172,7 @@ pub fn samples(dir: &Path) -> Result<usize, RunError> {
 }
 
 /// Loads the four files from `dir`. A missing file is E0701, a malformed one E0702.
-pub fn load(dir: &Path, features: usize, scale: f64, normalize: Option<(f64, f64)>) -> Result<Dataset, RunError> {
+pub fn load(dir: &Path, features: usize, scale: f64, normalize: Option<&Normalize>) -> Result<Dataset, RunError> {
     for f in FILES {
         find(dir, f).map_err(|e| {
             RunError::new(Code::DataNotFound, e).help("the folder needs all four IDX files, raw or .gz")

@@ -1,10 +1,13 @@
 //! Data sets in memory: samples as rows of `f32`, labels as class indices.
 
+pub mod cifar;
 pub mod idx;
 mod rng;
 pub mod synthetic;
 
 pub use rng::Rng;
+
+use hoyer_compiler::program::Normalize;
 
 /// One split of a classification data set.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,4 +37,27 @@ pub struct Dataset {
     pub classes: usize,
     pub train: Split,
     pub test: Split,
+}
+
+/// Samples of `features` bytes as model inputs: each value times `scale`, then normalized
+/// (per channel where the spec lists one number per channel), computed in f64.
+pub fn prepared(raw: &[u8], features: usize, scale: f64, normalize: Option<&Normalize>) -> Vec<f32> {
+    raw.chunks(features.max(1))
+        .flat_map(|sample| {
+            sample.iter().enumerate().map(move |(i, &b)| {
+                let v = b as f64 * scale;
+                normalize.map_or(v, |n| n.apply(v, i, features)) as f32
+            })
+        })
+        .collect()
+}
+
+/// As `prepared`, in place, for values already in float32 (generated data).
+pub fn prepare(x: &mut [f32], features: usize, scale: f64, normalize: Option<&Normalize>) {
+    for sample in x.chunks_mut(features.max(1)) {
+        for (i, v) in sample.iter_mut().enumerate() {
+            let s = *v as f64 * scale;
+            *v = normalize.map_or(s, |n| n.apply(s, i, features)) as f32;
+        }
+    }
 }
