@@ -231,6 +231,45 @@ fn resnet20_runs_on_generated_cifar_files() {
     }
 }
 
+/// `validation N` holds N training samples out (the same ones for the same seed), trains on
+/// the rest, and reports their accuracy beside the test accuracy; asking for them all is a
+/// located error.
+#[test]
+fn validation_split_is_held_out_and_reported() {
+    let spec = |name: &str, n: u64| {
+        let p = std::env::temp_dir().join(format!("hoyer-{name}-{}.hoyer", std::process::id()));
+        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.hoyer"))
+            .unwrap()
+            .replace("    seed 42\n", &format!("    seed 42\n    validation {n}\n"));
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let out = out_dir("validation");
+    let s = spec("validation", 200);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (code, _, err) = common::hoyerc_in(root, &["run", s.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("validation accuracy"), "{err}");
+    let m = metrics(&out);
+    let v = m[0]["validation_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&v));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert!(report["final"]["validation_accuracy"].as_f64().is_some(), "{report}");
+    // Fewer training samples: fewer steps per epoch than without the split.
+    let plain = out_dir("validation-none");
+    let (code, _, err) = common::hoyerc_in(
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+        &["run", "examples/quickstart.hoyer", "--out", plain.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(m[0]["step"].as_u64().unwrap() < metrics(&plain)[0]["step"].as_u64().unwrap());
+    let all = spec("validation-all", 1_000_000);
+    let all_out = out_dir("validation-all");
+    let (code, _, err) = common::hoyerc_in(root, &["run", all.to_str().unwrap(), "--out", all_out.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("E0210") && err.contains("validation 1000000"), "{err}");
+}
+
 fn file_bytes(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }

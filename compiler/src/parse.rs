@@ -175,6 +175,7 @@ fn is_keyword(r: Rule) -> bool {
             | kw_shuffle
             | kw_init
             | kw_checkpoint
+            | kw_validation
             | kw_optimizer
             | kw_lr_schedule
             | kw_penalty
@@ -758,13 +759,14 @@ fn describe(r: Rule) -> Option<&'static str> {
         kw_shuffle => "`shuffle`",
         kw_init => "`init`",
         kw_checkpoint => "`checkpoint`",
+        kw_validation => "`validation`",
         kw_optimizer => "`optimizer`",
         kw_lr_schedule => "`lr_schedule`",
         kw_penalty => "`penalty`",
         kw_masks => "`masks`",
         unknown_stmt | phase_def | prune_stmt | batch_stmt | loss_stmt | seed_stmt | shuffle_stmt | init_stmt
-        | checkpoint_stmt | epochs_stmt | optimizer_stmt | lr_schedule_stmt | penalty_stmt | masks_stmt
-        | scale_stmt | normalize_stmt => "a statement",
+        | checkpoint_stmt | validation_stmt | epochs_stmt | optimizer_stmt | lr_schedule_stmt | penalty_stmt
+        | masks_stmt | scale_stmt | normalize_stmt => "a statement",
         _ => return None,
     })
 }

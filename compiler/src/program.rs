@@ -270,6 +270,9 @@ pub struct TrainPlan {
     /// Initial weights from a safetensors file, as written in the spec.
     pub init: Option<String>,
     pub checkpoint_every: Option<u64>,
+    /// Samples held out of the training set (chosen by the seed) and evaluated beside the
+    /// test set after every epoch; where the spec says it.
+    pub validation: Option<(u64, Span)>,
     pub steps: Vec<Step>,
 }
 

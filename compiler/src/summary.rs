@@ -109,6 +109,10 @@ fn train(out: &mut String, t: &TrainPlan) {
     if let Some(every) = t.checkpoint_every {
         let _ = writeln!(out, "  checkpoint every {every} epochs");
     }
+    if let Some((n, _)) = t.validation {
+        let _ =
+            writeln!(out, "  validation: {n} training samples held out (chosen by the seed), evaluated every epoch");
+    }
     for (i, step) in t.steps.iter().enumerate() {
         match step {
             Step::Phase(ph) => {

@@ -58,6 +58,8 @@ pub struct Report {
     pub phase: Option<String>,
     pub tensors: Vec<TensorReport>,
     pub test_accuracy: Option<f64>,
+    /// On the samples held out of the training set (`validation N`), where the spec has them.
+    pub validation_accuracy: Option<f64>,
 }
 
 impl Report {
@@ -121,6 +123,9 @@ impl Report {
                 t.nonfinite
             );
         }
+        if let Some(a) = self.validation_accuracy {
+            let _ = writeln!(out, "  validation accuracy {:.2}%", a * 100.0);
+        }
         if let Some(a) = self.test_accuracy {
             let _ = writeln!(out, "  test accuracy {:.2}%", a * 100.0);
         }
@@ -132,6 +137,7 @@ impl Report {
         json!({
             "phase": self.phase,
             "test_accuracy": self.test_accuracy,
+            "validation_accuracy": self.validation_accuracy,
             "parameters": n,
             "nonzeros": nz,
             "density": nz as f64 / n.max(1) as f64,
@@ -244,7 +250,8 @@ pub fn from_run_dir(dir: &std::path::Path) -> Result<(Report, Vec<Value>), Strin
     let metrics: Vec<Value> =
         String::from_utf8_lossy(&text).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let test_accuracy = metrics.last().and_then(|m| m["test_accuracy"].as_f64());
-    Ok((Report { phase: None, tensors, test_accuracy }, metrics))
+    let validation_accuracy = metrics.last().and_then(|m| m["validation_accuracy"].as_f64());
+    Ok((Report { phase: None, tensors, test_accuracy, validation_accuracy }, metrics))
 }
 
 /// The sparsity of every tensor of a safetensors file's bytes, in file order.
@@ -276,6 +283,7 @@ mod tests {
             phase: None,
             tensors: vec![TensorReport::new(&name, &[2], &[1.0, f32::NAN])],
             test_accuracy: None,
+            validation_accuracy: None,
         };
         let t = r.table();
         assert!(t.len() < 2000 && t.contains('…') && t.contains("NaN"), "{t}");
@@ -289,7 +297,7 @@ mod tests {
         assert!((t.density() - 1.0 / 6.0).abs() < 1e-12);
         let b = TensorReport::new("b", &[3], &[0.0, 2.0, 0.0]);
         assert_eq!((b.nonzeros, b.zero_rows, b.zero_cols), (1, None, None));
-        let r = Report { phase: None, tensors: vec![t, b], test_accuracy: Some(0.5) };
+        let r = Report { phase: None, tensors: vec![t, b], test_accuracy: Some(0.5), validation_accuracy: None };
         assert_eq!(r.totals(), (9, 2));
         assert!(r.table().contains("1/2") && r.table().contains("2/3") && r.table().contains("50.00%"));
     }

@@ -104,6 +104,18 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
             _ => e,
         }
     })?;
+    let validation = match plan.validation {
+        Some((n, span)) if n as usize >= data.train.len() => {
+            return Err(RunError::new(
+                Code::DataMismatch,
+                format!("a validation split of {n} leaves no training data: the training set has {}", data.train.len()),
+            )
+            .help("hold out fewer samples, e.g. a tenth of the training set")
+            .at(span, format!("{n} samples")))
+        }
+        Some((n, _)) => Some(crate::data::hold_out(&mut data.train, n as usize, data.features, plan.seed)),
+        None => None,
+    };
     let outputs = model.nodes[model.output].shape[0] as usize;
     if data.classes > outputs {
         return Err(RunError::new(
@@ -195,6 +207,10 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
     let sample: Vec<usize> = model.input_shape.iter().map(|&d| d as usize).collect();
     let train = Resident::upload(&mut store, "train", &data.train, &sample)?;
     let test = Resident::upload(&mut store, "test", &data.test, &sample)?;
+    let validation = match validation {
+        Some(v) => Some((Resident::upload(&mut store, "validation", &v, &sample)?, v.y)),
+        None => None,
+    };
     data.train.x = Vec::new();
     data.test.x = Vec::new();
     let mut t = Trainer {
@@ -215,6 +231,9 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
         test,
         evaluator: Evaluator::new(plan.batch as usize),
         accuracy: None,
+        validation,
+        validation_evaluator: Evaluator::new(plan.batch as usize),
+        validation_accuracy: None,
         reports: vec![],
         earlier_reports: if opts.resume { earlier_reports(&opts.out_dir, plan, start.plan_step) } else { vec![] },
     };
@@ -233,6 +252,7 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
     result?;
     if t.accuracy.is_none() {
         t.accuracy = Some(t.evaluate()?);
+        t.validation_accuracy = t.evaluate_validation()?;
     }
     let last = t.report(None);
     // After a final phase its own table already said it all.
@@ -394,6 +414,10 @@ struct Trainer<'a> {
     evaluator: Evaluator,
     /// The latest test accuracy.
     accuracy: Option<f64>,
+    /// The held-out training samples and their labels (`validation N`), and their accuracy.
+    validation: Option<(Resident, Vec<u32>)>,
+    validation_evaluator: Evaluator,
+    validation_accuracy: Option<f64>,
     /// One report per finished phase.
     reports: Vec<Report>,
     /// The reports of phases finished before a resume (from report.json).
@@ -445,7 +469,7 @@ impl Trainer<'_> {
                 TensorReport::new(n, &self.model.param(n).map_or_else(|| vec![v.len() as u64], |p| p.shape.clone()), v)
             })
             .collect();
-        Report { phase, tensors, test_accuracy: self.accuracy }
+        Report { phase, tensors, test_accuracy: self.accuracy, validation_accuracy: self.validation_accuracy }
     }
 
     /// report.json (every phase's report and the final one) and curves.svg.
@@ -726,6 +750,7 @@ impl Trainer<'_> {
         let elapsed = started.elapsed().as_secs_f64();
         let accuracy = self.evaluate()?;
         self.accuracy = Some(accuracy);
+        self.validation_accuracy = self.evaluate_validation()?;
         let batches = sums.steps.max(1) as f64;
         self.last = Some((loss_sum / batches, penalty_sum / batches));
         let line = serde_json::json!({
@@ -735,13 +760,16 @@ impl Trainer<'_> {
             "train_loss": loss_sum / batches,
             "penalty": penalty_sum / batches,
             "test_accuracy": accuracy,
+            "validation_accuracy": self.validation_accuracy,
             "samples_per_sec": samples as f64 / elapsed.max(1e-9),
             "density": self.density(),
         });
         self.metrics.append(&line.to_string())?;
         {
+            let validation =
+                self.validation_accuracy.map_or(String::new(), |v| format!("validation accuracy {:.2}%  ", v * 100.0));
             eprintln!(
-                "{} epoch {:>3}/{}  loss {:.4}  penalty {:.4}  test accuracy {:.2}%  density {:.2}%",
+                "{} epoch {:>3}/{}  loss {:.4}  penalty {:.4}  {validation}test accuracy {:.2}%  density {:.2}%",
                 phase.name,
                 epoch + 1,
                 phase.epochs,
@@ -752,6 +780,16 @@ impl Trainer<'_> {
             );
         }
         Ok(())
+    }
+
+    /// Accuracy on the held-out training samples, where the spec holds some out.
+    fn evaluate_validation(&mut self) -> Result<Option<f64>, RunError> {
+        match &self.validation {
+            Some((set, labels)) => {
+                self.validation_evaluator.accuracy(self.backend, &mut self.store, self.model, set, labels).map(Some)
+            }
+            None => Ok(None),
+        }
     }
 
     /// Test accuracy, with the parameters in the store.

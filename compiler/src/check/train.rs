@@ -13,7 +13,7 @@ use crate::diagnostics::{closest, did_you_mean, Diagnostic, Sink};
 use crate::program::*;
 use std::collections::HashMap;
 
-const TRAIN_SETTINGS: [&str; 6] = ["batch", "loss", "seed", "shuffle", "init", "checkpoint"];
+const TRAIN_SETTINGS: [&str; 7] = ["batch", "loss", "seed", "shuffle", "init", "checkpoint", "validation"];
 const PHASE_SETTINGS: [&str; 5] = ["epochs", "optimizer", "lr_schedule", "penalty", "masks"];
 const OPTIMIZERS: [&str; 3] = ["sgd", "adam", "adamw"];
 const SCHEDULES: [&str; 3] = ["constant", "step", "cosine"];
@@ -71,6 +71,7 @@ pub fn check_train(sink: &mut Sink, t: &TrainDef, program: &Program, declared: &
         shuffle: true,
         init: None,
         checkpoint_every: None,
+        validation: None,
         steps: vec![],
     };
     let mut ok = true;
@@ -257,6 +258,7 @@ fn train_setting(sink: &mut Sink, s: &Setting, plan: &mut TrainPlan) -> Option<(
         "seed" => plan.seed = count(sink, e, "the seed", 0)?,
         "shuffle" => plan.shuffle = boolean(sink, e, "`shuffle`")?,
         "checkpoint" => plan.checkpoint_every = Some(count(sink, e, "the checkpoint interval", 1)?),
+        "validation" => plan.validation = Some((count(sink, e, "the number of validation samples", 1)?, e.span)),
         "init" => match &e.kind {
             ExprKind::Str(path) if !path.is_empty() => plan.init = Some(path.clone()),
             _ => {

@@ -61,3 +61,20 @@ pub fn prepare(x: &mut [f32], features: usize, scale: f64, normalize: Option<&No
         }
     }
 }
+
+/// Moves `n` samples, chosen by `seed`, out of `train` into a validation split (both keep
+/// the data set's order), so that recipes can be tuned without the test set.
+pub fn hold_out(train: &mut Split, n: usize, features: usize, seed: u64) -> Split {
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    Rng::new(seed ^ 0x0DA7_A5E7_5EED).shuffle(&mut order);
+    let mut held = vec![false; train.len()];
+    order[..n.min(order.len())].iter().for_each(|&i| held[i] = true);
+    let (mut kept, mut out) = (Split { x: vec![], y: vec![] }, Split { x: vec![], y: vec![] });
+    for (i, &h) in held.iter().enumerate() {
+        let to = if h { &mut out } else { &mut kept };
+        to.x.extend_from_slice(train.sample(i, features));
+        to.y.push(train.y[i]);
+    }
+    *train = kept;
+    out
+}
