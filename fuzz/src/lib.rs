@@ -224,8 +224,15 @@ pub fn run_one(target: Target, input: &[u8], model: &hoyer_compiler::program::Mo
             let p = Path::new("fuzz.safetensors");
             let _ = hoyer_runtime::checkpoint::load_bytes(p, input, model);
             let _ = hoyer_runtime::checkpoint::load_checkpoint_bytes(p, input, model);
-            let _ = hoyer_runtime::report::tensor_reports(p, input)
-                .map(|t| hoyer_runtime::report::Report { phase: None, tensors: t, test_accuracy: None }.table());
+            let _ = hoyer_runtime::report::tensor_reports(p, input).map(|t| {
+                hoyer_runtime::report::Report {
+                    phase: None,
+                    tensors: t,
+                    test_accuracy: None,
+                    validation_accuracy: None,
+                }
+                .table()
+            });
             Ok(())
         }
         Target::Idx => {
