@@ -113,11 +113,24 @@ pub const TABLE: &str = "table";
 pub const TABLE_LABELS: &str = "table_labels";
 pub const ORDER: &str = "order";
 pub const START: &str = "start";
+/// Per-sample augmentation of the training set, drawn every epoch: the crop's offsets
+/// (0 to 2 · padding) and whether to flip.
+pub const AUG_DY: &str = "augment_dy";
+pub const AUG_DX: &str = "augment_dx";
+pub const AUG_FLIP: &str = "augment_flip";
+
+/// How the training gather transforms each image sample [c, h, w]: pad by `padding` and crop
+/// back at the sample's offsets, then mirror where the sample's flip is 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Augmentation {
+    pub padding: usize,
+    pub flip: bool,
+}
 
 /// The batch gather: `x` and `labels` of `batch` samples, rows `order[start + i]` of a data
 /// set of `rows` samples of `sample` shape resident in memory. The runtime uploads `order`
 /// once per epoch and sets `start` per step; nothing else crosses to the device.
-pub fn lower_gather(rows: usize, sample: &[usize], batch: usize) -> Graph {
+pub fn lower_gather(rows: usize, sample: &[usize], batch: usize, augment: Option<Augmentation>) -> Graph {
     let mut g = Graph::default();
     let table_shape: Vec<usize> = std::iter::once(rows).chain(sample.iter().copied()).collect();
     let table = g.input_value(TABLE, InputKind::Data, table_shape);
@@ -130,8 +143,77 @@ pub fn lower_gather(rows: usize, sample: &[usize], batch: usize) -> Graph {
     let picked = g.gather(order, position);
     let x = g.gather(table, picked);
     let y = g.gather(labels, picked);
+    let x = match (augment, sample) {
+        (Some(a), &[c, h, w]) => augmented(&mut g, x, picked, rows, [batch, c, h, w], a),
+        _ => x,
+    };
     g.outputs = vec![(DATA.into(), x), (LABELS.into(), y)];
     g
+}
+
+/// `out[b, c, i, j] = x[b, c, i + dy − p, j' + dx − p]` (zero outside the image), with
+/// `j' = w − 1 − j` where sample b flips: a second gather, within the batch, at an index
+/// computed per element (exact in float32: a batch holds far fewer than 2^24 numbers).
+fn augmented(g: &mut Graph, x: ValueId, picked: ValueId, rows: usize, shape: [usize; 4], a: Augmentation) -> ValueId {
+    let [batch, c, h, w] = shape;
+    let s = shape.to_vec();
+    let per_sample = |g: &mut Graph, name: &str| {
+        let table = g.input_value(name, InputKind::Data, vec![rows]);
+        let v = g.gather(table, picked);
+        g.broadcast(v, &s, vec![0])
+    };
+    let (dy, dx, flip) = (per_sample(g, AUG_DY), per_sample(g, AUG_DX), per_sample(g, AUG_FLIP));
+    let konst = |g: &mut Graph, v: f64| g.constant(v, s.clone());
+    let at = |g: &mut Graph, axis: usize| g.iota(s.clone(), axis);
+    let (bi, ci, hi, wi) = (at(g, 0), at(g, 1), at(g, 2), at(g, 3));
+    let p = konst(g, a.padding as f64);
+    // Rows: i + dy − p.
+    let row = g.binary(Binary::Add, hi, dy);
+    let row = g.binary(Binary::Sub, row, p);
+    // Columns: (flip ? w − 1 − j : j) + dx − p.
+    let col = if a.flip {
+        let last = konst(g, (w - 1) as f64);
+        let two = konst(g, 2.0);
+        let twice = g.binary(Binary::Mul, two, wi);
+        let span = g.binary(Binary::Sub, last, twice);
+        let moved = g.binary(Binary::Mul, flip, span);
+        g.binary(Binary::Add, wi, moved)
+    } else {
+        wi
+    };
+    let col = g.binary(Binary::Add, col, dx);
+    let col = g.binary(Binary::Sub, col, p);
+    // Inside the image: 0 ≤ row < h and 0 ≤ col < w (step(v) = v > 0).
+    let mut inside = None;
+    for (v, n) in [(row, h), (col, w)] {
+        let one = konst(g, 1.0);
+        let lo = g.binary(Binary::Add, v, one);
+        let lo = g.unary(Unary::Step, lo);
+        let n = konst(g, n as f64);
+        let hi = g.binary(Binary::Sub, n, v);
+        let hi = g.unary(Unary::Step, hi);
+        let both = g.binary(Binary::Mul, lo, hi);
+        inside = Some(match inside {
+            Some(i) => g.binary(Binary::Mul, i, both),
+            None => both,
+        });
+    }
+    let inside = inside.expect("two axes");
+    let per_image = konst(g, (c * h * w) as f64);
+    let mut index = g.binary(Binary::Mul, bi, per_image);
+    for (v, stride) in [(ci, h * w), (row, w), (col, 1)] {
+        let k = konst(g, stride as f64);
+        let term = g.binary(Binary::Mul, v, k);
+        index = g.binary(Binary::Add, index, term);
+    }
+    let zero = konst(g, 0.0);
+    let index = g.select(inside, index, zero);
+    let n = batch * c * h * w;
+    let flat = g.reshape(x, vec![n]);
+    let index = g.reshape(index, vec![n]);
+    let moved = g.gather(flat, index);
+    let moved = g.reshape(moved, s.clone());
+    g.select(inside, moved, zero)
 }
 
 fn internal(message: impl Into<String>) -> CompileError {

@@ -169,6 +169,8 @@ fn is_keyword(r: Rule) -> bool {
             | kw_shrink
             | kw_scale
             | kw_normalize
+            | kw_random_crop
+            | kw_hflip
             | kw_batch
             | kw_loss
             | kw_seed
@@ -297,7 +299,8 @@ impl Builder {
             Rule::unknown_stmt => {
                 SettingValue::Unknown { text: rest.first().map_or("", |r| r.as_str()).trim().to_string() }
             }
-            Rule::normalize_stmt => SettingValue::Args(self.args(rest.into_iter().next()?)?),
+            Rule::normalize_stmt | Rule::random_crop_stmt => SettingValue::Args(self.args(rest.into_iter().next()?)?),
+            Rule::hflip_stmt => SettingValue::Args(vec![]),
             Rule::loss_stmt | Rule::masks_stmt => {
                 let id = ident(rest.into_iter().next()?);
                 SettingValue::Expr(Expr { kind: ExprKind::Name(id.name), span: id.span })
@@ -753,6 +756,8 @@ fn describe(r: Rule) -> Option<&'static str> {
         kw_shrink => "`shrink`",
         kw_scale => "`scale`",
         kw_normalize => "`normalize`",
+        kw_random_crop => "`random_crop`",
+        kw_hflip => "`hflip`",
         kw_batch => "`batch`",
         kw_loss => "`loss`",
         kw_seed => "`seed`",
@@ -766,7 +771,7 @@ fn describe(r: Rule) -> Option<&'static str> {
         kw_masks => "`masks`",
         unknown_stmt | phase_def | prune_stmt | batch_stmt | loss_stmt | seed_stmt | shuffle_stmt | init_stmt
         | checkpoint_stmt | validation_stmt | epochs_stmt | optimizer_stmt | lr_schedule_stmt | penalty_stmt
-        | masks_stmt | scale_stmt | normalize_stmt => "a statement",
+        | masks_stmt | scale_stmt | normalize_stmt | random_crop_stmt | hflip_stmt => "a statement",
         _ => return None,
     })
 }

@@ -84,6 +84,12 @@ pub fn eval(model: &Model, batch: usize, opts: &Options) -> Result<Planned, Comp
 }
 
 /// The batch gather from a resident data set (`lower::lower_gather`).
-pub fn gather(rows: usize, sample: &[usize], batch: usize, opts: &Options) -> Result<Planned, CompileError> {
-    plan(&lower::lower_gather(rows, sample, batch), opts)
+pub fn gather(
+    rows: usize,
+    sample: &[usize],
+    batch: usize,
+    augment: Option<lower::Augmentation>,
+    opts: &Options,
+) -> Result<Planned, CompileError> {
+    plan(&lower::lower_gather(rows, sample, batch, augment), opts)
 }

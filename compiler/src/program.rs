@@ -39,8 +39,26 @@ pub struct DataSet {
     /// Then subtract `mean` and divide by `std`: one number for every value, or one per
     /// channel (the first axis of an image sample).
     pub normalize: Option<Normalize>,
+    /// Augmentation of training samples (never of test or validation ones).
+    pub augment: Augment,
     /// The source call (`idx("mnist")`): where run-time data errors point.
     pub span: Span,
+}
+
+/// Seeded augmentation of image samples, as torchvision's `RandomCrop(size, padding)` then
+/// `RandomHorizontalFlip()`: new offsets and flips for every sample every epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Augment {
+    /// `random_crop(size, padding = p)`: the size (the image's) and the padding, and where
+    /// it is written.
+    pub crop: Option<(u64, u64, Span)>,
+    pub hflip: bool,
+}
+
+impl Augment {
+    pub fn any(&self) -> bool {
+        self.crop.is_some() || self.hflip
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -97,6 +97,12 @@ fn data(out: &mut String, d: &DataSet) {
         };
         line += &format!(", normalize(mean = {}, std = {})", list(&n.mean), list(&n.std));
     }
+    if let Some((size, padding, _)) = d.augment.crop {
+        line += &format!(", random_crop({size}, padding = {padding})");
+    }
+    if d.augment.hflip {
+        line += ", hflip";
+    }
     let _ = writeln!(out, "{line}");
 }
 

@@ -5,6 +5,7 @@
 //! it starts in that order; a gather kernel picks the rows into the step's batch tensors.
 
 use crate::backend::{Backend, Bindings, Executable};
+use crate::data::Rng;
 use crate::data::Split;
 use crate::error::RunError;
 use crate::store::{Store, TensorId};
@@ -19,6 +20,8 @@ pub struct Resident {
     pub rows: usize,
     /// The shape of one sample.
     pub sample: Vec<usize>,
+    /// The training set's augmentation and its per-sample tables (offsets, flips).
+    augment: Option<(lower::Augmentation, [TensorId; 3])>,
 }
 
 impl Resident {
@@ -36,7 +39,35 @@ impl Resident {
         let identity: Vec<f32> = (0..rows).map(|i| i as f32).collect();
         store.write(order, &identity)?;
         let start = store.alloc(&format!("{name}.start"), &[])?;
-        Ok(Resident { x, y, order, start, rows, sample: sample.to_vec() })
+        Ok(Resident { x, y, order, start, rows, sample: sample.to_vec(), augment: None })
+    }
+
+    /// Gathers through `a` from now on; `draw` sets each epoch's offsets and flips.
+    pub fn augment(&mut self, store: &mut Store, a: lower::Augmentation) -> Result<(), RunError> {
+        let mut tables = [self.start; 3];
+        for (t, name) in tables.iter_mut().zip([lower::AUG_DY, lower::AUG_DX, lower::AUG_FLIP]) {
+            *t = store.alloc(name, &[self.rows])?;
+            store.fill(*t, 0.0);
+        }
+        self.augment = Some((a, tables));
+        Ok(())
+    }
+
+    /// New offsets (0 to 2 · padding, so the crop moves up to `padding` either way) and
+    /// flips (one in two) for every sample, from `rng`.
+    pub fn draw(&self, store: &mut Store, rng: &mut Rng) -> Result<(), RunError> {
+        let Some((a, [dy, dx, flip])) = self.augment else { return Ok(()) };
+        let span = 2 * a.padding as u64 + 1;
+        let mut values = [vec![0f32; self.rows], vec![0f32; self.rows], vec![0f32; self.rows]];
+        for i in 0..self.rows {
+            values[0][i] = rng.below(span) as f32;
+            values[1][i] = rng.below(span) as f32;
+            values[2][i] = if a.flip { rng.below(2) as f32 } else { 0.0 };
+        }
+        for (t, v) in [dy, dx, flip].into_iter().zip(values) {
+            store.write(t, &v)?;
+        }
+        Ok(())
     }
 
     /// The order of the samples for the next batches (an epoch's shuffle).
@@ -58,8 +89,13 @@ impl Resident {
         batch: usize,
         into: &dyn Executable,
     ) -> Result<Box<dyn Executable>, RunError> {
-        let planned = pipeline::gather(self.rows, &self.sample, batch, &backend.options())?;
+        let planned = pipeline::gather(self.rows, &self.sample, batch, self.augment.map(|a| a.0), &backend.options())?;
         let mut bind = Bindings::new();
+        if let Some((_, tables)) = self.augment {
+            for (t, name) in tables.into_iter().zip([lower::AUG_DY, lower::AUG_DX, lower::AUG_FLIP]) {
+                bind.insert(name.into(), t);
+            }
+        }
         bind.insert(lower::TABLE.into(), self.x);
         bind.insert(lower::TABLE_LABELS.into(), self.y);
         bind.insert(lower::ORDER.into(), self.order);

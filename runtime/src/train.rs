@@ -205,7 +205,11 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
     // The data set moves into the store once; the host keeps only the labels.
     let mut store = Store::new();
     let sample: Vec<usize> = model.input_shape.iter().map(|&d| d as usize).collect();
-    let train = Resident::upload(&mut store, "train", &data.train, &sample)?;
+    let mut train = Resident::upload(&mut store, "train", &data.train, &sample)?;
+    if let Some(ds) = program.data_set(&plan.data).filter(|d| d.augment.any()) {
+        let padding = ds.augment.crop.map_or(0, |c| c.1 as usize);
+        train.augment(&mut store, hoyer_compiler::lower::Augmentation { padding, flip: ds.augment.hflip })?;
+    }
     let test = Resident::upload(&mut store, "test", &data.test, &sample)?;
     let validation = match validation {
         Some(v) => Some((Resident::upload(&mut store, "validation", &v, &sample)?, v.y)),
@@ -591,6 +595,11 @@ impl Trainer<'_> {
             }
             // The epoch's order goes to the store once; each step then names where it starts.
             self.train.set_order(&mut self.store, &order)?;
+            // So do its augmentations: drawn from the seed, the phase and the epoch alone, so
+            // that a resumed run sees the same ones.
+            let mut augment =
+                Rng::new(self.seed ^ 0xA116_3E17 ^ ((index as u64) << 32 | epoch).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            self.train.draw(&mut self.store, &mut augment)?;
             let started = Instant::now();
             let mut sums = Sums::default();
             if let Some((loss, penalty, steps)) = carried.take() {

@@ -226,3 +226,51 @@ fn special_values_through_every_op() {
         }
     }
 }
+
+/// The training gather's augmentation (crop with padding, mirror) against a direct
+/// implementation of torchvision's RandomCrop then RandomHorizontalFlip, on every back end.
+#[test]
+fn augmented_gather_crops_and_flips_as_torchvision() {
+    use hoyer_compiler::lower::{Augmentation, AUG_DX, AUG_DY, AUG_FLIP, ORDER, START, TABLE, TABLE_LABELS};
+    let (rows, c, h, w, batch, padding) = (7usize, 2usize, 5usize, 4usize, 3usize, 2usize);
+    let n = c * h * w;
+    let mut rng = Rng::new(5);
+    let table: Vec<f32> = (0..rows * n).map(|i| 1.0 + i as f32).collect();
+    let order: Vec<f32> = vec![4.0, 1.0, 6.0, 0.0, 2.0, 3.0, 5.0];
+    let draw = |rng: &mut Rng, k: u64| (0..rows).map(|_| rng.below(k) as f32).collect::<Vec<f32>>();
+    let (dy, dx, flip) =
+        (draw(&mut rng, 2 * padding as u64 + 1), draw(&mut rng, 2 * padding as u64 + 1), draw(&mut rng, 2));
+    let inputs: Values = [
+        (TABLE.to_string(), table.clone()),
+        (TABLE_LABELS.to_string(), (0..rows).map(|i| i as f32).collect()),
+        (ORDER.to_string(), order.clone()),
+        (START.to_string(), vec![2.0]),
+        (AUG_DY.to_string(), dy.clone()),
+        (AUG_DX.to_string(), dx.clone()),
+        (AUG_FLIP.to_string(), flip.clone()),
+    ]
+    .into_iter()
+    .collect();
+    let a = Augmentation { padding, flip: true };
+    let planned = pipeline::gather(rows, &[c, h, w], batch, Some(a), &Cpu::new(1).unwrap().options()).unwrap();
+    let mut want = vec![0f32; batch * n];
+    for b in 0..batch {
+        let r = order[2 + b] as usize;
+        for ch in 0..c {
+            for i in 0..h {
+                for j in 0..w {
+                    let jj = if flip[r] == 1.0 { w - 1 - j } else { j };
+                    let (si, sj) =
+                        (i as i64 + dy[r] as i64 - padding as i64, jj as i64 + dx[r] as i64 - padding as i64);
+                    let inside = (0..h as i64).contains(&si) && (0..w as i64).contains(&sj);
+                    want[b * n + (ch * h + i) * w + j] =
+                        if inside { table[r * n + (ch * h + si as usize) * w + sj as usize] } else { 0.0 };
+                }
+            }
+        }
+    }
+    assert!(want.iter().any(|&v| v == 0.0) && flip.contains(&1.0), "the case pads and flips");
+    for backend in [&Interpreter as &dyn Backend, &Cpu::new(1).unwrap(), &Cpu::new(2).unwrap()] {
+        assert_eq!(run(backend, &planned, &inputs)["x"], want, "{}", backend.name());
+    }
+}

@@ -69,6 +69,7 @@ pub fn check_data(sink: &mut Sink, d: &DataDef) -> Option<DataSet> {
 
     let mut scale = 1.0;
     let mut normalize = None;
+    let mut augment = crate::program::Augment::default();
     let mut seen = HashMap::new();
     for s in &d.settings {
         let key = s.key.name.as_str();
@@ -128,9 +129,25 @@ pub fn check_data(sink: &mut Sink, d: &DataDef) -> Option<DataSet> {
                     }
                 }
             }
+            (SettingValue::Args(args), "random_crop") => {
+                let call = crate::ast::Call { func: s.key.clone(), args: args.clone(), piped: false, span: s.span };
+                if let Some(b) = bind(sink, &call, "`random_crop`", &[("size", true), ("padding", false)]) {
+                    let size = b[0].and_then(|e| count(sink, e, "the crop size", 1));
+                    let padding = match b[1] {
+                        Some(e) => count(sink, e, "the padding", 0),
+                        None => Some(0),
+                    };
+                    if let (Some(size), Some(padding)) = (size, padding) {
+                        augment.crop = Some((size, padding, s.span));
+                    }
+                }
+            }
+            (SettingValue::Args(_), "hflip") => augment.hflip = true,
             _ => {
-                let help = did_you_mean(key, ["scale", "normalize"])
-                    .unwrap_or_else(|| "a data block takes `scale` and `normalize(mean = .., std = ..)`".into());
+                let help = did_you_mean(key, ["scale", "normalize", "random_crop", "hflip"]).unwrap_or_else(|| {
+                    "a data block takes `scale`, `normalize(mean = .., std = ..)`, `random_crop(size, padding = p)` and `hflip`"
+                        .into()
+                });
                 sink.push(
                     Diagnostic::error(Code::UnknownStatement, format!("unknown data setting `{key}`"))
                         .label(s.key.span, "not a data setting")
@@ -139,5 +156,5 @@ pub fn check_data(sink: &mut Sink, d: &DataDef) -> Option<DataSet> {
             }
         }
     }
-    Some(DataSet { name: d.name.name.clone(), source, scale, normalize, span: call.span })
+    Some(DataSet { name: d.name.name.clone(), source, scale, normalize, augment, span: call.span })
 }

@@ -158,6 +158,38 @@ fn check_fit(sink: &mut Sink, t: &TrainDef, m: &Model, d: &DataSet) {
             );
         }
     }
+    if let Some((size, padding, span)) = d.augment.crop {
+        let fits = matches!(m.input_shape[..], [_, h, w] if h == size && w == size);
+        if !fits || padding >= size {
+            let help = match m.input_shape[..] {
+                [_, h, w] if h == w => {
+                    format!("crop to the image's size, `random_crop({h}, padding = 4)`: the padding moves it")
+                }
+                [_, _, _] => "random crops of non-square images are not supported".to_string(),
+                _ => "random crops are for images: declare the input as `x: f32[channels, height, width]`".to_string(),
+            };
+            sink.push(
+                Diagnostic::error(
+                    Code::DataMismatch,
+                    format!(
+                        "`random_crop({size}, padding = {padding})` does not fit model `{}`'s input {:?}",
+                        m.name, m.input_shape
+                    ),
+                )
+                .label(span, "this crop")
+                .label(t.model.span, format!("input {:?}", m.input_shape))
+                .help(help),
+            );
+        }
+    }
+    if d.augment.hflip && m.input_shape.len() != 3 {
+        sink.push(
+            Diagnostic::error(Code::DataMismatch, format!("`hflip` flips images; model `{}` takes a vector", m.name))
+                .label(t.data.span, "flipped data")
+                .label(t.model.span, format!("input {:?}", m.input_shape))
+                .help("remove `hflip`, or declare the input as an image `x: f32[channels, height, width]`"),
+        );
+    }
     if let DataSource::Cifar10 { .. } = d.source {
         if m.input_shape != [3, 32, 32] || outputs != 10 {
             sink.push(
