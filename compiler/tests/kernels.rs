@@ -86,7 +86,7 @@ fn examples_through_the_kernel_ir() {
 
 #[test]
 fn batch_gather_picks_the_rows_in_order() {
-    let planned = pipeline::gather(5, &[2, 2], 3, &Options::default()).unwrap();
+    let planned = pipeline::gather(5, &[2, 2], 3, None, &Options::default()).unwrap();
     let mut given = HashMap::new();
     given.insert("table".to_string(), (0..20).map(|x| x as f32).collect::<Vec<_>>());
     given.insert("table_labels".to_string(), vec![10.0, 11.0, 12.0, 13.0, 14.0]);

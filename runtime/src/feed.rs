@@ -60,9 +60,13 @@ impl Resident {
         let span = 2 * a.padding as u64 + 1;
         let mut values = [vec![0f32; self.rows], vec![0f32; self.rows], vec![0f32; self.rows]];
         for i in 0..self.rows {
-            values[0][i] = rng.below(span) as f32;
-            values[1][i] = rng.below(span) as f32;
-            values[2][i] = if a.flip { rng.below(2) as f32 } else { 0.0 };
+            for (k, v) in values.iter_mut().enumerate() {
+                v[i] = match k {
+                    2 if !a.flip => 0.0,
+                    2 => rng.below(2) as f32,
+                    _ => rng.below(span) as f32,
+                };
+            }
         }
         for (t, v) in [dy, dx, flip].into_iter().zip(values) {
             store.write(t, &v)?;
