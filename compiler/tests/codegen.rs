@@ -25,7 +25,7 @@ fn programs() -> Vec<(String, Program)> {
             out.push((format!("{name} eval"), pipeline::eval(model, batch, &Options::default()).unwrap().program));
         }
     }
-    out.push(("gather".into(), pipeline::gather(1000, &[28, 28], 100, &Options::default()).unwrap().program));
+    out.push(("gather".into(), pipeline::gather(1000, &[28, 28], 100, None, &Options::default()).unwrap().program));
     out
 }
 

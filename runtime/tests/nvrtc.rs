@@ -55,7 +55,9 @@ fn programs() -> Vec<(String, Program)> {
             out.push((format!("{name}-eval-{batch}"), pipeline::eval(model, batch, &opts).unwrap().program));
         }
     }
-    out.push(("gather".into(), pipeline::gather(60000, &[784], 100, &opts).unwrap().program));
+    out.push(("gather".into(), pipeline::gather(60000, &[784], 100, None, &opts).unwrap().program));
+    let augment = Some(hoyer_compiler::lower::Augmentation { padding: 4, flip: true });
+    out.push(("augmented gather".into(), pipeline::gather(50000, &[3, 32, 32], 128, augment, &opts).unwrap().program));
     out
 }
 
