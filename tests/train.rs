@@ -270,6 +270,35 @@ fn validation_split_is_held_out_and_reported() {
     assert!(err.contains("E0210") && err.contains("validation 1000000"), "{err}");
 }
 
+/// Dropout trains (the quickstart with a dropout layer still learns its blobs), draws the
+/// same masks for the same seed (same weights), and changes the run it is added to.
+#[test]
+fn dropout_is_seeded_and_trains() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.hoyer")).unwrap();
+    assert!(text.contains("|> relu\n"), "the quickstart has a relu layer to follow");
+    let text = text.replacen("|> relu\n", "|> relu |> dropout(0.3)\n", 1);
+    let spec = std::env::temp_dir().join(format!("hoyer-dropout-{}.hoyer", std::process::id()));
+    std::fs::write(&spec, text).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let run = |name: &str, seed: &str| {
+        let out = out_dir(name);
+        let args = ["run", spec.to_str().unwrap(), "--seed", seed, "--out", out.to_str().unwrap()];
+        let (code, _, err) = common::hoyerc_in(root, &args);
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let (a, b) = (run("dropout-a", "1"), run("dropout-b", "1"));
+    let acc = metrics(&a).last().unwrap()["test_accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.9, "with dropout the quickstart reached {acc}");
+    assert_eq!(file_bytes(&a.join("model.safetensors")), file_bytes(&b.join("model.safetensors")));
+    // The same run without dropout ends elsewhere: the masks took effect.
+    let plain = out_dir("dropout-none");
+    let args = ["run", "examples/quickstart.hoyer", "--seed", "1", "--out", plain.to_str().unwrap()];
+    assert_eq!(common::hoyerc_in(root, &args).0, 0);
+    assert_ne!(file_bytes(&a.join("model.safetensors")), file_bytes(&plain.join("model.safetensors")));
+}
+
 fn file_bytes(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }

@@ -169,7 +169,7 @@ fn vjp(g: &mut Graph, op: &Op, y: ValueId, gy: ValueId) -> Vec<(ValueId, ValueId
                 let gr = g.binary(Binary::Mul, gs, mr);
                 vec![(l, gl), (r, gr)]
             }
-            Binary::Eq => vec![],
+            Binary::Eq | Binary::Random => vec![],
         },
         Op::Reduce { op: rop, input, ref axes } => {
             let in_shape = g.shape(input).to_vec();

@@ -32,6 +32,9 @@ pub struct Forward {
 pub const DATA: &str = "x";
 pub const LABELS: &str = "labels";
 
+/// The step's key for dropout's random numbers, set by the runtime every step.
+pub const DROPOUT_KEY: &str = "dropout_key";
+
 pub fn strength_input(term: usize) -> String {
     format!("strength.{term}")
 }
@@ -235,6 +238,7 @@ fn forward(
     let param = |name: String| params.iter().find(|(n, _)| *n == name).map(|p| p.1);
     let mut vals: Vec<ValueId> = Vec::with_capacity(model.nodes.len());
     let mut updates = Vec::new();
+    let mut dropouts = 0.0;
     for node in &model.nodes {
         let shape: Vec<usize> = std::iter::once(batch).chain(node.shape.iter().map(|&d| d as usize)).collect();
         let input = |i: usize| vals[node.inputs[i]];
@@ -347,6 +351,25 @@ fn forward(
                 let bias_b = per_channel(g, bias()?);
                 g.binary(Binary::Add, scaled, bias_b)
             }
+            LayerOp::Dropout { p } if mode == Mode::Train && *p > 0.0 => {
+                // keep = random(element, key + layer) < 1 − p, each layer its own numbers.
+                let x = input(0);
+                let s = g.shape(x).to_vec();
+                let counter = element_numbers(g, &s);
+                let key = g.input_value(DROPOUT_KEY, InputKind::Scalar, vec![]);
+                let layer_key = g.scalar(dropouts * 1021.0);
+                dropouts += 1.0;
+                let key = g.binary(Binary::Add, key, layer_key);
+                let key = g.broadcast(key, &s, vec![]);
+                let u = g.binary(Binary::Random, counter, key);
+                let keep_p = g.constant(1.0 - p, s.clone());
+                let below = g.binary(Binary::Sub, keep_p, u);
+                let keep = g.unary(Unary::Step, below);
+                let scale = g.constant(1.0 / (1.0 - p), s);
+                let kept = g.binary(Binary::Mul, x, keep);
+                g.binary(Binary::Mul, kept, scale)
+            }
+            LayerOp::Dropout { .. } => input(0),
             LayerOp::GlobalAvgPool => {
                 let x = input(0);
                 let [_, h, w, _] = g.shape(x).to_vec()[..] else { return Err(internal("pooling a non-image")) };
@@ -390,6 +413,23 @@ fn forward(
         vals.push(v);
     }
     Ok((vals[model.output], updates))
+}
+
+/// Each element's row-major position in a tensor of `shape`, as a number (exact below 2^24).
+fn element_numbers(g: &mut Graph, shape: &[usize]) -> ValueId {
+    let mut index: Option<ValueId> = None;
+    let mut stride = 1usize;
+    for axis in (0..shape.len()).rev() {
+        let i = g.iota(shape.to_vec(), axis);
+        let k = g.constant(stride as f64, shape.to_vec());
+        let term = g.binary(Binary::Mul, i, k);
+        index = Some(match index {
+            Some(s) => g.binary(Binary::Add, s, term),
+            None => term,
+        });
+        stride *= shape[axis];
+    }
+    index.unwrap_or_else(|| g.scalar(0.0))
 }
 
 /// The mean and biased variance of each channel of `x` [n, h, w, c] over the batch and the

@@ -188,6 +188,11 @@ pub enum LayerOp {
         eps: f64,
         momentum: f64,
     },
+    /// Zeroes each value with probability `p` while training and scales the rest by
+    /// 1 / (1 − p); the identity at evaluation (PyTorch's `Dropout`).
+    Dropout {
+        p: f64,
+    },
     Flatten,
     Add,
 }
@@ -227,6 +232,7 @@ impl LayerOp {
             LayerOp::Sigmoid => "sigmoid".into(),
             LayerOp::Gelu => "gelu".into(),
             LayerOp::LeakyRelu { slope } => format!("leaky_relu(slope = {slope})"),
+            LayerOp::Dropout { p } => format!("dropout({p})"),
             LayerOp::BatchNorm { eps, momentum } => {
                 let mut s = "batchnorm".to_string();
                 if *eps != BATCHNORM_EPS || *momentum != BATCHNORM_MOMENTUM {

@@ -36,6 +36,10 @@ pub struct Stepper {
     loss_sum: TensorId,
     penalty_sum: TensorId,
     states: Vec<(String, TensorId)>,
+    /// Dropout's key, new every step from `salt` and the step count (so a resumed run draws
+    /// the same masks).
+    dropout_key: TensorId,
+    salt: u64,
 }
 
 /// The tensor of each named buffer the step shares with the rest of the run (everything but
@@ -111,10 +115,18 @@ impl Stepper {
             loss_sum: scalar(store, step::LOSS_SUM)?,
             penalty_sum: scalar(store, step::PENALTY_SUM)?,
             states,
+            dropout_key: scalar(store, lower::DROPOUT_KEY)?,
+            salt: 0,
         };
         store.fill(s.loss_sum, 0.0);
         store.fill(s.penalty_sum, 0.0);
         Ok(s)
+    }
+
+    /// Dropout's masks differ between runs of other seeds and between phases.
+    pub fn salted(mut self, salt: u64) -> Self {
+        self.salt = salt;
+        self
     }
 
     pub fn masked(&self) -> bool {
@@ -175,6 +187,9 @@ impl Stepper {
             }
             Optimizer::Sgd { .. } => store.set_scalar(self.first, if t == 1 { 1.0 } else { 0.0 })?,
         }
+        // Below 2^22, so that the key plus each layer's offset stays a whole float32.
+        let key = hoyer_compiler::ir::semantics::lowbias32((self.salt ^ t.wrapping_mul(0x9E37_79B9)) as u32) >> 10;
+        store.set_scalar(self.dropout_key, key as f32)?;
         for (id, s) in self.strengths.iter().zip(strengths) {
             store.set_scalar(*id, *s as f32)?;
         }

@@ -561,7 +561,8 @@ impl Trainer<'_> {
             batch,
             n % batch,
             &self.train,
-        )?;
+        )?
+        .salted(self.seed ^ (index as u64).wrapping_mul(0x5851_F42D_4C95_7F2D));
         let (start_epoch, skip, mut t) = match &from {
             // At a phase's start there is no optimizer state yet.
             Some(r) if r.position.phase_steps > 0 => {

@@ -143,7 +143,7 @@ fn conv_nets_with_padding_stride_and_pooling() {
             c1 = conv2d(x, 6, kernel = 3, padding = 1) |> relu |> maxpool(2)
             c2 = conv2d(c1, 5, kernel = 3, stride = 2, padding = 1, bias = false) |> relu |> avgpool(2, stride = 1)
             c3 = conv2d(c2, 4, kernel = 2, padding = 1)
-            fc = dense(flatten(c3), 3)
+            fc = dense(global_avgpool(c3) |> dropout(0.25), 3)
             return fc
          }
          train m on d {
@@ -184,7 +184,7 @@ fn special_values_through_every_op() {
     ] {
         outputs.push((u.name().to_string(), g.unary(u, x)));
     }
-    for op in [Binary::Add, Binary::Sub, Binary::Mul, Binary::Div, Binary::Max, Binary::Eq] {
+    for op in [Binary::Add, Binary::Sub, Binary::Mul, Binary::Div, Binary::Max, Binary::Eq, Binary::Random] {
         outputs.push((op.name().to_string(), g.binary(op, x, y)));
     }
     outputs.push(("pow2".into(), g.pow_const(x, 2.0)));

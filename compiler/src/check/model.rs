@@ -8,7 +8,7 @@ use crate::diagnostics::{did_you_mean, Diagnostic, Sink};
 use crate::program::{LayerOp, Model, Node, Param, ParamKind};
 use std::collections::{HashMap, HashSet};
 
-pub const LAYERS: [&str; 12] = [
+pub const LAYERS: [&str; 13] = [
     "dense",
     "conv2d",
     "batchnorm",
@@ -20,6 +20,7 @@ pub const LAYERS: [&str; 12] = [
     "tanh",
     "sigmoid",
     "gelu",
+    "dropout",
     "flatten",
 ];
 
@@ -397,6 +398,7 @@ impl ModelChecker<'_> {
             "relu" | "tanh" | "sigmoid" | "gelu" | "flatten" | "global_avgpool" => &[("input", true)],
             "leaky_relu" => &[("input", true), ("slope", false)],
             "batchnorm" => &[("input", true), ("eps", false), ("momentum", false)],
+            "dropout" => &[("input", true), ("p", false)],
             _ => {
                 let help = did_you_mean(name, LAYERS).or_else(|| {
                     Some(if super::BUILTINS.contains(&name) {
@@ -542,6 +544,27 @@ impl ModelChecker<'_> {
                     return None;
                 }
                 Some(self.push(LayerOp::BatchNorm { eps, momentum }, vec![input], in_shape, span))
+            }
+            "dropout" => {
+                let p = match args[1] {
+                    None => 0.5,
+                    Some(e) => match const_eval(e) {
+                        Ok(v) if (0.0..1.0).contains(&v) => v,
+                        other => {
+                            let got = other.map_or_else(|_| kind_name(e).to_string(), fmt_num);
+                            self.sink.push(
+                                Diagnostic::error(
+                                    Code::BadLayerArgument,
+                                    format!("the drop probability of `dropout` is {got}"),
+                                )
+                                .label(e.span, "this probability")
+                                .help("a probability from 0 up to (not including) 1: PyTorch's default is 0.5"),
+                            );
+                            return None;
+                        }
+                    },
+                };
+                Some(self.push(LayerOp::Dropout { p }, vec![input], in_shape, span))
             }
             "global_avgpool" => {
                 let [c, _, _] = self.image(args[0]?.span, name, &in_shape)?;

@@ -29,7 +29,7 @@ use crate::ir::ReduceOp;
 use crate::kernel::{AccType, Body, Fill, Guard, Inst, Loop, Program, Reduction, Reg, View};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::immediates::{Ieee32, Ieee64};
-use cranelift_codegen::ir::types::{F32, F32X4, F64, F64X2, I64, I8X16};
+use cranelift_codegen::ir::types::{F32, F32X4, F64, F64X2, I32, I64, I8X16};
 use cranelift_codegen::ir::{
     AbiParam, ConstantData, Endianness, ExtFuncData, ExternalName, FuncRef, Function, InstBuilder, MemFlagsData,
     Signature, UserExternalName, UserFuncName, Value,
@@ -850,6 +850,7 @@ impl Emitter<'_, '_> {
                 Prim::Log(x) => self.call(self.imports.log, &[slots[x]], vector),
                 Prim::Tanh(x) => self.call(self.imports.tanh, &[slots[x]], vector),
                 Prim::Erf(x) => self.call(self.imports.erf, &[slots[x]], vector),
+                Prim::Random(x, y) => self.random(slots[x], slots[y], vector),
                 Prim::Pow(x, c) => {
                     let e = self.b.ins().f32const(Ieee32::with_float(c as f32));
                     let e = if vector { self.b.ins().splat(F32X4, e) } else { e };
@@ -859,6 +860,41 @@ impl Emitter<'_, '_> {
             slots.push(v);
         }
         *slots.last().expect("a program has a result")
+    }
+
+    /// `semantics::random` in integer instructions, lane by lane for vectors.
+    fn random(&mut self, a: Value, key: Value, vector: bool) -> Value {
+        if vector {
+            let mut out = None;
+            for k in 0..LANES as u8 {
+                let (ak, bk) = (self.b.ins().extractlane(a, k), self.b.ins().extractlane(key, k));
+                let x = self.random(ak, bk, false);
+                out = Some(match out {
+                    None => self.b.ins().scalar_to_vector(F32X4, x),
+                    Some(v) => self.b.ins().insertlane(v, x, k),
+                });
+            }
+            return out.expect("four lanes");
+        }
+        let lowbias32 = |b: &mut FunctionBuilder, mut x: Value| {
+            for (shift, multiplier) in [(16, Some(0x7feb_352d_i64)), (15, Some(0x846c_a68b)), (16, None)] {
+                let s = b.ins().ushr_imm_u(x, shift);
+                x = b.ins().bxor(x, s);
+                if let Some(m) = multiplier {
+                    x = b.ins().imul_imm_u(x, m);
+                }
+            }
+            x
+        };
+        let b = &mut self.b;
+        let (ai, bi) = (b.ins().fcvt_to_uint_sat(I32, a), b.ins().fcvt_to_uint_sat(I32, key));
+        let hb = lowbias32(b, bi);
+        let x = b.ins().bxor(ai, hb);
+        let x = lowbias32(b, x);
+        let bits = b.ins().ushr_imm_u(x, 8);
+        let f = b.ins().fcvt_from_uint(F32, bits);
+        let scale = b.ins().f32const(Ieee32::with_float(1.0 / 16_777_216.0));
+        b.ins().fmul(f, scale)
     }
 
     /// Calls a math function, lane by lane for vectors.

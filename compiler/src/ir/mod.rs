@@ -95,6 +95,9 @@ pub enum Binary {
     Max,
     /// 1 where a == b, else 0 (for the gradient of max).
     Eq,
+    /// A uniform number in [0, 1) hashed from a counter `a` and a key `b` (whole numbers
+    /// below 2^24): dropout's masks, the same on every back end; no gradient.
+    Random,
 }
 
 impl Binary {
@@ -106,6 +109,7 @@ impl Binary {
             Binary::Div => "div",
             Binary::Max => "max",
             Binary::Eq => "eq",
+            Binary::Random => "random",
         }
     }
     /// The op's value in f64 (`semantics` defines it).

@@ -75,9 +75,28 @@ pub enum Prim {
     Tanh(usize),
     /// libm `erff`.
     Erf(usize),
+    /// `random(a, b)`: see `random`.
+    Random(usize, usize),
     Cmp(Cmp, usize, usize),
     /// `cond ? a : b`.
     Select(usize, usize, usize),
+}
+
+/// Chris Wellons' `lowbias32` integer hash.
+pub fn lowbias32(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7feb_352d);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846c_a68b);
+    x ^ (x >> 16)
+}
+
+/// A uniform number in [0, 1), 24 random bits, from counter `a` and key `b`, converted to
+/// unsigned integers with saturation (NaN and negatives to 0) as every target does:
+/// `lowbias32(a ^ lowbias32(b)) >> 8`, times 2^-24.
+pub fn random(a: f32, b: f32) -> f32 {
+    let x = lowbias32((a as u32) ^ lowbias32(b as u32));
+    (x >> 8) as f32 * (1.0 / 16_777_216.0)
 }
 
 /// An element-wise op of the IR (and of the kernel IR).
@@ -146,6 +165,7 @@ pub fn program(op: ElemOp) -> Vec<Prim> {
                 vec![Arg(0), Arg(1), Cmp(Cmp::Ge, 0, 1), Select(2, 0, 1), Cmp(Cmp::Ne, 0, 0), Select(4, 0, 3)]
             }
             Binary::Eq => vec![Arg(0), Arg(1), Const(0.0), Const(1.0), Cmp(Cmp::Eq, 0, 1), Select(4, 3, 2)],
+            Binary::Random => vec![Arg(0), Arg(1), Random(0, 1)],
         },
         ElemOp::Pow(c) => {
             if c == 2.0 {
@@ -204,6 +224,7 @@ pub fn eval_program(prog: &[Prim], args: &[f64]) -> f64 {
             Pow(a, c) => Slot::Num(n(a).powf(c)),
             Tanh(a) => Slot::Num(n(a).tanh()),
             Erf(a) => Slot::Num(libm::erf(n(a))),
+            Random(a, b) => Slot::Num(random(n(a) as f32, n(b) as f32) as f64),
             Cmp(c, a, b) => Slot::Cond(c.apply(n(a), n(b))),
             Select(c, a, b) => {
                 let take = matches!(slots[c], Slot::Cond(true));
@@ -244,6 +265,7 @@ pub fn eval_program_f32(prog: &[Prim], args: &[f32]) -> f32 {
             Pow(a, c) => S::N(n(a).powf(c as f32)),
             Tanh(a) => S::N(libm::tanhf(n(a))),
             Erf(a) => S::N(libm::erff(n(a))),
+            Random(a, b) => S::N(random(n(a), n(b))),
             Cmp(c, a, b) => S::C(c.apply(n(a) as f64, n(b) as f64)),
             Select(c, a, b) => slots[if matches!(slots[c], S::C(true)) { a } else { b }],
         };
@@ -273,6 +295,25 @@ mod tests {
         } else {
             x.to_bits()
         }
+    }
+
+    /// Dropout's numbers: uniform (mean, quarters), different for neighbouring counters and
+    /// keys, and whole-number inputs only (fractions truncate, NaN and negatives are 0).
+    #[test]
+    fn random_numbers_are_uniform_and_keyed() {
+        let n = 1 << 16;
+        let v: Vec<f32> = (0..n).map(|i| random(i as f32, 7.0)).collect();
+        let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n as f64;
+        assert!((mean - 0.5).abs() < 0.01, "mean {mean}");
+        for q in 0..4 {
+            let share = v.iter().filter(|&&x| (x * 4.0) as usize == q).count() as f64 / n as f64;
+            assert!((share - 0.25).abs() < 0.01, "quarter {q}: {share}");
+        }
+        assert!(v.iter().all(|&x| (0.0..1.0).contains(&x)));
+        let same = (0..1000).filter(|&i| random(i as f32, 7.0) == random(i as f32, 8.0)).count();
+        assert!(same < 5, "keys 7 and 8 agree on {same} of 1000");
+        assert_eq!(random(3.7, 1.0), random(3.0, 1.0));
+        assert_eq!(random(f32::NAN, 1.0), random(-5.0, 1.0));
     }
 
     /// The values PyTorch 2.15 gives (torch.relu, torch.sign, torch.maximum, threshold_backward).

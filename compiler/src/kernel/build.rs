@@ -176,6 +176,12 @@ impl<'g> KernelBuilder<'g> {
         }
     }
 
+    /// The domain axis of axis `a` of the value being computed: an op after the reduction
+    /// has only the parallel axes.
+    fn domain_axis(&self, a: usize) -> usize {
+        self.axis_of[self.value_dims.as_ref().map_or(a, |d| d[a])]
+    }
+
     /// A register holding `o`, an operand of the value being computed.
     fn operand(&mut self, b: &mut Builder, o: ValueId) -> Result<Reg, CompileError> {
         let dims: Vec<usize> = match &self.value_dims {
@@ -208,10 +214,10 @@ impl<'g> KernelBuilder<'g> {
             Op::OneHot { labels } => {
                 // [b, c]: 1 where labels[b] == c.
                 let label = self.operand_at(b, *labels, &[0])?;
-                let class = self.shared(Inst::Index(self.axis_of[1]));
+                let class = self.shared(Inst::Index(self.domain_axis(1)));
                 self.push(Inst::Op(ElemOp::Binary(crate::ir::Binary::Eq), vec![label, class]))
             }
-            Op::Iota { axis } => self.shared(Inst::Index(self.axis_of[*axis])),
+            Op::Iota { axis } => self.shared(Inst::Index(self.domain_axis(*axis))),
             Op::Gather { table, indices } => {
                 let row = if g.shape(*indices) == g.shape(v) {
                     self.operand(b, *indices)?
