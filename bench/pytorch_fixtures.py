@@ -24,11 +24,11 @@ class LeNet5(nn.Module):
         return s.fc2(F.relu(s.fc1(torch.flatten(x, 1))))
 
 class TinyConvNet(nn.Module):
-    """Every other layer: padding, overlapping and padded pooling, GELU, tanh, a residual add,
+    """Every other layer: padding, dilation, overlapping and padded pooling, GELU, tanh, a residual add,
     leaky ReLU, global average pooling, sigmoid (runtime/tests/pytorch.rs has the spec)."""
     def __init__(s):
         super().__init__()
-        s.c1, s.c2, s.fc = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1), nn.Linear(8, 3)
+        s.c1, s.c2, s.fc = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=2, dilation=2), nn.Linear(8, 3)
     def forward(s, x):
         c1 = F.max_pool2d(F.gelu(s.c1(x)), 3, stride=2, padding=1)
         c2 = torch.tanh(s.c2(c1))

@@ -265,14 +265,19 @@ fn forward(
                     y
                 }
             }
-            LayerOp::Conv2d { out, kernel, stride, padding, bias: has_bias } => {
+            LayerOp::Conv2d { out, kernel, stride, padding, bias: has_bias, dilation } => {
                 // Columns [pixels, kh·kw·channels] times the weight [out, kh·kw·channels]ᵀ.
                 // Channels innermost: a column row is whole runs of an input row's pixels
                 // (kw·channels contiguous numbers), and only the small weight is permuted.
                 let x = input(0);
                 let (k, o) = (*kernel as usize, *out as usize);
                 let channels = g.shape(x)[3];
-                let slide = Slide { size: k, stride: *stride as usize, padding: *padding as usize, dilation: 1 };
+                let slide = Slide {
+                    size: k,
+                    stride: *stride as usize,
+                    padding: *padding as usize,
+                    dilation: *dilation as usize,
+                };
                 let windows = g.window(x, vec![1, 2], vec![slide, slide], Fill::Zero);
                 let windows = g.permute(windows, vec![0, 1, 2, 4, 5, 3]);
                 let (oh, ow) = (shape[2], shape[3]);

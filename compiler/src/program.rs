@@ -161,6 +161,7 @@ pub enum LayerOp {
         stride: u64,
         padding: u64,
         bias: bool,
+        dilation: u64,
     },
     MaxPool {
         size: u64,
@@ -202,8 +203,11 @@ impl LayerOp {
         match self {
             LayerOp::Input => "input".into(),
             LayerOp::Dense { out, bias } => format!("dense({out}{})", if *bias { "" } else { ", bias = false" }),
-            LayerOp::Conv2d { out, kernel, stride, padding, bias } => {
+            LayerOp::Conv2d { out, kernel, stride, padding, bias, dilation } => {
                 let mut s = format!("conv2d({out}, kernel = {kernel}");
+                if *dilation != 1 {
+                    s += &format!(", dilation = {dilation}");
+                }
                 if *stride != 1 {
                     s += &format!(", stride = {stride}");
                 }

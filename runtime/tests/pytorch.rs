@@ -187,7 +187,7 @@ fn lenet5_adam_three_steps() {
 const TINY: &str = "data d = synthetic(classes = 3, train = 8, test = 8)
 model tiny(x: f32[3, 9, 9]) {
     c1 = conv2d(x, 8, kernel = 3, padding = 1) |> gelu |> maxpool(3, stride = 2, padding = 1)
-    c2 = conv2d(c1, 8, kernel = 3, padding = 1) |> tanh
+    c2 = conv2d(c1, 8, kernel = 3, padding = 2, dilation = 2) |> tanh
     r = leaky_relu(c1 + c2, slope = 0.1)
     p = avgpool(r, 2, stride = 1, padding = 1)
     fc = dense(sigmoid(global_avgpool(p)), 3)
@@ -195,7 +195,7 @@ model tiny(x: f32[3, 9, 9]) {
 }
 ";
 
-/// Padded convolutions, overlapping padded max pooling, GELU, tanh, a residual add, leaky
+/// Padded and dilated convolutions, overlapping padded max pooling, GELU, tanh, a residual add, leaky
 /// ReLU, padded average pooling, global average pooling and sigmoid.
 #[test]
 fn tiny_convnet_with_every_layer_three_sgd_steps() {

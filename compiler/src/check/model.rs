@@ -393,6 +393,7 @@ impl ModelChecker<'_> {
                 ("stride", false),
                 ("padding", false),
                 ("bias", false),
+                ("dilation", false),
             ],
             "maxpool" | "avgpool" => &[("input", true), ("size", true), ("stride", false), ("padding", false)],
             "relu" | "tanh" | "sigmoid" | "gelu" | "flatten" | "global_avgpool" => &[("input", true)],
@@ -466,15 +467,21 @@ impl ModelChecker<'_> {
                 let stride = int(self, 3, "the stride", 1, Some(1));
                 let padding = int(self, 4, "the padding", 0, Some(0));
                 let bias = flag(self, 5);
-                let (out, kernel, stride, padding, bias) = (out?, kernel?, stride?, padding?, bias?);
+                let dilation = int(self, 6, "the dilation", 1, Some(1));
+                let (out, kernel, stride, padding, bias, dilation) =
+                    (out?, kernel?, stride?, padding?, bias?, dilation?);
                 let [_, h, w] = self.image(args[0]?.span, "conv2d", &in_shape)?;
                 let (hp, wp) = (h + 2 * padding, w + 2 * padding);
-                if kernel > hp || kernel > wp {
-                    self.window_too_large(args[2]?.span, "kernel", kernel, &in_shape, padding);
+                // A dilated kernel spans dilation · (kernel − 1) + 1 pixels.
+                let span_of = dilation.saturating_mul(kernel - 1).saturating_add(1);
+                if span_of > hp || span_of > wp {
+                    let what = if dilation > 1 { "dilated kernel" } else { "kernel" };
+                    self.window_too_large(args[2]?.span, what, span_of, &in_shape, padding);
                     return None;
                 }
-                let shape = vec![out, (hp - kernel) / stride + 1, (wp - kernel) / stride + 1];
-                Some(self.push(LayerOp::Conv2d { out, kernel, stride, padding, bias }, vec![input], shape, span))
+                let shape = vec![out, (hp - span_of) / stride + 1, (wp - span_of) / stride + 1];
+                let op = LayerOp::Conv2d { out, kernel, stride, padding, bias, dilation };
+                Some(self.push(op, vec![input], shape, span))
             }
             "maxpool" | "avgpool" => {
                 let size = int(self, 1, "the window size", 1, None);
