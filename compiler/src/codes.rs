@@ -173,9 +173,10 @@ most 2^31. The batch is not part of the shape: the compiler adds it.",
 tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
 
     WrongRank = "E0203", "layer gets the wrong shape",
-"dense takes a vector [features]; conv2d, maxpool and avgpool take an image [channels,
-height, width]. Use `flatten` between an image and a dense layer, and give images their
-channel axis (`f32[1, 28, 28]`, not `f32[28, 28]`).",
+"dense takes a vector [features]; conv2d, batchnorm (PyTorch's BatchNorm2d), maxpool,
+avgpool and global_avgpool take an image [channels, height, width]. Use `flatten` (or
+`global_avgpool`) between an image and a dense layer, and give images their channel axis
+(`f32[1, 28, 28]`, not `f32[28, 28]`).",
 "data toy = synthetic(classes = 3, train = 300, test = 60)
 model net(x: f32[1, 8, 8]) {
     c1 = conv2d(x, 4, kernel = 3) |> relu |> maxpool(2)
@@ -185,8 +186,9 @@ train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }
 ";
 
     WindowTooLarge = "E0204", "window larger than its input",
-"A conv kernel or pooling window does not fit in the (padded) image it slides over. Use a
-smaller kernel, add padding, or pool less before this layer.",
+"A conv kernel (dilation · (kernel − 1) + 1 pixels when dilated) or pooling window does not
+fit in the (padded) image it slides over. Use a smaller kernel, add padding, or pool less
+before this layer.",
 "data toy = synthetic(classes = 3, train = 300, test = 60)
 model net(x: f32[1, 8, 8]) {
     c1 = conv2d(x, 4, kernel = 3, padding = 1) |> relu |> maxpool(2)
@@ -213,8 +215,10 @@ train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }
 ";
 
     BadLayerArgument = "E0207", "bad layer argument",
-"A layer argument has the wrong kind or value: sizes, kernels and strides are whole numbers
-of at least 1, padding at least 0, `bias` is true or false.",
+"A layer argument has the wrong kind or value: sizes, kernels, strides and dilations are
+whole numbers of at least 1, padding at least 0 (a pool's at most half its window), `bias`
+is true or false, `leaky_relu`'s slope a number of 0 or more, `dropout`'s probability from 0
+up to (not including) 1, `batchnorm`'s eps above 0 and momentum from 0 to 1.",
 tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
 
     TwoLayersOneName = "E0208", "two layers with parameters under one name",
@@ -228,7 +232,10 @@ tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
 
     DataMismatch = "E0210", "data does not fit the model",
 "The data set and the model disagree: the number of classes of the data must equal the size
-of the model's output, and a synthetic data set's samples take the model's input shape.",
+of the model's output, and a synthetic data set's samples take the model's input shape.
+CIFAR-10 needs an input of [3, 32, 32] and 10 outputs; a per-channel `normalize` needs one
+number per input channel; `random_crop` crops to the image's own size and `hflip` flips
+images; a `validation` split must leave training data.",
 tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
 
     // ------------------------------------------------------------------ functions and penalties
