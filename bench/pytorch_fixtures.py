@@ -38,8 +38,8 @@ class TinyConvNet(nn.Module):
         return s.fc(g)
 
 class TinyResNet(nn.Module):
-    """A CIFAR ResNet block in small: conv-BN-relu-conv-BN, a residual add, a stride-2 block
-    with a 1×1 conv-BN shortcut, global average pooling."""
+    """A CIFAR ResNet in small: conv-BN-relu-conv-BN, a residual add, a stride-2 block with a
+    1×1 conv-BN shortcut, a stride-2 block with an option-A shortcut, global average pooling."""
     def __init__(s):
         super().__init__()
         s.c0, s.n0 = nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
@@ -48,12 +48,16 @@ class TinyResNet(nn.Module):
         s.c3, s.n3 = nn.Conv2d(4, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8)
         s.c4, s.n4 = nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
         s.sc, s.ns = nn.Conv2d(4, 8, 1, stride=2, bias=False), nn.BatchNorm2d(8)
-        s.fc = nn.Linear(8, 3)
+        s.c5, s.n5 = nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16)
+        s.c6, s.n6 = nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
+        s.fc = nn.Linear(16, 3)
     def forward(s, x):
         a = F.relu(s.n0(s.c0(x)))
         b = F.relu(a + s.n2(s.c2(F.relu(s.n1(s.c1(a))))))
         c = F.relu(s.ns(s.sc(b)) + s.n4(s.c4(F.relu(s.n3(s.c3(b))))))
-        return s.fc(c.mean((2, 3)))
+        a_short = F.pad(c[:, :, ::2, ::2], (0, 0, 0, 0, 4, 4))
+        d = F.relu(a_short + s.n6(s.c6(F.relu(s.n5(s.c5(c))))))
+        return s.fc(d.mean((2, 3)))
 
 def hs(p): return torch.sum(torch.abs(p)) ** 2 / torch.sum(p ** 2)
 def ghs(p, axis):  # group_hs(W, axis): one group per index of `axis` (filters, channels)

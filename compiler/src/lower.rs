@@ -375,6 +375,19 @@ fn forward(
                 g.binary(Binary::Mul, kept, scale)
             }
             LayerOp::Dropout { .. } => input(0),
+            LayerOp::Shortcut { out, stride } => {
+                // Every stride-th pixel (windows of one pixel), then zero channels on both
+                // sides (windows of one channel over a padded axis); both are views.
+                let x = input(0);
+                let s = *stride as usize;
+                let one = |stride, padding| Slide { size: 1, stride, padding, dilation: 1 };
+                let picked = g.window(x, vec![1, 2], vec![one(s, 0), one(s, 0)], Fill::Zero);
+                let [n, h, w, c, _, _] = g.shape(picked).to_vec()[..] else { return Err(internal("shortcut shape")) };
+                let picked = g.reshape(picked, vec![n, h, w, c]);
+                let pad = (*out as usize - c) / 2;
+                let padded = g.window(picked, vec![3], vec![one(1, pad)], Fill::Zero);
+                g.reshape(padded, vec![n, h, w, *out as usize])
+            }
             LayerOp::GlobalAvgPool => {
                 let x = input(0);
                 let [_, h, w, _] = g.shape(x).to_vec()[..] else { return Err(internal("pooling a non-image")) };

@@ -194,6 +194,12 @@ pub enum LayerOp {
     Dropout {
         p: f64,
     },
+    /// He et al.'s option-A shortcut: every `stride`-th pixel, with zero channels added
+    /// equally on both sides up to `out` (PyTorch: `F.pad(x[:, :, ::s, ::s], (0, 0, 0, 0, p, p))`).
+    Shortcut {
+        out: u64,
+        stride: u64,
+    },
     Flatten,
     Add,
 }
@@ -237,6 +243,7 @@ impl LayerOp {
             LayerOp::Gelu => "gelu".into(),
             LayerOp::LeakyRelu { slope } => format!("leaky_relu(slope = {slope})"),
             LayerOp::Dropout { p } => format!("dropout({p})"),
+            LayerOp::Shortcut { out, stride } => format!("shortcut({out}, stride = {stride})"),
             LayerOp::BatchNorm { eps, momentum } => {
                 let mut s = "batchnorm".to_string();
                 if *eps != BATCHNORM_EPS || *momentum != BATCHNORM_MOMENTUM {

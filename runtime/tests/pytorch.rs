@@ -225,13 +225,19 @@ model tiny(x: f32[3, 8, 8]) {
     sc = conv2d(b, 8, kernel = 1, stride = 2, bias = false)
     ns = batchnorm(sc)
     c = relu(ns + n4)
-    fc = dense(global_avgpool(c), 3)
+    c5 = conv2d(c, 16, kernel = 3, stride = 2, padding = 1, bias = false)
+    n5 = batchnorm(c5) |> relu
+    c6 = conv2d(n5, 16, kernel = 3, padding = 1, bias = false)
+    n6 = batchnorm(c6)
+    d = relu(shortcut(c, 16) + n6)
+    fc = dense(global_avgpool(d), 3)
     return fc
 }
 ";
 
 /// Batch norm (training statistics, running statistics, evaluation) and residual blocks, one
-/// with a strided 1×1 shortcut, under Group-HS on the conv weights.
+/// with a strided 1×1 shortcut and one with an option-A shortcut, under Group-HS on the conv
+/// weights.
 #[test]
 fn tiny_resnet_with_batch_norm_three_sgd_steps() {
     agree(

@@ -8,7 +8,7 @@ use crate::diagnostics::{did_you_mean, Diagnostic, Sink};
 use crate::program::{LayerOp, Model, Node, Param, ParamKind};
 use std::collections::{HashMap, HashSet};
 
-pub const LAYERS: [&str; 13] = [
+pub const LAYERS: [&str; 14] = [
     "dense",
     "conv2d",
     "batchnorm",
@@ -21,6 +21,7 @@ pub const LAYERS: [&str; 13] = [
     "sigmoid",
     "gelu",
     "dropout",
+    "shortcut",
     "flatten",
 ];
 
@@ -400,6 +401,7 @@ impl ModelChecker<'_> {
             "leaky_relu" => &[("input", true), ("slope", false)],
             "batchnorm" => &[("input", true), ("eps", false), ("momentum", false)],
             "dropout" => &[("input", true), ("p", false)],
+            "shortcut" => &[("input", true), ("out", true), ("stride", false)],
             _ => {
                 let help = did_you_mean(name, LAYERS).or_else(|| {
                     Some(if super::BUILTINS.contains(&name) {
@@ -551,6 +553,28 @@ impl ModelChecker<'_> {
                     return None;
                 }
                 Some(self.push(LayerOp::BatchNorm { eps, momentum }, vec![input], in_shape, span))
+            }
+            "shortcut" => {
+                let out = int(self, 1, "the number of output channels", 1, None);
+                let stride = int(self, 2, "the stride", 1, Some(2));
+                let (out, stride) = (out?, stride?);
+                let [c, h, w] = self.image(args[0]?.span, "shortcut", &in_shape)?;
+                if out < c || (out - c) % 2 != 0 {
+                    self.sink.push(
+                        Diagnostic::error(
+                            Code::BadLayerArgument,
+                            format!("a shortcut from {c} to {out} channels cannot pad equally on both sides"),
+                        )
+                        .label(args[1]?.span, format!("{out} channels"))
+                        .help(format!(
+                            "the option-A shortcut adds (out − in) / 2 zero channels on each side: use an even step up from {c}, e.g. {}",
+                            2 * c
+                        )),
+                    );
+                    return None;
+                }
+                let shape = vec![out, h.div_ceil(stride), w.div_ceil(stride)];
+                Some(self.push(LayerOp::Shortcut { out, stride }, vec![input], shape, span))
             }
             "dropout" => {
                 let p = match args[1] {
