@@ -375,7 +375,7 @@ fn loop_kernel(b: &mut Builder, k: &crate::fusion::Kernel, name: String) -> Resu
             let view = kb.domain_view(&view, &all);
             let value = kb.shared(Inst::Load { arg, view });
             // Each element sums the few windows over it (25 for a 5×5 kernel, stride 1): in
-            // float32, as PyTorch's col2im, and twice as fast as float64 on the CPU.
+            // float32, as PyTorch's col2im (a short sum; float64 buys nothing here).
             reductions.push(Reduction { op: ReduceOp::Sum, acc: AccType::F32, value });
             let r = kb.push(Inst::Acc(reductions.len() - 1));
             kb.reg_of.insert(v, r);
