@@ -135,30 +135,31 @@ fn same_seed_same_weights_and_init_from_a_checkpoint() {
     assert!(err.contains("E0705") && err.contains("no/such.safetensors"), "{err}");
 }
 
+/// Runs `spec` on the MNIST folder in HOYER_DATA with `extra` arguments and returns the
+/// first epoch's metrics line; `None` (saying so) where HOYER_DATA is not set.
+fn first_mnist_epoch(name: &str, spec: &str, extra: &[&str]) -> Option<serde_json::Value> {
+    let Some(data) = std::env::var_os("HOYER_DATA") else {
+        eprintln!("skipped: set HOYER_DATA to the folder with the MNIST IDX files (e.g. ../shared/data/mnist)");
+        return None;
+    };
+    let out = out_dir(name);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut args = vec!["run", spec];
+    args.extend_from_slice(extra);
+    args.extend(["--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let (code, _, err) = common::hoyerc_in(root, &args);
+    assert_eq!(code, 0, "{err}");
+    Some(metrics(&out)[0].clone())
+}
+
 /// One epoch of the dense LeNet-300-100 on MNIST reaches 96% (needs HOYER_DATA).
 #[test]
 fn lenet300_one_epoch_on_mnist() {
-    let Some(data) = std::env::var_os("HOYER_DATA") else {
-        eprintln!("skipped: set HOYER_DATA to the folder with the MNIST IDX files (e.g. ../shared/data/mnist)");
+    let Some(m) = first_mnist_epoch("lenet300", "examples/lenet300_dense.hoyer", &["--max-steps", "600"]) else {
         return;
     };
-    let out = out_dir("lenet300");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let args = [
-        "run",
-        "examples/lenet300_dense.hoyer",
-        "--max-steps",
-        "600",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    let (code, _, err) = common::hoyerc_in(root, &args);
-    assert_eq!(code, 0, "{err}");
-    let m = metrics(&out);
-    let acc = m[0]["test_accuracy"].as_f64().unwrap();
-    assert_eq!(m[0]["step"], 600);
+    let acc = m["test_accuracy"].as_f64().unwrap();
+    assert_eq!(m["step"], 600);
     assert!(acc >= 0.96, "one epoch reached {acc}");
 }
 
@@ -167,27 +168,11 @@ fn lenet300_one_epoch_on_mnist() {
 /// hoyerc gives 98.42% to 98.53% over four.
 #[test]
 fn lenet5_one_epoch_on_mnist() {
-    let Some(data) = std::env::var_os("HOYER_DATA") else {
-        eprintln!("skipped: set HOYER_DATA to the folder with the MNIST IDX files (e.g. ../shared/data/mnist)");
+    let Some(m) = first_mnist_epoch("lenet5", "examples/lenet5_dense.hoyer", &["--set", "dense.epochs=1"]) else {
         return;
     };
-    let out = out_dir("lenet5");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let args = [
-        "run",
-        "examples/lenet5_dense.hoyer",
-        "--set",
-        "dense.epochs=1",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    let (code, _, err) = common::hoyerc_in(root, &args);
-    assert_eq!(code, 0, "{err}");
-    let m = metrics(&out);
-    let acc = m[0]["test_accuracy"].as_f64().unwrap();
-    assert_eq!(m[0]["step"], 600);
+    let acc = m["test_accuracy"].as_f64().unwrap();
+    assert_eq!(m["step"], 600);
     assert!(acc >= 0.983, "one epoch reached {acc}");
 }
 

@@ -324,12 +324,7 @@ fn load_data(
             Ok((d, record, format!("`{}` (synthetic, generated from the spec)", ds.name)))
         }
         DataSource::Cifar10 { path } => {
-            let candidates: Vec<std::path::PathBuf> = match &opts.data_dir {
-                Some(d) => vec![d.clone(), d.join(path)],
-                None => std::iter::once(opts.spec_dir.join(path))
-                    .chain(opts.data_fallback.iter().flat_map(|d| [d.join(path), d.clone()]))
-                    .collect(),
-            };
+            let candidates = data_folders(opts, path);
             let Some(c) = candidates.iter().find_map(|c| cifar::folder(c)) else {
                 let tried: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
                 return Err(RunError::new(
@@ -346,40 +341,16 @@ fn load_data(
                 .sum();
             fits(records as usize)?;
             let d = cifar::load(&c, ds.scale, ds.normalize.as_ref())?;
-            let folder = std::fs::canonicalize(&c).unwrap_or(c.clone());
-            let record = serde_json::json!({
-                "name": ds.name,
-                "source": "cifar10",
-                "folder": folder.display().to_string(),
-                "files": crate::provenance::files(&c, &["data_batch_", "test_batch"]),
-            });
-            Ok((d, record, format!("`{}` from {}", ds.name, folder.display())))
+            let (record, line) = found(ds, "cifar10", &c, &["data_batch_", "test_batch"]);
+            Ok((d, record, line))
         }
         DataSource::Idx { path } => {
             let mut tried = Vec::new();
-            let mut candidates = Vec::new();
-            // `--data DIR` means that folder (or the spec's path under it), nowhere else.
-            match &opts.data_dir {
-                Some(d) => candidates.extend([d.clone(), d.join(path)]),
-                None => {
-                    candidates.push(opts.spec_dir.join(path));
-                    if let Some(d) = &opts.data_fallback {
-                        candidates.extend([d.join(path), d.clone()]);
-                    }
-                }
-            }
-            for c in candidates {
+            for c in data_folders(opts, path) {
                 if c.join("train-labels-idx1-ubyte.gz").is_file() || c.join("train-labels-idx1-ubyte").is_file() {
                     fits(idx::samples(&c)?)?;
                     let d = idx::load(&c, features, ds.scale, ds.normalize.as_ref())?;
-                    let folder = std::fs::canonicalize(&c).unwrap_or(c.clone());
-                    let record = serde_json::json!({
-                        "name": ds.name,
-                        "source": "idx",
-                        "folder": folder.display().to_string(),
-                        "files": crate::provenance::files(&c, &["train-", "t10k-"]),
-                    });
-                    let line = format!("`{}` from {}", ds.name, folder.display());
+                    let (record, line) = found(ds, "idx", &c, &["train-", "t10k-"]);
                     return Ok((d, record, line));
                 }
                 tried.push(c.display().to_string());
@@ -395,6 +366,36 @@ fn load_data(
             }))
         }
     }
+}
+
+/// Where a data set's folder may be, in order. `--data DIR` means that folder (or the spec's
+/// path under it), nowhere else; otherwise the spec's path beside the spec, then under (or
+/// as) the fallback folder.
+fn data_folders(opts: &RunOptions, path: &str) -> Vec<std::path::PathBuf> {
+    match &opts.data_dir {
+        Some(d) => vec![d.clone(), d.join(path)],
+        None => std::iter::once(opts.spec_dir.join(path))
+            .chain(opts.data_fallback.iter().flat_map(|d| [d.join(path), d.clone()]))
+            .collect(),
+    }
+}
+
+/// run.json's record of a data set read from folder `c` (its files starting with one of
+/// `prefixes`), and the header line naming it.
+fn found(
+    ds: &hoyer_compiler::program::DataSet,
+    source: &str,
+    c: &Path,
+    prefixes: &[&str],
+) -> (serde_json::Value, String) {
+    let folder = std::fs::canonicalize(c).unwrap_or(c.to_path_buf());
+    let record = serde_json::json!({
+        "name": ds.name,
+        "source": source,
+        "folder": folder.display().to_string(),
+        "files": crate::provenance::files(c, prefixes),
+    });
+    (record, format!("`{}` from {}", ds.name, folder.display()))
 }
 
 struct Trainer<'a> {
