@@ -163,9 +163,10 @@ fn lenet300_one_epoch_on_mnist() {
     assert!(acc >= 0.96, "one epoch reached {acc}");
 }
 
-/// One epoch of the dense LeNet-5 on MNIST reaches 98.3% (needs HOYER_DATA). The same recipe
-/// in PyTorch 2.15 (Adam 1e-3, batch 100, one epoch) gave 98.38% to 98.79% over six seeds;
-/// hoyerc gives 98.42% to 98.53% over four.
+/// One epoch of the dense LeNet-5 on MNIST reaches 98.5% (needs HOYER_DATA). The example's
+/// recipe (Adam 2e-3, cosine per step, batch 100) gave 98.98% to 99.03% over four seeds here,
+/// and 98.88% to 99.09% over eight in PyTorch 2.15; a constant 1e-3 gave 98.36% to 98.65% here
+/// (98.33% to 98.79% in PyTorch), too close to the bar to assert it.
 #[test]
 fn lenet5_one_epoch_on_mnist() {
     let Some(m) = first_mnist_epoch("lenet5", "examples/lenet5_dense.hoyer", &["--set", "dense.epochs=1"]) else {
@@ -173,7 +174,7 @@ fn lenet5_one_epoch_on_mnist() {
     };
     let acc = m["test_accuracy"].as_f64().unwrap();
     assert_eq!(m["step"], 600);
-    assert!(acc >= 0.983, "one epoch reached {acc}");
+    assert!(acc >= 0.985, "one epoch reached {acc}");
 }
 
 /// The ResNet-20 example checks, has PyTorch's parameter count, and trains a few steps on

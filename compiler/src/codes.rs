@@ -312,7 +312,7 @@ tiny!("train net on toy { phase fit { epochs 1  optimizer adam(lr = 1e-3) } }\n"
 
     UnknownSchedule = "E0504", "unknown learning-rate schedule",
 "Schedules: constant, step(every = epochs, gamma = 0.1) and cosine(min_lr = 0), evaluated
-per epoch of the phase.",
+per epoch of the phase; cosine(per_step = true) anneals after every step instead.",
 tiny!("train net on toy { phase fit { epochs 4  optimizer sgd(lr = 0.1)  lr_schedule step(every = 2, gamma = 0.5) } }\n");
 
     FrozenBeforePrune = "E0505", "masks frozen before anything is pruned",

@@ -364,8 +364,16 @@ impl Optimizer {
 #[derive(Debug, Clone, PartialEq)]
 pub enum LrSchedule {
     Constant,
-    Step { every: u64, gamma: f64 },
-    Cosine { min_lr: f64 },
+    Step {
+        every: u64,
+        gamma: f64,
+    },
+    /// CosineAnnealingLR over the phase: stepped once per epoch (T_max = epochs), or after
+    /// every step (T_max = the phase's steps) when `per_step`.
+    Cosine {
+        min_lr: f64,
+        per_step: bool,
+    },
 }
 
 /// `strength * function(tensor, args...)`, summed over `tensors`.

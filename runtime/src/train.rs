@@ -589,7 +589,6 @@ impl Trainer<'_> {
             }
         }
         for epoch in start_epoch..phase.epochs {
-            let lr = schedule::learning_rate(phase.optimizer.lr(), &phase.lr_schedule, epoch, phase.epochs);
             let strengths: Vec<f64> = phase.penalties.iter().map(|p| schedule::strength(&p.strength, epoch)).collect();
             let mut order: Vec<usize> = (0..n).collect();
             if self.plan.shuffle {
@@ -643,6 +642,14 @@ impl Trainer<'_> {
                         }
                     }
                 }
+                let lr = schedule::learning_rate(
+                    phase.optimizer.lr(),
+                    &phase.lr_schedule,
+                    epoch,
+                    phase.epochs,
+                    b as u64,
+                    steps_per_epoch,
+                );
                 t += 1;
                 stepper.step(&mut self.store, &self.train, b * batch, size, lr, &strengths)?;
                 sums.steps += 1;

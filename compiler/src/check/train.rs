@@ -1000,20 +1000,24 @@ fn schedule_of(sink: &mut Sink, e: &Expr) -> Option<LrSchedule> {
             Some(LrSchedule::Step { every: every?, gamma: gamma? })
         }
         "cosine" => {
-            let b = bind(sink, call, "`cosine`", &[("min_lr", false)])?;
+            let b = bind(sink, call, "`cosine`", &[("min_lr", false), ("per_step", false)])?;
             let min_lr = match b[0] {
                 Some(m) => number(sink, m, "the minimum learning rate")
                     .and_then(|v| in_range(sink, v, m.span, "the minimum learning rate", Range::NonNegative)),
                 None => Some(0.0),
             };
-            Some(LrSchedule::Cosine { min_lr: min_lr? })
+            let per_step = match b[1] {
+                Some(a) => boolean(sink, a, "`per_step`"),
+                None => Some(false),
+            };
+            Some(LrSchedule::Cosine { min_lr: min_lr?, per_step: per_step? })
         }
         _ => {
             sink.push(
                 Diagnostic::error(Code::UnknownSchedule, format!("unknown learning-rate schedule `{name}`"))
                     .label(span, "not a schedule")
                     .help(did_you_mean(name, SCHEDULES).unwrap_or_else(|| {
-                        "schedules: constant, step(every = n, gamma = 0.1), cosine(min_lr = 0)".into()
+                        "schedules: constant, step(every = n, gamma = 0.1), cosine(min_lr = 0, per_step = false)".into()
                     })),
             );
             None
