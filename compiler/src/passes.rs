@@ -1,6 +1,8 @@
-//! Simplification of a graph before fusion: constant folding, algebraic identities
-//! (x·1, x+0, x−0, x/1, −(−x)) and common-subexpression elimination. Dead values vanish
-//! later, since printing and fusion only see what reaches an output.
+//! Graph passes before fusion: simplification (constant folding, algebraic identities
+//! (x·1, x+0, x−0, x/1, −(−x)) and common-subexpression elimination), the split of large
+//! reductions, copies where no view can read an operand, and the recomputation of cheap values
+//! that would otherwise be written to memory only to be read back. Dead values vanish later,
+//! since printing and fusion only see what reaches an output.
 
 use crate::ir::{Binary, Graph, Op, Unary, ValueId};
 use std::collections::HashMap;
@@ -148,6 +150,107 @@ pub fn materialize(g: &Graph) -> Graph {
     out
 }
 
+/// Ops cheaper to compute again than to write and read back: a few instructions each.
+fn is_cheap(op: &Op) -> bool {
+    match op {
+        Op::Unary(u, _) => matches!(u, Unary::Neg | Unary::Abs | Unary::Relu | Unary::Step | Unary::Sign),
+        Op::Binary(b, _, _) => matches!(b, Binary::Add | Binary::Sub | Binary::Mul | Binary::Max | Binary::Eq),
+        Op::Select { .. } | Op::Iota { .. } => true,
+        _ => false,
+    }
+}
+
+/// Cheap element-wise values computed on the way into a reduction and read again, over the
+/// same shape, by an element-wise op outside it (max pooling's mask and scores, which its
+/// gradient reads again) are computed a second time for that reader. The reduction's kernel
+/// then writes only its result, and the reader loads the chain's inputs instead of its
+/// values: a few instructions more, two passes over memory fewer.
+pub fn recompute_cheap(g: &Graph) -> Graph {
+    let live = crate::ir::print::live(g);
+    // Inputs the step updates in place (parameters, optimizer state): a second reader of
+    // one would have to run before its update, which may not be possible.
+    let updated: Vec<ValueId> = g.outputs.iter().filter_map(|(name, _)| g.input(name)).collect();
+    // Values that can be computed a second time from what is in memory anyway: cheap ops
+    // whose operands are such values too, or inputs, constants, views (whose operands are in
+    // memory) and reduction results. Not what reads a product (its epilogue computes that)
+    // or an input updated in place.
+    let mut again_ok = vec![false; g.values.len()];
+    for (i, value) in g.values.iter().enumerate() {
+        let in_memory = |o: &ValueId| {
+            let op = &g.value(*o).op;
+            again_ok[o.index()] || matches!(op, Op::Input { .. } | Op::Const(_) | Op::Reduce { .. }) || op.is_movement()
+        };
+        let operands = value.op.operands();
+        again_ok[i] = is_cheap(&value.op)
+            && operands.iter().all(in_memory)
+            && !operands.iter().any(|o| matches!(g.value(*o).op, Op::MatMul { .. }))
+            && !operands.iter().any(|o| updated.contains(&crate::fusion::root(g, *o)));
+    }
+    // chain[v] = the reduction whose input chain v is on (the last one in graph order).
+    let mut chain: Vec<Option<ValueId>> = vec![None; g.values.len()];
+    for (i, v) in g.values.iter().enumerate().rev() {
+        let Op::Reduce { input, .. } = v.op else { continue };
+        if !live[i] {
+            continue;
+        }
+        let mut stack = vec![input];
+        while let Some(u) = stack.pop() {
+            if chain[u.index()].is_some() || !again_ok[u.index()] {
+                continue;
+            }
+            chain[u.index()] = Some(ValueId(i as u32));
+            stack.extend(g.value(u).op.operands());
+        }
+    }
+    let mut out = Graph::default();
+    let mut map: Vec<ValueId> = Vec::with_capacity(g.values.len());
+    // Each chain value's second copy (in `out`), shared by the readers outside the chain.
+    let mut again: HashMap<ValueId, ValueId> = HashMap::new();
+    for (i, v) in g.values.iter().enumerate() {
+        let elementwise = matches!(v.op, Op::Unary(..) | Op::Binary(..) | Op::PowConst(..) | Op::Select { .. });
+        let mut renamed: HashMap<ValueId, ValueId> = HashMap::new();
+        for o in v.op.operands() {
+            let on_chain = chain[o.index()];
+            let outside = elementwise && live[i] && on_chain.is_some() && on_chain != chain[i] && g.shape(o) == v.shape;
+            let new = if outside { copy_chain(g, o, &chain, &map, &mut again, &mut out) } else { map[o.index()] };
+            renamed.insert(o, new);
+        }
+        let op = remap(&v.op, &|id: &ValueId| renamed[id]);
+        map.push(push(&mut out, op, v.shape.clone()));
+    }
+    out.outputs = g.outputs.iter().map(|(n, o)| (n.clone(), map[o.index()])).collect();
+    out
+}
+
+/// A second copy in `out` of chain value `v` of `g`: its operands on the same chain are copied
+/// too, the others (the chain's inputs) are shared.
+fn copy_chain(
+    g: &Graph,
+    v: ValueId,
+    chain: &[Option<ValueId>],
+    map: &[ValueId],
+    again: &mut HashMap<ValueId, ValueId>,
+    out: &mut Graph,
+) -> ValueId {
+    if let Some(&c) = again.get(&v) {
+        return c;
+    }
+    let value = g.value(v);
+    let mut renamed: HashMap<ValueId, ValueId> = HashMap::new();
+    for o in value.op.operands() {
+        let new = if chain[o.index()] == chain[v.index()] {
+            copy_chain(g, o, chain, map, again, out)
+        } else {
+            map[o.index()]
+        };
+        renamed.insert(o, new);
+    }
+    let op = remap(&value.op, &|id: &ValueId| renamed[id]);
+    let c = push(out, op, value.shape.clone());
+    again.insert(v, c);
+    c
+}
+
 /// `op` with its operands renamed by `m`.
 fn remap(op: &Op, m: &impl Fn(&ValueId) -> ValueId) -> Op {
     match op {
@@ -208,5 +311,29 @@ mod tests {
         // x, the folded 6, one multiply (shared), the add: nothing else is live.
         let live = crate::ir::print::live(&s).iter().filter(|l| **l).count();
         assert_eq!(live, 4, "{}", crate::ir::print::print(&s));
+    }
+
+    /// A square summed over rows and read again by an add: the add computes the square again,
+    /// so the reduction's kernel writes only the sums; the outputs do not change.
+    #[test]
+    fn recomputes_a_reductions_cheap_input_for_its_other_reader() {
+        use crate::ir::ReduceOp;
+        let mut g = Graph::default();
+        let x = g.input_value("x", InputKind::Data, vec![2, 3]);
+        let sq = g.binary(Binary::Mul, x, x);
+        let sums = g.reduce(ReduceOp::Sum, sq, vec![1]);
+        let y = g.binary(Binary::Add, sq, x);
+        g.outputs = vec![("sums".into(), sums), ("y".into(), y)];
+        let r = recompute_cheap(&g);
+        r.validate().unwrap();
+        let inputs = [("x".to_string(), vec![1.0, -2.0, 3.0, 0.5, 4.0, -1.5])].into_iter().collect();
+        assert_eq!(outputs(&g, &inputs, Precision::F64).unwrap(), outputs(&r, &inputs, Precision::F64).unwrap());
+        let writes = |g: &Graph| -> Vec<usize> {
+            crate::fusion::fuse(g, &[]).unwrap().kernels.iter().map(|k| k.writes.len()).collect()
+        };
+        // Before: the reduction's kernel writes the square too. After: each kernel writes
+        // only its output.
+        assert_eq!(writes(&g).iter().sum::<usize>(), 3);
+        assert_eq!(writes(&r), vec![1, 1]);
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! graph ─validate─▶ simplify ─▶ split large reductions ─▶ copy what no view can read
-//!       ─▶ fuse (kernels, in-place order)
+//!       ─▶ recompute cheap values a reduction's readers need ─▶ fuse (kernels, in-place order)
 //!       ─▶ kernel IR (views, buffers, arena) ─▶ coalesce axes, contract multiply-adds ─▶ validate
 //! ```
 //!
@@ -44,6 +44,7 @@ pub fn plan(graph: &Graph, opts: &Options) -> Result<Planned, CompileError> {
     let g = passes::simplify(graph);
     let g = passes::split_reductions(&g, opts.split_reductions_above);
     let g = passes::materialize(&g);
+    let g = passes::recompute_cheap(&g);
     g.validate().map_err(|e| CompileError::internal("graph passes", e))?;
     let in_place: Vec<_> =
         g.outputs.iter().filter_map(|(name, v)| g.input(name).filter(|i| i != v).map(|i| (*v, i))).collect();
