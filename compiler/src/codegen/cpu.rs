@@ -29,7 +29,7 @@ use crate::ir::ReduceOp;
 use crate::kernel::{AccType, Body, Fill, Guard, Inst, Loop, Program, Reduction, Reg, View};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::immediates::{Ieee32, Ieee64};
-use cranelift_codegen::ir::types::{F32, F32X4, F64, F64X2, I32, I64, I8X16};
+use cranelift_codegen::ir::types::{F32, F32X4, F64, F64X2, I32, I64, I8, I8X16};
 use cranelift_codegen::ir::{
     AbiParam, ConstantData, Endianness, ExtFuncData, ExternalName, FuncRef, Function, InstBuilder, MemFlagsData,
     Signature, UserExternalName, UserFuncName, Value,
@@ -219,6 +219,27 @@ struct Emitter<'a, 'b> {
     streams: HashMap<(i64, Vec<i64>), (usize, usize)>,
     partials: Vec<Vec<Option<Value>>>,
     depth: usize,
+    /// The outermost depth from which the loops are unrolled (`rank` for none), and whether
+    /// the emitter is inside the unrolled copy.
+    unroll_from: usize,
+    unrolling: bool,
+}
+
+/// Inner loops of at most this many points in all are unrolled: a 5×5 window's im2col copy or
+/// a 2×2 pooling window costs more in loop control than in work.
+const UNROLL_POINTS: usize = 32;
+
+/// The outermost depth whose loops and the loops inside it cover at most `UNROLL_POINTS`
+/// points and have fixed bounds (no guards turned into bounds), or the rank for none.
+fn unroll_from(l: &Loop, bounds: &[Vec<Guard>]) -> usize {
+    let domain = l.extents();
+    let mut from = l.rank();
+    let mut points = 1;
+    while from > 0 && bounds[from - 1].is_empty() && points * domain[from - 1] <= UNROLL_POINTS {
+        points *= domain[from - 1];
+        from -= 1;
+    }
+    from
 }
 
 /// The variables of one reduction's accumulator: scalar, and vector (for f64 sums two F64X2
@@ -308,8 +329,11 @@ pub fn loop_function(l: &Loop, name: u32, target: &Target) -> Result<Function, C
             streams: HashMap::new(),
             partials: vec![],
             depth: 0,
+            unroll_from: l.rank(),
+            unrolling: false,
         };
         (e.bounds, e.narrowed) = narrowing(l);
+        e.unroll_from = unroll_from(l, &e.bounds);
         e.find_streams();
         e.nest(0, Mode::Scalar)?;
         e.b.ins().return_(&[]);
@@ -426,11 +450,32 @@ impl Emitter<'_, '_> {
                 }
                 (start, end)
             };
-            self.b.def_var(var, start);
-            if self.vaxis == Some(d) && mode == Mode::Scalar {
-                self.counted_loop(var, end, LANES as i64, |e| e.nest(d + 1, Mode::Vector))?;
+            if self.unrolling {
+                self.unrolled(d, mode)?;
+            } else if d == self.unroll_from {
+                // Unrolled where the task holds these axes whole (nearly always: tasks cut
+                // outer axes), looped otherwise.
+                let mut whole = self.b.ins().iconst(I8, 1);
+                for e in d..np {
+                    let lo0 = self.b.ins().icmp_imm_s(IntCC::Equal, self.lo[e], 0);
+                    let hi_all = self.b.ins().icmp_imm_s(IntCC::Equal, self.hi[e], l.parallel[e] as i64);
+                    let both = self.b.ins().band(lo0, hi_all);
+                    whole = self.b.ins().band(whole, both);
+                }
+                let (fast, slow, join) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+                self.b.ins().brif(whole, fast, &[], slow, &[]);
+                self.b.switch_to_block(fast);
+                self.unrolling = true;
+                self.unrolled(d, mode)?;
+                self.unrolling = false;
+                self.b.ins().jump(join, &[]);
+                self.b.switch_to_block(slow);
+                self.looped(d, var, start, end, mode)?;
+                self.b.ins().jump(join, &[]);
+                self.b.switch_to_block(join);
+            } else {
+                self.looped(d, var, start, end, mode)?;
             }
-            self.counted_loop(var, end, 1, |e| e.nest(d + 1, mode))?;
         } else if reducing {
             self.accumulate(mode)?;
         }
@@ -459,6 +504,38 @@ impl Emitter<'_, '_> {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Loop `d` from `start` to `end`: four lanes at a time on the vector axis, then one.
+    fn looped(&mut self, d: usize, var: Variable, start: Value, end: Value, mode: Mode) -> Result<(), CompileError> {
+        self.b.def_var(var, start);
+        if self.vaxis == Some(d) && mode == Mode::Scalar {
+            self.counted_loop(var, end, LANES as i64, |e| e.nest(d + 1, Mode::Vector))?;
+        }
+        self.counted_loop(var, end, 1, |e| e.nest(d + 1, mode))
+    }
+
+    /// Loop `d` over its whole extent, unrolled: the same points in the same order and
+    /// modes as `looped`, so the same bits.
+    fn unrolled(&mut self, d: usize, mode: Mode) -> Result<(), CompileError> {
+        let extent = self.l.extents()[d] as i64;
+        let var = self.vars[d];
+        let mut i = 0;
+        if self.vaxis == Some(d) && mode == Mode::Scalar {
+            while i + LANES as i64 <= extent {
+                let at = self.b.ins().iconst(I64, i);
+                self.b.def_var(var, at);
+                self.nest(d + 1, Mode::Vector)?;
+                i += LANES as i64;
+            }
+        }
+        while i < extent {
+            let at = self.b.ins().iconst(I64, i);
+            self.b.def_var(var, at);
+            self.nest(d + 1, mode)?;
+            i += 1;
         }
         Ok(())
     }

@@ -321,4 +321,37 @@ mod tests {
         let t = tiles(&m, false);
         assert!(t.len() > 1 && t.iter().all(|t| (t.hi[1] - t.lo[1]) % 16 == 0 || t.hi[1] == 300));
     }
+
+    /// A nest whose inner 2×5 block is unrolled (see `codegen::cpu`): run whole, and cut
+    /// inside the unrolled axes (the looped path), each point is written once and right.
+    #[test]
+    fn unrolled_inner_axes_give_the_same_points_whole_or_cut() {
+        use hoyer_compiler::ir::semantics::ElemOp;
+        use hoyer_compiler::ir::Unary;
+        use hoyer_compiler::kernel::{Inst, Reg, Store, View};
+        let l = Loop {
+            parallel: vec![3, 2, 5],
+            reduce: vec![],
+            body: vec![
+                Inst::Load { arg: 0, view: View::strided(0, vec![10, 5, 1]) },
+                Inst::Op(ElemOp::Unary(Unary::Neg), vec![Reg(0)]),
+            ],
+            reductions: vec![],
+            stores: vec![Store { arg: 1, view: View::strided(0, vec![10, 5, 1]), value: Reg(1) }],
+        };
+        let mut jit = Jit::new().unwrap();
+        let f = jit.compile(&[(0, &l)]).unwrap()[0];
+        let x: Vec<f32> = (0..30).map(|i| i as f32).collect();
+        for (lo, hi) in [([0i64, 0, 0], [3i64, 2, 5]), ([1, 0, 1], [2, 2, 4]), ([0, 1, 0], [3, 2, 5])] {
+            let mut y = vec![7.0f32; 30];
+            let args = [x.as_ptr() as *mut f32, y.as_mut_ptr()];
+            // SAFETY: both buffers hold the 30 elements the views reach.
+            unsafe { f(args.as_ptr(), lo.as_ptr(), hi.as_ptr()) };
+            for (i, v) in y.iter().enumerate() {
+                let c = [i as i64 / 10, i as i64 / 5 % 2, i as i64 % 5];
+                let inside = (0..3).all(|d| lo[d] <= c[d] && c[d] < hi[d]);
+                assert_eq!(*v, if inside { -(i as f32) } else { 7.0 }, "point {c:?} of task {lo:?}..{hi:?}");
+            }
+        }
+    }
 }
