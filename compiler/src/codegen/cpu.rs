@@ -133,43 +133,72 @@ pub fn vector_axis(l: &Loop) -> Option<usize> {
 /// skipped terms are exact zeros and the order of the others is kept, so the sum has the
 /// same bits. Returns the guards per reduction axis and the load's view without them.
 fn narrowing(l: &Loop) -> (Vec<Vec<Guard>>, HashMap<usize, View>) {
-    let mut bounds = vec![vec![]; l.rank()];
-    let mut narrowed = HashMap::new();
+    let none = (vec![vec![]; l.rank()], HashMap::new());
     let np = l.parallel.len();
-    let [red] = l.reductions.as_slice() else { return (bounds, narrowed) };
-    let i = red.value.index();
-    let Inst::Load { view, .. } = &l.body[i] else { return (bounds, narrowed) };
     let after = l.after_reduction();
     // Stores inside the reduction loops would miss the skipped points.
-    if red.op != ReduceOp::Sum || l.stores.iter().any(|s| !after[s.value.index()] && s.view.depth() > np) {
-        return (bounds, narrowed);
+    if l.reductions.is_empty() || l.stores.iter().any(|s| !after[s.value.index()] && s.view.depth() > np) {
+        return none;
     }
     // Lanes of a vector axis would each need their own bounds; a vectorized reduction axis
     // would regroup its partial sums.
     let vaxis = vector_axis(l);
     if vaxis.is_some_and(|v| v >= np) {
-        return (bounds, narrowed);
+        return none;
     }
-    let mut rest = view.clone();
-    rest.guards.clear();
-    for g in &view.guards {
-        let d = g.depth().saturating_sub(1);
-        let lanes_agree = vaxis.is_none_or(|v| g.coeffs[v] == 0);
-        if g.depth() > np && g.divisor == 1 && g.fill == Fill::Zero && g.coeffs[d].abs() == 1 && lanes_agree {
-            // Where it holds, the guard's coordinate is a plain strided term of the element.
-            rest.offset += g.constant * g.stride;
-            for (s, c) in rest.strides.iter_mut().zip(&g.coeffs) {
-                *s += c * g.stride;
-            }
-            bounds[d].push(g.clone());
-        } else {
-            rest.guards.push(g.clone());
+    // Every reduction (the copies of a jammed nest) must skip the same points.
+    let mut found: Option<Vec<Vec<Guard>>> = None;
+    let mut narrowed = HashMap::new();
+    for red in &l.reductions {
+        let i = red.value.index();
+        let Inst::Load { view, .. } = &l.body[i] else { return none };
+        if red.op != ReduceOp::Sum {
+            return none;
         }
-    }
-    if bounds.iter().any(|b| !b.is_empty()) {
+        let mut bounds = vec![vec![]; l.rank()];
+        let mut rest = view.clone();
+        rest.guards.clear();
+        for g in &view.guards {
+            let d = g.depth().saturating_sub(1);
+            let lanes_agree = vaxis.is_none_or(|v| g.coeffs[v] == 0);
+            if g.depth() > np && g.divisor == 1 && g.fill == Fill::Zero && g.coeffs[d].abs() == 1 && lanes_agree {
+                // Where it holds, the guard's coordinate is a plain strided term of the element.
+                rest.offset += g.constant * g.stride;
+                for (s, c) in rest.strides.iter_mut().zip(&g.coeffs) {
+                    *s += c * g.stride;
+                }
+                bounds[d].push(g.clone());
+            } else {
+                rest.guards.push(g.clone());
+            }
+        }
+        if found.as_ref().is_some_and(|f| *f != bounds) {
+            return none;
+        }
+        found = Some(bounds);
         narrowed.insert(i, rest);
     }
+    let bounds = found.unwrap_or_else(|| vec![vec![]; l.rank()]);
+    if bounds.iter().all(|b| b.is_empty()) {
+        return none;
+    }
     (bounds, narrowed)
+}
+
+/// The axis a reduction's nest is jammed along (`kernel::passes::jam`) and into how many
+/// copies: the vectorized innermost parallel axis of a reduction over strided elements, when
+/// it is 8 to 32 wide and its accumulators fit in registers. The runtime never cuts that
+/// axis between tasks.
+pub fn jam_axis(l: &Loop) -> Option<(usize, usize)> {
+    let np = l.parallel.len();
+    if l.reduce.is_empty() || np == 0 || vector_axis(l) != Some(np - 1) {
+        return None;
+    }
+    let extent = l.parallel[np - 1];
+    let copies = extent / LANES;
+    let registers: usize =
+        l.reductions.iter().map(|r| if r.op == ReduceOp::Sum && r.acc == AccType::F64 { 2 } else { 1 }).sum();
+    (extent % LANES == 0 && (2..=8).contains(&copies) && copies * registers <= 8).then_some((np - 1, copies))
 }
 
 #[derive(Clone, Copy)]
@@ -260,6 +289,14 @@ impl Accumulator {
 
 /// Builds the function of loop nest `l`.
 pub fn loop_function(l: &Loop, name: u32, target: &Target) -> Result<Function, CompileError> {
+    let jammed;
+    let (l, jam) = match jam_axis(l) {
+        Some((p, copies)) => {
+            jammed = crate::kernel::passes::jam(l, p, copies);
+            (&jammed, Some(p))
+        }
+        None => (l, None),
+    };
     let mut sig = Signature::new(target.call_conv);
     for _ in 0..3 {
         sig.params.push(AbiParam::new(I64));
@@ -292,6 +329,12 @@ pub fn loop_function(l: &Loop, name: u32, target: &Target) -> Result<Function, C
         let np = l.parallel.len();
         let (mut lo, mut hi) = (Vec::with_capacity(np), Vec::with_capacity(np));
         for d in 0..np {
+            if jam == Some(d) {
+                // Tasks hold a jammed axis whole; its copies cover it.
+                lo.push(b.ins().iconst(I64, 0));
+                hi.push(b.ins().iconst(I64, l.parallel[d] as i64));
+                continue;
+            }
             lo.push(b.ins().load(I64, mem, lo_ptr, (d as i32) * 8));
             hi.push(b.ins().load(I64, mem, hi_ptr, (d as i32) * 8));
         }

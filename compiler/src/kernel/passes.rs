@@ -4,10 +4,12 @@
 //!   update over a [300, 784] weight is one loop of 235,200 elements).
 //! - `contract_fma`: `a * b + c` where the product has no other use becomes one fused
 //!   multiply-add (rounded once), on every target alike.
+//! - `jam`: the innermost parallel axis unrolled into the body, each copy with its own
+//!   reductions (independent accumulators for a back end that vectorizes that axis).
 //! - `validate`: registers defined before use, views of the domain's rank inside their
 //!   buffers, roles that match loads and stores, temporaries inside the arena.
 
-use super::{Body, Inst, Loop, Program, Reg, Role, Storage, View};
+use super::{Body, Inst, Loop, Program, Reduction, Reg, Role, Storage, Store, View};
 use crate::error::CompileError;
 use crate::ir::semantics::ElemOp;
 use crate::ir::Binary;
@@ -179,6 +181,63 @@ pub fn remove_dead(l: &mut Loop) {
     for red in l.reductions.iter_mut() {
         red.value = map[red.value.index()];
     }
+}
+
+/// Unroll-and-jam: parallel axis `p` of extent `4 · copies` becomes an axis of 4 whose body
+/// runs `copies` times, shifted by 0, 4, 8, … along `p`, each copy with its own reductions
+/// (reduction `k` of copy `b` is `b · reductions + k`) and stores. Every output gets the same
+/// terms in the same order, so the same bits; a back end that vectorizes `p` then keeps
+/// `copies` accumulators side by side instead of one chain of dependent additions.
+pub fn jam(l: &Loop, p: usize, copies: usize) -> Loop {
+    let lanes = (l.parallel[p] / copies) as i64;
+    let shift_view = |v: &View, by: i64| {
+        let mut v = v.clone();
+        v.offset += v.strides[p] * by;
+        for g in &mut v.guards {
+            g.constant += g.coeffs[p] * by;
+        }
+        v
+    };
+    let mut out = Loop {
+        parallel: l.parallel.clone(),
+        reduce: l.reduce.clone(),
+        body: vec![],
+        reductions: vec![],
+        stores: vec![],
+    };
+    out.parallel[p] = lanes as usize;
+    let per_copy = l.reductions.len();
+    for b in 0..copies {
+        let by = b as i64 * lanes;
+        let mut map: Vec<Reg> = Vec::with_capacity(l.body.len());
+        for inst in &l.body {
+            let m = |r: &Reg| map[r.index()];
+            let new = match inst {
+                Inst::Load { arg, view } => Inst::Load { arg: *arg, view: shift_view(view, by) },
+                Inst::Gather { arg, row, row_stride, view } => {
+                    Inst::Gather { arg: *arg, row: m(row), row_stride: *row_stride, view: shift_view(view, by) }
+                }
+                Inst::Index(d) if *d == p && by != 0 => {
+                    out.body.push(Inst::Index(p));
+                    out.body.push(Inst::Const(by as f32));
+                    let n = out.body.len() as u32;
+                    Inst::Op(ElemOp::Binary(Binary::Add), vec![Reg(n - 2), Reg(n - 1)])
+                }
+                Inst::Op(op, args) => Inst::Op(*op, args.iter().map(m).collect()),
+                Inst::Acc(k) => Inst::Acc(b * per_copy + k),
+                other => other.clone(),
+            };
+            out.body.push(new);
+            map.push(Reg(out.body.len() as u32 - 1));
+        }
+        out.reductions.extend(l.reductions.iter().map(|r| Reduction { value: map[r.value.index()], ..*r }));
+        out.stores.extend(l.stores.iter().map(|s| Store {
+            arg: s.arg,
+            view: shift_view(&s.view, by),
+            value: map[s.value.index()],
+        }));
+    }
+    out
 }
 
 fn invalid(kernel: &str, message: String) -> CompileError {
@@ -427,5 +486,39 @@ mod tests {
         let mut l = bias_relu();
         l.body[0] = load(0, vec![1]);
         assert!(validate(&program(l, &[24, 6, 24], &roles)).is_err());
+    }
+
+    /// A col2im-like sum (out[y, c] = Σ_k in[y − k, k, c] where 0 ≤ y − k < 3, plus c) jammed
+    /// into two copies along c gives the same program output, bit for bit.
+    #[test]
+    fn jam_keeps_every_output() {
+        use crate::kernel::{Fill, Guard};
+        let guard = Guard { coeffs: vec![1, 0, -1], constant: 0, divisor: 1, extent: 3, stride: 24, fill: Fill::Zero };
+        let l = Loop {
+            parallel: vec![5, 8],
+            reduce: vec![3],
+            body: vec![
+                Inst::Load { arg: 0, view: View { offset: 0, strides: vec![0, 1, 8], guards: vec![guard] } },
+                Inst::Acc(0),
+                Inst::Index(1),
+                Inst::Op(ElemOp::Binary(Binary::Add), vec![Reg(1), Reg(2)]),
+            ],
+            reductions: vec![Reduction { op: ReduceOp::Sum, acc: AccType::F32, value: Reg(0) }],
+            stores: vec![Store { arg: 1, view: View::strided(0, vec![8, 1, 0]), value: Reg(3) }],
+        };
+        let jammed = jam(&l, 1, 2);
+        assert_eq!((jammed.parallel.clone(), jammed.reductions.len(), jammed.stores.len()), (vec![5, 4], 2, 2));
+        let roles = [Role::Read, Role::Write];
+        let input: Vec<f32> = (0..72).map(|i| (i as f32 * 0.37).sin()).collect();
+        let mut outputs = vec![];
+        for nest in [l, jammed] {
+            let p = program(nest, &[72, 40], &roles);
+            validate(&p).unwrap();
+            let mut bound: std::collections::HashMap<String, Vec<f32>> =
+                [("b0".to_string(), input.clone()), ("b1".to_string(), vec![f32::NAN; 40])].into_iter().collect();
+            crate::kernel::eval::run(&p, &mut bound).unwrap();
+            outputs.push(bound.remove("b1").unwrap().iter().map(|v| v.to_bits()).collect::<Vec<u32>>());
+        }
+        assert_eq!(outputs[0], outputs[1]);
     }
 }

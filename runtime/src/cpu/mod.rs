@@ -174,12 +174,12 @@ fn loop_tasks(l: &Loop) -> Vec<Task> {
     if wanted < 2 {
         return vec![whole];
     }
-    let Some(axis) = l
-        .parallel
-        .iter()
-        .position(|&e| e >= wanted)
-        .or_else(|| (0..l.parallel.len()).max_by_key(|&a| l.parallel[a]).filter(|&a| l.parallel[a] >= 2))
-    else {
+    // The axis the code generator jams (if any) runs whole in every task.
+    let jammed = hoyer_compiler::codegen::cpu::jam_axis(l).map(|(p, _)| p);
+    let cuttable = |a: &usize| Some(*a) != jammed;
+    let Some(axis) = (0..l.parallel.len()).filter(cuttable).find(|&a| l.parallel[a] >= wanted).or_else(|| {
+        (0..l.parallel.len()).filter(cuttable).max_by_key(|&a| l.parallel[a]).filter(|&a| l.parallel[a] >= 2)
+    }) else {
         return vec![whole];
     };
     let extent = l.parallel[axis];
@@ -320,6 +320,25 @@ mod tests {
         };
         let t = tiles(&m, false);
         assert!(t.len() > 1 && t.iter().all(|t| (t.hi[1] - t.lo[1]) % 16 == 0 || t.hi[1] == 300));
+    }
+
+    /// A sum over strided elements is jammed along its 20 outputs (`codegen::cpu::jam_axis`):
+    /// tasks cut the other axis, however small, and never that one.
+    #[test]
+    fn tasks_hold_a_jammed_axis_whole() {
+        use hoyer_compiler::ir::ReduceOp;
+        use hoyer_compiler::kernel::{AccType, Inst, Reduction, Reg, Store, View};
+        let l = Loop {
+            parallel: vec![16, 20],
+            reduce: vec![5000],
+            body: vec![Inst::Load { arg: 0, view: View::strided(0, vec![100_000, 1, 20]) }, Inst::Acc(0)],
+            reductions: vec![Reduction { op: ReduceOp::Sum, acc: AccType::F32, value: Reg(0) }],
+            stores: vec![Store { arg: 1, view: View::strided(0, vec![20, 1, 0]), value: Reg(1) }],
+        };
+        assert_eq!(hoyer_compiler::codegen::cpu::jam_axis(&l), Some((1, 5)));
+        let tasks = loop_tasks(&l);
+        assert_eq!(tasks.len(), 4);
+        assert!(tasks.iter().all(|t| t.lo[1] == 0 && t.hi[1] == 20));
     }
 
     /// A nest whose inner 2×5 block is unrolled (see `codegen::cpu`): run whole, and cut
