@@ -98,6 +98,10 @@ enum Command {
         /// Worker threads of the CPU back end (default: every core).
         #[arg(long, value_name = "N")]
         threads: Option<usize>,
+        /// Also time each kernel of the step and print where the time goes (names as in
+        /// `compile --emit kernels`).
+        #[arg(long)]
+        kernels: bool,
     },
     /// Explain an error code, with a corrected example.
     Explain {
@@ -305,24 +309,27 @@ fn run(command: Command, color: bool) -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Bench { files, steps, backend, threads } => {
+        Command::Bench { files, steps, backend, threads, kernels } => {
             let backend = match make_backend(backend, threads) {
                 Ok(b) => b,
                 Err(e) => return run_error(&files[0], "", &e, color),
             };
             for file in &files {
                 let Ok((checked, text)) = load_spec(file, color, &[]) else { return ExitCode::from(1) };
-                match hoyer_runtime::bench::bench(&checked.program, backend.as_ref(), steps) {
-                    Ok(r) => outln!(
-                        "{:<28} phase {:<10} batch {:<4} {:>10.0} samples/s {:>8.3} ms/step  ({}; compiled in {:.0} ms)",
-                        file.file_stem().map_or(String::new(), |s| s.to_string_lossy().into_owned()),
-                        r.phase,
-                        r.batch,
-                        r.samples_per_sec,
-                        r.ms_per_step,
-                        backend.describe(),
-                        r.compile_ms
-                    ),
+                match hoyer_runtime::bench::bench(&checked.program, backend.as_ref(), steps, kernels) {
+                    Ok(r) => {
+                        outln!(
+                            "{:<28} phase {:<10} batch {:<4} {:>10.0} samples/s {:>8.3} ms/step  ({}; compiled in {:.0} ms)",
+                            file.file_stem().map_or(String::new(), |s| s.to_string_lossy().into_owned()),
+                            r.phase,
+                            r.batch,
+                            r.samples_per_sec,
+                            r.ms_per_step,
+                            backend.describe(),
+                            r.compile_ms
+                        );
+                        print_kernel_times(&r.kernels);
+                    }
                     Err(e) => return run_error(file, &text, &e, color),
                 }
             }
@@ -468,4 +475,30 @@ fn check_file(path: &Path, color: bool, emit: Option<Emit>, sets: &[String]) -> 
         None => {}
     }
     Outcome::Valid
+}
+
+/// The kernels that took most of a step, longest first (`hoyerc bench --kernels`).
+fn print_kernel_times(kernels: &[(hoyer_runtime::backend::KernelTime, f64)]) {
+    const SHOWN: usize = 15;
+    if kernels.is_empty() {
+        return;
+    }
+    let total: f64 = kernels.iter().map(|k| k.1).sum();
+    let mut order: Vec<usize> = (0..kernels.len()).collect();
+    order.sort_by(|&a, &b| kernels[b].1.total_cmp(&kernels[a].1));
+    outln!("  where the step's time goes ({total:.3} ms in {} kernels, each waited for):", kernels.len());
+    for &i in order.iter().take(SHOWN) {
+        let (k, ms) = &kernels[i];
+        outln!("    {:<6} {:>8.3} ms {:>5.1}%  {}", k.name, ms, 100.0 * ms / total.max(1e-12), k.what);
+    }
+    if kernels.len() > SHOWN {
+        let rest: f64 = order[SHOWN..].iter().map(|&i| kernels[i].1).sum();
+        outln!(
+            "    {:<6} {:>8.3} ms {:>5.1}%  the other {} kernels",
+            "rest",
+            rest,
+            100.0 * rest / total.max(1e-12),
+            kernels.len() - SHOWN
+        );
+    }
 }

@@ -192,3 +192,24 @@ fn report_of_a_folder_without_a_run_is_coded() {
     assert_eq!(code, 2);
     assert!(err.contains("E0705") && err.contains("model.safetensors"), "{err}");
 }
+
+/// `bench --kernels` names every kernel of the step as `--emit kernels` does, with times that
+/// add up; the interpreter cannot time kernels and says so with a code.
+#[test]
+fn bench_times_each_kernel() {
+    let (code, out, err) =
+        hoyerc(&["bench", "examples/quickstart.hoyer", "--steps", "3", "--threads", "1", "--kernels"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, listing, _) = hoyerc(&["compile", "examples/quickstart.hoyer", "--emit", "kernels"]);
+    // The listing's first program is the first phase's step.
+    let step = listing.split("\nphase ").next().unwrap_or(&listing);
+    let in_step = step.lines().filter(|l| l.starts_with("kernel k")).count();
+    let header = out.lines().find(|l| l.contains("where the step's time goes")).unwrap_or_else(|| panic!("{out}"));
+    assert!(header.contains(&format!("in {in_step} kernels")), "{header} / {in_step} kernels in:\n{step}");
+    let rows: Vec<&str> = out.lines().filter(|l| l.trim_start().starts_with('k') || l.contains(" rest ")).collect();
+    assert!(!rows.is_empty() && rows.iter().all(|r| r.contains(" ms ")), "{out}");
+    let (code, _, err) =
+        hoyerc(&["bench", "examples/quickstart.hoyer", "--steps", "3", "--backend", "interp", "--kernels"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("cannot time its kernels") && err.contains("E07"), "{err}");
+}

@@ -13,12 +13,31 @@ use std::collections::HashMap;
 /// Which store tensor each named buffer of a program uses.
 pub type Bindings = HashMap<String, TensorId>;
 
+/// The time one kernel took over the runs since `Executable::time_kernels`.
+#[derive(Debug, Clone)]
+pub struct KernelTime {
+    /// As `--emit kernels` names it (`k56`).
+    pub name: String,
+    /// Its shape: `matmul 6400×500×50`, `loop [100, 12, 12, 20] reduce [5, 5]`.
+    pub what: String,
+    pub time: std::time::Duration,
+}
+
 /// A compiled program bound to the tensors of one store.
 pub trait Executable {
     /// Runs the program once: reads and updates its tensors in the store.
     fn run(&mut self, store: &mut Store) -> Result<(), RunError>;
     /// The tensor a buffer of the program is bound to.
     fn tensor(&self, name: &str) -> Option<TensorId>;
+    /// Times each kernel of every later run (`hoyerc bench --kernels`); false where the back
+    /// end cannot.
+    fn time_kernels(&mut self) -> bool {
+        false
+    }
+    /// Each kernel's time since `time_kernels`, in program order.
+    fn kernel_times(&self) -> Vec<KernelTime> {
+        Vec::new()
+    }
 }
 
 pub trait Backend {

@@ -3,7 +3,7 @@
 //! steps, then `steps` timed optimizer steps of the real training step (the same `Stepper`
 //! as `hoyerc run`: batch gather, step, parameters updated in place).
 
-use crate::backend::Backend;
+use crate::backend::{Backend, KernelTime};
 use crate::data::{Rng, Split};
 use crate::error::RunError;
 use crate::feed::Resident;
@@ -22,9 +22,13 @@ pub struct BenchResult {
     pub ms_per_step: f64,
     /// Time to compile the phase's step (cold: the pipeline and code generation).
     pub compile_ms: f64,
+    /// Each kernel's time per timed step, in program order, where asked for and the back end
+    /// can time them (it then waits for each kernel, so the step itself runs a little slower).
+    pub kernels: Vec<(KernelTime, f64)>,
 }
 
-pub fn bench(program: &Program, backend: &dyn Backend, steps: usize) -> Result<BenchResult, RunError> {
+/// Times `steps` steps of the first phase of `program`; with `kernels`, each kernel too.
+pub fn bench(program: &Program, backend: &dyn Backend, steps: usize, kernels: bool) -> Result<BenchResult, RunError> {
     let missing = |what: &str| RunError::new(Code::Internal, what.to_string());
     let plan = program.train.as_ref().ok_or_else(|| missing("the spec has no `train` block"))?;
     let model = program.model(&plan.model).ok_or_else(|| missing("the trained model is missing"))?;
@@ -62,16 +66,30 @@ pub fn bench(program: &Program, backend: &dyn Backend, steps: usize) -> Result<B
     for i in 0..20 {
         run(i, &mut store)?;
     }
+    if kernels && !stepper.time_kernels(batch) {
+        return Err(RunError::new(Code::RunFailed, "this back end cannot time its kernels")
+            .help("`--kernels` needs the cpu back end"));
+    }
+    let mut run = |i: usize, store: &mut Store| stepper.step(store, &train, (i % 60) * batch, batch, lr, &strengths);
     let start = Instant::now();
     for i in 0..steps {
         run(i, &mut store)?;
     }
     let secs = start.elapsed().as_secs_f64();
+    let kernels = stepper
+        .kernel_times(batch)
+        .into_iter()
+        .map(|k| {
+            let ms = k.time.as_secs_f64() * 1e3 / steps.max(1) as f64;
+            (k, ms)
+        })
+        .collect();
     Ok(BenchResult {
         phase: phase.name.clone(),
         batch,
         samples_per_sec: (steps * batch) as f64 / secs,
         ms_per_step: secs / steps as f64 * 1e3,
         compile_ms,
+        kernels,
     })
 }

@@ -199,6 +199,17 @@ impl Stepper {
         p.step.run(store)
     }
 
+    /// Times each kernel of the step for a batch of `size` from now on; false where the back
+    /// end cannot.
+    pub fn time_kernels(&mut self, size: usize) -> bool {
+        self.programs.iter_mut().find(|p| p.batch == size).is_some_and(|p| p.step.time_kernels())
+    }
+
+    /// The step's kernel times for a batch of `size` (see `time_kernels`).
+    pub fn kernel_times(&self, size: usize) -> Vec<crate::backend::KernelTime> {
+        self.programs.iter().find(|p| p.batch == size).map_or_else(Vec::new, |p| p.step.kernel_times())
+    }
+
     /// The sums of the losses and penalties since the last call, which resets them.
     pub fn take_sums(&mut self, store: &mut Store) -> (f64, f64) {
         let sums = (store.scalar(self.loss_sum) as f64, store.scalar(self.penalty_sum) as f64);

@@ -198,7 +198,7 @@ pub fn jam_axis(l: &Loop) -> Option<(usize, usize)> {
     let copies = extent / LANES;
     let registers: usize =
         l.reductions.iter().map(|r| if r.op == ReduceOp::Sum && r.acc == AccType::F64 { 2 } else { 1 }).sum();
-    (extent % LANES == 0 && (2..=8).contains(&copies) && copies * registers <= 8).then_some((np - 1, copies))
+    (extent.is_multiple_of(LANES) && (2..=8).contains(&copies) && copies * registers <= 8).then_some((np - 1, copies))
 }
 
 #[derive(Clone, Copy)]

@@ -13,7 +13,7 @@
 pub mod jit;
 pub mod pool;
 
-use crate::backend::{bind_all, Backend, Bindings, Executable};
+use crate::backend::{bind_all, Backend, Bindings, Executable, KernelTime};
 use crate::error::RunError;
 use crate::store::{Store, TensorId};
 use hoyer_compiler::codes::Code;
@@ -101,7 +101,9 @@ impl Backend for Cpu {
             p.kernels.iter().enumerate().filter_map(|(i, k)| k.loop_nest().map(|l| (i, l))).collect();
         let mut code = jit.compile(&loops)?.into_iter();
         let mut steps = Vec::with_capacity(p.kernels.len());
+        let mut labels = Vec::with_capacity(p.kernels.len());
         for k in &p.kernels {
+            labels.push((k.name.clone(), describe(&k.body)));
             let args = Pointers(k.args.iter().map(|a| address(store, a.buffer.index())).collect());
             steps.push(match &k.body {
                 Body::Loop(l) => {
@@ -129,6 +131,8 @@ impl Backend for Cpu {
             pool: self.pool.clone(),
             names,
             _jit: jit,
+            labels,
+            times: None,
         }))
     }
 }
@@ -163,6 +167,21 @@ struct CpuExecutable {
     names: HashMap<String, TensorId>,
     /// Owns the machine code.
     _jit: Jit,
+    /// Each kernel's name and shape, and its time so far where kernels are timed.
+    labels: Vec<(String, String)>,
+    times: Option<Vec<std::time::Duration>>,
+}
+
+/// A kernel's shape, for a profile.
+fn describe(body: &Body) -> String {
+    let list = |v: &[usize]| v.iter().map(usize::to_string).collect::<Vec<_>>().join(", ");
+    match body {
+        Body::Loop(l) if l.reduce.is_empty() => format!("loop [{}]", list(&l.parallel)),
+        Body::Loop(l) => format!("loop [{}] reduce [{}]", list(&l.parallel), list(&l.reduce)),
+        Body::MatMul(m, epilogue) => {
+            format!("matmul {}×{}×{}{}", m.m, m.n, m.k, if epilogue.is_some() { " + epilogue" } else { "" })
+        }
+    }
 }
 
 /// Cuts a loop nest's parallel axes into blocks of the outermost axis that can be cut, by
@@ -276,12 +295,16 @@ impl Step {
     }
 }
 
-/// Runs every step in order, each step's tasks spread over the pool.
-/// Runs every step in order, each step's tasks spread over the pool.
-fn run_steps(steps: &[Step], pool: &Pool) {
-    for step in steps {
+/// Runs every step in order, each step's tasks spread over the pool; adds each step's wall
+/// time to `times` where given.
+fn run_steps(steps: &[Step], pool: &Pool, mut times: Option<&mut Vec<std::time::Duration>>) {
+    for (i, step) in steps.iter().enumerate() {
+        let started = times.is_some().then(std::time::Instant::now);
         // SAFETY: tasks of one step write disjoint elements; steps run one after another.
         pool.run(step.tasks(), &|t| unsafe { step.run(t) });
+        if let (Some(times), Some(started)) = (times.as_deref_mut(), started) {
+            times[i] += started.elapsed();
+        }
     }
 }
 
@@ -290,12 +313,26 @@ impl Executable for CpuExecutable {
         if store.id() != self.store {
             return Err(RunError::new(Code::Internal, "a program ran on another store than it was compiled for"));
         }
-        run_steps(&self.steps, &self.pool);
+        run_steps(&self.steps, &self.pool, self.times.as_mut());
         Ok(())
     }
 
     fn tensor(&self, name: &str) -> Option<TensorId> {
         self.names.get(name).copied()
+    }
+
+    fn time_kernels(&mut self) -> bool {
+        self.times = Some(vec![std::time::Duration::ZERO; self.steps.len()]);
+        true
+    }
+
+    fn kernel_times(&self) -> Vec<KernelTime> {
+        let Some(times) = &self.times else { return Vec::new() };
+        self.labels
+            .iter()
+            .zip(times)
+            .map(|((name, what), &time)| KernelTime { name: name.clone(), what: what.clone(), time })
+            .collect()
     }
 }
 
