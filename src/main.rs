@@ -61,7 +61,7 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
         /// Which back end runs the step.
-        #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
+        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
         backend: BackendChoice,
         /// Worker threads of the CPU back end (default: every core). Results are the same,
         /// bit for bit, for any number.
@@ -93,7 +93,7 @@ enum Command {
         /// Timed steps (after 20 warm-up steps).
         #[arg(long, default_value_t = 200)]
         steps: usize,
-        #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
+        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
         backend: BackendChoice,
         /// Worker threads of the CPU back end (default: every core).
         #[arg(long, value_name = "N")]
@@ -112,8 +112,12 @@ enum Command {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum BackendChoice {
+    /// The GPU where CUDA can run here, otherwise the CPU (the run's header says which).
+    Auto,
     /// Fused kernels on the CPU, matrix products through `gemm`.
     Cpu,
+    /// NVRTC-compiled kernels and cuBLAS on an NVIDIA GPU.
+    Cuda,
     /// The reference interpreter (float32): the oracle, and slow on large models.
     Interp,
 }
@@ -354,10 +358,20 @@ fn make_backend(
     choice: BackendChoice,
     threads: Option<usize>,
 ) -> Result<Box<dyn hoyer_runtime::backend::Backend>, hoyer_runtime::error::RunError> {
+    let cpu = || -> Result<Box<dyn hoyer_runtime::backend::Backend>, hoyer_runtime::error::RunError> {
+        let threads = threads.unwrap_or_else(hoyer_runtime::cpu::available_cores);
+        Ok(Box::new(hoyer_runtime::cpu::Cpu::new(threads)?))
+    };
     Ok(match choice {
-        BackendChoice::Cpu => {
-            let threads = threads.unwrap_or_else(hoyer_runtime::cpu::available_cores);
-            Box::new(hoyer_runtime::cpu::Cpu::new(threads)?)
+        // The CUDA executor is not built yet: a GPU, where there is one, is not used.
+        BackendChoice::Auto | BackendChoice::Cpu => cpu()?,
+        BackendChoice::Cuda => {
+            let device = hoyer_runtime::cuda::device::probe()?;
+            return Err(hoyer_runtime::error::RunError::new(
+                Code::Unsupported,
+                format!("found {device}, but training on a CUDA device is not built yet"),
+            )
+            .help("use `--backend cpu` (or `auto`) for now; `compile --emit cuda` shows the kernels it will run"));
         }
         BackendChoice::Interp => Box::new(hoyer_runtime::backend::Interpreter),
     })

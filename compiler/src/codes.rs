@@ -459,8 +459,9 @@ tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
 
     NoDevice = "E0708", "back end not available",
 "The back end asked for cannot run on this machine: for `--backend cuda`, no NVIDIA driver,
-no CUDA device, or no NVRTC library was found; the message says which is missing. Install
-the driver or CUDA 13 runtime libraries, or choose `--backend cpu`.",
+no CUDA device, or no NVRTC or cuBLAS library was found; the message says which is missing.
+Install the driver or CUDA 13 runtime libraries, or choose `--backend cpu` (`--backend auto`,
+the default, falls back to the CPU by itself).",
 tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
 
     // ------------------------------------------------------------------ the compiler itself
