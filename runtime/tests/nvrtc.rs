@@ -105,3 +105,32 @@ fn a_broken_kernel_fails_and_a_warning_shows() {
     let c = nvrtc::compile(&warned, "warned.cu", "sm_80").expect("a warning is not an error");
     assert!(c.log.contains("unused_variable"), "NVRTC said: {:?}", c.log);
 }
+
+/// The kernel cache: a second request for the same source and architecture loads the same
+/// cubin without compiling; a damaged file is compiled again and replaced.
+#[test]
+fn the_kernel_cache_compiles_once() {
+    use hoyer_runtime::cuda::cache::{KernelCache, Origin};
+    if !nvrtc_present() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("hoyer-kernel-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cache = KernelCache::new(&dir);
+    let source = "extern \"C\" __global__ void twice(float* x) { x[threadIdx.x] *= 2.0f; }\n";
+    let (first, origin) = cache.cubin(source, "twice.cu", "sm_80").unwrap();
+    assert_eq!(origin, Origin::Compiled { stored: true });
+    let (again, origin) = cache.cubin(source, "twice.cu", "sm_80").unwrap();
+    assert_eq!(origin, Origin::Cached);
+    assert_eq!(first.image, again.image);
+    let path = cache.path(source, "sm_80");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xFF;
+    std::fs::write(&path, &bytes).unwrap();
+    let (fixed, origin) = cache.cubin(source, "twice.cu", "sm_80").unwrap();
+    assert_eq!(origin, Origin::Compiled { stored: true });
+    assert_eq!(fixed.image, first.image);
+    assert_eq!(cache.cubin(source, "twice.cu", "sm_80").unwrap().1, Origin::Cached);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -51,13 +51,27 @@ fn text(chars: Vec<std::ffi::c_char>) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// Compiles `source` to a cubin for `arch` (e.g. `sm_90`), IEEE-exact (no fast math).
+/// NVRTC's options for `arch`: IEEE-exact (no fast math).
+pub fn options(arch: &str) -> Vec<String> {
+    vec![format!("--gpu-architecture={arch}"), "--std=c++17".to_string()]
+}
+
+/// NVRTC's version (major, minor), where the library loads.
+pub fn version() -> Option<(i32, i32)> {
+    available().ok()?;
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: the library is present; the call writes two integers.
+    unsafe { sys::nvrtcVersion(&mut major, &mut minor) }.result().ok()?;
+    Some((major, minor))
+}
+
+/// Compiles `source` to a cubin for `arch` (e.g. `sm_90`) with `options(arch)`.
 pub fn compile(source: &str, name: &str, arch: &str) -> Result<Cubin, Failure> {
     let fail = |message: String, log: String| Failure { message, log };
     let src = CString::new(source).map_err(|_| fail("the source holds a NUL byte".into(), String::new()))?;
     let file = CString::new(name).map_err(|_| fail("the name holds a NUL byte".into(), String::new()))?;
     let prog = result::create_program(&src, Some(&file)).map_err(|e| fail(format!("{e:?}"), String::new()))?;
-    let options = [format!("--gpu-architecture={arch}"), "--std=c++17".to_string()];
+    let options = options(arch);
     // SAFETY: `prog` was created above and is destroyed once, below.
     let compiled = unsafe { result::compile_program(prog, &options) };
     let log = unsafe { result::get_program_log(prog) }.map(text).unwrap_or_default();
