@@ -150,6 +150,37 @@ pub fn materialize(g: &Graph) -> Graph {
     out
 }
 
+/// Moves a cheap unary op below the reshapes and permutes of its result: `reshape(relu(x))`
+/// becomes `relu(reshape(x))`, the same elements. A pooling then reads the convolution's
+/// output through its view and applies the relu itself, instead of a kernel writing the
+/// relu's result only for the pooling to read it back.
+pub fn sink_unary(g: &Graph) -> Graph {
+    let mut out = Graph::default();
+    let mut map: Vec<ValueId> = Vec::with_capacity(g.values.len());
+    for v in &g.values {
+        let m = |id: &ValueId| map[id.index()];
+        let op = remap(&v.op, &m);
+        let sunk = match &op {
+            Op::Reshape(x) | Op::Permute { input: x, .. } => match out.value(*x).op {
+                Op::Unary(u @ (Unary::Relu | Unary::Neg | Unary::Abs), inner) => Some((u, inner)),
+                _ => None,
+            },
+            _ => None,
+        };
+        let id = match sunk {
+            Some((u, inner)) => {
+                let moved = remap(&op, &|_| inner);
+                let moved = push(&mut out, moved, v.shape.clone());
+                push(&mut out, Op::Unary(u, moved), v.shape.clone())
+            }
+            None => push(&mut out, op, v.shape.clone()),
+        };
+        map.push(id);
+    }
+    out.outputs = g.outputs.iter().map(|(n, o)| (n.clone(), map[o.index()])).collect();
+    out
+}
+
 /// Ops cheaper to compute again than to write and read back: a few instructions each.
 fn is_cheap(op: &Op) -> bool {
     match op {
@@ -186,9 +217,10 @@ pub fn recompute_cheap(g: &Graph) -> Graph {
             && !operands.iter().any(|o| matches!(g.value(*o).op, Op::MatMul { .. }))
             && !operands.iter().any(|o| updated.contains(&crate::fusion::root(g, *o)));
     }
-    // chain[v] = the reduction whose input chain v is on (the last one in graph order).
+    // chain[v] = the reduction whose input chain v is on (the first one in graph order: a
+    // later reduction that reads it, as a gradient reads the forward pass, recomputes it).
     let mut chain: Vec<Option<ValueId>> = vec![None; g.values.len()];
-    for (i, v) in g.values.iter().enumerate().rev() {
+    for (i, v) in g.values.iter().enumerate() {
         let Op::Reduce { input, .. } = v.op else { continue };
         if !live[i] {
             continue;
@@ -204,15 +236,16 @@ pub fn recompute_cheap(g: &Graph) -> Graph {
     }
     let mut out = Graph::default();
     let mut map: Vec<ValueId> = Vec::with_capacity(g.values.len());
-    // Each chain value's second copy (in `out`), shared by the readers outside the chain.
-    let mut again: HashMap<ValueId, ValueId> = HashMap::new();
     for (i, v) in g.values.iter().enumerate() {
+        // The copies this reader gets (its own: a copy shared by two readers in different
+        // kernels would have to be written to memory after all).
+        let mut again: HashMap<ValueId, ValueId> = HashMap::new();
         let elementwise = matches!(v.op, Op::Unary(..) | Op::Binary(..) | Op::PowConst(..) | Op::Select { .. });
         let mut renamed: HashMap<ValueId, ValueId> = HashMap::new();
         for o in v.op.operands() {
             let on_chain = chain[o.index()];
             let outside = elementwise && live[i] && on_chain.is_some() && on_chain != chain[i] && g.shape(o) == v.shape;
-            let new = if outside { copy_chain(g, o, &chain, &map, &mut again, &mut out) } else { map[o.index()] };
+            let new = if outside { copy_chain(g, o, &again_ok, &map, &mut again, &mut out) } else { map[o.index()] };
             renamed.insert(o, new);
         }
         let op = remap(&v.op, &|id: &ValueId| renamed[id]);
@@ -222,12 +255,12 @@ pub fn recompute_cheap(g: &Graph) -> Graph {
     out
 }
 
-/// A second copy in `out` of chain value `v` of `g`: its operands on the same chain are copied
-/// too, the others (the chain's inputs) are shared.
+/// A second copy in `out` of value `v` of `g`: its operands that can be computed again are
+/// copied too, the others (in memory anyway) are shared.
 fn copy_chain(
     g: &Graph,
     v: ValueId,
-    chain: &[Option<ValueId>],
+    again_ok: &[bool],
     map: &[ValueId],
     again: &mut HashMap<ValueId, ValueId>,
     out: &mut Graph,
@@ -238,11 +271,7 @@ fn copy_chain(
     let value = g.value(v);
     let mut renamed: HashMap<ValueId, ValueId> = HashMap::new();
     for o in value.op.operands() {
-        let new = if chain[o.index()] == chain[v.index()] {
-            copy_chain(g, o, chain, map, again, out)
-        } else {
-            map[o.index()]
-        };
+        let new = if again_ok[o.index()] { copy_chain(g, o, again_ok, map, again, out) } else { map[o.index()] };
         renamed.insert(o, new);
     }
     let op = remap(&value.op, &|id: &ValueId| renamed[id]);

@@ -41,7 +41,7 @@ pub struct Planned {
 /// Plans `graph`. Outputs named like inputs update them in place.
 pub fn plan(graph: &Graph, opts: &Options) -> Result<Planned, CompileError> {
     graph.validate().map_err(|e| CompileError::internal("the IR", e))?;
-    let g = passes::simplify(graph);
+    let g = passes::simplify(&passes::sink_unary(graph));
     let g = passes::split_reductions(&g, opts.split_reductions_above);
     let g = passes::materialize(&g);
     let g = passes::recompute_cheap(&g);
