@@ -1,7 +1,7 @@
 //! The compiler's one entry from a graph to kernels, shared by every back end:
 //!
 //! ```text
-//! graph ─validate─▶ simplify ─▶ split large reductions ─▶ copy what no view can read
+//! graph ─validate─▶ sink relus below views ─▶ simplify ─▶ split large reductions ─▶ copy what no view can read
 //!       ─▶ recompute cheap values a reduction's readers need ─▶ fuse (kernels, in-place order)
 //!       ─▶ kernel IR (views, buffers, arena) ─▶ coalesce axes, contract multiply-adds ─▶ validate
 //! ```
