@@ -358,13 +358,12 @@ fn make_backend(
     choice: BackendChoice,
     threads: Option<usize>,
 ) -> Result<Box<dyn hoyer_runtime::backend::Backend>, hoyer_runtime::error::RunError> {
-    let cpu = || -> Result<Box<dyn hoyer_runtime::backend::Backend>, hoyer_runtime::error::RunError> {
-        let threads = threads.unwrap_or_else(hoyer_runtime::cpu::available_cores);
-        Ok(Box::new(hoyer_runtime::cpu::Cpu::new(threads)?))
-    };
     Ok(match choice {
         // The CUDA executor is not built yet: a GPU, where there is one, is not used.
-        BackendChoice::Auto | BackendChoice::Cpu => cpu()?,
+        BackendChoice::Auto | BackendChoice::Cpu => {
+            let threads = threads.unwrap_or_else(hoyer_runtime::cpu::available_cores);
+            Box::new(hoyer_runtime::cpu::Cpu::new(threads)?)
+        }
         BackendChoice::Cuda => {
             let device = hoyer_runtime::cuda::device::probe()?;
             return Err(hoyer_runtime::error::RunError::new(
@@ -492,27 +491,22 @@ fn check_file(path: &Path, color: bool, emit: Option<Emit>, sets: &[String]) -> 
 }
 
 /// The kernels that took most of a step, longest first (`hoyerc bench --kernels`).
-fn print_kernel_times(kernels: &[(hoyer_runtime::backend::KernelTime, f64)]) {
+fn print_kernel_times(kernels: &[hoyer_runtime::backend::KernelTime]) {
     const SHOWN: usize = 15;
     if kernels.is_empty() {
         return;
     }
-    let total: f64 = kernels.iter().map(|k| k.1).sum();
-    let mut order: Vec<usize> = (0..kernels.len()).collect();
-    order.sort_by(|&a, &b| kernels[b].1.total_cmp(&kernels[a].1));
+    let ms = |k: &hoyer_runtime::backend::KernelTime| k.time.as_secs_f64() * 1e3;
+    let total: f64 = kernels.iter().map(ms).sum();
+    let share = |t: f64| 100.0 * t / total.max(1e-12);
+    let mut order: Vec<&hoyer_runtime::backend::KernelTime> = kernels.iter().collect();
+    order.sort_by_key(|k| std::cmp::Reverse(k.time));
     outln!("  where the step's time goes ({total:.3} ms in {} kernels, each waited for):", kernels.len());
-    for &i in order.iter().take(SHOWN) {
-        let (k, ms) = &kernels[i];
-        outln!("    {:<6} {:>8.3} ms {:>5.1}%  {}", k.name, ms, 100.0 * ms / total.max(1e-12), k.what);
+    for k in order.iter().take(SHOWN) {
+        outln!("    {:<6} {:>8.3} ms {:>5.1}%  {}", k.name, ms(k), share(ms(k)), k.what);
     }
     if kernels.len() > SHOWN {
-        let rest: f64 = order[SHOWN..].iter().map(|&i| kernels[i].1).sum();
-        outln!(
-            "    {:<6} {:>8.3} ms {:>5.1}%  the other {} kernels",
-            "rest",
-            rest,
-            100.0 * rest / total.max(1e-12),
-            kernels.len() - SHOWN
-        );
+        let rest: f64 = order[SHOWN..].iter().map(|k| ms(k)).sum();
+        outln!("    {:<6} {:>8.3} ms {:>5.1}%  the other {} kernels", "rest", rest, share(rest), kernels.len() - SHOWN);
     }
 }

@@ -73,7 +73,7 @@ pub fn simplify(g: &Graph) -> Graph {
         };
         map.push(id);
     }
-    out.outputs = g.outputs.iter().map(|(n, o)| (n.clone(), map[o.index()])).collect();
+    out.outputs = outputs_through(g, &map);
     out
 }
 
@@ -101,7 +101,7 @@ pub fn split_reductions(g: &Graph, min_elements: usize) -> Graph {
         };
         map.push(id);
     }
-    out.outputs = g.outputs.iter().map(|(n, o)| (n.clone(), map[o.index()])).collect();
+    out.outputs = outputs_through(g, &map);
     out
 }
 
@@ -146,7 +146,7 @@ pub fn materialize(g: &Graph) -> Graph {
         let op = remap(&op, &|id: &ValueId| copies.get(id).copied().unwrap_or(*id));
         map.push(push(&mut out, op, v.shape.clone()));
     }
-    out.outputs = g.outputs.iter().map(|(n, o)| (n.clone(), map[o.index()])).collect();
+    out.outputs = outputs_through(g, &map);
     out
 }
 
@@ -177,7 +177,7 @@ pub fn sink_unary(g: &Graph) -> Graph {
         };
         map.push(id);
     }
-    out.outputs = g.outputs.iter().map(|(n, o)| (n.clone(), map[o.index()])).collect();
+    out.outputs = outputs_through(g, &map);
     out
 }
 
@@ -251,7 +251,7 @@ pub fn recompute_cheap(g: &Graph) -> Graph {
         let op = remap(&v.op, &|id: &ValueId| renamed[id]);
         map.push(push(&mut out, op, v.shape.clone()));
     }
-    out.outputs = g.outputs.iter().map(|(n, o)| (n.clone(), map[o.index()])).collect();
+    out.outputs = outputs_through(g, &map);
     out
 }
 
@@ -278,6 +278,12 @@ fn copy_chain(
     let c = push(out, op, value.shape.clone());
     again.insert(v, c);
     c
+}
+
+/// The outputs of `g`, renamed by `map` (each old value's new one): how every pass that
+/// rebuilds a graph ends.
+fn outputs_through(g: &Graph, map: &[ValueId]) -> Vec<(String, ValueId)> {
+    g.outputs.iter().map(|(n, o)| (n.clone(), map[o.index()])).collect()
 }
 
 /// `op` with its operands renamed by `m`.

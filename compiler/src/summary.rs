@@ -172,9 +172,8 @@ fn schedule(s: &LrSchedule) -> String {
     match s {
         LrSchedule::Constant => "constant".into(),
         LrSchedule::Step { every, gamma } => format!("step(every = {every}, gamma = {})", fmt_num(*gamma)),
-        LrSchedule::Cosine { min_lr, per_step: false } => format!("cosine(min_lr = {})", fmt_num(*min_lr)),
-        LrSchedule::Cosine { min_lr, per_step: true } => {
-            format!("cosine(min_lr = {}, per_step = true)", fmt_num(*min_lr))
+        LrSchedule::Cosine { min_lr, per_step } => {
+            format!("cosine(min_lr = {}{})", fmt_num(*min_lr), if *per_step { ", per_step = true" } else { "" })
         }
     }
 }

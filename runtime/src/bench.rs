@@ -24,7 +24,7 @@ pub struct BenchResult {
     pub compile_ms: f64,
     /// Each kernel's time per timed step, in program order, where asked for and the back end
     /// can time them (it then waits for each kernel, so the step itself runs a little slower).
-    pub kernels: Vec<(KernelTime, f64)>,
+    pub kernels: Vec<KernelTime>,
 }
 
 /// Times `steps` steps of the first phase of `program`; with `kernels`, each kernel too.
@@ -62,27 +62,25 @@ pub fn bench(program: &Program, backend: &dyn Backend, steps: usize, kernels: bo
     let started = Instant::now();
     let mut stepper = Stepper::new(backend, &mut store, program, model, phase, batch, batch, &train)?;
     let compile_ms = started.elapsed().as_secs_f64() * 1e3;
-    let mut run = |i: usize, store: &mut Store| stepper.step(store, &train, (i % 60) * batch, batch, lr, &strengths);
+    let step = |stepper: &mut Stepper, store: &mut Store, i: usize| {
+        stepper.step(store, &train, (i % 60) * batch, batch, lr, &strengths)
+    };
     for i in 0..20 {
-        run(i, &mut store)?;
+        step(&mut stepper, &mut store, i)?;
     }
     if kernels && !stepper.time_kernels(batch) {
         return Err(RunError::new(Code::RunFailed, "this back end cannot time its kernels")
             .help("`--kernels` needs the cpu back end"));
     }
-    let mut run = |i: usize, store: &mut Store| stepper.step(store, &train, (i % 60) * batch, batch, lr, &strengths);
     let start = Instant::now();
     for i in 0..steps {
-        run(i, &mut store)?;
+        step(&mut stepper, &mut store, i)?;
     }
     let secs = start.elapsed().as_secs_f64();
     let kernels = stepper
         .kernel_times(batch)
         .into_iter()
-        .map(|k| {
-            let ms = k.time.as_secs_f64() * 1e3 / steps.max(1) as f64;
-            (k, ms)
-        })
+        .map(|k| KernelTime { time: k.time.div_f64(steps.max(1) as f64), ..k })
         .collect();
     Ok(BenchResult {
         phase: phase.name.clone(),

@@ -178,10 +178,8 @@ fn narrowing(l: &Loop) -> (Vec<Vec<Guard>>, HashMap<usize, View>) {
         found = Some(bounds);
         narrowed.insert(i, rest);
     }
-    let bounds = found.unwrap_or_else(|| vec![vec![]; l.rank()]);
-    if bounds.iter().all(|b| b.is_empty()) {
-        return none;
-    }
+    // (Some: there is at least one reduction.)
+    let Some(bounds) = found.filter(|b| b.iter().any(|axis| !axis.is_empty())) else { return none };
     (bounds, narrowed)
 }
 
