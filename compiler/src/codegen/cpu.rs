@@ -239,11 +239,12 @@ struct Emitter<'a, 'b> {
     /// check only the rest (see `narrowing`).
     bounds: Vec<Vec<Guard>>,
     narrowed: HashMap<usize, View>,
-    /// Address streams: each distinct (offset, strides) of a load or store, with the depth
-    /// it is used at; `partials[d][k]` is stream k's element over the axes outside depth d,
-    /// computed once per iteration of loop d − 1 (one multiply-add per loop level, not a
-    /// whole sum per element).
-    streams: HashMap<(i64, Vec<i64>), (usize, usize)>,
+    /// Address streams: each distinct strides of a load or store, with the depth it is used
+    /// at; `partials[d][k]` is stream k's element over the axes outside depth d, computed
+    /// once per iteration of loop d − 1 (one multiply-add per loop level, not a whole sum per
+    /// element). Views that differ only in offset (a jammed nest's copies, neighbouring
+    /// window taps) share a stream: the offset goes into the instruction.
+    streams: HashMap<Vec<i64>, (usize, usize)>,
     partials: Vec<Vec<Option<Value>>>,
     depth: usize,
     /// The outermost depth from which the loops are unrolled (`rank` for none), and whether
@@ -427,6 +428,13 @@ fn float_cc(c: Cmp) -> FloatCC {
 
 /// Flags of a kernel's loads and stores: in bounds (the validator checked the views), not
 /// necessarily aligned.
+/// An element index: a value computed by the loops and a constant part.
+#[derive(Clone, Copy)]
+struct Element {
+    v: Value,
+    offset: i64,
+}
+
 fn access() -> MemFlagsData {
     MemFlagsData::new().with_notrap()
 }
@@ -609,9 +617,9 @@ impl Emitter<'_, '_> {
     /// Every view the nest reads or writes through, as an address stream.
     fn find_streams(&mut self) {
         let l = self.l;
-        let add = |view: &View, level: usize, streams: &mut HashMap<(i64, Vec<i64>), (usize, usize)>| {
+        let add = |view: &View, level: usize, streams: &mut HashMap<Vec<i64>, (usize, usize)>| {
             let n = streams.len();
-            let entry = streams.entry((view.offset, view.strides.clone())).or_insert((n, level));
+            let entry = streams.entry(view.strides.clone()).or_insert((n, level));
             entry.1 = entry.1.max(level);
         };
         let mut streams = HashMap::new();
@@ -633,15 +641,15 @@ impl Emitter<'_, '_> {
     /// stride of axis d − 1.
     fn enter(&mut self, d: usize) {
         self.depth = d;
-        let mut streams: Vec<(usize, usize, i64, Vec<i64>)> =
-            self.streams.iter().map(|((offset, strides), &(k, level))| (k, level, *offset, strides.clone())).collect();
+        let mut streams: Vec<(usize, usize, Vec<i64>)> =
+            self.streams.iter().map(|(strides, &(k, level))| (k, level, strides.clone())).collect();
         streams.sort_by_key(|s| s.0);
-        for (k, level, offset, strides) in streams {
+        for (k, level, strides) in streams {
             if level < d {
                 continue;
             }
             let e = if d == 0 {
-                self.b.ins().iconst(I64, offset)
+                self.b.ins().iconst(I64, 0)
             } else {
                 let outer = self.partials[d - 1][k].expect("outer partial address");
                 match strides[d - 1] {
@@ -658,11 +666,11 @@ impl Emitter<'_, '_> {
     }
 
     /// The element index of `view` at the current point (outer axes first, so that the
-    /// invariant part is hoisted out of inner loops).
-    fn element(&mut self, view: &View) -> Value {
-        if let Some(&(k, _)) = self.streams.get(&(view.offset, view.strides.clone())) {
-            if let Some(e) = self.partials.get(self.depth).and_then(|p| p[k]) {
-                return e;
+    /// invariant part is hoisted out of inner loops), its constant offset apart.
+    fn element(&mut self, view: &View) -> Element {
+        if let Some(&(k, _)) = self.streams.get(&view.strides) {
+            if let Some(v) = self.partials.get(self.depth).and_then(|p| p[k]) {
+                return Element { v, offset: view.offset };
             }
         }
         let mut e: Option<Value> = None;
@@ -676,16 +684,34 @@ impl Emitter<'_, '_> {
                 });
             }
         }
-        match e {
-            Some(e) if view.offset != 0 => self.b.ins().iadd_imm_s(e, view.offset),
-            Some(e) => e,
-            None => self.b.ins().iconst(I64, view.offset),
-        }
+        let v = e.unwrap_or_else(|| self.b.ins().iconst(I64, 0));
+        Element { v, offset: view.offset }
     }
 
-    fn address(&mut self, arg: u32, element: Value) -> Value {
-        let off = self.b.ins().ishl_imm_u(element, 2);
-        self.b.ins().iadd(self.base[&arg], off)
+    /// The address of `element` in `arg` as a pointer and a byte offset for the instruction,
+    /// with lanes `lane_stride` elements apart.
+    fn address(&mut self, arg: u32, element: Element) -> (Value, i64) {
+        let off = self.b.ins().ishl_imm_u(element.v, 2);
+        let ptr = self.b.ins().iadd(self.base[&arg], off);
+        (ptr, element.offset * 4)
+    }
+
+    /// A load `bytes` past `ptr`, the offset in the instruction where it fits one.
+    fn load_imm(&mut self, ty: cranelift_codegen::ir::Type, ptr: Value, bytes: i64) -> Value {
+        let (ptr, bytes) = self.fold_offset(ptr, bytes);
+        self.b.ins().load(ty, access(), ptr, bytes)
+    }
+
+    fn store_imm(&mut self, x: Value, ptr: Value, bytes: i64) {
+        let (ptr, bytes) = self.fold_offset(ptr, bytes);
+        self.b.ins().store(access(), x, ptr, bytes);
+    }
+
+    fn fold_offset(&mut self, ptr: Value, bytes: i64) -> (Value, i32) {
+        match i32::try_from(bytes) {
+            Ok(b) => (ptr, b),
+            Err(_) => (self.b.ins().iadd_imm_s(ptr, bytes), 0),
+        }
     }
 
     fn stride_v(&self, view: &View) -> i64 {
@@ -693,19 +719,18 @@ impl Emitter<'_, '_> {
     }
 
     /// Loads at `element` (the first lane's) of `arg`, lanes `stride` apart.
-    fn load_at(&mut self, arg: u32, element: Value, stride: i64, mode: Mode) -> Val {
-        let mem = access();
-        let addr = self.address(arg, element);
+    fn load_at(&mut self, arg: u32, element: Element, stride: i64, mode: Mode) -> Val {
+        let (addr, at) = self.address(arg, element);
         if mode == Mode::Scalar || stride == 0 {
-            return Val { v: self.b.ins().load(F32, mem, addr, 0), vector: false };
+            return Val { v: self.load_imm(F32, addr, at), vector: false };
         }
         if stride == 1 {
-            return Val { v: self.b.ins().load(F32X4, mem, addr, 0), vector: true };
+            return Val { v: self.load_imm(F32X4, addr, at), vector: true };
         }
-        let first = self.b.ins().load(F32, mem, addr, 0);
+        let first = self.load_imm(F32, addr, at);
         let mut v = self.b.ins().scalar_to_vector(F32X4, first);
         for k in 1..LANES {
-            let x = self.b.ins().load(F32, mem, addr, (k as i64 * stride * 4) as i32);
+            let x = self.load_imm(F32, addr, at + k as i64 * stride * 4);
             v = self.b.ins().insertlane(v, x, k as u8);
         }
         Val { v, vector: true }
@@ -739,7 +764,7 @@ impl Emitter<'_, '_> {
         let v = self.vaxis.expect("vector mode has an axis");
         let mut out = None;
         for k in 0..LANES as i64 {
-            let e = self.b.ins().iadd_imm_s(plain, k * view.strides[v]);
+            let e = Element { v: plain.v, offset: plain.offset + k * view.strides[v] };
             let cs: Vec<Value> = coordinates
                 .iter()
                 .zip(&view.guards)
@@ -760,7 +785,7 @@ impl Emitter<'_, '_> {
         &mut self,
         arg: u32,
         view: &View,
-        plain: Value,
+        plain: Element,
         coordinates: &[Value],
         mode: Mode,
         stride: i64,
@@ -781,7 +806,7 @@ impl Emitter<'_, '_> {
             ok = self.b.ins().band(ok, below);
             if g.stride != 0 {
                 let part = self.b.ins().imul_imm_s(q, g.stride);
-                element = self.b.ins().iadd(element, part);
+                element.v = self.b.ins().iadd(element.v, part);
             }
             oks.push(ok);
         }
@@ -850,16 +875,14 @@ impl Emitter<'_, '_> {
                 let e = self.element(view);
                 let s = self.stride_v(view);
                 if mode == Mode::Vector && row.vector {
-                    let mem = access();
                     let mut v = None;
                     for k in 0..LANES {
                         let r = self.b.ins().extractlane(row.v, k as u8);
                         let r = self.b.ins().fcvt_to_sint_sat(I64, r);
                         let r = self.b.ins().imul_imm_s(r, *row_stride);
-                        let ek = self.b.ins().iadd(e, r);
-                        let ek = self.b.ins().iadd_imm_s(ek, k as i64 * s);
-                        let addr = self.address(*arg, ek);
-                        let x = self.b.ins().load(F32, mem, addr, 0);
+                        let ek = Element { v: self.b.ins().iadd(e.v, r), offset: e.offset + k as i64 * s };
+                        let (addr, at) = self.address(*arg, ek);
+                        let x = self.load_imm(F32, addr, at);
                         v = Some(match v {
                             None => self.b.ins().scalar_to_vector(F32X4, x),
                             Some(v) => self.b.ins().insertlane(v, x, k as u8),
@@ -869,7 +892,7 @@ impl Emitter<'_, '_> {
                 } else {
                     let r = self.b.ins().fcvt_to_sint_sat(I64, row.v);
                     let r = self.b.ins().imul_imm_s(r, *row_stride);
-                    let e = self.b.ins().iadd(e, r);
+                    let e = Element { v: self.b.ins().iadd(e.v, r), offset: e.offset };
                     self.load_at(*arg, e, s, mode)
                 }
             }
@@ -906,24 +929,23 @@ impl Emitter<'_, '_> {
     fn store(&mut self, s: &crate::kernel::Store, mode: Mode) -> Result<(), CompileError> {
         let val = self.reg(s.value)?;
         let e = self.element(&s.view);
-        let addr = self.address(s.arg, e);
-        let mem = access();
+        let (addr, at) = self.address(s.arg, e);
         let stride = self.stride_v(&s.view);
         if mode == Mode::Scalar || (!val.vector && stride == 0) {
             if val.vector {
                 return Err(internal("a vector stored as a scalar"));
             }
-            self.b.ins().store(mem, val.v, addr, 0);
+            self.store_imm(val.v, addr, at);
         } else if stride == 1 {
             let v = self.splat(val);
-            self.b.ins().store(mem, v, addr, 0);
+            self.store_imm(v, addr, at);
         } else if stride == 0 {
             return Err(internal("four lanes stored to one element"));
         } else {
             let v = self.splat(val);
             for k in 0..LANES {
                 let x = self.b.ins().extractlane(v, k as u8);
-                self.b.ins().store(mem, x, addr, (k as i64 * stride * 4) as i32);
+                self.store_imm(x, addr, at + k as i64 * stride * 4);
             }
         }
         Ok(())
