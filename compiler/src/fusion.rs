@@ -460,12 +460,25 @@ fn order(
         }
         let mut ready: BTreeSet<usize> = (0..kernels.len()).filter(|&k| remaining[k] == 0).collect();
         let mut order = Vec::with_capacity(kernels.len());
-        while let Some(k) = ready.pop_first() {
+        let mut next = None;
+        while let Some(k) = next.take().or_else(|| ready.pop_first()) {
             order.push(k);
             for &u in &users[k] {
                 remaining[u] -= 1;
                 if remaining[u] == 0 {
                     ready.insert(u);
+                }
+            }
+            // A loop nest that reads a product's output runs right after it, where it can
+            // follow the product band by band (`kernel::build::attach_follower`).
+            if kernels[k].kind == KernelKind::MatMul {
+                next = users[k]
+                    .iter()
+                    .copied()
+                    .filter(|u| ready.contains(u) && kernels[*u].kind != KernelKind::MatMul)
+                    .find(|&u| kernels[u].reads.iter().any(|r| kernels[k].writes.contains(r)));
+                if let Some(u) = next {
+                    ready.remove(&u);
                 }
             }
         }

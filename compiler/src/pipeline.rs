@@ -58,7 +58,11 @@ pub fn plan(graph: &Graph, opts: &Options) -> Result<Planned, CompileError> {
                     kernel::passes::contract_fma(l);
                 }
             }
-            Body::MatMul(_, Some(l)) if opts.fma => kernel::passes::contract_fma(l),
+            // A follower's first axis indexes bands of the product: not coalesced.
+            Body::MatMul(_, epilogue, follower) if opts.fma => epilogue
+                .iter_mut()
+                .chain(follower.iter_mut().map(|f| &mut f.nest))
+                .for_each(kernel::passes::contract_fma),
             Body::MatMul(..) => {}
         }
     }

@@ -123,7 +123,7 @@ fn planned(g: &Graph) -> Planned {
 }
 
 fn loops(p: &Planned) -> Vec<&hoyer_compiler::kernel::Loop> {
-    p.program.kernels.iter().filter_map(|k| k.loop_nest()).collect()
+    p.program.kernels.iter().flat_map(|k| k.loop_nests()).collect()
 }
 
 #[test]

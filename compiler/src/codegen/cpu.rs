@@ -1174,30 +1174,26 @@ impl Emitter<'_, '_> {
 }
 
 /// The Cranelift IR text of every loop nest of a program (`--emit clif`); products are
-/// library calls, their epilogues loop nests.
+/// library calls, their epilogues and followers loop nests.
 pub fn clif_text(p: &Program) -> Result<String, CompileError> {
     let target = Target::listing();
     let mut out = String::new();
     for (i, k) in p.kernels.iter().enumerate() {
-        let l = match &k.body {
-            Body::Loop(l) => l,
-            Body::MatMul(m, epilogue) => {
-                out += &format!("; {}: matrix product [{}, {}] · [{}, {}] (library)\n", k.name, m.m, m.k, m.k, m.n);
-                match epilogue {
-                    Some(l) => l,
-                    None => {
-                        out += "\n";
-                        continue;
-                    }
-                }
-            }
-        };
-        let f = loop_function(l, i as u32, &target)?;
-        let v = match vector_axis(l) {
-            Some(a) => format!(", axis {a} four lanes wide"),
-            None => String::new(),
-        };
-        out += &format!("; {}{v}\n{}\n", k.name, f.display());
+        if let Body::MatMul(m, ..) = &k.body {
+            out += &format!("; {}: matrix product [{}, {}] · [{}, {}] (library)\n", k.name, m.m, m.k, m.k, m.n);
+        }
+        let nests = k.loop_nests();
+        if nests.is_empty() {
+            out += "\n";
+        }
+        for l in nests {
+            let f = loop_function(l, i as u32, &target)?;
+            let v = match vector_axis(l) {
+                Some(a) => format!(", axis {a} four lanes wide"),
+                None => String::new(),
+            };
+            out += &format!("; {}{v}\n{}\n", k.name, f.display());
+        }
     }
     Ok(out)
 }

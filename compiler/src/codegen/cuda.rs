@@ -456,7 +456,7 @@ pub fn render(p: &Program) -> Result<Cuda, CompileError> {
                 let grid = loop_kernel(&mut source, p, k, l, &k.name)?;
                 launches.push(Launch::Kernel { name: k.name.clone(), grid, block: BLOCK });
             }
-            Body::MatMul(m, epilogue) => {
+            Body::MatMul(m, epilogue, follower) => {
                 let arg = |a: u32| p.buffer(k.args[a as usize].buffer).name.as_str();
                 let _ = writeln!(
                     source,
@@ -484,6 +484,12 @@ pub fn render(p: &Program) -> Result<Cuda, CompileError> {
                     None => None,
                 };
                 launches.push(Launch::Library { product: m.clone(), epilogue });
+                // On the GPU the follower is a kernel of its own after the product.
+                if let Some(f) = follower {
+                    let name = format!("{}_then", k.name);
+                    let grid = loop_kernel(&mut source, p, k, &f.nest, &name)?;
+                    launches.push(Launch::Kernel { name, grid, block: BLOCK });
+                }
             }
         }
     }

@@ -318,6 +318,11 @@ pub fn build(g: &Graph, schedule: &Schedule) -> Result<Program, CompileError> {
             KernelKind::MatMul => matmul_kernel(&mut b, k, name)?,
             _ => loop_kernel(&mut b, k, name)?,
         };
+        if let Some(product) = b.program.kernels.last_mut() {
+            if crate::kernel::passes::attach_follower(product, &kernel) {
+                continue;
+            }
+        }
         b.program.kernels.push(kernel);
     }
     for (v, dst) in copies {
@@ -447,7 +452,7 @@ fn matmul_kernel(b: &mut Builder, k: &crate::fusion::Kernel, name: String) -> Re
         reductions: vec![],
         stores,
     });
-    Ok(Kernel { name, args: kb.args, body: Body::MatMul(product, epilogue) })
+    Ok(Kernel { name, args: kb.args, body: Body::MatMul(product, epilogue, None) })
 }
 
 /// A kernel that writes `v` (a view, constant or input) contiguously to `dst`.

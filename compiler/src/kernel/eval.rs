@@ -35,7 +35,7 @@ pub fn run(p: &Program, bound: &mut HashMap<String, Vec<f32>>) -> Result<(), Str
         }
         let result = match &k.body {
             Body::Loop(l) => run_loop(l, &mut mem),
-            Body::MatMul(m, epilogue) => {
+            Body::MatMul(m, epilogue, follower) => {
                 let mut out = vec![0.0f32; m.m * m.n];
                 for i in 0..m.m {
                     for j in 0..m.n {
@@ -49,7 +49,7 @@ pub fn run(p: &Program, bound: &mut HashMap<String, Vec<f32>>) -> Result<(), Str
                     }
                 }
                 mem[m.out as usize] = out;
-                epilogue.as_ref().map_or(Ok(()), |l| run_loop(l, &mut mem))
+                epilogue.iter().chain(follower.iter().map(|f| &f.nest)).try_for_each(|l| run_loop(l, &mut mem))
             }
         };
         for (a, data) in k.args.iter().zip(mem) {

@@ -15,7 +15,8 @@
 //!   the parallel axes are split between threads or thread blocks.
 //! - a **matrix product** done by a library (gemm on the CPU, cuBLAS on the GPU) through
 //!   strided views of its operands, optionally followed by an epilogue loop nest over its
-//!   output (bias, activation) while the output is still in cache.
+//!   output (bias, activation) while the output is still in cache, and by a follower: the
+//!   next loop nest, where it reads the output a band of rows at a time (conv's col2im).
 //!
 //! What is computed is fixed here; how (loop order, vector width, threads, grid) is each
 //! back end's choice. `build` makes a program from a fused graph, `print` gives the canonical
@@ -266,11 +267,22 @@ pub struct MatMul {
     pub out: u32,
 }
 
+/// A loop nest that runs on a product's output a band of rows at a time, right after the
+/// band is computed and while it is in cache (conv's col2im after its input-gradient
+/// product): index i of its first axis reads only rows `i·rows .. (i+1)·rows` of the output.
+/// It computes what it would as the next kernel; only when is the back end's choice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Follower {
+    pub rows: usize,
+    pub nest: Loop,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Body {
     Loop(Loop),
-    /// A library matrix product, then an optional loop nest over its [m, n] output.
-    MatMul(MatMul, Option<Loop>),
+    /// A library matrix product, then an optional loop nest over its [m, n] output, then an
+    /// optional follower.
+    MatMul(MatMul, Option<Loop>, Option<Box<Follower>>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -281,10 +293,12 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    pub fn loop_nest(&self) -> Option<&Loop> {
+    /// The kernel's loop nests in the order they first run: its loop, or a product's
+    /// epilogue and follower.
+    pub fn loop_nests(&self) -> Vec<&Loop> {
         match &self.body {
-            Body::Loop(l) | Body::MatMul(_, Some(l)) => Some(l),
-            Body::MatMul(_, None) => None,
+            Body::Loop(l) => vec![l],
+            Body::MatMul(_, epilogue, follower) => epilogue.iter().chain(follower.iter().map(|f| &f.nest)).collect(),
         }
     }
 }

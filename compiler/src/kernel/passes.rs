@@ -6,10 +6,12 @@
 //!   multiply-add (rounded once), on every target alike.
 //! - `jam`: the innermost parallel axis unrolled into the body, each copy with its own
 //!   reductions (independent accumulators for a back end that vectorizes that axis).
+//! - `attach_follower`: a loop nest that reads a product's output a band of rows per index
+//!   of its first axis runs band by band right after the product (`Follower`).
 //! - `validate`: registers defined before use, views of the domain's rank inside their
 //!   buffers, roles that match loads and stores, temporaries inside the arena.
 
-use super::{Body, Inst, Loop, Program, Reduction, Reg, Role, Storage, Store, View};
+use super::{Arg, Body, Follower, Inst, Kernel, Loop, Program, Reduction, Reg, Role, Storage, Store, View};
 use crate::error::CompileError;
 use crate::ir::semantics::ElemOp;
 use crate::ir::Binary;
@@ -240,6 +242,93 @@ pub fn jam(l: &Loop, p: usize, copies: usize) -> Loop {
     out
 }
 
+/// Whether `v` reads, at index i of the domain's first axis, only elements
+/// `i·band .. (i+1)·band` of its buffer.
+fn banded(v: &View, extents: &[usize], band: i64) -> bool {
+    let Some((&first, _)) = v.strides.split_first() else { return false };
+    let mut rest = v.clone();
+    rest.strides[0] = 0;
+    let (lo, hi) = span(&rest, extents);
+    first == band && lo >= 0 && hi < band
+}
+
+/// The rows of `m`'s output per index of `l`'s first axis, where every read `l` makes of
+/// argument `out` stays in that band of rows.
+fn band_rows(l: &Loop, out: u32, m: &super::MatMul) -> Option<usize> {
+    let first = *l.parallel.first()?;
+    if !m.m.is_multiple_of(first) {
+        return None;
+    }
+    let rows = m.m / first;
+    let band = (rows * m.n) as i64;
+    let extents = l.extents();
+    let mut reads = false;
+    for inst in &l.body {
+        match inst {
+            Inst::Load { arg, view } if *arg == out => {
+                if !banded(view, &extents, band) {
+                    return None;
+                }
+                reads = true;
+            }
+            Inst::Gather { arg, .. } if *arg == out => return None,
+            _ => {}
+        }
+    }
+    (reads && l.stores.iter().all(|s| s.arg != out)).then_some(rows)
+}
+
+/// Makes loop kernel `next` the follower of product kernel `product` (run right after it,
+/// band by band: see `Follower`) where it reads the product's output in bands, reads nothing
+/// else the product writes, and writes nothing the product touches; says whether it did.
+/// Run before temporaries are placed: the two then share one kernel's lifetime, so nothing
+/// `next` writes can take the memory of the product's operands.
+pub fn attach_follower(product: &mut Kernel, next: &Kernel) -> bool {
+    let (Body::MatMul(m, _, follower @ None), Body::Loop(l)) = (&mut product.body, &next.body) else {
+        return false;
+    };
+    let out_buffer = product.args[m.out as usize].buffer;
+    let Some(out) = next.args.iter().position(|a| a.buffer == out_buffer) else { return false };
+    let Some(rows) = band_rows(l, out as u32, m) else { return false };
+    let touched = |b| product.args.iter().any(|a: &Arg| a.buffer == b);
+    let written = |b| product.args.iter().any(|a: &Arg| a.buffer == b && a.role != Role::Read);
+    for a in &next.args {
+        let conflict = if a.buffer == out_buffer {
+            false
+        } else if a.role == Role::Read {
+            written(a.buffer)
+        } else {
+            touched(a.buffer)
+        };
+        if conflict {
+            return false;
+        }
+    }
+    // The follower's arguments, appended to the product's (its read of the output shares
+    // the output's argument, which becomes read-write).
+    let mut index = Vec::with_capacity(next.args.len());
+    for a in &next.args {
+        if a.buffer == out_buffer {
+            product.args[m.out as usize].role = Role::ReadWrite;
+            index.push(m.out);
+        } else {
+            index.push(product.args.len() as u32);
+            product.args.push(*a);
+        }
+    }
+    let mut nest = l.clone();
+    for inst in nest.body.iter_mut() {
+        if let Inst::Load { arg, .. } | Inst::Gather { arg, .. } = inst {
+            *arg = index[*arg as usize];
+        }
+    }
+    for st in nest.stores.iter_mut() {
+        st.arg = index[st.arg as usize];
+    }
+    *follower = Some(Box::new(Follower { rows, nest }));
+    true
+}
+
 fn invalid(kernel: &str, message: String) -> CompileError {
     CompileError::internal("kernel validation", format!("{kernel}: {message}"))
 }
@@ -360,7 +449,7 @@ pub fn validate(p: &Program) -> Result<(), CompileError> {
         };
         match &k.body {
             Body::Loop(l) => check_loop(l)?,
-            Body::MatMul(m, epilogue) => {
+            Body::MatMul(m, epilogue, follower) => {
                 if m.m == 0 || m.n == 0 || m.k == 0 {
                     return Err(invalid(name, "an empty product".into()));
                 }
@@ -374,6 +463,12 @@ pub fn validate(p: &Program) -> Result<(), CompileError> {
                         return Err(invalid(name, "an epilogue over another domain than the product".into()));
                     }
                     check_loop(l)?;
+                }
+                if let Some(f) = follower {
+                    check_loop(&f.nest)?;
+                    if band_rows(&f.nest, m.out, m) != Some(f.rows) {
+                        return Err(invalid(name, "a follower that reads outside its bands of the product".into()));
+                    }
                 }
             }
         }
@@ -520,5 +615,81 @@ mod tests {
             outputs.push(bound.remove("b1").unwrap().iter().map(|v| v.to_bits()).collect::<Vec<u32>>());
         }
         assert_eq!(outputs[0], outputs[1]);
+    }
+
+    /// A product `p[8, 4] = a[8, 3] · b[3, 4]` and a loop that sums its rows in pairs
+    /// (`y[i, j] = p[2i, j] + p[2i + 1, j]`): the loop follows the product in bands of two
+    /// rows, computes what it computed as a kernel of its own, and the validator holds it to
+    /// its bands. A loop that reads across bands, or writes an operand, stays a kernel.
+    #[test]
+    fn a_reader_of_bands_of_a_products_rows_follows_it() {
+        use crate::kernel::{MatMul, MatView};
+        let buffer = |name: &str, n: usize| Buffer {
+            name: name.into(),
+            shape: vec![n],
+            dtype: Dtype::F32,
+            storage: Storage::Bound,
+        };
+        let arg = |b: u32, role| Arg { buffer: BufferId(b), role };
+        let product = Kernel {
+            name: "k0".into(),
+            args: vec![arg(0, Role::Read), arg(1, Role::Read), arg(2, Role::Write)],
+            body: Body::MatMul(
+                MatMul {
+                    m: 8,
+                    n: 4,
+                    k: 3,
+                    a: MatView { arg: 0, offset: 0, rows: 3, cols: 1 },
+                    b: MatView { arg: 1, offset: 0, rows: 4, cols: 1 },
+                    out: 2,
+                },
+                None,
+                None,
+            ),
+        };
+        let pairs = |row_stride: i64, out: u32| Kernel {
+            name: "k1".into(),
+            args: vec![arg(2, Role::Read), arg(out, Role::Write)],
+            body: Body::Loop(Loop {
+                parallel: vec![4, 4],
+                reduce: vec![2],
+                body: vec![load(0, vec![row_stride, 1, 4]), Inst::Acc(0)],
+                reductions: vec![Reduction { op: ReduceOp::Sum, acc: AccType::F32, value: Reg(0) }],
+                stores: vec![Store { arg: 1, view: View::strided(0, vec![4, 1, 0]), value: Reg(1) }],
+            }),
+        };
+        let buffers = vec![buffer("a", 24), buffer("b", 12), buffer("p", 32), buffer("y", 16)];
+        let inputs: std::collections::HashMap<String, Vec<f32>> = [
+            ("a".to_string(), (0..24).map(|i| (i as f32 * 0.3).sin()).collect()),
+            ("b".to_string(), (0..12).map(|i| (i as f32 * 0.7).cos()).collect()),
+            ("p".to_string(), vec![0.0; 32]),
+            ("y".to_string(), vec![0.0; 16]),
+        ]
+        .into_iter()
+        .collect();
+        let run = |kernels: Vec<Kernel>| {
+            let p = Program { buffers: buffers.clone(), kernels, arena: 0 };
+            validate(&p).unwrap();
+            let mut bound = inputs.clone();
+            crate::kernel::eval::run(&p, &mut bound).unwrap();
+            bound.remove("y").unwrap()
+        };
+        let apart = run(vec![product.clone(), pairs(8, 3)]);
+        let mut merged = product.clone();
+        assert!(attach_follower(&mut merged, &pairs(8, 3)));
+        let Body::MatMul(_, _, Some(f)) = &merged.body else { panic!("no follower") };
+        assert_eq!(f.rows, 2);
+        assert_eq!(merged.args[2].role, Role::ReadWrite);
+        assert_eq!(run(vec![merged.clone()]), apart);
+
+        // Reads rows 0..5 at index 0 of a band of 2: not a follower, and refused as one.
+        assert!(!attach_follower(&mut product.clone(), &pairs(4, 3)));
+        let Body::MatMul(_, _, Some(f)) = &mut merged.body else { unreachable!() };
+        let Inst::Load { view, .. } = &mut f.nest.body[0] else { unreachable!() };
+        view.strides[0] = 4;
+        let p = Program { buffers: buffers.clone(), kernels: vec![merged], arena: 0 };
+        assert!(validate(&p).unwrap_err().to_string().contains("outside its bands"));
+        // Writes the product's operand `a`.
+        assert!(!attach_follower(&mut product.clone(), &pairs(8, 0)));
     }
 }

@@ -93,7 +93,7 @@ pub fn kernel(p: &Program, k: &Kernel) -> String {
     let _ = writeln!(out, "kernel {}({})", k.name, args.join(", "));
     match &k.body {
         Body::Loop(l) => loop_nest(&mut out, l, &names, "loop"),
-        Body::MatMul(m, epilogue) => {
+        Body::MatMul(m, epilogue, follower) => {
             let _ = writeln!(
                 out,
                 "  matmul {}[{}, {}] = {} · {}, k {}",
@@ -106,6 +106,9 @@ pub fn kernel(p: &Program, k: &Kernel) -> String {
             );
             if let Some(l) = epilogue {
                 loop_nest(&mut out, l, &names, "epilogue");
+            }
+            if let Some(f) = follower {
+                loop_nest(&mut out, &f.nest, &names, &format!("then per {} rows", f.rows));
             }
         }
     }

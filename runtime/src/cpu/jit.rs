@@ -89,19 +89,21 @@ impl Jit {
         Ok(Jit { module, target: Target { call_conv, math } })
     }
 
-    /// Compiles every loop nest, each named after its kernel; the functions stay valid while
-    /// `self` lives.
-    pub fn compile(&mut self, loops: &[(usize, &Loop)]) -> Result<Vec<KernelFn>, RunError> {
+    /// Compiles every loop nest, each named (`k5`, `k52_then`) so that a profile reads
+    /// against `--emit kernels`; the functions stay valid while `self` lives.
+    pub fn compile(&mut self, loops: &[(String, &Loop)]) -> Result<Vec<KernelFn>, RunError> {
         let mut ids = Vec::new();
-        for &(i, l) in loops {
+        for (i, (name, l)) in loops.iter().enumerate() {
             let func = loop_function(l, i as u32, &self.target)?;
             let id = self
                 .module
-                .declare_function(&format!("k{i}"), Linkage::Local, &func.signature)
+                .declare_function(name, Linkage::Local, &func.signature)
                 .map_err(|e| failed("declare", e))?;
             let mut ctx = self.module.make_context();
             ctx.func = func;
-            self.module.define_function(id, &mut ctx).map_err(|e| failed(&format!("kernel {i}"), format!("{e:?}")))?;
+            self.module
+                .define_function(id, &mut ctx)
+                .map_err(|e| failed(&format!("kernel {name}"), format!("{e:?}")))?;
             self.module.clear_context(&mut ctx);
             ids.push(id);
         }

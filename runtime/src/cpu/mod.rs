@@ -17,7 +17,7 @@ use crate::backend::{bind_all, Backend, Bindings, Executable, KernelTime};
 use crate::error::RunError;
 use crate::store::{Store, TensorId};
 use hoyer_compiler::codes::Code;
-use hoyer_compiler::kernel::{Body, Loop, MatMul, Role, Storage};
+use hoyer_compiler::kernel::{Body, Follower, Loop, MatMul, Role, Storage};
 use hoyer_compiler::pipeline::{Options, Planned};
 use jit::{Jit, KernelFn};
 use pool::Pool;
@@ -29,6 +29,9 @@ const TASK_POINTS: usize = 1 << 14;
 /// Products with fewer multiply-adds than this per tile are not cut further.
 const TILE_MACS: usize = 1 << 20;
 const MAX_TASKS: usize = 64;
+/// Output elements of a product's tile that a follower reads back: 256 KB, well inside a
+/// core's L2.
+const FOLLOW_TILE: usize = 1 << 16;
 
 pub struct Cpu {
     pool: Arc<Pool>,
@@ -96,33 +99,60 @@ impl Backend for Cpu {
             }
         };
         let mut jit = Jit::new()?;
-        // Named after the kernel (`k5`), so that a profile reads against `--emit kernels`.
-        let loops: Vec<(usize, &Loop)> =
-            p.kernels.iter().enumerate().filter_map(|(i, k)| k.loop_nest().map(|l| (i, l))).collect();
+        let loops: Vec<(String, &Loop)> = p
+            .kernels
+            .iter()
+            .flat_map(|k| match &k.body {
+                Body::Loop(l) => vec![(k.name.clone(), l)],
+                Body::MatMul(_, epilogue, follower) => epilogue
+                    .iter()
+                    .map(|l| (format!("{}_epilogue", k.name), l))
+                    .chain(follower.iter().map(|f| (format!("{}_then", k.name), &f.nest)))
+                    .collect(),
+            })
+            .collect();
         let mut code = jit.compile(&loops)?.into_iter();
+        let mut next_fn = || code.next().ok_or_else(|| RunError::new(Code::Internal, "a loop nest was not compiled"));
         let mut steps = Vec::with_capacity(p.kernels.len());
         let mut labels = Vec::with_capacity(p.kernels.len());
         for k in &p.kernels {
-            labels.push((k.name.clone(), describe(&k.body)));
             let args = Pointers(k.args.iter().map(|a| address(store, a.buffer.index())).collect());
-            steps.push(match &k.body {
+            match &k.body {
                 Body::Loop(l) => {
-                    let f = code.next().ok_or_else(|| RunError::new(Code::Internal, "a loop nest was not compiled"))?;
-                    Step::Loop { f, args, tasks: loop_tasks(l) }
+                    labels.push((k.name.clone(), describe(&k.body)));
+                    steps.push(Step::Loop { f: next_fn()?, args, tasks: loop_tasks(l) });
                 }
-                Body::MatMul(m, epilogue) => {
-                    let f = match epilogue {
-                        Some(_) => Some(
-                            code.next().ok_or_else(|| RunError::new(Code::Internal, "an epilogue was not compiled"))?,
-                        ),
+                Body::MatMul(m, epilogue, follower) => {
+                    // Whether the epilogue updates weights in place.
+                    let in_place = epilogue.as_ref().is_some_and(|l| {
+                        l.stores.iter().any(|s| s.arg != m.out && k.args[s.arg as usize].role == Role::ReadWrite)
+                    });
+                    let epilogue = epilogue.as_ref().map(|_| next_fn()).transpose()?;
+                    let follow = match follower {
+                        Some(f) => Some((Follow::new(next_fn()?, f), f)),
                         None => None,
                     };
-                    let in_place = k.args.iter().any(|a| {
-                        a.role == Role::ReadWrite && a.buffer.index() != k.args[m.out as usize].buffer.index()
-                    });
-                    Step::MatMul { m: m.clone(), args, tiles: tiles(m, in_place), epilogue: f }
+                    // A follower runs tile by tile where the product is cut into row tiles
+                    // anyway; otherwise after the whole product, as a step of its own.
+                    let (per_tile, after) = match follow {
+                        Some((follow, _)) if !follow.whole && by_rows(m, in_place) => (Some(follow), None),
+                        Some((follow, f)) => (None, Some((follow.f, &f.nest))),
+                        None => (None, None),
+                    };
+                    let tiles = tiles(m, in_place, per_tile.as_ref().map(|f| f.rows));
+                    let label = match (&per_tile, follower) {
+                        (None, Some(_)) => Body::MatMul(m.clone(), None, None),
+                        _ => k.body.clone(),
+                    };
+                    labels.push((k.name.clone(), describe(&label)));
+                    let pointers = Pointers(args.0.clone());
+                    steps.push(Step::MatMul { m: m.clone(), args, tiles, epilogue, follower: per_tile });
+                    if let Some((f, nest)) = after {
+                        labels.push((format!("{}_then", k.name), describe(&Body::Loop(nest.clone()))));
+                        steps.push(Step::Loop { f, args: pointers, tasks: loop_tasks(nest) });
+                    }
                 }
-            });
+            }
         }
         Ok(Box::new(CpuExecutable {
             store: store.id(),
@@ -156,7 +186,29 @@ struct Task {
 
 enum Step {
     Loop { f: KernelFn, args: Pointers, tasks: Vec<Task> },
-    MatMul { m: MatMul, args: Pointers, tiles: Vec<Task>, epilogue: Option<KernelFn> },
+    MatMul { m: MatMul, args: Pointers, tiles: Vec<Task>, epilogue: Option<KernelFn>, follower: Option<Follow> },
+}
+
+/// A product's follower, run on each tile's bands of rows right after the tile.
+struct Follow {
+    f: KernelFn,
+    rows: usize,
+    /// The nest's parallel extents (all but the first run whole in every tile).
+    extents: Vec<i64>,
+    /// Whether the code generator jams the first axis, which then must run whole.
+    whole: bool,
+}
+
+impl Follow {
+    fn new(f: KernelFn, follower: &Follower) -> Follow {
+        let jammed_first = hoyer_compiler::codegen::cpu::jam_axis(&follower.nest).is_some_and(|(p, _)| p == 0);
+        Follow {
+            f,
+            rows: follower.rows,
+            extents: follower.nest.parallel.iter().map(|&e| e as i64).collect(),
+            whole: jammed_first,
+        }
+    }
 }
 
 struct CpuExecutable {
@@ -178,8 +230,13 @@ fn describe(body: &Body) -> String {
     match body {
         Body::Loop(l) if l.reduce.is_empty() => format!("loop [{}]", list(&l.parallel)),
         Body::Loop(l) => format!("loop [{}] reduce [{}]", list(&l.parallel), list(&l.reduce)),
-        Body::MatMul(m, epilogue) => {
-            format!("matmul {}×{}×{}{}", m.m, m.n, m.k, if epilogue.is_some() { " + epilogue" } else { "" })
+        Body::MatMul(m, epilogue, follower) => {
+            let epilogue = if epilogue.is_some() { " + epilogue" } else { "" };
+            let follower = match follower {
+                Some(f) => format!(" + {}", describe(&Body::Loop(f.nest.clone()))),
+                None => String::new(),
+            };
+            format!("matmul {}×{}×{}{epilogue}{follower}", m.m, m.n, m.k)
         }
     }
 }
@@ -215,15 +272,32 @@ fn loop_tasks(l: &Loop) -> Vec<Task> {
         .collect()
 }
 
+/// Whether `tiles` cuts a product into blocks of rows.
+fn by_rows(m: &MatMul, updates_in_place: bool) -> bool {
+    if updates_in_place {
+        m.m >= 64
+    } else {
+        m.m > m.n
+    }
+}
+
 /// Cuts a product's output into tiles, by shape alone: blocks of columns, so that the
 /// smaller operand is the one each tile packs again; blocks of rows where the epilogue updates
 /// weights in place, so that it streams whole rows of the weight and its optimizer state.
-fn tiles(m: &MatMul, updates_in_place: bool) -> Vec<Task> {
+/// With a follower, blocks of its bands of `follow_rows` rows, each small enough to stay in
+/// a core's cache until the follower reads it.
+fn tiles(m: &MatMul, updates_in_place: bool, follow_rows: Option<usize>) -> Vec<Task> {
     let macs = m.m * m.n * m.k;
     let wanted = (macs / TILE_MACS).clamp(1, MAX_TASKS / 4);
-    let by_columns = if updates_in_place { m.m < 64 } else { m.m <= m.n };
+    let by_columns = follow_rows.is_none() && !by_rows(m, updates_in_place);
     let extent = if by_columns { m.n } else { m.m };
-    let block = extent.div_ceil(wanted).next_multiple_of(16).min(extent);
+    let block = match follow_rows {
+        Some(rows) => {
+            let bands = (FOLLOW_TILE / (rows * m.n)).max(1).max(m.m / rows / MAX_TASKS);
+            bands * rows
+        }
+        None => extent.div_ceil(wanted).next_multiple_of(16).min(extent),
+    };
     (0..extent)
         .step_by(block)
         .map(|start| {
@@ -256,7 +330,7 @@ impl Step {
                 let task = &tasks[t];
                 unsafe { f(args.0.as_ptr(), task.lo.as_ptr(), task.hi.as_ptr()) }
             }
-            Step::MatMul { m, args, tiles, epilogue } => {
+            Step::MatMul { m, args, tiles, epilogue, follower } => {
                 let tile = &tiles[t];
                 let (r0, c0) = (tile.lo[0] as usize, tile.lo[1] as usize);
                 let (rows, cols) = (tile.hi[0] as usize - r0, tile.hi[1] as usize - c0);
@@ -288,6 +362,14 @@ impl Step {
                     );
                     if let Some(f) = epilogue {
                         f(args.0.as_ptr(), tile.lo.as_ptr(), tile.hi.as_ptr());
+                    }
+                    if let Some(follow) = follower {
+                        // Tiles are whole bands (see `tiles`).
+                        let mut lo = vec![0; follow.extents.len()];
+                        let mut hi = follow.extents.clone();
+                        lo[0] = (r0 / follow.rows) as i64;
+                        hi[0] = ((r0 + rows) / follow.rows) as i64;
+                        (follow.f)(args.0.as_ptr(), lo.as_ptr(), hi.as_ptr());
                     }
                 }
             }
@@ -355,8 +437,13 @@ mod tests {
             b: hoyer_compiler::kernel::MatView { arg: 1, offset: 0, rows: 1, cols: 784 },
             out: 2,
         };
-        let t = tiles(&m, false);
+        let t = tiles(&m, false, None);
         assert!(t.len() > 1 && t.iter().all(|t| (t.hi[1] - t.lo[1]) % 16 == 0 || t.hi[1] == 300));
+        // With a follower reading bands of 64 rows (conv2's col2im): whole bands, in order.
+        let m = MatMul { m: 6400, n: 500, k: 50, ..m };
+        let t = tiles(&m, false, Some(64));
+        assert!(t.len() > 1 && t.iter().all(|t| t.lo[0] % 64 == 0 && t.hi[0] % 64 == 0 && t.hi[1] == 500));
+        assert!(t.windows(2).all(|w| w[0].hi[0] == w[1].lo[0]) && t.last().unwrap().hi[0] == 6400);
     }
 
     /// A sum over strided elements is jammed along its 20 outputs (`codegen::cpu::jam_axis`):
@@ -396,7 +483,7 @@ mod tests {
             stores: vec![Store { arg: 1, view: View::strided(0, vec![10, 5, 1]), value: Reg(1) }],
         };
         let mut jit = Jit::new().unwrap();
-        let f = jit.compile(&[(0, &l)]).unwrap()[0];
+        let f = jit.compile(&[("k0".into(), &l)]).unwrap()[0];
         let x: Vec<f32> = (0..30).map(|i| i as f32).collect();
         for (lo, hi) in [([0i64, 0, 0], [3i64, 2, 5]), ([1, 0, 1], [2, 2, 4]), ([0, 1, 0], [3, 2, 5])] {
             let mut y = vec![7.0f32; 30];
