@@ -162,7 +162,9 @@ pub fn sink_unary(g: &Graph) -> Graph {
         let op = remap(&v.op, &m);
         let sunk = match &op {
             Op::Reshape(x) | Op::Permute { input: x, .. } => match out.value(*x).op {
-                Op::Unary(u @ (Unary::Relu | Unary::Neg | Unary::Abs), inner) => Some((u, inner)),
+                Op::Unary(u @ (Unary::Relu | Unary::Neg | Unary::Abs | Unary::Step | Unary::Sign), inner) => {
+                    Some((u, inner))
+                }
                 _ => None,
             },
             _ => None,
@@ -174,6 +176,48 @@ pub fn sink_unary(g: &Graph) -> Graph {
                 push(&mut out, Op::Unary(u, moved), v.shape.clone())
             }
             None => push(&mut out, op, v.shape.clone()),
+        };
+        map.push(id);
+    }
+    out.outputs = outputs_through(g, &map);
+    out
+}
+
+/// Moves a reshape of an element-wise binary op's operand below the op:
+/// `mul(reshape(x), y)` becomes `reshape(mul(x, reshape(y)))`, the same elements in the same
+/// order. The op then runs over the iteration shape of `x`'s kernel and fuses into it: max
+/// pooling's gradient, computed over the windows' shape, takes the relu's derivative of the
+/// convolution below it into the same kernel instead of a kernel of its own. Only where `x`
+/// and the other operand are element-wise results (reshaping them is always a view), so
+/// that nothing new is materialized.
+pub fn sink_reshapes(g: &Graph) -> Graph {
+    let elementwise = |op: &Op| matches!(op, Op::Unary(..) | Op::Binary(..) | Op::PowConst(..) | Op::Select { .. });
+    let mut out = Graph::default();
+    let mut map: Vec<ValueId> = Vec::with_capacity(g.values.len());
+    for v in &g.values {
+        let op = remap(&v.op, &|id: &ValueId| map[id.index()]);
+        let id = match op {
+            Op::Binary(b, x, y) => {
+                let unshaped = |o: ValueId, out: &Graph| match out.value(o).op {
+                    Op::Reshape(inner) if elementwise(&out.value(inner).op) => Some(inner),
+                    _ => None,
+                };
+                let anchor = unshaped(x, &out).or_else(|| unshaped(y, &out)).map(|a| out.shape(a).to_vec());
+                let plain = |o: ValueId, out: &Graph| elementwise(&out.value(o).op) || unshaped(o, out).is_some();
+                match anchor {
+                    Some(shape) if plain(x, &out) && plain(y, &out) => {
+                        let under = |o: ValueId, out: &mut Graph| match unshaped(o, out) {
+                            Some(inner) if out.shape(inner) == shape.as_slice() => inner,
+                            _ => push(out, Op::Reshape(o), shape.clone()),
+                        };
+                        let (x, y) = (under(x, &mut out), under(y, &mut out));
+                        let z = push(&mut out, Op::Binary(b, x, y), shape.clone());
+                        push(&mut out, Op::Reshape(z), v.shape.clone())
+                    }
+                    _ => push(&mut out, op, v.shape.clone()),
+                }
+            }
+            op => push(&mut out, op, v.shape.clone()),
         };
         map.push(id);
     }
@@ -370,5 +414,33 @@ mod tests {
         // only its output.
         assert_eq!(writes(&g).iter().sum::<usize>(), 3);
         assert_eq!(writes(&r), vec![1, 1]);
+    }
+
+    /// A pooling gradient's shape: `mul(reshape(scatter), step(x))` with the scatter over
+    /// [2, 2, 3] and the step over [4, 3]. The multiply moves into the scatter's shape, and
+    /// with it the step (below its reshape): one kernel instead of two, the same outputs.
+    #[test]
+    fn an_elementwise_op_moves_above_a_reshape_of_its_operand() {
+        let mut g = Graph::default();
+        let a = g.input_value("a", InputKind::Data, vec![2, 2, 3]);
+        let b = g.input_value("b", InputKind::Data, vec![2, 2, 3]);
+        let x = g.input_value("x", InputKind::Data, vec![4, 3]);
+        let scatter = g.binary(Binary::Mul, a, b);
+        let flat = g.reshape(scatter, vec![4, 3]);
+        let step = g.unary(Unary::Step, x);
+        let y = g.binary(Binary::Mul, flat, step);
+        g.outputs = vec![("y".into(), y)];
+        let s = simplify(&sink_unary(&sink_reshapes(&g)));
+        s.validate().unwrap();
+        let inputs = [
+            ("a".to_string(), (0..12).map(|i| i as f64 * 0.5 - 2.0).collect()),
+            ("b".to_string(), (0..12).map(|i| 3.0 - i as f64).collect()),
+            ("x".to_string(), (0..12).map(|i| if i % 3 == 0 { -1.0 } else { i as f64 }).collect()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(outputs(&g, &inputs, Precision::F64).unwrap(), outputs(&s, &inputs, Precision::F64).unwrap());
+        let kernels = |g: &Graph| crate::fusion::fuse(g, &[]).unwrap().kernels.len();
+        assert_eq!((kernels(&g), kernels(&s)), (2, 1));
     }
 }

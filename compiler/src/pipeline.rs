@@ -1,7 +1,7 @@
 //! The compiler's one entry from a graph to kernels, shared by every back end:
 //!
 //! ```text
-//! graph ─validate─▶ sink relus below views ─▶ simplify ─▶ split large reductions ─▶ copy what no view can read
+//! graph ─validate─▶ reshapes below element-wise ops, relus below views ─▶ simplify ─▶ split large reductions ─▶ copy what no view can read
 //!       ─▶ recompute cheap values a reduction's readers need ─▶ fuse (kernels, in-place order)
 //!       ─▶ kernel IR (views, buffers, arena) ─▶ coalesce axes, contract multiply-adds ─▶ validate
 //! ```
@@ -41,7 +41,7 @@ pub struct Planned {
 /// Plans `graph`. Outputs named like inputs update them in place.
 pub fn plan(graph: &Graph, opts: &Options) -> Result<Planned, CompileError> {
     graph.validate().map_err(|e| CompileError::internal("the IR", e))?;
-    let g = passes::simplify(&passes::sink_unary(graph));
+    let g = passes::simplify(&passes::sink_unary(&passes::sink_reshapes(graph)));
     let g = passes::split_reductions(&g, opts.split_reductions_above);
     let g = passes::materialize(&g);
     let g = passes::recompute_cheap(&g);
