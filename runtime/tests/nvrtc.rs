@@ -2,11 +2,10 @@
 //! sm_90, without an error or a warning. NVRTC runs without a GPU; where its library is
 //! missing the test says so and skips, unless HOYER_REQUIRE_NVRTC=1 (CI sets it).
 
-use hoyer_compiler::check_source;
+mod common;
+
+use common::programs;
 use hoyer_compiler::codegen::cuda;
-use hoyer_compiler::kernel::Program;
-use hoyer_compiler::pipeline::{self, Options};
-use hoyer_compiler::program::Step as PlanStep;
 use hoyer_runtime::cuda::nvrtc;
 
 fn nvrtc_present() -> bool {
@@ -22,43 +21,6 @@ fn nvrtc_present() -> bool {
             false
         }
     }
-}
-
-/// Every program of the examples (and of the spec with every layer): each phase's step at its
-/// batch and at an odd one, the evaluation, the batch gather.
-fn programs() -> Vec<(String, Program)> {
-    let mut out = Vec::new();
-    let opts = Options::default();
-    for name in [
-        "quickstart",
-        "lenet300_dense",
-        "lenet300_hs",
-        "lenet300_gradual",
-        "lenet300_l1",
-        "lenet300_hoyer",
-        "lenet5_dense",
-        "lenet5_hs",
-        "lenet5_group_hs",
-        "../tests/valid/every_layer",
-        "../tests/valid/batchnorm_residual",
-    ] {
-        let path = format!("{}/../examples/{name}.hoyer", env!("CARGO_MANIFEST_DIR"));
-        let c = check_source(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let plan = c.program.train.as_ref().unwrap();
-        let model = c.program.model(&plan.model).unwrap();
-        for batch in [plan.batch as usize, 37] {
-            for s in &plan.steps {
-                let PlanStep::Phase(p) = s else { continue };
-                let (_, planned) = pipeline::step(&c.program, model, p, batch, &opts).unwrap();
-                out.push((format!("{name}-{}-{batch}", p.name), planned.program));
-            }
-            out.push((format!("{name}-eval-{batch}"), pipeline::eval(model, batch, &opts).unwrap().program));
-        }
-    }
-    out.push(("gather".into(), pipeline::gather(60000, &[784], 100, None, &opts).unwrap().program));
-    let augment = Some(hoyer_compiler::lower::Augmentation { padding: 4, flip: true });
-    out.push(("augmented gather".into(), pipeline::gather(50000, &[3, 32, 32], 128, augment, &opts).unwrap().program));
-    out
 }
 
 #[test]

@@ -78,7 +78,8 @@ fn put(buf: &mut [f32], i: i64, x: f32) -> Result<(), String> {
     Ok(())
 }
 
-fn run_loop(l: &Loop, mem: &mut [Vec<f32>]) -> Result<(), String> {
+/// Runs one loop nest on its arguments' buffers (`mem[arg]`), which it updates.
+pub fn run_loop(l: &Loop, mem: &mut [Vec<f32>]) -> Result<(), String> {
     let extents = l.extents();
     let np = l.parallel.len();
     let after = l.after_reduction();

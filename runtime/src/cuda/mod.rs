@@ -7,3 +7,4 @@
 pub mod cache;
 pub mod device;
 pub mod nvrtc;
+pub mod plan;
