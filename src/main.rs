@@ -359,21 +359,26 @@ fn make_backend(
     threads: Option<usize>,
 ) -> Result<Box<dyn hoyer_runtime::backend::Backend>, hoyer_runtime::error::RunError> {
     Ok(match choice {
-        // The CUDA executor is not built yet: a GPU, where there is one, is not used.
+        // The CUDA executor has not yet run on a GPU (none was at hand while it was built):
+        // `auto` stays on the CPU until `bench/gpu.sh` has passed on one; `--backend cuda`
+        // asks for it.
         BackendChoice::Auto | BackendChoice::Cpu => {
             let threads = threads.unwrap_or_else(hoyer_runtime::cpu::available_cores);
             Box::new(hoyer_runtime::cpu::Cpu::new(threads)?)
         }
-        BackendChoice::Cuda => {
-            let device = hoyer_runtime::cuda::device::probe()?;
-            return Err(hoyer_runtime::error::RunError::new(
-                Code::Unsupported,
-                format!("found {device}, but training on a CUDA device is not built yet"),
-            )
-            .help("use `--backend cpu` (or `auto`) for now; `compile --emit cuda` shows the kernels it will run"));
-        }
+        BackendChoice::Cuda => Box::new(hoyer_runtime::cuda::exec::Cuda::new(kernel_cache_dir())?),
         BackendChoice::Interp => Box::new(hoyer_runtime::backend::Interpreter),
     })
+}
+
+/// Where compiled CUDA kernels are kept between runs: `$XDG_CACHE_HOME/hoyer/kernels`, else
+/// `~/.cache/hoyer/kernels`, else the temporary folder.
+fn kernel_cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("hoyer").join("kernels")
 }
 
 fn parse_memory(text: &str) -> Result<u64, String> {

@@ -117,11 +117,10 @@ impl Executable for Interpreted {
         if store.id() != self.store {
             return Err(RunError::new(Code::Internal, "a program ran on another store than it was compiled for"));
         }
-        let inputs: HashMap<String, Vec<f64>> = self
-            .inputs
-            .iter()
-            .map(|(n, id)| (n.clone(), store.read(*id).iter().map(|&x| x as f64).collect()))
-            .collect();
+        let mut inputs: HashMap<String, Vec<f64>> = HashMap::new();
+        for (n, id) in &self.inputs {
+            inputs.insert(n.clone(), store.read(*id)?.iter().map(|&x| x as f64).collect());
+        }
         let out = interp::outputs(&self.graph, &inputs, Precision::F32)
             .map_err(|e| RunError::new(Code::RunFailed, format!("the interpreter stopped: {e}")))?;
         for (name, id) in &self.outputs {

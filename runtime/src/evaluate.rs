@@ -53,7 +53,7 @@ impl Evaluator {
             gather.run(store)?;
             forward.run(store)?;
             let logits = forward.tensor("logits").ok_or_else(|| RunError::new(Code::Internal, "no logits"))?;
-            let logits = store.read(logits);
+            let logits = store.read(logits)?;
             let classes = logits.len() / size;
             for (i, row) in logits.chunks(classes).enumerate() {
                 let mut best = 0;

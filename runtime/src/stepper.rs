@@ -138,8 +138,8 @@ impl Stepper {
     }
 
     /// The optimizer state, by name (`PARAM.STATE`).
-    pub fn state(&self, store: &Store) -> Tensors {
-        self.states.iter().map(|(n, id)| (n.clone(), store.read(*id).to_vec())).collect()
+    pub fn state(&self, store: &mut Store) -> Result<Tensors, RunError> {
+        self.states.iter().map(|(n, id)| Ok((n.clone(), store.read(*id)?.to_vec()))).collect()
     }
 
     /// Restores optimizer state saved by `state` (a resumed run).
@@ -211,10 +211,10 @@ impl Stepper {
     }
 
     /// The sums of the losses and penalties since the last call, which resets them.
-    pub fn take_sums(&mut self, store: &mut Store) -> (f64, f64) {
-        let sums = (store.scalar(self.loss_sum) as f64, store.scalar(self.penalty_sum) as f64);
+    pub fn take_sums(&mut self, store: &mut Store) -> Result<(f64, f64), RunError> {
+        let sums = (store.scalar(self.loss_sum)? as f64, store.scalar(self.penalty_sum)? as f64);
         store.fill(self.loss_sum, 0.0);
         store.fill(self.penalty_sum, 0.0);
-        sums
+        Ok(sums)
     }
 }

@@ -612,7 +612,7 @@ impl Trainer<'_> {
                 let size = batch.min(n - b * batch);
                 if self.budget_spent() {
                     // Stopped by --max-steps: a checkpoint lets --resume carry on from here.
-                    sums.add(stepper.take_sums(&mut self.store));
+                    sums.add(stepper.take_sums(&mut self.store)?);
                     self.read_params(phase, epoch)?;
                     let at = Position {
                         plan_step: index,
@@ -621,7 +621,8 @@ impl Trainer<'_> {
                         phase_steps: t,
                         global_step: self.global_step,
                     };
-                    self.checkpoint(at, stepper.state(&self.store), &sums)?;
+                    let state = stepper.state(&mut self.store)?;
+                    self.checkpoint(at, state, &sums)?;
                     if sums.steps > 0 {
                         self.finish_epoch(phase, epoch, &sums, started)?;
                     }
@@ -656,7 +657,7 @@ impl Trainer<'_> {
                 sums.samples += size;
                 self.global_step += 1;
                 if self.global_step.is_multiple_of(READ_EVERY) || b + 1 == batches {
-                    sums.add(stepper.take_sums(&mut self.store));
+                    sums.add(stepper.take_sums(&mut self.store)?);
                     if !sums.loss.is_finite() {
                         return Err(self.diverged(phase, epoch, &format!("the loss became {}", sums.loss)));
                     }
@@ -672,7 +673,7 @@ impl Trainer<'_> {
                     bar.inc(1);
                 }
                 if let Some(signal) = interrupted() {
-                    sums.add(stepper.take_sums(&mut self.store));
+                    sums.add(stepper.take_sums(&mut self.store)?);
                     self.read_params(phase, epoch)?;
                     let at = Position {
                         plan_step: index,
@@ -681,7 +682,8 @@ impl Trainer<'_> {
                         phase_steps: t,
                         global_step: self.global_step,
                     };
-                    self.checkpoint(at, stepper.state(&self.store), &sums)?;
+                    let state = stepper.state(&mut self.store)?;
+                    self.checkpoint(at, state, &sums)?;
                     return Err(RunError::new(Code::Interrupted, format!(
                         "interrupted by {} in phase `{}`, epoch {}, after step {}; checkpoint written; continue with --resume {}",
                         signal_name(signal),
@@ -703,7 +705,8 @@ impl Trainer<'_> {
                     phase_steps: t,
                     global_step: self.global_step,
                 };
-                self.checkpoint(at, stepper.state(&self.store), &Sums::default())?;
+                let state = stepper.state(&mut self.store)?;
+                self.checkpoint(at, state, &Sums::default())?;
             }
         }
         if let Some(b) = bar {
@@ -718,7 +721,7 @@ impl Trainer<'_> {
     fn read_params(&mut self, phase: &PhasePlan, epoch: u64) -> Result<(), RunError> {
         for (name, _) in &self.params {
             if let Some(id) = self.store.find(name) {
-                let bad = self.store.read(id).iter().filter(|x| !x.is_finite()).count();
+                let bad = self.store.read(id)?.iter().filter(|x| !x.is_finite()).count();
                 if bad > 0 {
                     return Err(self.diverged(
                         phase,
@@ -730,7 +733,7 @@ impl Trainer<'_> {
         }
         for (name, v) in self.params.iter_mut() {
             if let Some(id) = self.store.find(name) {
-                v.copy_from_slice(self.store.read(id));
+                v.copy_from_slice(self.store.read(id)?);
             }
         }
         Ok(())

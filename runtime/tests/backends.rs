@@ -3,57 +3,16 @@
 //! be bit-identical for any number of threads. And special values (NaN, ±inf, ±0) through
 //! every op, on every back end, exactly as the interpreter gives them.
 
+mod common;
+
+use common::{inputs_for, run, Values};
 use hoyer_compiler::check_source;
 use hoyer_compiler::ir::{Binary, Graph, InputKind, ReduceOp, Unary};
-use hoyer_compiler::pipeline::{self, Planned};
+use hoyer_compiler::pipeline;
 use hoyer_compiler::program::Step as PlanStep;
-use hoyer_runtime::backend::{Backend, Bindings, Interpreter};
+use hoyer_runtime::backend::{Backend, Interpreter};
 use hoyer_runtime::cpu::Cpu;
 use hoyer_runtime::data::Rng;
-use hoyer_runtime::store::Store;
-use std::collections::HashMap;
-
-type Values = HashMap<String, Vec<f32>>;
-
-fn inputs_for(g: &Graph, seed: u64) -> Values {
-    let mut rng = Rng::new(seed);
-    g.inputs()
-        .map(|(id, name, kind)| {
-            let n = hoyer_compiler::ir::numel(g.shape(id));
-            let v: Vec<f32> = match kind {
-                InputKind::Labels => (0..n).map(|_| rng.below(3) as f32).collect(),
-                _ if name.ends_with(".mask") => (0..n).map(|_| if rng.uniform() < 0.3 { 0.0 } else { 1.0 }).collect(),
-                _ if name.ends_with("exp_avg_sq") || name.starts_with("strength") || name == "lr" => {
-                    (0..n).map(|_| (rng.uniform() * 0.1) as f32).collect()
-                }
-                _ if name == "inv_bias_correction2_sqrt" || name == "step_size" => vec![0.5; n],
-                _ if name == "first_step" => vec![0.0; n],
-                _ => (0..n).map(|_| rng.normal() as f32 * 0.5).collect(),
-            };
-            (name.to_string(), v)
-        })
-        .collect()
-}
-
-/// Runs `planned` once on `backend` with `inputs` in a fresh store; every output by name.
-fn run(backend: &dyn Backend, planned: &Planned, inputs: &Values) -> Values {
-    let g = &planned.graph;
-    let mut store = Store::new();
-    let mut bind = Bindings::new();
-    for (id, name, _) in g.inputs() {
-        let t = store.alloc(name, g.shape(id)).unwrap();
-        store.write(t, &inputs[name]).unwrap();
-        bind.insert(name.to_string(), t);
-    }
-    for (name, v) in &g.outputs {
-        if !bind.contains_key(name) {
-            bind.insert(name.clone(), store.alloc(name, g.shape(*v)).unwrap());
-        }
-    }
-    let mut exe = backend.compile(planned, &mut store, &bind).unwrap();
-    exe.run(&mut store).unwrap();
-    g.outputs.iter().map(|(n, _)| (n.clone(), store.read(bind[n]).to_vec())).collect()
-}
 
 fn compare(spec: &str, batch: usize) {
     let c = check_source(spec).unwrap_or_else(|d| panic!("{d:#?}"));

@@ -105,14 +105,14 @@ fn agree(spec: &str, train: &str, name: &str, classes: usize, strength: f32, tol
             store.write(bind["inv_bias_correction2_sqrt"], &[(1.0 / (1.0 - 0.999f64.powi(t)).sqrt()) as f32]).unwrap();
         }
         // The step adds its batch's loss to `loss_sum`.
-        let before = store.read(bind["loss_sum"])[0];
+        let before = store.read(bind["loss_sum"]).unwrap()[0];
         exe.run(&mut store).unwrap();
-        let loss = store.read(bind["loss_sum"])[0] - before;
+        let loss = store.read(bind["loss_sum"]).unwrap()[0] - before;
         assert!((loss - want_loss).abs() <= 1e-5 * want_loss.abs(), "{name} step {s}: loss {loss}");
     }
     // Every parameter and buffer (running statistics, batches counted).
     for p in model.params.iter().map(|p| p.name.as_str()) {
-        let (got, w) = (store.read(bind[p]), &want[p]);
+        let (got, w) = (store.read(bind[p]).unwrap(), &want[p]);
         assert_eq!(got.len(), w.len(), "{name}: {p}");
         let scale = w.iter().fold(0f32, |m, v| m.max(v.abs()));
         // Adam divides each gradient by its own root mean square: where a gradient is nearly
@@ -141,7 +141,7 @@ fn agree(spec: &str, train: &str, name: &str, classes: usize, strength: f32, tol
         let mut exe = cpu.compile(&planned, &mut store, &eval_bind).unwrap();
         store.write(exe.tensor("x").unwrap(), &batch(0, sample, classes).0).unwrap();
         exe.run(&mut store).unwrap();
-        let got = store.read(exe.tensor("logits").unwrap());
+        let got = store.read(exe.tensor("logits").unwrap()).unwrap();
         for (i, (a, b)) in got.iter().zip(want_logits).enumerate() {
             assert!((a - b).abs() <= tol * b.abs().max(1.0), "{name}: eval logits[{i}]: hoyerc {a}, PyTorch {b}");
         }

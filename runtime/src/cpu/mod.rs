@@ -90,12 +90,12 @@ impl Backend for Cpu {
         })?;
         arena.resize(chunks, Chunk([0.0; 16]));
         let arena_base = arena.as_mut_ptr() as *mut f32;
-        let address = |store: &mut Store, b: usize| -> *mut f32 {
+        let address = |store: &mut Store, b: usize| -> Result<*mut f32, RunError> {
             let buffer = &p.buffers[b];
             match buffer.storage {
                 Storage::Bound => store.address(names[&buffer.name]),
                 // SAFETY: the validator checked that every temporary lies inside the arena.
-                Storage::Temp { offset } => unsafe { arena_base.add(offset) },
+                Storage::Temp { offset } => Ok(unsafe { arena_base.add(offset) }),
             }
         };
         let mut jit = Jit::new()?;
@@ -116,7 +116,7 @@ impl Backend for Cpu {
         let mut steps = Vec::with_capacity(p.kernels.len());
         let mut labels = Vec::with_capacity(p.kernels.len());
         for k in &p.kernels {
-            let args = Pointers(k.args.iter().map(|a| address(store, a.buffer.index())).collect());
+            let args = Pointers(k.args.iter().map(|a| address(store, a.buffer.index())).collect::<Result<_, _>>()?);
             match &k.body {
                 Body::Loop(l) => {
                     labels.push((k.name.clone(), describe(&k.body)));

@@ -2,9 +2,14 @@
 #![allow(dead_code)]
 
 use hoyer_compiler::check_source;
+use hoyer_compiler::ir::{Graph, InputKind};
 use hoyer_compiler::kernel::Program;
-use hoyer_compiler::pipeline::{self, Options};
+use hoyer_compiler::pipeline::{self, Options, Planned};
 use hoyer_compiler::program::Step as PlanStep;
+use hoyer_runtime::backend::{Backend, Bindings};
+use hoyer_runtime::data::Rng;
+use hoyer_runtime::store::Store;
+use std::collections::HashMap;
 
 /// Every program of the examples (and of the spec with every layer): each phase's step at its
 /// batch and at an odd one, the evaluation, the batch gather.
@@ -56,4 +61,48 @@ pub fn programs_at(batch: Option<usize>) -> Vec<(String, Program)> {
     let augmented = pipeline::gather(rows[1], &[3, 32, 32], batch[1], augment, &opts).unwrap().program;
     out.push(("augmented gather".into(), augmented));
     out
+}
+
+pub type Values = HashMap<String, Vec<f32>>;
+
+/// Inputs of a training step's graph: labels, masks, small optimizer state, the rest
+/// normal.
+pub fn inputs_for(g: &Graph, seed: u64) -> Values {
+    let mut rng = Rng::new(seed);
+    g.inputs()
+        .map(|(id, name, kind)| {
+            let n = hoyer_compiler::ir::numel(g.shape(id));
+            let v: Vec<f32> = match kind {
+                InputKind::Labels => (0..n).map(|_| rng.below(3) as f32).collect(),
+                _ if name.ends_with(".mask") => (0..n).map(|_| if rng.uniform() < 0.3 { 0.0 } else { 1.0 }).collect(),
+                _ if name.ends_with("exp_avg_sq") || name.starts_with("strength") || name == "lr" => {
+                    (0..n).map(|_| (rng.uniform() * 0.1) as f32).collect()
+                }
+                _ if name == "inv_bias_correction2_sqrt" || name == "step_size" => vec![0.5; n],
+                _ if name == "first_step" => vec![0.0; n],
+                _ => (0..n).map(|_| rng.normal() as f32 * 0.5).collect(),
+            };
+            (name.to_string(), v)
+        })
+        .collect()
+}
+
+/// Runs `planned` once on `backend` with `inputs` in a fresh store; every output by name.
+pub fn run(backend: &dyn Backend, planned: &Planned, inputs: &Values) -> Values {
+    let g = &planned.graph;
+    let mut store = Store::new();
+    let mut bind = Bindings::new();
+    for (id, name, _) in g.inputs() {
+        let t = store.alloc(name, g.shape(id)).unwrap();
+        store.write(t, &inputs[name]).unwrap();
+        bind.insert(name.to_string(), t);
+    }
+    for (name, v) in &g.outputs {
+        if !bind.contains_key(name) {
+            bind.insert(name.clone(), store.alloc(name, g.shape(*v)).unwrap());
+        }
+    }
+    let mut exe = backend.compile(planned, &mut store, &bind).unwrap();
+    exe.run(&mut store).unwrap();
+    g.outputs.iter().map(|(n, _)| (n.clone(), store.read(bind[n]).unwrap().to_vec())).collect()
 }

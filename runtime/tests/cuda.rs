@@ -1,0 +1,156 @@
+//! The CUDA back end on a GPU: each example's training step against the reference
+//! interpreter (1e-5 relative, the CPU back end's tolerance), the same bits run to run,
+//! graph replay against the first (eager) run, and out of memory as a coded error. Where
+//! there is no GPU (or no NVRTC or cuBLAS), each test says why and skips; `bench/gpu.sh`
+//! runs them on a GPU machine.
+
+mod common;
+
+use common::{inputs_for, run, Values};
+use hoyer_compiler::check_source;
+use hoyer_compiler::codes::Code;
+use hoyer_compiler::pipeline::{self, Planned};
+use hoyer_compiler::program::Step as PlanStep;
+use hoyer_runtime::backend::{Backend, Bindings, Interpreter};
+use hoyer_runtime::cuda::exec::Cuda;
+use hoyer_runtime::store::Store;
+
+fn gpu() -> Option<Cuda> {
+    let cache = std::env::temp_dir().join(format!("hoyer-cuda-test-kernels-{}", std::process::id()));
+    match Cuda::new(cache) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("skipped: {} ({})", e.message, e.help.unwrap_or_default());
+            None
+        }
+    }
+}
+
+/// Each phase's step of `example` at `batch`, planned for the CUDA back end (planned before
+/// the GPU is looked for, so that CI, without one, still checks the tests' own setup).
+fn steps(example: &str, batch: usize) -> Vec<(String, Planned)> {
+    let path = format!("{}/../examples/{example}.hoyer", env!("CARGO_MANIFEST_DIR"));
+    let c = check_source(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let plan = c.program.train.as_ref().unwrap();
+    let model = c.program.model(&plan.model).unwrap();
+    plan.steps
+        .iter()
+        .filter_map(|s| match s {
+            PlanStep::Phase(p) => Some(p),
+            _ => None,
+        })
+        .map(|p| {
+            let (_, planned) = pipeline::step(&c.program, model, p, batch, &Cuda::pipeline_options()).unwrap();
+            (format!("{example} {}", p.name), planned)
+        })
+        .collect()
+}
+
+const EXAMPLES: [&str; 6] = [
+    "quickstart",
+    "lenet300_hs",
+    "lenet5_hs",
+    "lenet5_group_hs",
+    "../tests/valid/every_layer",
+    "../tests/valid/batchnorm_residual",
+];
+
+fn agree(what: &str, want: &Values, got: &Values) {
+    for (name, w) in want {
+        for (i, (a, b)) in w.iter().zip(&got[name]).enumerate() {
+            let err = (a - b).abs() / a.abs().max(1.0);
+            assert!(err <= 1e-5 || (a.is_nan() && b.is_nan()), "{what}: {name}[{i}]: interpreter {a}, cuda {b}");
+        }
+    }
+}
+
+#[test]
+fn every_examples_step_agrees_with_the_interpreter() {
+    let steps: Vec<_> = EXAMPLES.iter().flat_map(|e| steps(e, 8)).collect();
+    let Some(cuda) = gpu() else { return };
+    for (what, planned) in steps {
+        let inputs = inputs_for(&planned.graph, 17);
+        agree(&what, &run(&Interpreter, &planned, &inputs), &run(&cuda, &planned, &inputs));
+    }
+}
+
+#[test]
+fn the_same_inputs_give_the_same_bits() {
+    let steps = steps("lenet5_group_hs", 100);
+    let Some(cuda) = gpu() else { return };
+    for (what, planned) in steps {
+        let inputs = inputs_for(&planned.graph, 5);
+        let (a, b) = (run(&cuda, &planned, &inputs), run(&cuda, &planned, &inputs));
+        for (name, v) in &a {
+            let same = v.iter().zip(&b[name]).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "{what}: {name} differs between two runs");
+        }
+    }
+}
+
+/// Five steps in one store: the first launched kernel by kernel, the second captured as a
+/// graph, the rest replayed; each reads what the one before wrote (parameters, optimizer
+/// state) and the host changes a scalar between them, as training does. The interpreter does
+/// the same five steps.
+#[test]
+fn graph_replays_agree_with_the_interpreter_step_after_step() {
+    let steps = steps("lenet300_hs", 16);
+    let Some(cuda) = gpu() else { return };
+    for (what, planned) in steps {
+        let g = &planned.graph;
+        let inputs = inputs_for(g, 9);
+        let mut finals = Vec::new();
+        for backend in [&Interpreter as &dyn Backend, &cuda] {
+            let mut store = Store::new();
+            let mut bind = Bindings::new();
+            for (id, name, _) in g.inputs() {
+                let t = store.alloc(name, g.shape(id)).unwrap();
+                store.write(t, &inputs[name]).unwrap();
+                bind.insert(name.to_string(), t);
+            }
+            for (name, v) in &g.outputs {
+                if !bind.contains_key(name) {
+                    bind.insert(name.clone(), store.alloc(name, g.shape(*v)).unwrap());
+                }
+            }
+            let mut exe = backend.compile(&planned, &mut store, &bind).unwrap();
+            for step in 0..5 {
+                if let Some(&lr) = bind.get("lr") {
+                    store.set_scalar(lr, 0.01 / (step + 1) as f32).unwrap();
+                }
+                exe.run(&mut store).unwrap();
+            }
+            let out: Values =
+                g.outputs.iter().map(|(n, _)| (n.clone(), store.read(bind[n]).unwrap().to_vec())).collect();
+            finals.push(out);
+        }
+        // Five steps compound rounding: the bound is looser than one step's.
+        for (name, w) in &finals[0] {
+            for (i, (a, b)) in w.iter().zip(&finals[1][name]).enumerate() {
+                let err = (a - b).abs() / a.abs().max(1.0);
+                assert!(err <= 1e-4, "{what}: after five steps {name}[{i}]: interpreter {a}, cuda {b}");
+            }
+        }
+    }
+}
+
+/// A layer of 200,000 units at a batch of 100,000: 80 GB for each activation on the device,
+/// a few hundred MB of parameters and data on the host.
+#[test]
+fn a_step_too_large_for_the_gpu_is_a_coded_error() {
+    let spec = "data d = synthetic(classes = 2, train = 100, test = 10, seed = 1)\n\
+                model m(x: f32[16]) {\n    h = dense(x, 200000) |> relu\n    return dense(h, 2)\n}\n\
+                train m on d {\n    batch 10\n    loss cross_entropy\n    phase p {\n        epochs 1\n        optimizer sgd(lr = 0.1)\n    }\n}\n";
+    let c = check_source(spec).unwrap_or_else(|d| panic!("{d:#?}"));
+    let plan = c.program.train.as_ref().unwrap();
+    let model = c.program.model(&plan.model).unwrap();
+    let PlanStep::Phase(phase) = &plan.steps[0] else { panic!("a phase first") };
+    let (_, planned) = pipeline::step(&c.program, model, phase, 100_000, &Cuda::pipeline_options()).unwrap();
+    let Some(cuda) = gpu() else { return };
+    let mut store = Store::new();
+    let e = match cuda.compile(&planned, &mut store, &Bindings::new()) {
+        Ok(mut exe) => exe.run(&mut store).unwrap_err(),
+        Err(e) => e,
+    };
+    assert_eq!(e.code, Code::OutOfMemory, "{}", e.message);
+}
