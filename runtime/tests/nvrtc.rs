@@ -68,6 +68,20 @@ fn a_broken_kernel_fails_and_a_warning_shows() {
     assert!(c.log.contains("unused_variable"), "NVRTC said: {:?}", c.log);
 }
 
+/// An architecture this NVRTC does not know is recognized as such (the CUDA back end then
+/// says the GPU is too new for it, not that hoyerc has a bug).
+#[test]
+fn an_unknown_architecture_is_told_apart() {
+    if !nvrtc_present() {
+        return;
+    }
+    let source = "extern \"C\" __global__ void k(float* x) { x[0] = 1.0f; }\n";
+    let f = nvrtc::compile(source, "k.cu", "sm_999").err().expect("sm_999 does not exist");
+    assert!(f.unknown_architecture(), "{} / {}", f.message, f.log);
+    let broken = nvrtc::compile("not C", "b.cu", "sm_80").err().expect("not C");
+    assert!(!broken.unknown_architecture());
+}
+
 /// The kernel cache: a second request for the same source and architecture loads the same
 /// cubin without compiling; a damaged file is compiled again and replaced.
 #[test]

@@ -143,6 +143,13 @@ impl Backend for Cuda {
         let ops = plan::plan(p, &rendered.launches)?;
         let arch = self.device.arch();
         let (cubin, _) = self.cache.cubin(&rendered.source, "step.cu", &arch).map_err(|f| {
+            if f.unknown_architecture() {
+                return RunError::new(
+                    Code::NoDevice,
+                    format!("this NVRTC cannot compile for {} ({arch})", self.device),
+                )
+                .help("install an NVRTC that knows this GPU (CUDA 13.0 or newer), or train with `--backend cpu`");
+            }
             let path = std::env::temp_dir().join(format!("hoyer-failed-{}.cu", std::process::id()));
             let _ = std::fs::write(&path, &rendered.source);
             f.into_error(&path, &arch)

@@ -32,6 +32,11 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// Whether NVRTC refused the architecture itself (a GPU newer than this NVRTC).
+    pub fn unknown_architecture(&self) -> bool {
+        self.message.contains("INVALID_OPTION") || self.log.contains("gpu-architecture")
+    }
+
     /// As a run's error, with the source written to `source_path` and a way to reproduce it.
     pub fn into_error(self, source_path: &std::path::Path, arch: &str) -> RunError {
         RunError::new(
