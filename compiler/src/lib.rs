@@ -18,6 +18,7 @@ pub mod parse;
 pub mod passes;
 pub mod pipeline;
 pub mod program;
+pub mod shrink;
 pub mod step;
 pub mod summary;
 

@@ -1,0 +1,155 @@
+//! `then shrink` is exact: the shrunk model's logits equal the masked model's (1e-5
+//! relative), through the reference interpreter, for dense and conv→dense models, with
+//! constant units folded into the next layer's bias, and with the units that cannot be
+//! folded kept.
+
+use hoyer_compiler::check_source;
+use hoyer_compiler::ir::interp::{self, Precision};
+use hoyer_compiler::lower;
+use hoyer_compiler::program::Model;
+use hoyer_compiler::shrink::{shrink, Weights};
+use std::collections::HashMap;
+
+fn model(body: &str, input: &str) -> Model {
+    let spec = format!(
+        "data d = synthetic(classes = 3, train = 30, test = 6)\nmodel m(x: f32[{input}]) {{\n{body}\n}}\n\
+         train m on d {{ phase p {{ epochs 1  optimizer sgd(lr = 0.1) }} }}\n"
+    );
+    let c = check_source(&spec).unwrap_or_else(|d| panic!("{d:#?}"));
+    c.program.model("m").unwrap().clone()
+}
+
+/// Deterministic weights in [−1, 1] for every parameter.
+fn weights(m: &Model) -> Weights {
+    m.params
+        .iter()
+        .enumerate()
+        .map(|(k, p)| {
+            let v = (0..p.numel() as usize).map(|i| (((i * 37 + k * 11) % 19) as f32 - 9.0) / 9.0).collect();
+            (p.name.clone(), v)
+        })
+        .collect()
+}
+
+fn logits(m: &Model, w: &Weights, batch: usize) -> Vec<f64> {
+    let (g, _) = lower::lower_eval(m, batch).unwrap();
+    let mut inputs: HashMap<String, Vec<f64>> = HashMap::new();
+    for (id, name, _) in g.inputs() {
+        let n = hoyer_compiler::ir::numel(g.shape(id));
+        let v = match w.get(name) {
+            Some(v) => v.iter().map(|&x| x as f64).collect(),
+            None => (0..n).map(|i| ((i * 7919 % 23) as f64 - 11.0) / 11.0).collect(),
+        };
+        inputs.insert(name.to_string(), v);
+    }
+    interp::outputs(&g, &inputs, Precision::F32).unwrap().remove("logits").unwrap()
+}
+
+fn same_logits(m: &Model, w: &Weights) -> (Model, Weights) {
+    let s = shrink(m, w).unwrap();
+    let (a, b) = (logits(m, w, 4), logits(&s.model, &s.weights, 4));
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "logit {i}: masked {x}, shrunk {y}");
+    }
+    (s.model, s.weights)
+}
+
+fn zero_row(w: &mut Weights, name: &str, row: usize, width: usize) {
+    w.get_mut(name).unwrap()[row * width..(row + 1) * width].fill(0.0);
+}
+
+fn zero_column(w: &mut Weights, name: &str, col: usize, width: usize, block: usize) {
+    let v = w.get_mut(name).unwrap();
+    for r in 0..v.len() / width {
+        v[r * width + col * block..r * width + (col + 1) * block].fill(0.0);
+    }
+}
+
+fn outs(m: &Model) -> Vec<u64> {
+    m.nodes.iter().filter(|n| n.name.is_some() && n.op.describe().starts_with(['d', 'c'])).map(|n| n.shape[0]).collect()
+}
+
+#[test]
+fn dense_units_go_and_constants_fold_into_the_next_bias() {
+    let m = model(
+        "    fc1 = dense(x, 10) |> relu\n    fc2 = dense(fc1, 8) |> relu\n    fc3 = dense(fc2, 3)\n    return fc3",
+        "12",
+    );
+    let mut w = weights(&m);
+    // fc1 unit 2: zero weights, bias 0.7 (a constant 0.7 after relu, folded into fc2's bias);
+    // unit 5: zero weights, bias −0.4 (relu gives 0); unit 7: nothing reads it.
+    zero_row(&mut w, "fc1.weight", 2, 12);
+    zero_row(&mut w, "fc1.weight", 5, 12);
+    w.get_mut("fc1.bias").unwrap()[2] = 0.7;
+    w.get_mut("fc1.bias").unwrap()[5] = -0.4;
+    zero_column(&mut w, "fc2.weight", 7, 10, 1);
+    // fc2 unit 1: a constant that fc3 folds; fc2 unit 4: fc3 does not read it.
+    zero_row(&mut w, "fc2.weight", 1, 10);
+    zero_column(&mut w, "fc3.weight", 4, 8, 1);
+    let (s, sw) = same_logits(&m, &w);
+    assert_eq!(outs(&s), vec![7, 6, 3], "{:?}", outs(&s));
+    assert_eq!(sw["fc2.weight"].len(), 6 * 7);
+    assert_eq!(s.parameter_count(), (7 * 12 + 7) + (6 * 7 + 6) + (3 * 6 + 3));
+}
+
+#[test]
+fn conv_filters_go_through_pooling_and_flatten() {
+    // (No relu after fc1: every logit then depends on fc1's bias, where the fold lands.)
+    let body = "    c1 = conv2d(x, 4, kernel = 3) |> relu |> maxpool(2)\n    f = flatten(c1)\n    fc1 = dense(f, 5)\n    fc2 = dense(fc1, 3)\n    return fc2";
+    let m = model(body, "2, 8, 8");
+    let mut w = weights(&m);
+    // Filter 1 zero with bias 0.5: a constant channel through relu and pooling, folded into
+    // fc1's bias (each of its 9 pixels' columns). Channel 3: fc1 reads none of its columns.
+    zero_row(&mut w, "c1.weight", 1, 2 * 9);
+    w.get_mut("c1.bias").unwrap()[1] = 0.5;
+    for col in 27..36 {
+        zero_column(&mut w, "fc1.weight", col, 36, 1);
+    }
+    // Input channel 1 of c1: its columns zero in every filter (the input never shrinks).
+    zero_column(&mut w, "c1.weight", 1, 2 * 9, 9);
+    let (s, sw) = same_logits(&m, &w);
+    assert_eq!(outs(&s), vec![2, 5, 3], "{:?}", outs(&s));
+    assert_eq!(sw["fc1.weight"].len(), 5 * 2 * 9);
+    assert_eq!(sw["c1.weight"].len(), 2 * 2 * 9);
+}
+
+#[test]
+fn constants_a_reader_cannot_fold_stay() {
+    // fc2 has no bias: fc1's constant unit stays. A padded conv sees zeros at its border
+    // instead of a constant channel: that channel stays too.
+    let m = model("    fc1 = dense(x, 4) |> relu\n    fc2 = dense(fc1, 3, bias = false)\n    return fc2", "5");
+    let mut w = weights(&m);
+    zero_row(&mut w, "fc1.weight", 0, 5);
+    w.get_mut("fc1.bias").unwrap()[0] = 0.9;
+    let (s, _) = same_logits(&m, &w);
+    assert_eq!(outs(&s), vec![4, 3]);
+
+    let body = "    c1 = conv2d(x, 3, kernel = 3) |> relu\n    c2 = conv2d(c1, 2, kernel = 3, padding = 1) |> relu\n    f = flatten(c2)\n    fc = dense(f, 3)\n    return fc";
+    let m = model(body, "1, 6, 6");
+    let mut w = weights(&m);
+    zero_row(&mut w, "c1.weight", 2, 9);
+    w.get_mut("c1.bias").unwrap()[2] = 0.3;
+    let (s, _) = same_logits(&m, &w);
+    assert_eq!(outs(&s)[0], 3, "the constant channel under a padded conv stays");
+    // A zero constant (bias 0) is no contribution at all: it goes even there.
+    w.get_mut("c1.bias").unwrap()[2] = 0.0;
+    let (s, _) = same_logits(&m, &w);
+    assert_eq!(outs(&s)[0], 2);
+}
+
+#[test]
+fn what_it_cannot_shrink_it_says() {
+    let body = "    c1 = conv2d(x, 4, kernel = 3)\n    b1 = batchnorm(c1) |> relu\n    f = flatten(b1)\n    fc = dense(f, 3)\n    return fc";
+    let m = model(body, "1, 6, 6");
+    let e = shrink(&m, &weights(&m)).unwrap_err();
+    assert!(e.contains("batchnorm"), "{e}");
+    let m = model("    fc1 = dense(x, 4) |> relu\n    fc2 = dense(fc1, 3)\n    return fc2", "5");
+    let mut w = weights(&m);
+    for r in 0..4 {
+        zero_row(&mut w, "fc1.weight", r, 5);
+    }
+    w.get_mut("fc1.bias").unwrap().fill(-1.0);
+    // Every unit of fc1 is a constant zero: the logits are fc2's bias; nothing to keep.
+    let e = shrink(&m, &w).unwrap_err();
+    assert!(e.contains("fc1"), "{e}");
+}
