@@ -320,6 +320,46 @@ fn resume_is_bit_identical() {
     }
 }
 
+/// `then shrink`: the phase after it trains the smaller network, model.safetensors holds
+/// its shapes, and a run stopped before or after the shrink resumes to the same bits.
+#[test]
+fn shrink_trains_the_smaller_network_and_resumes_through_it() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let spec = "tests/valid/shrink.hoyer";
+    let whole = out_dir("shrink-whole");
+    let (code, _, err) = common::hoyerc_in(root, &["run", spec, "--out", whole.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("shrink: 16-64-32-4, 3,300 parameters"), "{err}");
+    let shapes: std::collections::HashMap<String, Vec<u64>> =
+        tensors(&whole.join("model.safetensors")).into_iter().collect();
+    let (h1, h2) = (shapes["fc1.weight"][0], shapes["fc2.weight"][0]);
+    assert!(h1 < 64 && h2 < 32, "not shrunk: {shapes:?}");
+    assert_eq!(shapes["fc2.weight"], vec![h2, h1]);
+    assert_eq!(shapes["fc3.weight"], vec![4, h2]);
+    let last = metrics(&whole).last().cloned().unwrap();
+    assert!(last["test_accuracy"].as_f64().unwrap() >= 0.95, "{last}");
+    let size = (h1 * 16 + h1 + h2 * h1 + h2 + 4 * h2 + 4) as f64;
+    assert!((last["density"].as_f64().unwrap() - size / 3300.0).abs() < 1e-9, "density is of the spec's 3,300: {last}");
+    // model.hoyer is the shrunk architecture, and model.safetensors loads into it.
+    let text = std::fs::read_to_string(whole.join("model.hoyer")).unwrap();
+    assert!(text.contains(&format!("fc1 = relu(dense(x, {h1}))")), "{text}");
+    let (code, out, err) =
+        common::hoyerc_in(root, &["compile", whole.join("model.hoyer").to_str().unwrap(), "--emit", "model"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("fc2.weight [{h2}, {h1}]")), "{out}");
+    let want = file_bytes(&whole.join("model.safetensors"));
+    // 240 steps end the first phase (before the prune); 260 are inside the second.
+    for stop in ["240", "260"] {
+        let dir = out_dir(&format!("shrink-{stop}"));
+        let d = dir.to_str().unwrap();
+        let (code, _, err) = common::hoyerc_in(root, &["run", spec, "--max-steps", stop, "--out", d]);
+        assert_eq!(code, 0, "{err}");
+        let (code, _, err) = common::hoyerc_in(root, &["run", spec, "--resume", d]);
+        assert_eq!(code, 0, "{err}");
+        assert!(file_bytes(&dir.join("model.safetensors")) == want, "stopping at step {stop} changed the result");
+    }
+}
+
 /// A long quickstart (400 epochs of sparsify), for stopping runs mid-way.
 fn long_spec(name: &str, extra: &str) -> PathBuf {
     let spec = std::env::temp_dir().join(format!("hoyer-{name}-{}.hoyer", std::process::id()));

@@ -223,27 +223,11 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
         return Err(format!("every unit of `{}` is removed: nothing would reach the output", named(i, "weight")));
     }
 
-    // The shrunk model: each node's first axis its kept units, each layer's `out` too.
-    let mut new = model.clone();
-    for (i, nd) in new.nodes.iter_mut().enumerate() {
-        if let Some(first) = nd.shape.first_mut() {
-            *first = kept[i].len() as u64;
-        }
-        if let LayerOp::Dense { out, .. } | LayerOp::Conv2d { out, .. } = &mut nd.op {
-            *out = kept[i].len() as u64;
-        }
-    }
-    for p in new.params.iter_mut() {
-        let node = &new.nodes[p.node];
-        p.shape[0] = node.shape[0];
-        if p.shape.len() > 1 {
-            let input = &new.nodes[node.inputs[0]];
-            p.shape[1] = match node.op {
-                LayerOp::Dense { .. } => input.shape.iter().product(),
-                _ => input.shape[0],
-            };
-        }
-    }
+    let widths: HashMap<String, u64> = (0..n)
+        .filter(|&i| is_layer(&model.nodes[i].op))
+        .filter_map(|i| Some((model.nodes[i].name.clone()?, kept[i].len() as u64)))
+        .collect();
+    let new = with_widths(model, &widths);
     let mut shrunk = Shrunk { model: new, weights: Weights::new(), kept };
     for (i, node) in model.nodes.iter().enumerate() {
         if !is_layer(&node.op) {
@@ -269,4 +253,38 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
         }
     }
     Ok(shrunk)
+}
+
+/// `model` with its dense and conv layers `widths[name]` units wide (the others as they
+/// are), every shape after them following: a shrunk model, from its layers' widths alone
+/// (a checkpoint's weights give them).
+pub fn with_widths(model: &Model, widths: &HashMap<String, u64>) -> Model {
+    let mut new = model.clone();
+    for i in 0..new.nodes.len() {
+        let input = new.nodes[i].inputs.first().map(|&j| new.nodes[j].shape.clone());
+        let nd = &mut new.nodes[i];
+        match (&mut nd.op, input) {
+            (LayerOp::Dense { out, .. } | LayerOp::Conv2d { out, .. }, _) => {
+                if let Some(&w) = nd.name.as_ref().and_then(|n| widths.get(n)) {
+                    *out = w;
+                }
+                nd.shape[0] = *out;
+            }
+            (LayerOp::Input, _) | (_, None) => {}
+            (LayerOp::Flatten, Some(input)) => nd.shape = vec![input.iter().product()],
+            (_, Some(input)) => nd.shape[0] = input[0],
+        }
+    }
+    for p in new.params.iter_mut() {
+        let node = &new.nodes[p.node];
+        p.shape[0] = node.shape[0];
+        if p.shape.len() > 1 {
+            let input = &new.nodes[node.inputs[0]];
+            p.shape[1] = match node.op {
+                LayerOp::Dense { .. } => input.shape.iter().product(),
+                _ => input.shape[0],
+            };
+        }
+    }
+    new
 }

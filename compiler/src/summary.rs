@@ -220,3 +220,54 @@ fn prune(p: &PrunePlan) -> String {
     }
     s
 }
+
+/// `m` as the text of a `model` block that checks to the same model (layers, shapes,
+/// parameter names): each binding a statement, its layers as nested calls. A shrunk model's
+/// spec (`model.hoyer` of a run with `then shrink`) comes from here.
+pub fn model_spec(m: &Model) -> String {
+    // The node each binding's statement ends with: readers outside the statement name it.
+    let mut last: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, n) in m.nodes.iter().enumerate() {
+        if let Some(b) = &n.binding {
+            last.insert(b.as_str(), i);
+        }
+    }
+    // The expression of node `i` within the statement of `binding` (`None`: the return's).
+    fn expr(m: &Model, i: usize, binding: Option<&str>, named: &dyn Fn(usize) -> Option<String>) -> String {
+        let n = &m.nodes[i];
+        if n.binding.as_deref() != binding || matches!(n.op, LayerOp::Input) {
+            return named(i).unwrap_or_else(|| m.input_name.clone());
+        }
+        let args: Vec<String> = n.inputs.iter().map(|&j| expr(m, j, binding, named)).collect();
+        match &n.op {
+            LayerOp::Add => format!("{} + {}", args[0], args[1]),
+            op => {
+                let d = op.describe();
+                match d.split_once('(') {
+                    Some((name, rest)) => format!("{name}({}, {rest}", args[0]),
+                    None => format!("{d}({})", args[0]),
+                }
+            }
+        }
+    }
+    let named = |i: usize| {
+        let b = m.nodes[i].binding.as_deref()?;
+        (last.get(b) == Some(&i)).then(|| b.to_string())
+    };
+    let shape = |s: &[u64]| s.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
+    let mut out = format!("model {}({}: f32[{}]) {{\n", m.name, m.input_name, shape(&m.input_shape));
+    let mut done = std::collections::HashSet::new();
+    for (i, n) in m.nodes.iter().enumerate() {
+        let Some(b) = n.binding.as_deref() else { continue };
+        if matches!(n.op, LayerOp::Input) || last.get(b) != Some(&i) || !done.insert(b) {
+            continue;
+        }
+        let _ = writeln!(out, "    {b} = {}", expr(m, i, Some(b), &named));
+    }
+    let ret = match m.nodes[m.output].binding {
+        None => expr(m, m.output, None, &named),
+        Some(_) => named(m.output).unwrap_or_else(|| m.input_name.clone()),
+    };
+    let _ = writeln!(out, "    return {ret}\n}}");
+    out
+}

@@ -153,3 +153,39 @@ fn what_it_cannot_shrink_it_says() {
     let e = shrink(&m, &w).unwrap_err();
     assert!(e.contains("fc1"), "{e}");
 }
+
+/// `model_spec` (the text of a shrunk model's `model.hoyer`) checks back to the same model,
+/// for every example and valid test spec, and for a shrunk one.
+#[test]
+fn a_models_spec_text_checks_to_the_same_model() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let mut files: Vec<_> = ["examples", "tests/valid"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(format!("{root}/{d}")).unwrap().map(|e| e.unwrap().path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "hoyer"))
+        .collect();
+    files.sort();
+    let mut models = Vec::new();
+    for f in &files {
+        let c =
+            check_source(&std::fs::read_to_string(f).unwrap()).unwrap_or_else(|d| panic!("{}: {d:#?}", f.display()));
+        models.extend(c.program.models.iter().cloned());
+    }
+    let m = model(
+        "    fc1 = dense(x, 10) |> relu\n    fc2 = dense(fc1, 8) |> relu\n    fc3 = dense(fc2, 3)\n    return fc3",
+        "12",
+    );
+    let mut w = weights(&m);
+    zero_row(&mut w, "fc1.weight", 2, 12);
+    models.push(shrink(&m, &w).unwrap().model);
+    assert!(models.len() > 10);
+    for m in models {
+        let text = hoyer_compiler::summary::model_spec(&m);
+        let c = check_source(&text).unwrap_or_else(|d| panic!("{text}\n{d:#?}"));
+        let back = &c.program.models[0];
+        let layers = |m: &Model| m.nodes.iter().map(|n| (n.op.describe(), n.shape.clone())).collect::<Vec<_>>();
+        let params = |m: &Model| m.params.iter().map(|p| (p.name.clone(), p.shape.clone())).collect::<Vec<_>>();
+        assert_eq!(layers(back), layers(&m), "{text}");
+        assert_eq!(params(back), params(&m), "{text}");
+    }
+}

@@ -71,6 +71,24 @@ pub fn extra_tensors(path: &Path, model: &Model) -> Vec<String> {
     extra
 }
 
+/// The widths of `model`'s dense and conv layers in the file at `path` where they differ
+/// from the model's (a checkpoint written after `then shrink`): each layer's weight's rows.
+pub fn shrunk_widths(path: &Path, model: &Model) -> std::collections::HashMap<String, u64> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(bytes) = read_file(path) else { return out };
+    let Ok(st) = SafeTensors::deserialize(&bytes) else { return out };
+    for p in model.params.iter().filter(|p| p.name.ends_with(".weight")) {
+        // A checkpoint's parameters are `param/NAME`; model.safetensors' plain `NAME`.
+        if let Ok(t) = st.tensor(&format!("param/{}", p.name)).or_else(|_| st.tensor(&p.name)) {
+            let rows = t.shape().first().copied().unwrap_or(0) as u64;
+            if rows != p.shape[0] && rows > 0 {
+                out.insert(p.layer.clone(), rows);
+            }
+        }
+    }
+    out
+}
+
 /// Loads every parameter of `model` from `path`; names and shapes must match.
 pub fn load(path: &Path, model: &Model) -> Result<Vec<(String, Vec<f32>)>, String> {
     load_bytes(path, &read_file(path)?, model)

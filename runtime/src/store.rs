@@ -109,6 +109,17 @@ impl Store {
         }
     }
 
+    /// Renames tensor `name` and those named after it (`name.mask`, `name.exp_avg`) so that
+    /// `find` and `shared` no longer see them: a model shrunk mid-run gets new tensors of its
+    /// new shapes under the old names. The memory stays (programs compiled before may still
+    /// hold its address).
+    pub fn retire(&mut self, name: &str) {
+        let family = format!("{name}.");
+        for t in self.tensors.iter_mut().filter(|t| t.name == name || t.name.starts_with(&family)) {
+            t.name = format!("{} (retired)", t.name);
+        }
+    }
+
     pub fn find(&self, name: &str) -> Option<TensorId> {
         self.tensors.iter().position(|t| t.name == name).map(|i| TensorId(i as u32))
     }

@@ -160,6 +160,16 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
         backend.describe(),
         opts.out_dir.display()
     );
+    // A run resumed after `then shrink` goes on with the shrunk model its checkpoint holds.
+    let shrunk;
+    let model = match opts.resume {
+        true => {
+            let widths = checkpoint::shrunk_widths(&opts.out_dir.join(checkpoint::CHECKPOINT), model);
+            shrunk = hoyer_compiler::shrink::with_widths(model, &widths);
+            &shrunk
+        }
+        false => model,
+    };
     let resumed = if opts.resume {
         let path = opts.out_dir.join(checkpoint::CHECKPOINT);
         let c = checkpoint::load_checkpoint(&path, model).map_err(|e| {
@@ -220,7 +230,8 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
     let mut t = Trainer {
         program,
         plan,
-        model,
+        model: model.clone(),
+        original_size: program.model(&plan.model).map_or(0, |m| m.params.iter().map(|p| p.numel() as usize).sum()),
         backend,
         data,
         params,
@@ -401,7 +412,10 @@ fn found(
 struct Trainer<'a> {
     program: &'a Program,
     plan: &'a TrainPlan,
-    model: &'a Model,
+    /// The model being trained: the spec's, or after `then shrink` the smaller one.
+    model: Model,
+    /// The spec's model's parameter count (all tensors), what density is a fraction of.
+    original_size: usize,
     backend: &'a dyn Backend,
     data: Dataset,
     params: Vec<(String, Vec<f32>)>,
@@ -450,6 +464,9 @@ impl Trainer<'_> {
                 PlanStep::Prune(p) => {
                     resume = None;
                     self.prune_once(p, None);
+                    if p.shrink {
+                        self.shrink()?;
+                    }
                     self.sync_to_store()?;
                     true
                 }
@@ -501,7 +518,7 @@ impl Trainer<'_> {
             states,
             epoch_sums: (sums.loss, sums.penalty, sums.steps as u64),
         };
-        checkpoint::save_checkpoint(&self.opts.out_dir.join(checkpoint::CHECKPOINT), self.model, &c)
+        checkpoint::save_checkpoint(&self.opts.out_dir.join(checkpoint::CHECKPOINT), &self.model, &c)
     }
 
     fn budget_spent(&self) -> bool {
@@ -511,9 +528,6 @@ impl Trainer<'_> {
     /// Applies `plan` to the masks (at `target` sparsity for a gradual prune) and zeroes the
     /// pruned weights.
     fn prune_once(&mut self, plan: &PrunePlan, target: Option<f64>) {
-        if plan.shrink && target.is_none() {
-            eprintln!("note: `then shrink` is not implemented yet: the pruned groups stay in the layers as zeros");
-        }
         let criterion = match (target, &plan.criterion) {
             (Some(t), hoyer_compiler::program::PruneCriterion::Sparsity { global, .. }) => {
                 hoyer_compiler::program::PruneCriterion::Sparsity { target: t, global: *global }
@@ -541,6 +555,34 @@ impl Trainer<'_> {
         }
     }
 
+    /// `then shrink`: the model becomes the smaller one with the same logits
+    /// (`hoyer_compiler::shrink`), its parameters and masks cut to it; later phases compile
+    /// and train it. The store's tensors of the old shapes are retired, not freed (compiled
+    /// programs held their addresses); the evaluators compile again.
+    fn shrink(&mut self) -> Result<(), RunError> {
+        let weights: hoyer_compiler::shrink::Weights = self.params.iter().cloned().collect();
+        let s = hoyer_compiler::shrink::shrink(&self.model, &weights).map_err(|e| {
+            RunError::new(Code::Unsupported, e).help("drop `, then shrink`: the pruned groups then stay as zeros")
+        })?;
+        let before = summary_line(&self.model);
+        for (name, v) in self.params.iter_mut() {
+            let cut = match s.weights.get(name) {
+                Some(w) => w.clone(),
+                None => s.cut(&self.model, name, v).ok_or_else(|| format!("cannot shrink `{name}`"))?,
+            };
+            let mask =
+                s.cut(&self.model, name, &self.masks[name]).ok_or_else(|| format!("cannot shrink `{name}`'s mask"))?;
+            *v = cut;
+            self.masks.insert(name.clone(), mask);
+            self.store.retire(name);
+        }
+        self.model = s.model;
+        self.evaluator = Evaluator::new(self.plan.batch as usize);
+        self.validation_evaluator = Evaluator::new(self.plan.batch as usize);
+        eprintln!("shrink: {before}  →  {}", summary_line(&self.model));
+        Ok(())
+    }
+
     /// Runs phase `index` of the plan, from its start or from where a checkpoint left it;
     /// `false` when `--max-steps` stopped it first.
     fn phase(&mut self, index: usize, phase: &PhasePlan, from: Option<Resume>) -> Result<bool, RunError> {
@@ -557,7 +599,7 @@ impl Trainer<'_> {
             self.backend,
             &mut self.store,
             self.program,
-            self.model,
+            &self.model,
             phase,
             batch,
             n % batch,
@@ -807,7 +849,7 @@ impl Trainer<'_> {
     fn evaluate_validation(&mut self) -> Result<Option<f64>, RunError> {
         match &self.validation {
             Some((set, labels)) => {
-                self.validation_evaluator.accuracy(self.backend, &mut self.store, self.model, set, labels).map(Some)
+                self.validation_evaluator.accuracy(self.backend, &mut self.store, &self.model, set, labels).map(Some)
             }
             None => Ok(None),
         }
@@ -816,21 +858,35 @@ impl Trainer<'_> {
     /// Test accuracy, with the parameters in the store.
     fn evaluate(&mut self) -> Result<f64, RunError> {
         let labels = &self.data.test.y;
-        self.evaluator.accuracy(self.backend, &mut self.store, self.model, &self.test, labels)
+        self.evaluator.accuracy(self.backend, &mut self.store, &self.model, &self.test, labels)
     }
 
-    /// The fraction of parameters that are not zero.
+    /// The fraction of the spec's model's parameters that are not zero (after a shrink,
+    /// the removed ones count as zeros).
     fn density(&self) -> f64 {
-        let (nz, total) = self
-            .params
-            .iter()
-            .fold((0usize, 0usize), |(nz, t), (_, v)| (nz + v.iter().filter(|&&x| x != 0.0).count(), t + v.len()));
-        nz as f64 / total.max(1) as f64
+        let nz: usize = self.params.iter().map(|(_, v)| v.iter().filter(|&&x| x != 0.0).count()).sum();
+        nz as f64 / self.original_size.max(1) as f64
     }
 
+    /// model.safetensors; after `then shrink` also model.hoyer, the shrunk architecture as a
+    /// spec whose parameters model.safetensors holds.
     fn save(&self) -> Result<(), RunError> {
         let meta = [("format", "pt".to_string()), ("hoyer.steps", self.global_step.to_string())];
-        checkpoint::save(&self.opts.out_dir.join("model.safetensors"), self.model, &self.params, &meta)
+        checkpoint::save(&self.opts.out_dir.join("model.safetensors"), &self.model, &self.params, &meta)?;
+        let spec = self.program.model(&self.plan.model);
+        let shapes = |m: &Model| m.params.iter().map(|p| p.shape.clone()).collect::<Vec<_>>();
+        if spec.is_some_and(|spec| shapes(spec) != shapes(&self.model)) {
+            let text = format!(
+                "// `{}` of {} after `then shrink` (hoyerc): the same layers, fewer units. model.safetensors\n\
+                 // beside this file holds its parameters: `init from \"model.safetensors\"` in a spec with this\n\
+                 // model, or `--init`, loads them; PyTorch loads them by name into modules of these shapes.\n\n{}",
+                self.model.name,
+                self.opts.spec_path.display(),
+                hoyer_compiler::summary::model_spec(&self.model)
+            );
+            write_atomically(&self.opts.out_dir.join("model.hoyer"), text.as_bytes())?;
+        }
+        Ok(())
     }
 
     fn progress_bar(&self, phase: &PhasePlan, total: u64) -> Option<ProgressBar> {
@@ -844,6 +900,26 @@ impl Trainer<'_> {
         bar.set_prefix(phase.name.clone());
         Some(bar)
     }
+}
+
+/// A model's layer widths, parameters and forward FLOPs: `784-300-100-10, 266,610 parameters,
+/// 0.53 MFLOP`.
+pub fn summary_line(m: &Model) -> String {
+    let mut widths = vec![m.input_shape.first().copied().unwrap_or(0).to_string()];
+    for n in &m.nodes {
+        if let hoyer_compiler::program::LayerOp::Dense { out, .. }
+        | hoyer_compiler::program::LayerOp::Conv2d { out, .. } = n.op
+        {
+            widths.push(out.to_string());
+        }
+    }
+    let params = m.parameter_count();
+    format!(
+        "{}, {} parameters, {:.2} MFLOP",
+        widths.join("-"),
+        hoyer_compiler::summary::thousands(params),
+        m.forward_flops() as f64 / 1e6
+    )
 }
 
 /// Whether a checkpoint's position lies inside `plan` (so that resuming replays a bounded
