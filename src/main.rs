@@ -81,10 +81,35 @@ enum Command {
         set: Vec<String>,
     },
     /// Print the sparsity table of a run's folder and redraw its curves.svg (finished or
-    /// interrupted runs alike).
+    /// interrupted runs alike); with several folders, compare the runs (accuracy, nonzeros,
+    /// the Pareto front) and draw pareto.svg.
     Report {
-        /// The run's folder (with model.safetensors and metrics.jsonl).
-        dir: PathBuf,
+        /// The runs' folders (each with model.safetensors and metrics.jsonl).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where several runs' comparison is drawn.
+        #[arg(long, default_value = "pareto.svg")]
+        svg: PathBuf,
+    },
+    /// Train a spec over a grid of `--set` values, each point a run folder of its own
+    /// (resumed where a run stopped, skipped where it finished); then a table sorted by
+    /// accuracy and density, sweep.json and pareto.svg in the sweep's folder.
+    Sweep {
+        file: PathBuf,
+        /// An axis of the grid: PATH=V1,V2,... (repeatable; the grid is every combination).
+        #[arg(long, value_name = "PATH=V1,V2,...", required = true)]
+        grid: Vec<String>,
+        /// Runs at a time, each on its share of the cores.
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// The sweep's folder (default: runs/NAME-sweep for NAME.hoyer).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Folder of the IDX data (as for `run`).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+        backend: BackendChoice,
     },
     /// Training throughput of each spec's first phase on in-memory random data.
     Bench {
@@ -283,36 +308,44 @@ fn run(command: Command, color: bool) -> ExitCode {
                 Err(e) => run_error(&file, &text, &e, color),
             }
         }
-        Command::Report { dir } => match hoyer_runtime::report::from_run_dir(&dir) {
-            Ok((report, metrics)) => {
-                out!("{}", report.table());
-                let svg = dir.join("curves.svg");
-                match hoyer_runtime::files::write_atomically(
-                    &svg,
-                    hoyer_runtime::report::curves_svg(&metrics).as_bytes(),
-                ) {
-                    Ok(()) => {
-                        outln!("  {} epochs in metrics.jsonl; wrote {}", metrics.len(), svg.display());
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => {
-                        eprint!(
-                            "{}",
-                            Report::new(&dir.display().to_string(), String::new(), vec![e.diagnostic()])
-                                .render(WIDTH, color)
-                        );
-                        ExitCode::from(2)
+        Command::Report { dirs, svg } if dirs.len() > 1 => {
+            let labels: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+            compare_runs(&dirs, &labels, &svg, None, color)
+        }
+        Command::Sweep { file, grid, jobs, out, data, backend } => sweep(&file, &grid, jobs, out, data, backend, color),
+        Command::Report { dirs, .. } => {
+            let dir = &dirs[0];
+            match hoyer_runtime::report::from_run_dir(dir) {
+                Ok((report, metrics)) => {
+                    out!("{}", report.table());
+                    let svg = dir.join("curves.svg");
+                    match hoyer_runtime::files::write_atomically(
+                        &svg,
+                        hoyer_runtime::report::curves_svg(&metrics).as_bytes(),
+                    ) {
+                        Ok(()) => {
+                            outln!("  {} epochs in metrics.jsonl; wrote {}", metrics.len(), svg.display());
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => {
+                            eprint!(
+                                "{}",
+                                Report::new(&dir.display().to_string(), String::new(), vec![e.diagnostic()])
+                                    .render(WIDTH, color)
+                            );
+                            ExitCode::from(2)
+                        }
                     }
                 }
+                Err(e) => {
+                    let d = Diagnostic::error(Code::BadCheckpoint, e).help(
+                        "`hoyerc report` takes the output folder of a run (with model.safetensors and metrics.jsonl)",
+                    );
+                    eprint!("{}", Report::new(&dir.display().to_string(), String::new(), vec![d]).render(WIDTH, color));
+                    ExitCode::from(2)
+                }
             }
-            Err(e) => {
-                let d = Diagnostic::error(Code::BadCheckpoint, e).help(
-                    "`hoyerc report` takes the output folder of a run (with model.safetensors and metrics.jsonl)",
-                );
-                eprint!("{}", Report::new(&dir.display().to_string(), String::new(), vec![d]).render(WIDTH, color));
-                ExitCode::from(2)
-            }
-        },
+        }
         Command::Bench { files, steps, backend, threads, kernels } => {
             let backend = match make_backend(backend, threads) {
                 Ok(b) => b,
@@ -352,6 +385,179 @@ fn run(command: Command, color: bool) -> ExitCode {
             }
         },
     }
+}
+
+/// `hoyerc report A B ...` and the end of a sweep: the runs' table (accuracy down, density
+/// up, the Pareto front marked), the drawing at `svg`, and at `json` (a sweep's) the same
+/// as JSON.
+fn compare_runs(dirs: &[PathBuf], labels: &[String], svg: &Path, json: Option<&Path>, color: bool) -> ExitCode {
+    use hoyer_runtime::sweep::{self, Point};
+    let mut points = Vec::new();
+    for (dir, label) in dirs.iter().zip(labels) {
+        match Point::read(label, dir) {
+            Ok(p) => points.push(p),
+            Err(e) => eprintln!("{}: skipped: {e}", dir.display()),
+        }
+    }
+    if points.is_empty() {
+        let d = Diagnostic::error(Code::BadCheckpoint, "none of these folders holds a run")
+            .help("give the output folders of runs (with model.safetensors and metrics.jsonl)");
+        eprint!("{}", Report::new("report", String::new(), vec![d]).render(WIDTH, color));
+        return ExitCode::from(2);
+    }
+    out!("{}", sweep::table(&points));
+    let mut written = vec![svg.to_path_buf()];
+    let mut result = hoyer_runtime::files::write_atomically(svg, sweep::pareto_svg(&points).as_bytes());
+    if let Some(json) = json {
+        result =
+            result.and_then(|()| hoyer_runtime::files::write_atomically(json, sweep::json_text(&points).as_bytes()));
+        written.push(json.to_path_buf());
+    }
+    match result {
+        Ok(()) => {
+            outln!("  wrote {}", written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprint!(
+                "{}",
+                Report::new(&svg.display().to_string(), String::new(), vec![e.diagnostic()]).render(WIDTH, color)
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `hoyerc sweep`: every point of the grid as a run of its own (`hoyerc run` in a child
+/// process, its output in NAME.log beside its folder), `jobs` at a time; a finished run is
+/// kept, a stopped one resumed. Then the comparison of them all.
+fn sweep(
+    file: &Path,
+    axes: &[String],
+    jobs: usize,
+    out: Option<PathBuf>,
+    data: Option<PathBuf>,
+    backend: BackendChoice,
+    color: bool,
+) -> ExitCode {
+    use hoyer_runtime::sweep;
+    let axes: Vec<(String, Vec<String>)> = match axes.iter().map(|a| sweep::parse_axis(a)).collect() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("hoyerc sweep: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let points = sweep::grid(&axes);
+    // Every point checks before anything runs: a typo in a path or value fails now.
+    for p in &points {
+        if load_spec(file, color, p).is_err() {
+            return ExitCode::from(1);
+        }
+    }
+    let stem = file.file_stem().map_or("spec".into(), |s| s.to_string_lossy().into_owned());
+    let root = out.unwrap_or_else(|| PathBuf::from("runs").join(format!("{stem}-sweep")));
+    if let Err(e) = std::fs::create_dir_all(&root) {
+        eprintln!("hoyerc sweep: cannot create {}: {e}", root.display());
+        return ExitCode::from(2);
+    }
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("hoyerc sweep: cannot find hoyerc itself: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let jobs = jobs.clamp(1, points.len().max(1));
+    let threads = (hoyer_runtime::cpu::available_cores() / jobs).max(1);
+    let backend_arg = match backend {
+        BackendChoice::Auto => "auto",
+        BackendChoice::Cpu => "cpu",
+        BackendChoice::Cuda => "cuda",
+        BackendChoice::Interp => "interp",
+    };
+    let mut queue: std::collections::VecDeque<&Vec<String>> = points.iter().collect();
+    let mut running: Vec<(String, std::process::Child)> = Vec::new();
+    let (mut done, mut failed) = (0usize, 0usize);
+    let total = points.len();
+    loop {
+        while running.len() < jobs {
+            let Some(p) = queue.pop_front() else { break };
+            let name = sweep::folder_name(p);
+            let dir = root.join(&name);
+            if sweep::finished(&dir) {
+                done += 1;
+                outln!("[{done}/{total}] {name}: finished before, kept");
+                continue;
+            }
+            let mut cmd = std::process::Command::new(&exe);
+            cmd.arg("run").arg(file);
+            if dir.join("checkpoint.safetensors").is_file() {
+                cmd.arg("--resume").arg(&dir);
+            } else {
+                cmd.arg("--out").arg(&dir);
+            }
+            for s in p {
+                cmd.arg("--set").arg(s);
+            }
+            if let Some(d) = &data {
+                cmd.arg("--data").arg(d);
+            }
+            cmd.args(["--backend", backend_arg, "--threads", &threads.to_string()]);
+            let log = match std::fs::File::create(root.join(format!("{name}.log"))) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("hoyerc sweep: cannot write {}: {e}", root.join(format!("{name}.log")).display());
+                    return ExitCode::from(2);
+                }
+            };
+            let err = log.try_clone().map(std::process::Stdio::from).unwrap_or_else(|_| std::process::Stdio::null());
+            cmd.stdout(log).stderr(err);
+            match cmd.spawn() {
+                Ok(child) => running.push((name, child)),
+                Err(e) => {
+                    eprintln!("hoyerc sweep: cannot start a run: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        if running.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let mut k = 0;
+        while k < running.len() {
+            match running[k].1.try_wait() {
+                Ok(Some(status)) => {
+                    let (name, _) = running.remove(k);
+                    done += 1;
+                    if status.success() {
+                        let line = sweep::Point::read(&name, &root.join(&name)).map_or(String::new(), |p| {
+                            format!(
+                                ": test accuracy {:.2}%, density {:.2}%",
+                                p.test_accuracy * 100.0,
+                                p.density * 100.0
+                            )
+                        });
+                        outln!("[{done}/{total}] {name}{line}");
+                    } else {
+                        failed += 1;
+                        outln!("[{done}/{total}] {name}: failed (see {})", root.join(format!("{name}.log")).display());
+                    }
+                }
+                Ok(None) => k += 1,
+                Err(_) => k += 1,
+            }
+        }
+    }
+    let names: Vec<String> = points.iter().map(|p| sweep::folder_name(p)).collect();
+    let dirs: Vec<PathBuf> = names.iter().map(|n| root.join(n)).collect();
+    let code = compare_runs(&dirs, &names, &root.join("pareto.svg"), Some(&root.join("sweep.json")), color);
+    if failed > 0 {
+        eprintln!("hoyerc sweep: {failed} of {total} runs failed; running the sweep again resumes or retries them");
+        return ExitCode::from(1);
+    }
+    code
 }
 
 fn make_backend(

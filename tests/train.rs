@@ -909,3 +909,64 @@ fn the_interpreter_runs_small_sets_and_resumes() {
         );
     }
 }
+
+/// `hoyerc sweep` on a two-by-two grid, two runs at a time: four run folders, a table, the
+/// Pareto front in sweep.json and pareto.svg; run again, it keeps what finished. A bad path
+/// in the grid fails before anything runs.
+#[test]
+fn a_sweep_runs_its_grid_and_draws_the_front() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = out_dir("sweep");
+    let o = out.to_str().unwrap();
+    let args = [
+        "sweep",
+        "tests/valid/shrink.hoyer",
+        "--grid",
+        "sparsify.epochs=2,3",
+        "--grid",
+        "prune.1.threshold=0.02,0.1",
+        "--jobs",
+        "2",
+        "--out",
+        o,
+    ];
+    let (code, stdout, err) = common::hoyerc_in(root, &args);
+    assert_eq!(code, 0, "{stdout}\n{err}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("sweep.json")).unwrap()).unwrap();
+    let runs = json["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 4, "{json}");
+    assert!(runs.iter().all(|r| r["finished"] == true && r["test_accuracy"].as_f64().unwrap() > 0.9), "{json}");
+    assert!(runs.iter().any(|r| r["pareto"] == true));
+    // Sorted by accuracy, best first.
+    let acc: Vec<f64> = runs.iter().map(|r| r["test_accuracy"].as_f64().unwrap()).collect();
+    assert!(acc.windows(2).all(|w| w[0] >= w[1]), "{acc:?}");
+    for r in runs {
+        assert!(Path::new(r["dir"].as_str().unwrap()).join("model.hoyer").is_file(), "each run shrank: {r}");
+    }
+    let svg = std::fs::read_to_string(out.join("pareto.svg")).unwrap();
+    assert_eq!(svg.matches("<circle").count(), 4);
+    assert!(stdout.contains("sparsify.epochs=3,prune.1.threshold=0.1"), "{stdout}");
+    // Again: nothing runs.
+    let (code, stdout, err) = common::hoyerc_in(root, &args);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(stdout.matches("finished before, kept").count(), 4, "{stdout}");
+    // `hoyerc report` compares any runs the same way.
+    let dirs: Vec<String> = runs.iter().map(|r| r["dir"].as_str().unwrap().to_string()).collect();
+    let svg = out.join("compare.svg");
+    let mut report_args = vec!["report"];
+    report_args.extend(dirs.iter().map(String::as_str));
+    report_args.extend(["--svg", svg.to_str().unwrap()]);
+    let (code, stdout, err) = common::hoyerc_in(root, &report_args);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("Pareto front") && svg.is_file(), "{stdout}");
+    // A path the spec does not have: refused before any run.
+    let bad = out_dir("sweep-bad");
+    let (code, _, err) = common::hoyerc_in(
+        root,
+        &["sweep", "tests/valid/shrink.hoyer", "--grid", "nowhere.lr=1,2", "--out", bad.to_str().unwrap()],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("nowhere.lr"), "{err}");
+    assert!(!bad.exists());
+}

@@ -20,4 +20,5 @@ pub mod report;
 pub mod schedule;
 pub mod stepper;
 pub mod store;
+pub mod sweep;
 pub mod train;

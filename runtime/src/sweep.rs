@@ -1,0 +1,299 @@
+//! Sweeps and comparisons of finished runs: the grid of `hoyerc sweep` (each point a set of
+//! `--set` overrides and a folder name), what each run folder says (test and validation
+//! accuracy, nonzero parameters), which runs are Pareto-optimal (no other run is at least
+//! as accurate with at most as many nonzeros, and better in one), a table sorted by accuracy
+//! and density, `sweep.json`, and `pareto.svg`.
+
+use serde_json::{json, Value};
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+/// `PATH=V1,V2,...` as the path and its values.
+pub fn parse_axis(text: &str) -> Result<(String, Vec<String>), String> {
+    let (path, values) = text.split_once('=').ok_or_else(|| format!("`{text}` is not PATH=V1,V2,..."))?;
+    let values: Vec<String> = values.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect();
+    if path.trim().is_empty() || values.is_empty() {
+        return Err(format!("`{text}` is not PATH=V1,V2,..."));
+    }
+    Ok((path.trim().to_string(), values))
+}
+
+/// Every combination of the axes' values (the first axis varies slowest), each as
+/// `PATH=VALUE` overrides.
+pub fn grid(axes: &[(String, Vec<String>)]) -> Vec<Vec<String>> {
+    let mut points: Vec<Vec<String>> = vec![vec![]];
+    for (path, values) in axes {
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                values.iter().map(move |v| {
+                    let mut q = p.clone();
+                    q.push(format!("{path}={v}"));
+                    q
+                })
+            })
+            .collect();
+    }
+    points
+}
+
+/// A folder name for a point: its overrides, with what a file name cannot hold replaced.
+pub fn folder_name(overrides: &[String]) -> String {
+    let name: String = overrides
+        .join(",")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "=.,-_+".contains(c) { c } else { '_' })
+        .collect();
+    if name.is_empty() {
+        "base".into()
+    } else {
+        name
+    }
+}
+
+/// What one run folder says.
+#[derive(Debug, Clone)]
+pub struct Point {
+    pub label: String,
+    pub dir: PathBuf,
+    pub test_accuracy: f64,
+    pub validation_accuracy: Option<f64>,
+    /// Nonzero parameters of the final model (of the shrunk model, after a shrink).
+    pub nonzeros: u64,
+    /// The final density, a fraction of the spec's model (`metrics.jsonl`).
+    pub density: f64,
+    /// Whether the run finished (run.json's outcome).
+    pub finished: bool,
+}
+
+impl Point {
+    pub fn read(label: &str, dir: &Path) -> Result<Point, String> {
+        let (report, metrics) = crate::report::from_run_dir(dir)?;
+        let last = metrics.last().cloned().unwrap_or(Value::Null);
+        Ok(Point {
+            label: label.to_string(),
+            dir: dir.to_path_buf(),
+            test_accuracy: report.test_accuracy.unwrap_or(f64::NAN),
+            validation_accuracy: report.validation_accuracy,
+            nonzeros: report.tensors.iter().map(|t| t.nonzeros).sum(),
+            density: last["density"].as_f64().unwrap_or(f64::NAN),
+            finished: finished(dir),
+        })
+    }
+}
+
+/// For each point, whether no other is at least as accurate with at most as many nonzeros
+/// and strictly better in one of the two.
+pub fn pareto(points: &[Point]) -> Vec<bool> {
+    points
+        .iter()
+        .map(|p| {
+            !points.iter().any(|q| {
+                q.test_accuracy >= p.test_accuracy
+                    && q.nonzeros <= p.nonzeros
+                    && (q.test_accuracy > p.test_accuracy || q.nonzeros < p.nonzeros)
+            })
+        })
+        .collect()
+}
+
+/// The points in table order: accuracy down, then density up.
+pub fn sorted(points: &[Point]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..points.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (p, q) = (&points[a], &points[b]);
+        q.test_accuracy.total_cmp(&p.test_accuracy).then(p.density.total_cmp(&q.density))
+    });
+    order
+}
+
+pub fn table(points: &[Point]) -> String {
+    let front = pareto(points);
+    let width = points.iter().map(|p| p.label.len()).max().unwrap_or(3).max(3);
+    let mut out =
+        format!("  {:<width$}  {:>9}  {:>10}  {:>12}  {:>9}\n", "run", "test acc", "valid acc", "nonzero", "density");
+    for i in sorted(points) {
+        let p = &points[i];
+        let valid = p.validation_accuracy.map_or("-".to_string(), |v| format!("{:.2}%", v * 100.0));
+        let _ = writeln!(
+            out,
+            "{} {:<width$}  {:>8.2}%  {:>10}  {:>12}  {:>8.2}%{}",
+            if front[i] { "*" } else { " " },
+            p.label,
+            p.test_accuracy * 100.0,
+            valid,
+            hoyer_compiler::summary::thousands(p.nonzeros),
+            p.density * 100.0,
+            if p.finished { "" } else { "  (not finished)" }
+        );
+    }
+    out + "  * no other run is as accurate with as few nonzeros (the Pareto front)\n"
+}
+
+/// Whether the run folder holds a finished run (its run.json says so).
+pub fn finished(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("run.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .is_some_and(|v| v["outcome"] == "finished")
+}
+
+/// sweep.json's text.
+pub fn json_text(points: &[Point]) -> String {
+    serde_json::to_string_pretty(&to_json(points)).unwrap_or_default() + "\n"
+}
+
+pub fn to_json(points: &[Point]) -> Value {
+    let front = pareto(points);
+    let runs: Vec<Value> = sorted(points)
+        .into_iter()
+        .map(|i| {
+            let p = &points[i];
+            json!({
+                "run": p.label,
+                "dir": p.dir.display().to_string(),
+                "test_accuracy": p.test_accuracy,
+                "validation_accuracy": p.validation_accuracy,
+                "nonzeros": p.nonzeros,
+                "density": p.density,
+                "finished": p.finished,
+                "pareto": front[i],
+            })
+        })
+        .collect();
+    json!({ "runs": runs })
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Test accuracy against nonzero parameters (log scale), every run a dot, the Pareto front
+/// joined and labelled.
+pub fn pareto_svg(points: &[Point]) -> String {
+    let (w, h, left, right, top, bottom) = (720.0, 460.0, 70.0, 200.0, 30.0, 50.0);
+    let ok: Vec<&Point> = points.iter().filter(|p| p.test_accuracy.is_finite() && p.nonzeros > 0).collect();
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n\
+         <rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n"
+    );
+    let _ =
+        writeln!(out, "<text x=\"{left}\" y=\"18\" font-size=\"13\">test accuracy against nonzero parameters</text>");
+    if ok.is_empty() {
+        return out + "<text x=\"70\" y=\"60\">no finished runs to draw</text>\n</svg>\n";
+    }
+    let lx = |n: u64| (n as f64).log10();
+    let (mut x0, mut x1) =
+        ok.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(lx(p.nonzeros)), b.max(lx(p.nonzeros))));
+    let (mut y0, mut y1) =
+        ok.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.test_accuracy), b.max(p.test_accuracy)));
+    // Room around the points: a tenth of each range (at least 0.1 decade, 0.1 points).
+    let (dx, dy) = (((x1 - x0) * 0.1).max(0.1), ((y1 - y0) * 0.1).max(0.001));
+    (x0, x1, y0, y1) = (x0 - dx, x1 + dx, y0 - dy, (y1 + dy).min(1.0 + dy));
+    let (pw, ph) = (w - left - right, h - top - bottom);
+    let px = |n: u64| left + (lx(n) - x0) / (x1 - x0) * pw;
+    let py = |a: f64| top + (1.0 - (a - y0) / (y1 - y0)) * ph;
+    let _ =
+        writeln!(out, "<rect x=\"{left}\" y=\"{top}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#888\"/>");
+    for k in 0..=4 {
+        let a = y0 + (y1 - y0) * k as f64 / 4.0;
+        let y = py(a);
+        let _ =
+            writeln!(out, "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{:.2}%</text>", left - 6.0, y + 4.0, a * 100.0);
+        let n = 10f64.powf(x0 + (x1 - x0) * k as f64 / 4.0).round() as u64;
+        let x = px(n.max(1));
+        let _ = writeln!(
+            out,
+            "<text x=\"{x}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+            top + ph + 16.0,
+            hoyer_compiler::summary::thousands(n)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">nonzero parameters (log scale)</text>",
+        left + pw / 2.0,
+        h - 12.0
+    );
+    let front = pareto(points);
+    let mut line: Vec<&Point> = points
+        .iter()
+        .zip(&front)
+        .filter(|(p, &f)| f && ok.iter().any(|q| std::ptr::eq(*q, *p)))
+        .map(|(p, _)| p)
+        .collect();
+    line.sort_by_key(|p| p.nonzeros);
+    let path: Vec<String> = line.iter().map(|p| format!("{:.1},{:.1}", px(p.nonzeros), py(p.test_accuracy))).collect();
+    if path.len() > 1 {
+        let _ = writeln!(
+            out,
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"#c33\" stroke-width=\"1.5\"/>",
+            path.join(" ")
+        );
+    }
+    for (p, &f) in points.iter().zip(&front) {
+        if !(p.test_accuracy.is_finite() && p.nonzeros > 0) {
+            continue;
+        }
+        let (x, y) = (px(p.nonzeros), py(p.test_accuracy));
+        let (fill, r) = if f { ("#c33", 4.5) } else { ("#37a", 3.5) };
+        let _ = writeln!(
+            out,
+            "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"{r}\" fill=\"{fill}\"><title>{}: {:.2}%, {} nonzero</title></circle>",
+            escape(&p.label),
+            p.test_accuracy * 100.0,
+            p.nonzeros
+        );
+        if f {
+            let _ = writeln!(
+                out,
+                "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#c33\">{}</text>",
+                x + 7.0,
+                y + 4.0,
+                escape(&p.label)
+            );
+        }
+    }
+    out + "</svg>\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(label: &str, acc: f64, nz: u64) -> Point {
+        Point {
+            label: label.into(),
+            dir: PathBuf::new(),
+            test_accuracy: acc,
+            validation_accuracy: None,
+            nonzeros: nz,
+            density: nz as f64 / 1000.0,
+            finished: true,
+        }
+    }
+
+    #[test]
+    fn grids_cross_every_axis() {
+        let axes = vec![parse_axis("a.lr=1,2").unwrap(), parse_axis("b.epochs=3,4,5").unwrap()];
+        let g = grid(&axes);
+        assert_eq!(g.len(), 6);
+        assert_eq!(g[0], vec!["a.lr=1", "b.epochs=3"]);
+        assert_eq!(g[5], vec!["a.lr=2", "b.epochs=5"]);
+        assert_eq!(folder_name(&g[1]), "a.lr=1,b.epochs=4");
+        assert_eq!(folder_name(&["x.p=1e-3/2".into()]), "x.p=1e-3_2");
+        assert!(parse_axis("nothing").is_err() && parse_axis("a=").is_err());
+    }
+
+    #[test]
+    fn the_front_is_what_nothing_beats() {
+        let pts = vec![point("a", 0.98, 500), point("b", 0.97, 100), point("c", 0.96, 300), point("d", 0.98, 600)];
+        assert_eq!(pareto(&pts), vec![true, true, false, false]);
+        assert_eq!(sorted(&pts), vec![0, 3, 1, 2]);
+        let t = table(&pts);
+        assert!(t.lines().nth(1).unwrap().starts_with("* a"), "{t}");
+        let svg = pareto_svg(&pts);
+        assert_eq!(svg.matches("<circle").count(), 4);
+        assert!(svg.contains(">a</text>") && svg.contains(">b</text>") && !svg.contains(">c</text>"));
+    }
+}
