@@ -111,7 +111,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
         backend: BackendChoice,
     },
-    /// Training throughput of each spec's first phase on in-memory random data.
+    /// Training throughput of each spec's first phase on in-memory random data, and
+    /// inference throughput (the evaluation forward pass).
     Bench {
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -356,14 +357,15 @@ fn run(command: Command, color: bool) -> ExitCode {
                 match hoyer_runtime::bench::bench(&checked.program, backend.as_ref(), steps, kernels) {
                     Ok(r) => {
                         outln!(
-                            "{:<28} phase {:<10} batch {:<4} {:>10.0} samples/s {:>8.3} ms/step  ({}; compiled in {:.0} ms)",
+                            "{:<28} phase {:<10} batch {:<4} {:>10.0} samples/s {:>8.3} ms/step  ({}; compiled in {:.0} ms; inference {:.0} samples/s)",
                             file.file_stem().map_or(String::new(), |s| s.to_string_lossy().into_owned()),
                             r.phase,
                             r.batch,
                             r.samples_per_sec,
                             r.ms_per_step,
                             backend.describe(),
-                            r.compile_ms
+                            r.compile_ms,
+                            r.inference_per_sec
                         );
                         print_kernel_times(&r.kernels);
                     }

@@ -1,7 +1,8 @@
 //! Training throughput of a spec's first phase, measured the way `../shared/bench/
 //! torch_anchor.py` measures PyTorch: in-memory random data (60 batches, cycled), 20 warm-up
 //! steps, then `steps` timed optimizer steps of the real training step (the same `Stepper`
-//! as `hoyerc run`: batch gather, step, parameters updated in place).
+//! as `hoyerc run`: batch gather, step, parameters updated in place). Then inference: the
+//! evaluation forward pass over the 60 batches (as `hoyerc run` evaluates), three times.
 
 use crate::backend::{Backend, KernelTime};
 use crate::data::{Rng, Split};
@@ -22,6 +23,8 @@ pub struct BenchResult {
     pub ms_per_step: f64,
     /// Time to compile the phase's step (cold: the pipeline and code generation).
     pub compile_ms: f64,
+    /// Evaluation samples/s: the forward pass with the batch gather and the logits read back.
+    pub inference_per_sec: f64,
     /// Each kernel's time per timed step, in program order, where asked for and the back end
     /// can time them (it then waits for each kernel, so the step itself runs a little slower).
     pub kernels: Vec<KernelTime>,
@@ -77,6 +80,13 @@ pub fn bench(program: &Program, backend: &dyn Backend, steps: usize, kernels: bo
         step(&mut stepper, &mut store, i)?;
     }
     let secs = start.elapsed().as_secs_f64();
+    let mut evaluator = crate::evaluate::Evaluator::new(batch);
+    evaluator.accuracy(backend, &mut store, model, &train, &split.y)?;
+    let start = Instant::now();
+    for _ in 0..3 {
+        evaluator.accuracy(backend, &mut store, model, &train, &split.y)?;
+    }
+    let inference_per_sec = (3 * n) as f64 / start.elapsed().as_secs_f64();
     let kernels = stepper
         .kernel_times(batch)
         .into_iter()
@@ -88,6 +98,7 @@ pub fn bench(program: &Program, backend: &dyn Backend, steps: usize, kernels: bo
         samples_per_sec: (steps * batch) as f64 / secs,
         ms_per_step: secs / steps as f64 * 1e3,
         compile_ms,
+        inference_per_sec,
         kernels,
     })
 }

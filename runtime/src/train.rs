@@ -877,12 +877,12 @@ impl Trainer<'_> {
         let shapes = |m: &Model| m.params.iter().map(|p| p.shape.clone()).collect::<Vec<_>>();
         if spec.is_some_and(|spec| shapes(spec) != shapes(&self.model)) {
             let text = format!(
-                "// `{}` of {} after `then shrink` (hoyerc): the same layers, fewer units. model.safetensors\n\
-                 // beside this file holds its parameters: `init from \"model.safetensors\"` in a spec with this\n\
-                 // model, or `--init`, loads them; PyTorch loads them by name into modules of these shapes.\n\n{}",
-                self.model.name,
+                "// {} with model `{}` as `then shrink` left it (hoyerc): the same layers, fewer units.\n\
+                 // model.safetensors beside this file holds its parameters (`--init` loads them; PyTorch\n\
+                 // loads them by name into modules of these shapes); `hoyerc bench` times it.\n{}",
                 self.opts.spec_path.display(),
-                hoyer_compiler::summary::model_spec(&self.model)
+                self.model.name,
+                with_model(&self.opts.spec_text, &self.model)
             );
             write_atomically(&self.opts.out_dir.join("model.hoyer"), text.as_bytes())?;
         }
@@ -900,6 +900,24 @@ impl Trainer<'_> {
         bar.set_prefix(phase.name.clone());
         Some(bar)
     }
+}
+
+/// `spec` with the block of `model` (by name) written anew from `model` (a shrunk model's
+/// spec); the model alone where the spec cannot be parsed.
+fn with_model(spec: &str, model: &Model) -> String {
+    let text = hoyer_compiler::summary::model_spec(model);
+    let Ok(file) = hoyer_compiler::parse::parse(spec) else { return text };
+    for item in &file.items {
+        if let hoyer_compiler::ast::Item::Model(m) = item {
+            if m.name.name == model.name {
+                let (start, end) = (m.span.start as usize, m.span.end as usize);
+                if let (Some(before), Some(after)) = (spec.get(..start), spec.get(end..)) {
+                    return format!("{before}{}{after}", text.trim_end());
+                }
+            }
+        }
+    }
+    text
 }
 
 /// A model's layer widths, parameters and forward FLOPs: `784-300-100-10, 266,610 parameters,
