@@ -910,7 +910,7 @@ fn with_model(spec: &str, model: &Model) -> String {
     for item in &file.items {
         if let hoyer_compiler::ast::Item::Model(m) = item {
             if m.name.name == model.name {
-                let (start, end) = (m.span.start as usize, m.span.end as usize);
+                let (start, end) = (m.span.start, m.span.end);
                 if let (Some(before), Some(after)) = (spec.get(..start), spec.get(end..)) {
                     return format!("{before}{}{after}", text.trim_end());
                 }
