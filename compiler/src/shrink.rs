@@ -83,8 +83,10 @@ impl Shrunk {
         let p = original.param(name)?;
         let node = &original.nodes[p.node];
         let rows = &self.kept[p.node];
-        if p.shape.len() == 1 {
-            return Some(rows.iter().map(|&r| data[r]).collect());
+        match p.shape.len() {
+            0 => return Some(data.to_vec()),
+            1 => return Some(rows.iter().map(|&r| data[r]).collect()),
+            _ => {}
         }
         let input = node.inputs.first().copied()?;
         let width = data.len() / units(node);
@@ -99,16 +101,37 @@ impl Shrunk {
     }
 }
 
+/// Union-find over nodes: nodes whose units are the same units (a per-unit op and its input,
+/// the inputs and output of a residual add) share a space, and keep the same ones.
+fn spaces(model: &Model) -> Vec<usize> {
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    let mut parent: Vec<usize> = (0..model.nodes.len()).collect();
+    for (i, node) in model.nodes.iter().enumerate() {
+        let tied = !is_layer(&node.op) && !matches!(node.op, LayerOp::Input | LayerOp::Flatten);
+        if tied {
+            for &j in &node.inputs {
+                let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+                parent[a] = b;
+            }
+        }
+    }
+    (0..parent.len()).map(|i| root(&mut parent, i)).collect()
+}
+
 /// The smaller model computing `model`'s logits from `weights`, or why it cannot be made.
 pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
     let n = model.nodes.len();
-    for node in &model.nodes {
-        if matches!(node.op, LayerOp::BatchNorm { .. } | LayerOp::Add | LayerOp::Shortcut { .. }) {
-            return Err(format!(
-                "`then shrink` cannot shrink a model with {} yet (only dense, conv, pooling, activations, dropout and flatten)",
-                node.op.describe()
-            ));
-        }
+    if let Some(node) = model.nodes.iter().find(|nd| matches!(nd.op, LayerOp::Shortcut { .. })) {
+        return Err(format!(
+            "`then shrink` cannot shrink a model with {} yet (its zero channels move the others); use a 1×1 conv shortcut",
+            node.op.describe()
+        ));
     }
     let named = |i: usize, what: &str| format!("{}.{what}", model.nodes[i].name.as_deref().unwrap_or(""));
     let mut rows: HashMap<usize, Rows> = HashMap::new();
@@ -126,14 +149,15 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
     // Forward: each unit's constant value, where it has one.
     let mut constant: Vec<Vec<Option<f32>>> = Vec::with_capacity(n);
     for (i, node) in model.nodes.iter().enumerate() {
+        let input = |k: usize| &constant[node.inputs[k]];
         let c: Vec<Option<f32>> = match &node.op {
             LayerOp::Input => vec![None; units(node)],
             LayerOp::Dense { .. } | LayerOp::Conv2d { .. } => {
-                let (w, input) = (&rows[&i], &constant[node.inputs[0]]);
+                let w = &rows[&i];
                 (0..units(node))
                     .map(|r| {
                         let mut v = bias(i).map_or(0.0, |b| b[r] as f64);
-                        for (c, x) in input.iter().enumerate() {
+                        for (c, x) in input(0).iter().enumerate() {
                             match x {
                                 None if w.reads(r, c) => return None,
                                 // A padded conv sees zeros, not the constant, at its border.
@@ -148,77 +172,87 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
             }
             LayerOp::Flatten => {
                 let per = pixels(&model.nodes[node.inputs[0]]);
-                constant[node.inputs[0]].iter().flat_map(|&c| std::iter::repeat_n(c, per)).collect()
+                input(0).iter().flat_map(|&c| std::iter::repeat_n(c, per)).collect()
             }
             // Max pooling pads with −∞ and keeps a constant; average pooling counts padding
             // as zeros, so only a zero stays constant where it pads.
-            LayerOp::MaxPool { .. } | LayerOp::GlobalAvgPool => constant[node.inputs[0]].clone(),
+            LayerOp::MaxPool { .. } | LayerOp::GlobalAvgPool => input(0).clone(),
             LayerOp::AvgPool { padding, .. } => {
-                constant[node.inputs[0]].iter().map(|c| c.filter(|&x| *padding == 0 || x == 0.0)).collect()
+                input(0).iter().map(|c| c.filter(|&x| *padding == 0 || x == 0.0)).collect()
             }
             // Training scales what dropout keeps: only zero stays constant.
-            LayerOp::Dropout { .. } => constant[node.inputs[0]].iter().map(|c| c.filter(|&x| x == 0.0)).collect(),
-            op => constant[node.inputs[0]].iter().map(|c| c.and_then(|x| activate(op, x))).collect(),
+            LayerOp::Dropout { .. } => input(0).iter().map(|c| c.filter(|&x| x == 0.0)).collect(),
+            // Batch norm gives β, in training and evaluation alike, only where γ is 0.
+            LayerOp::BatchNorm { .. } => {
+                let gamma = weights.get(&named(i, "weight"));
+                let beta = weights.get(&named(i, "bias"));
+                (0..units(node))
+                    .map(|u| match (gamma, beta) {
+                        (Some(g), Some(b)) if g[u] == 0.0 => Some(b[u]),
+                        _ => None,
+                    })
+                    .collect()
+            }
+            LayerOp::Add => input(0).iter().zip(input(1)).map(|(a, b)| Some((*a)? + (*b)?)).collect(),
+            op => input(0).iter().map(|c| c.and_then(|x| activate(op, x))).collect(),
         };
         constant.push(c);
     }
 
-    // Backward: `read`, some kept unit reads it; `pinned`, some reader cannot do without it
-    // (it varies there, or the reader cannot fold its constant). The logits are pinned.
-    let mut read: Vec<Vec<bool>> = model.nodes.iter().map(|nd| vec![false; units(nd)]).collect();
-    let mut pinned = read.clone();
-    pinned[model.output].iter_mut().for_each(|p| *p = true);
-    let mut keep: Vec<Vec<bool>> = vec![vec![]; n];
-    for i in (0..n).rev() {
-        let node = &model.nodes[i];
-        keep[i] = (0..units(node)).map(|u| pinned[i][u] || (read[i][u] && constant[i][u].is_none())).collect();
-        let Some(&j) = node.inputs.first() else { continue };
-        match &node.op {
-            LayerOp::Dense { .. } | LayerOp::Conv2d { .. } => {
-                let w = &rows[&i];
-                for c in 0..units(&model.nodes[j]) {
-                    if !(0..units(node)).any(|r| keep[i][r] && w.reads(r, c)) {
-                        continue;
+    // Backward, to a fixpoint (residual adds tie a space's producers to its readers both
+    // ways): `keep[space][u]`, whether some reader needs unit u of a space: it varies where
+    // read, or the reader cannot fold its constant. The logits and the input are kept whole.
+    let space = spaces(model);
+    let mut keep: Vec<Vec<bool>> = model.nodes.iter().map(|nd| vec![false; units(nd)]).collect();
+    let whole = |keep: &mut Vec<Vec<bool>>| {
+        keep[space[model.output]].iter_mut().for_each(|k| *k = true);
+        keep[space[0]].iter_mut().for_each(|k| *k = true);
+    };
+    whole(&mut keep);
+    loop {
+        let mut next: Vec<Vec<bool>> = model.nodes.iter().map(|nd| vec![false; units(nd)]).collect();
+        whole(&mut next);
+        for (i, node) in model.nodes.iter().enumerate().rev() {
+            match &node.op {
+                LayerOp::Dense { .. } | LayerOp::Conv2d { .. } => {
+                    let (w, j) = (&rows[&i], node.inputs[0]);
+                    let s = space[j];
+                    for c in 0..units(&model.nodes[j]) {
+                        if !(0..units(node)).any(|r| keep[space[i]][r] && w.reads(r, c)) {
+                            continue;
+                        }
+                        let folds = |x: f32| x == 0.0 || (bias(i).is_some() && !padded(&node.op));
+                        if !constant[j][c].is_some_and(folds) {
+                            next[s][c] = true;
+                        }
                     }
-                    match constant[j][c] {
-                        None => read[j][c] = true,
-                        Some(0.0) => {}
-                        Some(_) if bias(i).is_some() && !padded(&node.op) => {}
-                        Some(_) => pinned[j][c] = true,
+                }
+                LayerOp::Flatten => {
+                    let (j, per) = (node.inputs[0], pixels(&model.nodes[node.inputs[0]]));
+                    for c in 0..units(&model.nodes[j]) {
+                        if next[space[i]][c * per..(c + 1) * per].iter().any(|&k| k) {
+                            next[space[j]][c] = true;
+                        }
                     }
                 }
-            }
-            LayerOp::Flatten => {
-                let per = pixels(&model.nodes[j]);
-                for c in 0..units(&model.nodes[j]) {
-                    read[j][c] |= read[i][c * per..(c + 1) * per].iter().any(|&r| r);
-                    pinned[j][c] |= pinned[i][c * per..(c + 1) * per].iter().any(|&p| p);
-                }
-            }
-            _ => {
-                for u in 0..units(node) {
-                    read[j][u] |= read[i][u];
-                    pinned[j][u] |= pinned[i][u];
-                }
+                _ => {}
             }
         }
-    }
-    // Per-unit ops keep what the layer (or input) before them keeps; the input keeps all.
-    keep[0].iter_mut().for_each(|k| *k = true);
-    for (i, node) in model.nodes.iter().enumerate() {
-        if is_layer(&node.op) || node.inputs.is_empty() {
-            continue;
-        }
-        let j = node.inputs[0];
-        keep[i] = match node.op {
-            LayerOp::Flatten => {
-                let per = pixels(&model.nodes[j]);
-                keep[j].iter().flat_map(|&k| std::iter::repeat_n(k, per)).collect()
+        // Monotone: what was needed stays needed; done when nothing new is.
+        let mut grew = false;
+        for (k, nk) in keep.iter_mut().zip(&next) {
+            for (a, &b) in k.iter_mut().zip(nk) {
+                grew |= b && !*a;
+                *a |= b;
             }
-            _ => keep[j].clone(),
-        };
+        }
+        if !grew {
+            break;
+        }
     }
-    let kept: Vec<Vec<usize>> = keep.iter().map(|k| (0..k.len()).filter(|&u| k[u]).collect()).collect();
+    let kept: Vec<Vec<usize>> =
+        (0..n).map(|i| (0..units(&model.nodes[i])).filter(|&u| keep[space[i]][u]).collect()).collect();
+    let keeps = |i: usize, u: usize| keep[space[i]][u];
     if let Some(i) = (0..n).find(|&i| is_layer(&model.nodes[i].op) && kept[i].is_empty()) {
         return Err(format!("every unit of `{}` is removed: nothing would reach the output", named(i, "weight")));
     }
@@ -243,13 +277,22 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
                 .iter()
                 .map(|&r| {
                     let extra: f64 = (0..units(&model.nodes[j]))
-                        .filter(|&c| !keep[j][c])
+                        .filter(|&c| !keeps(j, c))
                         .map(|c| w.sum(r, c) * constant[j][c].unwrap_or(0.0) as f64)
                         .sum();
                     (b[r] as f64 + extra) as f32
                 })
                 .collect();
             shrunk.weights.insert(named(i, "bias"), folded);
+        }
+    }
+    // Batch norm's parameters and statistics go with their channels.
+    for p in &model.params {
+        if !shrunk.weights.contains_key(&p.name) {
+            if let Some(v) = weights.get(&p.name) {
+                let cut = shrunk.cut(model, &p.name, v).unwrap_or_else(|| v.clone());
+                shrunk.weights.insert(p.name.clone(), cut);
+            }
         }
     }
     Ok(shrunk)
@@ -275,7 +318,7 @@ pub fn with_widths(model: &Model, widths: &HashMap<String, u64>) -> Model {
             (_, Some(input)) => nd.shape[0] = input[0],
         }
     }
-    for p in new.params.iter_mut() {
+    for p in new.params.iter_mut().filter(|p| !p.shape.is_empty()) {
         let node = &new.nodes[p.node];
         p.shape[0] = node.shape[0];
         if p.shape.len() > 1 {

@@ -137,12 +137,40 @@ fn constants_a_reader_cannot_fold_stay() {
     assert_eq!(outs(&s)[0], 2);
 }
 
+/// A residual block with batch norm: channel 2 of the block's space (read by neither the
+/// block's second conv nor the classifier) goes from both convs, both batch norms and the
+/// classifier's columns at once; the logits (evaluation mode: running statistics) stay.
+#[test]
+fn residual_channels_go_from_every_branch_together() {
+    let body = "    c0 = conv2d(x, 4, kernel = 3, padding = 1, bias = false)\n    n0 = batchnorm(c0) |> relu\n\
+                \x20   c1 = conv2d(n0, 4, kernel = 3, padding = 1, bias = false)\n    n1 = batchnorm(c1)\n\
+                \x20   b = relu(n0 + n1)\n    fc = dense(global_avgpool(b), 3)\n    return fc";
+    let m = model(body, "2, 5, 5");
+    let mut w = weights(&m);
+    for (name, v) in w.iter_mut() {
+        if name.ends_with("running_var") {
+            v.iter_mut().for_each(|x| *x = x.abs() + 0.5);
+        }
+    }
+    zero_column(&mut w, "c1.weight", 2, 4 * 9, 9);
+    zero_column(&mut w, "fc.weight", 2, 4, 1);
+    let (s, sw) = same_logits(&m, &w);
+    assert_eq!(outs(&s), vec![3, 3, 3], "{:?}", outs(&s));
+    assert_eq!(sw["n0.running_mean"].len(), 3);
+    assert_eq!(sw["c1.weight"].len(), 3 * 3 * 9);
+    // Channel 2 read by the classifier only through the second branch still ties both.
+    let mut w2 = w.clone();
+    w2.get_mut("fc.weight").unwrap()[2] = 0.5;
+    let (s, _) = same_logits(&m, &w2);
+    assert_eq!(outs(&s), vec![4, 4, 3]);
+}
+
 #[test]
 fn what_it_cannot_shrink_it_says() {
-    let body = "    c1 = conv2d(x, 4, kernel = 3)\n    b1 = batchnorm(c1) |> relu\n    f = flatten(b1)\n    fc = dense(f, 3)\n    return fc";
+    let body = "    c1 = conv2d(x, 4, kernel = 3)\n    b1 = relu(shortcut(c1, 8))\n    f = flatten(b1)\n    fc = dense(f, 3)\n    return fc";
     let m = model(body, "1, 6, 6");
     let e = shrink(&m, &weights(&m)).unwrap_err();
-    assert!(e.contains("batchnorm"), "{e}");
+    assert!(e.contains("shortcut"), "{e}");
     let m = model("    fc1 = dense(x, 4) |> relu\n    fc2 = dense(fc1, 3)\n    return fc2", "5");
     let mut w = weights(&m);
     for r in 0..4 {
