@@ -340,6 +340,10 @@ fn shrink_trains_the_smaller_network_and_resumes_through_it() {
     assert!(last["test_accuracy"].as_f64().unwrap() >= 0.95, "{last}");
     let size = (h1 * 16 + h1 + h2 * h1 + h2 + 4 * h2 + 4) as f64;
     assert!((last["density"].as_f64().unwrap() - size / 3300.0).abs() < 1e-9, "density is of the spec's 3,300: {last}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(whole.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["shrink"][0]["before"], "16-64-32-4, 3,300 parameters, 0.01 MFLOP", "{report}");
+    assert!(report["shrink"][0]["after"].as_str().unwrap().starts_with(&format!("16-{h1}-{h2}-4")), "{report}");
     // model.hoyer is the shrunk architecture, and model.safetensors loads into it.
     let text = std::fs::read_to_string(whole.join("model.hoyer")).unwrap();
     assert!(text.contains(&format!("fc1 = relu(dense(x, {h1}))")), "{text}");
@@ -357,6 +361,9 @@ fn shrink_trains_the_smaller_network_and_resumes_through_it() {
         let (code, _, err) = common::hoyerc_in(root, &["run", spec, "--resume", d]);
         assert_eq!(code, 0, "{err}");
         assert!(file_bytes(&dir.join("model.safetensors")) == want, "stopping at step {stop} changed the result");
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+        assert_eq!(r["shrink"], report["shrink"], "stopped at {stop}");
     }
 }
 

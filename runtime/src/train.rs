@@ -227,6 +227,7 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
     };
     data.train.x = Vec::new();
     data.test.x = Vec::new();
+    let spec_size = program.model(&plan.model).map_or(0, |m| m.parameter_count());
     let mut t = Trainer {
         program,
         plan,
@@ -251,6 +252,11 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
         validation_accuracy: None,
         reports: vec![],
         earlier_reports: if opts.resume { earlier_reports(&opts.out_dir, plan, start.plan_step) } else { vec![] },
+        // A run resumed after its shrink keeps saying what the shrink did.
+        shrinks: match opts.resume && model.parameter_count() != spec_size {
+            true => earlier_shrinks(&opts.out_dir),
+            false => vec![],
+        },
     };
     t.sync_to_store()?;
     let result = t.all_phases(start.plan_step, resume_at);
@@ -441,6 +447,8 @@ struct Trainer<'a> {
     reports: Vec<Report>,
     /// The reports of phases finished before a resume (from report.json).
     earlier_reports: Vec<serde_json::Value>,
+    /// Each `then shrink`: the model before and after (`summary_line`).
+    shrinks: Vec<(String, String)>,
 }
 
 impl Trainer<'_> {
@@ -496,10 +504,13 @@ impl Trainer<'_> {
 
     /// report.json (every phase's report and the final one) and curves.svg.
     fn write_reports(&self, last: &Report) -> Result<(), RunError> {
-        let json = serde_json::json!({
+        let mut json = serde_json::json!({
             "phases": self.earlier_reports.iter().cloned().chain(self.reports.iter().map(Report::to_json)).collect::<Vec<_>>(),
             "final": last.to_json(),
         });
+        if !self.shrinks.is_empty() {
+            json["shrink"] = self.shrinks.iter().map(|(b, a)| serde_json::json!({ "before": b, "after": a })).collect();
+        }
         let path = self.opts.out_dir.join("report.json");
         let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
         write_atomically(&path, (text + "\n").as_bytes())?;
@@ -579,7 +590,9 @@ impl Trainer<'_> {
         self.model = s.model;
         self.evaluator = Evaluator::new(self.plan.batch as usize);
         self.validation_evaluator = Evaluator::new(self.plan.batch as usize);
-        eprintln!("shrink: {before}  →  {}", summary_line(&self.model));
+        let after = summary_line(&self.model);
+        eprintln!("shrink: {before}  →  {after}");
+        self.shrinks.push((before, after));
         Ok(())
     }
 
@@ -918,6 +931,20 @@ fn with_model(spec: &str, model: &Model) -> String {
         }
     }
     text
+}
+
+/// The shrinks an earlier part of a run recorded in its report.json.
+fn earlier_shrinks(dir: &Path) -> Vec<(String, String)> {
+    let Ok(text) = std::fs::read_to_string(dir.join("report.json")) else { return vec![] };
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else { return vec![] };
+    json["shrink"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| Some((s["before"].as_str()?.to_string(), s["after"].as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A model's layer widths, parameters and forward FLOPs: `784-300-100-10, 266,610 parameters,
