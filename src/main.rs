@@ -51,6 +51,10 @@ enum Command {
         /// Stop after this many optimizer steps in total; the outputs are still written.
         #[arg(long)]
         max_steps: Option<u64>,
+        /// Stop before a step of the plan: a phase's name, or prune.N for the Nth prune
+        /// (what `hoyerc sweep` branches from); the checkpoint is taken there.
+        #[arg(long, value_name = "STEP")]
+        stop_before: Option<String>,
         /// Overrides the spec's seed.
         #[arg(long)]
         seed: Option<u64>,
@@ -256,16 +260,44 @@ fn run(command: Command, color: bool) -> ExitCode {
             Outcome::Invalid => ExitCode::from(1),
             Outcome::Unreadable => ExitCode::from(2),
         },
-        Command::Run { file, out, max_steps, seed, init, data, backend, threads, memory_limit, resume, set } => {
+        Command::Run {
+            file,
+            out,
+            max_steps,
+            stop_before,
+            seed,
+            init,
+            data,
+            backend,
+            threads,
+            memory_limit,
+            resume,
+            set,
+        } => {
             let (checked, text) = match load_spec(&file, color, &set) {
                 Ok(c) => c,
                 Err(Outcome::Unreadable) => return ExitCode::from(2),
                 Err(_) => return ExitCode::from(1),
             };
             let stem = file.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
+            let stop_before = match (stop_before, checked.program.train.as_ref()) {
+                (None, _) => None,
+                (Some(name), Some(plan)) => match plan.step_index(&name) {
+                    Some(i) => Some(i),
+                    None => {
+                        eprintln!(
+                            "hoyerc run: --stop-before {name}: the plan has no such step (its steps: {})",
+                            plan.step_names().join(", ")
+                        );
+                        return ExitCode::from(2);
+                    }
+                },
+                (Some(_), None) => None,
+            };
             let opts = hoyer_runtime::train::RunOptions {
                 out_dir: resume.clone().or(out).unwrap_or_else(|| PathBuf::from("runs").join(stem)),
                 max_steps,
+                stop_before,
                 seed,
                 init,
                 data_dir: data,
@@ -430,6 +462,24 @@ fn compare_runs(dirs: &[PathBuf], labels: &[String], svg: &Path, json: Option<&P
     }
 }
 
+/// Whether a sweep's shared run stopped where it was asked to (`--stop-before`).
+fn base_stopped(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("run.json")).is_ok_and(|t| t.contains("stopped before a step of the plan"))
+}
+
+/// A run folder's files (not its lock) copied into a new folder, for a branch to resume.
+fn copy_run(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if entry.file_type()?.is_file() && name != ".hoyer.lock" {
+            std::fs::copy(entry.path(), to.join(&name))?;
+        }
+    }
+    Ok(())
+}
+
 /// `hoyerc sweep`: every point of the grid as a run of its own (`hoyerc run` in a child
 /// process, its output in NAME.log beside its folder), `jobs` at a time; a finished run is
 /// kept, a stopped one resumed. Then the comparison of them all.
@@ -452,11 +502,26 @@ fn sweep(
     };
     let points = sweep::grid(&axes);
     // Every point checks before anything runs: a typo in a path or value fails now.
+    let mut plan = None;
     for p in &points {
-        if load_spec(file, color, p).is_err() {
-            return ExitCode::from(1);
+        match load_spec(file, color, p) {
+            Ok((checked, _)) => plan = plan.or(checked.program.train),
+            Err(_) => return ExitCode::from(1),
         }
     }
+    // Where the grid changes nothing before a step of the plan (a prune's threshold, a
+    // fine-tuning phase), the steps before it run once and every point branches from there.
+    let branch = plan.as_ref().and_then(|plan| {
+        let step_of = |path: &str| {
+            let mut parts = path.split('.');
+            let first = parts.next().unwrap_or("");
+            let name =
+                if first == "prune" { format!("prune.{}", parts.next().unwrap_or("")) } else { first.to_string() };
+            plan.step_index(&name).unwrap_or(0)
+        };
+        let k = axes.iter().filter(|(_, v)| v.len() > 1).map(|(p, _)| step_of(p)).min()?;
+        (k > 0 && points.len() > 1).then(|| plan.step_names()[k].clone())
+    });
     let stem = file.file_stem().map_or("spec".into(), |s| s.to_string_lossy().into_owned());
     let root = out.unwrap_or_else(|| PathBuf::from("runs").join(format!("{stem}-sweep")));
     if let Err(e) = std::fs::create_dir_all(&root) {
@@ -478,6 +543,47 @@ fn sweep(
         BackendChoice::Cuda => "cuda",
         BackendChoice::Interp => "interp",
     };
+    if let Some(step) = &branch {
+        let base = root.join(format!("shared-before-{step}"));
+        if !(base.join("checkpoint.safetensors").is_file() && base_stopped(&base)) {
+            outln!(
+                "the steps before `{step}` run once, in {}; every point of the grid branches from there",
+                base.display()
+            );
+            let mut cmd = std::process::Command::new(&exe);
+            cmd.arg("run").arg(file);
+            if base.join("checkpoint.safetensors").is_file() {
+                cmd.arg("--resume").arg(&base);
+            } else {
+                cmd.arg("--out").arg(&base);
+            }
+            for s in &points[0] {
+                cmd.arg("--set").arg(s);
+            }
+            if let Some(d) = &data {
+                cmd.arg("--data").arg(d);
+            }
+            cmd.args(["--stop-before", step, "--backend", backend_arg]);
+            match cmd.status() {
+                Ok(status) if status.success() => {}
+                _ => {
+                    eprintln!("hoyerc sweep: the shared steps before `{step}` failed (see above); nothing branched");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        // Each point not started yet starts from a copy of the shared run.
+        for p in &points {
+            let dir = root.join(sweep::folder_name(p));
+            if dir.join("checkpoint.safetensors").is_file() {
+                continue;
+            }
+            if let Err(e) = copy_run(&base, &dir) {
+                eprintln!("hoyerc sweep: cannot copy {} to {}: {e}", base.display(), dir.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
     let mut queue: std::collections::VecDeque<&Vec<String>> = points.iter().collect();
     let mut running: Vec<(String, std::process::Child)> = Vec::new();
     let (mut done, mut failed) = (0usize, 0usize);

@@ -967,6 +967,28 @@ fn a_sweep_runs_its_grid_and_draws_the_front() {
     let (code, stdout, err) = common::hoyerc_in(root, &report_args);
     assert_eq!(code, 0, "{err}");
     assert!(stdout.contains("Pareto front") && svg.is_file(), "{stdout}");
+    // A grid that changes only the prune and after: the first phase runs once, each point
+    // branches from its checkpoint, and ends with the bits of a run of its own.
+    let branched = out_dir("sweep-branched");
+    let b = branched.to_str().unwrap();
+    let (code, stdout, err) = common::hoyerc_in(
+        root,
+        &["sweep", "tests/valid/shrink.hoyer", "--grid", "prune.1.threshold=0.02,0.1", "--out", b],
+    );
+    assert_eq!(code, 0, "{stdout}\n{err}");
+    assert!(stdout.contains("every point of the grid branches"), "{stdout}");
+    assert!(branched.join("shared-before-prune.1/checkpoint.safetensors").is_file());
+    let alone = out_dir("sweep-alone");
+    let (code, _, err) = common::hoyerc_in(
+        root,
+        &["run", "tests/valid/shrink.hoyer", "--set", "prune.1.threshold=0.1", "--out", alone.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        file_bytes(&branched.join("prune.1.threshold=0.1/model.safetensors"))
+            == file_bytes(&alone.join("model.safetensors")),
+        "a branched point differs from the same run made alone"
+    );
     // A path the spec does not have: refused before any run.
     let bad = out_dir("sweep-bad");
     let (code, _, err) = common::hoyerc_in(

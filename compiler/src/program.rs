@@ -294,6 +294,29 @@ impl Param {
 
 // ---------------------------------------------------------------- training
 
+impl TrainPlan {
+    /// Each step of the plan by the name `--set` paths and `--stop-before` use: a phase's
+    /// name, or `prune.N` for the Nth prune between phases.
+    pub fn step_names(&self) -> Vec<String> {
+        let mut prunes = 0;
+        self.steps
+            .iter()
+            .map(|s| match s {
+                Step::Phase(p) => p.name.clone(),
+                Step::Prune(_) => {
+                    prunes += 1;
+                    format!("prune.{prunes}")
+                }
+            })
+            .collect()
+    }
+
+    /// The index of the step named `name` (see `step_names`).
+    pub fn step_index(&self, name: &str) -> Option<usize> {
+        self.step_names().iter().position(|n| n == name)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct TrainPlan {
     pub model: String,

@@ -26,6 +26,9 @@ pub struct RunOptions {
     pub out_dir: PathBuf,
     /// Stop after this many optimizer steps in total (the outputs are still written).
     pub max_steps: Option<u64>,
+    /// Stop before this step of the plan (its index), with the checkpoint taken between
+    /// steps: where the runs of a sweep branch (each resumes a copy with its own `--set`).
+    pub stop_before: Option<usize>,
     pub seed: Option<u64>,
     /// Initial parameters; overrides the spec's `init from`.
     pub init: Option<PathBuf>,
@@ -253,6 +256,7 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
         reports: vec![],
         earlier_reports: if opts.resume { earlier_reports(&opts.out_dir, plan, start.plan_step) } else { vec![] },
         // A run resumed after its shrink keeps saying what the shrink did.
+        stopped_before: false,
         shrinks: match opts.resume && model.parameter_count() != spec_size {
             true => earlier_shrinks(&opts.out_dir),
             false => vec![],
@@ -264,6 +268,7 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
     record["ended"] = provenance::now().into();
     record["steps"] = t.global_step.into();
     record["outcome"] = match &result {
+        Ok(()) if t.stopped_before => "stopped before a step of the plan (--stop-before)".into(),
         Ok(()) => "finished".into(),
         Err(e) => format!("{}: {}", e.code, e.message).into(),
     };
@@ -449,6 +454,8 @@ struct Trainer<'a> {
     earlier_reports: Vec<serde_json::Value>,
     /// Each `then shrink`: the model before and after (`summary_line`).
     shrinks: Vec<(String, String)>,
+    /// Whether `--stop-before` stopped the run.
+    stopped_before: bool,
 }
 
 impl Trainer<'_> {
@@ -456,6 +463,10 @@ impl Trainer<'_> {
     fn all_phases(&mut self, first: usize, mut resume: Option<Resume>) -> Result<(), RunError> {
         for (i, s) in self.plan.steps.iter().enumerate().skip(first) {
             if self.budget_spent() {
+                break;
+            }
+            if self.opts.stop_before == Some(i) {
+                self.stopped_before = true;
                 break;
             }
             let finished = match s {
