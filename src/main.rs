@@ -311,6 +311,7 @@ fn run(command: Command, color: bool) -> ExitCode {
                 )
                 .into_owned(),
                 overrides: set.clone(),
+                effective_text: text.clone(),
                 memory_limit,
             };
             // Ctrl-C, SIGTERM (what `timeout` and job schedulers send) and SIGHUP: finish the

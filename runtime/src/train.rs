@@ -47,6 +47,8 @@ pub struct RunOptions {
     pub spec_path: PathBuf,
     pub spec_text: String,
     pub overrides: Vec<String>,
+    /// The spec's text with the `--set` overrides applied (what was checked and runs).
+    pub effective_text: String,
     /// The memory the run may use, in bytes (otherwise what the machine has available).
     pub memory_limit: Option<u64>,
 }
@@ -906,7 +908,7 @@ impl Trainer<'_> {
                  // loads them by name into modules of these shapes); `hoyerc bench` times it.\n{}",
                 self.opts.spec_path.display(),
                 self.model.name,
-                with_model(&self.opts.spec_text, &self.model)
+                with_model(&self.opts.effective_text, &self.model)
             );
             write_atomically(&self.opts.out_dir.join("model.hoyer"), text.as_bytes())?;
         }
