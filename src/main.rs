@@ -468,6 +468,32 @@ fn base_stopped(dir: &Path) -> bool {
     std::fs::read_to_string(dir.join("run.json")).is_ok_and(|t| t.contains("stopped before a step of the plan"))
 }
 
+/// `hoyerc run` of a sweep's point into `dir`: resumed where `dir` holds a checkpoint.
+fn run_command(
+    exe: &Path,
+    file: &Path,
+    dir: &Path,
+    overrides: &[String],
+    data: Option<&Path>,
+    backend: &str,
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("run").arg(file);
+    if dir.join("checkpoint.safetensors").is_file() {
+        cmd.arg("--resume").arg(dir);
+    } else {
+        cmd.arg("--out").arg(dir);
+    }
+    for s in overrides {
+        cmd.arg("--set").arg(s);
+    }
+    if let Some(d) = data {
+        cmd.arg("--data").arg(d);
+    }
+    cmd.args(["--backend", backend]);
+    cmd
+}
+
 /// A run folder's files (not its lock) copied into a new folder, for a branch to resume.
 fn copy_run(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
@@ -551,20 +577,8 @@ fn sweep(
                 "the steps before `{step}` run once, in {}; every point of the grid branches from there",
                 base.display()
             );
-            let mut cmd = std::process::Command::new(&exe);
-            cmd.arg("run").arg(file);
-            if base.join("checkpoint.safetensors").is_file() {
-                cmd.arg("--resume").arg(&base);
-            } else {
-                cmd.arg("--out").arg(&base);
-            }
-            for s in &points[0] {
-                cmd.arg("--set").arg(s);
-            }
-            if let Some(d) = &data {
-                cmd.arg("--data").arg(d);
-            }
-            cmd.args(["--stop-before", step, "--backend", backend_arg]);
+            let mut cmd = run_command(&exe, file, &base, &points[0], data.as_deref(), backend_arg);
+            cmd.args(["--stop-before", step]);
             match cmd.status() {
                 Ok(status) if status.success() => {}
                 _ => {
@@ -599,20 +613,8 @@ fn sweep(
                 outln!("[{done}/{total}] {name}: finished before, kept");
                 continue;
             }
-            let mut cmd = std::process::Command::new(&exe);
-            cmd.arg("run").arg(file);
-            if dir.join("checkpoint.safetensors").is_file() {
-                cmd.arg("--resume").arg(&dir);
-            } else {
-                cmd.arg("--out").arg(&dir);
-            }
-            for s in p {
-                cmd.arg("--set").arg(s);
-            }
-            if let Some(d) = &data {
-                cmd.arg("--data").arg(d);
-            }
-            cmd.args(["--backend", backend_arg, "--threads", &threads.to_string()]);
+            let mut cmd = run_command(&exe, file, &dir, p, data.as_deref(), backend_arg);
+            cmd.args(["--threads", &threads.to_string()]);
             let log = match std::fs::File::create(root.join(format!("{name}.log"))) {
                 Ok(f) => f,
                 Err(e) => {

@@ -166,6 +166,7 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
         opts.out_dir.display()
     );
     // A run resumed after `then shrink` goes on with the shrunk model its checkpoint holds.
+    let spec_model = model;
     let shrunk;
     let model = match opts.resume {
         true => {
@@ -232,12 +233,11 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
     };
     data.train.x = Vec::new();
     data.test.x = Vec::new();
-    let spec_size = program.model(&plan.model).map_or(0, |m| m.parameter_count());
     let mut t = Trainer {
         program,
         plan,
         model: model.clone(),
-        original_size: program.model(&plan.model).map_or(0, |m| m.params.iter().map(|p| p.numel() as usize).sum()),
+        original_size: spec_model.params.iter().map(|p| p.numel() as usize).sum(),
         backend,
         data,
         params,
@@ -259,7 +259,7 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
         earlier_reports: if opts.resume { earlier_reports(&opts.out_dir, plan, start.plan_step) } else { vec![] },
         // A run resumed after its shrink keeps saying what the shrink did.
         stopped_before: false,
-        shrinks: match opts.resume && model.parameter_count() != spec_size {
+        shrinks: match opts.resume && model.parameter_count() != spec_model.parameter_count() {
             true => earlier_shrinks(&opts.out_dir),
             false => vec![],
         },

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{inputs_for, run, Values};
+use common::{inputs_for, run, store_for, Values};
 use hoyer_compiler::check_source;
 use hoyer_compiler::codes::Code;
 use hoyer_compiler::pipeline::{self, Planned};
@@ -101,18 +101,7 @@ fn graph_replays_agree_with_the_interpreter_step_after_step() {
         let inputs = inputs_for(g, 9);
         let mut finals = Vec::new();
         for backend in [&Interpreter as &dyn Backend, &cuda] {
-            let mut store = Store::new();
-            let mut bind = Bindings::new();
-            for (id, name, _) in g.inputs() {
-                let t = store.alloc(name, g.shape(id)).unwrap();
-                store.write(t, &inputs[name]).unwrap();
-                bind.insert(name.to_string(), t);
-            }
-            for (name, v) in &g.outputs {
-                if !bind.contains_key(name) {
-                    bind.insert(name.clone(), store.alloc(name, g.shape(*v)).unwrap());
-                }
-            }
+            let (mut store, bind) = store_for(g, &inputs);
             let mut exe = backend.compile(&planned, &mut store, &bind).unwrap();
             for step in 0..5 {
                 if let Some(&lr) = bind.get("lr") {

@@ -87,9 +87,9 @@ pub fn inputs_for(g: &Graph, seed: u64) -> Values {
         .collect()
 }
 
-/// Runs `planned` once on `backend` with `inputs` in a fresh store; every output by name.
-pub fn run(backend: &dyn Backend, planned: &Planned, inputs: &Values) -> Values {
-    let g = &planned.graph;
+/// A fresh store holding `inputs` for `g`'s inputs and a tensor for each further output,
+/// bound by name.
+pub fn store_for(g: &Graph, inputs: &Values) -> (Store, Bindings) {
     let mut store = Store::new();
     let mut bind = Bindings::new();
     for (id, name, _) in g.inputs() {
@@ -102,6 +102,13 @@ pub fn run(backend: &dyn Backend, planned: &Planned, inputs: &Values) -> Values 
             bind.insert(name.clone(), store.alloc(name, g.shape(*v)).unwrap());
         }
     }
+    (store, bind)
+}
+
+/// Runs `planned` once on `backend` with `inputs` in a fresh store; every output by name.
+pub fn run(backend: &dyn Backend, planned: &Planned, inputs: &Values) -> Values {
+    let g = &planned.graph;
+    let (mut store, bind) = store_for(g, inputs);
     let mut exe = backend.compile(planned, &mut store, &bind).unwrap();
     exe.run(&mut store).unwrap();
     g.outputs.iter().map(|(n, _)| (n.clone(), store.read(bind[n]).unwrap().to_vec())).collect()
