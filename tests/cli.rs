@@ -4,18 +4,14 @@
 mod common;
 
 use hoyer_compiler::codes::Code;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 fn hoyerc(args: &[&str]) -> (i32, String, String) {
     common::hoyerc_in(Path::new(env!("CARGO_MANIFEST_DIR")), args)
 }
 
-fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hoyer-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, contents).unwrap();
-    path
+fn temp_file(name: &str, contents: &[u8]) -> common::Scratch {
+    common::Scratch::file(name, contents)
 }
 
 #[test]
@@ -156,8 +152,8 @@ fn a_closed_pipe_is_not_a_crash() {
 /// end).
 #[test]
 fn pipes_and_devices_are_not_specs() {
-    let fifo = std::env::temp_dir().join(format!("hoyer-fifo-{}.hoyer", std::process::id()));
-    let _ = std::fs::remove_file(&fifo);
+    let folder = common::Scratch::dir("fifo");
+    let fifo = folder.join("fifo.hoyer");
     assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     for path in [fifo.to_str().unwrap(), "/dev/zero"] {
         let started = std::time::Instant::now();
@@ -166,7 +162,6 @@ fn pipes_and_devices_are_not_specs() {
         assert!(err.contains("E0007") && err.contains("not a regular file"), "{err}");
         assert!(started.elapsed().as_secs() < 10);
     }
-    let _ = std::fs::remove_file(&fifo);
 }
 
 /// Output that cannot be written (a full disk) is an error, not a silent exit 0; a closed

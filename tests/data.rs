@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const SPEC: &str = "data d = idx(\"d\") { scale 1/255 }
 model m(x: f32[4]) { return dense(x, 3) }
@@ -25,9 +25,8 @@ fn gz(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// A folder with a spec and four valid 2×2-image files; `change` may break one of them.
-fn setup(name: &str, compress: bool, change: impl FnOnce(&Path)) -> PathBuf {
-    let root = std::env::temp_dir().join(format!("hoyer-data-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+fn setup(name: &str, compress: bool, change: impl FnOnce(&Path)) -> common::Scratch {
+    let root = common::Scratch::dir(name);
     let d = root.join("d");
     std::fs::create_dir_all(&d).unwrap();
     std::fs::write(root.join("spec.hoyer"), SPEC).unwrap();
@@ -215,9 +214,7 @@ fn cifar10_reads_its_batches_and_names_every_broken_one() {
         ("empty", Box::new(|d: &Path| std::fs::write(d.join("data_batch_5.bin"), []).unwrap()), "E0702", "is empty"),
     ];
     for (name, change, code, phrase) in cases {
-        let root = std::env::temp_dir().join(format!("hoyer-cifar-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).unwrap();
+        let root = common::Scratch::dir(&format!("cifar-{name}"));
         std::fs::write(root.join("spec.hoyer"), CIFAR_SPEC).unwrap();
         common::cifar_folder(&root, 10, change);
         let (status, err) = run(&root);

@@ -2,12 +2,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-fn out_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("hoyer-train-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+/// A run's `--out` folder, removed when the test passes.
+fn out_dir(name: &str) -> common::Scratch {
+    common::Scratch::fresh(name)
 }
 
 fn metrics(dir: &Path) -> Vec<serde_json::Value> {
@@ -181,9 +180,7 @@ fn lenet5_one_epoch_on_mnist() {
 #[test]
 fn resnet20_runs_on_generated_cifar_files() {
     let out = out_dir("resnet20");
-    let data = out.with_extension("data");
-    let _ = std::fs::remove_dir_all(&data);
-    std::fs::create_dir_all(&data).unwrap();
+    let data = common::Scratch::dir("resnet20-data");
     let cifar = common::cifar_folder(&data, 20, |_| {});
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let (code, model, err) = common::hoyerc_in(root, &["compile", "examples/resnet20_cifar.hoyer", "--emit", "model"]);
@@ -221,12 +218,10 @@ fn resnet20_runs_on_generated_cifar_files() {
 #[test]
 fn validation_split_is_held_out_and_reported() {
     let spec = |name: &str, n: u64| {
-        let p = std::env::temp_dir().join(format!("hoyer-{name}-{}.hoyer", std::process::id()));
         let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.hoyer"))
             .unwrap()
             .replace("    seed 42\n", &format!("    seed 42\n    validation {n}\n"));
-        std::fs::write(&p, text).unwrap();
-        p
+        common::Scratch::file(&format!("{name}.hoyer"), &text)
     };
     let out = out_dir("validation");
     let s = spec("validation", 200);
@@ -262,7 +257,8 @@ fn dropout_is_seeded_and_trains() {
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.hoyer")).unwrap();
     assert!(text.contains("|> relu\n"), "the quickstart has a relu layer to follow");
     let text = text.replacen("|> relu\n", "|> relu |> dropout(0.3)\n", 1);
-    let spec = std::env::temp_dir().join(format!("hoyer-dropout-{}.hoyer", std::process::id()));
+    let spec_folder = common::Scratch::dir("dropout-spec");
+    let spec = spec_folder.join("spec.hoyer");
     std::fs::write(&spec, text).unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let run = |name: &str, seed: &str| {
@@ -368,13 +364,11 @@ fn shrink_trains_the_smaller_network_and_resumes_through_it() {
 }
 
 /// A long quickstart (400 epochs of sparsify), for stopping runs mid-way.
-fn long_spec(name: &str, extra: &str) -> PathBuf {
-    let spec = std::env::temp_dir().join(format!("hoyer-{name}-{}.hoyer", std::process::id()));
+fn long_spec(name: &str, extra: &str) -> common::Scratch {
     let text =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.hoyer")).unwrap();
     let text = text.replace("epochs 8", "epochs 400").replace("    seed 42\n", &format!("    seed 42\n{extra}"));
-    std::fs::write(&spec, text).unwrap();
-    spec
+    common::Scratch::file(&format!("{name}.hoyer"), &text)
 }
 
 fn start_run(spec: &Path, args: &[&str]) -> std::process::Child {
@@ -523,7 +517,8 @@ fn killed_runs_leave_whole_files() {
 /// A diverging run stops with a message naming where, and keeps good weights on disk.
 #[test]
 fn divergence_stops_with_the_place_and_keeps_good_weights() {
-    let spec = std::env::temp_dir().join(format!("hoyer-diverge-{}.hoyer", std::process::id()));
+    let spec_folder = common::Scratch::dir("diverge-spec");
+    let spec = spec_folder.join("spec.hoyer");
     let text =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.hoyer")).unwrap();
     std::fs::write(&spec, text.replace("optimizer adam(lr = 1e-3)", "optimizer sgd(lr = 1e30)")).unwrap();
@@ -542,7 +537,8 @@ fn divergence_stops_with_the_place_and_keeps_good_weights() {
 /// a one-shot global target prunes across tensors together.
 #[test]
 fn gradual_and_global_sparsity_targets_are_reached() {
-    let spec = std::env::temp_dir().join(format!("hoyer-gradual-{}.hoyer", std::process::id()));
+    let spec_folder = common::Scratch::dir("gradual-spec");
+    let spec = spec_folder.join("spec.hoyer");
     std::fs::write(
         &spec,
         "data blobs = synthetic(classes = 4, train = 800, test = 200, seed = 3)
@@ -584,7 +580,8 @@ fn gradual_and_global_sparsity_targets_are_reached() {
 /// and loop nests cut into tasks; a penalty, a prune, frozen masks.
 #[test]
 fn same_bits_on_any_number_of_threads() {
-    let spec = std::env::temp_dir().join(format!("hoyer-threads-{}.hoyer", std::process::id()));
+    let spec_folder = common::Scratch::dir("threads-spec");
+    let spec = spec_folder.join("spec.hoyer");
     std::fs::write(
         &spec,
         "data blobs = synthetic(classes = 5, train = 700, test = 100, seed = 3)
@@ -617,7 +614,8 @@ fn same_bits_on_any_number_of_threads() {
 #[test]
 fn zeroed_tensors_under_ratio_penalties_stay_finite() {
     for masks in ["frozen", "free"] {
-        let spec = std::env::temp_dir().join(format!("hoyer-zeroed-{masks}-{}.hoyer", std::process::id()));
+        let spec_folder = common::Scratch::dir(&format!("zeroed-{masks}-spec"));
+        let spec = spec_folder.join("spec.hoyer");
         std::fs::write(
             &spec,
             format!(
@@ -679,7 +677,8 @@ fn run_json_records_the_run() {
 /// without the run's `--set` options; an explicit `--set` says what changed.
 #[test]
 fn resume_refuses_another_run() {
-    let spec = std::env::temp_dir().join(format!("hoyer-provenance-{}.hoyer", std::process::id()));
+    let spec_folder = common::Scratch::dir("provenance-spec");
+    let spec = spec_folder.join("spec.hoyer");
     let text =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.hoyer")).unwrap();
     std::fs::write(&spec, &text).unwrap();
@@ -760,7 +759,7 @@ fn data_dir_means_that_folder() {
 /// `--init` from a file with tensors the model does not use says so.
 #[test]
 fn init_warns_about_extra_tensors() {
-    let dir = std::env::temp_dir().join(format!("hoyer-init-extra-{}", std::process::id()));
+    let dir = common::Scratch::dir("init-extra");
     std::fs::create_dir_all(&dir).unwrap();
     let head = "data d = synthetic(classes = 3, train = 60, test = 12)\n";
     let train = "train m on d { batch 20  phase p { epochs 1  optimizer sgd(lr = 0.1) } }\n";
@@ -851,7 +850,7 @@ fn hostile_checkpoints_are_refused() {
 /// naming the largest parts; `--memory-limit` sets the bound.
 #[test]
 fn runs_too_large_for_memory_are_refused_at_once() {
-    let dir = std::env::temp_dir().join(format!("hoyer-memory-{}", std::process::id()));
+    let dir = common::Scratch::dir("memory");
     std::fs::create_dir_all(&dir).unwrap();
     let specs = [
         ("data", "data d = synthetic(classes = 3, train = 2000000000, test = 10)\nmodel m(x: f32[4096]) { fc1 = dense(x, 3)\n return fc1 }\ntrain m on d { batch 100  phase p { epochs 1  optimizer sgd(lr = 0.1) } }\n"),

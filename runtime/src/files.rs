@@ -182,6 +182,7 @@ mod tests {
         let e = FolderLock::take(&dir).err().unwrap();
         assert!(e.message.contains(&std::process::id().to_string()), "{}", e.message);
         drop(lock);
-        FolderLock::take(&dir).unwrap();
+        drop(FolderLock::take(&dir).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

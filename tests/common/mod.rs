@@ -40,3 +40,63 @@ pub fn cifar_folder(
     change(&d);
     d
 }
+
+/// A test's own folder, or a file in a folder of its own, under the temporary folder:
+/// removed when the test passes, kept when it fails (to look at).
+pub struct Scratch {
+    path: std::path::PathBuf,
+    root: std::path::PathBuf,
+}
+
+#[allow(dead_code)]
+impl Scratch {
+    fn root(name: &str) -> std::path::PathBuf {
+        let root =
+            std::env::temp_dir().join(format!("hoyer-{}-{}-{name}", env!("CARGO_CRATE_NAME"), std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        root
+    }
+
+    /// An empty folder.
+    pub fn dir(name: &str) -> Scratch {
+        let root = Scratch::root(name);
+        std::fs::create_dir_all(&root).unwrap();
+        Scratch { path: root.clone(), root }
+    }
+
+    /// A path nothing is at yet (a run's `--out`).
+    pub fn fresh(name: &str) -> Scratch {
+        let root = Scratch::root(name);
+        Scratch { path: root.clone(), root }
+    }
+
+    /// A file `name` holding `contents` (a spec), alone in its folder.
+    pub fn file(name: &str, contents: impl AsRef<[u8]>) -> Scratch {
+        let root = Scratch::root(name);
+        std::fs::create_dir_all(&root).unwrap();
+        let path = root.join(name);
+        std::fs::write(&path, contents).unwrap();
+        Scratch { path, root }
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
