@@ -101,12 +101,12 @@ pub fn check_train(sink: &mut Sink, t: &TrainDef, program: &Program, declared: &
                     ok = false;
                 }
                 match cx.phase(sink, p, pruned_before) {
-                    Some(plan_phase) => {
-                        pruned_before |= !plan_phase.gradual.is_empty();
-                        plan.steps.push(Step::Phase(plan_phase));
-                    }
+                    Some(plan_phase) => plan.steps.push(Step::Phase(plan_phase)),
                     None => ok = false,
                 }
+                // A gradual prune counts as written even where it failed its check, so that
+                // a later `masks frozen` is not reported as well.
+                pruned_before |= p.body.iter().any(|s| matches!(s, PhaseStmt::Prune(_)));
             }
             TrainStmt::Prune(p) => {
                 pruned_before = true;
