@@ -112,6 +112,9 @@ enum Command {
         /// Folder of the IDX data (as for `run`).
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Initial parameters of every run (as for `run`), e.g. a dense model's weights.
+        #[arg(long)]
+        init: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
         backend: BackendChoice,
     },
@@ -346,7 +349,10 @@ fn run(command: Command, color: bool) -> ExitCode {
             let labels: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
             compare_runs(&dirs, &labels, &svg, None, color)
         }
-        Command::Sweep { file, grid, jobs, out, data, backend } => sweep(&file, &grid, jobs, out, data, backend, color),
+        Command::Sweep { file, grid, jobs, out, data, init, backend } => {
+            let shared = PointArgs { data: data.as_deref(), init: init.as_deref(), backend: backend_arg(backend) };
+            sweep(&file, &grid, jobs, out, &shared, color)
+        }
         Command::Report { dirs, .. } => {
             let dir = &dirs[0];
             match hoyer_runtime::report::from_run_dir(dir) {
@@ -468,29 +474,42 @@ fn base_stopped(dir: &Path) -> bool {
     std::fs::read_to_string(dir.join("run.json")).is_ok_and(|t| t.contains("stopped before a step of the plan"))
 }
 
-/// `hoyerc run` of a sweep's point into `dir`: resumed where `dir` holds a checkpoint.
-fn run_command(
-    exe: &Path,
-    file: &Path,
-    dir: &Path,
-    overrides: &[String],
-    data: Option<&Path>,
-    backend: &str,
-) -> std::process::Command {
+/// What every run of a sweep is given besides its `--set` values.
+struct PointArgs<'a> {
+    data: Option<&'a Path>,
+    init: Option<&'a Path>,
+    backend: &'static str,
+}
+
+fn backend_arg(backend: BackendChoice) -> &'static str {
+    match backend {
+        BackendChoice::Auto => "auto",
+        BackendChoice::Cpu => "cpu",
+        BackendChoice::Cuda => "cuda",
+        BackendChoice::Interp => "interp",
+    }
+}
+
+/// `hoyerc run` of a sweep's point into `dir`: resumed where `dir` holds a checkpoint (the
+/// initial parameters are then in it), else started with `--init` where one was given.
+fn run_command(exe: &Path, file: &Path, dir: &Path, overrides: &[String], shared: &PointArgs) -> std::process::Command {
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("run").arg(file);
     if dir.join("checkpoint.safetensors").is_file() {
         cmd.arg("--resume").arg(dir);
     } else {
         cmd.arg("--out").arg(dir);
+        if let Some(init) = shared.init {
+            cmd.arg("--init").arg(init);
+        }
     }
     for s in overrides {
         cmd.arg("--set").arg(s);
     }
-    if let Some(d) = data {
+    if let Some(d) = shared.data {
         cmd.arg("--data").arg(d);
     }
-    cmd.args(["--backend", backend]);
+    cmd.args(["--backend", shared.backend]);
     cmd
 }
 
@@ -510,15 +529,7 @@ fn copy_run(from: &Path, to: &Path) -> std::io::Result<()> {
 /// `hoyerc sweep`: every point of the grid as a run of its own (`hoyerc run` in a child
 /// process, its output in NAME.log beside its folder), `jobs` at a time; a finished run is
 /// kept, a stopped one resumed. Then the comparison of them all.
-fn sweep(
-    file: &Path,
-    axes: &[String],
-    jobs: usize,
-    out: Option<PathBuf>,
-    data: Option<PathBuf>,
-    backend: BackendChoice,
-    color: bool,
-) -> ExitCode {
+fn sweep(file: &Path, axes: &[String], jobs: usize, out: Option<PathBuf>, shared: &PointArgs, color: bool) -> ExitCode {
     use hoyer_runtime::sweep;
     let axes: Vec<(String, Vec<String>)> = match axes.iter().map(|a| sweep::parse_axis(a)).collect() {
         Ok(a) => a,
@@ -555,7 +566,10 @@ fn sweep(
         eprintln!("hoyerc sweep: cannot create {}: {e}", root.display());
         return ExitCode::from(2);
     }
-    let exe = match std::env::current_exe() {
+    // The runs are this very binary: on Linux through /proc/self/exe, which still runs it
+    // where a rebuild has replaced the file on disk since the sweep started.
+    let proc_exe = Path::new("/proc/self/exe");
+    let exe = match if proc_exe.exists() { Ok(proc_exe.to_path_buf()) } else { std::env::current_exe() } {
         Ok(e) => e,
         Err(e) => {
             eprintln!("hoyerc sweep: cannot find hoyerc itself: {e}");
@@ -564,12 +578,6 @@ fn sweep(
     };
     let jobs = jobs.clamp(1, points.len().max(1));
     let threads = (hoyer_runtime::cpu::available_cores() / jobs).max(1);
-    let backend_arg = match backend {
-        BackendChoice::Auto => "auto",
-        BackendChoice::Cpu => "cpu",
-        BackendChoice::Cuda => "cuda",
-        BackendChoice::Interp => "interp",
-    };
     if let Some(step) = &branch {
         let base = root.join(format!("shared-before-{step}"));
         if !(base.join("checkpoint.safetensors").is_file() && base_stopped(&base)) {
@@ -577,7 +585,7 @@ fn sweep(
                 "the steps before `{step}` run once, in {}; every point of the grid branches from there",
                 base.display()
             );
-            let mut cmd = run_command(&exe, file, &base, &points[0], data.as_deref(), backend_arg);
+            let mut cmd = run_command(&exe, file, &base, &points[0], shared);
             cmd.args(["--stop-before", step]);
             match cmd.status() {
                 Ok(status) if status.success() => {}
@@ -613,7 +621,7 @@ fn sweep(
                 outln!("[{done}/{total}] {name}: finished before, kept");
                 continue;
             }
-            let mut cmd = run_command(&exe, file, &dir, p, data.as_deref(), backend_arg);
+            let mut cmd = run_command(&exe, file, &dir, p, shared);
             cmd.args(["--threads", &threads.to_string()]);
             let log = match std::fs::File::create(root.join(format!("{name}.log"))) {
                 Ok(f) => f,
