@@ -756,7 +756,7 @@ fn data_dir_means_that_folder() {
     assert!(files.iter().all(|f| f["crc32"].as_str().unwrap().len() == 8 && f["bytes"].as_u64().unwrap() > 0));
 }
 
-/// `--init` from a file with tensors the model does not use says so.
+/// `--init` from a file with tensors the model does not use says so, and run.json records the file.
 #[test]
 fn init_warns_about_extra_tensors() {
     let dir = common::Scratch::dir("init-extra");
@@ -784,6 +784,11 @@ fn init_warns_about_extra_tensors() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("warning") && err.contains("side.bias, side.weight"), "{err}");
+    // run.json names the weights the run started from.
+    let recorded = &run_json(&b)["init"];
+    assert_eq!(recorded["path"].as_str(), init.to_str());
+    assert_eq!(recorded["bytes"].as_u64(), Some(file_bytes(&init).len() as u64));
+    assert_eq!(recorded["crc32"].as_str().map(str::len), Some(8));
 }
 
 /// Rewrites a safetensors file: `edit` changes its header (JSON) and its data.
@@ -966,21 +971,40 @@ fn a_sweep_runs_its_grid_and_draws_the_front() {
     let (code, stdout, err) = common::hoyerc_in(root, &report_args);
     assert_eq!(code, 0, "{err}");
     assert!(stdout.contains("Pareto front") && svg.is_file(), "{stdout}");
-    // A grid that changes only the prune and after: the first phase runs once, each point
-    // branches from its checkpoint, and ends with the bits of a run of its own.
+    // A grid that changes only the prune and after: the first phase runs once (from the
+    // weights --init gives), each point branches from its checkpoint, and ends with the
+    // bits of a run of its own.
+    let pretrained = out_dir("sweep-pretrained");
+    let p = pretrained.to_str().unwrap();
+    let args =
+        ["run", "tests/valid/shrink.hoyer", "--set", "sparsify.epochs=1", "--stop-before", "prune.1", "--out", p];
+    let (code, _, err) = common::hoyerc_in(root, &args);
+    assert_eq!(code, 0, "{err}");
+    let init = pretrained.join("model.safetensors");
+    let init = init.to_str().unwrap();
     let branched = out_dir("sweep-branched");
     let b = branched.to_str().unwrap();
     let (code, stdout, err) = common::hoyerc_in(
         root,
-        &["sweep", "tests/valid/shrink.hoyer", "--grid", "prune.1.threshold=0.02,0.1", "--out", b],
+        &["sweep", "tests/valid/shrink.hoyer", "--grid", "prune.1.threshold=0.02,0.1", "--init", init, "--out", b],
     );
     assert_eq!(code, 0, "{stdout}\n{err}");
     assert!(stdout.contains("every point of the grid branches"), "{stdout}");
     assert!(branched.join("shared-before-prune.1/checkpoint.safetensors").is_file());
+    assert_eq!(run_json(&branched.join("prune.1.threshold=0.1"))["init"]["path"].as_str(), Some(init));
     let alone = out_dir("sweep-alone");
     let (code, _, err) = common::hoyerc_in(
         root,
-        &["run", "tests/valid/shrink.hoyer", "--set", "prune.1.threshold=0.1", "--out", alone.to_str().unwrap()],
+        &[
+            "run",
+            "tests/valid/shrink.hoyer",
+            "--set",
+            "prune.1.threshold=0.1",
+            "--init",
+            init,
+            "--out",
+            alone.to_str().unwrap(),
+        ],
     );
     assert_eq!(code, 0, "{err}");
     assert!(

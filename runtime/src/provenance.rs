@@ -1,6 +1,6 @@
 //! `run.json`: what a run was, so that its results can be traced and a resume can be checked
 //! against it. The spec's text and every `--set`, the data read (folder, each file's size and
-//! CRC-32), the seed, the back end and its threads, hoyerc's version, when it started, each
+//! CRC-32), the weights it started from, the seed, the back end and its threads, hoyerc's version, when it started, each
 //! resume, when it ended and how.
 
 use crate::error::RunError;
@@ -46,6 +46,13 @@ pub fn files(dir: &Path, names: &[&str]) -> Vec<Value> {
         }
     }
     out
+}
+
+/// The weights a run started from (`--init` or `init from`): path, size and CRC-32, so that
+/// a result can be traced to them.
+pub fn init_file(path: &Path) -> Value {
+    let bytes = crate::files::read_regular(path, 1 << 36).unwrap_or_default();
+    json!({ "path": path.display().to_string(), "bytes": bytes.len(), "crc32": format!("{:08x}", crc32fast::hash(&bytes)) })
 }
 
 /// The record of a run that is starting.

@@ -140,6 +140,10 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
     // What this run is (run.json), and on a resume, that it is the run the folder holds.
     let mut record =
         provenance::record(&opts.spec_path, &opts.spec_text, &opts.overrides, seed, &backend.describe(), data_record);
+    let init_path = opts.init.clone().or_else(|| plan.init.as_ref().map(|p| opts.spec_dir.join(p)));
+    if let Some(path) = init_path.as_ref().filter(|_| !opts.resume) {
+        record["init"] = provenance::init_file(path);
+    }
     if opts.resume {
         match provenance::read(&opts.out_dir) {
             Some(stored) => {
@@ -195,7 +199,7 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
     let (params, masks, seed, start) = match resumed {
         Some(c) => (c.params, c.masks.into_iter().collect(), c.seed, c.position),
         None => {
-            let params = match opts.init.clone().or_else(|| plan.init.as_ref().map(|p| opts.spec_dir.join(p))) {
+            let params = match init_path {
                 Some(path) => {
                     let params = checkpoint::load(&path, model).map_err(|e| RunError::new(Code::BadCheckpoint, e))?;
                     let extra = checkpoint::extra_tensors(&path, model);
