@@ -176,7 +176,7 @@ fn lenet5_one_epoch_on_mnist() {
 
 /// The ResNet-20 example checks, has PyTorch's parameter count, and trains a few steps on
 /// small generated CIFAR-10 files; its weights file holds batch norm's buffers under
-/// PyTorch's names.
+/// PyTorch's names; its `then shrink` shrinks the blocks inside.
 #[test]
 fn resnet20_runs_on_generated_cifar_files() {
     let out = out_dir("resnet20");
@@ -210,6 +210,36 @@ fn resnet20_runs_on_generated_cifar_files() {
     for name in ["bn1.running_mean", "bn_s3b3_b.running_var", "bn_s2b1_a.num_batches_tracked"] {
         assert!(t.iter().any(|(n, _)| n == name), "no {name} in {:?}", t.iter().map(|x| &x.0).collect::<Vec<_>>());
     }
+    // Pruned hard and shrunk through its option-A shortcuts: the blocks' inner channels go,
+    // the residual streams stay whole, and the smaller spec checks.
+    let shrunk = out_dir("resnet20-shrunk");
+    let args = [
+        "run",
+        "examples/resnet20_cifar.hoyer",
+        "--data",
+        cifar.to_str().unwrap(),
+        "--set",
+        "batch=20",
+        "--set",
+        "sparsify.epochs=1",
+        "--set",
+        "finetune.epochs=1",
+        "--set",
+        "prune.1.threshold=0.8",
+        "--out",
+        shrunk.to_str().unwrap(),
+    ];
+    let (code, _, err) = common::hoyerc_in(root, &args);
+    assert_eq!(code, 0, "{err}");
+    let line = err.lines().find(|l| l.starts_with("shrink: ")).unwrap_or_else(|| panic!("{err}"));
+    let after = line.split('→').nth(1).unwrap();
+    assert!(after.trim_start().starts_with("3-16-") && after.contains("-64-10"), "{line}");
+    let t = tensors(&shrunk.join("model.safetensors"));
+    let shape = |name: &str| t.iter().find(|(n, _)| n == name).map(|x| x.1.clone()).unwrap();
+    assert!(shape("conv_s1b1_a.weight")[0] < 16, "{:?}", shape("conv_s1b1_a.weight"));
+    assert_eq!(shape("conv_s1b1_b.weight")[0], 16);
+    let (code, _, err) = common::hoyerc_in(root, &["check", shrunk.join("model.hoyer").to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
 }
 
 /// `validation N` holds N training samples out (the same ones for the same seed), trains on

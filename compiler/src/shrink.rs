@@ -10,8 +10,11 @@
 //! Liveness runs over the model's nodes: forward for constants (a unit constant in, the
 //! same unit constant out of every per-unit op), backward for readers (a kept unit reads
 //! what its row or filter touches). A channel of a conv output is a block of H·W units after
-//! `flatten`, in PyTorch's order. Batch norm, residual adds and option-A shortcuts are not
-//! shrunk yet: a model with them is refused with a message saying so.
+//! `flatten`, in PyTorch's order. Residual adds tie their inputs' and output's units into
+//! one space, removed only where every branch agrees; batch norm's entries go with their
+//! channel. An option-A shortcut places its input's channels among zero ones by position, so
+//! the streams on both of its sides are kept whole; the channels inside each block (a conv's
+//! filters read only by the next conv) still go.
 
 use crate::program::{LayerOp, Model, Node};
 use std::collections::HashMap;
@@ -113,7 +116,8 @@ fn spaces(model: &Model) -> Vec<usize> {
     }
     let mut parent: Vec<usize> = (0..model.nodes.len()).collect();
     for (i, node) in model.nodes.iter().enumerate() {
-        let tied = !is_layer(&node.op) && !matches!(node.op, LayerOp::Input | LayerOp::Flatten);
+        let tied =
+            !is_layer(&node.op) && !matches!(node.op, LayerOp::Input | LayerOp::Flatten | LayerOp::Shortcut { .. });
         if tied {
             for &j in &node.inputs {
                 let (a, b) = (root(&mut parent, i), root(&mut parent, j));
@@ -127,12 +131,6 @@ fn spaces(model: &Model) -> Vec<usize> {
 /// The smaller model computing `model`'s logits from `weights`, or why it cannot be made.
 pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
     let n = model.nodes.len();
-    if let Some(node) = model.nodes.iter().find(|nd| matches!(nd.op, LayerOp::Shortcut { .. })) {
-        return Err(format!(
-            "`then shrink` cannot shrink a model with {} yet (its zero channels move the others); use a 1×1 conv shortcut",
-            node.op.describe()
-        ));
-    }
     let named = |i: usize, what: &str| format!("{}.{what}", model.nodes[i].name.as_deref().unwrap_or(""));
     let mut rows: HashMap<usize, Rows> = HashMap::new();
     for (i, node) in model.nodes.iter().enumerate() {
@@ -194,6 +192,8 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
                     .collect()
             }
             LayerOp::Add => input(0).iter().zip(input(1)).map(|(a, b)| Some((*a)? + (*b)?)).collect(),
+            // Its streams are kept whole; nothing there is folded.
+            LayerOp::Shortcut { .. } => vec![None; units(node)],
             op => input(0).iter().map(|c| c.and_then(|x| activate(op, x))).collect(),
         };
         constant.push(c);
@@ -201,12 +201,20 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
 
     // Backward, to a fixpoint (residual adds tie a space's producers to its readers both
     // ways): `keep[space][u]`, whether some reader needs unit u of a space: it varies where
-    // read, or the reader cannot fold its constant. The logits and the input are kept whole.
+    // read, or the reader cannot fold its constant. The logits, the input and both sides of
+    // every option-A shortcut are kept whole.
     let space = spaces(model);
     let mut keep: Vec<Vec<bool>> = model.nodes.iter().map(|nd| vec![false; units(nd)]).collect();
+    let mut whole_spaces = vec![space[model.output], space[0]];
+    for (i, node) in model.nodes.iter().enumerate() {
+        if matches!(node.op, LayerOp::Shortcut { .. }) {
+            whole_spaces.extend([space[i], space[node.inputs[0]]]);
+        }
+    }
     let whole = |keep: &mut Vec<Vec<bool>>| {
-        keep[space[model.output]].iter_mut().for_each(|k| *k = true);
-        keep[space[0]].iter_mut().for_each(|k| *k = true);
+        for &s in &whole_spaces {
+            keep[s].iter_mut().for_each(|k| *k = true);
+        }
     };
     whole(&mut keep);
     loop {
@@ -238,6 +246,13 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
                 _ => {}
             }
         }
+        // A layer keeps at least one unit (kept units compute what they did): a width of 0
+        // cannot be written, and a residual block's branch may be all that went.
+        for (i, node) in model.nodes.iter().enumerate() {
+            if is_layer(&node.op) && !keep[space[i]].iter().chain(&next[space[i]]).any(|&k| k) {
+                next[space[i]][0] = true;
+            }
+        }
         // Monotone: what was needed stays needed; done when nothing new is.
         let mut grew = false;
         for (k, nk) in keep.iter_mut().zip(&next) {
@@ -253,9 +268,6 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
     let kept: Vec<Vec<usize>> =
         (0..n).map(|i| (0..units(&model.nodes[i])).filter(|&u| keep[space[i]][u]).collect()).collect();
     let keeps = |i: usize, u: usize| keep[space[i]][u];
-    if let Some(i) = (0..n).find(|&i| is_layer(&model.nodes[i].op) && kept[i].is_empty()) {
-        return Err(format!("every unit of `{}` is removed: nothing would reach the output", named(i, "weight")));
-    }
 
     let widths: HashMap<String, u64> = (0..n)
         .filter(|&i| is_layer(&model.nodes[i].op))
@@ -313,7 +325,7 @@ pub fn with_widths(model: &Model, widths: &HashMap<String, u64>) -> Model {
                 }
                 nd.shape[0] = *out;
             }
-            (LayerOp::Input, _) | (_, None) => {}
+            (LayerOp::Input | LayerOp::Shortcut { .. }, _) | (_, None) => {}
             (LayerOp::Flatten, Some(input)) => nd.shape = vec![input.iter().product()],
             (_, Some(input)) => nd.shape[0] = input[0],
         }
