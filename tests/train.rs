@@ -186,19 +186,13 @@ fn resnet20_runs_on_generated_cifar_files() {
     let (code, model, err) = common::hoyerc_in(root, &["compile", "examples/resnet20_cifar.hoyer", "--emit", "model"]);
     assert_eq!(code, 0, "{err}");
     assert!(model.contains("total") && model.contains("269,722"), "{model}");
-    let args = [
-        "run",
-        "examples/resnet20_cifar.hoyer",
-        "--data",
-        cifar.to_str().unwrap(),
-        "--set",
-        "batch=16",
-        "--max-steps",
-        "3",
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    let (code, _, err) = common::hoyerc_in(root, &args);
+    let run = |out: &Path, settings: &[&str]| {
+        let mut args = vec!["run", "examples/resnet20_cifar.hoyer", "--data", cifar.to_str().unwrap()];
+        args.extend(settings);
+        args.extend(["--out", out.to_str().unwrap()]);
+        common::hoyerc_in(root, &args)
+    };
+    let (code, _, err) = run(&out, &["--set", "batch=16", "--max-steps", "3"]);
     assert_eq!(code, 0, "{err}");
     let t = tensors(&out.join("model.safetensors"));
     let trainable: u64 = t
@@ -213,23 +207,8 @@ fn resnet20_runs_on_generated_cifar_files() {
     // Pruned hard and shrunk through its option-A shortcuts: the blocks' inner channels go,
     // the residual streams stay whole, and the smaller spec checks.
     let shrunk = out_dir("resnet20-shrunk");
-    let args = [
-        "run",
-        "examples/resnet20_cifar.hoyer",
-        "--data",
-        cifar.to_str().unwrap(),
-        "--set",
-        "batch=20",
-        "--set",
-        "sparsify.epochs=1",
-        "--set",
-        "finetune.epochs=1",
-        "--set",
-        "prune.1.threshold=0.8",
-        "--out",
-        shrunk.to_str().unwrap(),
-    ];
-    let (code, _, err) = common::hoyerc_in(root, &args);
+    let settings = ["batch=20", "sparsify.epochs=1", "finetune.epochs=1", "prune.1.threshold=0.8"];
+    let (code, _, err) = run(&shrunk, &settings.iter().flat_map(|s| ["--set", s]).collect::<Vec<_>>());
     assert_eq!(code, 0, "{err}");
     let line = err.lines().find(|l| l.starts_with("shrink: ")).unwrap_or_else(|| panic!("{err}"));
     let after = line.split('→').nth(1).unwrap();
