@@ -2,7 +2,8 @@
 //! `--set` overrides and a folder name), what each run folder says (test and validation
 //! accuracy, nonzero parameters), which runs are Pareto-optimal (no other run is at least
 //! as accurate with at most as many nonzeros, and better in one), a table sorted by accuracy
-//! and density, `sweep.json`, and `pareto.svg`.
+//! and density, `sweep.json`, and `pareto.svg`. Runs are ranked by their validation accuracy
+//! where every run has one: choosing by the test set's would tune on it.
 
 use serde_json::{json, Value};
 use std::fmt::Write;
@@ -82,16 +83,34 @@ impl Point {
     }
 }
 
+/// Which accuracy ranks the runs: the validation split's where every run has one, else the
+/// test set's.
+pub fn by_validation(points: &[Point]) -> bool {
+    !points.is_empty() && points.iter().all(|p| p.validation_accuracy.is_some())
+}
+
+impl Point {
+    /// The accuracy that ranks this run among `points` (see `by_validation`).
+    fn score(&self, by_validation: bool) -> f64 {
+        if by_validation {
+            self.validation_accuracy.unwrap_or(f64::NAN)
+        } else {
+            self.test_accuracy
+        }
+    }
+}
+
 /// For each point, whether no other is at least as accurate with at most as many nonzeros
 /// and strictly better in one of the two.
 pub fn pareto(points: &[Point]) -> Vec<bool> {
+    let v = by_validation(points);
     points
         .iter()
         .map(|p| {
             !points.iter().any(|q| {
-                q.test_accuracy >= p.test_accuracy
+                q.score(v) >= p.score(v)
                     && q.nonzeros <= p.nonzeros
-                    && (q.test_accuracy > p.test_accuracy || q.nonzeros < p.nonzeros)
+                    && (q.score(v) > p.score(v) || q.nonzeros < p.nonzeros)
             })
         })
         .collect()
@@ -99,10 +118,11 @@ pub fn pareto(points: &[Point]) -> Vec<bool> {
 
 /// The points in table order: accuracy down, then density up.
 pub fn sorted(points: &[Point]) -> Vec<usize> {
+    let v = by_validation(points);
     let mut order: Vec<usize> = (0..points.len()).collect();
     order.sort_by(|&a, &b| {
         let (p, q) = (&points[a], &points[b]);
-        q.test_accuracy.total_cmp(&p.test_accuracy).then(p.density.total_cmp(&q.density))
+        q.score(v).total_cmp(&p.score(v)).then(p.density.total_cmp(&q.density))
     });
     order
 }
@@ -127,7 +147,12 @@ pub fn table(points: &[Point]) -> String {
             if p.finished { "" } else { "  (not finished)" }
         );
     }
-    out + "  * no other run is as accurate with as few nonzeros (the Pareto front)\n"
+    if by_validation(points) {
+        out + "  sorted by validation accuracy (choose on it: the test set is for the final figure only)\n  \
+               * no other run is as accurate on the validation split with as few nonzeros (the Pareto front)\n"
+    } else {
+        out + "  * no other run is as accurate with as few nonzeros (the Pareto front)\n"
+    }
 }
 
 /// Whether the run folder holds a finished run (its run.json says so).
@@ -161,32 +186,34 @@ pub fn to_json(points: &[Point]) -> Value {
             })
         })
         .collect();
-    json!({ "runs": runs })
+    json!({ "ranked_by": if by_validation(points) { "validation_accuracy" } else { "test_accuracy" }, "runs": runs })
 }
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-/// Test accuracy against nonzero parameters (log scale), every run a dot, the Pareto front
-/// joined and labelled.
+/// The ranking accuracy (validation where every run has one) against nonzero parameters
+/// (log scale), every run a dot, the Pareto front joined and labelled.
 pub fn pareto_svg(points: &[Point]) -> String {
     let (w, h, left, right, top, bottom) = (720.0, 460.0, 70.0, 200.0, 30.0, 50.0);
-    let ok: Vec<&Point> = points.iter().filter(|p| p.test_accuracy.is_finite() && p.nonzeros > 0).collect();
+    let v = by_validation(points);
+    let acc = |p: &Point| p.score(v);
+    let ok: Vec<&Point> = points.iter().filter(|p| acc(p).is_finite() && p.nonzeros > 0).collect();
     let mut out = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n\
          <rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n"
     );
+    let what = if v { "validation" } else { "test" };
     let _ =
-        writeln!(out, "<text x=\"{left}\" y=\"18\" font-size=\"13\">test accuracy against nonzero parameters</text>");
+        writeln!(out, "<text x=\"{left}\" y=\"18\" font-size=\"13\">{what} accuracy against nonzero parameters</text>");
     if ok.is_empty() {
         return out + "<text x=\"70\" y=\"60\">no finished runs to draw</text>\n</svg>\n";
     }
     let lx = |n: u64| (n as f64).log10();
     let (mut x0, mut x1) =
         ok.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(lx(p.nonzeros)), b.max(lx(p.nonzeros))));
-    let (mut y0, mut y1) =
-        ok.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.test_accuracy), b.max(p.test_accuracy)));
+    let (mut y0, mut y1) = ok.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(acc(p)), b.max(acc(p))));
     // Room around the points: a tenth of each range (at least 0.1 decade, 0.1 points).
     let (dx, dy) = (((x1 - x0) * 0.1).max(0.1), ((y1 - y0) * 0.1).max(0.001));
     (x0, x1, y0, y1) = (x0 - dx, x1 + dx, y0 - dy, (y1 + dy).min(1.0 + dy));
@@ -223,7 +250,7 @@ pub fn pareto_svg(points: &[Point]) -> String {
         .map(|(p, _)| p)
         .collect();
     line.sort_by_key(|p| p.nonzeros);
-    let path: Vec<String> = line.iter().map(|p| format!("{:.1},{:.1}", px(p.nonzeros), py(p.test_accuracy))).collect();
+    let path: Vec<String> = line.iter().map(|p| format!("{:.1},{:.1}", px(p.nonzeros), py(acc(p)))).collect();
     if path.len() > 1 {
         let _ = writeln!(
             out,
@@ -232,16 +259,16 @@ pub fn pareto_svg(points: &[Point]) -> String {
         );
     }
     for (p, &f) in points.iter().zip(&front) {
-        if !(p.test_accuracy.is_finite() && p.nonzeros > 0) {
+        if !(acc(p).is_finite() && p.nonzeros > 0) {
             continue;
         }
-        let (x, y) = (px(p.nonzeros), py(p.test_accuracy));
+        let (x, y) = (px(p.nonzeros), py(acc(p)));
         let (fill, r) = if f { ("#c33", 4.5) } else { ("#37a", 3.5) };
         let _ = writeln!(
             out,
-            "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"{r}\" fill=\"{fill}\"><title>{}: {:.2}%, {} nonzero</title></circle>",
+            "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"{r}\" fill=\"{fill}\"><title>{}: {what} {:.2}%, {} nonzero</title></circle>",
             escape(&p.label),
-            p.test_accuracy * 100.0,
+            acc(p) * 100.0,
             p.nonzeros
         );
         if f {
@@ -295,5 +322,23 @@ mod tests {
         let svg = pareto_svg(&pts);
         assert_eq!(svg.matches("<circle").count(), 4);
         assert!(svg.contains(">a</text>") && svg.contains(">b</text>") && !svg.contains(">c</text>"));
+    }
+
+    /// Where every run has a validation accuracy, it ranks them, and the plot says so; the
+    /// test accuracy does not choose.
+    #[test]
+    fn validation_accuracy_ranks_where_every_run_has_one() {
+        let mut pts = vec![point("a", 0.99, 500), point("b", 0.97, 500)];
+        pts[0].validation_accuracy = Some(0.96);
+        pts[1].validation_accuracy = Some(0.98);
+        assert_eq!(sorted(&pts), vec![1, 0]);
+        assert_eq!(pareto(&pts), vec![false, true]);
+        assert!(table(&pts).contains("sorted by validation accuracy"));
+        assert!(pareto_svg(&pts).contains("validation accuracy against"));
+        assert_eq!(to_json(&pts)["ranked_by"], "validation_accuracy");
+        // One run without: the test set ranks them all.
+        pts[0].validation_accuracy = None;
+        assert_eq!(sorted(&pts), vec![0, 1]);
+        assert!(pareto_svg(&pts).contains("test accuracy against"));
     }
 }
