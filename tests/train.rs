@@ -963,6 +963,7 @@ fn a_sweep_runs_its_grid_and_draws_the_front() {
     assert!(acc.windows(2).all(|w| w[0] >= w[1]), "{acc:?}");
     for r in runs {
         assert!(Path::new(r["dir"].as_str().unwrap()).join("model.hoyer").is_file(), "each run shrank: {r}");
+        assert!(r["architecture"].as_str().is_some_and(|a| a.starts_with("16-")), "{r}");
     }
     let svg = std::fs::read_to_string(out.join("pareto.svg")).unwrap();
     assert_eq!(svg.matches("<circle").count(), 4);

@@ -65,6 +65,8 @@ pub struct Point {
     pub density: f64,
     /// Whether the run finished (run.json's outcome).
     pub finished: bool,
+    /// The widths its last `then shrink` left (report.json), e.g. `784-48-15-10`.
+    pub architecture: Option<String>,
 }
 
 impl Point {
@@ -79,8 +81,17 @@ impl Point {
             nonzeros: report.tensors.iter().map(|t| t.nonzeros).sum(),
             density: last["density"].as_f64().unwrap_or(f64::NAN),
             finished: finished(dir),
+            architecture: shrunk_architecture(dir),
         })
     }
+}
+
+/// The architecture a run's last shrink left, from its report.json.
+fn shrunk_architecture(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("report.json")).ok()?;
+    let report: Value = serde_json::from_str(&text).ok()?;
+    let after = report["shrink"].as_array()?.last()?["after"].as_str()?;
+    Some(after.split(',').next()?.trim().to_string())
 }
 
 /// Which accuracy ranks the runs: the validation split's where every run has one, else the
@@ -130,20 +141,23 @@ pub fn sorted(points: &[Point]) -> Vec<usize> {
 pub fn table(points: &[Point]) -> String {
     let front = pareto(points);
     let width = points.iter().map(|p| p.label.len()).max().unwrap_or(3).max(3);
+    let shrunk = points.iter().any(|p| p.architecture.is_some());
     let mut out =
-        format!("  {:<width$}  {:>9}  {:>10}  {:>12}  {:>9}\n", "run", "test acc", "valid acc", "nonzero", "density");
+        format!("  {:<width$}  {:>9}  {:>10}  {:>12}  {:>9}", "run", "test acc", "valid acc", "nonzero", "density");
+    out += if shrunk { "  shrunk to\n" } else { "\n" };
     for i in sorted(points) {
         let p = &points[i];
         let valid = p.validation_accuracy.map_or("-".to_string(), |v| format!("{:.2}%", v * 100.0));
         let _ = writeln!(
             out,
-            "{} {:<width$}  {:>8.2}%  {:>10}  {:>12}  {:>8.2}%{}",
+            "{} {:<width$}  {:>8.2}%  {:>10}  {:>12}  {:>8.2}%{}{}",
             if front[i] { "*" } else { " " },
             p.label,
             p.test_accuracy * 100.0,
             valid,
             hoyer_compiler::summary::thousands(p.nonzeros),
             p.density * 100.0,
+            if shrunk { format!("  {}", p.architecture.as_deref().unwrap_or("-")) } else { String::new() },
             if p.finished { "" } else { "  (not finished)" }
         );
     }
@@ -182,6 +196,7 @@ pub fn to_json(points: &[Point]) -> Value {
                 "nonzeros": p.nonzeros,
                 "density": p.density,
                 "finished": p.finished,
+                "architecture": p.architecture,
                 "pareto": front[i],
             })
         })
@@ -297,6 +312,7 @@ mod tests {
             nonzeros: nz,
             density: nz as f64 / 1000.0,
             finished: true,
+            architecture: None,
         }
     }
 
@@ -340,5 +356,10 @@ mod tests {
         pts[0].validation_accuracy = None;
         assert_eq!(sorted(&pts), vec![0, 1]);
         assert!(pareto_svg(&pts).contains("test accuracy against"));
+        // A shrunk run's architecture gets a column.
+        assert!(!table(&pts).contains("shrunk to"));
+        pts[1].architecture = Some("784-48-15-10".into());
+        let t = table(&pts);
+        assert!(t.contains("shrunk to") && t.contains("  784-48-15-10") && t.contains("%  -"), "{t}");
     }
 }
