@@ -265,6 +265,17 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
             break;
         }
     }
+    // After `flatten`, a kept channel keeps its whole block of H·W units (the shrunk model's
+    // shapes say so), the ones no reader needs included; a removed channel's block goes.
+    for (i, node) in model.nodes.iter().enumerate() {
+        if matches!(node.op, LayerOp::Flatten) {
+            let (j, per) = (node.inputs[0], pixels(&model.nodes[node.inputs[0]]));
+            for c in 0..units(&model.nodes[j]) {
+                let k = keep[space[j]][c];
+                keep[space[i]][c * per..(c + 1) * per].iter_mut().for_each(|u| *u = k);
+            }
+        }
+    }
     let kept: Vec<Vec<usize>> =
         (0..n).map(|i| (0..units(&model.nodes[i])).filter(|&u| keep[space[i]][u]).collect()).collect();
     let keeps = |i: usize, u: usize| keep[space[i]][u];

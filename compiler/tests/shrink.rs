@@ -111,6 +111,14 @@ fn conv_filters_go_through_pooling_and_flatten() {
     assert_eq!(outs(&s), vec![2, 5, 3], "{:?}", outs(&s));
     assert_eq!(sw["fc1.weight"].len(), 5 * 2 * 9);
     assert_eq!(sw["c1.weight"].len(), 2 * 2 * 9);
+    // Some of a kept channel's columns unread (Group-HS zeroes single columns): the channel
+    // stays whole after flatten, its unread columns with it.
+    for col in [0, 4, 20] {
+        zero_column(&mut w, "fc1.weight", col, 36, 1);
+    }
+    let (s, sw) = same_logits(&m, &w);
+    assert_eq!(outs(&s), vec![2, 5, 3], "{:?}", outs(&s));
+    assert_eq!(sw["fc1.weight"].len(), 5 * 2 * 9);
 }
 
 #[test]
