@@ -246,13 +246,6 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
                 _ => {}
             }
         }
-        // A layer keeps at least one unit (kept units compute what they did): a width of 0
-        // cannot be written, and a residual block's branch may be all that went.
-        for (i, node) in model.nodes.iter().enumerate() {
-            if is_layer(&node.op) && !keep[space[i]].iter().chain(&next[space[i]]).any(|&k| k) {
-                next[space[i]][0] = true;
-            }
-        }
         // Monotone: what was needed stays needed; done when nothing new is.
         let mut grew = false;
         for (k, nk) in keep.iter_mut().zip(&next) {
@@ -262,7 +255,19 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
             }
         }
         if !grew {
-            break;
+            // Settled. A layer keeps at least one unit (kept units compute what they did): a
+            // width of 0 cannot be written, and a residual block's branch may be all that
+            // went. Its unit's inputs are then needed too: settle again.
+            let mut forced = false;
+            for (i, node) in model.nodes.iter().enumerate() {
+                if is_layer(&node.op) && !keep[space[i]].iter().any(|&k| k) {
+                    keep[space[i]][0] = true;
+                    forced = true;
+                }
+            }
+            if !forced {
+                break;
+            }
         }
     }
     // After `flatten`, a kept channel keeps its whole block of H·W units (the shrunk model's

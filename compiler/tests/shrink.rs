@@ -90,6 +90,10 @@ fn dense_units_go_and_constants_fold_into_the_next_bias() {
     assert_eq!(outs(&s), vec![7, 6, 3], "{:?}", outs(&s));
     assert_eq!(sw["fc2.weight"].len(), 6 * 7);
     assert_eq!(s.parameter_count(), (7 * 12 + 7) + (6 * 7 + 6) + (3 * 6 + 3));
+    // The first unit of a layer goes as any other (unit 0 of fc1: nothing reads it).
+    zero_column(&mut w, "fc2.weight", 0, 10, 1);
+    let (s, _) = same_logits(&m, &w);
+    assert_eq!(outs(&s), vec![6, 6, 3], "{:?}", outs(&s));
 }
 
 #[test]
