@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The README's reproduction table: the dense LeNet-300-100 baseline, then DeepHoyer's
-# element-wise pipeline (sparsify, prune, fine-tune) from the dense weights with
-# Hoyer-Square, and the same with L1 and with Hoyer. Full recipes; on the 2-core dev machine
-# each regularizer run takes a few minutes.
-# Usage: bench/reproduce.sh [MNIST_DIR]    (default ../shared/data/mnist)
+# The README's reproduction tables: the dense baselines, then each sparsity recipe from the
+# dense weights (DeepHoyer's Hoyer-Square, Hoyer, L1, transformed L1; Group-HS and group
+# lasso with shrink) and gradual magnitude pruning from scratch; at the end, every run of a
+# network compared (`hoyerc report`, with its Pareto plot).
+# Usage: bench/reproduce.sh [MNIST_DIR] [lenet300|lenet5|all]    (default ../shared/data/mnist lenet300)
+# LeNet-300-100 takes about 40 minutes on a 2-core machine; LeNet-5 several hours.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-../shared/data/mnist}
+which=${2:-lenet300}
 cargo build --release -q
 hoyerc=./target/release/hoyerc
 run() {
@@ -17,7 +19,18 @@ run() {
     "$hoyerc" report "$out"
 }
 mkdir -p runs
-run examples/lenet300_dense.hoyer runs/lenet300_dense
-for reg in hs l1 hoyer; do
-    run "examples/lenet300_$reg.hoyer" "runs/lenet300_$reg" --init runs/lenet300_dense/model.safetensors
-done
+if [[ $which == lenet300 || $which == all ]]; then
+    run examples/lenet300_dense.hoyer runs/lenet300_dense
+    for reg in hs hoyer l1 tl1 group_hs group_lasso; do
+        run "examples/lenet300_$reg.hoyer" "runs/lenet300_$reg" --init runs/lenet300_dense/model.safetensors
+    done
+    run examples/lenet300_gradual.hoyer runs/lenet300_gradual
+    "$hoyerc" report runs/lenet300_{dense,hs,hoyer,l1,tl1,group_hs,group_lasso,gradual} --svg runs/lenet300_pareto.svg
+fi
+if [[ $which == lenet5 || $which == all ]]; then
+    run examples/lenet5_dense.hoyer runs/lenet5_dense
+    for reg in hs group_hs; do
+        run "examples/lenet5_$reg.hoyer" "runs/lenet5_$reg" --init runs/lenet5_dense/model.safetensors
+    done
+    "$hoyerc" report runs/lenet5_{dense,hs,group_hs} --svg runs/lenet5_pareto.svg
+fi
