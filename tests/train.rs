@@ -134,8 +134,9 @@ fn same_seed_same_weights_and_init_from_a_checkpoint() {
     assert!(err.contains("E0705") && err.contains("no/such.safetensors"), "{err}");
 }
 
-/// Runs `spec` on the MNIST folder in HOYER_DATA with `extra` arguments for one epoch (600
-/// steps of 100) and returns its test accuracy; `None` (saying so) where HOYER_DATA is not set.
+/// Runs `spec` on the MNIST folder in HOYER_DATA with `extra` arguments for one epoch (550
+/// steps of 100: the examples hold 5,000 of the 60,000 images out for validation) and
+/// returns its test accuracy; `None` (saying so) where HOYER_DATA is not set.
 fn one_mnist_epoch(name: &str, spec: &str, extra: &[&str]) -> Option<f64> {
     let Some(data) = std::env::var_os("HOYER_DATA") else {
         eprintln!("skipped: set HOYER_DATA to the folder with the MNIST IDX files (e.g. ../shared/data/mnist)");
@@ -149,21 +150,24 @@ fn one_mnist_epoch(name: &str, spec: &str, extra: &[&str]) -> Option<f64> {
     let (code, _, err) = common::hoyerc_in(root, &args);
     assert_eq!(code, 0, "{err}");
     let m = &metrics(&out)[0];
-    assert_eq!(m["step"], 600);
+    assert_eq!(m["step"], 550);
     Some(m["test_accuracy"].as_f64().unwrap())
 }
 
-/// One epoch of the dense LeNet-300-100 on MNIST reaches 96% (needs HOYER_DATA).
+/// One epoch of the dense LeNet-300-100 on MNIST reaches 94.5% (needs HOYER_DATA). With the
+/// reference's inputs (scaled to [0, 1], not normalized) and 550 steps, PyTorch 2.15 reached
+/// 94.88% to 95.61% over four seeds; this gave 95.27%.
 #[test]
 fn lenet300_one_epoch_on_mnist() {
-    let Some(acc) = one_mnist_epoch("lenet300", "examples/lenet300_dense.hoyer", &["--max-steps", "600"]) else {
+    let Some(acc) = one_mnist_epoch("lenet300", "examples/lenet300_dense.hoyer", &["--max-steps", "550"]) else {
         return;
     };
-    assert!(acc >= 0.96, "one epoch reached {acc}");
+    assert!(acc >= 0.945, "one epoch reached {acc}");
 }
 
 /// One epoch of the dense LeNet-5 on MNIST reaches 98.5% (needs HOYER_DATA). The example's
-/// recipe (Adam 2e-3, cosine per step, batch 100) gave 98.98% to 99.03% over four seeds here,
+/// recipe (Adam 2e-3, cosine per step, batch 100), when its inputs were still normalized and
+/// all 60,000 images trained, gave 98.98% to 99.03% over four seeds here,
 /// and 98.88% to 99.09% over eight in PyTorch 2.15; a constant 1e-3 gave 98.36% to 98.65% here
 /// (98.33% to 98.79% in PyTorch), too close to the bar to assert it.
 #[test]
