@@ -494,6 +494,9 @@ fn backend_arg(backend: BackendChoice) -> &'static str {
 /// initial parameters are then in it), else started with `--init` where one was given.
 fn run_command(exe: &Path, file: &Path, dir: &Path, overrides: &[String], shared: &PointArgs) -> std::process::Command {
     let mut cmd = std::process::Command::new(exe);
+    // Named `hoyerc` in `ps` and `top`, not by the path it was started through.
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::arg0(&mut cmd, "hoyerc");
     cmd.arg("run").arg(file);
     if dir.join("checkpoint.safetensors").is_file() {
         cmd.arg("--resume").arg(dir);
