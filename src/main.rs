@@ -350,7 +350,11 @@ fn run(command: Command, color: bool) -> ExitCode {
             compare_runs(&dirs, &labels, &svg, None, color)
         }
         Command::Sweep { file, grid, jobs, out, data, init, backend } => {
-            let shared = PointArgs { data: data.as_deref(), init: init.as_deref(), backend: backend_arg(backend) };
+            let shared = PointArgs {
+                data: data.as_deref(),
+                init: init.as_deref(),
+                backend: backend.to_possible_value().map_or("auto".into(), |v| v.get_name().to_string()),
+            };
             sweep(&file, &grid, jobs, out, &shared, color)
         }
         Command::Report { dirs, .. } => {
@@ -469,25 +473,12 @@ fn compare_runs(dirs: &[PathBuf], labels: &[String], svg: &Path, json: Option<&P
     }
 }
 
-/// Whether a sweep's shared run stopped where it was asked to (`--stop-before`).
-fn base_stopped(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("run.json")).is_ok_and(|t| t.contains("stopped before a step of the plan"))
-}
-
 /// What every run of a sweep is given besides its `--set` values.
 struct PointArgs<'a> {
     data: Option<&'a Path>,
     init: Option<&'a Path>,
-    backend: &'static str,
-}
-
-fn backend_arg(backend: BackendChoice) -> &'static str {
-    match backend {
-        BackendChoice::Auto => "auto",
-        BackendChoice::Cpu => "cpu",
-        BackendChoice::Cuda => "cuda",
-        BackendChoice::Interp => "interp",
-    }
+    /// `--backend`'s value, as the command line spells it.
+    backend: String,
 }
 
 /// `hoyerc run` of a sweep's point into `dir`: resumed where `dir` holds a checkpoint (the
@@ -512,7 +503,7 @@ fn run_command(exe: &Path, file: &Path, dir: &Path, overrides: &[String], shared
     if let Some(d) = shared.data {
         cmd.arg("--data").arg(d);
     }
-    cmd.args(["--backend", shared.backend]);
+    cmd.args(["--backend", &shared.backend]);
     cmd
 }
 
@@ -583,7 +574,7 @@ fn sweep(file: &Path, axes: &[String], jobs: usize, out: Option<PathBuf>, shared
     let threads = (hoyer_runtime::cpu::available_cores() / jobs).max(1);
     if let Some(step) = &branch {
         let base = root.join(format!("shared-before-{step}"));
-        if !(base.join("checkpoint.safetensors").is_file() && base_stopped(&base)) {
+        if !(base.join("checkpoint.safetensors").is_file() && sweep::stopped_before(&base)) {
             outln!(
                 "the steps before `{step}` run once, in {}; every point of the grid branches from there",
                 base.display()

@@ -84,6 +84,15 @@ impl Point {
             architecture: shrunk_architecture(dir),
         })
     }
+
+    /// The accuracy that ranks this run among `points` (see `by_validation`).
+    fn score(&self, by_validation: bool) -> f64 {
+        if by_validation {
+            self.validation_accuracy.unwrap_or(f64::NAN)
+        } else {
+            self.test_accuracy
+        }
+    }
 }
 
 /// The architecture a run's last shrink left, from its report.json.
@@ -98,17 +107,6 @@ fn shrunk_architecture(dir: &Path) -> Option<String> {
 /// test set's.
 pub fn by_validation(points: &[Point]) -> bool {
     !points.is_empty() && points.iter().all(|p| p.validation_accuracy.is_some())
-}
-
-impl Point {
-    /// The accuracy that ranks this run among `points` (see `by_validation`).
-    fn score(&self, by_validation: bool) -> f64 {
-        if by_validation {
-            self.validation_accuracy.unwrap_or(f64::NAN)
-        } else {
-            self.test_accuracy
-        }
-    }
 }
 
 /// For each point, whether no other is at least as accurate with at most as many nonzeros
@@ -169,12 +167,20 @@ pub fn table(points: &[Point]) -> String {
     }
 }
 
-/// Whether the run folder holds a finished run (its run.json says so).
+/// How the run in the folder ended, as its run.json says (none while it runs or never ran).
+fn outcome(dir: &Path) -> Option<String> {
+    crate::provenance::read(dir)?["outcome"].as_str().map(str::to_string)
+}
+
+/// Whether the run folder holds a finished run.
 pub fn finished(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("run.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .is_some_and(|v| v["outcome"] == "finished")
+    outcome(dir).as_deref() == Some("finished")
+}
+
+/// Whether the run folder holds a run `--stop-before` stopped where it was asked to (a
+/// sweep's shared run, ready to branch from).
+pub fn stopped_before(dir: &Path) -> bool {
+    outcome(dir).as_deref() == Some(crate::train::STOPPED_BEFORE)
 }
 
 /// sweep.json's text.

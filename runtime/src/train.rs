@@ -22,6 +22,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// run.json's outcome of a run that `--stop-before` stopped (a sweep's shared run).
+pub const STOPPED_BEFORE: &str = "stopped before a step of the plan (--stop-before)";
+
 pub struct RunOptions {
     pub out_dir: PathBuf,
     /// Stop after this many optimizer steps in total (the outputs are still written).
@@ -274,7 +277,7 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
     record["ended"] = provenance::now().into();
     record["steps"] = t.global_step.into();
     record["outcome"] = match &result {
-        Ok(()) if t.stopped_before => "stopped before a step of the plan (--stop-before)".into(),
+        Ok(()) if t.stopped_before => STOPPED_BEFORE.into(),
         Ok(()) => "finished".into(),
         Err(e) => format!("{}: {}", e.code, e.message).into(),
     };
