@@ -1,7 +1,7 @@
 //! `run.json`: what a run was, so that its results can be traced and a resume can be checked
 //! against it. The spec's text and every `--set`, the data read (folder, each file's size and
-//! CRC-32), the weights it started from, the seed, the back end and its threads, hoyerc's version, when it started, each
-//! resume, when it ended and how.
+//! CRC-32), the weights it started from, the seed, the back end and its threads, hoyerc's
+//! version, when it started, each resume, when it ended and how.
 
 use crate::error::RunError;
 use crate::files::write_atomically;
@@ -28,6 +28,11 @@ pub fn now() -> String {
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest / 60 % 60, rest % 60)
 }
 
+/// A CRC-32 as run.json writes it: eight hex digits.
+fn crc32(bytes: &[u8]) -> String {
+    format!("{:08x}", crc32fast::hash(bytes))
+}
+
 /// Each regular file of `dir` whose name starts with one of `names`: name, size, CRC-32.
 pub fn files(dir: &Path, names: &[&str]) -> Vec<Value> {
     let mut out = Vec::new();
@@ -40,9 +45,7 @@ pub fn files(dir: &Path, names: &[&str]) -> Vec<Value> {
             continue;
         }
         if let Ok(bytes) = crate::files::read_regular(&e.path(), 1 << 36) {
-            out.push(
-                json!({ "name": name, "bytes": bytes.len(), "crc32": format!("{:08x}", crc32fast::hash(&bytes)) }),
-            );
+            out.push(json!({ "name": name, "bytes": bytes.len(), "crc32": crc32(&bytes) }));
         }
     }
     out
@@ -52,7 +55,7 @@ pub fn files(dir: &Path, names: &[&str]) -> Vec<Value> {
 /// a result can be traced to them.
 pub fn init_file(path: &Path) -> Value {
     let bytes = crate::files::read_regular(path, 1 << 36).unwrap_or_default();
-    json!({ "path": path.display().to_string(), "bytes": bytes.len(), "crc32": format!("{:08x}", crc32fast::hash(&bytes)) })
+    json!({ "path": path.display().to_string(), "bytes": bytes.len(), "crc32": crc32(&bytes) })
 }
 
 /// The record of a run that is starting.
@@ -61,7 +64,7 @@ pub fn record(spec_path: &Path, spec_text: &str, overrides: &[String], seed: u64
         "hoyerc": env!("CARGO_PKG_VERSION"),
         "spec": {
             "path": spec_path.display().to_string(),
-            "crc32": format!("{:08x}", crc32fast::hash(spec_text.as_bytes())),
+            "crc32": crc32(spec_text.as_bytes()),
             "text": spec_text,
         },
         "overrides": overrides,
