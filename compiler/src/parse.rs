@@ -40,6 +40,17 @@ pub fn parse(src: &str) -> Result<File, Vec<Diagnostic>> {
     }
 }
 
+/// The spec's tokens, without its comments and layout: two texts with the same tokens are the
+/// same spec (a resume accepts an edited comment). `None` where the text does not parse.
+pub fn tokens(src: &str) -> Option<Vec<&str>> {
+    if check_bracket_nesting(src).is_some() {
+        return None;
+    }
+    pest::set_call_limit(std::num::NonZeroUsize::new(MAX_PARSE_CALLS));
+    let pairs = HoyerParser::parse(Rule::file, src).ok()?;
+    Some(pairs.flatten().filter(|p| p.clone().into_inner().next().is_none()).map(|p| p.as_str()).collect())
+}
+
 /// pest stops at the first syntax error. To report one per broken item, each top-level item
 /// (from a line starting with `data`, `model`, `fn` or `train` to the next) is parsed again on
 /// its own, and its error moved back to its place in the file.

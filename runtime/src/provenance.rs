@@ -91,10 +91,13 @@ fn different(what: String, help: &str) -> RunError {
 }
 
 /// Checks that `current` (a run about to resume) is the run `stored` recorded: the same spec
-/// text, the same data, and the same `--set` overrides unless this resume gives its own.
+/// (its comments and layout may have changed), the same data, and the same `--set`
+/// overrides unless this resume gives its own.
 pub fn check_resume(stored: &Value, current: &Value, dir: &Path) -> Result<(), RunError> {
     let (old, new) = (stored["spec"]["text"].as_str().unwrap_or(""), current["spec"]["text"].as_str().unwrap_or(""));
-    if old != new {
+    let same_tokens =
+        || hoyer_compiler::parse::tokens(old).is_some_and(|t| Some(t) == hoyer_compiler::parse::tokens(new));
+    if old != new && !same_tokens() {
         let line = old
             .lines()
             .zip(new.lines())
@@ -114,8 +117,12 @@ pub fn check_resume(stored: &Value, current: &Value, dir: &Path) -> Result<(), R
     }
     let overrides = current["overrides"].as_array().cloned().unwrap_or_default();
     if overrides.is_empty() && stored["overrides"] != current["overrides"] {
+        let flags: Vec<String> = stored["overrides"]
+            .as_array()
+            .map(|sets| sets.iter().map(|s| format!("--set {}", s.as_str().unwrap_or("?"))).collect())
+            .unwrap_or_default();
         return Err(different(
-            format!("{} was started with --set {}; this resume gives none", dir.display(), stored["overrides"]),
+            format!("{} was started with {}; this resume gives no --set", dir.display(), flags.join(" ")),
             "pass the same --set options again (or new ones, to change those numbers from here on)",
         ));
     }
@@ -181,5 +188,24 @@ mod tests {
         assert!(check_resume(&a, &with_set, Path::new("d")).is_ok(), "an explicit --set says what changed");
         let other = record(Path::new("a.hoyer"), "x\ny\n", &[], 1, "cpu", json!({ "folder": "m", "files": [] }));
         assert!(check_resume(&a, &other, Path::new("d")).is_err());
+        let e = check_resume(&with_set, &a, Path::new("d")).unwrap_err();
+        assert!(e.message.contains("started with --set p.lr=1;"), "the flags to pass again: {}", e.message);
+    }
+
+    #[test]
+    fn a_resume_ignores_comments_and_layout_but_not_numbers() {
+        let spec = "model m(x: f32[4]) {\n    return dense(x, 2)   // logits\n}\n";
+        let recorded = record(Path::new("a.hoyer"), spec, &[], 1, "cpu", json!({}));
+        let edited = "// a new first line\nmodel m(x: f32[4]) {\n  return dense(x, 2)   // scores\n}\n";
+        let resumed = record(Path::new("a.hoyer"), edited, &[], 1, "cpu", json!({}));
+        assert!(check_resume(&recorded, &resumed, Path::new("d")).is_ok());
+        let changed = record(Path::new("a.hoyer"), &spec.replace("2)", "3)"), &[], 1, "cpu", json!({}));
+        let e = check_resume(&recorded, &changed, Path::new("d")).unwrap_err();
+        assert!(e.message.contains("line 2"), "{}", e.message);
+        // A string's text is a token of its own: the same words inside it still differ.
+        assert_ne!(
+            hoyer_compiler::parse::tokens("data d = idx(\"a b\")"),
+            hoyer_compiler::parse::tokens("data d = idx(\"a  b\")")
+        );
     }
 }
