@@ -353,6 +353,7 @@ fn shrink_trains_the_smaller_network_and_resumes_through_it() {
         serde_json::from_str(&std::fs::read_to_string(whole.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["shrink"][0]["before"], "16-64-32-4, 3,300 parameters, 0.01 MFLOP", "{report}");
     assert!(report["shrink"][0]["after"].as_str().unwrap().starts_with(&format!("16-{h1}-{h2}-4")), "{report}");
+    assert_eq!(report["shrink"][0]["architecture"], format!("16-{h1}-{h2}-4"), "{report}");
     // model.hoyer is the shrunk architecture, and model.safetensors loads into it.
     let text = std::fs::read_to_string(whole.join("model.hoyer")).unwrap();
     assert!(text.contains(&format!("fc1 = relu(dense(x, {h1}))")), "{text}");
@@ -710,8 +711,8 @@ fn resume_refuses_another_run() {
     let (code, _, err) = common::hoyerc_in(Path::new("."), &["run", s, "--resume", d, "--set", "batch=40"]);
     assert_eq!(code, 1);
     assert!(err.contains("E0711") && err.contains("epochs 8") && err.contains("epochs 9"), "{err}");
-    // The same spec and --set: it carries on.
-    std::fs::write(&spec, &text).unwrap();
+    // The same spec and --set, with a comment added: it carries on.
+    std::fs::write(&spec, format!("// resumed after a stop\n{text}")).unwrap();
     let (code, _, err) =
         common::hoyerc_in(Path::new("."), &["run", s, "--resume", d, "--set", "batch=40", "--max-steps", "40"]);
     assert_eq!(code, 0, "{err}");

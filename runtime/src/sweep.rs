@@ -99,8 +99,7 @@ impl Point {
 fn shrunk_architecture(dir: &Path) -> Option<String> {
     let text = std::fs::read_to_string(dir.join("report.json")).ok()?;
     let report: Value = serde_json::from_str(&text).ok()?;
-    let after = report["shrink"].as_array()?.last()?["after"].as_str()?;
-    Some(after.split(',').next()?.trim().to_string())
+    Some(report["shrink"].as_array()?.last()?["architecture"].as_str()?.to_string())
 }
 
 /// Which accuracy ranks the runs: the validation split's where every run has one, else the

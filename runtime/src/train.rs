@@ -461,8 +461,8 @@ struct Trainer<'a> {
     reports: Vec<Report>,
     /// The reports of phases finished before a resume (from report.json).
     earlier_reports: Vec<serde_json::Value>,
-    /// Each `then shrink`: the model before and after (`summary_line`).
-    shrinks: Vec<(String, String)>,
+    /// Each `then shrink`, as report.json records it (`shrink_record`).
+    shrinks: Vec<serde_json::Value>,
     /// Whether `--stop-before` stopped the run.
     stopped_before: bool,
 }
@@ -529,7 +529,7 @@ impl Trainer<'_> {
             "final": last.to_json(),
         });
         if !self.shrinks.is_empty() {
-            json["shrink"] = self.shrinks.iter().map(|(b, a)| serde_json::json!({ "before": b, "after": a })).collect();
+            json["shrink"] = self.shrinks.clone().into();
         }
         let path = self.opts.out_dir.join("report.json");
         let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
@@ -595,7 +595,7 @@ impl Trainer<'_> {
         let s = hoyer_compiler::shrink::shrink(&self.model, &weights).map_err(|e| {
             RunError::new(Code::Unsupported, e).help("drop `, then shrink`: the pruned groups then stay as zeros")
         })?;
-        let before = summary_line(&self.model);
+        let before = self.model.clone();
         for (name, v) in self.params.iter_mut() {
             let cut = match s.weights.get(name) {
                 Some(w) => w.clone(),
@@ -610,9 +610,8 @@ impl Trainer<'_> {
         self.model = s.model;
         self.evaluator = Evaluator::new(self.plan.batch as usize);
         self.validation_evaluator = Evaluator::new(self.plan.batch as usize);
-        let after = summary_line(&self.model);
-        eprintln!("shrink: {before}  →  {after}");
-        self.shrinks.push((before, after));
+        eprintln!("shrink: {}  →  {}", summary_line(&before), summary_line(&self.model));
+        self.shrinks.push(shrink_record(&before, &self.model));
         Ok(())
     }
 
@@ -954,22 +953,24 @@ fn with_model(spec: &str, model: &Model) -> String {
 }
 
 /// The shrinks an earlier part of a run recorded in its report.json.
-fn earlier_shrinks(dir: &Path) -> Vec<(String, String)> {
+fn earlier_shrinks(dir: &Path) -> Vec<serde_json::Value> {
     let Ok(text) = std::fs::read_to_string(dir.join("report.json")) else { return vec![] };
     let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else { return vec![] };
-    json["shrink"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| Some((s["before"].as_str()?.to_string(), s["after"].as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
+    json["shrink"].as_array().cloned().unwrap_or_default()
 }
 
-/// A model's layer widths, parameters and forward FLOPs: `784-300-100-10, 266,610 parameters,
-/// 0.53 MFLOP`.
-pub fn summary_line(m: &Model) -> String {
+/// A shrink as report.json records it: the models before and after as `summary_line`s, and
+/// the architecture it left, on its own for the tools that compare runs.
+fn shrink_record(before: &Model, after: &Model) -> serde_json::Value {
+    serde_json::json!({
+        "before": summary_line(before),
+        "after": summary_line(after),
+        "architecture": architecture(after),
+    })
+}
+
+/// A model's input width and the width of each dense and conv layer: `784-300-100-10`.
+pub fn architecture(m: &Model) -> String {
     let mut widths = vec![m.input_shape.first().copied().unwrap_or(0).to_string()];
     for n in &m.nodes {
         if let hoyer_compiler::program::LayerOp::Dense { out, .. }
@@ -978,11 +979,16 @@ pub fn summary_line(m: &Model) -> String {
             widths.push(out.to_string());
         }
     }
-    let params = m.parameter_count();
+    widths.join("-")
+}
+
+/// A model's architecture, parameters and forward FLOPs: `784-300-100-10, 266,610
+/// parameters, 0.53 MFLOP`.
+pub fn summary_line(m: &Model) -> String {
     format!(
         "{}, {} parameters, {:.2} MFLOP",
-        widths.join("-"),
-        hoyer_compiler::summary::thousands(params),
+        architecture(m),
+        hoyer_compiler::summary::thousands(m.parameter_count()),
         m.forward_flops() as f64 / 1e6
     )
 }
