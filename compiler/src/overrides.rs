@@ -160,7 +160,7 @@ pub fn apply(src: &str, file: &File, sets: &[String]) -> Result<String, Vec<Diag
         }
         for (_, span) in hits {
             edits.retain(|(s, _)| s != span);
-            edits.push((*span, format!("({value})")));
+            edits.push((*span, if is_literal(value) { value.to_string() } else { format!("({value})") }));
         }
     }
     if !errors.is_empty() {
@@ -172,6 +172,22 @@ pub fn apply(src: &str, file: &File, sets: &[String]) -> Result<String, Vec<Diag
         text.replace_range(span.start..span.end, &value);
     }
     Ok(text)
+}
+
+/// Whether `value` is one number literal (`60`, `2.5e-4`, `90%`), which can stand in the
+/// spec's text as it is; anything else (`1/255`, `-1`) goes in parentheses.
+fn is_literal(value: &str) -> bool {
+    let v = value.strip_suffix('%').unwrap_or(value);
+    let (mantissa, exponent) = match v.find(['e', 'E']) {
+        Some(i) => (&v[..i], Some(&v[i + 1..])),
+        None => (v, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let mantissa_ok = match mantissa.split_once('.') {
+        Some((a, b)) => (digits(a) || a.is_empty()) && (digits(b) || b.is_empty()) && !(a.is_empty() && b.is_empty()),
+        None => digits(mantissa),
+    };
+    mantissa_ok && exponent.is_none_or(|e| digits(e.strip_prefix(['+', '-']).unwrap_or(e)))
 }
 
 #[cfg(test)]
@@ -225,6 +241,16 @@ train m on d {
         assert_eq!(p.penalties[0].strength, crate::program::Strength::Constant(1e-4));
         let crate::program::Step::Prune(pr) = &plan.steps[1] else { panic!() };
         assert_eq!(pr.criterion, crate::program::PruneCriterion::StdRatio { ratio: 0.05 });
+        // A literal stands as written (model.hoyer reads like a spec); an expression keeps
+        // its parentheses, so that `2 * x` set to `1/255` reads `2 * (1/255)`.
+        assert!(text.contains("epochs 3 ") && text.contains("penalty 1e-4 *"), "{text}");
+        let text = apply(SPEC, &file, &["sparsify.lr=1/1000".to_string()]).unwrap();
+        assert!(text.contains("adam(lr = (1/1000))"), "{text}");
+        for (v, literal) in
+            [("60", true), ("2.5e-4", true), ("1E+3", true), ("0.5", true), ("-1", false), ("1/255", false)]
+        {
+            assert_eq!(is_literal(v), literal, "{v}");
+        }
     }
 
     #[test]
