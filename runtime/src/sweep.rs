@@ -38,12 +38,13 @@ pub fn grid(axes: &[(String, Vec<String>)]) -> Vec<Vec<String>> {
     points
 }
 
-/// A folder name for a point: its overrides, with what a file name cannot hold replaced.
+/// A folder name for a point: its overrides (`90%` as written), with what a file name cannot
+/// hold replaced.
 pub fn folder_name(overrides: &[String]) -> String {
     let name: String = overrides
         .join(",")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "=.,-_+".contains(c) { c } else { '_' })
+        .map(|c| if c.is_ascii_alphanumeric() || "=.,-_+%".contains(c) { c } else { '_' })
         .collect();
     if name.is_empty() {
         "base".into()
@@ -330,6 +331,7 @@ mod tests {
         assert_eq!(g[5], vec!["a.lr=2", "b.epochs=5"]);
         assert_eq!(folder_name(&g[1]), "a.lr=1,b.epochs=4");
         assert_eq!(folder_name(&["x.p=1e-3/2".into()]), "x.p=1e-3_2");
+        assert_eq!(folder_name(&["prune.1.sparsity=98.5%".into()]), "prune.1.sparsity=98.5%");
         assert!(parse_axis("nothing").is_err() && parse_axis("a=").is_err());
     }
 
