@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The README's reproduction tables: the dense baselines, then each sparsity recipe from the
-# dense weights (DeepHoyer's Hoyer-Square, Hoyer, L1, transformed L1; Group-HS and group
-# lasso with shrink; for LeNet-5 a second Group-HS round on the shrunk model) and gradual
-# magnitude pruning from scratch; at the end, every run of a network compared (`hoyerc
-# report`, with its Pareto plot).
+# dense weights and a baseline of gradual magnitude pruning; at the end, every run of a
+# network compared (`hoyerc report`, with its Pareto plot). LeNet-300-100: Hoyer-Square,
+# Hoyer, L1, transformed L1, Group-HS and group lasso with shrink, gradual pruning from
+# scratch. LeNet-5: Hoyer-Square, Group-HS with shrink and a second round of it on the shrunk
+# model, gradual pruning from the dense model.
 # Usage: bench/reproduce.sh [MNIST_DIR] [lenet300|lenet5|all]    (default ../shared/data/mnist lenet300)
 # LeNet-300-100 takes about 40 minutes on a 2-core machine; LeNet-5 several hours.
 set -euo pipefail
@@ -34,5 +35,6 @@ if [[ $which == lenet5 || $which == all ]]; then
         run "examples/lenet5_$reg.hoyer" "runs/lenet5_$reg" --init runs/lenet5_dense/model.safetensors
     done
     run examples/lenet5_group_hs_round2.hoyer runs/lenet5_group_hs_round2 --init runs/lenet5_group_hs/model.safetensors
-    "$hoyerc" report runs/lenet5_{dense,hs,group_hs,group_hs_round2} --svg runs/lenet5_pareto.svg
+    run examples/lenet5_gradual.hoyer runs/lenet5_gradual --init runs/lenet5_dense/model.safetensors
+    "$hoyerc" report runs/lenet5_{dense,hs,group_hs,group_hs_round2,gradual} --svg runs/lenet5_pareto.svg
 fi
