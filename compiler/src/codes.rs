@@ -433,8 +433,8 @@ tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
 "`--resume DIR` continues the run recorded in DIR/run.json, and that record does not match
 this command: the spec changed (the message shows the first line that differs; comments and
 layout may change), the run was started with `--set` options this resume does not repeat, or
-the data files differ (size or checksum). Resume with the spec and data the run started from; to change a number
-from here on, leave the spec as it was and pass `--set PATH=VALUE`.",
+the data files differ (size or checksum). Resume with the spec and data the run started
+from; to change a number from here on, leave the spec as it was and pass `--set PATH=VALUE`.",
 tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
 
     ClassCount = "E0712", "data has more classes than the model's outputs",
