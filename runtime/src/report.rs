@@ -239,6 +239,16 @@ fn fmt(v: f64) -> String {
     }
 }
 
+/// A run folder's report.json, parsed; `None` where it is missing or not JSON.
+pub fn read_json(dir: &std::path::Path) -> Option<Value> {
+    serde_json::from_slice(&crate::files::read_regular(&dir.join("report.json"), 1 << 30).ok()?).ok()
+}
+
+/// Each `then shrink` a run's report.json records, in order.
+pub fn shrinks(dir: &std::path::Path) -> Vec<Value> {
+    read_json(dir).and_then(|r| r["shrink"].as_array().cloned()).unwrap_or_default()
+}
+
 /// Rebuilds the final report of a finished or interrupted run from its folder: the tensors of
 /// `model.safetensors` (in file order) and the last test accuracy in `metrics.jsonl`.
 pub fn from_run_dir(dir: &std::path::Path) -> Result<(Report, Vec<Value>), String> {

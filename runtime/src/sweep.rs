@@ -98,9 +98,7 @@ impl Point {
 
 /// The architecture a run's last shrink left, from its report.json.
 fn shrunk_architecture(dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join("report.json")).ok()?;
-    let report: Value = serde_json::from_str(&text).ok()?;
-    Some(report["shrink"].as_array()?.last()?["architecture"].as_str()?.to_string())
+    Some(crate::report::shrinks(dir).last()?["architecture"].as_str()?.to_string())
 }
 
 /// Which accuracy ranks the runs: the validation split's where every run has one, else the

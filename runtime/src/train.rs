@@ -267,7 +267,7 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
         // A run resumed after its shrink keeps saying what the shrink did.
         stopped_before: false,
         shrinks: match opts.resume && model.parameter_count() != spec_model.parameter_count() {
-            true => earlier_shrinks(&opts.out_dir),
+            true => crate::report::shrinks(&opts.out_dir),
             false => vec![],
         },
     };
@@ -952,13 +952,6 @@ fn with_model(spec: &str, model: &Model) -> String {
     text
 }
 
-/// The shrinks an earlier part of a run recorded in its report.json.
-fn earlier_shrinks(dir: &Path) -> Vec<serde_json::Value> {
-    let Ok(text) = std::fs::read_to_string(dir.join("report.json")) else { return vec![] };
-    let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else { return vec![] };
-    json["shrink"].as_array().cloned().unwrap_or_default()
-}
-
 /// A shrink as report.json records it: the models before and after as `summary_line`s, and
 /// the architecture it left, on its own for the tools that compare runs.
 fn shrink_record(before: &Model, after: &Model) -> serde_json::Value {
@@ -1039,10 +1032,7 @@ fn earlier_reports(dir: &Path, plan: &TrainPlan, resumed_at: usize) -> Vec<serde
         .take(resumed_at)
         .filter_map(|s| if let PlanStep::Phase(p) = s { Some(p.name.as_str()) } else { None })
         .collect();
-    let old = crate::files::read_regular(&dir.join("report.json"), 1 << 30)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
-    let phases = old.and_then(|v| v["phases"].as_array().cloned()).unwrap_or_default();
+    let phases = crate::report::read_json(dir).and_then(|v| v["phases"].as_array().cloned()).unwrap_or_default();
     phases.into_iter().filter(|p| p["phase"].as_str().is_some_and(|n| done.contains(&n))).take(done.len()).collect()
 }
 
