@@ -136,17 +136,21 @@ pub fn apply(src: &str, file: &File, sets: &[String]) -> Result<String, Vec<Diag
             continue;
         };
         let (path, value) = (path.trim(), value.trim());
-        let valid_number = crate::parse::parse(&format!("fn f() = {value}")).ok().and_then(|f| match f.items.first() {
-            Some(Item::Fn(d)) => crate::check::const_number(&d.body),
+        // The value read as the spec reads a number: a literal (`60`, `2.5e-4`, `90%`) stands
+        // in the text as it is; anything else (`1/255`, `-1`) goes in parentheses.
+        let parsed = crate::parse::parse(&format!("fn f() = {value}")).ok().and_then(|f| match f.items.first() {
+            Some(Item::Fn(d)) => {
+                crate::check::const_number(&d.body).map(|_| matches!(d.body.kind, ExprKind::Number(_)))
+            }
             _ => None,
         });
-        if valid_number.is_none() {
+        let Some(literal) = parsed else {
             errors.push(
                 Diagnostic::error(Code::UnknownOverride, format!("`--set {path}={value}`: the value is not a number"))
                     .help("write a number such as `3`, `1e-4`, `90%` or `1/255`"),
             );
             continue;
-        }
+        };
         let hits: Vec<&(String, Span)> = available.iter().filter(|(p, _)| p == path).collect();
         if hits.is_empty() {
             let names: Vec<&str> = available.iter().map(|(p, _)| p.as_str()).collect();
@@ -160,7 +164,7 @@ pub fn apply(src: &str, file: &File, sets: &[String]) -> Result<String, Vec<Diag
         }
         for (_, span) in hits {
             edits.retain(|(s, _)| s != span);
-            edits.push((*span, if is_literal(value) { value.to_string() } else { format!("({value})") }));
+            edits.push((*span, if literal { value.to_string() } else { format!("({value})") }));
         }
     }
     if !errors.is_empty() {
@@ -172,22 +176,6 @@ pub fn apply(src: &str, file: &File, sets: &[String]) -> Result<String, Vec<Diag
         text.replace_range(span.start..span.end, &value);
     }
     Ok(text)
-}
-
-/// Whether `value` is one number literal (`60`, `2.5e-4`, `90%`), which can stand in the
-/// spec's text as it is; anything else (`1/255`, `-1`) goes in parentheses.
-fn is_literal(value: &str) -> bool {
-    let v = value.strip_suffix('%').unwrap_or(value);
-    let (mantissa, exponent) = match v.find(['e', 'E']) {
-        Some(i) => (&v[..i], Some(&v[i + 1..])),
-        None => (v, None),
-    };
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let mantissa_ok = match mantissa.split_once('.') {
-        Some((a, b)) => (digits(a) || a.is_empty()) && (digits(b) || b.is_empty()) && !(a.is_empty() && b.is_empty()),
-        None => digits(mantissa),
-    };
-    mantissa_ok && exponent.is_none_or(|e| digits(e.strip_prefix(['+', '-']).unwrap_or(e)))
 }
 
 #[cfg(test)]
@@ -247,9 +235,11 @@ train m on d {
         let text = apply(SPEC, &file, &["sparsify.lr=1/1000".to_string()]).unwrap();
         assert!(text.contains("adam(lr = (1/1000))"), "{text}");
         for (v, literal) in
-            [("60", true), ("2.5e-4", true), ("1E+3", true), ("0.5", true), ("-1", false), ("1/255", false)]
+            [("60", true), ("2.5e-4", true), ("1E+3", true), ("50%", true), ("-1", false), ("1/255", false)]
         {
-            assert_eq!(is_literal(v), literal, "{v}");
+            let text = apply(SPEC, &file, &[format!("sparsify.epochs={v}")]).unwrap();
+            let want = if literal { format!("epochs {v} ") } else { format!("epochs ({v}) ") };
+            assert!(text.contains(&want), "{v}: {text}");
         }
     }
 
