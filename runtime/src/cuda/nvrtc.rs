@@ -56,9 +56,10 @@ fn text(chars: Vec<std::ffi::c_char>) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// NVRTC's options for `arch`: IEEE-exact (no fast math).
+/// NVRTC's options for `arch`: IEEE-exact, as the interpreter computes: no fast math, and no
+/// `a * b + c` contracted into an FMA the kernel IR did not ask for (`--fmad=false`).
 pub fn options(arch: &str) -> Vec<String> {
-    vec![format!("--gpu-architecture={arch}"), "--std=c++17".to_string()]
+    vec![format!("--gpu-architecture={arch}"), "--std=c++17".to_string(), "--fmad=false".to_string()]
 }
 
 /// NVRTC's version (major, minor), where the library loads.
