@@ -73,7 +73,7 @@ pub fn bench(program: &Program, backend: &dyn Backend, steps: usize, kernels: bo
     }
     if kernels && !stepper.time_kernels(batch) {
         return Err(RunError::new(Code::RunFailed, "this back end cannot time its kernels")
-            .help("`--kernels` needs the cpu back end"));
+            .help("`--kernels` needs the cpu or cuda back end"));
     }
     let start = Instant::now();
     for i in 0..steps {

@@ -13,12 +13,12 @@
 use super::cache::KernelCache;
 use super::device::Device;
 use super::plan::{self, DeviceOp, Gemm};
-use crate::backend::{bind_all, Backend, Bindings, Executable};
+use crate::backend::{bind_all, Backend, Bindings, Executable, KernelTime};
 use crate::error::RunError;
 use crate::store::{DeviceMemory, Store, TensorId};
 use cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
 use cudarc::driver::{
-    sys, CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
+    sys, CudaContext, CudaEvent, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
 };
 use hoyer_compiler::codegen::cuda;
 use hoyer_compiler::codes::Code;
@@ -107,8 +107,28 @@ impl DeviceMemory for Memory {
 
 /// A device operation with its addresses resolved.
 enum Resolved {
-    Launch { function: CudaFunction, grid: u32, block: u32, args: Vec<u64> },
+    Launch { name: String, function: CudaFunction, grid: u32, block: u32, args: Vec<u64> },
     Gemm { g: Gemm, a: u64, b: u64, c: u64 },
+}
+
+impl Resolved {
+    /// Its name and shape, as `hoyerc bench --kernels` prints them.
+    fn label(&self) -> (String, String) {
+        match self {
+            Resolved::Launch { name, grid, block, .. } => (name.clone(), format!("<<<{grid}, {block}>>>")),
+            Resolved::Gemm { g, .. } => {
+                let t = |t: bool| if t { 'T' } else { 'N' };
+                ("sgemm".into(), format!("{}×{}×{} {}{}", g.m, g.n, g.k, t(g.transa), t(g.transb)))
+            }
+        }
+    }
+}
+
+/// Per-operation timing (`hoyerc bench --kernels`): every operation between two events,
+/// launched one by one, never as a graph.
+struct Timing {
+    events: Vec<CudaEvent>,
+    total: Vec<std::time::Duration>,
 }
 
 struct CudaProgram {
@@ -122,6 +142,7 @@ struct CudaProgram {
     _arena: CudaSlice<f32>,
     runs: u64,
     graph: Option<CudaGraph>,
+    timing: Option<Timing>,
 }
 
 impl Backend for Cuda {
@@ -186,10 +207,11 @@ impl Backend for Cuda {
                 Storage::Temp { offset } => arena_base + 4 * offset as u64,
             });
         }
-        let resolved = ops
+        let resolved: Vec<Resolved> = ops
             .into_iter()
             .map(|op| match op {
                 DeviceOp::Launch { function, grid, block, args } => Resolved::Launch {
+                    name: function.clone(),
                     function: functions[&function].clone(),
                     grid,
                     block,
@@ -226,17 +248,24 @@ impl Backend for Cuda {
             _arena: arena,
             runs: 0,
             graph: None,
+            timing: None,
         }))
     }
 }
 
 impl CudaProgram {
-    /// Queues every operation on the stream (run, or captured into a graph).
-    fn enqueue(&self) -> Result<(), RunError> {
+    /// Queues every operation on the stream (run, or captured into a graph); `events`, where
+    /// given, are recorded before the first operation and after each.
+    fn enqueue(&self, events: Option<&[CudaEvent]>) -> Result<(), RunError> {
         let stream = &self.gpu.stream;
-        for op in &self.ops {
+        let mark = |i: usize| match events {
+            Some(e) => e[i].record(stream).map_err(|e| failed("recording an event", e)),
+            None => Ok(()),
+        };
+        mark(0)?;
+        for (i, op) in self.ops.iter().enumerate() {
             match op {
-                Resolved::Launch { function, grid, block, args } => {
+                Resolved::Launch { function, grid, block, args, .. } => {
                     let mut launch = stream.launch_builder(function);
                     for a in args {
                         launch.arg(a);
@@ -278,6 +307,24 @@ impl CudaProgram {
                     .map_err(|e| failed("a cuBLAS product", e))?;
                 }
             }
+            mark(i + 1)?;
+        }
+        Ok(())
+    }
+
+    /// One run with every operation timed between events.
+    fn run_timed(&mut self) -> Result<(), RunError> {
+        let timing = self.timing.as_ref().expect("timing");
+        self.enqueue(Some(&timing.events))?;
+        self.gpu.stream.synchronize().map_err(|e| failed("waiting for the GPU", e))?;
+        let mut times = Vec::with_capacity(self.ops.len());
+        for w in timing.events.windows(2) {
+            let ms = w[0].elapsed_ms(&w[1]).map_err(|e| failed("reading an event", e))?;
+            times.push(std::time::Duration::from_secs_f64(ms.max(0.0) as f64 / 1e3));
+        }
+        let timing = self.timing.as_mut().expect("timing");
+        for (t, dt) in timing.total.iter_mut().zip(times) {
+            *t += dt;
         }
         Ok(())
     }
@@ -292,16 +339,17 @@ impl Executable for CudaProgram {
             store.upload_if_changed(id)?;
         }
         match &self.graph {
+            _ if self.timing.is_some() => self.run_timed()?,
             Some(graph) => graph.launch().map_err(|e| failed("replaying the step", e))?,
             // The first run launches one by one (and loads what it needs); the second is
             // captured, then replayed from then on.
-            None if self.runs == 0 => self.enqueue()?,
+            None if self.runs == 0 => self.enqueue(None)?,
             None => {
                 let stream = &self.gpu.stream;
                 stream
                     .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
                     .map_err(|e| failed("capturing the step", e))?;
-                let queued = self.enqueue();
+                let queued = self.enqueue(None);
                 let graph = stream.end_capture(sys::CUgraphInstantiate_flags(0));
                 queued?;
                 let graph = graph.map_err(|e| failed("capturing the step", e))?;
@@ -310,7 +358,7 @@ impl Executable for CudaProgram {
                         graph.launch().map_err(|e| failed("replaying the step", e))?;
                         self.graph = Some(graph);
                     }
-                    None => self.enqueue()?,
+                    None => self.enqueue(None)?,
                 }
             }
         }
@@ -323,5 +371,30 @@ impl Executable for CudaProgram {
 
     fn tensor(&self, name: &str) -> Option<TensorId> {
         self.names.get(name).copied()
+    }
+
+    fn time_kernels(&mut self) -> bool {
+        let events = (0..=self.ops.len())
+            .map(|_| self.gpu.ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)))
+            .collect::<Result<Vec<_>, _>>();
+        match events {
+            Ok(events) => {
+                self.timing = Some(Timing { events, total: vec![std::time::Duration::ZERO; self.ops.len()] });
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn kernel_times(&self) -> Vec<KernelTime> {
+        let Some(timing) = &self.timing else { return Vec::new() };
+        self.ops
+            .iter()
+            .zip(&timing.total)
+            .map(|(op, &time)| {
+                let (name, what) = op.label();
+                KernelTime { name, what, time }
+            })
+            .collect()
     }
 }
