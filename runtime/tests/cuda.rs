@@ -1,8 +1,8 @@
 //! The CUDA back end on a GPU: each example's training step against the reference
-//! interpreter (1e-5 relative, the CPU back end's tolerance), the same bits run to run,
-//! graph replay against the first (eager) run, and out of memory as a coded error. Where
-//! there is no GPU (or no NVRTC or cuBLAS), each test says why and skips; `bench/gpu.sh`
-//! runs them on a GPU machine.
+//! interpreter (1e-5 relative, or as close as the CPU back end comes: `Bound`), the same bits
+//! run to run, graph replay against the first (eager) run, and out of memory as a coded
+//! error. Where there is no GPU (or no NVRTC or cuBLAS), each test says why and skips;
+//! `bench/gpu.sh` runs them on a GPU machine.
 
 mod common;
 
@@ -12,6 +12,7 @@ use hoyer_compiler::codes::Code;
 use hoyer_compiler::pipeline::{self, Planned};
 use hoyer_compiler::program::Step as PlanStep;
 use hoyer_runtime::backend::{Backend, Bindings, Interpreter};
+use hoyer_runtime::cpu::Cpu;
 use hoyer_runtime::cuda::exec::Cuda;
 use hoyer_runtime::store::Store;
 
@@ -55,23 +56,81 @@ const EXAMPLES: [&str; 6] = [
     "../tests/valid/batchnorm_residual",
 ];
 
-fn agree(what: &str, want: &Values, got: &Values) {
-    for (name, w) in want {
-        for (i, (a, b)) in w.iter().zip(&got[name]).enumerate() {
-            let err = (a - b).abs() / a.abs().max(1.0);
-            assert!(err <= 1e-5 || (a.is_nan() && b.is_nan()), "{what}: {name}[{i}]: interpreter {a}, cuda {b}");
+/// How far the GPU may be from the interpreter, per value: `tol` (relative, absolute below
+/// 1), or `cpu_factor` times the CPU back end's own distance from the interpreter there; and
+/// `outliers`, the share of a tensor's values allowed beyond that.
+///
+/// The CPU back end is the scale because both back ends sum in orders of their own (the
+/// `gemm` crate's, cuBLAS's), and an Adam step magnifies such a rounding unevenly: on an H200
+/// the worst weight of lenet5_hs's step was 1.3e-5 to 1.7e-5 from the interpreter where the
+/// CPU back end was 0.3e-5 to 1.2e-5 from it.
+struct Bound {
+    tol: f32,
+    cpu_factor: f32,
+    outliers: f64,
+}
+
+/// One line per output of `got` further from `want` than `bound` allows: how many values,
+/// and the worst of them beside the CPU back end's (`cpu`) value there.
+fn disagreements(what: &str, want: &Values, got: &Values, cpu: &Values, bound: &Bound) -> Vec<String> {
+    let rel = |a: f32, b: f32| if a.is_nan() && b.is_nan() { 0.0 } else { (a - b).abs() / a.abs().max(1.0) };
+    let mut found = Vec::new();
+    let mut names: Vec<&String> = want.keys().collect();
+    names.sort();
+    for name in names {
+        let (w, got, cpu) = (&want[name], &got[name], &cpu[name]);
+        let mut worst: Option<(f32, usize)> = None;
+        let mut off = 0usize;
+        for i in 0..w.len() {
+            let err = rel(w[i], got[i]);
+            if !(err <= bound.tol.max(bound.cpu_factor * rel(w[i], cpu[i]))) {
+                off += 1;
+                if worst.is_none_or(|(e, _)| !(err <= e)) {
+                    worst = Some((err, i));
+                }
+            }
+        }
+        let allowed = (bound.outliers * w.len() as f64).floor() as usize;
+        if let Some((err, i)) = worst.filter(|_| off > allowed) {
+            found.push(format!(
+                "{what}: {name}: {off} of {} values off (allowed {allowed}); worst [{i}]: interpreter {}, cuda {} ({err:e}), cpu {} ({:e})",
+                w.len(),
+                w[i],
+                got[i],
+                cpu[i],
+                rel(w[i], cpu[i])
+            ));
         }
     }
+    found
+}
+
+/// The inputs with Adam's second moments at least 0.01, as a weight in training has them:
+/// near zero, the step divides a gradient's rounding by their root.
+fn conditioned(mut inputs: Values) -> Values {
+    for (name, v) in inputs.iter_mut() {
+        if name.ends_with("exp_avg_sq") {
+            v.iter_mut().for_each(|x| *x += 0.01);
+        }
+    }
+    inputs
 }
 
 #[test]
 fn every_examples_step_agrees_with_the_interpreter() {
     let steps: Vec<_> = EXAMPLES.iter().flat_map(|e| steps(e, 8)).collect();
     let Some(cuda) = gpu() else { return };
+    let cpu = Cpu::new(1).unwrap();
+    let bound = Bound { tol: 1e-5, cpu_factor: 8.0, outliers: 0.0 };
+    // Every example is compared before the test fails, so that one run on a GPU shows all.
+    let mut found = Vec::new();
     for (what, planned) in steps {
-        let inputs = inputs_for(&planned.graph, 17);
-        agree(&what, &run(&Interpreter, &planned, &inputs), &run(&cuda, &planned, &inputs));
+        let inputs = conditioned(inputs_for(&planned.graph, 17));
+        let want = run(&Interpreter, &planned, &inputs);
+        let (got, on_cpu) = (run(&cuda, &planned, &inputs), run(&cpu, &planned, &inputs));
+        found.extend(disagreements(&what, &want, &got, &on_cpu, &bound));
     }
+    assert!(found.is_empty(), "the GPU disagrees with the interpreter:\n{}", found.join("\n"));
 }
 
 #[test]
@@ -96,11 +155,12 @@ fn the_same_inputs_give_the_same_bits() {
 fn graph_replays_agree_with_the_interpreter_step_after_step() {
     let steps = steps("lenet300_hs", 16);
     let Some(cuda) = gpu() else { return };
+    let mut found = Vec::new();
     for (what, planned) in steps {
         let g = &planned.graph;
-        let inputs = inputs_for(g, 9);
+        let inputs = conditioned(inputs_for(g, 9));
         let mut finals = Vec::new();
-        for backend in [&Interpreter as &dyn Backend, &cuda] {
+        for backend in [&Interpreter as &dyn Backend, &cuda, &Cpu::new(1).unwrap()] {
             let (mut store, bind) = store_for(g, &inputs);
             let mut exe = backend.compile(&planned, &mut store, &bind).unwrap();
             for step in 0..5 {
@@ -113,14 +173,14 @@ fn graph_replays_agree_with_the_interpreter_step_after_step() {
                 g.outputs.iter().map(|(n, _)| (n.clone(), store.read(bind[n]).unwrap().to_vec())).collect();
             finals.push(out);
         }
-        // Five steps compound rounding: the bound is looser than one step's.
-        for (name, w) in &finals[0] {
-            for (i, (a, b)) in w.iter().zip(&finals[1][name]).enumerate() {
-                let err = (a - b).abs() / a.abs().max(1.0);
-                assert!(err <= 1e-4, "{what}: after five steps {name}[{i}]: interpreter {a}, cuda {b}");
-            }
-        }
+        // Five steps compound rounding, and can turn it into another branch at a few values
+        // (Hoyer-Square's sign of a weight near zero, relu's kink): on an H200 one of
+        // lenet300_hs's 235,200 fc1 weights ended 1.2e-3 from the interpreter, the CPU back end
+        // 3.6e-7. A fault in the replay or in the in-place updates moves far more than 1 in 10^4.
+        let bound = Bound { tol: 1e-4, cpu_factor: 8.0, outliers: 1e-4 };
+        found.extend(disagreements(&format!("{what}, after five steps"), &finals[0], &finals[1], &finals[2], &bound));
     }
+    assert!(found.is_empty(), "the GPU disagrees with the interpreter:\n{}", found.join("\n"));
 }
 
 /// A layer of 200,000 units at a batch of 100,000: 80 GB for each activation on the device,
