@@ -677,14 +677,23 @@ fn make_backend(
     choice: BackendChoice,
     threads: Option<usize>,
 ) -> Result<Box<dyn hoyer_runtime::backend::Backend>, hoyer_runtime::error::RunError> {
+    let cpu = || -> Result<Box<dyn hoyer_runtime::backend::Backend>, hoyer_runtime::error::RunError> {
+        let threads = threads.unwrap_or_else(hoyer_runtime::cpu::available_cores);
+        Ok(Box::new(hoyer_runtime::cpu::Cpu::new(threads)?))
+    };
     Ok(match choice {
-        // The CUDA executor has not yet run on a GPU (none was at hand while it was built):
-        // `auto` stays on the CPU until `bench/gpu.sh` has passed on one; `--backend cuda`
-        // asks for it.
-        BackendChoice::Auto | BackendChoice::Cpu => {
-            let threads = threads.unwrap_or_else(hoyer_runtime::cpu::available_cores);
-            Box::new(hoyer_runtime::cpu::Cpu::new(threads)?)
-        }
+        // The GPU where CUDA can run; else the CPU, saying why where a driver is installed
+        // (there, a missing NVRTC or cuBLAS is likely a mistake); the header names the choice.
+        BackendChoice::Auto => match hoyer_runtime::cuda::exec::Cuda::new(kernel_cache_dir()) {
+            Ok(cuda) => Box::new(cuda),
+            Err(e) => {
+                if hoyer_runtime::cuda::device::driver_present() {
+                    eprintln!("note: training on the CPU: CUDA cannot run here ({}, {})", e.code, e.message);
+                }
+                cpu()?
+            }
+        },
+        BackendChoice::Cpu => cpu()?,
         BackendChoice::Cuda => Box::new(hoyer_runtime::cuda::exec::Cuda::new(kernel_cache_dir())?),
         BackendChoice::Interp => Box::new(hoyer_runtime::backend::Interpreter),
     })

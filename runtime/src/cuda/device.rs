@@ -28,6 +28,12 @@ impl std::fmt::Display for Device {
     }
 }
 
+/// Whether an NVIDIA driver library is installed (a machine with no GPU usually has none).
+pub fn driver_present() -> bool {
+    // SAFETY: only probes whether the shared library can be opened.
+    unsafe { sys::is_culib_present() }
+}
+
 fn absent(what: impl Into<String>, help: &str) -> RunError {
     RunError::new(Code::NoDevice, what).help(help.to_string())
 }
@@ -36,8 +42,7 @@ fn absent(what: impl Into<String>, help: &str) -> RunError {
 /// thing missing as an `E0708` diagnostic.
 pub fn probe() -> Result<Device, RunError> {
     const ELSE: &str = "or train on the CPU with `--backend cpu` (what `--backend auto` does here)";
-    // SAFETY: only probes whether the shared library can be opened.
-    if !unsafe { sys::is_culib_present() } {
+    if !driver_present() {
         return Err(absent(
             "no NVIDIA driver: the CUDA driver library (libcuda.so) was not found",
             &format!("install the NVIDIA driver (CUDA 13 needs driver 580 or newer), {ELSE}"),
