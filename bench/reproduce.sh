@@ -3,10 +3,11 @@
 # dense weights and a baseline of gradual magnitude pruning; at the end, every run of a
 # network compared (`hoyerc report`, with its Pareto plot). LeNet-300-100: Hoyer-Square,
 # Hoyer, L1, transformed L1, Group-HS and group lasso with shrink, gradual pruning from
-# scratch. LeNet-5: Hoyer-Square, Group-HS with shrink and a second round of it on the shrunk
-# model, gradual pruning from the dense model.
+# scratch. LeNet-5: Hoyer-Square, Hoyer, L1, transformed L1, Group-HS and group lasso with
+# shrink, a second round of Group-HS on the shrunk model, gradual pruning from the dense model.
 # Usage: bench/reproduce.sh [MNIST_DIR] [lenet300|lenet5|all]    (default ../shared/data/mnist lenet300)
-# LeNet-300-100 takes about 40 minutes on a 2-core machine; LeNet-5 several hours.
+# LeNet-300-100 takes about 40 minutes on a 2-core machine, LeNet-5 several hours; on a GPU
+# (`--backend auto` picks it) a few minutes each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-../shared/data/mnist}
@@ -31,10 +32,11 @@ if [[ $which == lenet300 || $which == all ]]; then
 fi
 if [[ $which == lenet5 || $which == all ]]; then
     run examples/lenet5_dense.hoyer runs/lenet5_dense
-    for reg in hs group_hs; do
+    for reg in hs hoyer l1 tl1 group_hs group_lasso; do
         run "examples/lenet5_$reg.hoyer" "runs/lenet5_$reg" --init runs/lenet5_dense/model.safetensors
     done
     run examples/lenet5_group_hs_round2.hoyer runs/lenet5_group_hs_round2 --init runs/lenet5_group_hs/model.safetensors
     run examples/lenet5_gradual.hoyer runs/lenet5_gradual --init runs/lenet5_dense/model.safetensors
-    "$hoyerc" report runs/lenet5_{dense,hs,group_hs,group_hs_round2,gradual} --svg runs/lenet5_pareto.svg
+    "$hoyerc" report runs/lenet5_{dense,hs,hoyer,l1,tl1,group_hs,group_lasso,group_hs_round2,gradual} \
+        --svg runs/lenet5_pareto.svg
 fi
