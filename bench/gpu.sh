@@ -11,7 +11,8 @@
 #        bench/gpu.sh --build                    on a machine with Rust: build what it needs
 # A GPU machine without Rust runs what `--build` left in target/release (hoyerc and
 # hoyer-cuda-tests): build on the development machine and bring both along.
-# STEPS (default 500) timed steps per figure.
+# STEPS (default 500) timed steps per figure; HOYER_ANCHOR the PyTorch anchor (default
+# ../shared/bench/torch_anchor.py); HOYER_DATA, where set, adds the full lenet300_hs recipe.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests=target/release/hoyer-cuda-tests
@@ -31,7 +32,7 @@ done
 py=${1:-python3}
 rounds=${2:-3}
 steps=${STEPS:-500}
-anchor=../shared/bench/torch_anchor.py
+anchor=${HOYER_ANCHOR:-../shared/bench/torch_anchor.py}
 out=bench/gpu-results.md
 hoyerc=./target/release/hoyerc
 
