@@ -85,10 +85,14 @@ fn disagreements(what: &str, want: &Values, got: &Values, cpu: &Values, bound: &
         let mut worst: Option<(f32, usize)> = None;
         let mut off = 0usize;
         for i in 0..w.len() {
-            let err = rel(w[i], got[i]);
-            if !(err <= bound.tol.max(bound.cpu_factor * rel(w[i], cpu[i]))) {
+            // A NaN where the interpreter has a number is as far off as can be.
+            let err = match rel(w[i], got[i]) {
+                e if e.is_nan() => f32::INFINITY,
+                e => e,
+            };
+            if err > bound.tol.max(bound.cpu_factor * rel(w[i], cpu[i])) {
                 off += 1;
-                if worst.is_none_or(|(e, _)| !(err <= e)) {
+                if worst.is_none_or(|(e, _)| err > e) {
                     worst = Some((err, i));
                 }
             }
