@@ -30,7 +30,7 @@ for round in $(seq 1 "$rounds"); do
     eager=$("$py" "$anchor" --models lenet300 --regs none,hs --steps "$steps" 2>/dev/null)
     compiled=$("$py" "$anchor" --models lenet300 --regs none,hs --steps "$steps" --compile 2>/dev/null)
     # shellcheck disable=SC2086
-    hoyer=$(./target/release/hoyerc bench examples/lenet300_dense.hoyer examples/lenet300_hs.hoyer --steps "$steps" $threads)
+    hoyer=$(./target/release/hoyerc bench examples/lenet300_dense.hoyer examples/lenet300_hs.hoyer --backend cpu --steps "$steps" $threads)
     echo "round $round"
     echo "$eager" | sed 's/^/  torch  /'
     echo "$compiled" | sed 's/^/  torch  /'

@@ -10,7 +10,7 @@ spec=${1:-examples/lenet300_hs.hoyer}
 rounds=${2:-3}
 steps=${STEPS:-1500}
 cargo build --release -q
-run() { ./target/release/hoyerc bench "$spec" --steps "$steps" | awk '{print $6}'; }
+run() { ./target/release/hoyerc bench "$spec" --backend cpu --steps "$steps" | awk '{print $6}'; }
 for round in $(seq 1 "$rounds"); do
     alone=$(run)
     a=$(mktemp) b=$(mktemp)

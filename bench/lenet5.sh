@@ -19,7 +19,7 @@ for round in $(seq 1 "$rounds"); do
     # hoyer runs right after each PyTorch run, so that each ratio compares runs a few
     # seconds apart: this machine's speed drifts by a third over minutes.
     # shellcheck disable=SC2086
-    run_hoyer() { ./target/release/hoyerc bench examples/lenet5_hs.hoyer examples/lenet5_group_hs.hoyer --steps "$steps" $threads; }
+    run_hoyer() { ./target/release/hoyerc bench examples/lenet5_hs.hoyer examples/lenet5_group_hs.hoyer --backend cpu --steps "$steps" $threads; }
     eager=$("$py" "$anchor" --models lenet5 --regs hs,ghs --steps "$steps" 2>/dev/null)
     hoyer1=$(run_hoyer)
     compiled=$("$py" "$anchor" --models lenet5 --regs hs,ghs --steps "$steps" --compile 2>/dev/null)

@@ -613,7 +613,7 @@ fn same_bits_on_any_number_of_threads() {
         let dir = out_dir(&format!("threads-{threads}"));
         let (code, _, err) = common::hoyerc_in(
             Path::new("."),
-            &["run", spec.to_str().unwrap(), "--threads", threads, "--out", dir.to_str().unwrap()],
+            &["run", spec.to_str().unwrap(), "--backend", "cpu", "--threads", threads, "--out", dir.to_str().unwrap()],
         );
         assert_eq!(code, 0, "{err}");
         models.push(file_bytes(&dir.join("model.safetensors")));
@@ -671,7 +671,20 @@ fn run_json_records_the_run() {
     let d = dir.to_str().unwrap();
     let (code, _, err) = common::hoyerc_in(
         root,
-        &["run", "examples/quickstart.hoyer", "--max-steps", "5", "--threads", "1", "--set", "seed=7", "--out", d],
+        &[
+            "run",
+            "examples/quickstart.hoyer",
+            "--max-steps",
+            "5",
+            "--backend",
+            "cpu",
+            "--threads",
+            "1",
+            "--set",
+            "seed=7",
+            "--out",
+            d,
+        ],
     );
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("training `mlp` on `blobs`") && err.contains("cpu, 1 thread") && err.contains(d), "{err}");
