@@ -189,51 +189,100 @@ fn conditioned(mut inputs: Values) -> Values {
     inputs
 }
 
-/// Without a GPU, the harness the GPU tests rest on: the float64 truth of every example's
-/// step (and of five steps, outputs fed back) is one the float32 references come within
-/// `MEANINGFUL` of, and a result with a weight moved by 1e-3 (every 100th value) fails it.
+/// One comparison of the GPU tests: a planned step, how many steps it runs in one store,
+/// the seed of its inputs, and its bound.
+struct Case {
+    what: String,
+    planned: Planned,
+    steps: usize,
+    seed: u64,
+    bound: Bound,
+}
+
+/// Every example's step, once, at a batch of 8.
+fn one_step_cases() -> Vec<Case> {
+    let one = |(what, planned)| Case { what, planned, steps: 1, seed: 17, bound: ONE_STEP };
+    EXAMPLES.iter().flat_map(|e| steps(e, 8)).map(one).collect()
+}
+
+/// Five steps in one store: the first launched kernel by kernel, the second captured as a
+/// graph, the rest replayed; each reads what the one before wrote (parameters, optimizer
+/// state) and the host changes a scalar between them, as training does.
+fn five_step_cases() -> Vec<Case> {
+    let five = |(what, planned)| Case {
+        what: format!("{what}, after five steps"),
+        planned,
+        steps: 5,
+        seed: 9,
+        bound: FIVE_STEPS,
+    };
+    steps("lenet300_hs", 16).into_iter().map(five).collect()
+}
+
+/// A case's inputs, its float64 truth, and the float32 references: the interpreter in
+/// float32 and the CPU back end, each over the same steps.
+struct Measured {
+    inputs: Values,
+    truth: HashMap<String, Vec<f64>>,
+    interp32: Values,
+    cpu: Values,
+}
+
+fn measure(case: &Case, cpu: &Cpu) -> Measured {
+    let inputs = conditioned(inputs_for(&case.planned.graph, case.seed));
+    Measured {
+        truth: truth(&case.planned, &inputs, case.steps),
+        interp32: run_steps(&Interpreter, &case.planned, &inputs, case.steps),
+        cpu: run_steps(cpu, &case.planned, &inputs, case.steps),
+        inputs,
+    }
+}
+
+impl Measured {
+    /// What of `got` is further from the truth than the case's bound allows.
+    fn disagreements(&self, case: &Case, got: &Values) -> Vec<String> {
+        disagreements(&case.what, &self.truth, &[&self.interp32, &self.cpu], got, &case.bound)
+    }
+}
+
+/// Each case on the GPU against its measure; every case is compared before the test fails,
+/// so that one run on a GPU shows all. The cases are planned before the GPU is looked for,
+/// so that CI, without one, still checks their setup.
+fn gpu_agrees(cases: Vec<Case>) {
+    let Some(cuda) = gpu() else { return };
+    let cpu = Cpu::new(1).unwrap();
+    let mut found = Vec::new();
+    for case in &cases {
+        let m = measure(case, &cpu);
+        found.extend(m.disagreements(case, &run_steps(&cuda, &case.planned, &m.inputs, case.steps)));
+    }
+    assert!(found.is_empty(), "the GPU is further from float64 than float32 explains:\n{}", found.join("\n"));
+}
+
+/// Without a GPU, the harness the GPU tests rest on, on all their cases: the float32
+/// references come within `MEANINGFUL` of the float64 truth, and a result with a weight
+/// moved by 1e-3 (every 100th value: more than the outliers five steps allow) fails.
 #[test]
 fn the_bound_is_meaningful_and_catches_a_wrong_value() {
     let cpu = Cpu::new(1).unwrap();
-    let mut cases: Vec<(String, Planned, usize, Bound)> =
-        EXAMPLES.iter().flat_map(|e| steps(e, 8)).map(|(w, p)| (w, p, 1, ONE_STEP)).collect();
-    cases.extend(steps("lenet300_hs", 16).into_iter().map(|(w, p)| (format!("{w}, five steps"), p, 5, FIVE_STEPS)));
     let mut found = Vec::new();
-    for (what, planned, n, bound) in cases {
-        // The inputs the GPU tests draw.
-        let inputs = conditioned(inputs_for(&planned.graph, if n == 1 { 17 } else { 9 }));
-        let t = truth(&planned, &inputs, n);
-        let interp32 = run_steps(&Interpreter, &planned, &inputs, n);
-        let on_cpu = run_steps(&cpu, &planned, &inputs, n);
-        found.extend(disagreements(&what, &t, &[&interp32, &on_cpu], &on_cpu, &bound));
-        let mut moved = on_cpu.clone();
-        let name = planned.graph.outputs.iter().map(|(n, _)| n).find(|n| n.ends_with(".weight")).unwrap();
-        // Every 100th value: more than the outliers five steps allow.
+    for case in one_step_cases().into_iter().chain(five_step_cases()) {
+        let m = measure(&case, &cpu);
+        found.extend(m.disagreements(&case, &m.cpu));
+        let mut moved = m.cpu.clone();
+        let name = case.planned.graph.outputs.iter().map(|(n, _)| n).find(|n| n.ends_with(".weight")).unwrap();
         for (i, x) in moved.get_mut(name).unwrap().iter_mut().enumerate().step_by(100) {
-            *x += 1e-3 * t[name][i].abs().max(1.0) as f32;
+            *x += 1e-3 * m.truth[name][i].abs().max(1.0) as f32;
         }
-        let caught = disagreements(&what, &t, &[&interp32, &on_cpu], &moved, &bound).iter().any(|l| l.contains(name));
-        assert!(caught, "{what}: {name} moved by 1e-3 at every 100th value passes");
+        let caught = m.disagreements(&case, &moved).iter().any(|l| l.contains(name));
+        assert!(caught, "{}: {name} moved by 1e-3 at every 100th value passes", case.what);
     }
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
 #[test]
 fn every_examples_step_agrees_with_the_interpreter() {
-    let steps: Vec<_> = EXAMPLES.iter().flat_map(|e| steps(e, 8)).collect();
-    let Some(cuda) = gpu() else { return };
-    let cpu = Cpu::new(1).unwrap();
-    // Every example is compared before the test fails, so that one run on a GPU shows all.
-    let mut found = Vec::new();
-    for (what, planned) in steps {
-        let inputs = conditioned(inputs_for(&planned.graph, 17));
-        let t = truth(&planned, &inputs, 1);
-        let interp32 = run_steps(&Interpreter, &planned, &inputs, 1);
-        let on_cpu = run_steps(&cpu, &planned, &inputs, 1);
-        let got = run_steps(&cuda, &planned, &inputs, 1);
-        found.extend(disagreements(&what, &t, &[&interp32, &on_cpu], &got, &ONE_STEP));
-    }
-    assert!(found.is_empty(), "the GPU is further from float64 than float32 explains:\n{}", found.join("\n"));
+    gpu_agrees(one_step_cases());
 }
 
 #[test]
@@ -250,25 +299,10 @@ fn the_same_inputs_give_the_same_bits() {
     }
 }
 
-/// Five steps in one store: the first launched kernel by kernel, the second captured as a
-/// graph, the rest replayed; each reads what the one before wrote (parameters, optimizer
-/// state) and the host changes a scalar between them, as training does. The float64 truth and
-/// the float32 references do the same five steps.
+/// The float64 truth and the float32 references do the same five steps.
 #[test]
 fn graph_replays_agree_with_the_interpreter_step_after_step() {
-    let steps = steps("lenet300_hs", 16);
-    let Some(cuda) = gpu() else { return };
-    let cpu = Cpu::new(1).unwrap();
-    let mut found = Vec::new();
-    for (what, planned) in steps {
-        let inputs = conditioned(inputs_for(&planned.graph, 9));
-        let t = truth(&planned, &inputs, 5);
-        let interp32 = run_steps(&Interpreter, &planned, &inputs, 5);
-        let on_cpu = run_steps(&cpu, &planned, &inputs, 5);
-        let got = run_steps(&cuda, &planned, &inputs, 5);
-        found.extend(disagreements(&format!("{what}, after five steps"), &t, &[&interp32, &on_cpu], &got, &FIVE_STEPS));
-    }
-    assert!(found.is_empty(), "the GPU is further from float64 than float32 explains:\n{}", found.join("\n"));
+    gpu_agrees(five_step_cases());
 }
 
 /// A layer of 200,000 units at a batch of 100,000: 80 GB for each activation on the device,
