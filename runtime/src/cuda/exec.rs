@@ -314,17 +314,12 @@ impl CudaProgram {
 
     /// One run with every operation timed between events.
     fn run_timed(&mut self) -> Result<(), RunError> {
-        let timing = self.timing.as_ref().expect("timing");
-        self.enqueue(Some(&timing.events))?;
+        self.enqueue(self.timing.as_ref().map(|t| t.events.as_slice()))?;
         self.gpu.stream.synchronize().map_err(|e| failed("waiting for the GPU", e))?;
-        let mut times = Vec::with_capacity(self.ops.len());
-        for w in timing.events.windows(2) {
+        let Timing { events, total } = self.timing.as_mut().expect("timing");
+        for (w, t) in events.windows(2).zip(total) {
             let ms = w[0].elapsed_ms(&w[1]).map_err(|e| failed("reading an event", e))?;
-            times.push(std::time::Duration::from_secs_f64(ms.max(0.0) as f64 / 1e3));
-        }
-        let timing = self.timing.as_mut().expect("timing");
-        for (t, dt) in timing.total.iter_mut().zip(times) {
-            *t += dt;
+            *t += std::time::Duration::from_secs_f64(ms.max(0.0) as f64 / 1e3);
         }
         Ok(())
     }
