@@ -33,14 +33,15 @@ pub fn prune(criterion: &PruneCriterion, targets: &mut [Target]) {
     }
 }
 
-/// The standard deviation with Bessel's correction, as `torch.std`.
+/// The population standard deviation (no Bessel correction), as the reference code's
+/// `np.std(W)` (ddof = 0), not `torch.std`.
 pub fn std(v: &[f32]) -> f64 {
     let n = v.len() as f64;
-    if n < 2.0 {
+    if n < 1.0 {
         return 0.0;
     }
     let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
-    (v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    (v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt()
 }
 
 fn below(t: &mut Target, threshold: f64) {
@@ -128,9 +129,10 @@ mod tests {
     fn magnitude_and_std_ratio() {
         let v = [0.5, -0.01, 0.2, -0.3];
         assert_eq!(run(PruneCriterion::Magnitude { threshold: 0.25 }, &v, &[4]), vec![1.0, 0.0, 0.0, 1.0]);
-        // 0.6 · std ≈ 0.2026: 0.2 and -0.01 fall below it
-        assert!((std(&v) - 0.337676).abs() < 1e-5); // Bessel-corrected, as torch.std
-        assert_eq!(run(PruneCriterion::StdRatio { ratio: 0.6 }, &v, &[4]), vec![1.0, 0.0, 0.0, 1.0]);
+        // np.std(v) = 0.29243589 (ddof = 0); torch.std's Bessel-corrected 0.337676 would
+        // prune -0.3 as well at a ratio of 1.
+        assert!((std(&v) - 0.292_435_89).abs() < 1e-7, "{}", std(&v));
+        assert_eq!(run(PruneCriterion::StdRatio { ratio: 1.0 }, &v, &[4]), vec![1.0, 0.0, 0.0, 1.0]);
     }
 
     #[test]
