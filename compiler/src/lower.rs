@@ -53,7 +53,9 @@ pub fn lower(
     let params: Vec<(String, ValueId)> =
         inputs.into_iter().filter(|(n, _)| model.param(n).is_some_and(|p| p.trainable())).collect();
 
-    let mut penalty = g.scalar(0.0);
+    // The terms' sum, started from the first term rather than from 0 (0 + x is not x where
+    // x is −0, so the simplifier may not drop the add).
+    let mut penalty = None;
     for (k, term) in penalties.iter().enumerate() {
         let strength = g.input_value(&strength_input(k), InputKind::Scalar, vec![]);
         let mut sum = None;
@@ -71,10 +73,16 @@ pub fn lower(
         }
         if let Some(s) = sum {
             let weighted = g.binary(Binary::Mul, strength, s);
-            penalty = g.binary(Binary::Add, penalty, weighted);
+            penalty = Some(match penalty {
+                Some(p) => g.binary(Binary::Add, p, weighted),
+                None => weighted,
+            });
         }
     }
-    let objective = g.binary(Binary::Add, loss, penalty);
+    let (penalty, objective) = match penalty {
+        Some(p) => (p, g.binary(Binary::Add, loss, p)),
+        None => (g.scalar(0.0), loss),
+    };
     g.outputs = vec![("loss".into(), loss), ("penalty".into(), penalty), ("objective".into(), objective)];
     Ok(Forward { graph: g, params, updates, logits, loss, penalty, objective, batch })
 }

@@ -1,5 +1,5 @@
 //! Graph passes before fusion: simplification (constant folding, algebraic identities
-//! (x·1, x+0, x−0, x/1, −(−x)) and common-subexpression elimination), the split of large
+//! (x·1, x+(−0), x−0, x/1, −(−x)) and common-subexpression elimination), the split of large
 //! reductions, copies where no view can read an operand, and the recomputation of cheap values
 //! that would otherwise be written to memory only to be read back. Dead values vanish later,
 //! since printing and fusion only see what reaches an output.
@@ -53,8 +53,11 @@ pub fn simplify(g: &Graph) -> Graph {
                 (Some(a), Some(c)) => op = Op::Const(b.apply(a, c)),
                 (_, Some(1.0)) if matches!(b, Binary::Mul | Binary::Div) => replaced = Some(x),
                 (Some(1.0), _) if b == Binary::Mul => replaced = Some(y),
-                (_, Some(0.0)) if matches!(b, Binary::Add | Binary::Sub) => replaced = Some(x),
-                (Some(0.0), _) if b == Binary::Add => replaced = Some(y),
+                // x + (−0) and x − (+0) are x for every x; x + (+0) is not (−0 + 0 = +0, in
+                // IEEE arithmetic and in PyTorch), so it stays.
+                (_, Some(c)) if c == 0.0 && c.is_sign_negative() && b == Binary::Add => replaced = Some(x),
+                (Some(c), _) if c == 0.0 && c.is_sign_negative() && b == Binary::Add => replaced = Some(y),
+                (_, Some(c)) if c == 0.0 && c.is_sign_positive() && b == Binary::Sub => replaced = Some(x),
                 _ => {}
             },
             Op::Broadcast { input, .. } | Op::Reshape(input) => {
@@ -390,6 +393,30 @@ mod tests {
         // x, the folded 6, one multiply (shared), the add: nothing else is live.
         let live = crate::ir::print::live(&s).iter().filter(|l| **l).count();
         assert_eq!(live, 4, "{}", crate::ir::print::print(&s));
+    }
+
+    /// −0 + 0 is +0 (IEEE, PyTorch): `x + 0` is not `x`. `x + (−0)` and `x − 0` are, and go.
+    #[test]
+    fn adding_zero_keeps_the_sign_of_zero() {
+        let mut g = Graph::default();
+        let x = g.input_value("x", InputKind::Data, vec![3]);
+        let plus_zero = g.constant(0.0, vec![3]);
+        let minus_zero = g.constant(-0.0, vec![3]);
+        let a = g.binary(Binary::Add, x, plus_zero);
+        let b = g.binary(Binary::Add, plus_zero, x);
+        let c = g.binary(Binary::Add, x, minus_zero);
+        let d = g.binary(Binary::Sub, x, plus_zero);
+        g.outputs = vec![("a".into(), a), ("b".into(), b), ("c".into(), c), ("d".into(), d)];
+        let s = simplify(&g);
+        let inputs = [("x".to_string(), vec![-0.0, 0.0, -1.5])].into_iter().collect();
+        let bits = |g: &Graph| {
+            let out = outputs(g, &inputs, Precision::F32).unwrap();
+            ["a", "b", "c", "d"].map(|n| out[n].iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+        };
+        assert_eq!(bits(&g), bits(&s), "{}", crate::ir::print::print(&s));
+        assert_eq!(outputs(&s, &inputs, Precision::F32).unwrap()["a"][0].to_bits(), 0.0f64.to_bits());
+        assert_eq!(s.output("c"), s.input("x"), "x + (−0) is x");
+        assert_eq!(s.output("d"), s.input("x"), "x − 0 is x");
     }
 
     /// A square summed over rows and read again by an add: the add computes the square again,
