@@ -42,7 +42,8 @@ echo "== tests (runtime/tests/cuda.rs)"
 # A failing test does not stop the benchmark (its table is still worth having on a lent GPU):
 # the script says so at the end and exits with 1.
 tests_ok=yes
-"$tests" --nocapture --test-threads 1 || tests_ok=no
+# On the GPU machine a test that cannot find the GPU fails instead of skipping.
+HOYER_REQUIRE_GPU=1 "$tests" --nocapture --test-threads 1 || tests_ok=no
 if ! $hoyerc bench examples/quickstart.hoyer --backend cuda --steps 5 >/dev/null; then
     echo "gpu.sh: no CUDA device here (above: why); the tests skipped, nothing to benchmark" >&2
     exit 1

@@ -136,12 +136,9 @@ fn same_seed_same_weights_and_init_from_a_checkpoint() {
 
 /// Runs `spec` on the MNIST folder in HOYER_DATA with `extra` arguments for one epoch (550
 /// steps of 100: the examples hold 5,000 of the 60,000 images out for validation) and
-/// returns its test accuracy; `None` (saying so) where HOYER_DATA is not set.
+/// returns its test accuracy; `None` (saying so) where HOYER_DATA is not set (`common::mnist`).
 fn one_mnist_epoch(name: &str, spec: &str, extra: &[&str]) -> Option<f64> {
-    let Some(data) = std::env::var_os("HOYER_DATA") else {
-        eprintln!("skipped: set HOYER_DATA to the folder with the MNIST IDX files (e.g. ../shared/data/mnist)");
-        return None;
-    };
+    let data = common::mnist()?;
     let out = out_dir(name);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut args = vec!["run", spec];
@@ -757,10 +754,7 @@ fn data_dir_means_that_folder() {
     assert!(err.contains("E0701") && err.contains(empty.to_str().unwrap()), "{err}");
     // The error points at the spec's data source.
     assert!(err.contains("idx(\"mnist\")") && err.contains("the data read here"), "{err}");
-    let Some(mnist) = std::env::var_os("HOYER_DATA") else {
-        eprintln!("skipped the rest: set HOYER_DATA to the folder with the MNIST IDX files");
-        return;
-    };
+    let Some(mnist) = common::mnist() else { return };
     // With the real folder, the header names it and run.json records its files.
     let (code, _, err) = common::hoyerc_in(
         root,

@@ -1,8 +1,9 @@
 //! The CUDA back end on a GPU: each example's training step against the reference
 //! interpreter in float64 (within 1e-5 relative, or as close as float32 itself comes:
 //! `Bound`), the same bits run to run, graph replays step after step, and out of memory as a
-//! coded error. Where there is no GPU (or no NVRTC or cuBLAS), each test says why and skips;
-//! `bench/gpu.sh` runs them on a GPU machine.
+//! coded error. Where there is no GPU (or no NVRTC or cuBLAS), each test says why and skips, unless
+//! HOYER_REQUIRE_GPU=1: `bench/gpu.sh` sets it and runs them on a GPU machine, where a skip
+//! would hide a broken setup.
 
 mod common;
 
@@ -23,6 +24,13 @@ fn gpu() -> Option<Cuda> {
     match Cuda::new(cache) {
         Ok(c) => Some(c),
         Err(e) => {
+            // On a GPU machine (bench/gpu.sh sets it) a missing GPU is a failure, not a skip.
+            assert!(
+                std::env::var_os("HOYER_REQUIRE_GPU").is_none_or(|v| v == "0"),
+                "HOYER_REQUIRE_GPU is set but CUDA cannot run here: {} ({})",
+                e.message,
+                e.help.unwrap_or_default()
+            );
             eprintln!("skipped: {} ({})", e.message, e.help.unwrap_or_default());
             None
         }

@@ -18,6 +18,28 @@ pub fn hoyerc_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// The MNIST folder in HOYER_DATA, or `None` (saying so) where it is not set. Where
+/// HOYER_REQUIRE_DATA=1 (CI sets it) a missing folder fails the test instead: the MNIST tests
+/// must not pass by skipping.
+#[allow(dead_code)]
+pub fn mnist() -> Option<std::path::PathBuf> {
+    let required = std::env::var_os("HOYER_REQUIRE_DATA").is_some_and(|v| v != "0");
+    match std::env::var_os("HOYER_DATA").map(std::path::PathBuf::from) {
+        Some(d) if d.join("train-labels-idx1-ubyte.gz").is_file() || d.join("train-labels-idx1-ubyte").is_file() => {
+            Some(d)
+        }
+        found => {
+            let why = match found {
+                Some(d) => format!("HOYER_DATA={} holds no MNIST IDX files", d.display()),
+                None => "HOYER_DATA is not set".to_string(),
+            };
+            assert!(!required, "HOYER_REQUIRE_DATA is set but {why}");
+            eprintln!("skipped: {why}; set it to the folder with the MNIST IDX files (e.g. ../shared/data/mnist)");
+            None
+        }
+    }
+}
+
 /// A folder `cifar` of CIFAR-10 binary batches, `records` each, labels 0..9 in turn and
 /// pixels from a formula; `change` may break one file.
 #[allow(dead_code)]
