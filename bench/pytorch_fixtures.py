@@ -109,16 +109,31 @@ os.makedirs(out, exist_ok=True)
 for name, (Model, sample, classes, optimizer, strength, penalty) in CASES.items():
     m = Model(); init(m)
     opt = torch.optim.SGD(m.parameters(), lr=LR) if optimizer == "sgd" else torch.optim.Adam(m.parameters(), lr=1e-3)
-    losses = []
+    losses, step_sizes, inv_bc2_sqrts = [], [], []
     for s in range(STEPS):
         x, y = batch(s, sample, classes)
         opt.zero_grad()
         loss = F.cross_entropy(m(x), y); losses.append(loss.item())
         (loss + strength * penalty(m)).backward()
         opt.step()
+        if optimizer == "adam":
+            # The bias corrections of this step, from the optimizer's own step count and
+            # settings, with torch.optim.Adam's formulas (_single_tensor_adam): the weights
+            # move by step_size · m / (sqrt(v) / sqrt(bc2) + eps).
+            group = opt.param_groups[0]
+            t = float(opt.state[next(iter(m.parameters()))]["step"])
+            (b1, b2) = group["betas"]
+            step_sizes.append(group["lr"] / (1 - b1 ** t))
+            inv_bc2_sqrts.append(1 / (1 - b2 ** t) ** 0.5)
     tensors = dict(m.named_parameters())
     tensors.update(m.named_buffers())  # batch norm's running statistics
     tensors["loss"] = torch.tensor(losses)
+    if optimizer == "adam":
+        tensors["adam_step_size"] = torch.tensor(step_sizes)
+        tensors["adam_inv_bias_correction2_sqrt"] = torch.tensor(inv_bc2_sqrts)
+        for n, p in m.named_parameters():  # the moments after the last step
+            tensors[n + ".exp_avg"] = opt.state[p]["exp_avg"]
+            tensors[n + ".exp_avg_sq"] = opt.state[p]["exp_avg_sq"]
     m.eval()  # the forward pass as evaluation runs it
     tensors["eval_logits"] = m(batch(0, sample, classes)[0])
     save(os.path.join(out, f"{name}.safetensors"), tensors)

@@ -70,7 +70,8 @@ pub fn build(program: &Program, model: &Model, phase: &PhasePlan, batch: usize) 
     let mut outputs = Vec::new();
     // Without penalties the penalty sum stays 0: no add of a constant 0 (not an identity
     // where the sum is −0, so the simplifier keeps it).
-    let sums = [(LOSS_SUM, fwd.loss)].into_iter().chain((!phase.penalties.is_empty()).then_some((PENALTY_SUM, fwd.penalty)));
+    let sums =
+        [(LOSS_SUM, fwd.loss)].into_iter().chain((!phase.penalties.is_empty()).then_some((PENALTY_SUM, fwd.penalty)));
     for (name, value) in sums {
         let sum = g.input_value(name, InputKind::State, vec![]);
         outputs.push((name.to_string(), g.binary(Binary::Add, sum, value)));

@@ -15,6 +15,37 @@ use hoyer_compiler::pipeline;
 use hoyer_compiler::program::{Model, Optimizer, PhasePlan, Program};
 use hoyer_compiler::step;
 
+/// The per-step numbers of an optimizer's update at step `t` (from 1) of a phase, with
+/// learning rate `lr`, as the step's scalar inputs take them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OptimizerScalars {
+    /// Adam: lr / (1 − β1^t), as `torch.optim.Adam`'s `step_size`.
+    pub step_size: f32,
+    /// Adam: 1 / √(1 − β2^t): the update multiplies by it where PyTorch divides by
+    /// `bias_correction2_sqrt`.
+    pub inv_bias_correction2_sqrt: f32,
+    /// SGD with momentum: 1 on the first step (the buffer starts as the gradient), else 0.
+    pub first_step: f32,
+}
+
+impl OptimizerScalars {
+    pub fn at(opt: &Optimizer, t: u64, lr: f64) -> OptimizerScalars {
+        let first_step = if t == 1 { 1.0 } else { 0.0 };
+        match *opt {
+            Optimizer::Adam { betas: (b1, b2), .. } => {
+                let bc1 = 1.0 - b1.powi(t as i32);
+                let bc2 = 1.0 - b2.powi(t as i32);
+                OptimizerScalars {
+                    step_size: (lr / bc1) as f32,
+                    inv_bias_correction2_sqrt: (1.0 / bc2.sqrt()) as f32,
+                    first_step,
+                }
+            }
+            Optimizer::Sgd { .. } => OptimizerScalars { step_size: 0.0, inv_bias_correction2_sqrt: 0.0, first_step },
+        }
+    }
+}
+
 /// The compiled step for one batch size, and the gather that feeds it.
 struct ForBatch {
     batch: usize,
@@ -178,14 +209,13 @@ impl Stepper {
         self.t += 1;
         let t = self.t;
         store.set_scalar(self.lr, lr as f32)?;
+        let scalars = OptimizerScalars::at(&self.optimizer, t, lr);
         match self.optimizer {
-            Optimizer::Adam { betas: (b1, b2), .. } => {
-                let bc1 = 1.0 - b1.powi(t as i32);
-                let bc2 = 1.0 - b2.powi(t as i32);
-                store.set_scalar(self.step_size, (lr / bc1) as f32)?;
-                store.set_scalar(self.inv_bc2_sqrt, (1.0 / bc2.sqrt()) as f32)?;
+            Optimizer::Adam { .. } => {
+                store.set_scalar(self.step_size, scalars.step_size)?;
+                store.set_scalar(self.inv_bc2_sqrt, scalars.inv_bias_correction2_sqrt)?;
             }
-            Optimizer::Sgd { .. } => store.set_scalar(self.first, if t == 1 { 1.0 } else { 0.0 })?,
+            Optimizer::Sgd { .. } => store.set_scalar(self.first, scalars.first_step)?,
         }
         // Below 2^22, so that the key plus each layer's offset stays a whole float32.
         let key = hoyer_compiler::ir::semantics::lowbias32((self.salt ^ t.wrapping_mul(0x9E37_79B9)) as u32) >> 10;

@@ -10,6 +10,7 @@ use hoyer_compiler::pipeline;
 use hoyer_compiler::program::{LayerOp, Step as PlanStep};
 use hoyer_runtime::backend::{Backend, Bindings};
 use hoyer_runtime::cpu::Cpu;
+use hoyer_runtime::stepper::OptimizerScalars;
 use hoyer_runtime::store::Store;
 use safetensors::SafeTensors;
 use std::collections::HashMap;
@@ -98,11 +99,22 @@ fn agree(spec: &str, train: &str, name: &str, classes: usize, strength: f32, tol
         let (x, y) = batch(s, sample, classes);
         store.write(bind["x"], &x).unwrap();
         store.write(bind["labels"], &y).unwrap();
-        // Adam's per-step scalars, as the runtime's stepper sets them.
-        let t = (s + 1) as i32;
+        // Adam's per-step scalars from the runtime's own rule, which must give PyTorch's.
         if let Some(&id) = bind.get("step_size") {
-            store.write(id, &[(ADAM_LR / (1.0 - 0.9f64.powi(t))) as f32]).unwrap();
-            store.write(bind["inv_bias_correction2_sqrt"], &[(1.0 / (1.0 - 0.999f64.powi(t)).sqrt()) as f32]).unwrap();
+            let k = OptimizerScalars::at(&phase.optimizer, s as u64 + 1, ADAM_LR);
+            let (size, inv) = (want["adam_step_size"][s], want["adam_inv_bias_correction2_sqrt"][s]);
+            assert!(
+                (k.step_size - size).abs() <= 1e-7 * size,
+                "{name} step {s}: step size {} against {size}",
+                k.step_size
+            );
+            assert!(
+                (k.inv_bias_correction2_sqrt - inv).abs() <= 1e-6 * inv,
+                "{name} step {s}: 1/sqrt(bc2) {}",
+                k.inv_bias_correction2_sqrt
+            );
+            store.write(id, &[k.step_size]).unwrap();
+            store.write(bind["inv_bias_correction2_sqrt"], &[k.inv_bias_correction2_sqrt]).unwrap();
         }
         // The step adds its batch's loss to `loss_sum`.
         let before = store.read(bind["loss_sum"]).unwrap()[0];
@@ -110,8 +122,13 @@ fn agree(spec: &str, train: &str, name: &str, classes: usize, strength: f32, tol
         let loss = store.read(bind["loss_sum"]).unwrap()[0] - before;
         assert!((loss - want_loss).abs() <= 1e-5 * want_loss.abs(), "{name} step {s}: loss {loss}");
     }
-    // Every parameter and buffer (running statistics, batches counted).
-    for p in model.params.iter().map(|p| p.name.as_str()) {
+    // Every parameter and buffer (running statistics, batches counted), and Adam's moments.
+    let moments = model
+        .trainable()
+        .filter(|_| adam)
+        .flat_map(|p| [format!("{}.exp_avg", p.name), format!("{}.exp_avg_sq", p.name)]);
+    let checked: Vec<String> = model.params.iter().map(|p| p.name.clone()).chain(moments).collect();
+    for p in checked.iter().map(String::as_str) {
         let (got, w) = (store.read(bind[p]).unwrap(), &want[p]);
         assert_eq!(got.len(), w.len(), "{name}: {p}");
         let scale = w.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -121,6 +138,17 @@ fn agree(spec: &str, train: &str, name: &str, classes: usize, strength: f32, tol
         // on 14 of conv2's 25,000 weights and 35 of fc1's 400,000, by up to a tenth of the
         // learning rate. So: at most 1 weight in 1,000 off by at most that; every other
         // weight agrees to 1e-5.
+        // Adam's moments are sums of gradients, whose float32 rounding is a fraction of the
+        // tensor's largest gradient, not of each (possibly cancelling) one: PyTorch's own
+        // float32 run is within 6.5e-6 of the largest moment of its float64 run here, hoyerc
+        // within 1.2e-5 (other summation orders); 3e-5 leaves room.
+        let moment = p.ends_with(".exp_avg") || p.ends_with(".exp_avg_sq");
+        if moment {
+            for (i, (a, b)) in got.iter().zip(w).enumerate() {
+                assert!((a - b).abs() <= 3e-5 * scale, "{name}: {p}[{i}]: hoyerc {a}, PyTorch {b} (largest {scale})");
+            }
+            continue;
+        }
         let mut loose = 0;
         for (i, (a, b)) in got.iter().zip(w).enumerate() {
             if (a - b).abs() <= tol * b.abs().max(1e-2 * scale) {
@@ -132,7 +160,8 @@ fn agree(spec: &str, train: &str, name: &str, classes: usize, strength: f32, tol
         assert!(loose * 1_000 <= got.len().max(1_000), "{name}: {p}: {loose} of {} weights differ", got.len());
     }
     // Evaluation's forward pass (batch norm from its running statistics) on the first batch.
-    if let Some(want_logits) = want.get("eval_logits") {
+    {
+        let want_logits = &want["eval_logits"];
         let planned = pipeline::eval(model, BATCH, &cpu.options()).unwrap();
         let mut eval_bind = Bindings::new();
         for p in &model.params {
