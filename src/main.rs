@@ -544,14 +544,7 @@ fn sweep(file: &Path, axes: &[String], jobs: usize, out: Option<PathBuf>, shared
     // Where the grid changes nothing before a step of the plan (a prune's threshold, a
     // fine-tuning phase), the steps before it run once and every point branches from there.
     let branch = plan.as_ref().and_then(|plan| {
-        let step_of = |path: &str| {
-            let mut parts = path.split('.');
-            let first = parts.next().unwrap_or("");
-            let name =
-                if first == "prune" { format!("prune.{}", parts.next().unwrap_or("")) } else { first.to_string() };
-            plan.step_index(&name).unwrap_or(0)
-        };
-        let k = axes.iter().filter(|(_, v)| v.len() > 1).map(|(p, _)| step_of(p)).min()?;
+        let k = axes.iter().filter(|(_, v)| v.len() > 1).map(|(p, _)| plan.step_of_override(p).unwrap_or(0)).min()?;
         (k > 0 && points.len() > 1).then(|| plan.step_names()[k].clone())
     });
     let stem = file.file_stem().map_or("spec".into(), |s| s.to_string_lossy().into_owned());

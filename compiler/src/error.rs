@@ -1,14 +1,11 @@
-//! Errors below the checker. A spec that passed `check` should compile; what can still stop
-//! it is either a feature not built yet (`Unsupported`, a user-facing E0707) or a mistake of
-//! hoyerc itself (`Internal`, E0901, which says so and asks to be reported).
+//! Errors below the checker. A spec that passed `check` compiles; what can still stop it is a
+//! mistake of hoyerc itself (`Internal`, E0901, which says so and asks to be reported).
 
 use crate::codes::Code;
 use crate::diagnostics::Diagnostic;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CompileError {
-    #[error("{what} is not supported yet")]
-    Unsupported { what: String, help: String },
     #[error("internal compiler error in {stage}: {message}")]
     Internal { stage: &'static str, message: String },
 }
@@ -19,14 +16,12 @@ impl CompileError {
     }
     pub fn code(&self) -> Code {
         match self {
-            CompileError::Unsupported { .. } => Code::Unsupported,
             CompileError::Internal { .. } => Code::Internal,
         }
     }
     pub fn diagnostic(&self) -> Diagnostic {
         let d = Diagnostic::error(self.code(), self.to_string());
         match self {
-            CompileError::Unsupported { help, .. } => d.help(help.clone()),
             CompileError::Internal { .. } => {
                 d.help("this is a bug in hoyerc, not in the spec: please report it with the spec and the command line")
             }
@@ -46,7 +41,5 @@ mod tests {
         assert!(text.contains("E0901"), "{text}");
         assert!(text.contains("internal compiler error in fusion"), "{text}");
         assert!(text.contains("bug in hoyerc"), "{text}");
-        let u = CompileError::Unsupported { what: "training `conv2d`".into(), help: "not yet".into() };
-        assert_eq!(u.code(), Code::Unsupported);
     }
 }

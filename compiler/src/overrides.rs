@@ -34,7 +34,7 @@ pub fn slots(file: &File) -> Vec<(String, Span)> {
                         }
                         TrainStmt::Prune(p) => {
                             prunes += 1;
-                            prune(&mut out, &format!("prune.{prunes}"), p);
+                            prune(&mut out, &crate::program::prune_step_name(prunes), p);
                         }
                         TrainStmt::Phase(ph) => {
                             let name = &ph.name.name;

@@ -294,6 +294,12 @@ impl Param {
 
 // ---------------------------------------------------------------- training
 
+/// The name of the `k`-th prune between phases (from 1), as `--set` paths, `--stop-before`
+/// and sweeps write it: `prune.1`.
+pub fn prune_step_name(k: usize) -> String {
+    format!("prune.{k}")
+}
+
 impl TrainPlan {
     /// Each step of the plan by the name `--set` paths and `--stop-before` use: a phase's
     /// name, or `prune.N` for the Nth prune between phases.
@@ -305,7 +311,7 @@ impl TrainPlan {
                 Step::Phase(p) => p.name.clone(),
                 Step::Prune(_) => {
                     prunes += 1;
-                    format!("prune.{prunes}")
+                    prune_step_name(prunes)
                 }
             })
             .collect()
@@ -314,6 +320,18 @@ impl TrainPlan {
     /// The index of the step named `name` (see `step_names`).
     pub fn step_index(&self, name: &str) -> Option<usize> {
         self.step_names().iter().position(|n| n == name)
+    }
+
+    /// The step of the plan a `--set` path changes (`prune.2.ratio`: the second prune;
+    /// `finetune.lr`: phase `finetune`); `None` for paths before every step (`batch`, a data
+    /// set's numbers).
+    pub fn step_of_override(&self, path: &str) -> Option<usize> {
+        let mut parts = path.split('.');
+        let first = parts.next().unwrap_or("");
+        match first {
+            "prune" => parts.next().and_then(|k| k.parse().ok()).and_then(|k| self.step_index(&prune_step_name(k))),
+            _ => self.step_index(first),
+        }
     }
 }
 

@@ -56,7 +56,6 @@ struct ForBatch {
 pub struct Stepper {
     programs: Vec<ForBatch>,
     optimizer: Optimizer,
-    masked: bool,
     /// Optimizer steps taken so far in this phase.
     t: u64,
     lr: TensorId,
@@ -107,13 +106,11 @@ impl Stepper {
     ) -> Result<Stepper, RunError> {
         let opts = backend.options();
         let mut programs = Vec::new();
-        let mut masked = false;
         for size in [batch, last] {
             if size == 0 || programs.iter().any(|p: &ForBatch| p.batch == size) {
                 continue;
             }
-            let (built, planned) = pipeline::step(program, model, phase, size, &opts)?;
-            masked = built.masked;
+            let (_, planned) = pipeline::step(program, model, phase, size, &opts)?;
             let bind = shared_bindings(store, &planned)?;
             let step = backend.compile(&planned, store, &bind)?;
             let gather = train.gather(backend, store, size, step.as_ref())?;
@@ -134,7 +131,6 @@ impl Stepper {
         let s = Stepper {
             programs,
             optimizer: phase.optimizer.clone(),
-            masked,
             t: 0,
             lr: scalar(store, step::LR)?,
             step_size: scalar(store, step::STEP_SIZE)?,
@@ -158,14 +154,6 @@ impl Stepper {
     pub fn salted(mut self, salt: u64) -> Self {
         self.salt = salt;
         self
-    }
-
-    pub fn masked(&self) -> bool {
-        self.masked
-    }
-
-    pub fn steps_taken(&self) -> u64 {
-        self.t
     }
 
     /// The optimizer state, by name (`PARAM.STATE`).
