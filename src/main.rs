@@ -1,9 +1,9 @@
 //! `hoyerc`: check, compile and (later) run hoyer specs.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use hoyer_compiler::codes::Code;
-use hoyer_compiler::diagnostics::{Diagnostic, Report};
-use hoyer_compiler::{check_source, decode, summary};
+use hoyer_front::codes::Code;
+use hoyer_front::diagnostics::{Diagnostic, Report};
+use hoyer_front::{check_source, decode, summary};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -722,14 +722,13 @@ fn explain(c: Code) -> String {
 }
 
 /// The IR of every phase of the training plan, in canonical text form.
-fn emit_ir(
-    program: &hoyer_compiler::program::Program,
-    emit: Emit,
-) -> Result<String, hoyer_compiler::error::CompileError> {
+fn emit_ir(program: &hoyer_front::program::Program, emit: Emit) -> Result<String, hoyer_compiler::error::CompileError> {
     use hoyer_compiler::error::CompileError;
+    use hoyer_compiler::graph::{lower, step};
     use hoyer_compiler::pipeline::{self, Options};
-    use hoyer_compiler::program::Step;
-    use hoyer_compiler::{codegen, ir, kernel, lower, step};
+    use hoyer_compiler::{codegen, kernel};
+    use hoyer_front::program::Step;
+    use hoyer_ir as ir;
     let missing = |what: &str| CompileError::internal("emit", what);
     let plan = program.train.as_ref().ok_or_else(|| missing("the spec has no `train` block"))?;
     let model = program.model(&plan.model).ok_or_else(|| missing("the trained model is missing"))?;
@@ -740,7 +739,7 @@ fn emit_ir(
     for s in &plan.steps {
         let Step::Phase(phase) = s else { continue };
         let text = match emit {
-            Emit::Ir => ir::print::print(&hoyer_compiler::passes::simplify(
+            Emit::Ir => ir::print::print(&hoyer_compiler::graph::passes::simplify(
                 &lower::lower(program, model, &phase.penalties, batch)?.graph,
             )),
             Emit::Grad => ir::print::print(step::build(program, model, phase, batch)?.graph()),
@@ -755,7 +754,7 @@ fn emit_ir(
 
 /// Reads a spec, applies `--set` overrides, checks it and prints its diagnostics; the
 /// checked spec when it is valid.
-fn load_spec(path: &Path, color: bool, sets: &[String]) -> Result<(hoyer_compiler::Checked, String), Outcome> {
+fn load_spec(path: &Path, color: bool, sets: &[String]) -> Result<(hoyer_front::Checked, String), Outcome> {
     let name = path.display().to_string();
     // A spec is text of a few kilobytes; 16 MiB leaves room and keeps /dev/zero out.
     let bytes = hoyer_runtime::files::read_regular(path, 16 << 20).map_err(|e| {
@@ -768,9 +767,9 @@ fn load_spec(path: &Path, color: bool, sets: &[String]) -> Result<(hoyer_compile
     let result = match bad_encoding {
         Some(d) => Err(vec![d]),
         None if sets.is_empty() => check_source(&text),
-        None => match hoyer_compiler::parse::parse(&text) {
+        None => match hoyer_front::syntax::parse::parse(&text) {
             Err(d) => Err(d),
-            Ok(file) => match hoyer_compiler::overrides::apply(&text, &file, sets) {
+            Ok(file) => match hoyer_front::overrides::apply(&text, &file, sets) {
                 Ok(changed) => {
                     text = changed;
                     shown = format!("{name} (with --set)");

@@ -3,7 +3,7 @@
 
 mod common;
 
-use hoyer_compiler::codes::Code;
+use hoyer_front::codes::Code;
 use std::path::Path;
 
 fn hoyerc(args: &[&str]) -> (i32, String, String) {

@@ -120,7 +120,7 @@ fn every_code_has_a_golden_case() {
     for f in specs(&dir) {
         covered += &std::fs::read_to_string(f.with_extension("stderr")).unwrap_or_default();
     }
-    let missing: Vec<&str> = hoyer_compiler::codes::Code::ALL
+    let missing: Vec<&str> = hoyer_front::codes::Code::ALL
         .iter()
         .map(|c| c.as_str())
         .filter(|c| {

@@ -5,8 +5,8 @@
 //! These run in-process on the test harness's ordinary thread (2 MiB of stack, less than the
 //! CLI's), so a recursion that escaped the bounds would overflow here first.
 
-use hoyer_compiler::diagnostics::Report;
-use hoyer_compiler::{check_source, decode};
+use hoyer_front::diagnostics::Report;
+use hoyer_front::{check_source, decode};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -171,7 +171,7 @@ fn doubling_call_chains_are_linear() {
     let c = check_source(&spec).expect("the chain is a valid spec");
     let plan = c.program.train.as_ref().unwrap();
     let model = c.program.model("m").unwrap();
-    let hoyer_compiler::program::Step::Phase(phase) = &plan.steps[0] else { panic!() };
+    let hoyer_front::program::Step::Phase(phase) = &plan.steps[0] else { panic!() };
     let start = Instant::now();
     let (step, _) = hoyer_compiler::pipeline::step(&c.program, model, phase, 4, &Default::default()).unwrap();
     assert!(step.graph.values.len() < 2000, "{} values", step.graph.values.len());

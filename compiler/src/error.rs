@@ -1,8 +1,8 @@
 //! Errors below the checker. A spec that passed `check` compiles; what can still stop it is a
 //! mistake of hoyerc itself (`Internal`, E0901, which says so and asks to be reported).
 
-use crate::codes::Code;
-use crate::diagnostics::Diagnostic;
+use hoyer_front::codes::Code;
+use hoyer_front::diagnostics::Diagnostic;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CompileError {
@@ -32,7 +32,7 @@ impl CompileError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnostics::Report;
+    use hoyer_front::diagnostics::Report;
 
     #[test]
     fn an_internal_error_says_so_with_its_own_code() {

@@ -11,10 +11,11 @@
 //! as `Options`; nothing here reads the environment.
 
 use crate::error::CompileError;
-use crate::ir::Graph;
+use crate::graph::{lower, passes, step};
+use crate::kernel::fusion;
 use crate::kernel::{self, Body, Program};
-use crate::program::{Model, PhasePlan, Program as Spec};
-use crate::{fusion, lower, passes, step};
+use hoyer_front::program::{Model, PhasePlan, Program as Spec};
+use hoyer_ir::Graph;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
@@ -66,7 +67,7 @@ pub fn plan(graph: &Graph, opts: &Options) -> Result<Planned, CompileError> {
             Body::MatMul(..) => {}
         }
     }
-    kernel::passes::validate(&program)?;
+    kernel::validate::validate(&program)?;
     Ok(Planned { graph: g, program })
 }
 

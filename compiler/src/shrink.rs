@@ -16,7 +16,7 @@
 //! the streams on both of its sides are kept whole; the channels inside each block (a conv's
 //! filters read only by the next conv) still go.
 
-use crate::program::{LayerOp, Model, Node};
+use hoyer_front::program::{LayerOp, Model, Node};
 use std::collections::HashMap;
 
 /// Weights by parameter name, as PyTorch lays them out (dense `[out, in]`, conv

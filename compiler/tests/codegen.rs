@@ -3,11 +3,11 @@
 //! runtime/tests/backends.rs).
 
 use cranelift_codegen::settings;
-use hoyer_compiler::check_source;
 use hoyer_compiler::codegen::cpu::{loop_function, Target};
 use hoyer_compiler::kernel::Program;
 use hoyer_compiler::pipeline::{self, Options};
-use hoyer_compiler::program::Step as PlanStep;
+use hoyer_front::check_source;
+use hoyer_front::program::Step as PlanStep;
 
 fn programs() -> Vec<(String, Program)> {
     let mut out = Vec::new();

@@ -1,12 +1,12 @@
 //! Every code's corrected example is a spec that checks cleanly, and the prelude is valid.
 
-use hoyer_compiler::codes::Code;
+use hoyer_front::codes::Code;
 
 #[test]
 fn every_example_checks_cleanly() {
     for c in Code::ALL {
         assert!(!c.explanation().trim().is_empty(), "{c} has no explanation");
-        match hoyer_compiler::check_source(c.example()) {
+        match hoyer_front::check_source(c.example()) {
             Ok(checked) => assert!(checked.warnings.is_empty(), "{c}: example warns: {:?}", checked.warnings),
             Err(d) => panic!("{c}: example does not check: {d:#?}"),
         }
@@ -27,11 +27,11 @@ fn codes_are_unique_and_well_formed() {
 
 #[test]
 fn prelude_defines_the_standard_regularizers() {
-    let prelude = hoyer_compiler::prelude();
+    let prelude = hoyer_front::prelude();
     let names: Vec<&str> = prelude
         .items
         .iter()
-        .filter_map(|i| if let hoyer_compiler::ast::Item::Fn(f) = i { Some(f.name.name.as_str()) } else { None })
+        .filter_map(|i| if let hoyer_front::syntax::ast::Item::Fn(f) = i { Some(f.name.name.as_str()) } else { None })
         .collect();
     for wanted in ["l1", "l2", "hoyer", "hoyer_square", "group_hs", "group_lasso", "transformed_l1"] {
         assert!(names.contains(&wanted), "prelude lacks {wanted}");

@@ -1,9 +1,9 @@
 //! Fusion decides the kernels: the numbers are part of the design, so they are asserted.
 
-use hoyer_compiler::check_source;
 use hoyer_compiler::kernel::{Body, Program, Role};
 use hoyer_compiler::pipeline::{self, Options};
-use hoyer_compiler::program::Step as PlanStep;
+use hoyer_front::check_source;
+use hoyer_front::program::Step as PlanStep;
 
 fn programs(name: &str) -> Vec<(String, bool, Program)> {
     let path = format!("{}/../examples/{name}.hoyer", env!("CARGO_MANIFEST_DIR"));

@@ -2,12 +2,12 @@
 //! reference interpreter: every output of every example's training step, evaluation and
 //! batch gather, through the kernel IR's reference evaluator.
 
-use hoyer_compiler::check_source;
-use hoyer_compiler::ir::interp::{self, Precision};
-use hoyer_compiler::ir::{Graph, InputKind};
 use hoyer_compiler::kernel::{self, Role};
 use hoyer_compiler::pipeline::{self, Options, Planned};
-use hoyer_compiler::program::Step as PlanStep;
+use hoyer_front::check_source;
+use hoyer_front::program::Step as PlanStep;
+use hoyer_ir::interp::{self, Precision};
+use hoyer_ir::{Graph, InputKind};
 use std::collections::HashMap;
 
 mod common;
@@ -20,7 +20,7 @@ fn numbers(n: usize, seed: u64) -> Vec<f32> {
 fn inputs(g: &Graph, seed: u64) -> HashMap<String, Vec<f32>> {
     g.inputs()
         .map(|(id, name, kind)| {
-            let n = hoyer_compiler::ir::numel(g.shape(id));
+            let n = hoyer_ir::numel(g.shape(id));
             let r = numbers(n, seed + name.len() as u64);
             let v: Vec<f32> = match kind {
                 InputKind::Labels => r.iter().map(|x| ((x.abs() * 3.0) as u32 % 3) as f32).collect(),
@@ -59,7 +59,7 @@ fn agree(what: &str, planned: &Planned, given: HashMap<String, Vec<f32>>) {
     }
 }
 
-fn example(name: &str) -> hoyer_compiler::Checked {
+fn example(name: &str) -> hoyer_front::Checked {
     let path = format!("{}/../examples/{name}.hoyer", env!("CARGO_MANIFEST_DIR"));
     check_source(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -128,7 +128,7 @@ fn loops(p: &Planned) -> Vec<&hoyer_compiler::kernel::Loop> {
 
 #[test]
 fn movement_ops_are_views_not_kernels() {
-    use hoyer_compiler::ir::Unary;
+    use hoyer_ir::Unary;
     let mut g = Graph::default();
     let x = g.input_value("x", InputKind::Data, vec![3, 4]);
     let t = g.permute(x, vec![1, 0]);
@@ -157,7 +157,7 @@ fn a_transposed_operand_is_a_strided_product() {
 
 #[test]
 fn reductions_of_the_same_data_share_a_pass() {
-    use hoyer_compiler::ir::{ReduceOp, Unary};
+    use hoyer_ir::{ReduceOp, Unary};
     let mut g = Graph::default();
     let w = g.input_value("w", InputKind::Param, vec![30, 20]);
     let a = g.unary(Unary::Abs, w);
@@ -173,7 +173,7 @@ fn reductions_of_the_same_data_share_a_pass() {
 
 #[test]
 fn large_whole_tensor_reductions_split_in_two_stages() {
-    use hoyer_compiler::ir::ReduceOp;
+    use hoyer_ir::ReduceOp;
     let mut g = Graph::default();
     let w = g.input_value("w", InputKind::Param, vec![200, 100]);
     let s = g.sum_all(w);
@@ -189,7 +189,7 @@ fn large_whole_tensor_reductions_split_in_two_stages() {
 
 #[test]
 fn updates_are_in_place_after_every_reader_of_the_old_value() {
-    use hoyer_compiler::ir::{Binary, ReduceOp};
+    use hoyer_ir::{Binary, ReduceOp};
     let mut g = Graph::default();
     let p = g.input_value("p", InputKind::Param, vec![8, 8]);
     // new p = p - mean-free: p - sum(p) broadcast; the sum reads old p before the update.

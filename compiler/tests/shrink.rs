@@ -3,11 +3,11 @@
 //! constant units folded into the next layer's bias, and with the units that cannot be
 //! folded kept.
 
-use hoyer_compiler::check_source;
-use hoyer_compiler::ir::interp::{self, Precision};
-use hoyer_compiler::lower;
-use hoyer_compiler::program::Model;
+use hoyer_compiler::graph::lower;
 use hoyer_compiler::shrink::{shrink, Weights};
+use hoyer_front::check_source;
+use hoyer_front::program::Model;
+use hoyer_ir::interp::{self, Precision};
 use std::collections::HashMap;
 
 fn model(body: &str, input: &str) -> Model {
@@ -40,7 +40,7 @@ fn logits(m: &Model, w: &Weights, batch: usize) -> Vec<f64> {
     let (g, _) = lower::lower_eval(m, batch).unwrap();
     let mut inputs: HashMap<String, Vec<f64>> = HashMap::new();
     for (id, name, _) in g.inputs() {
-        let n = hoyer_compiler::ir::numel(g.shape(id));
+        let n = hoyer_ir::numel(g.shape(id));
         let v = match w.get(name) {
             Some(v) => v.iter().map(|&x| x as f64).collect(),
             None => (0..n).map(|i| ((i * 7919 % 23) as f64 - 11.0) / 11.0).collect(),
@@ -239,7 +239,7 @@ fn a_models_spec_text_checks_to_the_same_model() {
     models.push(shrink(&m, &w).unwrap().model);
     assert!(models.len() > 10);
     for m in models {
-        let text = hoyer_compiler::summary::model_spec(&m);
+        let text = hoyer_front::summary::model_spec(&m);
         let c = check_source(&text).unwrap_or_else(|d| panic!("{text}\n{d:#?}"));
         let back = &c.program.models[0];
         let layers = |m: &Model| m.nodes.iter().map(|n| (n.op.describe(), n.shape.clone())).collect::<Vec<_>>();

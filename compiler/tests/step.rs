@@ -1,9 +1,10 @@
 //! The derived gradients of DeepHoyer's regularizers against their closed forms, and one
 //! optimizer step against PyTorch's update rules, all through the reference interpreter.
 
-use hoyer_compiler::ir::interp::{self, Precision};
-use hoyer_compiler::program::{Step as PlanStep, TrainPlan};
-use hoyer_compiler::{autodiff, check_source, lower, step};
+use hoyer_compiler::graph::{autodiff, lower, step};
+use hoyer_front::check_source;
+use hoyer_front::program::{Step as PlanStep, TrainPlan};
+use hoyer_ir::interp::{self, Precision};
 use std::collections::HashMap;
 
 const SPEC: &str = "data d = synthetic(classes = 3, train = 30, test = 6)
@@ -17,11 +18,11 @@ model m(x: f32[4]) {
 mod common;
 use common::numbers;
 
-fn checked(train: &str) -> hoyer_compiler::Checked {
+fn checked(train: &str) -> hoyer_front::Checked {
     check_source(&format!("{SPEC}{train}")).unwrap_or_else(|d| panic!("{d:#?}"))
 }
 
-fn phases(plan: &TrainPlan) -> Vec<&hoyer_compiler::program::PhasePlan> {
+fn phases(plan: &TrainPlan) -> Vec<&hoyer_front::program::PhasePlan> {
     plan.steps.iter().filter_map(|s| if let PlanStep::Phase(p) = s { Some(p) } else { None }).collect()
 }
 
@@ -41,15 +42,12 @@ fn penalty_grad(penalty: &str, w: &[f64]) -> Vec<f64> {
 }
 
 /// Fills every input not given with small numbers (labels with class 0).
-fn inputs_with_defaults(
-    g: &hoyer_compiler::ir::Graph,
-    mut given: HashMap<String, Vec<f64>>,
-) -> HashMap<String, Vec<f64>> {
+fn inputs_with_defaults(g: &hoyer_ir::Graph, mut given: HashMap<String, Vec<f64>>) -> HashMap<String, Vec<f64>> {
     for (id, name, kind) in g.inputs() {
         if !given.contains_key(name) {
-            let n = hoyer_compiler::ir::numel(g.shape(id));
+            let n = hoyer_ir::numel(g.shape(id));
             let v = match kind {
-                hoyer_compiler::ir::InputKind::Labels => vec![0.0; n],
+                hoyer_ir::InputKind::Labels => vec![0.0; n],
                 // A second moment is never negative.
                 _ if name.ends_with("exp_avg_sq") => numbers(n, 5).into_iter().map(f64::abs).collect(),
                 _ => numbers(n, name.len() as u64 + 7).into_iter().map(|x| x * 0.5).collect(),

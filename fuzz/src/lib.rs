@@ -10,10 +10,10 @@
 //! promises: no panic, no hang, and every rejected spec carries coded, renderable
 //! diagnostics.
 
-use hoyer_compiler::diagnostics::Report;
 use hoyer_compiler::pipeline::{self, Options};
-use hoyer_compiler::program::Step as PlanStep;
-use hoyer_compiler::{check_source, decode};
+use hoyer_front::diagnostics::Report;
+use hoyer_front::program::Step as PlanStep;
+use hoyer_front::{check_source, decode};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -178,7 +178,7 @@ pub fn mutate(rng: &mut Rng, input: &[u8], other: &[u8], target: Target) -> Vec<
 }
 
 /// The model the binary targets read files for (the quickstart's).
-pub fn model() -> hoyer_compiler::program::Model {
+pub fn model() -> hoyer_front::program::Model {
     let src = include_str!("../../examples/quickstart.hoyer");
     let c = check_source(src).expect("the quickstart checks");
     c.program.models.into_iter().next().expect("it has a model")
@@ -186,7 +186,7 @@ pub fn model() -> hoyer_compiler::program::Model {
 
 /// Runs one input through `target`; `Err` says what went wrong (a wrong answer, not a
 /// rejection: rejecting bad input is the point).
-pub fn run_one(target: Target, input: &[u8], model: &hoyer_compiler::program::Model) -> Result<(), String> {
+pub fn run_one(target: Target, input: &[u8], model: &hoyer_front::program::Model) -> Result<(), String> {
     match target {
         Target::Spec => {
             let (text, bad) = decode(input);

@@ -4,10 +4,10 @@
 
 use crate::error::RunError;
 use crate::store::{Store, TensorId};
-use hoyer_compiler::codes::Code;
-use hoyer_compiler::ir::interp::{self, Precision};
-use hoyer_compiler::ir::Graph;
 use hoyer_compiler::pipeline::{Options, Planned};
+use hoyer_front::codes::Code;
+use hoyer_ir::interp::{self, Precision};
+use hoyer_ir::Graph;
 use std::collections::HashMap;
 
 /// Which store tensor each named buffer of a program uses.

@@ -11,8 +11,8 @@ use crate::feed::Resident;
 use crate::init;
 use crate::stepper::Stepper;
 use crate::store::Store;
-use hoyer_compiler::codes::Code;
-use hoyer_compiler::program::{Program, Step as PlanStep};
+use hoyer_front::codes::Code;
+use hoyer_front::program::{Program, Step as PlanStep};
 use std::time::Instant;
 
 #[derive(Debug, Clone)]
@@ -57,7 +57,7 @@ pub fn bench(program: &Program, backend: &dyn Backend, steps: usize, kernels: bo
         let shape: Vec<usize> = p.shape.iter().map(|&d| d as usize).collect();
         let id = store.shared(&name, &shape)?;
         store.write(id, &v)?;
-        let mask = store.shared(&hoyer_compiler::step::mask_input(&name), &shape)?;
+        let mask = store.shared(&hoyer_compiler::graph::step::mask_input(&name), &shape)?;
         store.fill(mask, 1.0);
     }
     let strengths: Vec<f64> = phase.penalties.iter().map(|p| crate::schedule::strength(&p.strength, 0)).collect();

@@ -4,7 +4,7 @@
 //! renamed, so a crash never leaves a half-written file.
 
 use crate::error::RunError;
-use hoyer_compiler::program::Model;
+use hoyer_front::program::Model;
 use safetensors::{Dtype, SafeTensors};
 use std::path::Path;
 

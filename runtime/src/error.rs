@@ -1,7 +1,7 @@
 //! Why a run stopped, with the stable code its diagnostic carries.
 
-use hoyer_compiler::codes::Code;
-use hoyer_compiler::diagnostics::Diagnostic;
+use hoyer_front::codes::Code;
+use hoyer_front::diagnostics::Diagnostic;
 
 #[derive(Debug, Clone)]
 pub struct RunError {
@@ -10,7 +10,7 @@ pub struct RunError {
     pub help: Option<String>,
     /// Where in the spec the problem lies, when it does (the model's output layer of a data
     /// set with more classes).
-    pub label: Option<(hoyer_compiler::ast::Span, String)>,
+    pub label: Option<(hoyer_front::syntax::ast::Span, String)>,
 }
 
 impl RunError {
@@ -21,7 +21,7 @@ impl RunError {
         self.help = Some(help.into());
         self
     }
-    pub fn at(mut self, span: hoyer_compiler::ast::Span, text: impl Into<String>) -> Self {
+    pub fn at(mut self, span: hoyer_front::syntax::ast::Span, text: impl Into<String>) -> Self {
         self.label = Some((span, text.into()));
         self
     }

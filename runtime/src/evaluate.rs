@@ -6,9 +6,9 @@ use crate::backend::{Backend, Bindings, Executable};
 use crate::error::RunError;
 use crate::feed::Resident;
 use crate::store::Store;
-use hoyer_compiler::codes::Code;
 use hoyer_compiler::pipeline;
-use hoyer_compiler::program::Model;
+use hoyer_front::codes::Code;
+use hoyer_front::program::Model;
 use std::collections::HashMap;
 
 /// The gather and the forward pass for one batch size.

@@ -9,7 +9,7 @@ use crate::data::Rng;
 use crate::data::Split;
 use crate::error::RunError;
 use crate::store::{Store, TensorId};
-use hoyer_compiler::lower;
+use hoyer_compiler::graph::lower;
 use hoyer_compiler::pipeline;
 
 pub struct Resident {

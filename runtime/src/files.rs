@@ -8,7 +8,7 @@
 //! two runs never write into one.
 
 use crate::error::RunError;
-use hoyer_compiler::codes::Code;
+use hoyer_front::codes::Code;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

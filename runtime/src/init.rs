@@ -3,7 +3,7 @@
 //! `nn.BatchNorm2d` starts at weight 1, bias 0, running mean 0, running variance 1.
 
 use crate::data::Rng;
-use hoyer_compiler::program::{LayerOp, Model, ParamKind};
+use hoyer_front::program::{LayerOp, Model, ParamKind};
 
 /// Parameters in model order, drawn from `seed`.
 pub fn pytorch_default(model: &Model, seed: u64) -> Vec<(String, Vec<f32>)> {

@@ -3,9 +3,9 @@
 
 use crate::backend::Backend;
 use crate::error::RunError;
-use hoyer_compiler::codes::Code;
 use hoyer_compiler::pipeline;
-use hoyer_compiler::program::{Model, Program, Step as PlanStep, TrainPlan};
+use hoyer_front::codes::Code;
+use hoyer_front::program::{Model, Program, Step as PlanStep, TrainPlan};
 
 /// The parts of a run's memory, in bytes, largest first.
 #[derive(Debug, Clone)]
@@ -70,7 +70,7 @@ pub fn estimate(
     let batch = plan.batch as usize;
     for s in &plan.steps {
         let PlanStep::Phase(phase) = s else { continue };
-        states = states.max(hoyer_compiler::step::state_names(&phase.optimizer).len() as u64 * params);
+        states = states.max(hoyer_compiler::graph::step::state_names(&phase.optimizer).len() as u64 * params);
         let (_, planned) = pipeline::step(program, model, phase, batch, &backend.options())?;
         scratch = scratch.max(planned.program.arena as u64);
     }

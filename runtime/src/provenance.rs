@@ -5,7 +5,7 @@
 
 use crate::error::RunError;
 use crate::files::write_atomically;
-use hoyer_compiler::codes::Code;
+use hoyer_front::codes::Code;
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -96,7 +96,7 @@ fn different(what: String, help: &str) -> RunError {
 pub fn check_resume(stored: &Value, current: &Value, dir: &Path) -> Result<(), RunError> {
     let (old, new) = (stored["spec"]["text"].as_str().unwrap_or(""), current["spec"]["text"].as_str().unwrap_or(""));
     let same_tokens =
-        || hoyer_compiler::parse::tokens(old).is_some_and(|t| Some(t) == hoyer_compiler::parse::tokens(new));
+        || hoyer_front::syntax::parse::tokens(old).is_some_and(|t| Some(t) == hoyer_front::syntax::parse::tokens(new));
     if old != new && !same_tokens() {
         let line = old
             .lines()
@@ -204,8 +204,8 @@ mod tests {
         assert!(e.message.contains("line 2"), "{}", e.message);
         // A string's text is a token of its own: the same words inside it still differ.
         assert_ne!(
-            hoyer_compiler::parse::tokens("data d = idx(\"a b\")"),
-            hoyer_compiler::parse::tokens("data d = idx(\"a  b\")")
+            hoyer_front::syntax::parse::tokens("data d = idx(\"a b\")"),
+            hoyer_front::syntax::parse::tokens("data d = idx(\"a  b\")")
         );
     }
 }

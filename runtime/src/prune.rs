@@ -1,7 +1,7 @@
 //! Pruning rules: each turns weights into a 0/1 mask. A weight already masked stays masked.
 
-use hoyer_compiler::ast::GroupKind;
-use hoyer_compiler::program::PruneCriterion;
+use hoyer_front::program::PruneCriterion;
+use hoyer_front::syntax::ast::GroupKind;
 
 /// A tensor to prune: its values, its shape and its current mask.
 pub struct Target<'a> {

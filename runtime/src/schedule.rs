@@ -1,7 +1,7 @@
 //! Values that change over a phase: the learning rate, penalty strengths, and the target of a
 //! gradual prune.
 
-use hoyer_compiler::program::{Gradual, LrSchedule, Strength};
+use hoyer_front::program::{Gradual, LrSchedule, Strength};
 
 /// The learning rate of step `step` (from 0) of `epoch` (from 0) in a phase of `epochs` with
 /// `steps` steps an epoch, as PyTorch's StepLR and CosineAnnealingLR (T_max = epochs) stepped

@@ -9,11 +9,11 @@ use crate::checkpoint::Tensors;
 use crate::error::RunError;
 use crate::feed::Resident;
 use crate::store::{Store, TensorId};
-use hoyer_compiler::codes::Code;
-use hoyer_compiler::lower;
+use hoyer_compiler::graph::lower;
+use hoyer_compiler::graph::step;
 use hoyer_compiler::pipeline;
-use hoyer_compiler::program::{Model, Optimizer, PhasePlan, Program};
-use hoyer_compiler::step;
+use hoyer_front::codes::Code;
+use hoyer_front::program::{Model, Optimizer, PhasePlan, Program};
 
 /// The per-step numbers of an optimizer's update at step `t` (from 1) of a phase, with
 /// learning rate `lr`, as the step's scalar inputs take them.
@@ -206,7 +206,7 @@ impl Stepper {
             Optimizer::Sgd { .. } => store.set_scalar(self.first, scalars.first_step)?,
         }
         // Below 2^22, so that the key plus each layer's offset stays a whole float32.
-        let key = hoyer_compiler::ir::semantics::lowbias32((self.salt ^ t.wrapping_mul(0x9E37_79B9)) as u32) >> 10;
+        let key = hoyer_ir::semantics::lowbias32((self.salt ^ t.wrapping_mul(0x9E37_79B9)) as u32) >> 10;
         store.set_scalar(self.dropout_key, key as f32)?;
         for (id, s) in self.strengths.iter().zip(strengths) {
             store.set_scalar(*id, *s as f32)?;

@@ -17,7 +17,7 @@
 //! only where it reads them: a report, a prune, a checkpoint.
 
 use crate::error::RunError;
-use hoyer_compiler::codes::Code;
+use hoyer_front::codes::Code;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -151,7 +151,7 @@ pub fn table(points: &[Point]) -> String {
             p.label,
             p.test_accuracy * 100.0,
             valid,
-            hoyer_compiler::summary::thousands(p.nonzeros),
+            hoyer_front::summary::thousands(p.nonzeros),
             p.density * 100.0,
             if shrunk { format!("  {}", p.architecture.as_deref().unwrap_or("-")) } else { String::new() },
             if p.finished { "" } else { "  (not finished)" }
@@ -252,7 +252,7 @@ pub fn pareto_svg(points: &[Point]) -> String {
             out,
             "<text x=\"{x}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
             top + ph + 16.0,
-            hoyer_compiler::summary::thousands(n)
+            hoyer_front::summary::thousands(n)
         );
     }
     let _ = writeln!(

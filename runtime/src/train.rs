@@ -15,8 +15,8 @@ use crate::report::{Report, TensorReport};
 use crate::stepper::Stepper;
 use crate::store::Store;
 use crate::{checkpoint, init, schedule};
-use hoyer_compiler::codes::Code;
-use hoyer_compiler::program::{DataSource, Model, PhasePlan, Program, PrunePlan, Step as PlanStep, TrainPlan};
+use hoyer_front::codes::Code;
+use hoyer_front::program::{DataSource, Model, PhasePlan, Program, PrunePlan, Step as PlanStep, TrainPlan};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -231,7 +231,7 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
     let mut train = Resident::upload(&mut store, "train", &data.train, &sample)?;
     if let Some(ds) = program.data_set(&plan.data).filter(|d| d.augment.any()) {
         let padding = ds.augment.crop.map_or(0, |c| c.1 as usize);
-        train.augment(&mut store, hoyer_compiler::lower::Augmentation { padding, flip: ds.augment.hflip })?;
+        train.augment(&mut store, hoyer_compiler::graph::lower::Augmentation { padding, flip: ds.augment.hflip })?;
     }
     let test = Resident::upload(&mut store, "test", &data.test, &sample)?;
     let validation = match validation {
@@ -413,12 +413,7 @@ fn data_folders(opts: &RunOptions, path: &str) -> Vec<std::path::PathBuf> {
 
 /// run.json's record of a data set read from folder `c` (its files starting with one of
 /// `prefixes`), and the header line naming it.
-fn found(
-    ds: &hoyer_compiler::program::DataSet,
-    source: &str,
-    c: &Path,
-    prefixes: &[&str],
-) -> (serde_json::Value, String) {
+fn found(ds: &hoyer_front::program::DataSet, source: &str, c: &Path, prefixes: &[&str]) -> (serde_json::Value, String) {
     let folder = std::fs::canonicalize(c).unwrap_or(c.to_path_buf());
     let record = serde_json::json!({
         "name": ds.name,
@@ -560,8 +555,8 @@ impl Trainer<'_> {
     /// pruned weights.
     fn prune_once(&mut self, plan: &PrunePlan, target: Option<f64>) {
         let criterion = match (target, &plan.criterion) {
-            (Some(t), hoyer_compiler::program::PruneCriterion::Sparsity { global, .. }) => {
-                hoyer_compiler::program::PruneCriterion::Sparsity { target: t, global: *global }
+            (Some(t), hoyer_front::program::PruneCriterion::Sparsity { global, .. }) => {
+                hoyer_front::program::PruneCriterion::Sparsity { target: t, global: *global }
             }
             _ => plan.criterion.clone(),
         };
@@ -706,7 +701,7 @@ impl Trainer<'_> {
                     let gradual = g.gradual.as_ref().expect("a gradual prune has a schedule");
                     if t.is_multiple_of(gradual.every_steps) {
                         let target = match g.criterion {
-                            hoyer_compiler::program::PruneCriterion::Sparsity { target, .. } => target,
+                            hoyer_front::program::PruneCriterion::Sparsity { target, .. } => target,
                             _ => 0.0,
                         };
                         let now = schedule::gradual_target(target, gradual, t, steps_per_epoch);
@@ -834,7 +829,7 @@ impl Trainer<'_> {
                 self.model.param(name).map_or_else(|| vec![v.len()], |p| p.shape.iter().map(|&d| d as usize).collect());
             let id = self.store.shared(name, &shape)?;
             self.store.write(id, v)?;
-            let mask = self.store.shared(&hoyer_compiler::step::mask_input(name), &shape)?;
+            let mask = self.store.shared(&hoyer_compiler::graph::step::mask_input(name), &shape)?;
             self.store.write(mask, &self.masks[name])?;
         }
         Ok(())
@@ -937,10 +932,10 @@ impl Trainer<'_> {
 /// `spec` with the block of `model` (by name) written anew from `model` (a shrunk model's
 /// spec); the model alone where the spec cannot be parsed.
 fn with_model(spec: &str, model: &Model) -> String {
-    let text = hoyer_compiler::summary::model_spec(model);
-    let Ok(file) = hoyer_compiler::parse::parse(spec) else { return text };
+    let text = hoyer_front::summary::model_spec(model);
+    let Ok(file) = hoyer_front::syntax::parse::parse(spec) else { return text };
     for item in &file.items {
-        if let hoyer_compiler::ast::Item::Model(m) = item {
+        if let hoyer_front::syntax::ast::Item::Model(m) = item {
             if m.name.name == model.name {
                 let (start, end) = (m.span.start, m.span.end);
                 if let (Some(before), Some(after)) = (spec.get(..start), spec.get(end..)) {
@@ -966,8 +961,8 @@ fn shrink_record(before: &Model, after: &Model) -> serde_json::Value {
 pub fn architecture(m: &Model) -> String {
     let mut widths = vec![m.input_shape.first().copied().unwrap_or(0).to_string()];
     for n in &m.nodes {
-        if let hoyer_compiler::program::LayerOp::Dense { out, .. }
-        | hoyer_compiler::program::LayerOp::Conv2d { out, .. } = n.op
+        if let hoyer_front::program::LayerOp::Dense { out, .. } | hoyer_front::program::LayerOp::Conv2d { out, .. } =
+            n.op
         {
             widths.push(out.to_string());
         }
@@ -981,7 +976,7 @@ pub fn summary_line(m: &Model) -> String {
     format!(
         "{}, {} parameters, {:.2} MFLOP",
         architecture(m),
-        hoyer_compiler::summary::thousands(m.parameter_count()),
+        hoyer_front::summary::thousands(m.parameter_count()),
         m.forward_flops() as f64 / 1e6
     )
 }

@@ -6,10 +6,10 @@
 mod common;
 
 use common::{inputs_for, run, Values};
-use hoyer_compiler::check_source;
-use hoyer_compiler::ir::{Binary, Graph, InputKind, ReduceOp, Unary};
 use hoyer_compiler::pipeline;
-use hoyer_compiler::program::Step as PlanStep;
+use hoyer_front::check_source;
+use hoyer_front::program::Step as PlanStep;
+use hoyer_ir::{Binary, Graph, InputKind, ReduceOp, Unary};
 use hoyer_runtime::backend::{Backend, Interpreter};
 use hoyer_runtime::cpu::Cpu;
 use hoyer_runtime::data::Rng;
@@ -190,7 +190,7 @@ fn special_values_through_every_op() {
 /// implementation of torchvision's RandomCrop then RandomHorizontalFlip, on every back end.
 #[test]
 fn augmented_gather_crops_and_flips_as_torchvision() {
-    use hoyer_compiler::lower::{Augmentation, AUG_DX, AUG_DY, AUG_FLIP, ORDER, START, TABLE, TABLE_LABELS};
+    use hoyer_compiler::graph::lower::{Augmentation, AUG_DX, AUG_DY, AUG_FLIP, ORDER, START, TABLE, TABLE_LABELS};
     let (rows, c, h, w, batch, padding) = (7usize, 2usize, 5usize, 4usize, 3usize, 2usize);
     let n = c * h * w;
     let mut rng = Rng::new(5);

@@ -8,11 +8,11 @@
 mod common;
 
 use common::{inputs_for, run, store_for, Values};
-use hoyer_compiler::check_source;
-use hoyer_compiler::codes::Code;
-use hoyer_compiler::ir::interp::{self, Precision};
 use hoyer_compiler::pipeline::{self, Planned};
-use hoyer_compiler::program::Step as PlanStep;
+use hoyer_front::check_source;
+use hoyer_front::codes::Code;
+use hoyer_front::program::Step as PlanStep;
+use hoyer_ir::interp::{self, Precision};
 use hoyer_runtime::backend::{Backend, Bindings, Interpreter};
 use hoyer_runtime::cpu::Cpu;
 use hoyer_runtime::cuda::exec::Cuda;

@@ -4,10 +4,10 @@
 //! hoyerc's compiled step (CPU back end), and every weight must agree to 1e-5 relative
 //! (batch norm: see `agree`).
 
-use hoyer_compiler::check_source;
-use hoyer_compiler::ir::{numel, InputKind};
 use hoyer_compiler::pipeline;
-use hoyer_compiler::program::{LayerOp, Step as PlanStep};
+use hoyer_front::check_source;
+use hoyer_front::program::{LayerOp, Step as PlanStep};
+use hoyer_ir::{numel, InputKind};
 use hoyer_runtime::backend::{Backend, Bindings};
 use hoyer_runtime::cpu::Cpu;
 use hoyer_runtime::stepper::OptimizerScalars;

@@ -24,8 +24,6 @@
 //!   the scalar tail: the order depends only on the shapes.
 
 use crate::error::CompileError;
-use crate::ir::semantics::{self, Cmp, ElemOp, Prim};
-use crate::ir::ReduceOp;
 use crate::kernel::{AccType, Body, Fill, Guard, Inst, Loop, Program, Reduction, Reg, View};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::immediates::{Ieee32, Ieee64};
@@ -36,6 +34,8 @@ use cranelift_codegen::ir::{
 };
 use cranelift_codegen::isa::{CallConv, TargetFrontendConfig};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use hoyer_ir::semantics::{self, Cmp, ElemOp, Prim};
+use hoyer_ir::ReduceOp;
 use std::collections::HashMap;
 use target_lexicon::PointerWidth;
 
@@ -1086,7 +1086,7 @@ impl Emitter<'_, '_> {
     }
 
     fn max(&mut self, a: Value, b: Value, vector: bool) -> Value {
-        self.op(ElemOp::Binary(crate::ir::Binary::Max), &[a, b], vector)
+        self.op(ElemOp::Binary(hoyer_ir::Binary::Max), &[a, b], vector)
     }
 
     fn accumulate(&mut self, mode: Mode) -> Result<(), CompileError> {

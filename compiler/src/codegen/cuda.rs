@@ -21,9 +21,9 @@
 //! kernel IR did not ask for (NVRTC without fast math, `--fmad=false`).
 
 use crate::error::CompileError;
-use crate::ir::semantics::{self, ElemOp, Prim};
-use crate::ir::ReduceOp;
 use crate::kernel::{AccType, Body, Inst, Kernel, Loop, MatMul, Program, Role, View};
+use hoyer_ir::semantics::{self, ElemOp, Prim};
+use hoyer_ir::ReduceOp;
 use std::fmt::Write;
 
 /// Threads per block of every kernel.
@@ -104,7 +104,7 @@ fn combine(op: ReduceOp, a: &str, b: &str) -> String {
     match op {
         ReduceOp::Sum => format!("{a} + {b}"),
         ReduceOp::Max | ReduceOp::MaxFirst => {
-            expression(ElemOp::Binary(crate::ir::Binary::Max), &[a.to_string(), b.to_string()])
+            expression(ElemOp::Binary(hoyer_ir::Binary::Max), &[a.to_string(), b.to_string()])
         }
     }
 }
@@ -519,8 +519,8 @@ mod tests {
     #[test]
     fn ops_render_their_semantics() {
         let a = ["x".to_string(), "y".to_string(), "z".to_string()];
-        assert_eq!(expression(ElemOp::Unary(crate::ir::Unary::Relu), &a[..1]), "((x < 0.0f) ? 0.0f : x)");
+        assert_eq!(expression(ElemOp::Unary(hoyer_ir::Unary::Relu), &a[..1]), "((x < 0.0f) ? 0.0f : x)");
         assert_eq!(expression(ElemOp::Fma, &a), "fmaf(x, y, z)");
-        assert_eq!(expression(ElemOp::Binary(crate::ir::Binary::Max), &a[..2]), "((x != x) ? x : ((x >= y) ? x : y))");
+        assert_eq!(expression(ElemOp::Binary(hoyer_ir::Binary::Max), &a[..2]), "((x != x) ? x : ((x >= y) ? x : y))");
     }
 }

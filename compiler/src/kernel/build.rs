@@ -17,9 +17,9 @@ use super::{
     Storage, Store, View,
 };
 use crate::error::CompileError;
-use crate::fusion::{root, KernelKind, Schedule};
-use crate::ir::semantics::ElemOp;
-use crate::ir::{numel, Graph, Op, ReduceOp, ValueId};
+use crate::kernel::fusion::{root, KernelKind, Schedule};
+use hoyer_ir::semantics::ElemOp;
+use hoyer_ir::{numel, Graph, Op, ReduceOp, ValueId};
 use std::collections::HashMap;
 
 fn internal(message: impl Into<String>) -> CompileError {
@@ -33,7 +33,7 @@ fn view_of(g: &Graph, v: ValueId) -> Result<Source, CompileError> {
 /// Whether the kernel writing `output` can write it over `input`: it reads `input` only as a
 /// direct operand of element-wise ops (the element it writes), and `output` is not the
 /// product a library writes.
-fn in_place_ok(g: &Graph, kernel: &crate::fusion::Kernel, output: ValueId, input: ValueId) -> bool {
+fn in_place_ok(g: &Graph, kernel: &crate::kernel::fusion::Kernel, output: ValueId, input: ValueId) -> bool {
     if matches!(g.value(output).op, Op::MatMul { .. } | Op::Reduce { .. } | Op::Unwindow { .. }) {
         return false;
     }
@@ -215,7 +215,7 @@ impl<'g> KernelBuilder<'g> {
                 // [b, c]: 1 where labels[b] == c.
                 let label = self.operand_at(b, *labels, &[0])?;
                 let class = self.shared(Inst::Index(self.domain_axis(1)));
-                self.push(Inst::Op(ElemOp::Binary(crate::ir::Binary::Eq), vec![label, class]))
+                self.push(Inst::Op(ElemOp::Binary(hoyer_ir::Binary::Eq), vec![label, class]))
             }
             Op::Iota { axis } => self.shared(Inst::Index(self.domain_axis(*axis))),
             Op::Gather { table, indices } => {
@@ -238,7 +238,7 @@ impl<'g> KernelBuilder<'g> {
                 let view = self.domain_view(&rest, &dims);
                 self.push(Inst::Gather { arg, row, row_stride, view })
             }
-            other => return Err(internal(format!("{} inside a fused kernel", crate::ir::print::op_name(other)))),
+            other => return Err(internal(format!("{} inside a fused kernel", hoyer_ir::print::op_name(other)))),
         };
         self.reg_of.insert(v, reg);
         Ok(reg)
@@ -335,10 +335,14 @@ pub fn build(g: &Graph, schedule: &Schedule) -> Result<Program, CompileError> {
     Ok(program)
 }
 
-fn loop_kernel(b: &mut Builder, k: &crate::fusion::Kernel, name: String) -> Result<Kernel, CompileError> {
+fn loop_kernel(b: &mut Builder, k: &crate::kernel::fusion::Kernel, name: String) -> Result<Kernel, CompileError> {
     let g = b.g;
-    let axes: Vec<usize> =
-        k.values.iter().find_map(|&v| crate::fusion::reduction_domain(g, v)).map(|(_, axes)| axes).unwrap_or_default();
+    let axes: Vec<usize> = k
+        .values
+        .iter()
+        .find_map(|&v| crate::kernel::fusion::reduction_domain(g, v))
+        .map(|(_, axes)| axes)
+        .unwrap_or_default();
     let parallel: Vec<usize> = (0..k.shape.len()).filter(|a| !axes.contains(a)).collect();
     let order: Vec<usize> = parallel.iter().chain(&axes).copied().collect();
     let mut axis_of = vec![0; k.shape.len()];
@@ -369,7 +373,7 @@ fn loop_kernel(b: &mut Builder, k: &crate::fusion::Kernel, name: String) -> Resu
         }
         if let Op::Unwindow { input, axes: window_axes, slides } = &g.value(v).op {
             // A sum over the window's axes of the windows that read each element.
-            if crate::fusion::reduction_domain(g, v).map(|d| d.1) != Some(axes.clone()) {
+            if crate::kernel::fusion::reduction_domain(g, v).map(|d| d.1) != Some(axes.clone()) {
                 return Err(internal("reductions over different axes in one kernel"));
             }
             let Source::View { root, view } = view_of(g, *input)? else {
@@ -406,7 +410,7 @@ fn loop_kernel(b: &mut Builder, k: &crate::fusion::Kernel, name: String) -> Resu
     Ok(Kernel { name, args: kb.args, body: Body::Loop(body) })
 }
 
-fn matmul_kernel(b: &mut Builder, k: &crate::fusion::Kernel, name: String) -> Result<Kernel, CompileError> {
+fn matmul_kernel(b: &mut Builder, k: &crate::kernel::fusion::Kernel, name: String) -> Result<Kernel, CompileError> {
     let g = b.g;
     let mm = k.matmul(g).ok_or_else(|| internal("a product kernel without a product"))?;
     let Op::MatMul { a, b: bb, ta, tb } = g.value(mm).op else { unreachable!("found as a product") };

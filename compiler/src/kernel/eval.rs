@@ -7,8 +7,8 @@
 //! the evaluator also checks the views a pass produced. It is slow, and for tests.
 
 use super::{AccType, Body, Inst, Loop, Program, Storage};
-use crate::ir::semantics;
-use crate::ir::ReduceOp;
+use hoyer_ir::semantics;
+use hoyer_ir::ReduceOp;
 use std::collections::HashMap;
 
 /// Runs `p` on the bound buffers in `bound` (by name), which it updates.
@@ -134,7 +134,7 @@ pub fn run_loop(l: &Loop, mem: &mut [Vec<f32>]) -> Result<(), String> {
                     ReduceOp::Sum => acc_sum[k] += x as f64,
                     ReduceOp::Max | ReduceOp::MaxFirst => {
                         acc_max[k] =
-                            semantics::eval_f32(semantics::ElemOp::Binary(crate::ir::Binary::Max), &[acc_max[k], x])
+                            semantics::eval_f32(semantics::ElemOp::Binary(hoyer_ir::Binary::Max), &[acc_max[k], x])
                     }
                 }
             }

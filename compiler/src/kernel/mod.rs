@@ -19,18 +19,21 @@
 //!   next loop nest, where it reads the output a band of rows at a time (conv's col2im).
 //!
 //! What is computed is fixed here; how (loop order, vector width, threads, grid) is each
-//! back end's choice. `build` makes a program from a fused graph, `print` gives the canonical
+//! back end's choice. `fusion` groups a graph's values into kernels, `build` makes a program
+//! from them, `passes` rewrite it and `validate` checks it; `print` gives the canonical
 //! text (`--emit kernels`), `eval` is a reference evaluator used to test the passes.
 
 pub mod build;
 pub mod eval;
+pub mod fusion;
 pub mod passes;
 pub mod print;
+pub mod validate;
 pub mod view;
 
-use crate::ir::semantics::ElemOp;
-pub use crate::ir::Fill;
-use crate::ir::{ReduceOp, Shape};
+use hoyer_ir::semantics::ElemOp;
+pub use hoyer_ir::Fill;
+use hoyer_ir::{ReduceOp, Shape};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dtype {
@@ -56,7 +59,7 @@ pub struct Buffer {
 
 impl Buffer {
     pub fn numel(&self) -> usize {
-        crate::ir::numel(&self.shape)
+        hoyer_ir::numel(&self.shape)
     }
 }
 
@@ -129,7 +132,7 @@ impl View {
     }
     /// The row-major view of a buffer of `shape` over a domain of the same axes.
     pub fn contiguous(shape: &[usize]) -> View {
-        View::strided(0, crate::ir::interp::strides(shape).into_iter().map(|s| s as i64).collect())
+        View::strided(0, hoyer_ir::interp::strides(shape).into_iter().map(|s| s as i64).collect())
     }
     /// The innermost domain axis this view moves along or is guarded by (+1), or 0.
     pub fn depth(&self) -> usize {

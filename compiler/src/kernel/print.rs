@@ -14,8 +14,8 @@
 //! one; a product prints its operands' (row, column) strides.
 
 use super::{AccType, Body, Inst, Kernel, Loop, MatView, Program, Role, Storage, View};
-use crate::ir::semantics::ElemOp;
-use crate::ir::ReduceOp;
+use hoyer_ir::semantics::ElemOp;
+use hoyer_ir::ReduceOp;
 use std::fmt::Write;
 
 fn list(xs: &[usize]) -> String {
@@ -71,7 +71,7 @@ pub fn op_name(op: &ElemOp) -> String {
     match op {
         ElemOp::Unary(u) => u.name().to_string(),
         ElemOp::Binary(b) => b.name().to_string(),
-        ElemOp::Pow(c) => format!("pow{}", crate::ir::print::fmt_f64(*c)),
+        ElemOp::Pow(c) => format!("pow{}", hoyer_ir::print::fmt_f64(*c)),
         ElemOp::Select => "select".into(),
         ElemOp::Fma => "fma".into(),
     }

@@ -6,7 +6,7 @@
 //! kernel's domain.
 
 use super::{Fill, Guard, View};
-use crate::ir::{Graph, Op, Slide, ValueId};
+use hoyer_ir::{Graph, Op, Slide, ValueId};
 
 /// Where an operand's elements come from: a constant, or a view of a value in memory.
 #[derive(Debug, Clone, PartialEq)]
@@ -230,7 +230,7 @@ mod tests {
     /// Every element of a composed view against the interpreter's windows.
     #[test]
     fn windows_of_views_match_the_interpreter() {
-        use crate::ir::interp::{strides, window_sources};
+        use hoyer_ir::interp::{strides, window_sources};
         let slide = |size, stride, padding, dilation| Slide { size, stride, padding, dilation };
         let cases = [
             (vec![2, 6, 5], vec![1, 2], vec![slide(3, 1, 1, 1), slide(2, 2, 0, 1)]),
@@ -239,7 +239,7 @@ mod tests {
         ];
         for (shape, axes, slides) in cases {
             let mut g = Graph::default();
-            let x = g.input_value("x", crate::ir::InputKind::Data, shape.clone());
+            let x = g.input_value("x", hoyer_ir::InputKind::Data, shape.clone());
             let w = g.window(x, axes.clone(), slides.clone(), Fill::NegInf);
             let Ok(Source::View { view, .. }) = source(&g, w) else { panic!("a view") };
             let out_shape = g.shape(w).to_vec();
@@ -255,7 +255,7 @@ mod tests {
             let ds = strides(&domain);
             let sources = window_sources(&shape, &axes, &slides);
             let mut found = 0;
-            for flat in 0..crate::ir::numel(&domain) {
+            for flat in 0..hoyer_ir::numel(&domain) {
                 let point: Vec<i64> = domain.iter().zip(&ds).map(|(&n, &s)| ((flat / s) % n) as i64).collect();
                 if let Ok(e) = view.element(&point) {
                     let target: usize = strides(&shape).iter().enumerate().map(|(a, s)| point[a] as usize * s).sum();

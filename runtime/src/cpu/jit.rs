@@ -7,8 +7,8 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, Linkage, Module};
 use hoyer_compiler::codegen::cpu::{loop_function, MathImports, Target};
-use hoyer_compiler::codes::Code;
 use hoyer_compiler::kernel::Loop;
+use hoyer_front::codes::Code;
 
 /// `kernel(args, lo, hi)`: see `compiler::codegen::cpu`.
 pub type KernelFn = unsafe extern "C" fn(*const *mut f32, *const i64, *const i64);

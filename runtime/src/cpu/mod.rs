@@ -16,9 +16,9 @@ pub mod pool;
 use crate::backend::{bind_all, Backend, Bindings, Executable, KernelTime};
 use crate::error::RunError;
 use crate::store::{Store, TensorId};
-use hoyer_compiler::codes::Code;
 use hoyer_compiler::kernel::{Body, Follower, Loop, MatMul, Role, Storage};
 use hoyer_compiler::pipeline::{Options, Planned};
+use hoyer_front::codes::Code;
 use jit::{Jit, KernelFn};
 use pool::Pool;
 use std::collections::HashMap;
@@ -450,8 +450,8 @@ mod tests {
     /// tasks cut the other axis, however small, and never that one.
     #[test]
     fn tasks_hold_a_jammed_axis_whole() {
-        use hoyer_compiler::ir::ReduceOp;
         use hoyer_compiler::kernel::{AccType, Inst, Reduction, Reg, Store, View};
+        use hoyer_ir::ReduceOp;
         let l = Loop {
             parallel: vec![16, 20],
             reduce: vec![5000],
@@ -469,9 +469,9 @@ mod tests {
     /// inside the unrolled axes (the looped path), each point is written once and right.
     #[test]
     fn unrolled_inner_axes_give_the_same_points_whole_or_cut() {
-        use hoyer_compiler::ir::semantics::ElemOp;
-        use hoyer_compiler::ir::Unary;
         use hoyer_compiler::kernel::{Inst, Reg, Store, View};
+        use hoyer_ir::semantics::ElemOp;
+        use hoyer_ir::Unary;
         let l = Loop {
             parallel: vec![3, 2, 5],
             reduce: vec![],

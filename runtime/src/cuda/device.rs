@@ -4,7 +4,7 @@
 
 use crate::error::RunError;
 use cudarc::driver::{result, sys};
-use hoyer_compiler::codes::Code;
+use hoyer_front::codes::Code;
 
 /// The GPU found (device 0).
 #[derive(Debug, Clone)]

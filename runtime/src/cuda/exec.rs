@@ -21,9 +21,9 @@ use cudarc::driver::{
     sys, CudaContext, CudaEvent, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
 };
 use hoyer_compiler::codegen::cuda;
-use hoyer_compiler::codes::Code;
 use hoyer_compiler::kernel::{Role, Storage};
 use hoyer_compiler::pipeline::{Options, Planned};
+use hoyer_front::codes::Code;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 
 use crate::error::RunError;
 use cudarc::nvrtc::{result, sys};
-use hoyer_compiler::codes::Code;
+use hoyer_front::codes::Code;
 use std::ffi::CString;
 
 /// Whether the NVRTC library can be loaded; the diagnostic says how to get it otherwise.

@@ -5,8 +5,8 @@
 
 use crate::error::RunError;
 use hoyer_compiler::codegen::cuda::Launch;
-use hoyer_compiler::codes::Code;
 use hoyer_compiler::kernel::{MatMul, MatView, Program};
+use hoyer_front::codes::Code;
 
 /// One operation of a program on the device, in order.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,8 +5,8 @@
 
 use super::{Dataset, Split};
 use crate::error::RunError;
-use hoyer_compiler::codes::Code;
-use hoyer_compiler::program::Normalize;
+use hoyer_front::codes::Code;
+use hoyer_front::program::Normalize;
 use std::path::{Path, PathBuf};
 
 pub const TRAIN: [&str; 5] =

@@ -4,8 +4,8 @@
 
 use super::{Dataset, Split};
 use crate::error::RunError;
-use hoyer_compiler::codes::Code;
-use hoyer_compiler::program::Normalize;
+use hoyer_front::codes::Code;
+use hoyer_front::program::Normalize;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 

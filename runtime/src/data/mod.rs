@@ -7,7 +7,7 @@ pub mod synthetic;
 
 pub use rng::Rng;
 
-use hoyer_compiler::program::Normalize;
+use hoyer_front::program::Normalize;
 
 /// One split of a classification data set.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,11 +1,11 @@
 //! What several test files share (each uses some of it).
 #![allow(dead_code)]
 
-use hoyer_compiler::check_source;
-use hoyer_compiler::ir::{Graph, InputKind};
 use hoyer_compiler::kernel::Program;
 use hoyer_compiler::pipeline::{self, Options, Planned};
-use hoyer_compiler::program::Step as PlanStep;
+use hoyer_front::check_source;
+use hoyer_front::program::Step as PlanStep;
+use hoyer_ir::{Graph, InputKind};
 use hoyer_runtime::backend::{Backend, Bindings};
 use hoyer_runtime::data::Rng;
 use hoyer_runtime::store::Store;
@@ -57,7 +57,7 @@ pub fn programs_at(batch: Option<usize>) -> Vec<(String, Program)> {
         None => ([60000, 50000], [100, 128]),
     };
     out.push(("gather".into(), pipeline::gather(rows[0], &[784], batch[0], None, &opts).unwrap().program));
-    let augment = Some(hoyer_compiler::lower::Augmentation { padding: 4, flip: true });
+    let augment = Some(hoyer_compiler::graph::lower::Augmentation { padding: 4, flip: true });
     let augmented = pipeline::gather(rows[1], &[3, 32, 32], batch[1], augment, &opts).unwrap().program;
     out.push(("augmented gather".into(), augmented));
     out
@@ -71,7 +71,7 @@ pub fn inputs_for(g: &Graph, seed: u64) -> Values {
     let mut rng = Rng::new(seed);
     g.inputs()
         .map(|(id, name, kind)| {
-            let n = hoyer_compiler::ir::numel(g.shape(id));
+            let n = hoyer_ir::numel(g.shape(id));
             let v: Vec<f32> = match kind {
                 InputKind::Labels => (0..n).map(|_| rng.below(3) as f32).collect(),
                 _ if name.ends_with(".mask") => (0..n).map(|_| if rng.uniform() < 0.3 { 0.0 } else { 1.0 }).collect(),

@@ -14,10 +14,10 @@ mod values;
 
 pub use values::fmt_num;
 
-use crate::ast::{self, File, Item};
 use crate::codes::Code;
 use crate::diagnostics::{did_you_mean, Diagnostic, Sink};
 use crate::program::{Function, Program};
+use crate::syntax::ast::{self, File, Item};
 use std::collections::HashMap;
 
 pub use func::BUILTINS;
@@ -117,6 +117,6 @@ pub fn const_number(e: &ast::Expr) -> Option<f64> {
 }
 
 /// Looks a function up: user functions first, then the prelude.
-pub(crate) fn find_function<'a>(functions: &'a [Function], name: &str) -> Option<&'a Function> {
+pub fn find_function<'a>(functions: &'a [Function], name: &str) -> Option<&'a Function> {
     functions.iter().find(|f| f.def.name.name == name)
 }

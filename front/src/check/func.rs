@@ -3,10 +3,10 @@
 //! where shapes and axes are known.
 
 use super::values::{bind, kind_name};
-use crate::ast::{BinOp, Expr, ExprKind, File, FnDef, Item, Span};
 use crate::codes::Code;
 use crate::diagnostics::{did_you_mean, Diagnostic, Sink};
 use crate::program::Function;
+use crate::syntax::ast::{BinOp, Expr, ExprKind, File, FnDef, Item, Span};
 use std::collections::{HashMap, HashSet};
 
 const ELEMENTWISE: [&str; 5] = ["abs", "sqrt", "exp", "log", "sign"];

@@ -1,10 +1,10 @@
 //! `data NAME = idx("folder") { scale 1/255 }`, `cifar10("folder")` and `synthetic(...)`.
 
 use super::values::{bind, count, in_range, number, Range};
-use crate::ast::{DataDef, ExprKind, SettingValue};
 use crate::codes::Code;
 use crate::diagnostics::{did_you_mean, Diagnostic, Sink};
 use crate::program::{DataSet, DataSource};
+use crate::syntax::ast::{DataDef, ExprKind, SettingValue};
 use std::collections::HashMap;
 
 const SOURCES: [&str; 3] = ["idx", "cifar10", "synthetic"];
@@ -89,11 +89,12 @@ pub fn check_data(sink: &mut Sink, d: &DataDef) -> Option<DataSet> {
                 }
             }
             (SettingValue::Args(args), "normalize") => {
-                let call = crate::ast::Call { func: s.key.clone(), args: args.clone(), piped: false, span: s.span };
+                let call =
+                    crate::syntax::ast::Call { func: s.key.clone(), args: args.clone(), piped: false, span: s.span };
                 if let Some(b) = bind(sink, &call, "`normalize`", &[("mean", true), ("std", true)]) {
                     // A number, or a list of one per channel.
-                    let numbers = |sink: &mut Sink, e: &crate::ast::Expr, what: &str, range: Option<Range>| {
-                        let items: Vec<&crate::ast::Expr> = match &e.kind {
+                    let numbers = |sink: &mut Sink, e: &crate::syntax::ast::Expr, what: &str, range: Option<Range>| {
+                        let items: Vec<&crate::syntax::ast::Expr> = match &e.kind {
                             ExprKind::List(items) => items.iter().collect(),
                             _ => vec![e],
                         };
@@ -130,7 +131,8 @@ pub fn check_data(sink: &mut Sink, d: &DataDef) -> Option<DataSet> {
                 }
             }
             (SettingValue::Args(args), "random_crop") => {
-                let call = crate::ast::Call { func: s.key.clone(), args: args.clone(), piped: false, span: s.span };
+                let call =
+                    crate::syntax::ast::Call { func: s.key.clone(), args: args.clone(), piped: false, span: s.span };
                 if let Some(b) = bind(sink, &call, "`random_crop`", &[("size", true), ("padding", false)]) {
                     let size = b[0].and_then(|e| count(sink, e, "the crop size", 1));
                     let padding = match b[1] {

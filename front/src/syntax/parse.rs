@@ -4,9 +4,9 @@
 //! Deep input must never overflow the stack: bracket nesting is bounded before pest runs
 //! (pest recurses per bracket), and the expression builder bounds operator nesting.
 
-use crate::ast::*;
 use crate::codes::Code;
 use crate::diagnostics::Diagnostic;
+use crate::syntax::ast::*;
 use pest::iterators::Pair;
 use pest::Parser;
 

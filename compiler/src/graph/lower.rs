@@ -2,11 +2,11 @@
 //! cross-entropy, and each penalty term instantiated from its `fn` body per selected tensor.
 //! Gradients come later, from `autodiff`; nothing here is hand-differentiated.
 
-use crate::ast::{BinOp, Expr, ExprKind};
-use crate::check::find_function;
 use crate::error::CompileError;
-use crate::ir::{Binary, Fill, Graph, InputKind, ReduceOp, Slide, Unary, ValueId};
-use crate::program::{Function, LayerOp, Model, PenaltyTerm, Program};
+use hoyer_front::check::find_function;
+use hoyer_front::program::{Function, LayerOp, Model, PenaltyTerm, Program};
+use hoyer_front::syntax::ast::{BinOp, Expr, ExprKind};
+use hoyer_ir::{Binary, Fill, Graph, InputKind, ReduceOp, Slide, Unary, ValueId};
 use std::collections::HashMap;
 
 /// The forward computation of one phase over a batch.
@@ -113,7 +113,7 @@ pub fn lower_eval(model: &Model, batch: usize) -> Result<(Graph, ValueId), Compi
     let params = param_inputs(&mut g, model);
     let (logits, _) = forward(&mut g, model, &params, batch, Mode::Eval)?;
     g.outputs = vec![("logits".into(), logits)];
-    let g = crate::passes::simplify(&g);
+    let g = crate::graph::passes::simplify(&g);
     let logits = g.outputs[0].1;
     Ok((g, logits))
 }

@@ -2,10 +2,10 @@
 //! (`fc1.weight`, `fc1.bias`) with PyTorch's layouts.
 
 use super::values::{bind, const_eval, fmt_num, kind_name};
-use crate::ast::{BinOp, Call, Expr, ExprKind, ModelDef, ModelStmt, Span};
 use crate::codes::Code;
 use crate::diagnostics::{did_you_mean, Diagnostic, Sink};
 use crate::program::{LayerOp, Model, Node, Param, ParamKind};
+use crate::syntax::ast::{BinOp, Call, Expr, ExprKind, ModelDef, ModelStmt, Span};
 use std::collections::{HashMap, HashSet};
 
 pub const LAYERS: [&str; 14] = [

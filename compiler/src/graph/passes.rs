@@ -4,7 +4,7 @@
 //! that would otherwise be written to memory only to be read back. Dead values vanish later,
 //! since printing and fusion only see what reaches an output.
 
-use crate::ir::{Binary, Graph, Op, Unary, ValueId};
+use hoyer_ir::{Binary, Graph, Op, Unary, ValueId};
 use std::collections::HashMap;
 
 /// A hashable key for an op and its (already simplified) operands.
@@ -44,7 +44,7 @@ pub fn simplify(g: &Graph) -> Graph {
             }
             Op::PowConst(x, c) => {
                 if let Some(a) = constant(x) {
-                    op = Op::Const(crate::ir::interp::pow(a, c));
+                    op = Op::Const(hoyer_ir::interp::pow(a, c));
                 } else if c == 1.0 {
                     replaced = Some(x);
                 }
@@ -92,7 +92,7 @@ pub fn split_reductions(g: &Graph, min_elements: usize) -> Graph {
             Op::Reduce { op, input, axes }
                 if axes.len() >= 2
                     && axes.len() == g.shape(*input).len()
-                    && crate::ir::numel(g.shape(*input)) >= min_elements =>
+                    && hoyer_ir::numel(g.shape(*input)) >= min_elements =>
             {
                 let rows = out.reduce(*op, m(input), axes[1..].to_vec());
                 out.reduce(*op, rows, vec![0])
@@ -244,7 +244,7 @@ fn is_cheap(op: &Op) -> bool {
 /// then writes only its result, and the reader loads the chain's inputs instead of its
 /// values: a few instructions more, two passes over memory fewer.
 pub fn recompute_cheap(g: &Graph) -> Graph {
-    let live = crate::ir::print::live(g);
+    let live = hoyer_ir::print::live(g);
     // Inputs the step updates in place (parameters, optimizer state): a second reader of
     // one would have to run before its update, which may not be possible.
     let updated: Vec<ValueId> = g.outputs.iter().filter_map(|(name, _)| g.input(name)).collect();
@@ -262,7 +262,7 @@ pub fn recompute_cheap(g: &Graph) -> Graph {
         again_ok[i] = is_cheap(&value.op)
             && operands.iter().all(in_memory)
             && !operands.iter().any(|o| matches!(g.value(*o).op, Op::MatMul { .. }))
-            && !operands.iter().any(|o| updated.contains(&crate::fusion::root(g, *o)));
+            && !operands.iter().any(|o| updated.contains(&crate::kernel::fusion::root(g, *o)));
     }
     // chain[v] = the reduction whose input chain v is on (the first one in graph order: a
     // later reduction that reads it, as a gradient reads the forward pass, recomputes it).
@@ -360,15 +360,15 @@ fn remap(op: &Op, m: &impl Fn(&ValueId) -> ValueId) -> Op {
 }
 
 fn push(g: &mut Graph, op: Op, shape: Vec<usize>) -> ValueId {
-    g.values.push(crate::ir::Value { op, shape });
+    g.values.push(hoyer_ir::Value { op, shape });
     ValueId(g.values.len() as u32 - 1)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::interp::{outputs, Precision};
-    use crate::ir::InputKind;
+    use hoyer_ir::interp::{outputs, Precision};
+    use hoyer_ir::InputKind;
 
     #[test]
     fn folds_and_shares() {
@@ -391,8 +391,8 @@ mod tests {
         let inputs = [("x".to_string(), vec![1.0, 2.0, -3.0])].into_iter().collect();
         assert_eq!(outputs(&g, &inputs, Precision::F64).unwrap(), outputs(&s, &inputs, Precision::F64).unwrap());
         // x, the folded 6, one multiply (shared), the add: nothing else is live.
-        let live = crate::ir::print::live(&s).iter().filter(|l| **l).count();
-        assert_eq!(live, 4, "{}", crate::ir::print::print(&s));
+        let live = hoyer_ir::print::live(&s).iter().filter(|l| **l).count();
+        assert_eq!(live, 4, "{}", hoyer_ir::print::print(&s));
     }
 
     /// −0 + 0 is +0 (IEEE, PyTorch): `x + 0` is not `x`. `x + (−0)` and `x − 0` are, and go.
@@ -413,7 +413,7 @@ mod tests {
             let out = outputs(g, &inputs, Precision::F32).unwrap();
             ["a", "b", "c", "d"].map(|n| out[n].iter().map(|v| v.to_bits()).collect::<Vec<_>>())
         };
-        assert_eq!(bits(&g), bits(&s), "{}", crate::ir::print::print(&s));
+        assert_eq!(bits(&g), bits(&s), "{}", hoyer_ir::print::print(&s));
         assert_eq!(outputs(&s, &inputs, Precision::F32).unwrap()["a"][0].to_bits(), 0.0f64.to_bits());
         assert_eq!(s.output("c"), s.input("x"), "x + (−0) is x");
         assert_eq!(s.output("d"), s.input("x"), "x − 0 is x");
@@ -423,7 +423,7 @@ mod tests {
     /// so the reduction's kernel writes only the sums; the outputs do not change.
     #[test]
     fn recomputes_a_reductions_cheap_input_for_its_other_reader() {
-        use crate::ir::ReduceOp;
+        use hoyer_ir::ReduceOp;
         let mut g = Graph::default();
         let x = g.input_value("x", InputKind::Data, vec![2, 3]);
         let sq = g.binary(Binary::Mul, x, x);
@@ -435,7 +435,7 @@ mod tests {
         let inputs = [("x".to_string(), vec![1.0, -2.0, 3.0, 0.5, 4.0, -1.5])].into_iter().collect();
         assert_eq!(outputs(&g, &inputs, Precision::F64).unwrap(), outputs(&r, &inputs, Precision::F64).unwrap());
         let writes = |g: &Graph| -> Vec<usize> {
-            crate::fusion::fuse(g, &[]).unwrap().kernels.iter().map(|k| k.writes.len()).collect()
+            crate::kernel::fusion::fuse(g, &[]).unwrap().kernels.iter().map(|k| k.writes.len()).collect()
         };
         // Before: the reduction's kernel writes the square too. After: each kernel writes
         // only its output.
@@ -467,7 +467,7 @@ mod tests {
         .into_iter()
         .collect();
         assert_eq!(outputs(&g, &inputs, Precision::F64).unwrap(), outputs(&s, &inputs, Precision::F64).unwrap());
-        let kernels = |g: &Graph| crate::fusion::fuse(g, &[]).unwrap().kernels.len();
+        let kernels = |g: &Graph| crate::kernel::fusion::fuse(g, &[]).unwrap().kernels.len();
         assert_eq!((kernels(&g), kernels(&s)), (2, 1));
     }
 }

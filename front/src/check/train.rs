@@ -5,12 +5,12 @@ use super::func::{Instantiator, Val};
 use super::model::fmt_shape;
 use super::selector;
 use super::values::{bind, boolean, const_eval, count, in_range, number, Range};
-use crate::ast::{
-    BinOp, Call, Expr, ExprKind, Phase, PhaseStmt, Prune, PruneRule, Setting, SettingValue, Span, TrainDef, TrainStmt,
-};
 use crate::codes::Code;
 use crate::diagnostics::{closest, did_you_mean, Diagnostic, Sink};
 use crate::program::*;
+use crate::syntax::ast::{
+    BinOp, Call, Expr, ExprKind, Phase, PhaseStmt, Prune, PruneRule, Setting, SettingValue, Span, TrainDef, TrainStmt,
+};
 use std::collections::HashMap;
 
 const TRAIN_SETTINGS: [&str; 7] = ["batch", "loss", "seed", "shuffle", "init", "checkpoint", "validation"];
@@ -872,9 +872,12 @@ fn threshold_of(sink: &mut Sink, e: &Expr) -> Option<PruneCriterion> {
 fn optimizer_of(sink: &mut Sink, e: &Expr) -> Option<Optimizer> {
     let call = match &e.kind {
         ExprKind::Call(c) => c.clone(),
-        ExprKind::Name(n) => {
-            Call { func: crate::ast::Ident { name: n.clone(), span: e.span }, args: vec![], piped: false, span: e.span }
-        }
+        ExprKind::Name(n) => Call {
+            func: crate::syntax::ast::Ident { name: n.clone(), span: e.span },
+            args: vec![],
+            piped: false,
+            span: e.span,
+        },
         _ => {
             sink.push(
                 Diagnostic::error(Code::UnknownOptimizer, "expected an optimizer")
@@ -981,7 +984,12 @@ fn schedule_of(sink: &mut Sink, e: &Expr) -> Option<LrSchedule> {
     let call = match call {
         Some(c) => c,
         None => {
-            empty = Call { func: crate::ast::Ident { name: name.to_string(), span }, args: vec![], piped: false, span };
+            empty = Call {
+                func: crate::syntax::ast::Ident { name: name.to_string(), span },
+                args: vec![],
+                piped: false,
+                span,
+            };
             &empty
         }
     };

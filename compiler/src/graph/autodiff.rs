@@ -4,7 +4,7 @@
 //!
 //! Every rule is checked against central finite differences in `tests` below.
 
-use crate::ir::{Binary, Graph, Op, ReduceOp, Unary, ValueId};
+use hoyer_ir::{Binary, Graph, Op, ReduceOp, Unary, ValueId};
 use std::collections::HashMap;
 
 /// Appends the gradient of the scalar `loss` with respect to each of `wrt` and returns the
@@ -241,7 +241,7 @@ fn vjp(g: &mut Graph, op: &Op, y: ValueId, gy: ValueId) -> Vec<(ValueId, ValueId
             vec![(input, g.unwindow(gy, axes.clone(), slides.clone(), s))]
         }
         Op::Unwindow { input, ref axes, ref slides } => {
-            vec![(input, g.window(gy, axes.clone(), slides.clone(), crate::ir::Fill::Zero))]
+            vec![(input, g.window(gy, axes.clone(), slides.clone(), hoyer_ir::Fill::Zero))]
         }
         Op::MatMul { a, b, ta, tb } => {
             let (ga, gb) = match (ta, tb) {
@@ -258,8 +258,8 @@ fn vjp(g: &mut Graph, op: &Op, y: ValueId, gy: ValueId) -> Vec<(ValueId, ValueId
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::interp::{run, Precision};
-    use crate::ir::InputKind;
+    use hoyer_ir::interp::{run, Precision};
+    use hoyer_ir::InputKind;
 
     /// Deterministic pseudo-random numbers in [lo, hi), kept away from zero by `gap`.
     fn numbers(n: usize, seed: u64, gap: f64) -> Vec<f64> {
@@ -287,7 +287,7 @@ mod tests {
         let loss = g.sum_all(prod);
         let dx = grad(&mut g, loss, &[x])[0];
         g.validate().unwrap();
-        let weights = numbers(crate::ir::numel(&ys), 99, 0.1);
+        let weights = numbers(hoyer_ir::numel(&ys), 99, 0.1);
         let eval = |xv: &[f64]| -> Vec<Vec<f64>> {
             let inputs = [("x".to_string(), xv.to_vec()), ("w".to_string(), weights.clone())].into_iter().collect();
             run(&g, &inputs, Precision::F64).unwrap()
@@ -393,7 +393,7 @@ mod tests {
 
     #[test]
     fn window_rules() {
-        use crate::ir::{Fill, Slide};
+        use hoyer_ir::{Fill, Slide};
         let slide = |size, stride, padding, dilation| Slide { size, stride, padding, dilation };
         // Overlapping, strided, padded and dilated windows over the last two axes of [2, 5, 4],
         // and over one axis; max pooling's −∞ padding has no gradient.
@@ -412,9 +412,9 @@ mod tests {
             });
             check(
                 "unwindow",
-                crate::ir::window_shape(&[2, 5, 4], &axes, &slides),
+                hoyer_ir::window_shape(&[2, 5, 4], &axes, &slides),
                 {
-                    let n = crate::ir::numel(&crate::ir::window_shape(&[2, 5, 4], &axes, &slides));
+                    let n = hoyer_ir::numel(&hoyer_ir::window_shape(&[2, 5, 4], &axes, &slides));
                     numbers(n, 14, 0.1)
                 },
                 move |g, x| g.unwindow(x, axes.clone(), slides.clone(), vec![2, 5, 4]),

@@ -3,10 +3,10 @@
 //! A selector with one part matches layer names and selects all their parameters; with two
 //! parts it matches `layer.kind`. `*` matches any run of characters within a part.
 
-use crate::ast::Selector;
 use crate::codes::Code;
 use crate::diagnostics::{closest, Diagnostic, Sink};
 use crate::program::{Model, Param};
+use crate::syntax::ast::Selector;
 
 pub fn matches(pattern: &str, param: &Param) -> bool {
     if !param.trainable() {
@@ -55,7 +55,12 @@ pub fn expand(sink: &mut Sink, selectors: &[Selector], model: &Model) -> Option<
 }
 
 /// The parameters one selector picks; reports when it picks none.
-pub fn expand_one(sink: &mut Sink, pattern: &str, span: crate::ast::Span, model: &Model) -> Option<Vec<String>> {
+pub fn expand_one(
+    sink: &mut Sink,
+    pattern: &str,
+    span: crate::syntax::ast::Span,
+    model: &Model,
+) -> Option<Vec<String>> {
     expand(sink, &[Selector { pattern: pattern.to_string(), span }], model)
 }
 

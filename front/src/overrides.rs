@@ -2,9 +2,9 @@
 //! sweeps. Every number a researcher tunes has a path (see `slots`); an override rewrites
 //! that number's text, and the new text is then checked like any spec.
 
-use crate::ast::{Expr, ExprKind, File, Item, PhaseStmt, PruneRule, SettingValue, Span, TrainStmt};
 use crate::codes::Code;
 use crate::diagnostics::{did_you_mean, Diagnostic};
+use crate::syntax::ast::{Expr, ExprKind, File, Item, PhaseStmt, PruneRule, SettingValue, Span, TrainStmt};
 
 /// Every overridable number of `file`: its path and the span of its text.
 pub fn slots(file: &File) -> Vec<(String, Span)> {
@@ -96,12 +96,12 @@ fn number(out: &mut Vec<(String, Span)>, path: String, e: &Expr) {
 /// The number in front of a penalty: `2e-4 * hoyer_square(*)`.
 fn leading_strength(e: &Expr) -> Option<Span> {
     match &e.kind {
-        ExprKind::Binary(crate::ast::BinOp::Mul, a, _) if matches!(a.kind, ExprKind::Number(_)) => Some(a.span),
+        ExprKind::Binary(crate::syntax::ast::BinOp::Mul, a, _) if matches!(a.kind, ExprKind::Number(_)) => Some(a.span),
         _ => None,
     }
 }
 
-fn prune(out: &mut Vec<(String, Span)>, at: &str, p: &crate::ast::Prune) {
+fn prune(out: &mut Vec<(String, Span)>, at: &str, p: &crate::syntax::ast::Prune) {
     match &p.rule {
         PruneRule::Below { groups: _, threshold } => match &threshold.kind {
             ExprKind::Call(c) if c.func.name == "std_ratio" => {
@@ -138,12 +138,13 @@ pub fn apply(src: &str, file: &File, sets: &[String]) -> Result<String, Vec<Diag
         let (path, value) = (path.trim(), value.trim());
         // The value read as the spec reads a number: a literal (`60`, `2.5e-4`, `90%`) stands
         // in the text as it is; anything else (`1/255`, `-1`) goes in parentheses.
-        let parsed = crate::parse::parse(&format!("fn f() = {value}")).ok().and_then(|f| match f.items.first() {
-            Some(Item::Fn(d)) => {
-                crate::check::const_number(&d.body).map(|_| matches!(d.body.kind, ExprKind::Number(_)))
-            }
-            _ => None,
-        });
+        let parsed =
+            crate::syntax::parse::parse(&format!("fn f() = {value}")).ok().and_then(|f| match f.items.first() {
+                Some(Item::Fn(d)) => {
+                    crate::check::const_number(&d.body).map(|_| matches!(d.body.kind, ExprKind::Number(_)))
+                }
+                _ => None,
+            });
         let Some(literal) = parsed else {
             errors.push(
                 Diagnostic::error(Code::UnknownOverride, format!("`--set {path}={value}`: the value is not a number"))
@@ -194,7 +195,7 @@ train m on d {
 ";
 
     fn paths() -> Vec<String> {
-        slots(&crate::parse::parse(SPEC).unwrap()).into_iter().map(|s| s.0).collect()
+        slots(&crate::syntax::parse::parse(SPEC).unwrap()).into_iter().map(|s| s.0).collect()
     }
 
     #[test]
@@ -219,7 +220,7 @@ train m on d {
 
     #[test]
     fn overrides_rewrite_numbers_and_the_result_checks() {
-        let file = crate::parse::parse(SPEC).unwrap();
+        let file = crate::syntax::parse::parse(SPEC).unwrap();
         let sets = ["sparsify.epochs=3".to_string(), "sparsify.penalty=1e-4".into(), "prune.1.ratio=0.05".into()];
         let text = apply(SPEC, &file, &sets).unwrap();
         let checked = crate::check_source(&text).unwrap();
@@ -245,7 +246,7 @@ train m on d {
 
     #[test]
     fn bad_overrides_are_diagnostics() {
-        let file = crate::parse::parse(SPEC).unwrap();
+        let file = crate::syntax::parse::parse(SPEC).unwrap();
         let err = apply(SPEC, &file, &["sparsify.epoch=3".to_string()]).unwrap_err();
         assert_eq!(err[0].code, Code::UnknownOverride);
         assert_eq!(err[0].help.as_deref(), Some("did you mean `sparsify.epochs`?"));

@@ -2,9 +2,9 @@
 //! arguments to a signature, and reading numbers, counts, booleans and strings out of
 //! expressions with a diagnostic where they are not what is needed.
 
-use crate::ast::{BinOp, Call, Expr, ExprKind, Span};
 use crate::codes::Code;
 use crate::diagnostics::{did_you_mean, Diagnostic, Sink};
+use crate::syntax::ast::{BinOp, Call, Expr, ExprKind, Span};
 
 /// A parameter of a signature: its name and whether it must be given.
 pub type Param = (&'static str, bool);

@@ -5,11 +5,11 @@
 //! corrections, penalty strengths from ramps) are scalar inputs, so one compiled step serves
 //! the whole phase.
 
-use crate::autodiff;
 use crate::error::CompileError;
-use crate::ir::{Binary, Graph, InputKind, Unary, ValueId};
-use crate::lower;
-use crate::program::{Model, Optimizer, PhasePlan, Program};
+use crate::graph::autodiff;
+use crate::graph::lower;
+use hoyer_front::program::{Model, Optimizer, PhasePlan, Program};
+use hoyer_ir::{Binary, Graph, InputKind, Unary, ValueId};
 
 /// Scalar inputs of a step.
 pub const LR: &str = "lr";
@@ -94,7 +94,7 @@ pub fn build(program: &Program, model: &Model, phase: &PhasePlan, batch: usize) 
     outputs.extend(fwd.updates.iter().cloned());
     g.outputs = outputs;
     g.validate().map_err(|e| CompileError::internal("autodiff", e))?;
-    let graph = crate::passes::simplify(g);
+    let graph = crate::graph::passes::simplify(g);
     graph.validate().map_err(|e| CompileError::internal("simplification", e))?;
     Ok(Step { graph, masked, optimizer: phase.optimizer.clone() })
 }

@@ -2,9 +2,9 @@
 //! parameters and counts, FLOPs; every data set; the training plan with selectors expanded.
 //! Golden files hold this text, so it is deterministic and changes only on purpose.
 
-use crate::ast::GroupKind;
 use crate::check::fmt_num;
 use crate::program::*;
+use crate::syntax::ast::GroupKind;
 use std::fmt::Write;
 
 pub fn model_summary(p: &Program) -> String {

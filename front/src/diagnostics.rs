@@ -1,8 +1,8 @@
 //! User-facing diagnostics: a stable code, a message, labelled spans in the user's file and a
 //! help line. Rendering goes through miette; `Report` pairs diagnostics with their source.
 
-use crate::ast::Span;
 use crate::codes::Code;
+use crate::syntax::ast::Span;
 use miette::{
     GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, MietteSpanContents, SourceCode, SourceSpan,
     SpanContents,

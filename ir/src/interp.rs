@@ -247,7 +247,7 @@ pub fn outputs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::{InputKind, Unary};
+    use crate::{InputKind, Unary};
 
     fn eval(g: &Graph, inputs: &[(&str, Vec<f64>)]) -> Vec<Vec<f64>> {
         let map = inputs.iter().map(|(n, v)| (n.to_string(), v.clone())).collect();
@@ -299,10 +299,9 @@ mod tests {
         let mut g = Graph::default();
         let x = g.input_value("x", InputKind::Data, vec![1, 4]);
         let slide = Slide { size: 3, stride: 1, padding: 1, dilation: 1 };
-        let w = g.window(x, vec![1], vec![slide], crate::ir::Fill::Zero);
+        let w = g.window(x, vec![1], vec![slide], crate::Fill::Zero);
         let back = g.unwindow(w, vec![1], vec![slide], vec![1, 4]);
-        let m =
-            g.window(x, vec![1], vec![Slide { size: 2, stride: 2, padding: 1, dilation: 1 }], crate::ir::Fill::NegInf);
+        let m = g.window(x, vec![1], vec![Slide { size: 2, stride: 2, padding: 1, dilation: 1 }], crate::Fill::NegInf);
         let v = eval(&g, &[("x", vec![1.0, 2.0, 3.0, 4.0])]);
         assert_eq!(g.shape(w), [1, 4, 3]);
         assert_eq!(v[w.index()], vec![0.0, 1.0, 2.0, 1.0, 2.0, 3.0, 2.0, 3.0, 4.0, 3.0, 4.0, 0.0]);

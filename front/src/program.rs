@@ -1,7 +1,7 @@
 //! What the checker hands on: a spec with every name resolved, every shape known, every
 //! selector expanded and every setting given its value (defaults filled in).
 
-use crate::ast::{FnDef, GroupKind, Span};
+use crate::syntax::ast::{FnDef, GroupKind, Span};
 
 #[derive(Debug, Clone)]
 pub struct Program {

@@ -15,7 +15,7 @@
 //! every other kernel that reads the old one.
 
 use crate::error::CompileError;
-use crate::ir::{Graph, Op, ValueId};
+use hoyer_ir::{Graph, Op, ValueId};
 use std::collections::{BTreeSet, HashMap};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,7 +254,7 @@ impl Fuser {
 /// Groups the live values of `g` into kernels, and orders them so that each output named in
 /// `in_place` (output value, input value) can be written over its input.
 pub fn fuse(g: &Graph, in_place: &[(ValueId, ValueId)]) -> Result<Schedule, CompileError> {
-    let live = crate::ir::print::live(g);
+    let live = hoyer_ir::print::live(g);
     let n = g.values.len();
     let mut f = Fuser { groups: Vec::new(), group_of: vec![None; n] };
 
