@@ -16,7 +16,8 @@
 //! the streams on both of its sides are kept whole; the channels inside each block (a conv's
 //! filters read only by the next conv) still go.
 
-use hoyer_front::program::{LayerOp, Model, Node};
+use hoyer_front::layers::Units;
+use hoyer_front::program::{params_of, Model, Node};
 use std::collections::HashMap;
 
 /// Weights by parameter name, as PyTorch lays them out (dense `[out, in]`, conv
@@ -42,21 +43,15 @@ fn pixels(node: &Node) -> usize {
     node.shape.iter().skip(1).product::<u64>() as usize
 }
 
-fn is_layer(op: &LayerOp) -> bool {
-    matches!(op, LayerOp::Dense { .. } | LayerOp::Conv2d { .. })
+/// A layer whose output units are rows of its weight (dense, conv).
+fn is_layer(node: &Node) -> bool {
+    matches!(node.layer.units(), Units::Rows { .. })
 }
 
-/// A per-unit activation of a constant, where it is exactly computable here.
-fn activate(op: &LayerOp, x: f32) -> Option<f32> {
-    Some(match op {
-        LayerOp::Relu => x.max(0.0),
-        LayerOp::Tanh => x.tanh(),
-        LayerOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-        LayerOp::LeakyRelu { slope } if x < 0.0 => x * *slope as f32,
-        LayerOp::LeakyRelu { .. } => x,
-        LayerOp::Gelu if x == 0.0 => 0.0,
-        _ => return None,
-    })
+/// A layer whose border sees zeros (a padded convolution): a constant input unit is not
+/// constant there.
+fn padded(node: &Node) -> bool {
+    matches!(node.layer.units(), Units::Rows { padded: true })
 }
 
 /// A layer's weight as rows of `width`, each row a block of `per_in` values per input unit.
@@ -116,8 +111,7 @@ fn spaces(model: &Model) -> Vec<usize> {
     }
     let mut parent: Vec<usize> = (0..model.nodes.len()).collect();
     for (i, node) in model.nodes.iter().enumerate() {
-        let tied =
-            !is_layer(&node.op) && !matches!(node.op, LayerOp::Input | LayerOp::Flatten | LayerOp::Shortcut { .. });
+        let tied = matches!(node.layer.units(), Units::PerUnit | Units::Sum);
         if tied {
             for &j in &node.inputs {
                 let (a, b) = (root(&mut parent, i), root(&mut parent, j));
@@ -134,7 +128,7 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
     let named = |i: usize, what: &str| format!("{}.{what}", model.nodes[i].name.as_deref().unwrap_or(""));
     let mut rows: HashMap<usize, Rows> = HashMap::new();
     for (i, node) in model.nodes.iter().enumerate() {
-        if is_layer(&node.op) {
+        if is_layer(node) {
             let w =
                 weights.get(&named(i, "weight")).ok_or_else(|| format!("no weights for `{}`", named(i, "weight")))?;
             let width = w.len() / units(node);
@@ -142,15 +136,13 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
         }
     }
     let bias = |i: usize| weights.get(&named(i, "bias"));
-    let padded = |op: &LayerOp| matches!(op, LayerOp::Conv2d { padding, .. } if *padding > 0);
 
     // Forward: each unit's constant value, where it has one.
     let mut constant: Vec<Vec<Option<f32>>> = Vec::with_capacity(n);
     for (i, node) in model.nodes.iter().enumerate() {
         let input = |k: usize| &constant[node.inputs[k]];
-        let c: Vec<Option<f32>> = match &node.op {
-            LayerOp::Input => vec![None; units(node)],
-            LayerOp::Dense { .. } | LayerOp::Conv2d { .. } => {
+        let c: Vec<Option<f32>> = match node.layer.units() {
+            Units::Rows { .. } => {
                 let w = &rows[&i];
                 (0..units(node))
                     .map(|r| {
@@ -159,7 +151,7 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
                             match x {
                                 None if w.reads(r, c) => return None,
                                 // A padded conv sees zeros, not the constant, at its border.
-                                Some(x) if *x != 0.0 && padded(&node.op) && w.reads(r, c) => return None,
+                                Some(x) if *x != 0.0 && padded(node) && w.reads(r, c) => return None,
                                 Some(x) => v += w.sum(r, c) * *x as f64,
                                 None => {}
                             }
@@ -168,33 +160,17 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
                     })
                     .collect()
             }
-            LayerOp::Flatten => {
+            Units::Flatten => {
                 let per = pixels(&model.nodes[node.inputs[0]]);
                 input(0).iter().flat_map(|&c| std::iter::repeat_n(c, per)).collect()
             }
-            // Max pooling pads with −∞ and keeps a constant; average pooling counts padding
-            // as zeros, so only a zero stays constant where it pads.
-            LayerOp::MaxPool { .. } | LayerOp::GlobalAvgPool => input(0).clone(),
-            LayerOp::AvgPool { padding, .. } => {
-                input(0).iter().map(|c| c.filter(|&x| *padding == 0 || x == 0.0)).collect()
+            Units::Sum => input(0).iter().zip(input(1)).map(|(a, b)| Some((*a)? + (*b)?)).collect(),
+            // Mixed or placed units, and the model's input: nothing there is folded.
+            Units::Whole => vec![None; units(node)],
+            Units::PerUnit => {
+                let params = |suffix: &str| weights.get(&named(i, suffix)).map(Vec::as_slice);
+                (0..units(node)).map(|u| node.layer.constant(input(0).get(u).copied().flatten(), u, &params)).collect()
             }
-            // Training scales what dropout keeps: only zero stays constant.
-            LayerOp::Dropout { .. } => input(0).iter().map(|c| c.filter(|&x| x == 0.0)).collect(),
-            // Batch norm gives β, in training and evaluation alike, only where γ is 0.
-            LayerOp::BatchNorm { .. } => {
-                let gamma = weights.get(&named(i, "weight"));
-                let beta = weights.get(&named(i, "bias"));
-                (0..units(node))
-                    .map(|u| match (gamma, beta) {
-                        (Some(g), Some(b)) if g[u] == 0.0 => Some(b[u]),
-                        _ => None,
-                    })
-                    .collect()
-            }
-            LayerOp::Add => input(0).iter().zip(input(1)).map(|(a, b)| Some((*a)? + (*b)?)).collect(),
-            // Its streams are kept whole; nothing there is folded.
-            LayerOp::Shortcut { .. } => vec![None; units(node)],
-            op => input(0).iter().map(|c| c.and_then(|x| activate(op, x))).collect(),
         };
         constant.push(c);
     }
@@ -202,13 +178,15 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
     // Backward, to a fixpoint (residual adds tie a space's producers to its readers both
     // ways): `keep[space][u]`, whether some reader needs unit u of a space: it varies where
     // read, or the reader cannot fold its constant. The logits, the input and both sides of
-    // every option-A shortcut are kept whole.
+    // every option-A shortcut (and layer norm: whatever mixes or places units by position)
+    // are kept whole.
     let space = spaces(model);
     let mut keep: Vec<Vec<bool>> = model.nodes.iter().map(|nd| vec![false; units(nd)]).collect();
     let mut whole_spaces = vec![space[model.output], space[0]];
     for (i, node) in model.nodes.iter().enumerate() {
-        if matches!(node.op, LayerOp::Shortcut { .. }) {
-            whole_spaces.extend([space[i], space[node.inputs[0]]]);
+        if node.layer.units() == Units::Whole {
+            whole_spaces.push(space[i]);
+            whole_spaces.extend(node.inputs.iter().map(|&j| space[j]));
         }
     }
     let whole = |keep: &mut Vec<Vec<bool>>| {
@@ -221,21 +199,21 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
         let mut next: Vec<Vec<bool>> = model.nodes.iter().map(|nd| vec![false; units(nd)]).collect();
         whole(&mut next);
         for (i, node) in model.nodes.iter().enumerate().rev() {
-            match &node.op {
-                LayerOp::Dense { .. } | LayerOp::Conv2d { .. } => {
+            match node.layer.units() {
+                Units::Rows { .. } => {
                     let (w, j) = (&rows[&i], node.inputs[0]);
                     let s = space[j];
                     for c in 0..units(&model.nodes[j]) {
                         if !(0..units(node)).any(|r| keep[space[i]][r] && w.reads(r, c)) {
                             continue;
                         }
-                        let folds = |x: f32| x == 0.0 || (bias(i).is_some() && !padded(&node.op));
+                        let folds = |x: f32| x == 0.0 || (bias(i).is_some() && !padded(node));
                         if !constant[j][c].is_some_and(folds) {
                             next[s][c] = true;
                         }
                     }
                 }
-                LayerOp::Flatten => {
+                Units::Flatten => {
                     let (j, per) = (node.inputs[0], pixels(&model.nodes[node.inputs[0]]));
                     for c in 0..units(&model.nodes[j]) {
                         if next[space[i]][c * per..(c + 1) * per].iter().any(|&k| k) {
@@ -260,7 +238,7 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
             // went. Its unit's inputs are then needed too: settle again.
             let mut forced = false;
             for (i, node) in model.nodes.iter().enumerate() {
-                if is_layer(&node.op) && !keep[space[i]].iter().any(|&k| k) {
+                if is_layer(node) && !keep[space[i]].iter().any(|&k| k) {
                     keep[space[i]][0] = true;
                     forced = true;
                 }
@@ -273,7 +251,7 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
     // After `flatten`, a kept channel keeps its whole block of H·W units (the shrunk model's
     // shapes say so), the ones no reader needs included; a removed channel's block goes.
     for (i, node) in model.nodes.iter().enumerate() {
-        if matches!(node.op, LayerOp::Flatten) {
+        if node.layer.units() == Units::Flatten {
             let (j, per) = (node.inputs[0], pixels(&model.nodes[node.inputs[0]]));
             for c in 0..units(&model.nodes[j]) {
                 let k = keep[space[j]][c];
@@ -286,13 +264,13 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
     let keeps = |i: usize, u: usize| keep[space[i]][u];
 
     let widths: HashMap<String, u64> = (0..n)
-        .filter(|&i| is_layer(&model.nodes[i].op))
+        .filter(|&i| is_layer(&model.nodes[i]))
         .filter_map(|i| Some((model.nodes[i].name.clone()?, kept[i].len() as u64)))
         .collect();
     let new = with_widths(model, &widths);
     let mut shrunk = Shrunk { model: new, weights: Weights::new(), kept };
     for (i, node) in model.nodes.iter().enumerate() {
-        if !is_layer(&node.op) {
+        if !is_layer(node) {
             continue;
         }
         let w = &rows[&i];
@@ -332,30 +310,15 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
 pub fn with_widths(model: &Model, widths: &HashMap<String, u64>) -> Model {
     let mut new = model.clone();
     for i in 0..new.nodes.len() {
-        let input = new.nodes[i].inputs.first().map(|&j| new.nodes[j].shape.clone());
-        let nd = &mut new.nodes[i];
-        match (&mut nd.op, input) {
-            (LayerOp::Dense { out, .. } | LayerOp::Conv2d { out, .. }, _) => {
-                if let Some(&w) = nd.name.as_ref().and_then(|n| widths.get(n)) {
-                    *out = w;
-                }
-                nd.shape[0] = *out;
+        if let Some(w) = new.nodes[i].name.as_ref().and_then(|n| widths.get(n)) {
+            if let Some(narrower) = new.nodes[i].layer.with_width(*w) {
+                new.nodes[i].layer = narrower;
             }
-            (LayerOp::Input | LayerOp::Shortcut { .. }, _) | (_, None) => {}
-            (LayerOp::Flatten, Some(input)) => nd.shape = vec![input.iter().product()],
-            (_, Some(input)) => nd.shape[0] = input[0],
         }
+        let shapes: Vec<&[u64]> = new.nodes[i].inputs.iter().map(|&j| new.nodes[j].shape.as_slice()).collect();
+        let shape = new.nodes[i].layer.shape(&shapes);
+        new.nodes[i].shape = shape;
     }
-    for p in new.params.iter_mut().filter(|p| !p.shape.is_empty()) {
-        let node = &new.nodes[p.node];
-        p.shape[0] = node.shape[0];
-        if p.shape.len() > 1 {
-            let input = &new.nodes[node.inputs[0]];
-            p.shape[1] = match node.op {
-                LayerOp::Dense { .. } => input.shape.iter().product(),
-                _ => input.shape[0],
-            };
-        }
-    }
+    new.params = params_of(&new.nodes);
     new
 }

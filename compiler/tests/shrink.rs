@@ -71,7 +71,11 @@ fn zero_column(w: &mut Weights, name: &str, col: usize, width: usize, block: usi
 }
 
 fn outs(m: &Model) -> Vec<u64> {
-    m.nodes.iter().filter(|n| n.name.is_some() && n.op.describe().starts_with(['d', 'c'])).map(|n| n.shape[0]).collect()
+    m.nodes
+        .iter()
+        .filter(|n| n.name.is_some() && n.layer.describe().starts_with(['d', 'c']))
+        .map(|n| n.shape[0])
+        .collect()
 }
 
 #[test]
@@ -242,7 +246,7 @@ fn a_models_spec_text_checks_to_the_same_model() {
         let text = hoyer_front::summary::model_spec(&m);
         let c = check_source(&text).unwrap_or_else(|d| panic!("{text}\n{d:#?}"));
         let back = &c.program.models[0];
-        let layers = |m: &Model| m.nodes.iter().map(|n| (n.op.describe(), n.shape.clone())).collect::<Vec<_>>();
+        let layers = |m: &Model| m.nodes.iter().map(|n| (n.layer.describe(), n.shape.clone())).collect::<Vec<_>>();
         let params = |m: &Model| m.params.iter().map(|p| (p.name.clone(), p.shape.clone())).collect::<Vec<_>>();
         assert_eq!(layers(back), layers(&m), "{text}");
         assert_eq!(params(back), params(&m), "{text}");

@@ -6,11 +6,14 @@
 //!   as trivia, line and UTF-16 positions.
 //! - `check`: names, shapes, selectors and the schedule, every mistake a coded diagnostic
 //!   (`diagnostics`, `codes`); its output is a `program::Program`.
+//! - `layers`: one definition per kind of layer (arguments, shapes, parameters, lowering,
+//!   FLOPs, shrink units).
 //! - `overrides`: `--set PATH=VALUE`; `summary`: `--emit model` and a model's spec text.
 
 pub mod check;
 pub mod codes;
 pub mod diagnostics;
+pub mod layers;
 pub mod overrides;
 pub mod program;
 pub mod summary;

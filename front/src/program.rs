@@ -1,6 +1,7 @@
 //! What the checker hands on: a spec with every name resolved, every shape known, every
 //! selector expanded and every setting given its value (defaults filled in).
 
+use crate::layers::{Init, LayerRef, ParamKind};
 use crate::syntax::ast::{FnDef, GroupKind, Span};
 
 #[derive(Debug, Clone)]
@@ -114,171 +115,66 @@ impl Model {
     }
     /// Forward FLOPs per sample: 2 per multiply-add of dense and conv layers.
     pub fn forward_flops(&self) -> u64 {
-        self.nodes.iter().map(|n| n.flops(&self.nodes)).sum()
+        (0..self.nodes.len()).map(|i| self.nodes[i].layer.flops(&self.input_shapes(i), &self.nodes[i].shape)).sum()
     }
 }
 
-/// One operation of the model graph, in definition order (inputs come before their users).
+/// One layer of the model graph, in definition order (inputs come before their users).
 #[derive(Debug, Clone)]
 pub struct Node {
     /// The binding that holds this node's parameters or result, if any.
     pub name: Option<String>,
     /// The binding this node was written in (for display).
     pub binding: Option<String>,
-    pub op: LayerOp,
+    pub layer: LayerRef,
     pub inputs: Vec<usize>,
     pub shape: Vec<u64>,
     pub span: Span,
 }
 
-impl Node {
-    pub fn flops(&self, nodes: &[Node]) -> u64 {
-        let out: u64 = self.shape.iter().product();
-        match self.op {
-            LayerOp::Dense { .. } => {
-                let input: u64 = nodes[self.inputs[0]].shape.iter().product();
-                2 * input * out
-            }
-            LayerOp::Conv2d { kernel, .. } => {
-                let in_channels = nodes[self.inputs[0]].shape[0];
-                2 * in_channels * kernel * kernel * out
-            }
-            _ => 0,
-        }
+impl Model {
+    /// The shapes of node `i`'s inputs.
+    pub fn input_shapes(&self, i: usize) -> Vec<&[u64]> {
+        input_shapes(&self.nodes, i)
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum LayerOp {
-    Input,
-    Dense {
-        out: u64,
-        bias: bool,
-    },
-    Conv2d {
-        out: u64,
-        kernel: u64,
-        stride: u64,
-        padding: u64,
-        bias: bool,
-        dilation: u64,
-    },
-    MaxPool {
-        size: u64,
-        stride: u64,
-        padding: u64,
-    },
-    AvgPool {
-        size: u64,
-        stride: u64,
-        padding: u64,
-    },
-    /// The mean of each channel over the image: [c, h, w] to [c].
-    GlobalAvgPool,
-    Relu,
-    Tanh,
-    Sigmoid,
-    /// x · Φ(x), with the exact normal CDF (PyTorch's default `gelu`).
-    Gelu,
-    LeakyRelu {
-        slope: f64,
-    },
-    /// PyTorch's `BatchNorm2d`: each channel normalized by the batch's mean and (biased)
-    /// variance while training, by the running ones at evaluation; then scaled and shifted.
-    BatchNorm {
-        eps: f64,
-        momentum: f64,
-    },
-    /// Zeroes each value with probability `p` while training and scales the rest by
-    /// 1 / (1 − p); the identity at evaluation (PyTorch's `Dropout`).
-    Dropout {
-        p: f64,
-    },
-    /// He et al.'s option-A shortcut: every `stride`-th pixel, with zero channels added
-    /// equally on both sides up to `out` (PyTorch: `F.pad(x[:, :, ::s, ::s], (0, 0, 0, 0, p, p))`).
-    Shortcut {
-        out: u64,
-        stride: u64,
-    },
-    Flatten,
-    Add,
+fn input_shapes(nodes: &[Node], i: usize) -> Vec<&[u64]> {
+    nodes[i].inputs.iter().map(|&j| nodes[j].shape.as_slice()).collect()
 }
 
-impl LayerOp {
-    pub fn describe(&self) -> String {
-        match self {
-            LayerOp::Input => "input".into(),
-            LayerOp::Dense { out, bias } => format!("dense({out}{})", if *bias { "" } else { ", bias = false" }),
-            LayerOp::Conv2d { out, kernel, stride, padding, bias, dilation } => {
-                let mut s = format!("conv2d({out}, kernel = {kernel}");
-                if *dilation != 1 {
-                    s += &format!(", dilation = {dilation}");
-                }
-                if *stride != 1 {
-                    s += &format!(", stride = {stride}");
-                }
-                if *padding != 0 {
-                    s += &format!(", padding = {padding}");
-                }
-                if !bias {
-                    s += ", bias = false";
-                }
-                s + ")"
-            }
-            LayerOp::MaxPool { size, stride, padding } | LayerOp::AvgPool { size, stride, padding } => {
-                let name = if matches!(self, LayerOp::MaxPool { .. }) { "maxpool" } else { "avgpool" };
-                let mut s = format!("{name}({size}");
-                if size != stride {
-                    s += &format!(", stride = {stride}");
-                }
-                if *padding != 0 {
-                    s += &format!(", padding = {padding}");
-                }
-                s + ")"
-            }
-            LayerOp::GlobalAvgPool => "global_avgpool".into(),
-            LayerOp::Relu => "relu".into(),
-            LayerOp::Tanh => "tanh".into(),
-            LayerOp::Sigmoid => "sigmoid".into(),
-            LayerOp::Gelu => "gelu".into(),
-            LayerOp::LeakyRelu { slope } => format!("leaky_relu(slope = {slope})"),
-            LayerOp::Dropout { p } => format!("dropout({p})"),
-            LayerOp::Shortcut { out, stride } => format!("shortcut({out}, stride = {stride})"),
-            LayerOp::BatchNorm { eps, momentum } => {
-                let mut s = "batchnorm".to_string();
-                if *eps != BATCHNORM_EPS || *momentum != BATCHNORM_MOMENTUM {
-                    s += &format!("(eps = {eps}, momentum = {momentum})");
-                }
-                s
-            }
-            LayerOp::Flatten => "flatten".into(),
-            LayerOp::Add => "add".into(),
+/// The parameters and buffers of `nodes` (named after the binding holding each layer), in
+/// model order.
+pub fn params_of(nodes: &[Node]) -> Vec<Param> {
+    let mut params = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let Some(layer) = &node.name else { continue };
+        for def in node.layer.params(&input_shapes(nodes, i), &node.shape) {
+            params.push(Param {
+                name: format!("{layer}.{}", def.suffix),
+                layer: layer.clone(),
+                suffix: def.suffix,
+                kind: def.kind,
+                shape: def.shape,
+                init: def.init,
+                node: i,
+            });
         }
     }
+    params
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ParamKind {
-    Weight,
-    Bias,
-    /// State the forward pass keeps, not trained (PyTorch's buffers): batch norm's
-    /// `running_mean`, `running_var` and `num_batches_tracked`. Saved and loaded with the
-    /// parameters; no gradient, optimizer, penalty, mask or prune touches it.
-    Buffer,
-}
-
-/// PyTorch's `BatchNorm2d` defaults.
-pub const BATCHNORM_EPS: f64 = 1e-5;
-pub const BATCHNORM_MOMENTUM: f64 = 0.1;
-
-/// A trainable tensor, named and laid out as PyTorch does: dense weight [out, in], conv
-/// weight [out, in, kh, kw], bias [out].
+/// A trainable tensor or buffer, named and laid out as PyTorch does: dense weight [out, in],
+/// conv weight [out, in, kh, kw], bias [out].
 #[derive(Debug, Clone)]
 pub struct Param {
     pub name: String,
     pub layer: String,
+    /// Its name within the layer: `weight`.
+    pub suffix: &'static str,
     pub kind: ParamKind,
     pub shape: Vec<u64>,
+    pub init: Init,
     /// The model node that owns it.
     pub node: usize,
 }

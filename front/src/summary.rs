@@ -42,7 +42,7 @@ fn shape(s: &[u64]) -> String {
 
 fn model(out: &mut String, m: &Model) {
     let _ = writeln!(out, "model {} (input {}: f32{})", m.name, m.input_name, shape(&m.input_shape));
-    let ops: Vec<String> = m.nodes.iter().map(|n| n.op.describe()).collect();
+    let ops: Vec<String> = m.nodes.iter().map(|n| n.layer.describe()).collect();
     let op_width = ops.iter().map(|o| o.chars().count()).max().unwrap_or(0).max(24);
     let name_width =
         m.nodes.iter().filter_map(|n| n.binding.as_ref()).map(|b| b.chars().count()).max().unwrap_or(0).max(8);
@@ -235,20 +235,11 @@ pub fn model_spec(m: &Model) -> String {
     // The expression of node `i` within the statement of `binding` (`None`: the return's).
     fn expr(m: &Model, i: usize, binding: Option<&str>, named: &dyn Fn(usize) -> Option<String>) -> String {
         let n = &m.nodes[i];
-        if n.binding.as_deref() != binding || matches!(n.op, LayerOp::Input) {
+        if n.binding.as_deref() != binding || n.inputs.is_empty() {
             return named(i).unwrap_or_else(|| m.input_name.clone());
         }
         let args: Vec<String> = n.inputs.iter().map(|&j| expr(m, j, binding, named)).collect();
-        match &n.op {
-            LayerOp::Add => format!("{} + {}", args[0], args[1]),
-            op => {
-                let d = op.describe();
-                match d.split_once('(') {
-                    Some((name, rest)) => format!("{name}({}, {rest}", args[0]),
-                    None => format!("{d}({})", args[0]),
-                }
-            }
-        }
+        n.layer.write(&args)
     }
     let named = |i: usize| {
         let b = m.nodes[i].binding.as_deref()?;
@@ -259,7 +250,7 @@ pub fn model_spec(m: &Model) -> String {
     let mut done = std::collections::HashSet::new();
     for (i, n) in m.nodes.iter().enumerate() {
         let Some(b) = n.binding.as_deref() else { continue };
-        if matches!(n.op, LayerOp::Input) || last.get(b) != Some(&i) || !done.insert(b) {
+        if n.inputs.is_empty() || last.get(b) != Some(&i) || !done.insert(b) {
             continue;
         }
         let _ = writeln!(out, "    {b} = {}", expr(m, i, Some(b), &named));

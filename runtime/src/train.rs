@@ -960,13 +960,7 @@ fn shrink_record(before: &Model, after: &Model) -> serde_json::Value {
 /// A model's input width and the width of each dense and conv layer: `784-300-100-10`.
 pub fn architecture(m: &Model) -> String {
     let mut widths = vec![m.input_shape.first().copied().unwrap_or(0).to_string()];
-    for n in &m.nodes {
-        if let hoyer_front::program::LayerOp::Dense { out, .. } | hoyer_front::program::LayerOp::Conv2d { out, .. } =
-            n.op
-        {
-            widths.push(out.to_string());
-        }
-    }
+    widths.extend(m.nodes.iter().filter_map(|n| n.layer.width()).map(|w| w.to_string()));
     widths.join("-")
 }
 

@@ -6,7 +6,8 @@
 
 use hoyer_compiler::pipeline;
 use hoyer_front::check_source;
-use hoyer_front::program::{LayerOp, Step as PlanStep};
+use hoyer_front::layers::Init;
+use hoyer_front::program::Step as PlanStep;
 use hoyer_ir::{numel, InputKind};
 use hoyer_runtime::backend::{Backend, Bindings};
 use hoyer_runtime::cpu::Cpu;
@@ -68,17 +69,18 @@ fn agree(spec: &str, train: &str, name: &str, classes: usize, strength: f32, tol
     let g = &planned.graph;
     let mut store = Store::new();
     let mut bind = Bindings::new();
-    // Numbered as PyTorch's `named_parameters()`; batch norm starts as PyTorch's.
+    // Numbered as PyTorch's `named_parameters()`.
     let trainable: Vec<&str> = model.trainable().map(|p| p.name.as_str()).collect();
     for (id, input, kind) in g.inputs() {
         let shape = g.shape(id).to_vec();
         let t = store.alloc(input, &shape).unwrap();
-        let batchnorm = model.param(input).is_some_and(|p| matches!(model.nodes[p.node].op, LayerOp::BatchNorm { .. }));
+        // Normalization layers keep PyTorch's constant init (weight 1, bias 0, statistics).
+        let constant = model.param(input).and_then(|p| match p.init {
+            Init::Constant(v) => Some(v as f32),
+            _ => None,
+        });
         let v = match kind {
-            _ if batchnorm => {
-                let one = input.ends_with(".weight") || input.ends_with(".running_var");
-                vec![if one { 1.0 } else { 0.0 }; numel(&shape)]
-            }
+            _ if constant.is_some() => vec![constant.unwrap_or(0.0); numel(&shape)],
             InputKind::Param => init(trainable.iter().position(|p| *p == input).unwrap(), &shape),
             _ if input == "lr" => vec![LR as f32],
             _ if input.starts_with("strength.") => vec![strength],

@@ -4,9 +4,10 @@
 
 use crate::error::CompileError;
 use hoyer_front::check::find_function;
-use hoyer_front::program::{Function, LayerOp, Model, PenaltyTerm, Program};
+use hoyer_front::layers::{Lowering, Mode};
+use hoyer_front::program::{Function, Model, PenaltyTerm, Program};
 use hoyer_front::syntax::ast::{BinOp, Expr, ExprKind};
-use hoyer_ir::{Binary, Fill, Graph, InputKind, ReduceOp, Slide, Unary, ValueId};
+use hoyer_ir::{Binary, Graph, InputKind, ReduceOp, Unary, ValueId};
 use std::collections::HashMap;
 
 /// The forward computation of one phase over a batch.
@@ -28,12 +29,9 @@ pub struct Forward {
     pub batch: usize,
 }
 
-/// Names of the data inputs.
-pub const DATA: &str = "x";
+/// Names of the data inputs (`layers::DATA`, the batch of samples, is the input layer's).
+pub use hoyer_front::layers::{DATA, DROPOUT_KEY};
 pub const LABELS: &str = "labels";
-
-/// The step's key for dropout's random numbers, set by the runtime every step.
-pub const DROPOUT_KEY: &str = "dropout_key";
 
 pub fn strength_input(term: usize) -> String {
     format!("strength.{term}")
@@ -97,14 +95,6 @@ fn param_inputs(g: &mut Graph, model: &Model) -> Vec<(String, ValueId)> {
             (p.name.clone(), g.input_value(&p.name, kind, p.shape.iter().map(|&d| d as usize).collect()))
         })
         .collect()
-}
-
-/// Training (batch statistics, running statistics updated) or evaluation (running
-/// statistics), as PyTorch's `model.train()` and `model.eval()`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Train,
-    Eval,
 }
 
 /// The forward pass alone, for evaluation: outputs `logits`.
@@ -231,11 +221,12 @@ fn internal(message: impl Into<String>) -> CompileError {
     CompileError::internal("lowering", message)
 }
 
-/// The model's forward pass. Images travel channels-last, [batch, height, width, channels]
-/// (a sample's shape in the spec is PyTorch's [channels, height, width]): a convolution's
-/// windows then read whole channel rows, its product's rows are its output's pixels with no
-/// transpose, and pooling and batch statistics run along contiguous channels. Only the data
-/// coming in (a view) and `flatten` (to PyTorch's channel-major order) change layout.
+/// The model's forward pass: each layer lowers itself (`hoyer_front::layers`). Images travel
+/// channels-last, [batch, height, width, channels] (a sample's shape in the spec is
+/// PyTorch's [channels, height, width]): a convolution's windows then read whole channel
+/// rows, its product's rows are its output's pixels with no transpose, and pooling and batch
+/// statistics run along contiguous channels. Only the data coming in (a view) and `flatten`
+/// (to PyTorch's channel-major order) change layout.
 fn forward(
     g: &mut Graph,
     model: &Model,
@@ -243,235 +234,31 @@ fn forward(
     batch: usize,
     mode: Mode,
 ) -> Result<(ValueId, Vec<(String, ValueId)>), CompileError> {
-    let param = |name: String| params.iter().find(|(n, _)| *n == name).map(|p| p.1);
     let mut vals: Vec<ValueId> = Vec::with_capacity(model.nodes.len());
     let mut updates = Vec::new();
-    let mut dropouts = 0.0;
+    let mut dropouts = 0;
     for node in &model.nodes {
-        let shape: Vec<usize> = std::iter::once(batch).chain(node.shape.iter().map(|&d| d as usize)).collect();
-        let input = |i: usize| vals[node.inputs[i]];
-        let layer = node.name.clone().unwrap_or_default();
-        let weight = || param(format!("{layer}.weight")).ok_or_else(|| internal(format!("`{layer}` without weight")));
-        let bias = || param(format!("{layer}.bias")).ok_or_else(|| internal(format!("`{layer}` without bias")));
-        let buffer =
-            |what: &str| param(format!("{layer}.{what}")).ok_or_else(|| internal(format!("`{layer}` without {what}")));
-        let v = match &node.op {
-            LayerOp::Input => {
-                let x = g.input_value(DATA, InputKind::Data, shape.clone());
-                if shape.len() == 4 {
-                    g.permute(x, vec![0, 2, 3, 1])
-                } else {
-                    x
-                }
-            }
-            LayerOp::Dense { bias: has_bias, .. } => {
-                let y = g.matmul(input(0), weight()?, false, true);
-                if *has_bias {
-                    let bb = g.broadcast(bias()?, &shape, vec![1]);
-                    g.binary(Binary::Add, y, bb)
-                } else {
-                    y
-                }
-            }
-            LayerOp::Conv2d { out, kernel, stride, padding, bias: has_bias, dilation } => {
-                // Columns [pixels, kh·kw·channels] times the weight [out, kh·kw·channels]ᵀ.
-                // Channels innermost: a column row is whole runs of an input row's pixels
-                // (kw·channels contiguous numbers), and only the small weight is permuted.
-                let x = input(0);
-                let (k, o) = (*kernel as usize, *out as usize);
-                let channels = g.shape(x)[3];
-                let slide = Slide {
-                    size: k,
-                    stride: *stride as usize,
-                    padding: *padding as usize,
-                    dilation: *dilation as usize,
-                };
-                let windows = g.window(x, vec![1, 2], vec![slide, slide], Fill::Zero);
-                let windows = g.permute(windows, vec![0, 1, 2, 4, 5, 3]);
-                let (oh, ow) = (shape[2], shape[3]);
-                let pixels = batch * oh * ow;
-                let columns = g.reshape(windows, vec![pixels, k * k * channels]);
-                let w = g.permute(weight()?, vec![0, 2, 3, 1]);
-                let w = g.reshape(w, vec![o, k * k * channels]);
-                let mut y = g.matmul(columns, w, false, true);
-                if *has_bias {
-                    let bb = g.broadcast(bias()?, &[pixels, o], vec![1]);
-                    y = g.binary(Binary::Add, y, bb);
-                }
-                g.reshape(y, vec![batch, oh, ow, o])
-            }
-            LayerOp::MaxPool { size, stride, padding } | LayerOp::AvgPool { size, stride, padding } => {
-                let max = matches!(node.op, LayerOp::MaxPool { .. });
-                let slide =
-                    Slide { size: *size as usize, stride: *stride as usize, padding: *padding as usize, dilation: 1 };
-                let fill = if max { Fill::NegInf } else { Fill::Zero };
-                let x = input(0);
-                let [n, h, w, c] = g.shape(x).to_vec()[..] else { return Err(internal("pooling a non-image")) };
-                let k = slide.size;
-                // Windows that tile the image (2×2, stride 2) are a reshape to [n, oh, k, ow,
-                // k, c] reduced over its axes 2 and 4: no permute, so the gradient is a plain
-                // reshape back, fused with what reads it.
-                // (Average pooling with padding counts the zeros, as PyTorch's default.)
-                let (windows, axes) = if slide.stride == k && slide.padding == 0 && h % k == 0 && w % k == 0 {
-                    (g.reshape(x, vec![n, h / k, k, w / k, k, c]), vec![2, 4])
-                } else {
-                    (g.window(x, vec![1, 2], vec![slide, slide], fill), vec![4, 5])
-                };
-                if max {
-                    g.reduce(ReduceOp::MaxFirst, windows, axes)
-                } else {
-                    let sum = g.reduce(ReduceOp::Sum, windows, axes);
-                    let scale = g.scalar(1.0 / (slide.size * slide.size) as f64);
-                    g.binary_bcast(Binary::Mul, sum, scale)
-                }
-            }
-            LayerOp::BatchNorm { eps, momentum } => {
-                let x = input(0);
-                let (mean, var) = match mode {
-                    Mode::Train => {
-                        let (mean, var) = batch_statistics(g, x);
-                        // running ← (1 − momentum) · running + momentum · batch, the variance
-                        // unbiased (M / (M − 1)), as PyTorch.
-                        let m: usize = g.shape(x)[..3].iter().product();
-                        let unbias = m as f64 / (m.max(2) - 1) as f64;
-                        for (what, stat, scale) in [("running_mean", mean, 1.0), ("running_var", var, unbias)] {
-                            let old = buffer(what)?;
-                            let keep = g.scalar(1.0 - momentum);
-                            let kept = g.binary_bcast(Binary::Mul, old, keep);
-                            let add = g.scalar(momentum * scale);
-                            let added = g.binary_bcast(Binary::Mul, stat, add);
-                            updates.push((format!("{layer}.{what}"), g.binary(Binary::Add, kept, added)));
-                        }
-                        let count = buffer("num_batches_tracked")?;
-                        let one = g.scalar(1.0);
-                        updates.push((format!("{layer}.num_batches_tracked"), g.binary(Binary::Add, count, one)));
-                        (mean, var)
-                    }
-                    Mode::Eval => (buffer("running_mean")?, buffer("running_var")?),
-                };
-                // (x − mean) / √(var + eps) · weight + bias, per channel (the last axis).
-                let shape = g.shape(x).to_vec();
-                let per_channel = |g: &mut Graph, v: ValueId| g.broadcast(v, &shape, vec![3]);
-                let e = g.scalar(*eps);
-                let ve = g.binary_bcast(Binary::Add, var, e);
-                let sd = g.unary(Unary::Sqrt, ve);
-                let inv = g.unary(Unary::Recip, sd);
-                let scale = g.binary(Binary::Mul, inv, weight()?);
-                let mean_b = per_channel(g, mean);
-                let centered = g.binary(Binary::Sub, x, mean_b);
-                let scale_b = per_channel(g, scale);
-                let scaled = g.binary(Binary::Mul, centered, scale_b);
-                let bias_b = per_channel(g, bias()?);
-                g.binary(Binary::Add, scaled, bias_b)
-            }
-            LayerOp::Dropout { p } if mode == Mode::Train && *p > 0.0 => {
-                // keep = random(element, key + layer) < 1 − p, each layer its own numbers.
-                let x = input(0);
-                let s = g.shape(x).to_vec();
-                let counter = element_numbers(g, &s);
-                let key = g.input_value(DROPOUT_KEY, InputKind::Scalar, vec![]);
-                let layer_key = g.scalar(dropouts * 1021.0);
-                dropouts += 1.0;
-                let key = g.binary(Binary::Add, key, layer_key);
-                let key = g.broadcast(key, &s, vec![]);
-                let u = g.binary(Binary::Random, counter, key);
-                let keep_p = g.constant(1.0 - p, s.clone());
-                let below = g.binary(Binary::Sub, keep_p, u);
-                let keep = g.unary(Unary::Step, below);
-                let scale = g.constant(1.0 / (1.0 - p), s);
-                let kept = g.binary(Binary::Mul, x, keep);
-                g.binary(Binary::Mul, kept, scale)
-            }
-            LayerOp::Dropout { .. } => input(0),
-            LayerOp::Shortcut { out, stride } => {
-                // Every stride-th pixel (windows of one pixel), then zero channels on both
-                // sides (windows of one channel over a padded axis); both are views.
-                let x = input(0);
-                let s = *stride as usize;
-                let one = |stride, padding| Slide { size: 1, stride, padding, dilation: 1 };
-                let picked = g.window(x, vec![1, 2], vec![one(s, 0), one(s, 0)], Fill::Zero);
-                let [n, h, w, c, _, _] = g.shape(picked).to_vec()[..] else { return Err(internal("shortcut shape")) };
-                let picked = g.reshape(picked, vec![n, h, w, c]);
-                let pad = (*out as usize - c) / 2;
-                let padded = g.window(picked, vec![3], vec![one(1, pad)], Fill::Zero);
-                g.reshape(padded, vec![n, h, w, *out as usize])
-            }
-            LayerOp::GlobalAvgPool => {
-                let x = input(0);
-                let [_, h, w, _] = g.shape(x).to_vec()[..] else { return Err(internal("pooling a non-image")) };
-                let sum = g.reduce(ReduceOp::Sum, x, vec![1, 2]);
-                let scale = g.scalar(1.0 / (h * w) as f64);
-                g.binary_bcast(Binary::Mul, sum, scale)
-            }
-            LayerOp::Relu => g.unary(Unary::Relu, input(0)),
-            LayerOp::Tanh => g.unary(Unary::Tanh, input(0)),
-            LayerOp::Sigmoid => g.unary(Unary::Sigmoid, input(0)),
-            LayerOp::Gelu => {
-                // x/2 · (1 + erf(x/√2))
-                let x = input(0);
-                let s = g.shape(x).to_vec();
-                let k = g.constant(std::f64::consts::FRAC_1_SQRT_2, s.clone());
-                let u = g.binary(Binary::Mul, x, k);
-                let e = g.unary(Unary::Erf, u);
-                let one = g.constant(1.0, s.clone());
-                let p = g.binary(Binary::Add, one, e);
-                let half = g.constant(0.5, s);
-                let hx = g.binary(Binary::Mul, half, x);
-                g.binary(Binary::Mul, hx, p)
-            }
-            LayerOp::LeakyRelu { slope } => {
-                // x > 0 ? x : slope · x, so that the gradient at 0 is the slope, as PyTorch's.
-                let x = input(0);
-                let s = g.shape(x).to_vec();
-                let positive = g.unary(Unary::Step, x);
-                let k = g.constant(*slope, s);
-                let scaled = g.binary(Binary::Mul, k, x);
-                g.select(positive, x, scaled)
-            }
-            LayerOp::Flatten => {
-                // PyTorch flattens [channels, height, width].
-                let x = input(0);
-                let x = if g.shape(x).len() == 4 { g.permute(x, vec![0, 3, 1, 2]) } else { x };
-                g.reshape(x, shape)
-            }
-            LayerOp::Add => g.binary(Binary::Add, input(0), input(1)),
+        let prefix = node.name.clone().unwrap_or_default();
+        let param = |suffix: &str| {
+            let name = format!("{prefix}.{suffix}");
+            params.iter().find(|(n, _)| *n == name).map(|p| p.1)
         };
+        let mut cx = Lowering {
+            g: &mut *g,
+            inputs: node.inputs.iter().map(|&i| vals[i]).collect(),
+            shape: std::iter::once(batch).chain(node.shape.iter().map(|&d| d as usize)).collect(),
+            mode,
+            params: &param,
+            updates: vec![],
+            dropouts,
+        };
+        let v =
+            node.layer.lower(&mut cx).map_err(|e| internal(format!("`{}` ({}): {e}", prefix, node.layer.name())))?;
+        dropouts = cx.dropouts;
+        updates.extend(cx.updates.into_iter().map(|(suffix, v)| (format!("{prefix}.{suffix}"), v)));
         vals.push(v);
     }
     Ok((vals[model.output], updates))
-}
-
-/// Each element's row-major position in a tensor of `shape`, as a number (exact below 2^24).
-fn element_numbers(g: &mut Graph, shape: &[usize]) -> ValueId {
-    let mut index: Option<ValueId> = None;
-    let mut stride = 1usize;
-    for axis in (0..shape.len()).rev() {
-        let i = g.iota(shape.to_vec(), axis);
-        let k = g.constant(stride as f64, shape.to_vec());
-        let term = g.binary(Binary::Mul, i, k);
-        index = Some(match index {
-            Some(s) => g.binary(Binary::Add, s, term),
-            None => term,
-        });
-        stride *= shape[axis];
-    }
-    index.unwrap_or_else(|| g.scalar(0.0))
-}
-
-/// The mean and biased variance of each channel of `x` [n, h, w, c] over the batch and the
-/// image, each [c]: the statistics batch norm normalizes with while training.
-fn batch_statistics(g: &mut Graph, x: ValueId) -> (ValueId, ValueId) {
-    let shape = g.shape(x).to_vec();
-    let m: usize = shape[..3].iter().product();
-    let k = g.scalar(1.0 / m as f64);
-    let sum = g.reduce(ReduceOp::Sum, x, vec![0, 1, 2]);
-    let mean = g.binary_bcast(Binary::Mul, sum, k);
-    let mean_b = g.broadcast(mean, &shape, vec![3]);
-    let centered = g.binary(Binary::Sub, x, mean_b);
-    let sq = g.binary(Binary::Mul, centered, centered);
-    let ss = g.reduce(ReduceOp::Sum, sq, vec![0, 1, 2]);
-    let var = g.binary_bcast(Binary::Mul, ss, k);
-    (mean, var)
 }
 
 /// Mean softmax cross-entropy of `logits` [batch, classes] against integer labels, computed

@@ -245,7 +245,7 @@ impl Val {
     pub fn describe(&self) -> String {
         match self {
             Val::Tensor(s) if s.is_empty() => "a scalar".into(),
-            Val::Tensor(s) => format!("a tensor of shape {}", super::model::fmt_shape(s)),
+            Val::Tensor(s) => format!("a tensor of shape {}", crate::layers::fmt_shape(s)),
             Val::Num(_) => "a number".into(),
             Val::List(_) => "a list".into(),
         }
@@ -497,8 +497,8 @@ fn binary(op: BinOp, a: Val, b: Val, e: &Expr, rhs_span: Span, in_prelude: bool)
                     format!(
                         "`{}` of tensors with shapes {} and {}",
                         op.symbol(),
-                        super::model::fmt_shape(&s),
-                        super::model::fmt_shape(&t)
+                        crate::layers::fmt_shape(&s),
+                        crate::layers::fmt_shape(&t)
                     ),
                     e.span,
                 );

@@ -10,7 +10,7 @@ mod func;
 mod model;
 mod selector;
 mod train;
-mod values;
+pub(crate) mod values;
 
 pub use values::fmt_num;
 

@@ -2,11 +2,11 @@
 //! penalties (normalised to a weighted sum of regularizer calls) and pruning events.
 
 use super::func::{Instantiator, Val};
-use super::model::fmt_shape;
 use super::selector;
 use super::values::{bind, boolean, const_eval, count, in_range, number, Range};
 use crate::codes::Code;
 use crate::diagnostics::{closest, did_you_mean, Diagnostic, Sink};
+use crate::layers::fmt_shape;
 use crate::program::*;
 use crate::syntax::ast::{
     BinOp, Call, Expr, ExprKind, Phase, PhaseStmt, Prune, PruneRule, Setting, SettingValue, Span, TrainDef, TrainStmt,
