@@ -59,6 +59,18 @@ class TinyResNet(nn.Module):
         d = F.relu(a_short + s.n6(s.c6(F.relu(s.n5(s.c5(c))))))
         return s.fc(d.mean((2, 3)))
 
+class MlpLayerNorm(nn.Module):
+    """Layer norm between two dense layers, with and without its bias."""
+    def __init__(s):
+        super().__init__()
+        s.fc1, s.ln1 = nn.Linear(20, 16), nn.LayerNorm(16)
+        s.fc2, s.ln2 = nn.Linear(16, 12), nn.LayerNorm(12, eps=1e-3, bias=False)
+        s.fc3 = nn.Linear(12, 5)
+    def forward(s, x):
+        h = F.relu(s.ln1(s.fc1(x)))
+        h = F.gelu(s.ln2(s.fc2(h)))
+        return s.fc3(h)
+
 def hs(p): return torch.sum(torch.abs(p)) ** 2 / torch.sum(p ** 2)
 def ghs(p, axis):  # group_hs(W, axis): one group per index of `axis` (filters, channels)
     other = [d for d in range(p.dim()) if d != axis]
@@ -71,15 +83,20 @@ CASES = {
                         lambda m: sum(ghs(p, 0) + ghs(p, 1) for n, p in m.named_parameters() if n.endswith("weight"))),
     "lenet5_adam": (LeNet5, [1, 28, 28], 10, "adam", 0.0, lambda m: 0.0),
     "tiny_convnet": (TinyConvNet, [3, 9, 9], 3, "sgd", 1e-3, lambda m: sum(hs(p) for p in m.parameters())),
+    "mlp_layernorm": (MlpLayerNorm, [20], 5, "sgd", 1e-3,
+                      lambda m: sum(hs(p) for n, p in m.named_parameters() if n.endswith("weight"))),
     "tiny_resnet": (TinyResNet, [3, 8, 8], 3, "sgd", 1e-3,
                     lambda m: sum(ghs(p, 0) + ghs(p, 1) for n, p in m.named_parameters() if n.startswith("c"))),
 }
 BATCH, STEPS, LR = 4, 3, 0.05
 
 def init(m):
+    # Normalization layers keep PyTorch's init (weight 1, bias 0): their parameters' names.
+    norms = {f"{n}.{k}" for n, mod in m.named_modules() if isinstance(mod, (nn.BatchNorm2d, nn.LayerNorm))
+             for k, _ in mod.named_parameters()}
     with torch.no_grad():
         for t, (name, p) in enumerate(m.named_parameters()):
-            if name.startswith("n"):  # batch norm keeps PyTorch's init: weight 1, bias 0
+            if name in norms:
                 continue
             fan_in = math.prod(p.shape[1:]) if p.dim() > 1 else 0
             bound = 1 / math.sqrt(fan_in) if fan_in else 0.1

@@ -52,7 +52,7 @@ impl Layer for LayerNorm {
         "layernorm"
     }
     fn describe(&self) -> String {
-        let eps = if self.eps != EPS { format!("eps = {}", self.eps) } else { String::new() };
+        let eps = if self.eps != EPS { format!("eps = {}", fmt_num(self.eps)) } else { String::new() };
         let bias = if self.bias { String::new() } else { "bias = false".into() };
         match (eps.is_empty(), bias.is_empty()) {
             (true, true) => "layernorm".into(),
