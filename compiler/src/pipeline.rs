@@ -15,7 +15,7 @@ use crate::graph::{lower, passes, step};
 use crate::kernel::fusion;
 use crate::kernel::{self, Body, Program};
 use hoyer_front::program::{Model, PhasePlan, Program as Spec};
-use hoyer_ir::Graph;
+use hoyer_ir::{Dtype, Graph, Role, ValueId};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
@@ -32,11 +32,56 @@ impl Default for Options {
 }
 
 /// A graph made ready for a back end: the graph after the graph passes (what the reference
-/// interpreter runs) and its kernel program (what the code generators compile).
+/// interpreter runs), its kernel program (what the code generators compile), and its
+/// signature (what the runtime binds).
 #[derive(Debug, Clone)]
 pub struct Planned {
     pub graph: Graph,
     pub program: Program,
+    pub signature: Signature,
+}
+
+/// One input or output of a compiled program: its role, element type and shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slot {
+    pub role: Role,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+}
+
+/// Every input and output of a compiled program. An output with an input's role updates that
+/// input in place (a parameter, an optimizer state, a running sum); the others are the
+/// program's results (a batch, the logits).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Signature {
+    pub inputs: Vec<Slot>,
+    pub outputs: Vec<Slot>,
+}
+
+impl Signature {
+    pub fn of(g: &Graph) -> Signature {
+        let slot = |role: &Role, v: ValueId| Slot { role: role.clone(), dtype: g.dtype(v), shape: g.shape(v).to_vec() };
+        Signature {
+            inputs: g.inputs().map(|(v, role)| slot(role, v)).collect(),
+            outputs: g.outputs.iter().map(|(role, v)| slot(role, *v)).collect(),
+        }
+    }
+
+    /// The slot of `role`, input or output.
+    pub fn slot(&self, role: &Role) -> Option<&Slot> {
+        self.inputs.iter().chain(&self.outputs).find(|s| s.role == *role)
+    }
+
+    /// Every role the program binds, each once (inputs first).
+    pub fn roles(&self) -> Vec<&Slot> {
+        let mut seen = Vec::new();
+        for s in self.inputs.iter().chain(&self.outputs) {
+            if !seen.iter().any(|t: &&Slot| t.role == s.role) {
+                seen.push(s);
+            }
+        }
+        seen
+    }
 }
 
 /// Plans `graph`. Outputs named like inputs update them in place.
@@ -48,7 +93,7 @@ pub fn plan(graph: &Graph, opts: &Options) -> Result<Planned, CompileError> {
     let g = passes::recompute_cheap(&g);
     g.validate().map_err(|e| CompileError::internal("graph passes", e))?;
     let in_place: Vec<_> =
-        g.outputs.iter().filter_map(|(name, v)| g.input(name).filter(|i| i != v).map(|i| (*v, i))).collect();
+        g.outputs.iter().filter_map(|(role, v)| g.input(role).filter(|i| i != v).map(|i| (*v, i))).collect();
     let schedule = fusion::fuse(&g, &in_place)?;
     let mut program = kernel::build::build(&g, &schedule)?;
     for k in program.kernels.iter_mut() {
@@ -68,7 +113,8 @@ pub fn plan(graph: &Graph, opts: &Options) -> Result<Planned, CompileError> {
         }
     }
     kernel::validate::validate(&program)?;
-    Ok(Planned { graph: g, program })
+    let signature = Signature::of(&g);
+    Ok(Planned { graph: g, program, signature })
 }
 
 /// A phase's training step over `batch` samples.
@@ -93,9 +139,10 @@ pub fn eval(model: &Model, batch: usize, opts: &Options) -> Result<Planned, Comp
 pub fn gather(
     rows: usize,
     sample: &[usize],
+    dtype: hoyer_ir::Dtype,
     batch: usize,
     augment: Option<lower::Augmentation>,
     opts: &Options,
 ) -> Result<Planned, CompileError> {
-    plan(&lower::lower_gather(rows, sample, batch, augment), opts)
+    plan(&lower::lower_gather(rows, sample, dtype, batch, augment), opts)
 }

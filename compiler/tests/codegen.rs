@@ -25,7 +25,10 @@ fn programs() -> Vec<(String, Program)> {
             out.push((format!("{name} eval"), pipeline::eval(model, batch, &Options::default()).unwrap().program));
         }
     }
-    out.push(("gather".into(), pipeline::gather(1000, &[28, 28], 100, None, &Options::default()).unwrap().program));
+    out.push((
+        "gather".into(),
+        pipeline::gather(1000, &[28, 28], hoyer_ir::Dtype::F32, 100, None, &Options::default()).unwrap().program,
+    ));
     out
 }
 
@@ -35,8 +38,9 @@ fn every_loop_nest_verifies() {
     let mut nests = 0;
     for (what, p) in programs() {
         for k in &p.kernels {
+            let dtypes: Vec<_> = k.args.iter().map(|a| p.buffer(a.buffer).dtype).collect();
             for l in k.loop_nests() {
-                let f = loop_function(l, 0, &Target::listing()).unwrap();
+                let f = loop_function(l, &dtypes, 0, &Target::listing()).unwrap();
                 cranelift_codegen::verify_function(&f, &flags)
                     .unwrap_or_else(|e| panic!("{what} {}: {e}\n{}", k.name, f.display()));
                 nests += 1;

@@ -1,6 +1,6 @@
 //! Fusion decides the kernels: the numbers are part of the design, so they are asserted.
 
-use hoyer_compiler::kernel::{Body, Program, Role};
+use hoyer_compiler::kernel::{Access, Body, Program};
 use hoyer_compiler::pipeline::{self, Options};
 use hoyer_front::check_source;
 use hoyer_front::program::Step as PlanStep;
@@ -46,18 +46,21 @@ fn each_parameter_update_is_one_kernel_in_place() {
         for param in ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"] {
             // The kernel that writes the new parameter also writes both Adam states, all over
             // the old values, and holds the penalty gradient, the update and the mask together.
-            let id = p.find(param).unwrap();
-            let writers: Vec<_> =
-                p.kernels.iter().filter(|k| k.args.iter().any(|a| a.buffer == id && a.role != Role::Read)).collect();
+            let id = p.find(&hoyer_ir::Role::param(param)).unwrap();
+            let writers: Vec<_> = p
+                .kernels
+                .iter()
+                .filter(|k| k.args.iter().any(|a| a.buffer == id && a.access != Access::Read))
+                .collect();
             assert_eq!(writers.len(), 1, "{phase}: {param} written by {} kernels", writers.len());
             let k = writers[0];
-            let role = |name: &str| k.args.iter().find(|a| p.buffer(a.buffer).name == name).map(|a| a.role);
-            assert_eq!(role(param), Some(Role::ReadWrite), "{phase}: {param} not updated in place");
+            let role = |name: &str| k.args.iter().find(|a| p.buffer(a.buffer).name == name).map(|a| a.access);
+            assert_eq!(role(param), Some(Access::ReadWrite), "{phase}: {param} not updated in place");
             for state in ["exp_avg", "exp_avg_sq"] {
-                assert_eq!(role(&format!("{param}.{state}")), Some(Role::ReadWrite), "{phase}: {param} {state}");
+                assert_eq!(role(&format!("{param}.{state}")), Some(Access::ReadWrite), "{phase}: {param} {state}");
             }
             if masked {
-                assert_eq!(role(&format!("{param}.mask")), Some(Role::Read), "{phase}: {param} mask");
+                assert_eq!(role(&format!("{param}.mask")), Some(Access::Read), "{phase}: {param} mask");
             }
             // Nothing reads the old value after it is overwritten.
             let at = p.kernels.iter().position(|x| x.name == k.name).unwrap();

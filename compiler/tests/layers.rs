@@ -5,7 +5,7 @@
 use hoyer_compiler::graph::{autodiff, lower};
 use hoyer_front::check_source;
 use hoyer_ir::interp::{self, Precision};
-use hoyer_ir::{numel, InputKind};
+use hoyer_ir::{numel, Role, Scalar};
 use std::collections::HashMap;
 
 mod common;
@@ -33,29 +33,29 @@ fn check_gradients(what: &str, spec: &str) {
     let wrt: Vec<_> = f.params.iter().map(|p| p.1).collect();
     let grads = autodiff::grad(&mut f.graph, f.loss, &wrt);
     let g = &f.graph;
-    let mut inputs: HashMap<String, Vec<f64>> = HashMap::new();
-    for (k, (id, name, kind)) in g.inputs().enumerate() {
+    let mut inputs: interp::Values = HashMap::new();
+    for (k, (id, role)) in g.inputs().enumerate() {
         let n = numel(g.shape(id));
-        let v = match kind {
-            InputKind::Labels => (0..n).map(|i| (i % 3) as f64).collect(),
-            _ if name.ends_with("running_var") => vec![1.5; n],
-            _ if name == "dropout_key" => vec![12345.0],
+        let v = match role {
+            Role::Labels => (0..n).map(|i| (i % 3) as f64).collect(),
+            Role::Buffer(b) if b.ends_with("running_var") => vec![1.5; n],
+            Role::Scalar(Scalar::DropoutKey) => vec![12345.0],
             _ => numbers(n, k as u64 + 11),
         };
-        inputs.insert(name.to_string(), v);
+        inputs.insert(role.clone(), v);
     }
     let values = interp::run(g, &inputs, Precision::F64).unwrap();
-    let loss_at =
-        |inputs: &HashMap<String, Vec<f64>>| interp::run(g, inputs, Precision::F64).unwrap()[f.loss.index()][0];
+    let loss_at = |inputs: &interp::Values| interp::run(g, inputs, Precision::F64).unwrap()[f.loss.index()][0];
     let h = 1e-6;
     let mut checked = 0;
     for ((name, _), grad) in f.params.iter().zip(&grads) {
         let derived = &values[grad.index()];
         for i in 0..derived.len() {
+            let role = Role::param(name);
             let mut plus = inputs.clone();
-            plus.get_mut(name).unwrap()[i] += h;
+            plus.get_mut(&role).unwrap()[i] += h;
             let mut minus = inputs.clone();
-            minus.get_mut(name).unwrap()[i] -= h;
+            minus.get_mut(&role).unwrap()[i] -= h;
             let numeric = (loss_at(&plus) - loss_at(&minus)) / (2.0 * h);
             let tol = 1e-6 * numeric.abs().max(1.0);
             assert!(

@@ -8,6 +8,7 @@ use hoyer_compiler::shrink::{shrink, Weights};
 use hoyer_front::check_source;
 use hoyer_front::program::Model;
 use hoyer_ir::interp::{self, Precision};
+use hoyer_ir::{Output, Role};
 use std::collections::HashMap;
 
 fn model(body: &str, input: &str) -> Model {
@@ -38,16 +39,16 @@ fn weights(m: &Model) -> Weights {
 
 fn logits(m: &Model, w: &Weights, batch: usize) -> Vec<f64> {
     let (g, _) = lower::lower_eval(m, batch).unwrap();
-    let mut inputs: HashMap<String, Vec<f64>> = HashMap::new();
-    for (id, name, _) in g.inputs() {
+    let mut inputs: interp::Values = HashMap::new();
+    for (id, role) in g.inputs() {
         let n = hoyer_ir::numel(g.shape(id));
-        let v = match w.get(name) {
+        let v = match role.of_param().and_then(|p| w.get(p)) {
             Some(v) => v.iter().map(|&x| x as f64).collect(),
             None => (0..n).map(|i| ((i * 7919 % 23) as f64 - 11.0) / 11.0).collect(),
         };
-        inputs.insert(name.to_string(), v);
+        inputs.insert(role.clone(), v);
     }
-    interp::outputs(&g, &inputs, Precision::F32).unwrap().remove("logits").unwrap()
+    interp::outputs(&g, &inputs, Precision::F32).unwrap().remove(&Role::Output(Output::Logits)).unwrap()
 }
 
 fn same_logits(m: &Model, w: &Weights) -> (Model, Weights) {

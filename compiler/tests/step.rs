@@ -37,17 +37,20 @@ fn penalty_grad(penalty: &str, w: &[f64]) -> Vec<f64> {
     let mut inputs: HashMap<String, Vec<f64>> = HashMap::new();
     inputs.insert("fc1.weight".into(), w.to_vec());
     inputs.insert("strength.0".into(), vec![1.0]);
-    let vals = interp::run(&f.graph, &inputs_with_defaults(&f.graph, inputs), Precision::F64).unwrap();
+    let vals =
+        interp::run(&f.graph, &by_role(&f.graph, &inputs_with_defaults(&f.graph, inputs)), Precision::F64).unwrap();
     vals[g.index()].clone()
 }
 
 /// Fills every input not given with small numbers (labels with class 0).
 fn inputs_with_defaults(g: &hoyer_ir::Graph, mut given: HashMap<String, Vec<f64>>) -> HashMap<String, Vec<f64>> {
-    for (id, name, kind) in g.inputs() {
+    for (id, role) in g.inputs() {
+        let name = role.to_string();
+        let name = name.as_str();
         if !given.contains_key(name) {
             let n = hoyer_ir::numel(g.shape(id));
-            let v = match kind {
-                hoyer_ir::InputKind::Labels => vec![0.0; n],
+            let v = match role {
+                hoyer_ir::Role::Labels => vec![0.0; n],
                 // A second moment is never negative.
                 _ if name.ends_with("exp_avg_sq") => numbers(n, 5).into_iter().map(f64::abs).collect(),
                 _ => numbers(n, name.len() as u64 + 7).into_iter().map(|x| x * 0.5).collect(),
@@ -56,6 +59,11 @@ fn inputs_with_defaults(g: &hoyer_ir::Graph, mut given: HashMap<String, Vec<f64>
         }
     }
     given
+}
+
+/// The test's values, named as `--emit` names the inputs, by the inputs' roles.
+fn by_role(g: &hoyer_ir::Graph, named: &HashMap<String, Vec<f64>>) -> interp::Values {
+    g.inputs().filter_map(|(_, role)| Some((role.clone(), named.get(&role.to_string())?.clone()))).collect()
 }
 
 fn assert_close(a: &[f64], b: &[f64], tol: f64, what: &str) {
@@ -144,8 +152,8 @@ fn one_step(
         }
     }
     let inputs = inputs_with_defaults(s.graph(), given);
-    let out = interp::outputs(s.graph(), &inputs, Precision::F64).unwrap();
-    (inputs, out)
+    let out = interp::outputs(s.graph(), &by_role(s.graph(), &inputs), Precision::F64).unwrap();
+    (inputs, out.into_iter().map(|(r, v)| (r.to_string(), v)).collect())
 }
 
 /// The gradient of the objective alone, for comparing updates.
@@ -157,7 +165,7 @@ fn objective_grad(train: &str, inputs: &HashMap<String, Vec<f64>>, param: &str) 
     let mut f = lower::lower(&c.program, model, &phase.penalties, 2).unwrap();
     let p = f.params.iter().find(|(n, _)| n == param).unwrap().1;
     let g = autodiff::grad(&mut f.graph, f.objective, &[p])[0];
-    interp::run(&f.graph, inputs, Precision::F64).unwrap()[g.index()].clone()
+    interp::run(&f.graph, &by_role(&f.graph, inputs), Precision::F64).unwrap()[g.index()].clone()
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 use crate::layers::{Init, LayerRef, ParamKind};
 use crate::syntax::ast::{FnDef, GroupKind, Span};
+use hoyer_ir::{Dtype, Role};
 
 #[derive(Debug, Clone)]
 pub struct Program {
@@ -96,6 +97,8 @@ pub struct Model {
     pub input_name: String,
     /// Per-sample shape; the batch axis is added by the compiler.
     pub input_shape: Vec<u64>,
+    /// f32 values, or i32 token ids.
+    pub input_dtype: Dtype,
     pub nodes: Vec<Node>,
     pub output: usize,
     pub params: Vec<Param>,
@@ -185,6 +188,18 @@ impl Param {
     }
     pub fn trainable(&self) -> bool {
         self.kind != ParamKind::Buffer
+    }
+    /// Its role in a compiled step: a parameter, or a buffer.
+    pub fn role(&self) -> Role {
+        if self.trainable() {
+            Role::Param(self.name.clone())
+        } else {
+            Role::Buffer(self.name.clone())
+        }
+    }
+    /// Its shape as the IR and the store index it.
+    pub fn dims(&self) -> Vec<usize> {
+        self.shape.iter().map(|&d| d as usize).collect()
     }
 }
 

@@ -41,7 +41,7 @@ fn shape(s: &[u64]) -> String {
 }
 
 fn model(out: &mut String, m: &Model) {
-    let _ = writeln!(out, "model {} (input {}: f32{})", m.name, m.input_name, shape(&m.input_shape));
+    let _ = writeln!(out, "model {} (input {}: {}{})", m.name, m.input_name, m.input_dtype, shape(&m.input_shape));
     let ops: Vec<String> = m.nodes.iter().map(|n| n.layer.describe()).collect();
     let op_width = ops.iter().map(|o| o.chars().count()).max().unwrap_or(0).max(24);
     let name_width =
@@ -246,7 +246,7 @@ pub fn model_spec(m: &Model) -> String {
         (last.get(b) == Some(&i)).then(|| b.to_string())
     };
     let shape = |s: &[u64]| s.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
-    let mut out = format!("model {}({}: f32[{}]) {{\n", m.name, m.input_name, shape(&m.input_shape));
+    let mut out = format!("model {}({}: {}[{}]) {{\n", m.name, m.input_name, m.input_dtype, shape(&m.input_shape));
     let mut done = std::collections::HashSet::new();
     for (i, n) in m.nodes.iter().enumerate() {
         let Some(b) = n.binding.as_deref() else { continue };

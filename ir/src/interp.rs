@@ -4,7 +4,7 @@
 //! which is what a float32 back end computes up to summation order.
 
 use super::semantics::{self, ElemOp};
-use super::{numel, window_shape, Binary, Graph, Op, ReduceOp, Slide, ValueId};
+use super::{numel, window_shape, Binary, Dtype, Graph, Op, ReduceOp, Role, Slide, ValueId};
 use std::collections::HashMap;
 
 /// Why the interpreter stopped: the inputs it was given do not fit the graph.
@@ -87,21 +87,21 @@ pub fn window_sources(shape: &[usize], axes: &[usize], slides: &[Slide]) -> Vec<
     out
 }
 
-/// Evaluates every value of `graph`. `inputs` maps input names to buffers.
-pub fn run(
-    graph: &Graph,
-    inputs: &HashMap<String, Vec<f64>>,
-    precision: Precision,
-) -> Result<Vec<Vec<f64>>, InterpError> {
+/// The values of a graph's inputs (or outputs), by role.
+pub type Values = HashMap<Role, Vec<f64>>;
+
+/// Evaluates every value of `graph`. `inputs` holds a buffer for each input's role (whole
+/// numbers for integer inputs).
+pub fn run(graph: &Graph, inputs: &Values, precision: Precision) -> Result<Vec<Vec<f64>>, InterpError> {
     let mut vals: Vec<Vec<f64>> = Vec::with_capacity(graph.values.len());
     for (i, v) in graph.values.iter().enumerate() {
         let get = |id: &ValueId| -> &Vec<f64> { &vals[id.index()] };
         let n = numel(&v.shape);
         let mut out: Vec<f64> = match &v.op {
-            Op::Input { name, .. } => {
-                let buf = inputs.get(name).ok_or_else(|| InterpError::MissingInput(name.clone()))?;
+            Op::Input(role) => {
+                let buf = inputs.get(role).ok_or_else(|| InterpError::MissingInput(role.to_string()))?;
                 if buf.len() != n {
-                    return Err(InterpError::WrongSize { name: name.clone(), got: buf.len(), want: n });
+                    return Err(InterpError::WrongSize { name: role.to_string(), got: buf.len(), want: n });
                 }
                 buf.clone()
             }
@@ -220,7 +220,8 @@ pub fn run(
                 out
             }
         };
-        if precision == Precision::F32 {
+        // Whole numbers stay whole: only float32 values round.
+        if precision == Precision::F32 && v.dtype == Dtype::F32 {
             out.iter_mut().for_each(|x| *x = *x as f32 as f64);
         }
         debug_assert_eq!(out.len(), n, "value %{i}");
@@ -234,37 +235,33 @@ pub fn pow(x: f64, c: f64) -> f64 {
     semantics::eval(ElemOp::Pow(c), &[x])
 }
 
-/// The named outputs of `graph`.
-pub fn outputs(
-    graph: &Graph,
-    inputs: &HashMap<String, Vec<f64>>,
-    precision: Precision,
-) -> Result<HashMap<String, Vec<f64>>, InterpError> {
+/// The outputs of `graph`, by role.
+pub fn outputs(graph: &Graph, inputs: &Values, precision: Precision) -> Result<Values, InterpError> {
     let vals = run(graph, inputs, precision)?;
-    Ok(graph.outputs.iter().map(|(name, id)| (name.clone(), vals[id.index()].clone())).collect())
+    Ok(graph.outputs.iter().map(|(role, id)| (role.clone(), vals[id.index()].clone())).collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{InputKind, Unary};
+    use crate::Unary;
 
-    fn eval(g: &Graph, inputs: &[(&str, Vec<f64>)]) -> Vec<Vec<f64>> {
-        let map = inputs.iter().map(|(n, v)| (n.to_string(), v.clone())).collect();
+    fn eval(g: &Graph, inputs: &[(Role, Vec<f64>)]) -> Vec<Vec<f64>> {
+        let map = inputs.iter().cloned().collect();
         run(g, &map, Precision::F64).unwrap()
     }
 
     #[test]
     fn reduce_broadcast_permute_matmul() {
         let mut g = Graph::default();
-        let x = g.input_value("x", InputKind::Data, vec![2, 3]);
+        let x = g.input_value(Role::Data, vec![2, 3]);
         let rows = g.reduce(ReduceOp::Sum, x, vec![1]);
         let cols = g.reduce(ReduceOp::Max, x, vec![0]);
         let back = g.broadcast(rows, &[2, 3], vec![0]);
         let t = g.permute(x, vec![1, 0]);
         let mm = g.matmul(x, x, false, true); // x · xᵀ
         let r = g.unary(Unary::Relu, x);
-        let v = eval(&g, &[("x", vec![1.0, -2.0, 3.0, 4.0, 5.0, -6.0])]);
+        let v = eval(&g, &[(Role::Data, vec![1.0, -2.0, 3.0, 4.0, 5.0, -6.0])]);
         assert_eq!(v[rows.index()], vec![2.0, 3.0]);
         assert_eq!(v[cols.index()], vec![4.0, 5.0, 3.0]);
         assert_eq!(v[back.index()], vec![2.0, 2.0, 2.0, 3.0, 3.0, 3.0]);
@@ -276,9 +273,9 @@ mod tests {
     #[test]
     fn f32_rounds_every_result() {
         let mut g = Graph::default();
-        let x = g.input_value("x", InputKind::Data, vec![1]);
+        let x = g.input_value(Role::Data, vec![1]);
         let y = g.unary(Unary::Recip, x);
-        let map = [("x".to_string(), vec![3.0])].into_iter().collect();
+        let map = [(Role::Data, vec![3.0])].into_iter().collect();
         let v = run(&g, &map, Precision::F32).unwrap();
         assert_eq!(v[y.index()][0], (1.0f32 / 3.0) as f64);
     }
@@ -286,9 +283,9 @@ mod tests {
     #[test]
     fn bad_labels_and_missing_inputs_are_errors() {
         let mut g = Graph::default();
-        let l = g.input_value("labels", InputKind::Labels, vec![2]);
+        let l = g.input_typed(Role::Labels, Dtype::I32, vec![2]);
         g.one_hot(l, 3);
-        let bad = [("labels".to_string(), vec![0.0, 3.0])].into_iter().collect();
+        let bad = [(Role::Labels, vec![0.0, 3.0])].into_iter().collect();
         assert!(run(&g, &bad, Precision::F64).is_err());
         assert!(run(&g, &HashMap::new(), Precision::F64).is_err());
     }
@@ -297,12 +294,12 @@ mod tests {
     fn windows_and_their_adjoint() {
         // A 1×4 row, windows of 3 with stride 1 and padding 1: [0 a b] [a b c] [b c d] [c d 0].
         let mut g = Graph::default();
-        let x = g.input_value("x", InputKind::Data, vec![1, 4]);
+        let x = g.input_value(Role::Data, vec![1, 4]);
         let slide = Slide { size: 3, stride: 1, padding: 1, dilation: 1 };
         let w = g.window(x, vec![1], vec![slide], crate::Fill::Zero);
         let back = g.unwindow(w, vec![1], vec![slide], vec![1, 4]);
         let m = g.window(x, vec![1], vec![Slide { size: 2, stride: 2, padding: 1, dilation: 1 }], crate::Fill::NegInf);
-        let v = eval(&g, &[("x", vec![1.0, 2.0, 3.0, 4.0])]);
+        let v = eval(&g, &[(Role::Data, vec![1.0, 2.0, 3.0, 4.0])]);
         assert_eq!(g.shape(w), [1, 4, 3]);
         assert_eq!(v[w.index()], vec![0.0, 1.0, 2.0, 1.0, 2.0, 3.0, 2.0, 3.0, 4.0, 3.0, 4.0, 0.0]);
         // Each element is read by three windows, the ends by two.

@@ -9,7 +9,10 @@
 
 pub mod interp;
 pub mod print;
+pub mod role;
 pub mod semantics;
+
+pub use role::{Augment, Dtype, Output, Role, Scalar, Sum};
 
 use std::fmt;
 
@@ -183,27 +186,10 @@ pub fn window_shape(shape: &[usize], axes: &[usize], slides: &[Slide]) -> Shape 
     out
 }
 
-/// What an input of the step is, so that runtimes know what to feed.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum InputKind {
-    /// A trainable parameter, by its spec name (`fc1.weight`).
-    Param,
-    /// A batch of samples.
-    Data,
-    /// A batch of class indices (stored as numbers).
-    Labels,
-    /// A scalar set by the runtime per step: learning rate, penalty strength, bias corrections.
-    Scalar,
-    /// Optimizer state or a mask, one per parameter.
-    State,
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
-    Input {
-        name: String,
-        kind: InputKind,
-    },
+    /// A tensor the runtime provides, by its role.
+    Input(Role),
     /// A constant filling the value's shape.
     Const(f64),
     Unary(Unary, ValueId),
@@ -274,7 +260,7 @@ impl Op {
     /// The values this op reads.
     pub fn operands(&self) -> Vec<ValueId> {
         match self {
-            Op::Input { .. } | Op::Const(_) | Op::Iota { .. } => vec![],
+            Op::Input(_) | Op::Const(_) | Op::Iota { .. } => vec![],
             Op::Unary(_, x) | Op::PowConst(x, _) | Op::Reshape(x) => vec![*x],
             Op::Binary(_, a, b) | Op::MatMul { a, b, .. } => vec![*a, *b],
             Op::Reduce { input, .. }
@@ -298,13 +284,17 @@ impl Op {
 pub struct Value {
     pub op: Op,
     pub shape: Shape,
+    /// Inputs have the type they are given; gathers and movement ops keep their operand's;
+    /// everything computed is float32.
+    pub dtype: Dtype,
 }
 
-/// A graph of values with named outputs.
+/// A graph of values with outputs by role. An output with the role of an input is that
+/// input's new value (a parameter's update, a running sum).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Graph {
     pub values: Vec<Value>,
-    pub outputs: Vec<(String, ValueId)>,
+    pub outputs: Vec<(Role, ValueId)>,
 }
 
 impl Graph {
@@ -314,28 +304,56 @@ impl Graph {
     pub fn shape(&self, id: ValueId) -> &[usize] {
         &self.values[id.index()].shape
     }
-    pub fn output(&self, name: &str) -> Option<ValueId> {
-        self.outputs.iter().find(|(n, _)| n == name).map(|o| o.1)
+    pub fn dtype(&self, id: ValueId) -> Dtype {
+        self.values[id.index()].dtype
     }
-    pub fn inputs(&self) -> impl Iterator<Item = (ValueId, &str, &InputKind)> {
+    pub fn output(&self, role: &Role) -> Option<ValueId> {
+        self.outputs.iter().find(|(r, _)| r == role).map(|o| o.1)
+    }
+    pub fn inputs(&self) -> impl Iterator<Item = (ValueId, &Role)> {
         self.values.iter().enumerate().filter_map(|(i, v)| match &v.op {
-            Op::Input { name, kind } => Some((ValueId(i as u32), name.as_str(), kind)),
+            Op::Input(role) => Some((ValueId(i as u32), role)),
             _ => None,
         })
     }
-    pub fn input(&self, name: &str) -> Option<ValueId> {
-        self.inputs().find(|(_, n, _)| *n == name).map(|i| i.0)
+    pub fn input(&self, role: &Role) -> Option<ValueId> {
+        self.inputs().find(|(_, r)| *r == role).map(|i| i.0)
     }
 
     fn push(&mut self, op: Op, shape: Shape) -> ValueId {
-        self.values.push(Value { op, shape });
+        self.push_typed(op, shape, Dtype::F32)
+    }
+
+    fn push_typed(&mut self, op: Op, shape: Shape, dtype: Dtype) -> ValueId {
+        self.values.push(Value { op, shape, dtype });
         ValueId(self.values.len() as u32 - 1)
+    }
+
+    /// Adds a value of `op` whose shape and type are already known (graph passes that copy
+    /// values from another graph).
+    pub fn push_value(&mut self, value: Value) -> ValueId {
+        self.values.push(value);
+        ValueId(self.values.len() as u32 - 1)
+    }
+
+    /// The type of what `op` computes from operands in this graph (an input's is its own).
+    pub fn result_dtype(&self, op: &Op) -> Option<Dtype> {
+        Some(match op {
+            Op::Input(_) => return None,
+            Op::Gather { table, .. } => self.dtype(*table),
+            op if op.is_movement() => self.dtype(op.operands()[0]),
+            _ => Dtype::F32,
+        })
     }
 
     // ---- builders; each checks shapes, so a malformed graph cannot be built.
 
-    pub fn input_value(&mut self, name: &str, kind: InputKind, shape: Shape) -> ValueId {
-        self.push(Op::Input { name: name.to_string(), kind }, shape)
+    /// A float32 input.
+    pub fn input_value(&mut self, role: Role, shape: Shape) -> ValueId {
+        self.push(Op::Input(role), shape)
+    }
+    pub fn input_typed(&mut self, role: Role, dtype: Dtype, shape: Shape) -> ValueId {
+        self.push_typed(Op::Input(role), shape, dtype)
     }
     pub fn constant(&mut self, v: f64, shape: Shape) -> ValueId {
         self.push(Op::Const(v), shape)
@@ -393,19 +411,22 @@ impl Graph {
         if ins == shape {
             return input;
         }
-        self.push(Op::Broadcast { input, dims }, shape.to_vec())
+        let dtype = self.dtype(input);
+        self.push_typed(Op::Broadcast { input, dims }, shape.to_vec(), dtype)
     }
     pub fn reshape(&mut self, input: ValueId, shape: Shape) -> ValueId {
         assert_eq!(numel(self.shape(input)), numel(&shape), "reshape");
         if self.shape(input) == shape.as_slice() {
             return input;
         }
-        self.push(Op::Reshape(input), shape)
+        let dtype = self.dtype(input);
+        self.push_typed(Op::Reshape(input), shape, dtype)
     }
     pub fn permute(&mut self, input: ValueId, perm: Vec<usize>) -> ValueId {
         let s = self.shape(input).to_vec();
         let out = perm.iter().map(|&p| s[p]).collect();
-        self.push(Op::Permute { input, perm }, out)
+        let dtype = self.dtype(input);
+        self.push_typed(Op::Permute { input, perm }, out, dtype)
     }
     pub fn matmul(&mut self, a: ValueId, b: ValueId, ta: bool, tb: bool) -> ValueId {
         let (sa, sb) = (self.shape(a).to_vec(), self.shape(b).to_vec());
@@ -424,7 +445,8 @@ impl Graph {
         let (t, i) = (self.shape(table).to_vec(), self.shape(indices).to_vec());
         assert!(!t.is_empty() && i.len() == 1, "gather of {t:?} by {i:?}");
         let shape = std::iter::once(i[0]).chain(t[1..].iter().copied()).collect();
-        self.push(Op::Gather { table, indices }, shape)
+        let dtype = self.dtype(table);
+        self.push_typed(Op::Gather { table, indices }, shape, dtype)
     }
     pub fn iota(&mut self, shape: Shape, axis: usize) -> ValueId {
         assert!(axis < shape.len(), "iota axis");
@@ -442,7 +464,8 @@ impl Graph {
             w.stride == w.size && w.padding == 0 && w.dilation == 1 && s[a].is_multiple_of(w.size)
         };
         if !axes.iter().zip(&slides).all(tiles) {
-            return self.push(Op::Window { input, axes, slides, fill }, out);
+            let dtype = self.dtype(input);
+            return self.push_typed(Op::Window { input, axes, slides, fill }, out, dtype);
         }
         // Split each windowed axis into (position, offset), then move the offsets last.
         let mut split = Vec::new();
@@ -488,8 +511,24 @@ impl Graph {
             }
             let bad = |what: String| Err(format!("%{i} ({}): {what}", print::op_name(&v.op)));
             let s = |x: &ValueId| self.shape(*x);
+            // Whole numbers are read (gathered, moved, compared as labels), not computed with.
+            let dtype = match &v.op {
+                Op::Input(_) => v.dtype,
+                Op::Gather { table, .. } => self.dtype(*table),
+                op if op.is_movement() => self.dtype(op.operands()[0]),
+                op => {
+                    let reads_numbers = !matches!(op, Op::OneHot { .. });
+                    if reads_numbers && op.operands().iter().any(|o| self.dtype(*o) != Dtype::F32) {
+                        return bad(format!("computes with {} operands", Dtype::I32));
+                    }
+                    Dtype::F32
+                }
+            };
+            if dtype != v.dtype {
+                return bad(format!("is {}, its operands make it {dtype}", v.dtype));
+            }
             match &v.op {
-                Op::Input { .. } | Op::Const(_) => {}
+                Op::Input(_) | Op::Const(_) => {}
                 Op::Unary(_, x) | Op::PowConst(x, _) => {
                     if s(x) != v.shape.as_slice() {
                         return bad(format!("shape {:?}, operand {:?}", v.shape, s(x)));
@@ -590,9 +629,14 @@ impl Graph {
                 }
             }
         }
-        for (name, o) in &self.outputs {
+        for (role, o) in &self.outputs {
             if o.index() >= self.values.len() {
-                return Err(format!("output {name} is not a value"));
+                return Err(format!("output {role} is not a value"));
+            }
+            if let Some(i) = self.input(role) {
+                if self.dtype(i) != self.dtype(*o) || self.shape(i) != self.shape(*o) {
+                    return Err(format!("output {role} does not have its input's type and shape"));
+                }
             }
         }
         Ok(())

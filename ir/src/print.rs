@@ -1,7 +1,7 @@
 //! The canonical text form of a graph: only values that reach an output, numbered densely
-//! in definition order, so that golden files change only when the computation does.
+//! in definition order, inputs and outputs named by their roles, so that golden files change only when the computation does.
 
-use super::{Graph, InputKind, Op, ValueId};
+use super::{Dtype, Graph, Op, ValueId};
 use std::collections::HashMap;
 use std::fmt::Write;
 
@@ -36,7 +36,7 @@ fn shape(s: &[usize]) -> String {
 /// The op's name as the text form writes it.
 pub fn op_name(op: &Op) -> &'static str {
     match op {
-        Op::Input { .. } => "input",
+        Op::Input(_) => "input",
         Op::Const(_) => "const",
         Op::Unary(u, _) => u.name(),
         Op::PowConst(..) => "pow",
@@ -80,16 +80,7 @@ pub fn print(graph: &Graph) -> String {
         number.insert(id, n);
         let r = |x: &ValueId| format!("%{}", number[x]);
         let body = match &v.op {
-            Op::Input { name, kind } => {
-                let k = match kind {
-                    InputKind::Param => "param",
-                    InputKind::Data => "data",
-                    InputKind::Labels => "labels",
-                    InputKind::Scalar => "scalar",
-                    InputKind::State => "state",
-                };
-                format!("input {k} {name:?}")
-            }
+            Op::Input(role) => format!("input {} {:?}", role.kind(), role.to_string()),
             Op::Const(c) => format!("const {}", fmt_f64(*c)),
             Op::Unary(op, x) => format!("{} {}", op.name(), r(x)),
             Op::PowConst(x, c) => format!("pow {}, {}", r(x), fmt_f64(*c)),
@@ -126,10 +117,12 @@ pub fn print(graph: &Graph) -> String {
                 format!("unwindow {}, axes {}, {}", r(input), shape(axes), slides_text(slides))
             }
         };
-        let _ = writeln!(out, "  %{n} = {body} : {}", shape(&v.shape));
+        // Float32 goes without saying; other types are written before the shape.
+        let dtype = if v.dtype == Dtype::F32 { "" } else { v.dtype.name() };
+        let _ = writeln!(out, "  %{n} = {body} : {dtype}{}", shape(&v.shape));
     }
-    for (name, o) in &graph.outputs {
-        let _ = writeln!(out, "  output {name} = %{}", number[o]);
+    for (role, o) in &graph.outputs {
+        let _ = writeln!(out, "  output {role} = %{}", number[o]);
     }
     out
 }

@@ -7,11 +7,11 @@ use crate::store::{Store, TensorId};
 use hoyer_compiler::pipeline::{Options, Planned};
 use hoyer_front::codes::Code;
 use hoyer_ir::interp::{self, Precision};
-use hoyer_ir::Graph;
+use hoyer_ir::{Dtype, Graph, Role};
 use std::collections::HashMap;
 
-/// Which store tensor each named buffer of a program uses.
-pub type Bindings = HashMap<String, TensorId>;
+/// Which store tensor each bound buffer of a program uses, by role.
+pub type Bindings = HashMap<Role, TensorId>;
 
 /// The time one kernel took over the runs since `Executable::time_kernels`.
 #[derive(Debug, Clone)]
@@ -27,8 +27,8 @@ pub struct KernelTime {
 pub trait Executable {
     /// Runs the program once: reads and updates its tensors in the store.
     fn run(&mut self, store: &mut Store) -> Result<(), RunError>;
-    /// The tensor a buffer of the program is bound to.
-    fn tensor(&self, name: &str) -> Option<TensorId>;
+    /// The tensor a bound buffer of the program uses.
+    fn tensor(&self, role: &Role) -> Option<TensorId>;
     /// Times each kernel of every later run (`hoyerc bench --kernels`); false where the back
     /// end cannot.
     fn time_kernels(&mut self) -> bool {
@@ -48,32 +48,36 @@ pub trait Backend {
     }
     /// The pipeline options this back end's code generator wants.
     fn options(&self) -> Options;
-    /// Compiles `planned`. Its named buffers use the tensors in `bind`; a name not there gets
+    /// Compiles `planned`. Its bound buffers use the tensors in `bind`; a role not there gets
     /// a new tensor of its own (see `Executable::tensor`).
     fn compile(&self, planned: &Planned, store: &mut Store, bind: &Bindings) -> Result<Box<dyn Executable>, RunError>;
 }
 
-/// The tensor for each of `names` (with shapes): from `bind`, or new ones.
+/// The tensor for each of `roles` (with shapes and types): from `bind`, or new ones.
 pub fn bind_all(
     store: &mut Store,
-    names: &[(String, Vec<usize>)],
+    roles: &[(Role, Vec<usize>, Dtype)],
     bind: &Bindings,
-) -> Result<HashMap<String, TensorId>, RunError> {
+) -> Result<HashMap<Role, TensorId>, RunError> {
     let mut out = HashMap::new();
-    for (name, shape) in names {
-        let id = match bind.get(name) {
+    for (role, shape, dtype) in roles {
+        let id = match bind.get(role) {
             Some(&id) => {
-                if store.shape(id) != shape.as_slice() {
+                if store.shape(id) != shape.as_slice() || store.dtype(id) != *dtype {
                     return Err(RunError::new(
                         Code::Internal,
-                        format!("`{name}` is bound to a {:?} tensor, the program needs {shape:?}", store.shape(id)),
+                        format!(
+                            "`{role}` is bound to a {}{:?} tensor, the program needs {dtype}{shape:?}",
+                            store.dtype(id),
+                            store.shape(id)
+                        ),
                     ));
                 }
                 id
             }
-            None => store.alloc(name, shape)?,
+            None => store.alloc(&role.to_string(), shape, *dtype)?,
         };
-        out.insert(name.clone(), id);
+        out.insert(role.clone(), id);
     }
     Ok(out)
 }
@@ -84,9 +88,7 @@ pub struct Interpreter;
 struct Interpreted {
     graph: Graph,
     store: u64,
-    inputs: Vec<(String, TensorId)>,
-    outputs: Vec<(String, TensorId)>,
-    names: HashMap<String, TensorId>,
+    tensors: HashMap<Role, TensorId>,
 }
 
 impl Backend for Interpreter {
@@ -98,17 +100,15 @@ impl Backend for Interpreter {
     }
     fn compile(&self, planned: &Planned, store: &mut Store, bind: &Bindings) -> Result<Box<dyn Executable>, RunError> {
         let g = &planned.graph;
-        let mut names: Vec<(String, Vec<usize>)> =
-            g.inputs().map(|(id, n, _)| (n.to_string(), g.shape(id).to_vec())).collect();
-        for (n, v) in &g.outputs {
-            if g.input(n).is_none() {
-                names.push((n.clone(), g.shape(*v).to_vec()));
-            }
-        }
-        let names = bind_all(store, &names, bind)?;
-        let inputs = g.inputs().map(|(_, n, _)| (n.to_string(), names[n])).collect();
-        let outputs = g.outputs.iter().map(|(n, _)| (n.clone(), names[n])).collect();
-        Ok(Box::new(Interpreted { graph: g.clone(), store: store.id(), inputs, outputs, names }))
+        let roles: Vec<(Role, Vec<usize>, Dtype)> = planned
+            .signature
+            .inputs
+            .iter()
+            .chain(&planned.signature.outputs)
+            .map(|s| (s.role.clone(), s.shape.clone(), s.dtype))
+            .collect();
+        let tensors = bind_all(store, &roles, bind)?;
+        Ok(Box::new(Interpreted { graph: g.clone(), store: store.id(), tensors }))
     }
 }
 
@@ -117,19 +117,27 @@ impl Executable for Interpreted {
         if store.id() != self.store {
             return Err(RunError::new(Code::Internal, "a program ran on another store than it was compiled for"));
         }
-        let mut inputs: HashMap<String, Vec<f64>> = HashMap::new();
-        for (n, id) in &self.inputs {
-            inputs.insert(n.clone(), store.read(*id)?.iter().map(|&x| x as f64).collect());
+        let mut inputs = interp::Values::new();
+        for (_, role) in self.graph.inputs() {
+            let id = self.tensors[role];
+            let values: Vec<f64> = match store.dtype(id) {
+                Dtype::F32 => store.read(id)?.iter().map(|&x| x as f64).collect(),
+                Dtype::I32 => store.read_i32(id)?.iter().map(|&x| x as f64).collect(),
+            };
+            inputs.insert(role.clone(), values);
         }
         let out = interp::outputs(&self.graph, &inputs, Precision::F32)
             .map_err(|e| RunError::new(Code::RunFailed, format!("the interpreter stopped: {e}")))?;
-        for (name, id) in &self.outputs {
-            let v: Vec<f32> = out[name].iter().map(|&x| x as f32).collect();
-            store.write(*id, &v)?;
+        for (role, _) in &self.graph.outputs {
+            let id = self.tensors[role];
+            match store.dtype(id) {
+                Dtype::F32 => store.write(id, &out[role].iter().map(|&x| x as f32).collect::<Vec<_>>())?,
+                Dtype::I32 => store.write_i32(id, &out[role].iter().map(|&x| x as i32).collect::<Vec<_>>())?,
+            }
         }
         Ok(())
     }
-    fn tensor(&self, name: &str) -> Option<TensorId> {
-        self.names.get(name).copied()
+    fn tensor(&self, role: &Role) -> Option<TensorId> {
+        self.tensors.get(role).copied()
     }
 }

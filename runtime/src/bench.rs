@@ -13,6 +13,7 @@ use crate::stepper::Stepper;
 use crate::store::Store;
 use hoyer_front::codes::Code;
 use hoyer_front::program::{Program, Step as PlanStep};
+use hoyer_ir::Role;
 use std::time::Instant;
 
 #[derive(Debug, Clone)]
@@ -51,13 +52,12 @@ pub fn bench(program: &Program, backend: &dyn Backend, steps: usize, kernels: bo
         y: (0..n).map(|_| rng.below(classes) as u32).collect(),
     };
     let mut store = Store::new();
-    let train = Resident::upload(&mut store, "train", &split, &sample)?;
+    let train = Resident::upload(&mut store, "train", &split, &sample, model.input_dtype)?;
     for (name, v) in init::pytorch_default(model, 0) {
         let p = model.param(&name).ok_or_else(|| missing("a parameter is missing"))?;
-        let shape: Vec<usize> = p.shape.iter().map(|&d| d as usize).collect();
-        let id = store.shared(&name, &shape)?;
+        let id = store.shared_f32(&p.role(), &p.dims())?;
         store.write(id, &v)?;
-        let mask = store.shared(&hoyer_compiler::graph::step::mask_input(&name), &shape)?;
+        let mask = store.shared_f32(&Role::Mask(name), &p.dims())?;
         store.fill(mask, 1.0);
     }
     let strengths: Vec<f64> = phase.penalties.iter().map(|p| crate::schedule::strength(&p.strength, 0)).collect();

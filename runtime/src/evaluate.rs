@@ -9,6 +9,7 @@ use crate::store::Store;
 use hoyer_compiler::pipeline;
 use hoyer_front::codes::Code;
 use hoyer_front::program::Model;
+use hoyer_ir::{Output, Role};
 use std::collections::HashMap;
 
 /// The gather and the forward pass for one batch size.
@@ -41,8 +42,7 @@ impl Evaluator {
                 let planned = pipeline::eval(model, size, &backend.options())?;
                 let mut bind = Bindings::new();
                 for p in &model.params {
-                    let shape: Vec<usize> = p.shape.iter().map(|&d| d as usize).collect();
-                    bind.insert(p.name.clone(), store.shared(&p.name, &shape)?);
+                    bind.insert(p.role(), store.shared_f32(&p.role(), &p.dims())?);
                 }
                 let forward = backend.compile(&planned, store, &bind)?;
                 let gather = test.gather(backend, store, size, forward.as_ref())?;
@@ -52,7 +52,9 @@ impl Evaluator {
             test.set_start(store, start)?;
             gather.run(store)?;
             forward.run(store)?;
-            let logits = forward.tensor("logits").ok_or_else(|| RunError::new(Code::Internal, "no logits"))?;
+            let logits = forward
+                .tensor(&Role::Output(Output::Logits))
+                .ok_or_else(|| RunError::new(Code::Internal, "no logits"))?;
             let logits = store.read(logits)?;
             let classes = logits.len() / size;
             for (i, row) in logits.chunks(classes).enumerate() {

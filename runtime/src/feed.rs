@@ -11,6 +11,7 @@ use crate::error::RunError;
 use crate::store::{Store, TensorId};
 use hoyer_compiler::graph::lower;
 use hoyer_compiler::pipeline;
+use hoyer_ir::{Augment, Dtype, Role, Scalar};
 
 pub struct Resident {
     pub x: TensorId,
@@ -18,36 +19,45 @@ pub struct Resident {
     pub order: TensorId,
     pub start: TensorId,
     pub rows: usize,
-    /// The shape of one sample.
+    /// The shape of one sample, and the type of its elements (f32 values, or i32 token ids).
     pub sample: Vec<usize>,
+    pub dtype: Dtype,
     /// The training set's augmentation and its per-sample tables (offsets, flips).
     augment: Option<(lower::Augmentation, [TensorId; 3])>,
 }
 
+const AUGMENT: [Augment; 3] = [Augment::Dy, Augment::Dx, Augment::Flip];
+
 impl Resident {
-    /// Uploads `split` as tensors `NAME.x`, `NAME.y`, `NAME.order` (the identity order) and
-    /// `NAME.start`.
-    pub fn upload(store: &mut Store, name: &str, split: &Split, sample: &[usize]) -> Result<Resident, RunError> {
+    /// Uploads `split` as tensors `NAME.x` (of `dtype`: token ids are whole numbers in the
+    /// split), `NAME.y`, `NAME.order` (the identity order) and `NAME.start`.
+    pub fn upload(
+        store: &mut Store,
+        name: &str,
+        split: &Split,
+        sample: &[usize],
+        dtype: Dtype,
+    ) -> Result<Resident, RunError> {
         let rows = split.len();
         let x_shape: Vec<usize> = std::iter::once(rows).chain(sample.iter().copied()).collect();
-        let x = store.alloc(&format!("{name}.x"), &x_shape)?;
-        store.write(x, &split.x)?;
-        let y = store.alloc(&format!("{name}.y"), &[rows])?;
-        let labels: Vec<f32> = split.y.iter().map(|&c| c as f32).collect();
-        store.write(y, &labels)?;
-        let order = store.alloc(&format!("{name}.order"), &[rows])?;
-        let identity: Vec<f32> = (0..rows).map(|i| i as f32).collect();
-        store.write(order, &identity)?;
-        let start = store.alloc(&format!("{name}.start"), &[])?;
-        Ok(Resident { x, y, order, start, rows, sample: sample.to_vec(), augment: None })
+        let x = store.alloc(&format!("{name}.x"), &x_shape, dtype)?;
+        match dtype {
+            Dtype::F32 => store.write(x, &split.x)?,
+            Dtype::I32 => store.write_i32(x, &split.x.iter().map(|&v| v as i32).collect::<Vec<_>>())?,
+        }
+        let y = store.alloc(&format!("{name}.y"), &[rows], Dtype::I32)?;
+        store.write_i32(y, &split.y.iter().map(|&c| c as i32).collect::<Vec<_>>())?;
+        let order = store.alloc(&format!("{name}.order"), &[rows], Dtype::I32)?;
+        store.write_i32(order, &(0..rows as i32).collect::<Vec<_>>())?;
+        let start = store.alloc(&format!("{name}.start"), &[], Dtype::F32)?;
+        Ok(Resident { x, y, order, start, rows, sample: sample.to_vec(), dtype, augment: None })
     }
 
     /// Gathers through `a` from now on; `draw` sets each epoch's offsets and flips.
     pub fn augment(&mut self, store: &mut Store, a: lower::Augmentation) -> Result<(), RunError> {
         let mut tables = [self.start; 3];
-        for (t, name) in tables.iter_mut().zip([lower::AUG_DY, lower::AUG_DX, lower::AUG_FLIP]) {
-            *t = store.alloc(name, &[self.rows])?;
-            store.fill(*t, 0.0);
+        for (t, which) in tables.iter_mut().zip(AUGMENT) {
+            *t = store.alloc(&Role::Augment(which).to_string(), &[self.rows], Dtype::F32)?;
         }
         self.augment = Some((a, tables));
         Ok(())
@@ -76,8 +86,8 @@ impl Resident {
 
     /// The order of the samples for the next batches (an epoch's shuffle).
     pub fn set_order(&self, store: &mut Store, order: &[usize]) -> Result<(), RunError> {
-        let v: Vec<f32> = order.iter().map(|&i| i as f32).collect();
-        store.write(self.order, &v)
+        let v: Vec<i32> = order.iter().map(|&i| i as i32).collect();
+        store.write_i32(self.order, &v)
     }
 
     /// The next batch starts at `start` in the order.
@@ -85,7 +95,7 @@ impl Resident {
         store.set_scalar(self.start, start as f32)
     }
 
-    /// The program that gathers `batch` samples into the `x` and `labels` tensors of `into`.
+    /// The program that gathers `batch` samples into the batch and labels tensors of `into`.
     pub fn gather(
         &self,
         backend: &dyn Backend,
@@ -93,20 +103,27 @@ impl Resident {
         batch: usize,
         into: &dyn Executable,
     ) -> Result<Box<dyn Executable>, RunError> {
-        let planned = pipeline::gather(self.rows, &self.sample, batch, self.augment.map(|a| a.0), &backend.options())?;
+        let planned = pipeline::gather(
+            self.rows,
+            &self.sample,
+            self.dtype,
+            batch,
+            self.augment.map(|a| a.0),
+            &backend.options(),
+        )?;
         let mut bind = Bindings::new();
         if let Some((_, tables)) = self.augment {
-            for (t, name) in tables.into_iter().zip([lower::AUG_DY, lower::AUG_DX, lower::AUG_FLIP]) {
-                bind.insert(name.into(), t);
+            for (t, which) in tables.into_iter().zip(AUGMENT) {
+                bind.insert(Role::Augment(which), t);
             }
         }
-        bind.insert(lower::TABLE.into(), self.x);
-        bind.insert(lower::TABLE_LABELS.into(), self.y);
-        bind.insert(lower::ORDER.into(), self.order);
-        bind.insert(lower::START.into(), self.start);
-        for name in [lower::DATA, lower::LABELS] {
-            if let Some(t) = into.tensor(name) {
-                bind.insert(name.into(), t);
+        bind.insert(Role::Table, self.x);
+        bind.insert(Role::TableLabels, self.y);
+        bind.insert(Role::Order, self.order);
+        bind.insert(Role::Scalar(Scalar::Start), self.start);
+        for role in [Role::Data, Role::Labels] {
+            if let Some(t) = into.tensor(&role) {
+                bind.insert(role, t);
             }
         }
         backend.compile(&planned, store, &bind)

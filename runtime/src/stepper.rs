@@ -9,11 +9,11 @@ use crate::checkpoint::Tensors;
 use crate::error::RunError;
 use crate::feed::Resident;
 use crate::store::{Store, TensorId};
-use hoyer_compiler::graph::lower;
 use hoyer_compiler::graph::step;
 use hoyer_compiler::pipeline;
 use hoyer_front::codes::Code;
 use hoyer_front::program::{Model, Optimizer, PhasePlan, Program};
+use hoyer_ir::{Role, Scalar, Sum};
 
 /// The per-step numbers of an optimizer's update at step `t` (from 1) of a phase, with
 /// learning rate `lr`, as the step's scalar inputs take them.
@@ -65,26 +65,21 @@ pub struct Stepper {
     strengths: Vec<TensorId>,
     loss_sum: TensorId,
     penalty_sum: TensorId,
-    states: Vec<(String, TensorId)>,
+    /// Each parameter's optimizer states.
+    states: Vec<(Role, TensorId)>,
     /// Dropout's key, new every step from `salt` and the step count (so a resumed run draws
     /// the same masks).
     dropout_key: TensorId,
     salt: u64,
 }
 
-/// The tensor of each named buffer the step shares with the rest of the run (everything but
-/// its batch), created in the store where missing.
+/// The tensor of each role the step shares with the rest of the run (everything but its
+/// batch, which the gather fills), created in the store where missing.
 fn shared_bindings(store: &mut Store, planned: &pipeline::Planned) -> Result<Bindings, RunError> {
     let mut bind = Bindings::new();
-    for b in &planned.program.buffers {
-        if b.storage == hoyer_compiler::kernel::Storage::Bound && b.name != lower::DATA && b.name != lower::LABELS {
-            bind.insert(b.name.clone(), store.shared(&b.name, &b.shape)?);
-        }
-    }
-    // Inputs the kernels do not read (the interpreter still wants them).
-    for (id, name, _) in planned.graph.inputs() {
-        if !bind.contains_key(name) && name != lower::DATA && name != lower::LABELS {
-            bind.insert(name.to_string(), store.shared(name, planned.graph.shape(id))?);
+    for slot in planned.signature.roles() {
+        if !matches!(slot.role, Role::Data | Role::Labels) {
+            bind.insert(slot.role.clone(), store.shared(&slot.role, &slot.shape, slot.dtype)?);
         }
     }
     Ok(bind)
@@ -116,14 +111,15 @@ impl Stepper {
             let gather = train.gather(backend, store, size, step.as_ref())?;
             programs.push(ForBatch { batch: size, gather, step });
         }
-        let scalar = |store: &mut Store, name: &str| store.shared(name, &[]);
+        let scalar = |store: &mut Store, s: Scalar| store.shared_f32(&Role::Scalar(s), &[]);
+        let sum = |store: &mut Store, s: Sum| store.shared_f32(&Role::Sum(s), &[]);
         let states = model
             .trainable()
             .flat_map(|p| {
                 let shape: Vec<usize> = p.shape.iter().map(|&d| d as usize).collect();
-                step::state_names(&phase.optimizer).iter().map(move |s| (step::state_input(&p.name, s), shape.clone()))
+                step::state_names(&phase.optimizer).iter().map(move |s| (Role::state(&p.name, s), shape.clone()))
             })
-            .map(|(name, shape)| store.shared(&name, &shape).map(|id| (name, id)))
+            .map(|(role, shape)| store.shared_f32(&role, &shape).map(|id| (role, id)))
             .collect::<Result<Vec<_>, _>>()?;
         for (_, id) in &states {
             store.fill(*id, 0.0);
@@ -132,17 +128,17 @@ impl Stepper {
             programs,
             optimizer: phase.optimizer.clone(),
             t: 0,
-            lr: scalar(store, step::LR)?,
-            step_size: scalar(store, step::STEP_SIZE)?,
-            inv_bc2_sqrt: scalar(store, step::INV_BC2_SQRT)?,
-            first: scalar(store, step::FIRST)?,
+            lr: scalar(store, Scalar::Lr)?,
+            step_size: scalar(store, Scalar::StepSize)?,
+            inv_bc2_sqrt: scalar(store, Scalar::InvBiasCorrection2Sqrt)?,
+            first: scalar(store, Scalar::FirstStep)?,
             strengths: (0..phase.penalties.len())
-                .map(|k| scalar(store, &lower::strength_input(k)))
+                .map(|k| scalar(store, Scalar::Strength(k)))
                 .collect::<Result<_, _>>()?,
-            loss_sum: scalar(store, step::LOSS_SUM)?,
-            penalty_sum: scalar(store, step::PENALTY_SUM)?,
+            loss_sum: sum(store, Sum::Loss)?,
+            penalty_sum: sum(store, Sum::Penalty)?,
             states,
-            dropout_key: scalar(store, lower::DROPOUT_KEY)?,
+            dropout_key: scalar(store, Scalar::DropoutKey)?,
             salt: 0,
         };
         store.fill(s.loss_sum, 0.0);
@@ -156,9 +152,9 @@ impl Stepper {
         self
     }
 
-    /// The optimizer state, by name (`PARAM.STATE`).
+    /// The optimizer state, by the names checkpoints give it (`PARAM.STATE`).
     pub fn state(&self, store: &mut Store) -> Result<Tensors, RunError> {
-        self.states.iter().map(|(n, id)| Ok((n.clone(), store.read(*id)?.to_vec()))).collect()
+        self.states.iter().map(|(role, id)| Ok((role.to_string(), store.read(*id)?.to_vec()))).collect()
     }
 
     /// Restores optimizer state saved by `state` (a resumed run).
@@ -168,14 +164,36 @@ impl Stepper {
         states: &[(String, Vec<f32>)],
         steps_taken: u64,
     ) -> Result<(), RunError> {
-        for (n, id) in &self.states {
+        for (role, id) in &self.states {
+            let name = role.to_string();
             let (_, v) = states
                 .iter()
-                .find(|(k, _)| k == n)
-                .ok_or_else(|| RunError::new(Code::BadCheckpoint, format!("the checkpoint has no `{n}`")))?;
+                .find(|(k, _)| *k == name)
+                .ok_or_else(|| RunError::new(Code::BadCheckpoint, format!("the checkpoint has no `{name}`")))?;
             store.write(*id, v)?;
         }
         self.t = steps_taken;
+        Ok(())
+    }
+
+    /// Starts parameter `param`'s optimizer state afresh at `indices` (elements of the
+    /// flattened tensor): where a pruned weight grows back, its moments and momentum start
+    /// from zero, as a new weight's would.
+    pub fn reset_state(&mut self, store: &mut Store, param: &str, indices: &[usize]) -> Result<(), RunError> {
+        for (role, id) in &self.states {
+            if role.of_param() != Some(param) {
+                continue;
+            }
+            let mut v = store.read(*id)?.to_vec();
+            let n = v.len();
+            for &i in indices {
+                let slot = v.get_mut(i).ok_or_else(|| {
+                    RunError::new(Code::Internal, format!("index {i} is outside `{role}` ({n} elements)"))
+                })?;
+                *slot = 0.0;
+            }
+            store.write(*id, &v)?;
+        }
         Ok(())
     }
 

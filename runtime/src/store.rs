@@ -1,4 +1,6 @@
-//! The tensor store: every tensor a run owns, addressed by handle.
+//! The tensor store: every tensor a run owns, addressed by handle, and found by its role (a
+//! parameter, its mask, an optimizer state, a per-step number: `hoyer_ir::Role`). Tensors
+//! hold float32 numbers or 32-bit integers (labels, token ids, index lists).
 //!
 //! Parameters, masks, optimizer state, the resident data set, per-step scalars (learning
 //! rate, bias corrections, where the batch starts) and the running loss sums live here for
@@ -18,6 +20,8 @@
 
 use crate::error::RunError;
 use hoyer_front::codes::Code;
+use hoyer_ir::{Dtype, Role};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -26,11 +30,11 @@ pub struct TensorId(u32);
 /// Device memory a store's tensors can be mirrored in (the CUDA back end's; a host double in
 /// tests). Addresses stay valid while the memory lives.
 pub trait DeviceMemory {
-    /// `n` zeroed values for tensor `name`; its device address.
-    fn alloc(&mut self, name: &str, n: usize) -> Result<u64, RunError>;
-    fn upload(&mut self, dst: u64, src: &[f32]) -> Result<(), RunError>;
+    /// `bytes` zeroed bytes for tensor `name`; its device address.
+    fn alloc(&mut self, name: &str, bytes: usize) -> Result<u64, RunError>;
+    fn upload(&mut self, dst: u64, src: &[u8]) -> Result<(), RunError>;
     /// Copies device memory to the host once everything queued before has run.
-    fn download(&mut self, src: u64, dst: &mut [f32]) -> Result<(), RunError>;
+    fn download(&mut self, src: u64, dst: &mut [u8]) -> Result<(), RunError>;
 }
 
 /// Which copy of a tensor holds its current values.
@@ -44,15 +48,30 @@ enum Current {
 struct Tensor {
     name: String,
     shape: Vec<usize>,
-    data: Box<[f32]>,
+    dtype: Dtype,
+    /// The elements as 32-bit words (float32 or i32, as `dtype` says).
+    words: Box<[u32]>,
     device: Option<u64>,
     current: Current,
+}
+
+impl Tensor {
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: u32 words viewed as their bytes (no padding; u8 has no alignment).
+        unsafe { std::slice::from_raw_parts(self.words.as_ptr() as *const u8, self.words.len() * 4) }
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above; every byte pattern is a valid u32.
+        unsafe { std::slice::from_raw_parts_mut(self.words.as_mut_ptr() as *mut u8, self.words.len() * 4) }
+    }
 }
 
 pub struct Store {
     /// Distinguishes stores, so that a program compiled against one never runs on another.
     id: u64,
     tensors: Vec<Tensor>,
+    /// The tensor of each role; a role a shrink retired has none until it is made again.
+    roles: HashMap<Role, TensorId>,
     device: Option<Box<dyn DeviceMemory>>,
 }
 
@@ -65,63 +84,76 @@ impl Default for Store {
 impl Store {
     pub fn new() -> Store {
         static NEXT: AtomicU64 = AtomicU64::new(1);
-        Store { id: NEXT.fetch_add(1, Ordering::Relaxed), tensors: Vec::new(), device: None }
+        Store { id: NEXT.fetch_add(1, Ordering::Relaxed), tensors: Vec::new(), roles: HashMap::new(), device: None }
     }
 
     pub fn id(&self) -> u64 {
         self.id
     }
 
-    /// A new zero-filled tensor. Names label tensors for messages and lookups; tensors a
-    /// program keeps to itself (a batch) may share a name with another program's.
-    pub fn alloc(&mut self, name: &str, shape: &[usize]) -> Result<TensorId, RunError> {
+    /// A new zero-filled tensor of its own (a batch, a resident data set); `name` labels it in
+    /// messages.
+    pub fn alloc(&mut self, name: &str, shape: &[usize], dtype: Dtype) -> Result<TensorId, RunError> {
         let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         let n = n.ok_or_else(|| RunError::new(Code::OutOfMemory, format!("tensor `{name}` {shape:?} is too large")))?;
-        let mut data = Vec::new();
-        data.try_reserve_exact(n).map_err(|_| {
+        let mut words = Vec::new();
+        words.try_reserve_exact(n).map_err(|_| {
             RunError::new(
                 Code::OutOfMemory,
                 format!("out of memory for tensor `{name}` {shape:?} ({} MB)", (n * 4) >> 20),
             )
             .help("use a smaller batch or data set")
         })?;
-        data.resize(n, 0.0);
+        words.resize(n, 0);
         self.tensors.push(Tensor {
             name: name.to_string(),
             shape: shape.to_vec(),
-            data: data.into_boxed_slice(),
+            dtype,
+            words: words.into_boxed_slice(),
             device: None,
             current: Current::Host,
         });
         Ok(TensorId(self.tensors.len() as u32 - 1))
     }
 
-    /// The tensor named `name` (the first of that name), created zero-filled if there is none.
-    /// An existing tensor must have `shape`.
-    pub fn shared(&mut self, name: &str, shape: &[usize]) -> Result<TensorId, RunError> {
-        match self.find(name) {
-            Some(id) if self.shape(id) == shape => Ok(id),
+    /// The tensor of `role`, created zero-filled if there is none. An existing one must have
+    /// `shape` and `dtype`.
+    pub fn shared(&mut self, role: &Role, shape: &[usize], dtype: Dtype) -> Result<TensorId, RunError> {
+        match self.find(role) {
+            Some(id) if self.shape(id) == shape && self.dtype(id) == dtype => Ok(id),
             Some(id) => Err(RunError::new(
                 Code::Internal,
-                format!("tensor `{name}` is {:?}, a program needs {shape:?}", self.shape(id)),
+                format!("tensor `{role}` is {}{:?}, a program needs {dtype}{shape:?}", self.dtype(id), self.shape(id)),
             )),
-            None => self.alloc(name, shape),
+            None => {
+                let id = self.alloc(&role.to_string(), shape, dtype)?;
+                self.roles.insert(role.clone(), id);
+                Ok(id)
+            }
         }
     }
 
-    /// Renames tensor `name` and those named after it (`name.mask`, `name.exp_avg`) so that
+    /// A float32 tensor of `role` (see `shared`).
+    pub fn shared_f32(&mut self, role: &Role, shape: &[usize]) -> Result<TensorId, RunError> {
+        self.shared(role, shape, Dtype::F32)
+    }
+
+    /// Forgets the tensors of parameter `param` (its value, mask, optimizer states), so that
     /// `find` and `shared` no longer see them: a model shrunk mid-run gets new tensors of its
-    /// new shapes under the old names. The memory stays (programs compiled before may still
+    /// new shapes for the same roles. The memory stays (programs compiled before may still
     /// hold its address).
-    pub fn retire(&mut self, name: &str) {
-        let family = format!("{name}.");
-        for t in self.tensors.iter_mut().filter(|t| t.name == name || t.name.starts_with(&family)) {
-            t.name = format!("{} (retired)", t.name);
+    pub fn retire(&mut self, param: &str) {
+        let gone: Vec<Role> = self.roles.keys().filter(|r| r.of_param() == Some(param)).cloned().collect();
+        for role in gone {
+            if let Some(id) = self.roles.remove(&role) {
+                let t = &mut self.tensors[id.0 as usize];
+                t.name = format!("{} (retired)", t.name);
+            }
         }
     }
 
-    pub fn find(&self, name: &str) -> Option<TensorId> {
-        self.tensors.iter().position(|t| t.name == name).map(|i| TensorId(i as u32))
+    pub fn find(&self, role: &Role) -> Option<TensorId> {
+        self.roles.get(role).copied()
     }
 
     pub fn name(&self, id: TensorId) -> &str {
@@ -132,20 +164,39 @@ impl Store {
         &self.tensors[id.0 as usize].shape
     }
 
-    pub fn len(&self, id: TensorId) -> usize {
-        self.tensors[id.0 as usize].data.len()
+    pub fn dtype(&self, id: TensorId) -> Dtype {
+        self.tensors[id.0 as usize].dtype
     }
 
-    /// Copies `data` into the tensor.
-    pub fn write(&mut self, id: TensorId, data: &[f32]) -> Result<(), RunError> {
-        let t = &mut self.tensors[id.0 as usize];
-        if t.data.len() != data.len() {
+    pub fn len(&self, id: TensorId) -> usize {
+        self.tensors[id.0 as usize].words.len()
+    }
+
+    fn expect(&self, id: TensorId, dtype: Dtype, given: usize) -> Result<(), RunError> {
+        let t = &self.tensors[id.0 as usize];
+        if t.dtype != dtype || t.words.len() != given {
             return Err(RunError::new(
                 Code::Internal,
-                format!("tensor `{}` holds {} values, given {}", t.name, t.data.len(), data.len()),
+                format!("tensor `{}` holds {} {} values, given {given} {dtype}", t.name, t.words.len(), t.dtype),
             ));
         }
-        t.data.copy_from_slice(data);
+        Ok(())
+    }
+
+    /// Copies float32 `data` into the tensor.
+    pub fn write(&mut self, id: TensorId, data: &[f32]) -> Result<(), RunError> {
+        self.expect(id, Dtype::F32, data.len())?;
+        let t = &mut self.tensors[id.0 as usize];
+        t.words.iter_mut().zip(data).for_each(|(w, x)| *w = x.to_bits());
+        t.current = Current::Host;
+        Ok(())
+    }
+
+    /// Copies integer `data` into the tensor.
+    pub fn write_i32(&mut self, id: TensorId, data: &[i32]) -> Result<(), RunError> {
+        self.expect(id, Dtype::I32, data.len())?;
+        let t = &mut self.tensors[id.0 as usize];
+        t.words.iter_mut().zip(data).for_each(|(w, &x)| *w = x as u32);
         t.current = Current::Host;
         Ok(())
     }
@@ -154,28 +205,48 @@ impl Store {
         self.write(id, &[value])
     }
 
+    /// Sets every element to `value` (float32 tensors).
     pub fn fill(&mut self, id: TensorId, value: f32) {
         let t = &mut self.tensors[id.0 as usize];
-        t.data.fill(value);
+        debug_assert_eq!(t.dtype, Dtype::F32, "fill of {}", t.name);
+        t.words.fill(value.to_bits());
         t.current = Current::Host;
     }
 
-    /// The tensor's values, for the host to read (downloaded first where a device program
-    /// changed them).
+    /// The tensor's float32 values, for the host to read (downloaded first where a device
+    /// program changed them).
     pub fn read(&mut self, id: TensorId) -> Result<&[f32], RunError> {
         self.download_if_changed(id)?;
-        Ok(&self.tensors[id.0 as usize].data)
+        let t = &self.tensors[id.0 as usize];
+        if t.dtype != Dtype::F32 {
+            return Err(RunError::new(Code::Internal, format!("tensor `{}` holds {}, not f32", t.name, t.dtype)));
+        }
+        // SAFETY: a float32 tensor's words are float32 bit patterns, and f32 and u32 have
+        // the same size and alignment.
+        Ok(unsafe { std::slice::from_raw_parts(t.words.as_ptr() as *const f32, t.words.len()) })
+    }
+
+    /// The tensor's integers (see `read`).
+    pub fn read_i32(&mut self, id: TensorId) -> Result<&[i32], RunError> {
+        self.download_if_changed(id)?;
+        let t = &self.tensors[id.0 as usize];
+        if t.dtype != Dtype::I32 {
+            return Err(RunError::new(Code::Internal, format!("tensor `{}` holds {}, not i32", t.name, t.dtype)));
+        }
+        // SAFETY: i32 and u32 have the same size and alignment, and every pattern is valid.
+        Ok(unsafe { std::slice::from_raw_parts(t.words.as_ptr() as *const i32, t.words.len()) })
     }
 
     pub fn scalar(&mut self, id: TensorId) -> Result<f32, RunError> {
         Ok(self.read(id)?.first().copied().unwrap_or(f32::NAN))
     }
 
-    /// The address of the tensor's first element, for CPU programs. It stays valid while the
-    /// store lives: tensors never move. (A store runs the programs of one back end.)
+    /// The address of the tensor's first element, for CPU programs (an integer tensor's too:
+    /// its kernels read it as i32). It stays valid while the store lives: tensors never
+    /// move. (A store runs the programs of one back end.)
     pub(crate) fn address(&mut self, id: TensorId) -> Result<*mut f32, RunError> {
         self.download_if_changed(id)?;
-        Ok(self.tensors[id.0 as usize].data.as_mut_ptr())
+        Ok(self.tensors[id.0 as usize].words.as_mut_ptr() as *mut f32)
     }
 
     /// Mirrors tensors in `memory` from now on (see the module's comment). A store has one
@@ -189,13 +260,13 @@ impl Store {
     /// The tensor's device address, for device programs: its device copy made current.
     pub(crate) fn device_address(&mut self, id: TensorId) -> Result<u64, RunError> {
         if self.tensors[id.0 as usize].device.is_none() {
-            let (name, n) = (self.tensors[id.0 as usize].name.clone(), self.tensors[id.0 as usize].data.len());
+            let (name, n) = (self.tensors[id.0 as usize].name.clone(), self.tensors[id.0 as usize].words.len());
             let memory = self.device.as_deref_mut().ok_or_else(no_device)?;
-            let address = memory.alloc(&name, n)?;
+            let address = memory.alloc(&name, n * 4)?;
             let t = &mut self.tensors[id.0 as usize];
             t.device = Some(address);
             // Zeros on both sides: nothing to upload unless the host wrote.
-            if t.data.iter().all(|&x| x.to_bits() == 0) {
+            if t.words.iter().all(|&x| x == 0) {
                 t.current = Current::Both;
             }
         }
@@ -208,7 +279,7 @@ impl Store {
         let i = id.0 as usize;
         let (Some(address), Current::Host) = (self.tensors[i].device, self.tensors[i].current) else { return Ok(()) };
         let memory = self.device.as_deref_mut().ok_or_else(no_device)?;
-        memory.upload(address, &self.tensors[i].data)?;
+        memory.upload(address, self.tensors[i].bytes())?;
         self.tensors[i].current = Current::Both;
         Ok(())
     }
@@ -222,7 +293,7 @@ impl Store {
         let i = id.0 as usize;
         let (Some(address), Current::Device) = (self.tensors[i].device, self.tensors[i].current) else { return Ok(()) };
         let memory = self.device.as_deref_mut().ok_or_else(no_device)?;
-        memory.download(address, &mut self.tensors[i].data)?;
+        memory.download(address, self.tensors[i].bytes_mut())?;
         self.tensors[i].current = Current::Both;
         Ok(())
     }
@@ -237,24 +308,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tensors_keep_their_addresses_and_shapes() {
+    fn tensors_keep_their_addresses_shapes_and_types() {
         let mut s = Store::new();
-        let a = s.alloc("a", &[2, 3]).unwrap();
+        let role = Role::param("a");
+        let a = s.shared_f32(&role, &[2, 3]).unwrap();
         let p = s.address(a).unwrap();
         for i in 0..100 {
-            s.alloc(&format!("t{i}"), &[1000]).unwrap();
+            s.alloc(&format!("t{i}"), &[1000], Dtype::F32).unwrap();
         }
         assert_eq!(s.address(a).unwrap(), p, "a tensor moved when others were added");
-        assert_eq!(s.shared("a", &[2, 3]).unwrap(), a);
-        assert!(s.shared("a", &[6]).is_err());
+        assert_eq!(s.shared_f32(&role, &[2, 3]).unwrap(), a);
+        assert!(s.shared_f32(&role, &[6]).is_err());
+        assert!(s.shared(&role, &[2, 3], Dtype::I32).is_err());
         s.write(a, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
         assert_eq!(s.read(a).unwrap()[5], 6.0);
         assert!(s.write(a, &[1.0]).is_err());
-        assert!(s.alloc("huge", &[usize::MAX, 2]).is_err());
+        assert!(s.write_i32(a, &[1; 6]).is_err(), "integers into a float32 tensor");
+        assert!(s.alloc("huge", &[usize::MAX, 2], Dtype::F32).is_err());
+        let labels = s.alloc("labels", &[3], Dtype::I32).unwrap();
+        s.write_i32(labels, &[7, -1, 1 << 30]).unwrap();
+        assert_eq!(s.read_i32(labels).unwrap(), &[7, -1, 1 << 30]);
+        assert!(s.read(labels).is_err());
+        // A retired parameter's roles are gone; its memory stays where it was.
+        let mask = s.shared_f32(&Role::Mask("a".into()), &[2, 3]).unwrap();
+        s.retire("a");
+        assert_eq!((s.find(&role), s.find(&Role::Mask("a".into()))), (None, None));
+        assert_ne!(s.shared_f32(&role, &[1, 3]).unwrap(), a);
+        assert_eq!(s.read(mask).unwrap().len(), 6);
     }
 
     /// Allocations, then uploads and downloads so far.
-    type Copies = (Vec<Vec<f32>>, usize, usize);
+    type Copies = (Vec<Vec<u8>>, usize, usize);
 
     /// Device memory in host vectors, counting the copies.
     #[derive(Default)]
@@ -265,16 +349,16 @@ mod tests {
     impl DeviceMemory for HostDouble {
         fn alloc(&mut self, _: &str, n: usize) -> Result<u64, RunError> {
             let mut b = self.buffers.borrow_mut();
-            b.0.push(vec![0.0; n]);
+            b.0.push(vec![0; n]);
             Ok(b.0.len() as u64 - 1)
         }
-        fn upload(&mut self, dst: u64, src: &[f32]) -> Result<(), RunError> {
+        fn upload(&mut self, dst: u64, src: &[u8]) -> Result<(), RunError> {
             let mut b = self.buffers.borrow_mut();
             b.0[dst as usize].copy_from_slice(src);
             b.1 += 1;
             Ok(())
         }
-        fn download(&mut self, src: u64, dst: &mut [f32]) -> Result<(), RunError> {
+        fn download(&mut self, src: u64, dst: &mut [u8]) -> Result<(), RunError> {
             let mut b = self.buffers.borrow_mut();
             dst.copy_from_slice(&b.0[src as usize]);
             b.2 += 1;
@@ -291,7 +375,7 @@ mod tests {
         let copies = || (shared.borrow().1, shared.borrow().2);
         let mut s = Store::new();
         s.attach_device(Box::new(device));
-        let (w, zeros) = (s.alloc("w", &[3]).unwrap(), s.alloc("m", &[2]).unwrap());
+        let (w, zeros) = (s.alloc("w", &[3], Dtype::F32).unwrap(), s.alloc("m", &[2], Dtype::F32).unwrap());
         s.write(w, &[1.0, 2.0, 3.0]).unwrap();
         let dw = s.device_address(w).unwrap();
         let dm = s.device_address(zeros).unwrap();
@@ -299,7 +383,7 @@ mod tests {
         s.upload_if_changed(w).unwrap();
         assert_eq!(copies(), (1, 0));
         // A device program updates the weight in place.
-        shared.borrow_mut().0[dw as usize][1] = 20.0;
+        shared.borrow_mut().0[dw as usize][4..8].copy_from_slice(&20.0f32.to_ne_bytes());
         s.written_on_device(w);
         assert_eq!(s.read(w).unwrap(), &[1.0, 20.0, 3.0]);
         assert_eq!(s.read(w).unwrap(), &[1.0, 20.0, 3.0]);
@@ -310,6 +394,6 @@ mod tests {
         s.upload_if_changed(zeros).unwrap();
         s.upload_if_changed(zeros).unwrap();
         assert_eq!(copies(), (2, 1));
-        assert_eq!(shared.borrow().0[dm as usize], vec![0.5, 0.5]);
+        assert_eq!(shared.borrow().0[dm as usize], [0.5f32.to_ne_bytes(), 0.5f32.to_ne_bytes()].concat());
     }
 }

@@ -17,6 +17,7 @@ use crate::store::Store;
 use crate::{checkpoint, init, schedule};
 use hoyer_front::codes::Code;
 use hoyer_front::program::{DataSource, Model, PhasePlan, Program, PrunePlan, Step as PlanStep, TrainPlan};
+use hoyer_ir::Role;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -228,14 +229,15 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
     // The data set moves into the store once; the host keeps only the labels.
     let mut store = Store::new();
     let sample: Vec<usize> = model.input_shape.iter().map(|&d| d as usize).collect();
-    let mut train = Resident::upload(&mut store, "train", &data.train, &sample)?;
+    let dtype = model.input_dtype;
+    let mut train = Resident::upload(&mut store, "train", &data.train, &sample, dtype)?;
     if let Some(ds) = program.data_set(&plan.data).filter(|d| d.augment.any()) {
         let padding = ds.augment.crop.map_or(0, |c| c.1 as usize);
         train.augment(&mut store, hoyer_compiler::graph::lower::Augmentation { padding, flip: ds.augment.hflip })?;
     }
-    let test = Resident::upload(&mut store, "test", &data.test, &sample)?;
+    let test = Resident::upload(&mut store, "test", &data.test, &sample, dtype)?;
     let validation = match validation {
-        Some(v) => Some((Resident::upload(&mut store, "validation", &v, &sample)?, v.y)),
+        Some(v) => Some((Resident::upload(&mut store, "validation", &v, &sample, dtype)?, v.y)),
         None => None,
     };
     data.train.x = Vec::new();
@@ -789,7 +791,7 @@ impl Trainer<'_> {
     /// tensor, and the host keeps the weights from before.
     fn read_params(&mut self, phase: &PhasePlan, epoch: u64) -> Result<(), RunError> {
         for (name, _) in &self.params {
-            if let Some(id) = self.store.find(name) {
+            if let Some(id) = self.role_of(name).and_then(|r| self.store.find(&r)) {
                 let bad = self.store.read(id)?.iter().filter(|x| !x.is_finite()).count();
                 if bad > 0 {
                     return Err(self.diverged(
@@ -801,11 +803,17 @@ impl Trainer<'_> {
             }
         }
         for (name, v) in self.params.iter_mut() {
-            if let Some(id) = self.store.find(name) {
+            let role = self.model.param(name).map(|p| p.role());
+            if let Some(id) = role.and_then(|r| self.store.find(&r)) {
                 v.copy_from_slice(self.store.read(id)?);
             }
         }
         Ok(())
+    }
+
+    /// The role of parameter or buffer `name` of the model being trained.
+    fn role_of(&self, name: &str) -> Option<Role> {
+        self.model.param(name).map(|p| p.role())
     }
 
     /// The error that stops a diverging run: where, what went bad, and what is kept.
@@ -825,11 +833,10 @@ impl Trainer<'_> {
     /// Writes the host's parameters and masks into the store (after a prune, or at the start).
     fn sync_to_store(&mut self) -> Result<(), RunError> {
         for (name, v) in &self.params {
-            let shape: Vec<usize> =
-                self.model.param(name).map_or_else(|| vec![v.len()], |p| p.shape.iter().map(|&d| d as usize).collect());
-            let id = self.store.shared(name, &shape)?;
+            let p = self.model.param(name).ok_or_else(|| format!("no parameter `{name}`"))?;
+            let id = self.store.shared_f32(&p.role(), &p.dims())?;
             self.store.write(id, v)?;
-            let mask = self.store.shared(&hoyer_compiler::graph::step::mask_input(name), &shape)?;
+            let mask = self.store.shared_f32(&Role::Mask(name.clone()), &p.dims())?;
             self.store.write(mask, &self.masks[name])?;
         }
         Ok(())

@@ -9,7 +9,7 @@ use common::{inputs_for, run, Values};
 use hoyer_compiler::pipeline;
 use hoyer_front::check_source;
 use hoyer_front::program::Step as PlanStep;
-use hoyer_ir::{Binary, Graph, InputKind, ReduceOp, Unary};
+use hoyer_ir::{Augment, Binary, Dtype, Graph, ReduceOp, Role, Scalar, Unary};
 use hoyer_runtime::backend::{Backend, Interpreter};
 use hoyer_runtime::cpu::Cpu;
 use hoyer_runtime::data::Rng;
@@ -124,8 +124,10 @@ fn special_values_through_every_op() {
     let a: Vec<f32> = (0..n * n).map(|i| specials[i / n]).collect();
     let b: Vec<f32> = (0..n * n).map(|i| specials[i % n]).collect();
     let mut g = Graph::default();
-    let x = g.input_value("a", InputKind::Data, vec![n * n]);
-    let y = g.input_value("b", InputKind::Data, vec![n * n]);
+    // Tensors of this test, named by it.
+    let named = |n: &str| Role::param(n);
+    let x = g.input_value(named("a"), vec![n * n]);
+    let y = g.input_value(named("b"), vec![n * n]);
     let mut outputs = Vec::new();
     for u in [
         Unary::Neg,
@@ -141,30 +143,30 @@ fn special_values_through_every_op() {
         Unary::Sigmoid,
         Unary::Erf,
     ] {
-        outputs.push((u.name().to_string(), g.unary(u, x)));
+        outputs.push((named(u.name()), g.unary(u, x)));
     }
     for op in [Binary::Add, Binary::Sub, Binary::Mul, Binary::Div, Binary::Max, Binary::Eq, Binary::Random] {
-        outputs.push((op.name().to_string(), g.binary(op, x, y)));
+        outputs.push((named(op.name()), g.binary(op, x, y)));
     }
-    outputs.push(("pow2".into(), g.pow_const(x, 2.0)));
-    outputs.push(("pow3".into(), g.pow_const(x, 3.0)));
-    outputs.push(("select".into(), g.select(x, y, x)));
+    outputs.push((named("pow2"), g.pow_const(x, 2.0)));
+    outputs.push((named("pow3"), g.pow_const(x, 3.0)));
+    outputs.push((named("select"), g.select(x, y, x)));
     // Reductions over rows of the pair table: each row holds one `a` and every `b`.
     let rows = g.reshape(y, vec![n, n]);
     let prod = g.binary(Binary::Mul, x, y);
     let prod_rows = g.reshape(prod, vec![n, n]);
-    outputs.push(("reduce_sum".into(), g.reduce(ReduceOp::Sum, prod_rows, vec![1])));
-    outputs.push(("reduce_max".into(), g.reduce(ReduceOp::Max, rows, vec![0])));
-    outputs.push(("reduce_max_rows".into(), g.reduce(ReduceOp::Max, prod_rows, vec![1])));
+    outputs.push((named("reduce_sum"), g.reduce(ReduceOp::Sum, prod_rows, vec![1])));
+    outputs.push((named("reduce_max"), g.reduce(ReduceOp::Max, rows, vec![0])));
+    outputs.push((named("reduce_max_rows"), g.reduce(ReduceOp::Max, prod_rows, vec![1])));
     g.outputs = outputs;
-    let inputs: Values = [("a".to_string(), a), ("b".to_string(), b)].into_iter().collect();
+    let inputs: Values = [(named("a"), a), (named("b"), b)].into_iter().collect();
     let planned = pipeline::plan(&g, &Cpu::new(1).unwrap().options()).unwrap();
     let want = run(&Interpreter, &planned, &inputs);
     for backend in [&Cpu::new(1).unwrap() as &dyn Backend, &Cpu::new(2).unwrap()] {
         let got = run(backend, &planned, &inputs);
         for (name, w) in &want {
             for (i, (&e, &o)) in w.iter().zip(&got[name]).enumerate() {
-                let libm = matches!(name.as_str(), "exp" | "log" | "pow3" | "tanh" | "sigmoid" | "erf")
+                let libm = matches!(name.to_string().as_str(), "exp" | "log" | "pow3" | "tanh" | "sigmoid" | "erf")
                     && e.is_finite()
                     && e != 0.0;
                 let ok = if e.is_nan() {
@@ -178,8 +180,8 @@ fn special_values_through_every_op() {
                     ok,
                     "{} {name}[{i}] (a = {}, b = {}): interpreter {e:?}, back end {o:?}",
                     backend.name(),
-                    inputs["a"][i % inputs["a"].len()],
-                    inputs["b"][i % inputs["b"].len()]
+                    inputs[&named("a")][i % inputs[&named("a")].len()],
+                    inputs[&named("b")][i % inputs[&named("b")].len()]
                 );
             }
         }
@@ -190,7 +192,7 @@ fn special_values_through_every_op() {
 /// implementation of torchvision's RandomCrop then RandomHorizontalFlip, on every back end.
 #[test]
 fn augmented_gather_crops_and_flips_as_torchvision() {
-    use hoyer_compiler::graph::lower::{Augmentation, AUG_DX, AUG_DY, AUG_FLIP, ORDER, START, TABLE, TABLE_LABELS};
+    use hoyer_compiler::graph::lower::Augmentation;
     let (rows, c, h, w, batch, padding) = (7usize, 2usize, 5usize, 4usize, 3usize, 2usize);
     let n = c * h * w;
     let mut rng = Rng::new(5);
@@ -200,18 +202,19 @@ fn augmented_gather_crops_and_flips_as_torchvision() {
     let (dy, dx, flip) =
         (draw(&mut rng, 2 * padding as u64 + 1), draw(&mut rng, 2 * padding as u64 + 1), draw(&mut rng, 2));
     let inputs: Values = [
-        (TABLE.to_string(), table.clone()),
-        (TABLE_LABELS.to_string(), (0..rows).map(|i| i as f32).collect()),
-        (ORDER.to_string(), order.clone()),
-        (START.to_string(), vec![2.0]),
-        (AUG_DY.to_string(), dy.clone()),
-        (AUG_DX.to_string(), dx.clone()),
-        (AUG_FLIP.to_string(), flip.clone()),
+        (Role::Table, table.clone()),
+        (Role::TableLabels, (0..rows).map(|i| i as f32).collect()),
+        (Role::Order, order.clone()),
+        (Role::Scalar(Scalar::Start), vec![2.0]),
+        (Role::Augment(Augment::Dy), dy.clone()),
+        (Role::Augment(Augment::Dx), dx.clone()),
+        (Role::Augment(Augment::Flip), flip.clone()),
     ]
     .into_iter()
     .collect();
     let a = Augmentation { padding, flip: true };
-    let planned = pipeline::gather(rows, &[c, h, w], batch, Some(a), &Cpu::new(1).unwrap().options()).unwrap();
+    let planned =
+        pipeline::gather(rows, &[c, h, w], Dtype::F32, batch, Some(a), &Cpu::new(1).unwrap().options()).unwrap();
     let mut want = vec![0f32; batch * n];
     for b in 0..batch {
         let r = order[2 + b] as usize;
@@ -230,6 +233,6 @@ fn augmented_gather_crops_and_flips_as_torchvision() {
     }
     assert!(want.contains(&0.0) && flip.contains(&1.0), "the case pads and flips");
     for backend in [&Interpreter as &dyn Backend, &Cpu::new(1).unwrap(), &Cpu::new(2).unwrap()] {
-        assert_eq!(run(backend, &planned, &inputs)["x"], want, "{}", backend.name());
+        assert_eq!(run(backend, &planned, &inputs)[&Role::Data], want, "{}", backend.name());
     }
 }

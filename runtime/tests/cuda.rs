@@ -13,6 +13,7 @@ use hoyer_front::check_source;
 use hoyer_front::codes::Code;
 use hoyer_front::program::Step as PlanStep;
 use hoyer_ir::interp::{self, Precision};
+use hoyer_ir::{Role, Scalar};
 use hoyer_runtime::backend::{Backend, Bindings, Interpreter};
 use hoyer_runtime::cpu::Cpu;
 use hoyer_runtime::cuda::exec::Cuda;
@@ -109,22 +110,22 @@ fn run_steps(backend: &dyn Backend, planned: &Planned, inputs: &Values, n: usize
     let (mut store, bind) = store_for(g, inputs);
     let mut exe = backend.compile(planned, &mut store, &bind).unwrap();
     for step in 0..n {
-        if let Some(&lr) = bind.get("lr") {
+        if let Some(&lr) = bind.get(&Role::Scalar(Scalar::Lr)) {
             store.set_scalar(lr, lr_at(step)).unwrap();
         }
         exe.run(&mut store).unwrap();
     }
-    g.outputs.iter().map(|(n, _)| (n.clone(), store.read(bind[n]).unwrap().to_vec())).collect()
+    g.outputs.iter().map(|(r, _)| (r.clone(), common::read(&mut store, bind[r]))).collect()
 }
 
 /// The same `n` steps in float64 (the interpreter, `Precision::F64`): the truth. An output
 /// named as an input feeds the next step, as the store binds them.
-fn truth(planned: &Planned, inputs: &Values, n: usize) -> HashMap<String, Vec<f64>> {
-    let mut state: HashMap<String, Vec<f64>> =
+fn truth(planned: &Planned, inputs: &Values, n: usize) -> interp::Values {
+    let mut state: interp::Values =
         inputs.iter().map(|(k, v)| (k.clone(), v.iter().map(|&x| x as f64).collect())).collect();
     let mut out = HashMap::new();
     for step in 0..n {
-        if let Some(lr) = state.get_mut("lr") {
+        if let Some(lr) = state.get_mut(&Role::Scalar(Scalar::Lr)) {
             *lr = vec![lr_at(step) as f64];
         }
         out = interp::outputs(&planned.graph, &state, Precision::F64).unwrap();
@@ -151,13 +152,13 @@ fn distance(t: f64, x: f32) -> f64 {
 /// how many values, the worst of them, and the references' worst distance.
 fn disagreements(
     what: &str,
-    truth: &HashMap<String, Vec<f64>>,
+    truth: &interp::Values,
     references: &[&Values],
     got: &Values,
     bound: &Bound,
 ) -> Vec<String> {
     let mut found = Vec::new();
-    let mut names: Vec<&String> = truth.keys().collect();
+    let mut names: Vec<&Role> = truth.keys().collect();
     names.sort();
     for name in names {
         let t = &truth[name];
@@ -189,8 +190,8 @@ fn disagreements(
 /// The inputs with Adam's second moments at least 0.01, as a weight in training has them:
 /// near zero, the step divides a gradient's rounding by their root.
 fn conditioned(mut inputs: Values) -> Values {
-    for (name, v) in inputs.iter_mut() {
-        if name.ends_with("exp_avg_sq") {
+    for (role, v) in inputs.iter_mut() {
+        if matches!(role, Role::State(_, s) if s == "exp_avg_sq") {
             v.iter_mut().for_each(|x| *x += 0.01);
         }
     }
@@ -231,7 +232,7 @@ fn five_step_cases() -> Vec<Case> {
 /// float32 and the CPU back end, each over the same steps.
 struct Measured {
     inputs: Values,
-    truth: HashMap<String, Vec<f64>>,
+    truth: interp::Values,
     interp32: Values,
     cpu: Values,
 }
@@ -278,11 +279,18 @@ fn the_bound_is_meaningful_and_catches_a_wrong_value() {
         let m = measure(&case, &cpu);
         found.extend(m.disagreements(&case, &m.cpu));
         let mut moved = m.cpu.clone();
-        let name = case.planned.graph.outputs.iter().map(|(n, _)| n).find(|n| n.ends_with(".weight")).unwrap();
+        let name = case
+            .planned
+            .graph
+            .outputs
+            .iter()
+            .map(|(r, _)| r)
+            .find(|r| matches!(r, Role::Param(p) if p.ends_with(".weight")))
+            .unwrap();
         for (i, x) in moved.get_mut(name).unwrap().iter_mut().enumerate().step_by(100) {
             *x += 1e-3 * m.truth[name][i].abs().max(1.0) as f32;
         }
-        let caught = m.disagreements(&case, &moved).iter().any(|l| l.contains(name));
+        let caught = m.disagreements(&case, &moved).iter().any(|l| l.contains(&format!(": {name}:")));
         assert!(caught, "{}: {name} moved by 1e-3 at every 100th value passes", case.what);
     }
     assert!(found.is_empty(), "{}", found.join("\n"));

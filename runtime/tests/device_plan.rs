@@ -10,6 +10,7 @@ mod common;
 
 use hoyer_compiler::codegen::cuda;
 use hoyer_compiler::kernel::{eval, Body, Loop, Program, Storage};
+use hoyer_ir::Role;
 use hoyer_runtime::cuda::plan::{self, DeviceOp};
 use std::collections::HashMap;
 
@@ -36,12 +37,12 @@ fn nests(p: &Program) -> HashMap<String, &Loop> {
 
 /// Runs `ops` on host memory laid out as the device's would be: each bound buffer its own
 /// allocation, temporaries in one arena.
-fn run_on_host(p: &Program, ops: &[DeviceOp], bound: &mut HashMap<String, Vec<f32>>) {
+fn run_on_host(p: &Program, ops: &[DeviceOp], bound: &mut HashMap<Role, Vec<f32>>) {
     let nests = nests(p);
     let mut arena = vec![f32::NAN; p.arena];
     let slice = |b: usize| match p.buffers[b].storage {
         Storage::Temp { offset } => offset..offset + p.buffers[b].numel(),
-        Storage::Bound => 0..p.buffers[b].numel(),
+        Storage::Bound(_) => 0..p.buffers[b].numel(),
     };
     for op in ops {
         let used: Vec<usize> = match op {
@@ -51,8 +52,8 @@ fn run_on_host(p: &Program, ops: &[DeviceOp], bound: &mut HashMap<String, Vec<f3
         // Copy in, run, copy out: each buffer once (a launch lists a buffer once).
         let mut mem: Vec<Vec<f32>> = used
             .iter()
-            .map(|&b| match p.buffers[b].storage {
-                Storage::Bound => bound[&p.buffers[b].name].clone(),
+            .map(|&b| match &p.buffers[b].storage {
+                Storage::Bound(role) => bound[role].clone(),
                 Storage::Temp { .. } => arena[slice(b)].to_vec(),
             })
             .collect();
@@ -71,8 +72,8 @@ fn run_on_host(p: &Program, ops: &[DeviceOp], bound: &mut HashMap<String, Vec<f3
             }
         }
         for (&b, data) in used.iter().zip(mem) {
-            match p.buffers[b].storage {
-                Storage::Bound => *bound.get_mut(&p.buffers[b].name).unwrap() = data,
+            match &p.buffers[b].storage {
+                Storage::Bound(role) => *bound.get_mut(role).unwrap() = data,
                 Storage::Temp { .. } => arena[slice(b)].copy_from_slice(&data),
             }
         }
@@ -87,11 +88,11 @@ fn every_programs_device_plan_computes_what_the_program_does() {
         let ops = plan::plan(&p, &rendered.launches).unwrap_or_else(|e| panic!("{name}: {}", e.message));
         products += ops.iter().filter(|o| matches!(o, DeviceOp::Gemm(_))).count();
         // Inputs: small whole numbers, which a gather or one-hot can read as indices too.
-        let mut inputs: HashMap<String, Vec<f32>> = HashMap::new();
+        let mut inputs: HashMap<Role, Vec<f32>> = HashMap::new();
         for (i, b) in p.buffers.iter().enumerate() {
-            if b.storage == Storage::Bound {
+            if let Some(role) = b.role() {
                 let v = (0..b.numel()).map(|j| ((i * 31 + j * 7) % 3) as f32).collect();
-                inputs.insert(b.name.clone(), v);
+                inputs.insert(role.clone(), v);
             }
         }
         let mut want = inputs.clone();

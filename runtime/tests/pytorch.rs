@@ -10,7 +10,7 @@ use hoyer_front::check_source;
 use hoyer_front::layers::Init;
 use hoyer_front::program::Step as PlanStep;
 use hoyer_ir::interp::{self, Precision};
-use hoyer_ir::{numel, InputKind};
+use hoyer_ir::{numel, Output, Role, Scalar, Sum};
 use hoyer_runtime::backend::{Backend, Bindings};
 use hoyer_runtime::cpu::Cpu;
 use hoyer_runtime::stepper::OptimizerScalars;
@@ -77,42 +77,50 @@ fn agree(spec: &str, train: &str, name: &str, classes: usize, strength: f32, tol
     let mut store = Store::new();
     let mut bind = Bindings::new();
     // The same step through the reference interpreter in float64, from the same inputs.
-    let mut reference: HashMap<String, Vec<f64>> = HashMap::new();
+    let mut reference: interp::Values = HashMap::new();
     // Numbered as PyTorch's `named_parameters()`.
     let trainable: Vec<&str> = model.trainable().map(|p| p.name.as_str()).collect();
-    for (id, input, kind) in g.inputs() {
+    for (id, role) in g.inputs() {
         let shape = g.shape(id).to_vec();
-        let t = store.alloc(input, &shape).unwrap();
+        let t = store.alloc(&role.to_string(), &shape, g.dtype(id)).unwrap();
         // Normalization layers keep PyTorch's constant init (weight 1, bias 0, statistics).
-        let constant = model.param(input).and_then(|p| match p.init {
+        let constant = role.of_param().and_then(|p| model.param(p)).and_then(|p| match p.init {
             Init::Constant(v) => Some(v as f32),
             _ => None,
         });
-        let v: Vec<f64> = match kind {
-            _ if constant.is_some() => vec![constant.unwrap_or(0.0) as f64; numel(&shape)],
-            InputKind::Param => init(trainable.iter().position(|p| *p == input).unwrap(), &shape),
-            _ if input == "lr" => vec![LR],
-            _ if input.starts_with("strength.") => vec![strength as f64],
-            _ if input.ends_with(".mask") => vec![1.0; numel(&shape)],
+        let v: Vec<f64> = match role {
+            Role::Param(_) | Role::Buffer(_) if constant.is_some() => {
+                vec![constant.unwrap_or(0.0) as f64; numel(&shape)]
+            }
+            Role::Param(p) => init(trainable.iter().position(|q| q == p).unwrap(), &shape),
+            Role::Scalar(Scalar::Lr) => vec![LR],
+            Role::Scalar(Scalar::Strength(_)) => vec![strength as f64],
+            Role::Mask(_) => vec![1.0; numel(&shape)],
             _ => vec![0.0; numel(&shape)],
         };
-        store.write(t, &narrow(&v)).unwrap();
-        reference.insert(input.to_string(), v);
-        bind.insert(input.to_string(), t);
+        if role != &Role::Labels {
+            store.write(t, &narrow(&v)).unwrap();
+        }
+        reference.insert(role.clone(), v);
+        bind.insert(role.clone(), t);
     }
     for (output, v) in &g.outputs {
-        bind.entry(output.clone()).or_insert_with(|| store.alloc(output, g.shape(*v)).unwrap());
+        bind.entry(output.clone())
+            .or_insert_with(|| store.alloc(&output.to_string(), g.shape(*v), g.dtype(*v)).unwrap());
     }
     let mut exe = cpu.compile(&planned, &mut store, &bind).unwrap();
-    let sample = numel(&g.shape(g.inputs().find(|i| i.1 == "x").unwrap().0)[1..]);
+    let sample = numel(&g.shape(g.input(&Role::Data).unwrap())[1..]);
     let want = fixture(name);
-    let adam = g.inputs().any(|i| i.1 == "step_size");
+    let step_size = Role::Scalar(Scalar::StepSize);
+    let inv_bc2 = Role::Scalar(Scalar::InvBiasCorrection2Sqrt);
+    let adam = g.input(&step_size).is_some();
+    let loss_sum = bind[&Role::Sum(Sum::Loss)];
     for (s, want_loss) in want["loss"].iter().enumerate().take(STEPS) {
         let (x, y) = batch(s, sample, classes);
-        store.write(bind["x"], &narrow(&x)).unwrap();
-        store.write(bind["labels"], &narrow(&y)).unwrap();
+        store.write(bind[&Role::Data], &narrow(&x)).unwrap();
+        store.write_i32(bind[&Role::Labels], &y.iter().map(|&c| c as i32).collect::<Vec<_>>()).unwrap();
         // Adam's per-step scalars from the runtime's own rule, which must give PyTorch's.
-        if let Some(&id) = bind.get("step_size") {
+        if let Some(&id) = bind.get(&step_size) {
             let k = OptimizerScalars::at(&phase.optimizer, s as u64 + 1, ADAM_LR);
             let (size, inv) = (want["adam_step_size"][s], want["adam_inv_bias_correction2_sqrt"][s]);
             assert!(
@@ -126,34 +134,35 @@ fn agree(spec: &str, train: &str, name: &str, classes: usize, strength: f32, tol
                 k.inv_bias_correction2_sqrt
             );
             store.write(id, &[k.step_size]).unwrap();
-            store.write(bind["inv_bias_correction2_sqrt"], &[k.inv_bias_correction2_sqrt]).unwrap();
-            reference.insert("step_size".into(), vec![size as f64]);
-            reference.insert("inv_bias_correction2_sqrt".into(), vec![inv as f64]);
+            store.write(bind[&inv_bc2], &[k.inv_bias_correction2_sqrt]).unwrap();
+            reference.insert(step_size.clone(), vec![size as f64]);
+            reference.insert(inv_bc2.clone(), vec![inv as f64]);
         }
-        reference.insert("x".into(), x);
-        reference.insert("labels".into(), y);
+        reference.insert(Role::Data, x);
+        reference.insert(Role::Labels, y);
         for (k, v) in interp::outputs(g, &reference, Precision::F64).unwrap() {
             reference.insert(k, v);
         }
         // The step adds its batch's loss to `loss_sum`.
-        let before = store.read(bind["loss_sum"]).unwrap()[0];
+        let before = store.read(loss_sum).unwrap()[0];
         exe.run(&mut store).unwrap();
-        let loss = store.read(bind["loss_sum"]).unwrap()[0] - before;
+        let loss = store.read(loss_sum).unwrap()[0] - before;
         assert!((loss - want_loss).abs() <= 1e-5 * want_loss.abs(), "{name} step {s}: loss {loss}");
     }
     // Every parameter and buffer (running statistics, batches counted), and Adam's moments.
     let moments = model
         .trainable()
         .filter(|_| adam)
-        .flat_map(|p| [format!("{}.exp_avg", p.name), format!("{}.exp_avg_sq", p.name)]);
-    let checked: Vec<String> = model.params.iter().map(|p| p.name.clone()).chain(moments).collect();
-    for p in checked.iter().map(String::as_str) {
-        let (got, w) = (store.read(bind[p]).unwrap(), &want[p]);
+        .flat_map(|p| [Role::state(&p.name, "exp_avg"), Role::state(&p.name, "exp_avg_sq")]);
+    let checked: Vec<Role> = model.params.iter().map(|p| p.role()).chain(moments).collect();
+    for role in &checked {
+        let p = role.to_string();
+        let (got, w) = (store.read(bind[role]).unwrap(), &want[&p]);
         assert_eq!(got.len(), w.len(), "{name}: {p}");
         let scale = w.iter().fold(0f32, |m, v| m.max(v.abs()));
         // In float64 the step computes what PyTorch's float64 step does, up to the fixture's
         // own rounding to float32: the semantics, apart from any back end's rounding.
-        for (i, (a, b)) in reference[p].iter().zip(w).enumerate() {
+        for (i, (a, b)) in reference[role].iter().zip(w).enumerate() {
             let b = *b as f64;
             assert!(
                 (a - b).abs() <= 1e-6 * b.abs().max(1e-2 * scale as f64),
@@ -193,12 +202,12 @@ fn agree(spec: &str, train: &str, name: &str, classes: usize, strength: f32, tol
         let planned = pipeline::eval(model, BATCH, &cpu.options()).unwrap();
         let mut eval_bind = Bindings::new();
         for p in &model.params {
-            eval_bind.insert(p.name.clone(), bind[&p.name]);
+            eval_bind.insert(p.role(), bind[&p.role()]);
         }
         let mut exe = cpu.compile(&planned, &mut store, &eval_bind).unwrap();
-        store.write(exe.tensor("x").unwrap(), &narrow(&batch(0, sample, classes).0)).unwrap();
+        store.write(exe.tensor(&Role::Data).unwrap(), &narrow(&batch(0, sample, classes).0)).unwrap();
         exe.run(&mut store).unwrap();
-        let got = store.read(exe.tensor("logits").unwrap()).unwrap();
+        let got = store.read(exe.tensor(&Role::Output(Output::Logits)).unwrap()).unwrap();
         for (i, (a, b)) in got.iter().zip(want_logits).enumerate() {
             assert!((a - b).abs() <= tol * b.abs().max(1.0), "{name}: eval logits[{i}]: hoyerc {a}, PyTorch {b}");
         }

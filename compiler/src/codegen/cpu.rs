@@ -24,10 +24,10 @@
 //!   the scalar tail: the order depends only on the shapes.
 
 use crate::error::CompileError;
-use crate::kernel::{AccType, Body, Fill, Guard, Inst, Loop, Program, Reduction, Reg, View};
+use crate::kernel::{AccType, Body, Dtype, Fill, Guard, Inst, Loop, Program, Reduction, Reg, View};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::immediates::{Ieee32, Ieee64};
-use cranelift_codegen::ir::types::{F32, F32X4, F64, F64X2, I32, I64, I8, I8X16};
+use cranelift_codegen::ir::types::{F32, F32X4, F64, F64X2, I32, I32X4, I64, I8, I8X16};
 use cranelift_codegen::ir::{
     AbiParam, ConstantData, Endianness, ExtFuncData, ExternalName, FuncRef, Function, InstBuilder, MemFlagsData,
     Signature, UserExternalName, UserFuncName, Value,
@@ -227,6 +227,9 @@ struct Emitter<'a, 'b> {
     vaxis: Option<usize>,
     /// Base address of each argument.
     base: HashMap<u32, Value>,
+    /// The type of each argument's elements: an integer one is converted to and from float32
+    /// where it is loaded and stored.
+    dtypes: Vec<Dtype>,
     /// Loop index per domain axis.
     vars: Vec<Variable>,
     /// Bounds of the parallel axes.
@@ -286,8 +289,8 @@ impl Accumulator {
     }
 }
 
-/// Builds the function of loop nest `l`.
-pub fn loop_function(l: &Loop, name: u32, target: &Target) -> Result<Function, CompileError> {
+/// Builds the function of loop nest `l`, whose arguments hold elements of `dtypes`.
+pub fn loop_function(l: &Loop, dtypes: &[Dtype], name: u32, target: &Target) -> Result<Function, CompileError> {
     let jammed;
     let (l, jam) = match jam_axis(l) {
         Some((p, copies)) => {
@@ -360,6 +363,7 @@ pub fn loop_function(l: &Loop, name: u32, target: &Target) -> Result<Function, C
             after: l.after_reduction(),
             vaxis: vector_axis(l),
             base,
+            dtypes: dtypes.to_vec(),
             vars,
             lo,
             hi,
@@ -707,6 +711,33 @@ impl Emitter<'_, '_> {
         self.b.ins().store(access(), x, ptr, bytes);
     }
 
+    /// One element (or four adjacent ones) of `arg` as float32.
+    fn load_elem(&mut self, arg: u32, vector: bool, ptr: Value, bytes: i64) -> Value {
+        match (self.dtypes[arg as usize], vector) {
+            (Dtype::F32, false) => self.load_imm(F32, ptr, bytes),
+            (Dtype::F32, true) => self.load_imm(F32X4, ptr, bytes),
+            (Dtype::I32, false) => {
+                let x = self.load_imm(I32, ptr, bytes);
+                self.b.ins().fcvt_from_sint(F32, x)
+            }
+            (Dtype::I32, true) => {
+                let x = self.load_imm(I32X4, ptr, bytes);
+                self.b.ins().fcvt_from_sint(F32X4, x)
+            }
+        }
+    }
+
+    /// Stores float32 `x` (one element, or four adjacent) into `arg`, converted to its type
+    /// (an integer one drops the fraction).
+    fn store_elem(&mut self, arg: u32, x: Value, vector: bool, ptr: Value, bytes: i64) {
+        let x = match (self.dtypes[arg as usize], vector) {
+            (Dtype::F32, _) => x,
+            (Dtype::I32, false) => self.b.ins().fcvt_to_sint_sat(I32, x),
+            (Dtype::I32, true) => self.b.ins().fcvt_to_sint_sat(I32X4, x),
+        };
+        self.store_imm(x, ptr, bytes);
+    }
+
     fn fold_offset(&mut self, ptr: Value, bytes: i64) -> (Value, i32) {
         match i32::try_from(bytes) {
             Ok(b) => (ptr, b),
@@ -722,15 +753,15 @@ impl Emitter<'_, '_> {
     fn load_at(&mut self, arg: u32, element: Element, stride: i64, mode: Mode) -> Val {
         let (addr, at) = self.address(arg, element);
         if mode == Mode::Scalar || stride == 0 {
-            return Val { v: self.load_imm(F32, addr, at), vector: false };
+            return Val { v: self.load_elem(arg, false, addr, at), vector: false };
         }
         if stride == 1 {
-            return Val { v: self.load_imm(F32X4, addr, at), vector: true };
+            return Val { v: self.load_elem(arg, true, addr, at), vector: true };
         }
-        let first = self.load_imm(F32, addr, at);
+        let first = self.load_elem(arg, false, addr, at);
         let mut v = self.b.ins().scalar_to_vector(F32X4, first);
         for k in 1..LANES {
-            let x = self.load_imm(F32, addr, at + k as i64 * stride * 4);
+            let x = self.load_elem(arg, false, addr, at + k as i64 * stride * 4);
             v = self.b.ins().insertlane(v, x, k as u8);
         }
         Val { v, vector: true }
@@ -882,7 +913,7 @@ impl Emitter<'_, '_> {
                         let r = self.b.ins().imul_imm_s(r, *row_stride);
                         let ek = Element { v: self.b.ins().iadd(e.v, r), offset: e.offset + k as i64 * s };
                         let (addr, at) = self.address(*arg, ek);
-                        let x = self.load_imm(F32, addr, at);
+                        let x = self.load_elem(*arg, false, addr, at);
                         v = Some(match v {
                             None => self.b.ins().scalar_to_vector(F32X4, x),
                             Some(v) => self.b.ins().insertlane(v, x, k as u8),
@@ -935,17 +966,17 @@ impl Emitter<'_, '_> {
             if val.vector {
                 return Err(internal("a vector stored as a scalar"));
             }
-            self.store_imm(val.v, addr, at);
+            self.store_elem(s.arg, val.v, false, addr, at);
         } else if stride == 1 {
             let v = self.splat(val);
-            self.store_imm(v, addr, at);
+            self.store_elem(s.arg, v, true, addr, at);
         } else if stride == 0 {
             return Err(internal("four lanes stored to one element"));
         } else {
             let v = self.splat(val);
             for k in 0..LANES {
                 let x = self.b.ins().extractlane(v, k as u8);
-                self.store_imm(x, addr, at + k as i64 * stride * 4);
+                self.store_elem(s.arg, x, false, addr, at + k as i64 * stride * 4);
             }
         }
         Ok(())
@@ -1186,8 +1217,9 @@ pub fn clif_text(p: &Program) -> Result<String, CompileError> {
         if nests.is_empty() {
             out += "\n";
         }
+        let dtypes: Vec<Dtype> = k.args.iter().map(|a| p.buffer(a.buffer).dtype).collect();
         for l in nests {
-            let f = loop_function(l, i as u32, &target)?;
+            let f = loop_function(l, &dtypes, i as u32, &target)?;
             let v = match vector_axis(l) {
                 Some(a) => format!(", axis {a} four lanes wide"),
                 None => String::new(),

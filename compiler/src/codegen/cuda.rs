@@ -21,7 +21,7 @@
 //! kernel IR did not ask for (NVRTC without fast math, `--fmad=false`).
 
 use crate::error::CompileError;
-use crate::kernel::{AccType, Body, Inst, Kernel, Loop, MatMul, Program, Role, View};
+use crate::kernel::{AccType, Access, Body, Dtype, Inst, Kernel, Loop, MatMul, Program, View};
 use hoyer_ir::semantics::{self, ElemOp, Prim};
 use hoyer_ir::ReduceOp;
 use std::fmt::Write;
@@ -205,10 +205,14 @@ struct Nest<'a> {
     after: Vec<bool>,
     /// Per instruction: whether it varies along the reduction axes.
     inner: Vec<bool>,
+    /// The arguments holding integers (stores to them convert).
+    int_args: Vec<u32>,
 }
 
 impl<'a> Nest<'a> {
-    fn new(l: &'a Loop) -> Self {
+    fn new(l: &'a Loop, p: &Program, k: &Kernel) -> Self {
+        let int_args =
+            (0..k.args.len() as u32).filter(|&a| p.buffer(k.args[a as usize].buffer).dtype == Dtype::I32).collect();
         let np = l.parallel.len();
         let after = l.after_reduction();
         let mut inner = vec![false; l.body.len()];
@@ -237,7 +241,7 @@ impl<'a> Nest<'a> {
                 used[*a] = true;
             }
         }
-        Nest { l, used, after, inner }
+        Nest { l, used, after, inner, int_args }
     }
 
     fn inst(&self, i: usize, names: &[String]) -> String {
@@ -281,7 +285,8 @@ impl<'a> Nest<'a> {
                 at = Section::Inner;
             }
             if at == section {
-                let _ = writeln!(out, "{indent}{}[{}] = r{};", names[s.arg as usize], index(&s.view), s.value.0);
+                let cast = if self.int_args.contains(&s.arg) { "(int)" } else { "" };
+                let _ = writeln!(out, "{indent}{}[{}] = {cast}r{};", names[s.arg as usize], index(&s.view), s.value.0);
             }
         }
     }
@@ -302,9 +307,16 @@ fn signature(p: &Program, k: &Kernel, name: &str) -> (String, Vec<String>) {
         .args
         .iter()
         .zip(&names)
-        .map(|(a, n)| match a.role {
-            Role::Read => format!("const float* __restrict__ {n}"),
-            _ => format!("float* __restrict__ {n}"),
+        .map(|(a, n)| {
+            // Integer buffers are read into float registers and written back converted.
+            let ty = match p.buffer(a.buffer).dtype {
+                Dtype::F32 => "float",
+                Dtype::I32 => "int",
+            };
+            match a.access {
+                Access::Read => format!("const {ty}* __restrict__ {n}"),
+                _ => format!("{ty}* __restrict__ {n}"),
+            }
         })
         .collect();
     let described: Vec<String> =
@@ -321,7 +333,7 @@ fn signature(p: &Program, k: &Kernel, name: &str) -> (String, Vec<String>) {
 /// Renders one loop nest as a kernel named `name`; returns its grid size.
 fn loop_kernel(out: &mut String, p: &Program, k: &Kernel, l: &Loop, name: &str) -> Result<u32, CompileError> {
     let (head, names) = signature(p, k, name);
-    let nest = Nest::new(l);
+    let nest = Nest::new(l, p, k);
     let np = l.parallel.len();
     let points: usize = l.parallel.iter().product();
     let reduce_points: usize = l.reduce.iter().product();

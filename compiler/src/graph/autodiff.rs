@@ -61,7 +61,7 @@ pub fn grad(g: &mut Graph, loss: ValueId, wrt: &[ValueId]) -> Vec<ValueId> {
 fn vjp(g: &mut Graph, op: &Op, y: ValueId, gy: ValueId) -> Vec<(ValueId, ValueId)> {
     match *op {
         // Data, labels and index arithmetic carry no gradient.
-        Op::Input { .. } | Op::Const(_) | Op::OneHot { .. } | Op::Gather { .. } | Op::Iota { .. } => vec![],
+        Op::Input(_) | Op::Const(_) | Op::OneHot { .. } | Op::Gather { .. } | Op::Iota { .. } => vec![],
         Op::Select { cond, on_true, on_false } => {
             // The gradient goes to the side that was taken; the other gets exact zeros.
             let s = g.shape(y).to_vec();
@@ -259,7 +259,7 @@ fn vjp(g: &mut Graph, op: &Op, y: ValueId, gy: ValueId) -> Vec<(ValueId, ValueId
 mod tests {
     use super::*;
     use hoyer_ir::interp::{run, Precision};
-    use hoyer_ir::InputKind;
+    use hoyer_ir::Role;
 
     /// Deterministic pseudo-random numbers in [lo, hi), kept away from zero by `gap`.
     fn numbers(n: usize, seed: u64, gap: f64) -> Vec<f64> {
@@ -279,17 +279,17 @@ mod tests {
     /// derives with central finite differences, in float64.
     fn check(name: &str, shape: Vec<usize>, x0: Vec<f64>, f: impl Fn(&mut Graph, ValueId) -> ValueId) {
         let mut g = Graph::default();
-        let x = g.input_value("x", InputKind::Param, shape);
+        let x = g.input_value(Role::param("x"), shape);
         let y = f(&mut g, x);
         let ys = g.shape(y).to_vec();
-        let w = g.input_value("w", InputKind::Data, ys.clone());
+        let w = g.input_value(Role::param("w"), ys.clone());
         let prod = g.binary(Binary::Mul, y, w);
         let loss = g.sum_all(prod);
         let dx = grad(&mut g, loss, &[x])[0];
         g.validate().unwrap();
         let weights = numbers(hoyer_ir::numel(&ys), 99, 0.1);
         let eval = |xv: &[f64]| -> Vec<Vec<f64>> {
-            let inputs = [("x".to_string(), xv.to_vec()), ("w".to_string(), weights.clone())].into_iter().collect();
+            let inputs = [(Role::param("x"), xv.to_vec()), (Role::param("w"), weights.clone())].into_iter().collect();
             run(&g, &inputs, Precision::F64).unwrap()
         };
         let analytic = eval(&x0)[dx.index()].clone();
@@ -372,11 +372,11 @@ mod tests {
             (ReduceOp::MaxFirst, vec![0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]),
         ] {
             let mut g = Graph::default();
-            let x = g.input_value("x", InputKind::Param, vec![2, 4]);
+            let x = g.input_value(Role::param("x"), vec![2, 4]);
             let m = g.reduce(op, x, vec![1]);
             let loss = g.sum_all(m);
             let gx = grad(&mut g, loss, &[x])[0];
-            let inputs = [("x".to_string(), vec![1.0, 3.0, 3.0, 2.0, 5.0, 5.0, 5.0, 5.0])].into_iter().collect();
+            let inputs = [(Role::param("x"), vec![1.0, 3.0, 3.0, 2.0, 5.0, 5.0, 5.0, 5.0])].into_iter().collect();
             assert_eq!(run(&g, &inputs, Precision::F64).unwrap()[gx.index()], want, "{op:?}");
         }
     }
@@ -468,12 +468,12 @@ mod tests {
     fn detach_passes_the_value_and_stops_the_gradient() {
         // loss = sum(x · detach(x)): the gradient is detach(x) = x, not 2x.
         let mut g = Graph::default();
-        let x = g.input_value("x", InputKind::Param, vec![3]);
+        let x = g.input_value(Role::param("x"), vec![3]);
         let d = g.unary(Unary::Detach, x);
         let p = g.binary(Binary::Mul, x, d);
         let loss = g.sum_all(p);
         let gx = grad(&mut g, loss, &[x])[0];
-        let inputs = [("x".to_string(), vec![1.0, -2.0, 3.0])].into_iter().collect();
+        let inputs = [(Role::param("x"), vec![1.0, -2.0, 3.0])].into_iter().collect();
         let v = run(&g, &inputs, Precision::F64).unwrap();
         assert_eq!(v[d.index()], vec![1.0, -2.0, 3.0]);
         assert_eq!(v[gx.index()], vec![1.0, -2.0, 3.0]);
@@ -482,12 +482,12 @@ mod tests {
     #[test]
     fn gathered_rows_carry_no_gradient_to_the_indices() {
         let mut g = Graph::default();
-        let t = g.input_value("t", InputKind::Data, vec![4, 2]);
-        let i = g.input_value("i", InputKind::Param, vec![3]);
+        let t = g.input_value(Role::param("t"), vec![4, 2]);
+        let i = g.input_value(Role::param("i"), vec![3]);
         let rows = g.gather(t, i);
         let loss = g.sum_all(rows);
         let gi = grad(&mut g, loss, &[i])[0];
-        let inputs = [("t".to_string(), (0..8).map(f64::from).collect()), ("i".to_string(), vec![3.0, 0.0, 3.0])]
+        let inputs = [(Role::param("t"), (0..8).map(f64::from).collect()), (Role::param("i"), vec![3.0, 0.0, 3.0])]
             .into_iter()
             .collect();
         let v = run(&g, &inputs, Precision::F64).unwrap();
@@ -498,11 +498,11 @@ mod tests {
     #[test]
     fn unrelated_inputs_get_zero_gradients() {
         let mut g = Graph::default();
-        let x = g.input_value("x", InputKind::Param, vec![2]);
-        let z = g.input_value("z", InputKind::Param, vec![3]);
+        let x = g.input_value(Role::param("x"), vec![2]);
+        let z = g.input_value(Role::param("z"), vec![3]);
         let loss = g.sum_all(x);
         let grads = grad(&mut g, loss, &[x, z]);
-        let inputs = [("x".to_string(), vec![1.0, 2.0]), ("z".to_string(), vec![0.0; 3])].into_iter().collect();
+        let inputs = [(Role::param("x"), vec![1.0, 2.0]), (Role::param("z"), vec![0.0; 3])].into_iter().collect();
         let v = run(&g, &inputs, Precision::F64).unwrap();
         assert_eq!(v[grads[0].index()], vec![1.0, 1.0]);
         assert_eq!(v[grads[1].index()], vec![0.0; 3]);

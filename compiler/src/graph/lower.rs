@@ -7,7 +7,7 @@ use hoyer_front::check::find_function;
 use hoyer_front::layers::{Lowering, Mode};
 use hoyer_front::program::{Function, Model, PenaltyTerm, Program};
 use hoyer_front::syntax::ast::{BinOp, Expr, ExprKind};
-use hoyer_ir::{Binary, Graph, InputKind, ReduceOp, Unary, ValueId};
+use hoyer_ir::{Augment, Binary, Dtype, Graph, Output, ReduceOp, Role, Scalar, Unary, ValueId};
 use std::collections::HashMap;
 
 /// The forward computation of one phase over a batch.
@@ -16,25 +16,17 @@ pub struct Forward {
     pub graph: Graph,
     /// Trainable parameter inputs, in model order.
     pub params: Vec<(String, ValueId)>,
-    /// New values of the buffers the forward pass keeps (batch norm's running statistics),
-    /// by name: outputs of the step that update their inputs.
-    pub updates: Vec<(String, ValueId)>,
+    /// New values of the buffers the forward pass keeps (batch norm's running statistics):
+    /// outputs of the step that update their inputs.
+    pub updates: Vec<(Role, ValueId)>,
     pub logits: ValueId,
     /// Mean cross-entropy over the batch.
     pub loss: ValueId,
-    /// The sum of all penalty terms, each times its strength input `strength.K`.
+    /// The sum of all penalty terms, each times its strength (the scalar `Strength(k)`).
     pub penalty: ValueId,
     /// `loss + penalty`: what the step differentiates.
     pub objective: ValueId,
     pub batch: usize,
-}
-
-/// Names of the data inputs (`layers::DATA`, the batch of samples, is the input layer's).
-pub use hoyer_front::layers::{DATA, DROPOUT_KEY};
-pub const LABELS: &str = "labels";
-
-pub fn strength_input(term: usize) -> String {
-    format!("strength.{term}")
 }
 
 /// Lowers the model and loss, with the given penalty terms.
@@ -55,7 +47,7 @@ pub fn lower(
     // x is −0, so the simplifier may not drop the add).
     let mut penalty = None;
     for (k, term) in penalties.iter().enumerate() {
-        let strength = g.input_value(&strength_input(k), InputKind::Scalar, vec![]);
+        let strength = g.input_value(Role::Scalar(Scalar::Strength(k)), vec![]);
         let mut sum = None;
         for t in &term.tensors {
             let p = params.iter().find(|(n, _)| n == t).ok_or_else(|| internal(format!("no parameter {t}")))?.1;
@@ -81,7 +73,11 @@ pub fn lower(
         Some(p) => (p, g.binary(Binary::Add, loss, p)),
         None => (g.scalar(0.0), loss),
     };
-    g.outputs = vec![("loss".into(), loss), ("penalty".into(), penalty), ("objective".into(), objective)];
+    g.outputs = vec![
+        (Role::Output(Output::Loss), loss),
+        (Role::Output(Output::Penalty), penalty),
+        (Role::Output(Output::Objective), objective),
+    ];
     Ok(Forward { graph: g, params, updates, logits, loss, penalty, objective, batch })
 }
 
@@ -91,8 +87,8 @@ fn param_inputs(g: &mut Graph, model: &Model) -> Vec<(String, ValueId)> {
         .params
         .iter()
         .map(|p| {
-            let kind = if p.trainable() { InputKind::Param } else { InputKind::State };
-            (p.name.clone(), g.input_value(&p.name, kind, p.shape.iter().map(|&d| d as usize).collect()))
+            let role = if p.trainable() { Role::Param(p.name.clone()) } else { Role::Buffer(p.name.clone()) };
+            (p.name.clone(), g.input_value(role, p.shape.iter().map(|&d| d as usize).collect()))
         })
         .collect()
 }
@@ -102,23 +98,11 @@ pub fn lower_eval(model: &Model, batch: usize) -> Result<(Graph, ValueId), Compi
     let mut g = Graph::default();
     let params = param_inputs(&mut g, model);
     let (logits, _) = forward(&mut g, model, &params, batch, Mode::Eval)?;
-    g.outputs = vec![("logits".into(), logits)];
+    g.outputs = vec![(Role::Output(Output::Logits), logits)];
     let g = crate::graph::passes::simplify(&g);
     let logits = g.outputs[0].1;
     Ok((g, logits))
 }
-
-/// Inputs of the batch gather: the resident data set, its labels, the epoch's order of
-/// samples, and where in that order the batch starts.
-pub const TABLE: &str = "table";
-pub const TABLE_LABELS: &str = "table_labels";
-pub const ORDER: &str = "order";
-pub const START: &str = "start";
-/// Per-sample augmentation of the training set, drawn every epoch: the crop's offsets
-/// (0 to 2 · padding) and whether to flip.
-pub const AUG_DY: &str = "augment_dy";
-pub const AUG_DX: &str = "augment_dx";
-pub const AUG_FLIP: &str = "augment_flip";
 
 /// How the training gather transforms each image sample [c, h, w]: pad by `padding` and crop
 /// back at the sample's offsets, then mirror where the sample's flip is 1.
@@ -131,13 +115,13 @@ pub struct Augmentation {
 /// The batch gather: `x` and `labels` of `batch` samples, rows `order[start + i]` of a data
 /// set of `rows` samples of `sample` shape resident in memory. The runtime uploads `order`
 /// once per epoch and sets `start` per step; nothing else crosses to the device.
-pub fn lower_gather(rows: usize, sample: &[usize], batch: usize, augment: Option<Augmentation>) -> Graph {
+pub fn lower_gather(rows: usize, sample: &[usize], dtype: Dtype, batch: usize, augment: Option<Augmentation>) -> Graph {
     let mut g = Graph::default();
     let table_shape: Vec<usize> = std::iter::once(rows).chain(sample.iter().copied()).collect();
-    let table = g.input_value(TABLE, InputKind::Data, table_shape);
-    let labels = g.input_value(TABLE_LABELS, InputKind::Labels, vec![rows]);
-    let order = g.input_value(ORDER, InputKind::Data, vec![rows]);
-    let start = g.input_value(START, InputKind::Scalar, vec![]);
+    let table = g.input_typed(Role::Table, dtype, table_shape);
+    let labels = g.input_typed(Role::TableLabels, Dtype::I32, vec![rows]);
+    let order = g.input_typed(Role::Order, Dtype::I32, vec![rows]);
+    let start = g.input_value(Role::Scalar(Scalar::Start), vec![]);
     let i = g.iota(vec![batch], 0);
     let start_b = g.broadcast(start, &[batch], vec![]);
     let position = g.binary(Binary::Add, start_b, i);
@@ -148,7 +132,7 @@ pub fn lower_gather(rows: usize, sample: &[usize], batch: usize, augment: Option
         (Some(a), &[c, h, w]) => augmented(&mut g, x, picked, rows, [batch, c, h, w], a),
         _ => x,
     };
-    g.outputs = vec![(DATA.into(), x), (LABELS.into(), y)];
+    g.outputs = vec![(Role::Data, x), (Role::Labels, y)];
     g
 }
 
@@ -158,12 +142,12 @@ pub fn lower_gather(rows: usize, sample: &[usize], batch: usize, augment: Option
 fn augmented(g: &mut Graph, x: ValueId, picked: ValueId, rows: usize, shape: [usize; 4], a: Augmentation) -> ValueId {
     let [batch, c, h, w] = shape;
     let s = shape.to_vec();
-    let per_sample = |g: &mut Graph, name: &str| {
-        let table = g.input_value(name, InputKind::Data, vec![rows]);
+    let per_sample = |g: &mut Graph, name: Augment| {
+        let table = g.input_value(Role::Augment(name), vec![rows]);
         let v = g.gather(table, picked);
         g.broadcast(v, &s, vec![0])
     };
-    let (dy, dx, flip) = (per_sample(g, AUG_DY), per_sample(g, AUG_DX), per_sample(g, AUG_FLIP));
+    let (dy, dx, flip) = (per_sample(g, Augment::Dy), per_sample(g, Augment::Dx), per_sample(g, Augment::Flip));
     let konst = |g: &mut Graph, v: f64| g.constant(v, s.clone());
     let at = |g: &mut Graph, axis: usize| g.iota(s.clone(), axis);
     let (bi, ci, hi, wi) = (at(g, 0), at(g, 1), at(g, 2), at(g, 3));
@@ -233,7 +217,7 @@ fn forward(
     params: &[(String, ValueId)],
     batch: usize,
     mode: Mode,
-) -> Result<(ValueId, Vec<(String, ValueId)>), CompileError> {
+) -> Result<(ValueId, Vec<(Role, ValueId)>), CompileError> {
     let mut vals: Vec<ValueId> = Vec::with_capacity(model.nodes.len());
     let mut updates = Vec::new();
     let mut dropouts = 0;
@@ -255,7 +239,7 @@ fn forward(
         let v =
             node.layer.lower(&mut cx).map_err(|e| internal(format!("`{}` ({}): {e}", prefix, node.layer.name())))?;
         dropouts = cx.dropouts;
-        updates.extend(cx.updates.into_iter().map(|(suffix, v)| (format!("{prefix}.{suffix}"), v)));
+        updates.extend(cx.updates.into_iter().map(|(suffix, v)| (Role::Buffer(format!("{prefix}.{suffix}")), v)));
         vals.push(v);
     }
     Ok((vals[model.output], updates))
@@ -266,7 +250,7 @@ fn forward(
 /// numbers (the loss does not depend on it), so no gradient flows through it, as in PyTorch.
 fn cross_entropy(g: &mut Graph, logits: ValueId, batch: usize) -> ValueId {
     let shape = g.shape(logits).to_vec();
-    let labels = g.input_value(LABELS, InputKind::Labels, vec![batch]);
+    let labels = g.input_typed(Role::Labels, Dtype::I32, vec![batch]);
     let max = g.reduce(ReduceOp::Max, logits, vec![1]);
     let max = g.unary(Unary::Detach, max);
     let max_b = g.broadcast(max, &shape, vec![0]);

@@ -4,14 +4,14 @@
 //! that would otherwise be written to memory only to be read back. Dead values vanish later,
 //! since printing and fusion only see what reaches an output.
 
-use hoyer_ir::{Binary, Graph, Op, Unary, ValueId};
+use hoyer_ir::{Binary, Dtype, Graph, Op, Role, Unary, ValueId};
 use std::collections::HashMap;
 
 /// A hashable key for an op and its (already simplified) operands.
 fn key(op: &Op, shape: &[usize]) -> Option<String> {
     match op {
         // Inputs are distinct by name; constants by value and shape.
-        Op::Input { .. } => None,
+        Op::Input(_) => None,
         _ => Some(format!("{op:?}{shape:?}")),
     }
 }
@@ -70,8 +70,8 @@ pub fn simplify(g: &Graph) -> Graph {
         let id = match replaced {
             Some(r) => r,
             None => match key(&op, &v.shape) {
-                Some(k) => *seen.entry(k).or_insert_with(|| push(&mut out, op, v.shape.clone())),
-                None => push(&mut out, op, v.shape.clone()),
+                Some(k) => *seen.entry(k).or_insert_with(|| push_as(&mut out, op, v.shape.clone(), v.dtype)),
+                None => push_as(&mut out, op, v.shape.clone(), v.dtype),
             },
         };
         map.push(id);
@@ -99,7 +99,7 @@ pub fn split_reductions(g: &Graph, min_elements: usize) -> Graph {
             }
             op => {
                 let op = remap(op, &m);
-                push(&mut out, op, v.shape.clone())
+                push_as(&mut out, op, v.shape.clone(), v.dtype)
             }
         };
         map.push(id);
@@ -147,7 +147,7 @@ pub fn materialize(g: &Graph) -> Graph {
             copies.insert(x, push(&mut out, Op::Unary(Unary::Copy, x), s));
         }
         let op = remap(&op, &|id: &ValueId| copies.get(id).copied().unwrap_or(*id));
-        map.push(push(&mut out, op, v.shape.clone()));
+        map.push(push_as(&mut out, op, v.shape.clone(), v.dtype));
     }
     out.outputs = outputs_through(g, &map);
     out
@@ -178,7 +178,7 @@ pub fn sink_unary(g: &Graph) -> Graph {
                 let moved = push(&mut out, moved, v.shape.clone());
                 push(&mut out, Op::Unary(u, moved), v.shape.clone())
             }
-            None => push(&mut out, op, v.shape.clone()),
+            None => push_as(&mut out, op, v.shape.clone(), v.dtype),
         };
         map.push(id);
     }
@@ -217,10 +217,10 @@ pub fn sink_reshapes(g: &Graph) -> Graph {
                         let z = push(&mut out, Op::Binary(b, x, y), shape.clone());
                         push(&mut out, Op::Reshape(z), v.shape.clone())
                     }
-                    _ => push(&mut out, op, v.shape.clone()),
+                    _ => push_as(&mut out, op, v.shape.clone(), v.dtype),
                 }
             }
-            op => push(&mut out, op, v.shape.clone()),
+            op => push_as(&mut out, op, v.shape.clone(), v.dtype),
         };
         map.push(id);
     }
@@ -247,7 +247,7 @@ pub fn recompute_cheap(g: &Graph) -> Graph {
     let live = hoyer_ir::print::live(g);
     // Inputs the step updates in place (parameters, optimizer state): a second reader of
     // one would have to run before its update, which may not be possible.
-    let updated: Vec<ValueId> = g.outputs.iter().filter_map(|(name, _)| g.input(name)).collect();
+    let updated: Vec<ValueId> = g.outputs.iter().filter_map(|(role, _)| g.input(role)).collect();
     // Values that can be computed a second time from what is in memory anyway: cheap ops
     // whose operands are such values too, or inputs, constants, views (whose operands are in
     // memory) and reduction results. Not what reads a product (its epilogue computes that)
@@ -256,7 +256,7 @@ pub fn recompute_cheap(g: &Graph) -> Graph {
     for (i, value) in g.values.iter().enumerate() {
         let in_memory = |o: &ValueId| {
             let op = &g.value(*o).op;
-            again_ok[o.index()] || matches!(op, Op::Input { .. } | Op::Const(_) | Op::Reduce { .. }) || op.is_movement()
+            again_ok[o.index()] || matches!(op, Op::Input(_) | Op::Const(_) | Op::Reduce { .. }) || op.is_movement()
         };
         let operands = value.op.operands();
         again_ok[i] = is_cheap(&value.op)
@@ -296,7 +296,7 @@ pub fn recompute_cheap(g: &Graph) -> Graph {
             renamed.insert(o, new);
         }
         let op = remap(&v.op, &|id: &ValueId| renamed[id]);
-        map.push(push(&mut out, op, v.shape.clone()));
+        map.push(push_as(&mut out, op, v.shape.clone(), v.dtype));
     }
     out.outputs = outputs_through(g, &map);
     out
@@ -329,14 +329,14 @@ fn copy_chain(
 
 /// The outputs of `g`, renamed by `map` (each old value's new one): how every pass that
 /// rebuilds a graph ends.
-fn outputs_through(g: &Graph, map: &[ValueId]) -> Vec<(String, ValueId)> {
-    g.outputs.iter().map(|(n, o)| (n.clone(), map[o.index()])).collect()
+fn outputs_through(g: &Graph, map: &[ValueId]) -> Vec<(Role, ValueId)> {
+    g.outputs.iter().map(|(r, o)| (r.clone(), map[o.index()])).collect()
 }
 
 /// `op` with its operands renamed by `m`.
 fn remap(op: &Op, m: &impl Fn(&ValueId) -> ValueId) -> Op {
     match op {
-        Op::Input { .. } | Op::Const(_) | Op::Iota { .. } => op.clone(),
+        Op::Input(_) | Op::Const(_) | Op::Iota { .. } => op.clone(),
         Op::Unary(u, x) => Op::Unary(*u, m(x)),
         Op::PowConst(x, c) => Op::PowConst(m(x), *c),
         Op::Binary(b, x, y) => Op::Binary(*b, m(x), m(y)),
@@ -359,21 +359,27 @@ fn remap(op: &Op, m: &impl Fn(&ValueId) -> ValueId) -> Op {
     }
 }
 
+/// Adds `op` to `g`, of the type its operands give it (an input keeps `like`'s: the value it
+/// copies).
+fn push_as(g: &mut Graph, op: Op, shape: Vec<usize>, like: Dtype) -> ValueId {
+    let dtype = g.result_dtype(&op).unwrap_or(like);
+    g.push_value(hoyer_ir::Value { op, shape, dtype })
+}
+
 fn push(g: &mut Graph, op: Op, shape: Vec<usize>) -> ValueId {
-    g.values.push(hoyer_ir::Value { op, shape });
-    ValueId(g.values.len() as u32 - 1)
+    push_as(g, op, shape, Dtype::F32)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use hoyer_ir::interp::{outputs, Precision};
-    use hoyer_ir::InputKind;
+    use hoyer_ir::Role;
 
     #[test]
     fn folds_and_shares() {
         let mut g = Graph::default();
-        let x = g.input_value("x", InputKind::Data, vec![3]);
+        let x = g.input_value(Role::param("x"), vec![3]);
         let one = g.constant(1.0, vec![3]);
         let two = g.scalar(2.0);
         let three = g.scalar(3.0);
@@ -385,10 +391,10 @@ mod tests {
         let d = g.binary(Binary::Add, b, c);
         let n = g.unary(Unary::Neg, d);
         let nn = g.unary(Unary::Neg, n);
-        g.outputs = vec![("y".into(), nn)];
+        g.outputs = vec![(Role::param("y"), nn)];
         let s = simplify(&g);
         s.validate().unwrap();
-        let inputs = [("x".to_string(), vec![1.0, 2.0, -3.0])].into_iter().collect();
+        let inputs = [(Role::param("x"), vec![1.0, 2.0, -3.0])].into_iter().collect();
         assert_eq!(outputs(&g, &inputs, Precision::F64).unwrap(), outputs(&s, &inputs, Precision::F64).unwrap());
         // x, the folded 6, one multiply (shared), the add: nothing else is live.
         let live = hoyer_ir::print::live(&s).iter().filter(|l| **l).count();
@@ -399,24 +405,24 @@ mod tests {
     #[test]
     fn adding_zero_keeps_the_sign_of_zero() {
         let mut g = Graph::default();
-        let x = g.input_value("x", InputKind::Data, vec![3]);
+        let x = g.input_value(Role::param("x"), vec![3]);
         let plus_zero = g.constant(0.0, vec![3]);
         let minus_zero = g.constant(-0.0, vec![3]);
         let a = g.binary(Binary::Add, x, plus_zero);
         let b = g.binary(Binary::Add, plus_zero, x);
         let c = g.binary(Binary::Add, x, minus_zero);
         let d = g.binary(Binary::Sub, x, plus_zero);
-        g.outputs = vec![("a".into(), a), ("b".into(), b), ("c".into(), c), ("d".into(), d)];
+        g.outputs = vec![(Role::param("a"), a), (Role::param("b"), b), (Role::param("c"), c), (Role::param("d"), d)];
         let s = simplify(&g);
-        let inputs = [("x".to_string(), vec![-0.0, 0.0, -1.5])].into_iter().collect();
+        let inputs = [(Role::param("x"), vec![-0.0, 0.0, -1.5])].into_iter().collect();
         let bits = |g: &Graph| {
             let out = outputs(g, &inputs, Precision::F32).unwrap();
-            ["a", "b", "c", "d"].map(|n| out[n].iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+            ["a", "b", "c", "d"].map(|n| out[&Role::param(n)].iter().map(|v| v.to_bits()).collect::<Vec<_>>())
         };
         assert_eq!(bits(&g), bits(&s), "{}", hoyer_ir::print::print(&s));
-        assert_eq!(outputs(&s, &inputs, Precision::F32).unwrap()["a"][0].to_bits(), 0.0f64.to_bits());
-        assert_eq!(s.output("c"), s.input("x"), "x + (−0) is x");
-        assert_eq!(s.output("d"), s.input("x"), "x − 0 is x");
+        assert_eq!(outputs(&s, &inputs, Precision::F32).unwrap()[&Role::param("a")][0].to_bits(), 0.0f64.to_bits());
+        assert_eq!(s.output(&Role::param("c")), s.input(&Role::param("x")), "x + (−0) is x");
+        assert_eq!(s.output(&Role::param("d")), s.input(&Role::param("x")), "x − 0 is x");
     }
 
     /// A square summed over rows and read again by an add: the add computes the square again,
@@ -425,14 +431,14 @@ mod tests {
     fn recomputes_a_reductions_cheap_input_for_its_other_reader() {
         use hoyer_ir::ReduceOp;
         let mut g = Graph::default();
-        let x = g.input_value("x", InputKind::Data, vec![2, 3]);
+        let x = g.input_value(Role::param("x"), vec![2, 3]);
         let sq = g.binary(Binary::Mul, x, x);
         let sums = g.reduce(ReduceOp::Sum, sq, vec![1]);
         let y = g.binary(Binary::Add, sq, x);
-        g.outputs = vec![("sums".into(), sums), ("y".into(), y)];
+        g.outputs = vec![(Role::param("sums"), sums), (Role::param("y"), y)];
         let r = recompute_cheap(&g);
         r.validate().unwrap();
-        let inputs = [("x".to_string(), vec![1.0, -2.0, 3.0, 0.5, 4.0, -1.5])].into_iter().collect();
+        let inputs = [(Role::param("x"), vec![1.0, -2.0, 3.0, 0.5, 4.0, -1.5])].into_iter().collect();
         assert_eq!(outputs(&g, &inputs, Precision::F64).unwrap(), outputs(&r, &inputs, Precision::F64).unwrap());
         let writes = |g: &Graph| -> Vec<usize> {
             crate::kernel::fusion::fuse(g, &[]).unwrap().kernels.iter().map(|k| k.writes.len()).collect()
@@ -449,20 +455,20 @@ mod tests {
     #[test]
     fn an_elementwise_op_moves_above_a_reshape_of_its_operand() {
         let mut g = Graph::default();
-        let a = g.input_value("a", InputKind::Data, vec![2, 2, 3]);
-        let b = g.input_value("b", InputKind::Data, vec![2, 2, 3]);
-        let x = g.input_value("x", InputKind::Data, vec![4, 3]);
+        let a = g.input_value(Role::param("a"), vec![2, 2, 3]);
+        let b = g.input_value(Role::param("b"), vec![2, 2, 3]);
+        let x = g.input_value(Role::param("x"), vec![4, 3]);
         let scatter = g.binary(Binary::Mul, a, b);
         let flat = g.reshape(scatter, vec![4, 3]);
         let step = g.unary(Unary::Step, x);
         let y = g.binary(Binary::Mul, flat, step);
-        g.outputs = vec![("y".into(), y)];
+        g.outputs = vec![(Role::param("y"), y)];
         let s = simplify(&sink_unary(&sink_reshapes(&g)));
         s.validate().unwrap();
         let inputs = [
-            ("a".to_string(), (0..12).map(|i| i as f64 * 0.5 - 2.0).collect()),
-            ("b".to_string(), (0..12).map(|i| 3.0 - i as f64).collect()),
-            ("x".to_string(), (0..12).map(|i| if i % 3 == 0 { -1.0 } else { i as f64 }).collect()),
+            (Role::param("a"), (0..12).map(|i| i as f64 * 0.5 - 2.0).collect()),
+            (Role::param("b"), (0..12).map(|i| 3.0 - i as f64).collect()),
+            (Role::param("x"), (0..12).map(|i| if i % 3 == 0 { -1.0 } else { i as f64 }).collect()),
         ]
         .into_iter()
         .collect();

@@ -9,21 +9,7 @@ use crate::error::CompileError;
 use crate::graph::autodiff;
 use crate::graph::lower;
 use hoyer_front::program::{Model, Optimizer, PhasePlan, Program};
-use hoyer_ir::{Binary, Graph, InputKind, Unary, ValueId};
-
-/// Scalar inputs of a step.
-pub const LR: &str = "lr";
-/// Adam: lr / (1 - β1^t).
-pub const STEP_SIZE: &str = "step_size";
-/// Adam: 1 / sqrt(1 - β2^t), so that the update multiplies where PyTorch divides by
-/// sqrt(1 - β2^t) (one division fewer per element; the result differs in the last bit at most).
-pub const INV_BC2_SQRT: &str = "inv_bias_correction2_sqrt";
-/// SGD with momentum: 1 on the first step (the buffer starts as the gradient), else 0.
-pub const FIRST: &str = "first_step";
-/// Running sums the step adds its loss and penalty to, read by the runtime only when it
-/// reports (every few steps, and at the end of an epoch), then reset.
-pub const LOSS_SUM: &str = "loss_sum";
-pub const PENALTY_SUM: &str = "penalty_sum";
+use hoyer_ir::{Binary, Graph, Role, Scalar, Sum, Unary, ValueId};
 
 /// Optimizer state per parameter, named as PyTorch names it.
 pub fn state_names(opt: &Optimizer) -> &'static [&'static str] {
@@ -32,14 +18,6 @@ pub fn state_names(opt: &Optimizer) -> &'static [&'static str] {
         Optimizer::Sgd { .. } => &[],
         Optimizer::Adam { .. } => &["exp_avg", "exp_avg_sq"],
     }
-}
-
-pub fn mask_input(param: &str) -> String {
-    format!("{param}.mask")
-}
-
-pub fn state_input(param: &str, state: &str) -> String {
-    format!("{param}.{state}")
 }
 
 #[derive(Debug, Clone)]
@@ -58,9 +36,12 @@ impl Step {
     }
 }
 
-/// Builds the step of `phase`. Every output updates the input of the same name: `loss_sum`
-/// and `penalty_sum`, then for each parameter its new value and new optimizer states
-/// (`PARAM.STATE`). So the step is one in-place update of the state it owns.
+/// Builds the step of `phase`. Every output updates the input of the same role: the running
+/// sums of the loss and the penalty (read by the runtime only when it reports, then reset),
+/// then for each parameter its new value and new optimizer states, then batch norm's
+/// running statistics. So the step is one in-place update of the state it owns. Adam's
+/// `InvBiasCorrection2Sqrt` lets the update multiply where PyTorch divides by √(1 − β2^t)
+/// (one division fewer per element; the result differs in the last bit at most).
 pub fn build(program: &Program, model: &Model, phase: &PhasePlan, batch: usize) -> Result<Step, CompileError> {
     let mut fwd = lower::lower(program, model, &phase.penalties, batch)?;
     let masked = phase.masks_frozen || !phase.gradual.is_empty();
@@ -71,23 +52,21 @@ pub fn build(program: &Program, model: &Model, phase: &PhasePlan, batch: usize) 
     // Without penalties the penalty sum stays 0: no add of a constant 0 (not an identity
     // where the sum is −0, so the simplifier keeps it).
     let sums =
-        [(LOSS_SUM, fwd.loss)].into_iter().chain((!phase.penalties.is_empty()).then_some((PENALTY_SUM, fwd.penalty)));
-    for (name, value) in sums {
-        let sum = g.input_value(name, InputKind::State, vec![]);
-        outputs.push((name.to_string(), g.binary(Binary::Add, sum, value)));
+        [(Sum::Loss, fwd.loss)].into_iter().chain((!phase.penalties.is_empty()).then_some((Sum::Penalty, fwd.penalty)));
+    for (which, value) in sums {
+        let sum = g.input_value(Role::Sum(which), vec![]);
+        outputs.push((Role::Sum(which), g.binary(Binary::Add, sum, value)));
     }
     let scalars = Scalars::new(g, &phase.optimizer);
     for ((name, p), grad) in fwd.params.clone().into_iter().zip(grads) {
         let shape = g.shape(p).to_vec();
-        let mask = masked.then(|| g.input_value(&mask_input(&name), InputKind::State, shape.clone()));
-        let states: Vec<ValueId> = state_names(&phase.optimizer)
-            .iter()
-            .map(|s| g.input_value(&state_input(&name, s), InputKind::State, shape.clone()))
-            .collect();
+        let mask = masked.then(|| g.input_value(Role::Mask(name.clone()), shape.clone()));
+        let states: Vec<ValueId> =
+            state_names(&phase.optimizer).iter().map(|s| g.input_value(Role::state(&name, s), shape.clone())).collect();
         let (new_p, new_states) = update(g, &phase.optimizer, &scalars, p, grad, &states, mask);
-        outputs.push((name.clone(), new_p));
+        outputs.push((Role::Param(name.clone()), new_p));
         for (s, v) in state_names(&phase.optimizer).iter().zip(new_states) {
-            outputs.push((state_input(&name, s), v));
+            outputs.push((Role::state(&name, s), v));
         }
     }
     // Batch norm's running statistics: new values from this batch.
@@ -108,19 +87,19 @@ struct Scalars {
 
 impl Scalars {
     fn new(g: &mut Graph, opt: &Optimizer) -> Self {
-        let lr = g.input_value(LR, InputKind::Scalar, vec![]);
+        let lr = g.input_value(Role::Scalar(Scalar::Lr), vec![]);
         match opt {
             Optimizer::Adam { .. } => Scalars {
                 lr,
-                step_size: Some(g.input_value(STEP_SIZE, InputKind::Scalar, vec![])),
-                inv_bc2_sqrt: Some(g.input_value(INV_BC2_SQRT, InputKind::Scalar, vec![])),
+                step_size: Some(g.input_value(Role::Scalar(Scalar::StepSize), vec![])),
+                inv_bc2_sqrt: Some(g.input_value(Role::Scalar(Scalar::InvBiasCorrection2Sqrt), vec![])),
                 first: None,
             },
             Optimizer::Sgd { momentum, .. } => Scalars {
                 lr,
                 step_size: None,
                 inv_bc2_sqrt: None,
-                first: (*momentum != 0.0).then(|| g.input_value(FIRST, InputKind::Scalar, vec![])),
+                first: (*momentum != 0.0).then(|| g.input_value(Role::Scalar(Scalar::FirstStep), vec![])),
             },
         }
     }

@@ -1,7 +1,7 @@
 //! From a fused graph (`fusion::Schedule`) to a kernel `Program`.
 //!
-//! - Every graph input a kernel reads, and every output, is a bound buffer named as in the
-//!   graph. An output named like an input is written over it (a parameter's update), where
+//! - Every graph input a kernel reads, and every output, is a bound buffer with its role in
+//!   the graph. An output named like an input is written over it (a parameter's update), where
 //!   `fusion` could order the kernels for that and the writing kernel reads the old value
 //!   only at the element it writes; otherwise it is computed aside and copied over at the end.
 //! - Every other value a kernel writes is a temporary in the arena; temporaries whose
@@ -13,13 +13,13 @@
 
 use super::view::{source, unwindow_view, Source};
 use super::{
-    AccType, Arg, Body, Buffer, BufferId, Dtype, Inst, Kernel, Loop, MatMul, MatView, Program, Reduction, Reg, Role,
+    AccType, Access, Arg, Body, Buffer, BufferId, Inst, Kernel, Loop, MatMul, MatView, Program, Reduction, Reg,
     Storage, Store, View,
 };
 use crate::error::CompileError;
 use crate::kernel::fusion::{root, KernelKind, Schedule};
 use hoyer_ir::semantics::ElemOp;
-use hoyer_ir::{numel, Graph, Op, ReduceOp, ValueId};
+use hoyer_ir::{numel, Graph, Op, ReduceOp, Role, ValueId};
 use std::collections::HashMap;
 
 fn internal(message: impl Into<String>) -> CompileError {
@@ -62,15 +62,20 @@ struct Builder<'g> {
 }
 
 impl Builder<'_> {
-    fn add_buffer(&mut self, name: String, shape: Vec<usize>, storage: Storage) -> BufferId {
-        self.program.buffers.push(Buffer { name, shape, dtype: Dtype::F32, storage });
+    fn add_buffer(&mut self, name: String, v: ValueId, storage: Storage) -> BufferId {
+        let (shape, dtype) = (self.g.shape(v).to_vec(), self.g.dtype(v));
+        self.program.buffers.push(Buffer { name, shape, dtype, storage });
         BufferId(self.program.buffers.len() as u32 - 1)
+    }
+
+    fn bound(&mut self, role: &Role, v: ValueId) -> BufferId {
+        self.add_buffer(role.to_string(), v, Storage::Bound(role.clone()))
     }
 
     fn temp(&mut self, v: ValueId) -> BufferId {
         let name = format!("t{}", self.temps);
         self.temps += 1;
-        self.add_buffer(name, self.g.shape(v).to_vec(), Storage::Temp { offset: 0 })
+        self.add_buffer(name, v, Storage::Temp { offset: 0 })
     }
 
     /// The buffer of `v` in memory: an input's bound buffer, created on first use.
@@ -79,8 +84,8 @@ impl Builder<'_> {
             return Ok(b);
         }
         match &self.g.value(v).op {
-            Op::Input { name, .. } => {
-                let b = self.add_buffer(name.clone(), self.g.shape(v).to_vec(), Storage::Bound);
+            Op::Input(role) => {
+                let b = self.bound(role, v);
                 self.buffer_of.insert(v, b);
                 Ok(b)
             }
@@ -120,15 +125,15 @@ impl<'g> KernelBuilder<'g> {
         }
     }
 
-    fn arg(&mut self, buffer: BufferId, role: Role) -> u32 {
+    fn arg(&mut self, buffer: BufferId, access: Access) -> u32 {
         if let Some(i) = self.args.iter().position(|a| a.buffer == buffer) {
             let a = &mut self.args[i];
-            if a.role != role {
-                a.role = Role::ReadWrite;
+            if a.access != access {
+                a.access = Access::ReadWrite;
             }
             return i as u32;
         }
-        self.args.push(Arg { buffer, role });
+        self.args.push(Arg { buffer, access });
         self.args.len() as u32 - 1
     }
 
@@ -169,7 +174,7 @@ impl<'g> KernelBuilder<'g> {
                     return Err(internal(format!("%{} is read through a view in the kernel that computes it", root.0)));
                 }
                 let buffer = b.buffer(root)?;
-                let arg = self.arg(buffer, Role::Read);
+                let arg = self.arg(buffer, Access::Read);
                 let view = self.domain_view(&view, dims);
                 Ok(self.shared(Inst::Load { arg, view }))
             }
@@ -231,7 +236,7 @@ impl<'g> KernelBuilder<'g> {
                     return Err(internal("a gather from a guarded view"));
                 }
                 let buffer = b.buffer(root)?;
-                let arg = self.arg(buffer, Role::Read);
+                let arg = self.arg(buffer, Access::Read);
                 let dims: Vec<usize> = (1..view.strides.len()).collect();
                 let row_stride = view.strides[0];
                 let rest = View::strided(view.offset, view.strides[1..].to_vec());
@@ -250,7 +255,7 @@ impl<'g> KernelBuilder<'g> {
         let targets =
             b.buffer_of.get(&v).into_iter().chain(b.also.get(&v).into_iter().flatten()).copied().collect::<Vec<_>>();
         for t in targets {
-            let arg = self.arg(t, Role::Write);
+            let arg = self.arg(t, Access::Write);
             stores.push(Store { arg, view: view.clone(), value });
         }
     }
@@ -269,14 +274,14 @@ pub fn build(g: &Graph, schedule: &Schedule) -> Result<Program, CompileError> {
     // Outputs: written in place over the input of the same name, or to their own buffer; an
     // output that is not computed by a kernel (a view, a constant, an input) is copied.
     let mut copies: Vec<(ValueId, BufferId)> = Vec::new();
-    for (name, v) in &g.outputs {
-        let input = g.input(name);
+    for (role, v) in &g.outputs {
+        let input = g.input(role);
         if input == Some(*v) {
             continue; // unchanged
         }
         let dst = match input {
             Some(i) => b.buffer(i)?,
-            None => b.add_buffer(name.clone(), g.shape(*v).to_vec(), Storage::Bound),
+            None => b.bound(role, *v),
         };
         let computed = writer.contains_key(v);
         let in_place_ok = match input {
@@ -380,7 +385,7 @@ fn loop_kernel(b: &mut Builder, k: &crate::kernel::fusion::Kernel, name: String)
                 return Err(internal("the adjoint of constant windows"));
             };
             let view = unwindow_view(&view, g.shape(*input), window_axes, slides).map_err(internal)?;
-            let arg = kb.arg(b.buffer(root)?, Role::Read);
+            let arg = kb.arg(b.buffer(root)?, Access::Read);
             let view = kb.domain_view(&view, &all);
             let value = kb.shared(Inst::Load { arg, view });
             // Each element sums the few windows over it (25 for a 5×5 kernel, stride 1): in
@@ -424,7 +429,7 @@ fn matmul_kernel(b: &mut Builder, k: &crate::kernel::fusion::Kernel, name: Strin
         if !view.guards.is_empty() {
             return Err(internal("a matrix product of a guarded view"));
         }
-        let arg = kb.arg(b.buffer(root)?, Role::Read);
+        let arg = kb.arg(b.buffer(root)?, Access::Read);
         let s = &view.strides;
         let (rows, cols) = if transposed { (s[1], s[0]) } else { (s[0], s[1]) };
         Ok(MatView { arg, offset: view.offset, rows, cols })
@@ -432,14 +437,14 @@ fn matmul_kernel(b: &mut Builder, k: &crate::kernel::fusion::Kernel, name: Strin
     let av = operand(&mut kb, a, ta)?;
     let bv = operand(&mut kb, bb, tb)?;
     let out_buffer = b.buffer_of[&mm];
-    let out = kb.arg(out_buffer, Role::Write);
+    let out = kb.arg(out_buffer, Access::Write);
     let product = MatMul { m, n, k: kdim, a: av, b: bv, out };
     let mut stores = Vec::new();
     // Further outputs the product itself goes to.
     if let Some(extra) = b.also.get(&mm).cloned() {
         let r = kb.operand(b, mm)?;
         for t in extra {
-            let arg = kb.arg(t, Role::Write);
+            let arg = kb.arg(t, Access::Write);
             stores.push(Store { arg, view: View::contiguous(&[m, n]), value: r });
         }
     }
@@ -467,13 +472,13 @@ fn copy_kernel(b: &mut Builder, v: ValueId, dst: BufferId, name: String) -> Resu
     let r = match view_of(g, v)? {
         Source::Const(c) => kb.constant(c),
         Source::View { root, view } => {
-            let arg = kb.arg(b.buffer(root)?, Role::Read);
+            let arg = kb.arg(b.buffer(root)?, Access::Read);
             let dims: Vec<usize> = (0..shape.len()).collect();
             let view = kb.domain_view(&view, &dims);
             kb.push(Inst::Load { arg, view })
         }
     };
-    let arg = kb.arg(dst, Role::Write);
+    let arg = kb.arg(dst, Access::Write);
     let stores = vec![Store { arg, view: View::contiguous(&shape), value: r }];
     let body = Loop { parallel: shape, reduce: vec![], body: kb.body, reductions: vec![], stores };
     Ok(Kernel { name, args: kb.args, body: Body::Loop(body) })

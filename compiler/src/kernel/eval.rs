@@ -5,19 +5,20 @@
 //! and the reduced value joins the accumulator; then `Acc` holds the result (rounded to
 //! float32) and the instructions after it run and store. Every access is bounds-checked, so
 //! the evaluator also checks the views a pass produced. It is slow, and for tests.
+//! Buffers hold float32 numbers; an integer buffer holds whole ones (a store to it drops the
+//! fraction, as the back ends' conversions do).
 
-use super::{AccType, Body, Inst, Loop, Program, Storage};
+use super::{AccType, Body, Dtype, Inst, Loop, Program, Storage};
 use hoyer_ir::semantics;
-use hoyer_ir::ReduceOp;
+use hoyer_ir::{ReduceOp, Role};
 use std::collections::HashMap;
 
-/// Runs `p` on the bound buffers in `bound` (by name), which it updates.
-pub fn run(p: &Program, bound: &mut HashMap<String, Vec<f32>>) -> Result<(), String> {
+/// Runs `p` on the bound buffers in `bound` (by role), which it updates.
+pub fn run(p: &Program, bound: &mut HashMap<Role, Vec<f32>>) -> Result<(), String> {
     let mut arena = vec![f32::NAN; p.arena];
-    // Each buffer as (is bound, start in the arena or name).
     for b in &p.buffers {
-        if b.storage == Storage::Bound {
-            let have = bound.get(&b.name).map(Vec::len);
+        if let Storage::Bound(role) = &b.storage {
+            let have = bound.get(role).map(Vec::len);
             if have != Some(b.numel()) {
                 return Err(format!("bound buffer `{}` has {have:?} elements, expected {}", b.name, b.numel()));
             }
@@ -28,9 +29,9 @@ pub fn run(p: &Program, bound: &mut HashMap<String, Vec<f32>>) -> Result<(), Str
         let mut mem: Vec<Vec<f32>> = Vec::with_capacity(k.args.len());
         for a in &k.args {
             let b = p.buffer(a.buffer);
-            mem.push(match b.storage {
-                Storage::Bound => std::mem::take(bound.get_mut(&b.name).expect("checked above")),
-                Storage::Temp { offset } => arena[offset..offset + b.numel()].to_vec(),
+            mem.push(match &b.storage {
+                Storage::Bound(role) => std::mem::take(bound.get_mut(role).expect("checked above")),
+                Storage::Temp { offset } => arena[*offset..offset + b.numel()].to_vec(),
             });
         }
         let result = match &k.body {
@@ -52,11 +53,14 @@ pub fn run(p: &Program, bound: &mut HashMap<String, Vec<f32>>) -> Result<(), Str
                 epilogue.iter().chain(follower.iter().map(|f| &f.nest)).try_for_each(|l| run_loop(l, &mut mem))
             }
         };
-        for (a, data) in k.args.iter().zip(mem) {
+        for (a, mut data) in k.args.iter().zip(mem) {
             let b = p.buffer(a.buffer);
-            match b.storage {
-                Storage::Bound => *bound.get_mut(&b.name).expect("checked above") = data,
-                Storage::Temp { offset } => arena[offset..offset + b.numel()].copy_from_slice(&data),
+            if b.dtype == Dtype::I32 {
+                data.iter_mut().for_each(|x| *x = x.trunc());
+            }
+            match &b.storage {
+                Storage::Bound(role) => *bound.get_mut(role).expect("checked above") = data,
+                Storage::Temp { offset } => arena[*offset..offset + b.numel()].copy_from_slice(&data),
             }
         }
         result.map_err(|e| format!("{}: {e}", k.name))?;

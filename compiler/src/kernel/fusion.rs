@@ -60,7 +60,7 @@ pub struct Schedule {
 }
 
 fn is_free(op: &Op) -> bool {
-    matches!(op, Op::Input { .. } | Op::Const(_)) || op.is_movement()
+    matches!(op, Op::Input(_) | Op::Const(_)) || op.is_movement()
 }
 
 /// The value in memory that `v` is a view of (itself unless it is a movement op).

@@ -1,7 +1,7 @@
 //! The kernel IR: what every code generator takes.
 //!
 //! A `Program` is a list of buffers and a list of kernels run in order. A buffer is either
-//! bound by the runtime to a tensor it owns (by name: a parameter, an optimizer state, a data
+//! bound by the runtime to a tensor it owns (by role: a parameter, an optimizer state, a data
 //! batch, a scalar such as the learning rate) or a temporary at an offset of the program's
 //! scratch arena (offsets are reused once a temporary is dead). A kernel names its arguments
 //! (buffer and role) and has one of two bodies:
@@ -35,22 +35,21 @@ use hoyer_ir::semantics::ElemOp;
 pub use hoyer_ir::Fill;
 use hoyer_ir::{ReduceOp, Shape};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Dtype {
-    F32,
-}
+pub use hoyer_ir::Dtype;
+use hoyer_ir::Role;
 
 /// Where a buffer lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Storage {
-    /// A tensor the runtime binds by the buffer's name; it outlives the program.
-    Bound,
+    /// A tensor the runtime binds by its role; it outlives the program.
+    Bound(Role),
     /// Elements `offset..offset + numel` of the program's scratch arena.
     Temp { offset: usize },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Buffer {
+    /// For messages and `--emit kernels`: the role's name, or `t3` for a temporary.
     pub name: String,
     pub shape: Shape,
     pub dtype: Dtype,
@@ -60,6 +59,13 @@ pub struct Buffer {
 impl Buffer {
     pub fn numel(&self) -> usize {
         hoyer_ir::numel(&self.shape)
+    }
+    /// The role of a bound buffer.
+    pub fn role(&self) -> Option<&Role> {
+        match &self.storage {
+            Storage::Bound(role) => Some(role),
+            Storage::Temp { .. } => None,
+        }
     }
 }
 
@@ -72,8 +78,9 @@ impl BufferId {
     }
 }
 
+/// How a kernel uses an argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
+pub enum Access {
     Read,
     Write,
     /// Read, then written in place at the same elements (a parameter update).
@@ -83,7 +90,7 @@ pub enum Role {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Arg {
     pub buffer: BufferId,
-    pub role: Role,
+    pub access: Access,
 }
 
 /// A map from the kernel's domain to elements of a buffer: element
@@ -318,15 +325,15 @@ impl Program {
     pub fn buffer(&self, id: BufferId) -> &Buffer {
         &self.buffers[id.index()]
     }
-    pub fn find(&self, name: &str) -> Option<BufferId> {
-        self.buffers.iter().position(|b| b.name == name).map(|i| BufferId(i as u32))
+    pub fn find(&self, role: &Role) -> Option<BufferId> {
+        self.buffers.iter().position(|b| b.role() == Some(role)).map(|i| BufferId(i as u32))
     }
     /// The bound buffers (what the runtime provides), with whether a kernel writes them.
     pub fn bound(&self) -> Vec<(BufferId, bool)> {
         let mut written = vec![false; self.buffers.len()];
         for k in &self.kernels {
             for a in &k.args {
-                if a.role != Role::Read {
+                if a.access != Access::Read {
                     written[a.buffer.index()] = true;
                 }
             }
@@ -334,7 +341,7 @@ impl Program {
         self.buffers
             .iter()
             .enumerate()
-            .filter(|(_, b)| b.storage == Storage::Bound)
+            .filter(|(_, b)| b.role().is_some())
             .map(|(i, _)| (BufferId(i as u32), written[i]))
             .collect()
     }

@@ -12,7 +12,7 @@
 //! `validate` (beside this module) checks what every pass leaves.
 
 use super::validate::span;
-use super::{Arg, Body, Follower, Inst, Kernel, Loop, Reduction, Reg, Role, Store, View};
+use super::{Access, Arg, Body, Follower, Inst, Kernel, Loop, Reduction, Reg, Store, View};
 use hoyer_ir::semantics::ElemOp;
 use hoyer_ir::Binary;
 
@@ -291,11 +291,11 @@ pub fn attach_follower(product: &mut Kernel, next: &Kernel) -> bool {
     let Some(out) = next.args.iter().position(|a| a.buffer == out_buffer) else { return false };
     let Some(rows) = band_rows(l, out as u32, m) else { return false };
     let touched = |b| product.args.iter().any(|a: &Arg| a.buffer == b);
-    let written = |b| product.args.iter().any(|a: &Arg| a.buffer == b && a.role != Role::Read);
+    let written = |b| product.args.iter().any(|a: &Arg| a.buffer == b && a.access != Access::Read);
     for a in &next.args {
         let conflict = if a.buffer == out_buffer {
             false
-        } else if a.role == Role::Read {
+        } else if a.access == Access::Read {
             written(a.buffer)
         } else {
             touched(a.buffer)
@@ -309,7 +309,7 @@ pub fn attach_follower(product: &mut Kernel, next: &Kernel) -> bool {
     let mut index = Vec::with_capacity(next.args.len());
     for a in &next.args {
         if a.buffer == out_buffer {
-            product.args[m.out as usize].role = Role::ReadWrite;
+            product.args[m.out as usize].access = Access::ReadWrite;
             index.push(m.out);
         } else {
             index.push(product.args.len() as u32);
@@ -334,6 +334,7 @@ mod tests {
     use super::*;
     use crate::kernel::validate::validate;
     use crate::kernel::{AccType, Arg, Buffer, BufferId, Dtype, Kernel, Program, Reduction, Storage, Store};
+    use hoyer_ir::Role;
     use hoyer_ir::{ReduceOp, Unary};
 
     fn load(arg: u32, strides: Vec<i64>) -> Inst {
@@ -408,25 +409,31 @@ mod tests {
         assert_eq!(l.body.len(), 5, "{ops:?}");
     }
 
-    fn program(l: Loop, sizes: &[usize], roles: &[Role]) -> Program {
+    fn program(l: Loop, sizes: &[usize], roles: &[Access]) -> Program {
         let buffers = sizes
             .iter()
             .enumerate()
-            .map(|(i, &n)| Buffer { name: format!("b{i}"), shape: vec![n], dtype: Dtype::F32, storage: Storage::Bound })
+            .map(|(i, &n)| Buffer {
+                name: format!("b{i}"),
+                shape: vec![n],
+                dtype: Dtype::F32,
+                storage: Storage::Bound(Role::param(&format!("b{i}"))),
+            })
             .collect();
-        let args = roles.iter().enumerate().map(|(i, &role)| Arg { buffer: BufferId(i as u32), role }).collect();
+        let args =
+            roles.iter().enumerate().map(|(i, &role)| Arg { buffer: BufferId(i as u32), access: role }).collect();
         Program { buffers, kernels: vec![Kernel { name: "k0".into(), args, body: Body::Loop(l) }], arena: 0 }
     }
 
     #[test]
     fn the_validator_catches_what_a_pass_could_break() {
-        let roles = [Role::Read, Role::Read, Role::Write];
+        let roles = [Access::Read, Access::Read, Access::Write];
         assert!(validate(&program(bias_relu(), &[24, 6, 24], &roles)).is_ok());
         // A view past the end of its buffer.
         let e = validate(&program(bias_relu(), &[24, 5, 24], &roles)).unwrap_err();
         assert!(e.to_string().contains("reaches elements"), "{e}");
         // A store to an argument that is only read.
-        assert!(validate(&program(bias_relu(), &[24, 6, 24], &[Role::Read, Role::Read, Role::Read])).is_err());
+        assert!(validate(&program(bias_relu(), &[24, 6, 24], &[Access::Read, Access::Read, Access::Read])).is_err());
         // A register used before it is defined.
         let mut l = bias_relu();
         l.body.swap(2, 3);
@@ -457,16 +464,16 @@ mod tests {
         };
         let jammed = jam(&l, 1, 2);
         assert_eq!((jammed.parallel.clone(), jammed.reductions.len(), jammed.stores.len()), (vec![5, 4], 2, 2));
-        let roles = [Role::Read, Role::Write];
+        let roles = [Access::Read, Access::Write];
         let input: Vec<f32> = (0..72).map(|i| (i as f32 * 0.37).sin()).collect();
         let mut outputs = vec![];
         for nest in [l, jammed] {
             let p = program(nest, &[72, 40], &roles);
             validate(&p).unwrap();
-            let mut bound: std::collections::HashMap<String, Vec<f32>> =
-                [("b0".to_string(), input.clone()), ("b1".to_string(), vec![f32::NAN; 40])].into_iter().collect();
+            let mut bound: std::collections::HashMap<Role, Vec<f32>> =
+                [(Role::param("b0"), input.clone()), (Role::param("b1"), vec![f32::NAN; 40])].into_iter().collect();
             crate::kernel::eval::run(&p, &mut bound).unwrap();
-            outputs.push(bound.remove("b1").unwrap().iter().map(|v| v.to_bits()).collect::<Vec<u32>>());
+            outputs.push(bound.remove(&Role::param("b1")).unwrap().iter().map(|v| v.to_bits()).collect::<Vec<u32>>());
         }
         assert_eq!(outputs[0], outputs[1]);
     }
@@ -482,12 +489,12 @@ mod tests {
             name: name.into(),
             shape: vec![n],
             dtype: Dtype::F32,
-            storage: Storage::Bound,
+            storage: Storage::Bound(Role::param(name)),
         };
-        let arg = |b: u32, role| Arg { buffer: BufferId(b), role };
+        let arg = |b: u32, access| Arg { buffer: BufferId(b), access };
         let product = Kernel {
             name: "k0".into(),
-            args: vec![arg(0, Role::Read), arg(1, Role::Read), arg(2, Role::Write)],
+            args: vec![arg(0, Access::Read), arg(1, Access::Read), arg(2, Access::Write)],
             body: Body::MatMul(
                 MatMul {
                     m: 8,
@@ -503,7 +510,7 @@ mod tests {
         };
         let pairs = |row_stride: i64, out: u32| Kernel {
             name: "k1".into(),
-            args: vec![arg(2, Role::Read), arg(out, Role::Write)],
+            args: vec![arg(2, Access::Read), arg(out, Access::Write)],
             body: Body::Loop(Loop {
                 parallel: vec![4, 4],
                 reduce: vec![2],
@@ -513,11 +520,11 @@ mod tests {
             }),
         };
         let buffers = vec![buffer("a", 24), buffer("b", 12), buffer("p", 32), buffer("y", 16)];
-        let inputs: std::collections::HashMap<String, Vec<f32>> = [
-            ("a".to_string(), (0..24).map(|i| (i as f32 * 0.3).sin()).collect()),
-            ("b".to_string(), (0..12).map(|i| (i as f32 * 0.7).cos()).collect()),
-            ("p".to_string(), vec![0.0; 32]),
-            ("y".to_string(), vec![0.0; 16]),
+        let inputs: std::collections::HashMap<Role, Vec<f32>> = [
+            (Role::param("a"), (0..24).map(|i| (i as f32 * 0.3).sin()).collect()),
+            (Role::param("b"), (0..12).map(|i| (i as f32 * 0.7).cos()).collect()),
+            (Role::param("p"), vec![0.0; 32]),
+            (Role::param("y"), vec![0.0; 16]),
         ]
         .into_iter()
         .collect();
@@ -526,14 +533,14 @@ mod tests {
             validate(&p).unwrap();
             let mut bound = inputs.clone();
             crate::kernel::eval::run(&p, &mut bound).unwrap();
-            bound.remove("y").unwrap()
+            bound.remove(&Role::param("y")).unwrap()
         };
         let apart = run(vec![product.clone(), pairs(8, 3)]);
         let mut merged = product.clone();
         assert!(attach_follower(&mut merged, &pairs(8, 3)));
         let Body::MatMul(_, _, Some(f)) = &merged.body else { panic!("no follower") };
         assert_eq!(f.rows, 2);
-        assert_eq!(merged.args[2].role, Role::ReadWrite);
+        assert_eq!(merged.args[2].access, Access::ReadWrite);
         assert_eq!(run(vec![merged.clone()]), apart);
 
         // Reads rows 0..5 at index 0 of a band of 2: not a follower, and refused as one.

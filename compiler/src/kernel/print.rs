@@ -13,7 +13,7 @@
 //! Views print as `buffer[strides]` (one stride per domain axis) and `+offset` when there is
 //! one; a product prints its operands' (row, column) strides.
 
-use super::{AccType, Body, Inst, Kernel, Loop, MatView, Program, Role, Storage, View};
+use super::{AccType, Access, Body, Dtype, Inst, Kernel, Loop, MatView, Program, Storage, View};
 use hoyer_ir::semantics::ElemOp;
 use hoyer_ir::ReduceOp;
 use std::fmt::Write;
@@ -77,11 +77,11 @@ pub fn op_name(op: &ElemOp) -> String {
     }
 }
 
-fn role(r: Role) -> &'static str {
+fn access(r: Access) -> &'static str {
     match r {
-        Role::Read => "read",
-        Role::Write => "write",
-        Role::ReadWrite => "read write",
+        Access::Read => "read",
+        Access::Write => "write",
+        Access::ReadWrite => "read write",
     }
 }
 
@@ -89,7 +89,7 @@ fn role(r: Role) -> &'static str {
 pub fn kernel(p: &Program, k: &Kernel) -> String {
     let names: Vec<&str> = k.args.iter().map(|a| p.buffer(a.buffer).name.as_str()).collect();
     let mut out = String::new();
-    let args = k.args.iter().zip(&names).map(|(a, n)| format!("{n}: {}", role(a.role))).collect::<Vec<_>>();
+    let args = k.args.iter().zip(&names).map(|(a, n)| format!("{n}: {}", access(a.access))).collect::<Vec<_>>();
     let _ = writeln!(out, "kernel {}({})", k.name, args.join(", "));
     match &k.body {
         Body::Loop(l) => loop_nest(&mut out, l, &names, "loop"),
@@ -153,10 +153,12 @@ pub fn print(p: &Program) -> String {
     let mut out = String::new();
     for b in &p.buffers {
         let place = match b.storage {
-            Storage::Bound => "bound".to_string(),
+            Storage::Bound(_) => "bound".to_string(),
             Storage::Temp { offset } => format!("temp @{offset}"),
         };
-        let _ = writeln!(out, "buffer {} {} {place}", b.name, list(&b.shape));
+        // Float32 goes without saying.
+        let dtype = if b.dtype == Dtype::F32 { "" } else { b.dtype.name() };
+        let _ = writeln!(out, "buffer {} {dtype}{} {place}", b.name, list(&b.shape));
     }
     let _ = writeln!(out, "arena {} floats", p.arena);
     for k in &p.kernels {

@@ -3,7 +3,7 @@
 //! temporaries inside the arena.
 
 use super::passes::band_rows;
-use super::{Body, Inst, Loop, Program, Role, Storage, View};
+use super::{Access, Body, Inst, Loop, Program, Storage, View};
 use crate::error::CompileError;
 
 fn invalid(kernel: &str, message: String) -> CompileError {
@@ -47,7 +47,7 @@ pub fn validate(p: &Program) -> Result<(), CompileError> {
                 .map(|a| p.buffer(a.buffer).numel())
                 .ok_or_else(|| invalid(name, format!("argument {arg} does not exist")))
         };
-        let role = |arg: u32| k.args[arg as usize].role;
+        let access = |arg: u32| k.args[arg as usize].access;
         let check_view = |arg: u32, v: &View, extents: &[usize], write: bool| -> Result<(), CompileError> {
             let n = size(arg)?;
             if v.strides.len() != extents.len() || v.guards.iter().any(|g| g.coeffs.len() != extents.len()) {
@@ -63,9 +63,9 @@ pub fn validate(p: &Program) -> Result<(), CompileError> {
             if lo < 0 || hi >= n as i64 {
                 return Err(invalid(name, format!("a view reaches elements {lo}..={hi} of a buffer of {n}")));
             }
-            let ok = if write { role(arg) != Role::Read } else { role(arg) != Role::Write };
+            let ok = if write { access(arg) != Access::Read } else { access(arg) != Access::Write };
             if !ok {
-                return Err(invalid(name, format!("argument {arg} is accessed against its role")));
+                return Err(invalid(name, format!("argument {arg} is accessed against its use")));
             }
             Ok(())
         };

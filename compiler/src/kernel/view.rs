@@ -239,7 +239,7 @@ mod tests {
         ];
         for (shape, axes, slides) in cases {
             let mut g = Graph::default();
-            let x = g.input_value("x", hoyer_ir::InputKind::Data, shape.clone());
+            let x = g.input_value(hoyer_ir::Role::param("x"), shape.clone());
             let w = g.window(x, axes.clone(), slides.clone(), Fill::NegInf);
             let Ok(Source::View { view, .. }) = source(&g, w) else { panic!("a view") };
             let out_shape = g.shape(w).to_vec();

@@ -7,6 +7,7 @@ use crate::diagnostics::{did_you_mean, Diagnostic, Sink};
 use crate::layers::{self, fmt_shape, Add, Build, Input, LayerRef, MAX_DIM};
 use crate::program::{params_of, Model, Node};
 use crate::syntax::ast::{BinOp, Call, Expr, ExprKind, ModelDef, ModelStmt, Span};
+use hoyer_ir::Dtype;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -25,7 +26,7 @@ struct ModelChecker<'s> {
 }
 
 pub fn check_model(sink: &mut Sink, def: &ModelDef) -> Option<Model> {
-    let input_shape = input_shape(sink, def)?;
+    let (input_shape, input_dtype) = input_shape(sink, def)?;
     let mut mc = ModelChecker {
         sink,
         nodes: vec![],
@@ -37,7 +38,7 @@ pub fn check_model(sink: &mut Sink, def: &ModelDef) -> Option<Model> {
     mc.nodes.push(Node {
         name: Some(def.input.name.name.clone()),
         binding: Some(def.input.name.name.clone()),
-        layer: Arc::new(Input { shape: input_shape.clone() }),
+        layer: Arc::new(Input { shape: input_shape.clone(), dtype: input_dtype }),
         inputs: vec![],
         shape: input_shape.clone(),
         span: def.input.span,
@@ -161,20 +162,22 @@ pub fn check_model(sink: &mut Sink, def: &ModelDef) -> Option<Model> {
         name: def.name.name.clone(),
         input_name: def.input.name.name.clone(),
         input_shape,
+        input_dtype,
         nodes: mc.nodes,
         output,
         params,
     })
 }
 
-fn input_shape(sink: &mut Sink, def: &ModelDef) -> Option<Vec<u64>> {
+fn input_shape(sink: &mut Sink, def: &ModelDef) -> Option<(Vec<u64>, Dtype)> {
     let input = &def.input;
     let mut ok = true;
-    if input.dtype.name != "f32" {
+    let dtype = Dtype::parse(&input.dtype.name);
+    if dtype.is_none() {
         sink.push(
             Diagnostic::error(Code::BadDtype, format!("unsupported element type `{}`", input.dtype.name))
                 .label(input.dtype.span, "not supported")
-                .help("model inputs are `f32`: write `f32[784]`"),
+                .help("model inputs are `f32` values (`f32[784]`), or `i32` token ids for `embedding` (`i32[64]`)"),
         );
         ok = false;
     }
@@ -207,7 +210,7 @@ fn input_shape(sink: &mut Sink, def: &ModelDef) -> Option<Vec<u64>> {
         );
         ok = false;
     }
-    ok.then_some(shape)
+    Some((shape, dtype?)).filter(|_| ok)
 }
 
 impl ModelChecker<'_> {
@@ -288,8 +291,20 @@ impl ModelChecker<'_> {
             }
             ExprKind::Call(call) => self.layer(call),
             ExprKind::Binary(BinOp::Add, a, b) => {
+                let (ea, eb) = (a, b);
                 let (a, b) = (self.eval(a), self.eval(b));
                 let (a, b) = (a?, b?);
+                for (v, e) in [(a, ea), (b, eb)] {
+                    let dtype = self.nodes[v].layer.dtype();
+                    if dtype != Dtype::F32 {
+                        self.sink.push(
+                            Diagnostic::error(Code::WrongKind, format!("cannot add {dtype} values"))
+                                .label(e.span, format!("these are {dtype}"))
+                                .help("token ids go through `embedding` first"),
+                        );
+                        return None;
+                    }
+                }
                 if self.nodes[a].shape != self.nodes[b].shape {
                     self.sink.push(
                         Diagnostic::error(Code::ShapeMismatch, "cannot add layers of different shapes")
@@ -346,6 +361,21 @@ impl ModelChecker<'_> {
         };
         let args = bind(self.sink, call, &format!("`{name}`"), def.args)?;
         let input = self.eval(args[0]?)?;
+        let dtype = self.nodes[input].layer.dtype();
+        if dtype != def.input_dtype {
+            let help = match def.input_dtype {
+                Dtype::I32 => format!("`{name}` reads token ids: declare the model's input as `i32[...]`"),
+                Dtype::F32 => {
+                    format!("token ids (`{dtype}`) go through `embedding` first, e.g. `embedding(x, 1000, 64)`")
+                }
+            };
+            self.sink.push(
+                Diagnostic::error(Code::WrongKind, format!("`{name}` takes {} values, not {dtype}", def.input_dtype))
+                    .label(args[0]?.span, format!("these are {dtype}"))
+                    .help(help),
+            );
+            return None;
+        }
         let mut b = Build { sink: self.sink, def, call, args, input: self.nodes[input].shape.clone() };
         let layer = (def.build)(&mut b)?;
         Some(self.push(layer, vec![input], call.span))

@@ -22,7 +22,7 @@ const fn plain(
     example: &'static str,
     build: fn(&mut Build) -> Option<LayerRef>,
 ) -> LayerDef {
-    LayerDef { name, doc, args: &[("input", true)], example, build }
+    LayerDef { name, doc, args: &[("input", true)], example, input_dtype: Dtype::F32, build }
 }
 
 pub static RELU: LayerDef =
@@ -40,6 +40,7 @@ pub static LEAKY_RELU: LayerDef = LayerDef {
     doc: "x where x > 0, else slope · x (slope 0.01 unless given)",
     args: &[("input", true), ("slope", false)],
     example: "leaky_relu(x, slope = 0.1)",
+    input_dtype: Dtype::F32,
     build: |b| {
         let slope = b.number(
             "slope",

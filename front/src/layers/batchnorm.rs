@@ -15,6 +15,7 @@ pub static DEF: LayerDef = LayerDef {
     doc: "batch normalization of each channel of an image, as nn.BatchNorm2d (eps 1e-5, momentum 0.1)",
     args: &[("input", true), ("eps", false), ("momentum", false)],
     example: "batchnorm(c1)",
+    input_dtype: Dtype::F32,
     build,
 };
 

@@ -17,6 +17,7 @@ pub static DEF: LayerDef = LayerDef {
         ("dilation", false),
     ],
     example: "conv2d(x, 20, kernel = 5, stride = 1, padding = 0)",
+    input_dtype: Dtype::F32,
     build,
 };
 

@@ -8,6 +8,7 @@ pub static DEF: LayerDef = LayerDef {
     doc: "fully connected, as nn.Linear: y = x·Wᵀ + b, weight [out, in]",
     args: &[("input", true), ("out", true), ("bias", false)],
     example: "dense(x, 300)",
+    input_dtype: Dtype::F32,
     build,
 };
 

@@ -4,13 +4,14 @@
 //! evaluation it is the identity.
 
 use super::*;
-use hoyer_ir::{Binary, InputKind, Unary};
+use hoyer_ir::{Binary, Role, Scalar, Unary};
 
 pub static DEF: LayerDef = LayerDef {
     name: "dropout",
     doc: "zeroes each value with probability p while training and scales the rest by 1/(1 − p), as nn.Dropout",
     args: &[("input", true), ("p", false)],
     example: "dropout(x, p = 0.5)",
+    input_dtype: Dtype::F32,
     build: |b| {
         let p = b.number(
             "p",
@@ -55,7 +56,7 @@ impl Layer for Dropout {
         let g = &mut *cx.g;
         let s = g.shape(x).to_vec();
         let counter = element_numbers(g, &s);
-        let key = g.input_value(DROPOUT_KEY, InputKind::Scalar, vec![]);
+        let key = g.input_value(Role::Scalar(Scalar::DropoutKey), vec![]);
         let layer_key = g.scalar(cx.dropouts as f64 * 1021.0);
         cx.dropouts += 1;
         let key = g.binary(Binary::Add, key, layer_key);

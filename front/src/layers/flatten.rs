@@ -7,6 +7,7 @@ pub static DEF: LayerDef = LayerDef {
     doc: "to one vector per sample, in PyTorch's order: channel, row, column",
     args: &[("input", true)],
     example: "flatten(c2)",
+    input_dtype: Dtype::F32,
     build: |_| Some(Arc::new(Flatten)),
 };
 

@@ -2,11 +2,13 @@
 //! [batch, channels, height, width] and travel channels-last inside.
 
 use super::*;
-use hoyer_ir::InputKind;
+use hoyer_ir::{Dtype, Role};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Input {
     pub shape: Vec<u64>,
+    /// f32 values, or i32 token ids (read by `embedding`).
+    pub dtype: Dtype,
 }
 
 impl Layer for Input {
@@ -17,10 +19,13 @@ impl Layer for Input {
         self.shape.clone()
     }
     fn lower(&self, cx: &mut Lowering) -> Result<ValueId, String> {
-        let x = cx.g.input_value(DATA, InputKind::Data, cx.shape.clone());
+        let x = cx.g.input_typed(Role::Data, self.dtype, cx.shape.clone());
         Ok(if cx.shape.len() == 4 { cx.g.permute(x, vec![0, 2, 3, 1]) } else { x })
     }
     fn units(&self) -> Units {
         Units::Whole
+    }
+    fn dtype(&self) -> Dtype {
+        self.dtype
     }
 }

@@ -13,6 +13,7 @@ pub static DEF: LayerDef = LayerDef {
     doc: "layer normalization over the last axis, as nn.LayerNorm(d): weight and bias [d], eps 1e-5",
     args: &[("input", true), ("eps", false), ("bias", false)],
     example: "layernorm(h)",
+    input_dtype: Dtype::F32,
     build,
 };
 

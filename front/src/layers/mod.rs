@@ -27,7 +27,7 @@ use crate::check::values::{self, const_eval, fmt_num, kind_name};
 use crate::codes::Code;
 use crate::diagnostics::{Diagnostic, Sink};
 use crate::syntax::ast::{Call, Expr, ExprKind, Span};
-use hoyer_ir::{Graph, ValueId};
+use hoyer_ir::{Dtype, Graph, ValueId};
 use std::fmt;
 use std::sync::Arc;
 
@@ -101,6 +101,11 @@ pub trait Layer: fmt::Debug + Send + Sync + std::panic::RefUnwindSafe {
     fn with_width(&self, _width: u64) -> Option<LayerRef> {
         None
     }
+
+    /// The type of its output's elements.
+    fn dtype(&self) -> Dtype {
+        Dtype::F32
+    }
 }
 
 /// How shrink treats a layer's units.
@@ -165,11 +170,6 @@ pub enum Mode {
     Eval,
 }
 
-/// Name of the step's input that holds the batch of samples.
-pub const DATA: &str = "x";
-/// The step's key for dropout's random numbers, set by the runtime every step.
-pub const DROPOUT_KEY: &str = "dropout_key";
-
 /// What a layer's lowering works with: the graph, its inputs' values, its parameters.
 /// Images are channels-last inside ([batch, height, width, channels]); `shape` is the
 /// layer's output as PyTorch lays it out, batch first.
@@ -208,6 +208,8 @@ pub struct LayerDef {
     pub args: &'static [ArgDef],
     /// A call that works, for help lines.
     pub example: &'static str,
+    /// What its input holds: float32 values, or i32 token ids (`embedding`).
+    pub input_dtype: Dtype,
     /// Checks a call's arguments and input shape and makes the layer, or reports why not.
     pub build: fn(&mut Build) -> Option<LayerRef>,
 }

@@ -10,6 +10,7 @@ pub static MAXPOOL: LayerDef = LayerDef {
     doc: "the maximum of each window of an image, as F.max_pool2d (its gradient goes to the first maximum)",
     args: &[("input", true), ("size", true), ("stride", false), ("padding", false)],
     example: "maxpool(c, 2)",
+    input_dtype: Dtype::F32,
     build: |b| build(b, true),
 };
 
@@ -18,6 +19,7 @@ pub static AVGPOOL: LayerDef = LayerDef {
     doc: "the mean of each window of an image, as F.avg_pool2d (padding counts as zeros)",
     args: &[("input", true), ("size", true), ("stride", false), ("padding", false)],
     example: "avgpool(c, 2)",
+    input_dtype: Dtype::F32,
     build: |b| build(b, false),
 };
 
@@ -26,6 +28,7 @@ pub static GLOBAL_AVGPOOL: LayerDef = LayerDef {
     doc: "the mean of each channel over the image: [c, h, w] to [c]",
     args: &[("input", true)],
     example: "global_avgpool(c)",
+    input_dtype: Dtype::F32,
     build: |b| {
         b.image()?;
         Some(Arc::new(GlobalAvgPool))

@@ -11,6 +11,7 @@ pub static DEF: LayerDef = LayerDef {
     doc: "option-A residual shortcut: every stride-th pixel, zero channels added equally on both sides up to `out`",
     args: &[("input", true), ("out", true), ("stride", false)],
     example: "shortcut(x, 32, stride = 2)",
+    input_dtype: Dtype::F32,
     build: |b| {
         let out = b.size("out", "the number of output channels", 1, None);
         let stride = b.size("stride", "the stride", 1, Some(2));

@@ -9,6 +9,7 @@ use cranelift_module::{default_libcall_names, Linkage, Module};
 use hoyer_compiler::codegen::cpu::{loop_function, MathImports, Target};
 use hoyer_compiler::kernel::Loop;
 use hoyer_front::codes::Code;
+use hoyer_ir::Dtype;
 
 /// `kernel(args, lo, hi)`: see `compiler::codegen::cpu`.
 pub type KernelFn = unsafe extern "C" fn(*const *mut f32, *const i64, *const i64);
@@ -91,10 +92,10 @@ impl Jit {
 
     /// Compiles every loop nest, each named (`k5`, `k52_then`) so that a profile reads
     /// against `--emit kernels`; the functions stay valid while `self` lives.
-    pub fn compile(&mut self, loops: &[(String, &Loop)]) -> Result<Vec<KernelFn>, RunError> {
+    pub fn compile(&mut self, loops: &[(String, &Loop, Vec<Dtype>)]) -> Result<Vec<KernelFn>, RunError> {
         let mut ids = Vec::new();
-        for (i, (name, l)) in loops.iter().enumerate() {
-            let func = loop_function(l, i as u32, &self.target)?;
+        for (i, (name, l, dtypes)) in loops.iter().enumerate() {
+            let func = loop_function(l, dtypes, i as u32, &self.target)?;
             let id = self
                 .module
                 .declare_function(name, Linkage::Local, &func.signature)

@@ -16,9 +16,10 @@ pub mod pool;
 use crate::backend::{bind_all, Backend, Bindings, Executable, KernelTime};
 use crate::error::RunError;
 use crate::store::{Store, TensorId};
-use hoyer_compiler::kernel::{Body, Follower, Loop, MatMul, Role, Storage};
+use hoyer_compiler::kernel::{Access, Body, Follower, Loop, MatMul, Storage};
 use hoyer_compiler::pipeline::{Options, Planned};
 use hoyer_front::codes::Code;
+use hoyer_ir::{Dtype, Role};
 use jit::{Jit, KernelFn};
 use pool::Pool;
 use std::collections::HashMap;
@@ -71,13 +72,9 @@ impl Backend for Cpu {
 
     fn compile(&self, planned: &Planned, store: &mut Store, bind: &Bindings) -> Result<Box<dyn Executable>, RunError> {
         let p = &planned.program;
-        let bound: Vec<(String, Vec<usize>)> = p
-            .buffers
-            .iter()
-            .filter(|b| b.storage == Storage::Bound)
-            .map(|b| (b.name.clone(), b.shape.clone()))
-            .collect();
-        let names = bind_all(store, &bound, bind)?;
+        let bound: Vec<(Role, Vec<usize>, Dtype)> =
+            p.buffers.iter().filter_map(|b| Some((b.role()?.clone(), b.shape.clone(), b.dtype))).collect();
+        let tensors = bind_all(store, &bound, bind)?;
         // Scratch memory, 64-byte aligned.
         let chunks = p.arena.div_ceil(16);
         let mut arena: Vec<Chunk> = Vec::new();
@@ -92,23 +89,27 @@ impl Backend for Cpu {
         let arena_base = arena.as_mut_ptr() as *mut f32;
         let address = |store: &mut Store, b: usize| -> Result<*mut f32, RunError> {
             let buffer = &p.buffers[b];
-            match buffer.storage {
-                Storage::Bound => store.address(names[&buffer.name]),
+            match &buffer.storage {
+                Storage::Bound(role) => store.address(tensors[role]),
                 // SAFETY: the validator checked that every temporary lies inside the arena.
-                Storage::Temp { offset } => Ok(unsafe { arena_base.add(offset) }),
+                Storage::Temp { offset } => Ok(unsafe { arena_base.add(*offset) }),
             }
         };
         let mut jit = Jit::new()?;
-        let loops: Vec<(String, &Loop)> = p
+        let loops: Vec<(String, &Loop, Vec<Dtype>)> = p
             .kernels
             .iter()
-            .flat_map(|k| match &k.body {
-                Body::Loop(l) => vec![(k.name.clone(), l)],
-                Body::MatMul(_, epilogue, follower) => epilogue
-                    .iter()
-                    .map(|l| (format!("{}_epilogue", k.name), l))
-                    .chain(follower.iter().map(|f| (format!("{}_then", k.name), &f.nest)))
-                    .collect(),
+            .flat_map(|k| {
+                let dtypes: Vec<Dtype> = k.args.iter().map(|a| p.buffer(a.buffer).dtype).collect();
+                let named = move |name: String, l| (name, l, dtypes.clone());
+                match &k.body {
+                    Body::Loop(l) => vec![named(k.name.clone(), l)],
+                    Body::MatMul(_, epilogue, follower) => epilogue
+                        .iter()
+                        .map(|l| named(format!("{}_epilogue", k.name), l))
+                        .chain(follower.iter().map(|f| named(format!("{}_then", k.name), &f.nest)))
+                        .collect(),
+                }
             })
             .collect();
         let mut code = jit.compile(&loops)?.into_iter();
@@ -125,7 +126,7 @@ impl Backend for Cpu {
                 Body::MatMul(m, epilogue, follower) => {
                     // Whether the epilogue updates weights in place.
                     let in_place = epilogue.as_ref().is_some_and(|l| {
-                        l.stores.iter().any(|s| s.arg != m.out && k.args[s.arg as usize].role == Role::ReadWrite)
+                        l.stores.iter().any(|s| s.arg != m.out && k.args[s.arg as usize].access == Access::ReadWrite)
                     });
                     let epilogue = epilogue.as_ref().map(|_| next_fn()).transpose()?;
                     let follow = match follower {
@@ -159,7 +160,7 @@ impl Backend for Cpu {
             _arena: arena,
             steps,
             pool: self.pool.clone(),
-            names,
+            tensors,
             _jit: jit,
             labels,
             times: None,
@@ -216,7 +217,7 @@ struct CpuExecutable {
     _arena: Vec<Chunk>,
     steps: Vec<Step>,
     pool: Arc<Pool>,
-    names: HashMap<String, TensorId>,
+    tensors: HashMap<Role, TensorId>,
     /// Owns the machine code.
     _jit: Jit,
     /// Each kernel's name and shape, and its time so far where kernels are timed.
@@ -399,8 +400,8 @@ impl Executable for CpuExecutable {
         Ok(())
     }
 
-    fn tensor(&self, name: &str) -> Option<TensorId> {
-        self.names.get(name).copied()
+    fn tensor(&self, role: &Role) -> Option<TensorId> {
+        self.tensors.get(role).copied()
     }
 
     fn time_kernels(&mut self) -> bool {
@@ -483,7 +484,7 @@ mod tests {
             stores: vec![Store { arg: 1, view: View::strided(0, vec![10, 5, 1]), value: Reg(1) }],
         };
         let mut jit = Jit::new().unwrap();
-        let f = jit.compile(&[("k0".into(), &l)]).unwrap()[0];
+        let f = jit.compile(&[("k0".into(), &l, vec![Dtype::F32; 2])]).unwrap()[0];
         let x: Vec<f32> = (0..30).map(|i| i as f32).collect();
         for (lo, hi) in [([0i64, 0, 0], [3i64, 2, 5]), ([1, 0, 1], [2, 2, 4]), ([0, 1, 0], [3, 2, 5])] {
             let mut y = vec![7.0f32; 30];

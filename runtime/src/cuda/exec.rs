@@ -21,9 +21,10 @@ use cudarc::driver::{
     sys, CudaContext, CudaEvent, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
 };
 use hoyer_compiler::codegen::cuda;
-use hoyer_compiler::kernel::{Role, Storage};
+use hoyer_compiler::kernel::{Access, Storage};
 use hoyer_compiler::pipeline::{Options, Planned};
 use hoyer_front::codes::Code;
+use hoyer_ir::{Dtype, Role};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -79,25 +80,25 @@ impl Cuda {
 /// Device memory for the store: cudarc allocations kept alive here, by address.
 struct Memory {
     gpu: Arc<Gpu>,
-    slices: Vec<CudaSlice<f32>>,
+    slices: Vec<CudaSlice<u8>>,
 }
 
 impl DeviceMemory for Memory {
-    fn alloc(&mut self, name: &str, n: usize) -> Result<u64, RunError> {
+    fn alloc(&mut self, name: &str, bytes: usize) -> Result<u64, RunError> {
         let slice =
-            self.gpu.stream.alloc_zeros::<f32>(n.max(1)).map_err(|e| failed(&format!("allocating `{name}`"), e))?;
+            self.gpu.stream.alloc_zeros::<u8>(bytes.max(4)).map_err(|e| failed(&format!("allocating `{name}`"), e))?;
         let (address, _) = slice.device_ptr(&self.gpu.stream);
         self.slices.push(slice);
         Ok(address)
     }
 
-    fn upload(&mut self, dst: u64, src: &[f32]) -> Result<(), RunError> {
+    fn upload(&mut self, dst: u64, src: &[u8]) -> Result<(), RunError> {
         // SAFETY: `dst` is an allocation of at least `src.len()` values (the store's own).
         unsafe { cudarc::driver::result::memcpy_htod_async(dst, src, self.gpu.stream.cu_stream()) }
             .map_err(|e| failed("copying to the GPU", e))
     }
 
-    fn download(&mut self, src: u64, dst: &mut [f32]) -> Result<(), RunError> {
+    fn download(&mut self, src: u64, dst: &mut [u8]) -> Result<(), RunError> {
         // SAFETY: as above; the stream is synchronized before `dst` is used.
         unsafe { cudarc::driver::result::memcpy_dtoh_async(dst, src, self.gpu.stream.cu_stream()) }
             .map_err(|e| failed("copying from the GPU", e))?;
@@ -138,7 +139,7 @@ struct CudaProgram {
     /// The store's tensors the program binds, and those it writes.
     bound: Vec<TensorId>,
     written: Vec<TensorId>,
-    names: HashMap<String, TensorId>,
+    tensors: HashMap<Role, TensorId>,
     _arena: CudaSlice<f32>,
     runs: u64,
     graph: Option<CudaGraph>,
@@ -190,21 +191,17 @@ impl Backend for Cuda {
             }
         }
         store.attach_device(Box::new(Memory { gpu: self.gpu.clone(), slices: Vec::new() }));
-        let bound_names: Vec<(String, Vec<usize>)> = p
-            .buffers
-            .iter()
-            .filter(|b| b.storage == Storage::Bound)
-            .map(|b| (b.name.clone(), b.shape.clone()))
-            .collect();
-        let names = bind_all(store, &bound_names, bind)?;
+        let bound_roles: Vec<(Role, Vec<usize>, Dtype)> =
+            p.buffers.iter().filter_map(|b| Some((b.role()?.clone(), b.shape.clone(), b.dtype))).collect();
+        let tensors = bind_all(store, &bound_roles, bind)?;
         let arena =
             self.gpu.stream.alloc_zeros::<f32>(p.arena.max(1)).map_err(|e| failed("the step's scratch memory", e))?;
         let (arena_base, _) = arena.device_ptr(&self.gpu.stream);
         let mut address = Vec::with_capacity(p.buffers.len());
         for b in &p.buffers {
-            address.push(match b.storage {
-                Storage::Bound => store.device_address(names[&b.name])?,
-                Storage::Temp { offset } => arena_base + 4 * offset as u64,
+            address.push(match &b.storage {
+                Storage::Bound(role) => store.device_address(tensors[role])?,
+                Storage::Temp { offset } => arena_base + 4 * *offset as u64,
             });
         }
         let resolved: Vec<Resolved> = ops
@@ -229,14 +226,14 @@ impl Backend for Cuda {
         for k in &p.kernels {
             for a in &k.args {
                 let b = &p.buffers[a.buffer.index()];
-                if b.storage == Storage::Bound && a.role != Role::Read {
-                    written.push(names[&b.name]);
+                if let (Storage::Bound(role), true) = (&b.storage, a.access != Access::Read) {
+                    written.push(tensors[role]);
                 }
             }
         }
         written.sort();
         written.dedup();
-        let mut bound: Vec<TensorId> = names.values().copied().collect();
+        let mut bound: Vec<TensorId> = tensors.values().copied().collect();
         bound.sort();
         Ok(Box::new(CudaProgram {
             gpu: self.gpu.clone(),
@@ -244,7 +241,7 @@ impl Backend for Cuda {
             ops: resolved,
             bound,
             written,
-            names,
+            tensors,
             _arena: arena,
             runs: 0,
             graph: None,
@@ -364,8 +361,8 @@ impl Executable for CudaProgram {
         Ok(())
     }
 
-    fn tensor(&self, name: &str) -> Option<TensorId> {
-        self.names.get(name).copied()
+    fn tensor(&self, role: &Role) -> Option<TensorId> {
+        self.tensors.get(role).copied()
     }
 
     fn time_kernels(&mut self) -> bool {
