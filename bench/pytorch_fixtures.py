@@ -71,6 +71,15 @@ class MlpLayerNorm(nn.Module):
         h = F.gelu(s.ln2(s.fc2(h)))
         return s.fc3(h)
 
+class EmbeddingBag(nn.Module):
+    """Token ids through an embedding and a layer norm, flattened into a dense layer."""
+    def __init__(s):
+        super().__init__()
+        s.emb, s.ln = nn.Embedding(VOCAB, 8), nn.LayerNorm(8)
+        s.fc = nn.Linear(6 * 8, 5)
+    def forward(s, x):
+        return s.fc(torch.flatten(s.ln(s.emb(x)), 1))
+
 def hs(p): return torch.sum(torch.abs(p)) ** 2 / torch.sum(p ** 2)
 def ghs(p, axis):  # group_hs(W, axis): one group per index of `axis` (filters, channels)
     other = [d for d in range(p.dim()) if d != axis]
@@ -85,10 +94,13 @@ CASES = {
     "tiny_convnet": (TinyConvNet, [3, 9, 9], 3, "sgd", 1e-3, lambda m: sum(hs(p) for p in m.parameters())),
     "mlp_layernorm": (MlpLayerNorm, [20], 5, "sgd", 1e-3,
                       lambda m: sum(hs(p) for n, p in m.named_parameters() if n.endswith("weight"))),
+    "embedding_bag": (EmbeddingBag, "tokens", 5, "sgd", 1e-3,
+                      lambda m: sum(hs(p) for n, p in m.named_parameters() if n.endswith("weight"))),
     "tiny_resnet": (TinyResNet, [3, 8, 8], 3, "sgd", 1e-3,
                     lambda m: sum(ghs(p, 0) + ghs(p, 1) for n, p in m.named_parameters() if n.startswith("c"))),
 }
 BATCH, STEPS, LR = 4, 3, 0.05
+VOCAB, TOKENS = 20, 6  # "tokens": each sample is TOKENS ids below VOCAB
 
 def init(m):
     # Normalization layers keep PyTorch's init (weight 1, bias 0): their parameters' names.
@@ -104,6 +116,10 @@ def init(m):
             p.copy_((bound * torch.sin(1.7 * i + 0.3 * t + 0.1)).reshape(p.shape))
 
 def batch(s, sample, classes):
+    y = torch.tensor([(3 * k + s) % classes for k in range(BATCH)])
+    if sample == "tokens":  # some ids read more than once within a batch
+        x = torch.tensor([[(7 * i + 3 * k + 5 * s) % VOCAB for i in range(TOKENS)] for k in range(BATCH)])
+        return x, y
     n = math.prod(sample)
     i = torch.arange(n, dtype=torch.float64)
     x = torch.stack([torch.sin(0.37 * i + 1.3 * k + 0.7 * s) for k in range(BATCH)]).reshape(BATCH, *sample)

@@ -227,3 +227,30 @@ fn cifar10_reads_its_batches_and_names_every_broken_one() {
         assert!(!err.contains("panicked"), "{name}: {err}");
     }
 }
+
+/// IDX bytes read as token ids: every id must be below the embedding's vocabulary before a
+/// kernel reads a row; the error points at the embedding.
+#[test]
+fn token_ids_outside_the_vocabulary_are_refused_before_training() {
+    for (vocab, want) in [(256, None), (200, Some("token id 200 at position 0"))] {
+        let root = setup(&format!("tokens-{vocab}"), false, |_| {});
+        let spec = format!(
+            "data d = idx(\"d\")
+model m(x: i32[4]) {{
+    e = embedding(x, {vocab}, 2)
+    return dense(flatten(e), 3)
+}}
+train m on d {{ batch 2  phase p {{ epochs 1  optimizer sgd(lr = 0.1) }} }}
+"
+        );
+        std::fs::write(root.join("spec.hoyer"), spec).unwrap();
+        let (code, err) = run(&root);
+        match want {
+            None => assert_eq!(code, 0, "{err}"),
+            Some(what) => {
+                assert_eq!(code, 1, "{err}");
+                assert!(err.contains("E0702") && err.contains(what) && err.contains(&format!("{vocab} rows")), "{err}");
+            }
+        }
+    }
+}

@@ -5,7 +5,7 @@
 use hoyer_compiler::graph::{autodiff, lower};
 use hoyer_front::check_source;
 use hoyer_ir::interp::{self, Precision};
-use hoyer_ir::{numel, Role, Scalar};
+use hoyer_ir::{numel, Dtype, Role, Scalar};
 use std::collections::HashMap;
 
 mod common;
@@ -38,6 +38,8 @@ fn check_gradients(what: &str, spec: &str) {
         let n = numel(g.shape(id));
         let v = match role {
             Role::Labels => (0..n).map(|i| (i % 3) as f64).collect(),
+            // Token ids 0..4 of the test's vocabulary of 5: each read several times, 4 never.
+            Role::Data if g.value(id).dtype == Dtype::I32 => (0..n).map(|i| ((i * 7 + 3) % 4) as f64).collect(),
             Role::Buffer(b) if b.ends_with("running_var") => vec![1.5; n],
             Role::Scalar(Scalar::DropoutKey) => vec![12345.0],
             _ => numbers(n, k as u64 + 11),
@@ -129,6 +131,18 @@ fn layer_norm() {
         &spec(
             "f32[6]",
             "    h = dense(x, 4)\n    n = layernorm(h, eps = 0.1, bias = false)\n    o = dense(n, 3)\n    return o",
+        ),
+    );
+}
+
+#[test]
+fn embedding() {
+    // Rows read several times and one never read (vocabulary 5, ids 0..4 at 12 positions).
+    check_gradients(
+        "embedding",
+        &spec(
+            "i32[4]",
+            "    e = embedding(x, 5, 3)\n    n = layernorm(e)\n    o = n |> flatten |> dense(3)\n    return o",
         ),
     );
 }

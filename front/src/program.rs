@@ -120,6 +120,11 @@ impl Model {
     pub fn forward_flops(&self) -> u64 {
         (0..self.nodes.len()).map(|i| self.nodes[i].layer.flops(&self.input_shapes(i), &self.nodes[i].shape)).sum()
     }
+    /// For a model of token ids: the bound every id must stay below (the smallest
+    /// vocabulary of the layers reading them), and the layer that sets it.
+    pub fn index_bound(&self) -> Option<(u64, &Node)> {
+        self.nodes.iter().filter_map(|n| n.layer.index_bound().map(|b| (b, n))).min_by_key(|(b, _)| *b)
+    }
 }
 
 /// One layer of the model graph, in definition order (inputs come before their users).

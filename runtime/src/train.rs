@@ -113,6 +113,7 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
             _ => e,
         }
     })?;
+    check_token_ids(&data, model)?;
     let validation = match plan.validation {
         Some((n, span)) if n as usize >= data.train.len() => {
             return Err(RunError::new(
@@ -327,6 +328,30 @@ fn open_metrics(path: &Path, kept_steps: u64) -> Result<Lines, RunError> {
     Lines::open(path, Some(&kept))
 }
 
+/// A model of token ids reads rows of its embeddings by them: each must be a whole number
+/// below the vocabulary before any kernel reads a row.
+fn check_token_ids(data: &Dataset, model: &Model) -> Result<(), RunError> {
+    let Some((vocab, node)) = model.index_bound() else { return Ok(()) };
+    let f = data.features.max(1);
+    for (split, name) in [(&data.train, "training"), (&data.test, "test")] {
+        if let Some(at) = split.x.iter().position(|&v| !(v >= 0.0 && v < vocab as f32 && v.fract() == 0.0)) {
+            return Err(RunError::new(
+                Code::BadDataFile,
+                format!(
+                    "{name} sample {} holds token id {} at position {}, but the embedding has {vocab} rows (ids 0 to {})",
+                    at / f,
+                    split.x[at],
+                    at % f,
+                    vocab - 1
+                ),
+            )
+            .help("give the embedding a row for every id the data holds, or check that the data set is the one meant")
+            .at(node.span, format!("{vocab} rows")));
+        }
+    }
+    Ok(())
+}
+
 /// The data set, with its record for run.json and a line saying where it came from.
 /// `fits` is asked, before anything is loaded, whether that many samples (train and test) fit
 /// in memory.
@@ -342,14 +367,17 @@ fn load_data(
     match &ds.source {
         DataSource::Synthetic { classes, train, test, noise, seed } => {
             fits((*train + *test) as usize)?;
-            let mut d = Synthetic {
+            let synthetic = Synthetic {
                 classes: *classes as usize,
                 train: *train as usize,
                 test: *test as usize,
                 noise: *noise,
                 seed: *seed,
-            }
-            .generate(features);
+            };
+            let mut d = match model.index_bound() {
+                Some((vocab, _)) => synthetic.generate_tokens(features, vocab as usize),
+                None => synthetic.generate(features),
+            };
             for x in [&mut d.train.x, &mut d.test.x] {
                 crate::data::prepare(x, features, ds.scale, ds.normalize.as_ref());
             }

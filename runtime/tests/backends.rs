@@ -60,6 +60,17 @@ fn adam_with_hoyer_square_then_frozen_masks() {
 }
 
 #[test]
+fn embeddings_of_token_ids_with_rows_read_many_times() {
+    compare(
+        &format!(
+            "{DATA}model m(x: i32[5]) {{ e = embedding(x, 6, 4)\n n = layernorm(e)\n o = n |> flatten |> dense(3)\n return o }}
+             train m on d {{ phase a {{ epochs 1  optimizer adam(lr = 1e-3)  penalty 2e-4 * hoyer_square(e.weight) }} }}"
+        ),
+        16,
+    );
+}
+
+#[test]
 fn sgd_with_group_hs_and_every_regularizer() {
     compare(
         &format!(

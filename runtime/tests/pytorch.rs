@@ -10,7 +10,7 @@ use hoyer_front::check_source;
 use hoyer_front::layers::Init;
 use hoyer_front::program::Step as PlanStep;
 use hoyer_ir::interp::{self, Precision};
-use hoyer_ir::{numel, Output, Role, Scalar, Sum};
+use hoyer_ir::{numel, Dtype, Output, Role, Scalar, Sum};
 use hoyer_runtime::backend::{Backend, Bindings};
 use hoyer_runtime::cpu::Cpu;
 use hoyer_runtime::stepper::OptimizerScalars;
@@ -23,6 +23,9 @@ const BATCH: usize = 4;
 const STEPS: usize = 3;
 const LR: f64 = 0.05;
 const ADAM_LR: f64 = 1e-3;
+/// A model of token ids reads `TOKENS` ids below `VOCAB` per sample.
+const VOCAB: usize = 20;
+const TOKENS: usize = 6;
 
 const LENET5: &str = "data d = synthetic(classes = 10, train = 8, test = 8)
 model lenet5(x: f32[1, 28, 28]) {
@@ -42,11 +45,27 @@ fn init(t: usize, shape: &[usize]) -> Vec<f64> {
 }
 
 fn batch(s: usize, sample: usize, classes: usize) -> (Vec<f64>, Vec<f64>) {
-    let x = (0..BATCH)
-        .flat_map(|n| (0..sample).map(move |i| (0.37 * i as f64 + 1.3 * n as f64 + 0.7 * s as f64).sin()))
-        .collect();
     let y = (0..BATCH).map(|n| ((3 * n + s) % classes) as f64).collect();
-    (x, y)
+    (batch_x(s, sample), y)
+}
+
+fn batch_x(s: usize, sample: usize) -> Vec<f64> {
+    (0..BATCH)
+        .flat_map(|n| (0..sample).map(move |i| (0.37 * i as f64 + 1.3 * n as f64 + 0.7 * s as f64).sin()))
+        .collect()
+}
+
+/// Token ids, some read more than once within a batch.
+fn batch_tokens(s: usize) -> Vec<f64> {
+    (0..BATCH).flat_map(|n| (0..TOKENS).map(move |i| ((7 * i + 3 * n + 5 * s) % VOCAB) as f64)).collect()
+}
+
+/// Writes a batch's inputs as the tensor holds them (float32 values or i32 ids).
+fn write_data(store: &mut Store, t: hoyer_runtime::store::TensorId, x: &[f64]) {
+    match store.dtype(t) {
+        Dtype::I32 => store.write_i32(t, &x.iter().map(|&v| v as i32).collect::<Vec<_>>()).unwrap(),
+        Dtype::F32 => store.write(t, &narrow(x)).unwrap(),
+    }
 }
 
 fn narrow(v: &[f64]) -> Vec<f32> {
@@ -98,7 +117,7 @@ fn agree(spec: &str, train: &str, name: &str, classes: usize, strength: f32, tol
             Role::Mask(_) => vec![1.0; numel(&shape)],
             _ => vec![0.0; numel(&shape)],
         };
-        if role != &Role::Labels {
+        if g.dtype(id) == Dtype::F32 {
             store.write(t, &narrow(&v)).unwrap();
         }
         reference.insert(role.clone(), v);
@@ -110,14 +129,17 @@ fn agree(spec: &str, train: &str, name: &str, classes: usize, strength: f32, tol
     }
     let mut exe = cpu.compile(&planned, &mut store, &bind).unwrap();
     let sample = numel(&g.shape(g.input(&Role::Data).unwrap())[1..]);
+    let tokens = model.input_dtype == Dtype::I32;
+    let inputs = |s: usize| if tokens { batch_tokens(s) } else { batch_x(s, sample) };
     let want = fixture(name);
     let step_size = Role::Scalar(Scalar::StepSize);
     let inv_bc2 = Role::Scalar(Scalar::InvBiasCorrection2Sqrt);
     let adam = g.input(&step_size).is_some();
     let loss_sum = bind[&Role::Sum(Sum::Loss)];
     for (s, want_loss) in want["loss"].iter().enumerate().take(STEPS) {
-        let (x, y) = batch(s, sample, classes);
-        store.write(bind[&Role::Data], &narrow(&x)).unwrap();
+        let (_, y) = batch(s, sample, classes);
+        let x = inputs(s);
+        write_data(&mut store, bind[&Role::Data], &x);
         store.write_i32(bind[&Role::Labels], &y.iter().map(|&c| c as i32).collect::<Vec<_>>()).unwrap();
         // Adam's per-step scalars from the runtime's own rule, which must give PyTorch's.
         if let Some(&id) = bind.get(&step_size) {
@@ -205,7 +227,7 @@ fn agree(spec: &str, train: &str, name: &str, classes: usize, strength: f32, tol
             eval_bind.insert(p.role(), bind[&p.role()]);
         }
         let mut exe = cpu.compile(&planned, &mut store, &eval_bind).unwrap();
-        store.write(exe.tensor(&Role::Data).unwrap(), &narrow(&batch(0, sample, classes).0)).unwrap();
+        write_data(&mut store, exe.tensor(&Role::Data).unwrap(), &inputs(0));
         exe.run(&mut store).unwrap();
         let got = store.read(exe.tensor(&Role::Output(Output::Logits)).unwrap()).unwrap();
         for (i, (a, b)) in got.iter().zip(want_logits).enumerate() {
@@ -337,6 +359,28 @@ fn mlp_with_layer_norm_three_sgd_steps() {
         MLP_LAYERNORM,
         "train mlp on d { phase p { epochs 1  optimizer sgd(lr = 0.05)  penalty 1e-3 * hoyer_square(*.weight) } }",
         "mlp_layernorm",
+        5,
+        1e-3,
+        1e-4,
+    );
+}
+
+/// Token ids through an embedding (rows read more than once in a batch), a layer norm and a
+/// dense layer, under Hoyer-Square on every weight including the embedding's. Bound 1e-4 as
+/// layer norm's (above).
+#[test]
+fn embedding_of_token_ids_three_sgd_steps() {
+    agree(
+        "data d = synthetic(classes = 5, train = 8, test = 8)
+model bag(x: i32[6]) {
+    emb = embedding(x, 20, 8)
+    ln = layernorm(emb)
+    fc = dense(flatten(ln), 5)
+    return fc
+}
+",
+        "train bag on d { phase p { epochs 1  optimizer sgd(lr = 0.05)  penalty 1e-3 * hoyer_square(*.weight) } }",
+        "embedding_bag",
         5,
         1e-3,
         1e-4,

@@ -61,7 +61,20 @@ pub fn grad(g: &mut Graph, loss: ValueId, wrt: &[ValueId]) -> Vec<ValueId> {
 fn vjp(g: &mut Graph, op: &Op, y: ValueId, gy: ValueId) -> Vec<(ValueId, ValueId)> {
     match *op {
         // Data, labels and index arithmetic carry no gradient.
-        Op::Input(_) | Op::Const(_) | Op::OneHot { .. } | Op::Gather { .. } | Op::Iota { .. } => vec![],
+        Op::Input(_) | Op::Const(_) | Op::OneHot { .. } | Op::Iota { .. } => vec![],
+        // Each gathered row's gradient goes back to the row it came from, summed where a row
+        // was read more than once: onehot(indices)ᵀ · gy, as a matrix product (exact, and one
+        // library call; a scatter-add would spend less on a large table). The indices get none.
+        Op::Gather { table, indices } => {
+            let shape = g.shape(table).to_vec();
+            let rows = shape[0];
+            let width: usize = shape[1..].iter().product();
+            let n = g.shape(indices)[0];
+            let onehot = g.one_hot(indices, rows);
+            let gy2 = g.reshape(gy, vec![n, width]);
+            let gt = g.matmul(onehot, gy2, true, false);
+            vec![(table, g.reshape(gt, shape))]
+        }
         Op::Select { cond, on_true, on_false } => {
             // The gradient goes to the side that was taken; the other gets exact zeros.
             let s = g.shape(y).to_vec();
@@ -259,7 +272,7 @@ fn vjp(g: &mut Graph, op: &Op, y: ValueId, gy: ValueId) -> Vec<(ValueId, ValueId
 mod tests {
     use super::*;
     use hoyer_ir::interp::{run, Precision};
-    use hoyer_ir::Role;
+    use hoyer_ir::{Dtype, Role};
 
     /// Deterministic pseudo-random numbers in [lo, hi), kept away from zero by `gap`.
     fn numbers(n: usize, seed: u64, gap: f64) -> Vec<f64> {
@@ -493,6 +506,28 @@ mod tests {
         let v = run(&g, &inputs, Precision::F64).unwrap();
         assert_eq!(v[rows.index()], vec![6.0, 7.0, 0.0, 1.0, 6.0, 7.0]);
         assert_eq!(v[gi.index()], vec![0.0; 3]);
+    }
+
+    #[test]
+    fn a_row_read_twice_gets_both_gradients_and_an_unread_row_none() {
+        // loss = Σ rows · c with row 3 read at positions 0 and 2: its gradient is c₀ + c₂.
+        let mut g = Graph::default();
+        let t = g.input_value(Role::param("t"), vec![4, 2]);
+        let i = g.input_typed(Role::Data, Dtype::I32, vec![3]);
+        let rows = g.gather(t, i);
+        let c = g.input_value(Role::param("c"), vec![3, 2]);
+        let weighted = g.binary(Binary::Mul, rows, c);
+        let loss = g.sum_all(weighted);
+        let gt = grad(&mut g, loss, &[t])[0];
+        let inputs = [
+            (Role::param("t"), (0..8).map(f64::from).collect()),
+            (Role::Data, vec![3.0, 0.0, 3.0]),
+            (Role::param("c"), vec![1.0, 2.0, 10.0, 20.0, 100.0, 200.0]),
+        ]
+        .into_iter()
+        .collect();
+        let v = run(&g, &inputs, Precision::F64).unwrap();
+        assert_eq!(v[gt.index()], vec![10.0, 20.0, 0.0, 0.0, 0.0, 0.0, 101.0, 202.0]);
     }
 
     #[test]

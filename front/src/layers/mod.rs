@@ -14,6 +14,7 @@ mod batchnorm;
 mod conv2d;
 mod dense;
 mod dropout;
+mod embedding;
 mod flatten;
 mod input;
 mod layernorm;
@@ -105,6 +106,12 @@ pub trait Layer: fmt::Debug + Send + Sync + std::panic::RefUnwindSafe {
     /// The type of its output's elements.
     fn dtype(&self) -> Dtype {
         Dtype::F32
+    }
+
+    /// For a layer reading whole numbers as row indices (`embedding`): the bound they must
+    /// stay below, which the runtime checks the data against before any kernel reads it.
+    fn index_bound(&self) -> Option<u64> {
+        None
     }
 }
 
@@ -220,6 +227,7 @@ pub static LAYERS: &[&LayerDef] = &[
     &conv2d::DEF,
     &batchnorm::DEF,
     &layernorm::DEF,
+    &embedding::DEF,
     &pool::MAXPOOL,
     &pool::AVGPOOL,
     &pool::GLOBAL_AVGPOOL,

@@ -4,6 +4,11 @@
 //! plus `noise` · N(0, 1) per feature. Classes take turns, then the order is shuffled, so
 //! every class has ⌊n / classes⌋ or one more samples. Train and test share the centres and
 //! come from separate streams of the same seed.
+//!
+//! For a model reading token ids (`i32[t]` into an `embedding` of `vocab` rows), each class
+//! has instead a topic: its own ⌊vocab / classes⌋ ids of a random permutation of them (one
+//! shared id where there are more classes than ids). Each position of a sample is a
+//! topic id with probability 1 / (1 + noise), otherwise any id below `vocab`, uniformly.
 
 use super::{Dataset, Rng, Split};
 
@@ -34,6 +39,35 @@ impl Synthetic {
         };
         Dataset { features, classes: self.classes, train: split(self.train, 1), test: split(self.test, 2) }
     }
+
+    /// Generates sequences of `positions` token ids below `vocab` (see the module comment).
+    pub fn generate_tokens(&self, positions: usize, vocab: usize) -> Dataset {
+        let mut ids: Vec<u64> = (0..vocab as u64).collect();
+        Rng::new(self.seed).shuffle(&mut ids);
+        let per_topic = (vocab / self.classes.max(1)).max(1);
+        let topics: Vec<Vec<u64>> =
+            (0..self.classes).map(|c| (0..per_topic).map(|k| ids[(c * per_topic + k) % vocab]).collect()).collect();
+        let on_topic = 1.0 / (1.0 + self.noise);
+        let split = |n: usize, stream: u64| -> Split {
+            let mut rng = Rng::new(self.seed ^ stream.wrapping_mul(0xD6E8_FEB8_6659_FD93));
+            let mut y: Vec<u32> = (0..n).map(|i| (i % self.classes) as u32).collect();
+            rng.shuffle(&mut y);
+            let mut x = Vec::with_capacity(n * positions);
+            for &c in &y {
+                let topic = &topics[c as usize];
+                x.extend((0..positions).map(|_| {
+                    let id = if rng.uniform() < on_topic {
+                        topic[rng.below(topic.len() as u64) as usize]
+                    } else {
+                        rng.below(vocab as u64)
+                    };
+                    id as f32
+                }));
+            }
+            Split { x, y }
+        };
+        Dataset { features: positions, classes: self.classes, train: split(self.train, 1), test: split(self.test, 2) }
+    }
 }
 
 #[cfg(test)]
@@ -48,6 +82,25 @@ mod tests {
     fn same_seed_same_data_other_seed_other_data() {
         assert_eq!(spec(7).generate(16), spec(7).generate(16));
         assert_ne!(spec(7).generate(16).train.x, spec(8).generate(16).train.x);
+    }
+
+    #[test]
+    fn token_ids_are_whole_numbers_below_the_vocabulary_and_follow_their_class() {
+        let d = spec(5).generate_tokens(32, 50);
+        assert_eq!(d.train.x.len(), 2000 * 32);
+        assert!(d.train.x.iter().chain(&d.test.x).all(|&v| v >= 0.0 && v < 50.0 && v.fract() == 0.0));
+        // Samples of one class share their topic's ids: the most common id of class 0's
+        // samples is much more common there than in class 1's.
+        let counts = |c: u32| {
+            let mut n = vec![0usize; 50];
+            for i in (0..d.train.len()).filter(|&i| d.train.y[i] == c) {
+                d.train.sample(i, 32).iter().for_each(|&v| n[v as usize] += 1);
+            }
+            n
+        };
+        let (a, b) = (counts(0), counts(1));
+        let top = (0..50).max_by_key(|&i| a[i]).unwrap();
+        assert!(a[top] > 3 * b[top], "class 0's top id {top}: {} vs {} in class 1", a[top], b[top]);
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub fn programs_at(batch: Option<usize>) -> Vec<(String, Program)> {
         "lenet5_group_hs",
         "../tests/valid/every_layer",
         "../tests/valid/batchnorm_residual",
+        "../tests/valid/embedding",
     ] {
         let path = format!("{}/../examples/{name}.hoyer", env!("CARGO_MANIFEST_DIR"));
         let c = check_source(&std::fs::read_to_string(path).unwrap()).unwrap();
@@ -60,14 +61,16 @@ pub fn programs_at(batch: Option<usize>) -> Vec<(String, Program)> {
     let augment = Some(hoyer_compiler::graph::lower::Augmentation { padding: 4, flip: true });
     let augmented = pipeline::gather(rows[1], &[3, 32, 32], Dtype::F32, batch[1], augment, &opts).unwrap().program;
     out.push(("augmented gather".into(), augmented));
+    let tokens = pipeline::gather(rows[0], &[16], Dtype::I32, batch[0], None, &opts).unwrap().program;
+    out.push(("token gather".into(), tokens));
     out
 }
 
 /// Tensors by role, in float32 (integer ones as whole numbers).
 pub type Values = HashMap<Role, Vec<f32>>;
 
-/// Inputs of a training step's graph: labels, masks, small optimizer state, the rest
-/// normal.
+/// Inputs of a training step's graph: labels, token ids, masks, small optimizer state, the
+/// rest normal.
 pub fn inputs_for(g: &Graph, seed: u64) -> Values {
     let mut rng = Rng::new(seed);
     g.inputs()
@@ -75,6 +78,10 @@ pub fn inputs_for(g: &Graph, seed: u64) -> Values {
             let n = hoyer_ir::numel(g.shape(id));
             let v: Vec<f32> = match role {
                 Role::Labels => (0..n).map(|_| rng.below(3) as f32).collect(),
+                // Token ids: the tests' embeddings have at least 6 rows.
+                Role::Data if g.value(id).dtype == hoyer_ir::Dtype::I32 => {
+                    (0..n).map(|_| rng.below(6) as f32).collect()
+                }
                 Role::Mask(_) => (0..n).map(|_| if rng.uniform() < 0.3 { 0.0 } else { 1.0 }).collect(),
                 Role::State(_, s) if s == "exp_avg_sq" => (0..n).map(|_| (rng.uniform() * 0.1) as f32).collect(),
                 Role::Scalar(Scalar::Strength(_) | Scalar::Lr) => {
