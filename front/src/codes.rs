@@ -156,9 +156,10 @@ model net(x: f32[8]) {
 train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }
 ";
 
-    Recursive = "E0111", "recursive function",
-"A `fn` calls itself, directly or through other functions. Functions are expanded inline,
-so recursion would never end.",
+    Recursive = "E0111", "recursive function or block",
+"A `fn` calls itself, directly or through other functions, or a `block` uses itself,
+directly or through other blocks. Both are expanded inline, so recursion would never end.
+To stack a block several times, use `repeat(n, block(x, ...))`.",
 concat!("fn hs(w) = sum(abs(w))^2 / sum(w^2)\nfn twice_hs(w) = 2 * hs(w)\n",
 tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1)  penalty 1e-4 * twice_hs(*) } }\n"));
 

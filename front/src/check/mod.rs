@@ -35,6 +35,7 @@ pub fn check(file: &File, prelude: &File) -> (Program, Vec<Diagnostic>) {
         let (kind, name) = match item {
             Item::Data(d) => ("data set", &d.name),
             Item::Model(m) => ("model", &m.name),
+            Item::Block(b) => ("block", &b.name),
             Item::Fn(f) => ("function", &f.name),
             Item::Train(_) | Item::Unknown(_) => continue,
         };
@@ -50,8 +51,8 @@ pub fn check(file: &File, prelude: &File) -> (Program, Vec<Diagnostic>) {
 
     for item in &file.items {
         if let Item::Unknown(u) = item {
-            let help = did_you_mean(&u.word.name, ["data", "model", "fn", "train"])
-                .unwrap_or_else(|| "a spec is made of `data`, `model`, `fn` and `train` items".into());
+            let help = did_you_mean(&u.word.name, ["data", "model", "block", "fn", "train"])
+                .unwrap_or_else(|| "a spec is made of `data`, `model`, `block`, `fn` and `train` items".into());
             sink.push(
                 Diagnostic::error(Code::UnknownStatement, format!("unknown item `{}`", u.word.name))
                     .label(u.word.span, "not an item")
@@ -70,9 +71,10 @@ pub fn check(file: &File, prelude: &File) -> (Program, Vec<Diagnostic>) {
 
     program.functions = func::collect_functions(&mut sink, file, prelude);
 
+    let blocks = model::collect_blocks(&mut sink, file);
     for item in &file.items {
         if let Item::Model(m) = item {
-            if let Some(model) = model::check_model(&mut sink, m) {
+            if let Some(model) = model::check_model(&mut sink, m, &blocks) {
                 program.models.push(model);
             }
         }

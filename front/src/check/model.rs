@@ -1,12 +1,12 @@
 //! Models: resolves layer names, infers per-sample shapes and names the parameters
 //! (`fc1.weight`, `fc1.bias`) with PyTorch's layouts.
 
-use super::values::{bind, kind_name};
+use super::values::{bind, const_eval, fmt_num, kind_name};
 use crate::codes::Code;
-use crate::diagnostics::{did_you_mean, Diagnostic, Sink};
+use crate::diagnostics::{did_you_mean, Diagnostic, Label, Sink};
 use crate::layers::{self, fmt_shape, Add, Build, Input, LayerRef, MAX_DIM};
 use crate::program::{params_of, Model, Node};
-use crate::syntax::ast::{BinOp, Call, Expr, ExprKind, ModelDef, ModelStmt, Span};
+use crate::syntax::ast::{Arg, BinOp, BlockDef, Call, Expr, ExprKind, File, Ident, Item, ModelDef, ModelStmt, Span};
 use hoyer_ir::Dtype;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -14,26 +14,71 @@ use std::sync::Arc;
 /// Largest tensor a model may have.
 const MAX_ELEMENTS: u64 = 1 << 40;
 
-struct ModelChecker<'s> {
+/// Most layers a model may have once its blocks and repeats are written out.
+const MAX_NODES: usize = 200_000;
+
+/// Most copies one `repeat` makes.
+const MAX_REPEAT: u64 = 10_000;
+
+/// The blocks of a spec by name. A block named like a layer is an error (the layer would be
+/// unreachable), reported here.
+pub fn collect_blocks<'f>(sink: &mut Sink, file: &'f File) -> HashMap<String, &'f BlockDef> {
+    let mut blocks = HashMap::new();
+    for item in &file.items {
+        let Item::Block(b) = item else { continue };
+        if layers::find(&b.name.name).is_some() || b.name.name == "repeat" {
+            sink.push(
+                Diagnostic::error(Code::Duplicate, format!("block `{}` has the name of a built-in layer", b.name.name))
+                    .label(b.name.span, "named like a layer")
+                    .help("give the block its own name, e.g. `basic_block`"),
+            );
+            continue;
+        }
+        blocks.entry(b.name.name.clone()).or_insert(b);
+    }
+    blocks
+}
+
+struct ModelChecker<'s, 'b> {
     sink: &'s mut Sink,
+    blocks: &'b HashMap<String, &'b BlockDef>,
     nodes: Vec<Node>,
+    /// The names of the body being checked (the model's, or a block's) and their nodes.
     scope: HashMap<String, usize>,
     /// Bindings that failed to check: using them reports nothing more.
     failed: HashSet<String>,
     /// Nodes with parameters created while evaluating the current statement.
     created: Vec<usize>,
+    /// The full name of the binding being evaluated (`layer1.0.conv1`).
     binding: Option<String>,
+    /// Where the body being checked sits among PyTorch's modules: `""` in the model,
+    /// `layer1.0.` in the first copy of `layer1 = repeat(...)`.
+    prefix: String,
+    /// The blocks being written out, innermost last (a block may not use itself).
+    stack: Vec<String>,
+    /// Set once the model is too large: nothing more is reported.
+    too_large: bool,
 }
 
-pub fn check_model(sink: &mut Sink, def: &ModelDef) -> Option<Model> {
+/// What a body (a model's or a block's) returned, and the names it bound.
+struct Body {
+    output: usize,
+    bindings: Vec<(String, Span)>,
+}
+
+pub fn check_model(sink: &mut Sink, def: &ModelDef, blocks: &HashMap<String, &BlockDef>) -> Option<Model> {
     let (input_shape, input_dtype) = input_shape(sink, def)?;
     let mut mc = ModelChecker {
         sink,
+        blocks,
         nodes: vec![],
         scope: HashMap::new(),
         failed: HashSet::new(),
         created: vec![],
         binding: None,
+        prefix: String::new(),
+        stack: vec![],
+        too_large: false,
     };
     mc.nodes.push(Node {
         name: Some(def.input.name.name.clone()),
@@ -44,76 +89,13 @@ pub fn check_model(sink: &mut Sink, def: &ModelDef) -> Option<Model> {
         span: def.input.span,
     });
     mc.scope.insert(def.input.name.name.clone(), 0);
-
-    let mut bindings: Vec<(String, Span)> = Vec::new();
-    let mut output = None;
-    let mut ok = true;
-    for stmt in &def.body {
-        if let Some((_, ret_span)) = output {
-            let span = match stmt {
-                ModelStmt::Bind { name, .. } => name.span,
-                ModelStmt::Return { span, .. } => *span,
-            };
-            mc.sink.push(
-                Diagnostic::error(Code::AfterReturn, "statement after `return`")
-                    .label(span, "this comes after the model returned")
-                    .label(ret_span, "the model returns here")
-                    .help("`return` must be the last statement of a model"),
-            );
-            ok = false;
-            break;
-        }
-        match stmt {
-            ModelStmt::Bind { name, value } => {
-                if name.name == def.input.name.name || mc.scope.contains_key(&name.name) {
-                    let first = bindings.iter().find(|(n, _)| *n == name.name).map_or(def.input.name.span, |b| b.1);
-                    mc.sink.push(
-                        Diagnostic::error(
-                            Code::Duplicate,
-                            format!("`{}` is defined twice in model `{}`", name.name, def.name.name),
-                        )
-                        .label(name.span, "defined again here")
-                        .label(first, "first defined here")
-                        .help("give each layer its own name"),
-                    );
-                    ok = false;
-                    continue;
-                }
-                mc.binding = Some(name.name.clone());
-                match mc.statement(value, &name.name) {
-                    Some(id) => {
-                        mc.scope.insert(name.name.clone(), id);
-                        bindings.push((name.name.clone(), name.span));
-                    }
-                    None => {
-                        mc.failed.insert(name.name.clone());
-                        ok = false;
-                    }
-                }
-            }
-            ModelStmt::Return { value, span } => {
-                mc.binding = None;
-                match mc.statement(value, "out") {
-                    Some(id) => output = Some((id, *span)),
-                    None => ok = false,
-                }
-            }
-        }
-    }
-    if !ok {
-        return None;
-    }
-    let Some((output, ret_span)) = output else {
-        mc.sink.push(
-            Diagnostic::error(Code::MissingReturn, format!("model `{}` has no `return`", def.name.name))
-                .label(def.name.span, "this model returns nothing")
-                .help(match bindings.last() {
-                    Some((last, _)) => format!("end the model with `return {last}`"),
-                    None => "end the model with `return` and its output layer".into(),
-                }),
-        );
-        return None;
-    };
+    let defined = HashMap::from([(def.input.name.name.clone(), def.input.name.span)]);
+    let Body { output, bindings } = mc.body(&def.body, "model", &def.name, defined)?;
+    let ret_span = def
+        .body
+        .iter()
+        .find_map(|s| if let ModelStmt::Return { span, .. } = s { Some(*span) } else { None })
+        .unwrap_or(def.span);
 
     let out_shape = mc.nodes[output].shape.clone();
     if out_shape.len() != 1 {
@@ -147,7 +129,19 @@ pub fn check_model(sink: &mut Sink, def: &ModelDef) -> Option<Model> {
 
     // The input's own name is no layer's: it has no parameters.
     let params = params_of(&mc.nodes);
+    let mut seen: HashMap<&str, usize> = HashMap::new();
     for p in &params {
+        if let Some(&first) = seen.get(p.name.as_str()) {
+            // Only flat names written as paths can collide (`a.b = ...` beside a block `a`).
+            mc.sink.push(
+                Diagnostic::error(Code::Duplicate, format!("two parameters are named `{}`", p.name))
+                    .label(mc.nodes[p.node].span, "this layer's")
+                    .label(mc.nodes[first].span, "and this one's")
+                    .help("rename one of the bindings"),
+            );
+            return None;
+        }
+        seen.insert(&p.name, p.node);
         if p.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).is_none_or(|n| n > MAX_ELEMENTS) {
             mc.sink.push(
                 Diagnostic::error(Code::BadDimension, format!("parameter `{}` is too large", p.name))
@@ -213,7 +207,306 @@ fn input_shape(sink: &mut Sink, def: &ModelDef) -> Option<(Vec<u64>, Dtype)> {
     Some((shape, dtype?)).filter(|_| ok)
 }
 
-impl ModelChecker<'_> {
+impl ModelChecker<'_, '_> {
+    /// Checks the statements of a model or a block (`kind` and `name` say which, for
+    /// messages) in the current scope; `defined` holds the names it starts with (inputs).
+    fn body(
+        &mut self,
+        stmts: &[ModelStmt],
+        kind: &str,
+        name: &Ident,
+        mut defined: HashMap<String, Span>,
+    ) -> Option<Body> {
+        let mut bindings: Vec<(String, Span)> = Vec::new();
+        let mut output = None;
+        let mut ok = true;
+        for stmt in stmts {
+            if let Some((_, ret_span)) = output {
+                let span = match stmt {
+                    ModelStmt::Bind { name, .. } => name.span,
+                    ModelStmt::Return { span, .. } => *span,
+                };
+                self.sink.push(
+                    Diagnostic::error(Code::AfterReturn, "statement after `return`")
+                        .label(span, format!("this comes after the {kind} returned"))
+                        .label(ret_span, format!("the {kind} returns here"))
+                        .help(format!("`return` must be the last statement of a {kind}")),
+                );
+                ok = false;
+                break;
+            }
+            match stmt {
+                ModelStmt::Bind { name: b, value } => {
+                    if let Some(&first) = defined.get(&b.name) {
+                        self.sink.push(
+                            Diagnostic::error(
+                                Code::Duplicate,
+                                format!("`{}` is defined twice in {kind} `{}`", b.name, name.name),
+                            )
+                            .label(b.span, "defined again here")
+                            .label(first, "first defined here")
+                            .help("give each layer its own name"),
+                        );
+                        ok = false;
+                        continue;
+                    }
+                    defined.insert(b.name.clone(), b.span);
+                    let full = format!("{}{}", self.prefix, b.name);
+                    self.binding = Some(full.clone());
+                    match self.statement(value, &full) {
+                        Some(id) => {
+                            self.scope.insert(b.name.clone(), id);
+                            bindings.push((b.name.clone(), b.span));
+                        }
+                        None => {
+                            self.failed.insert(b.name.clone());
+                            ok = false;
+                        }
+                    }
+                }
+                ModelStmt::Return { value, span } => {
+                    let full = format!("{}out", self.prefix);
+                    self.binding = (!self.prefix.is_empty()).then(|| full.clone());
+                    match self.statement(value, &full) {
+                        Some(id) => output = Some((id, *span)),
+                        None => ok = false,
+                    }
+                }
+            }
+            if self.too_large {
+                return None;
+            }
+        }
+        if !ok {
+            return None;
+        }
+        let Some((output, _)) = output else {
+            self.sink.push(
+                Diagnostic::error(Code::MissingReturn, format!("{kind} `{}` has no `return`", name.name))
+                    .label(name.span, format!("this {kind} returns nothing"))
+                    .help(match bindings.last() {
+                        Some((last, _)) => format!("end the {kind} with `return {last}`"),
+                        None => format!("end the {kind} with `return` and its output layer"),
+                    }),
+            );
+            return None;
+        };
+        Some(Body { output, bindings })
+    }
+
+    /// The module path a block used in the current statement takes: the binding's full name
+    /// (`attn`, `layer1.0.attn`), or `out` in a `return`.
+    fn module_path(&self) -> String {
+        self.binding.clone().unwrap_or_else(|| format!("{}out", self.prefix))
+    }
+
+    /// Writes out one use of block `def` under module path `path`: its arguments bound to its
+    /// parameters (`input`, where given, is the first one's node: a repeat's previous copy;
+    /// `overrides` replace arguments), its body checked in a scope of its own. Every
+    /// diagnostic from inside also points at the use.
+    fn instantiate(
+        &mut self,
+        def: &BlockDef,
+        call: &Call,
+        path: String,
+        input: Option<usize>,
+        overrides: &[(&str, &Expr)],
+    ) -> Option<usize> {
+        let block = &def.name.name;
+        if let Some(outer) = self.stack.iter().position(|b| b == block) {
+            let chain = self.stack[outer..].join("` → `");
+            self.sink.push(
+                Diagnostic::error(Code::Recursive, format!("block `{block}` uses itself (`{chain}` → `{block}`)"))
+                    .label(call.func.span, "used here")
+                    .label(def.name.span, "inside its own definition")
+                    .help("a block cannot contain itself: repeat it with `repeat(n, ...)` instead"),
+            );
+            return None;
+        }
+        let params: Vec<(&str, bool)> =
+            def.params.iter().enumerate().map(|(i, p)| (p.name.name.as_str(), i == 0 || p.default.is_none())).collect();
+        let what = format!("block `{block}`");
+        let mark = self.sink.diagnostics.len();
+        // In a repeat's later copies the first argument is still bound, and not read: the
+        // previous copy's output takes its place.
+        let bound = bind(self.sink, call, &what, &params)?;
+        // Each parameter is a tensor (the first, or a name of this scope) or a constant that
+        // the block's layers read where they name it.
+        let mut tensors: HashMap<String, usize> = HashMap::new();
+        let mut constants: HashMap<String, Expr> = HashMap::new();
+        let mut ok = true;
+        for (i, p) in def.params.iter().enumerate() {
+            let given = overrides.iter().find(|(n, _)| *n == p.name.name).map(|(_, e)| *e).or(bound[i]);
+            if i == 0 {
+                let id = match input {
+                    Some(id) => Some(id),
+                    None => given.and_then(|e| self.eval(e)),
+                };
+                match id {
+                    Some(id) => {
+                        tensors.insert(p.name.name.clone(), id);
+                    }
+                    None => ok = false,
+                }
+                continue;
+            }
+            let Some(e) = given.or(p.default.as_ref()) else { continue };
+            match self.tensor_name(e) {
+                Some(id) => {
+                    tensors.insert(p.name.name.clone(), id);
+                }
+                None => {
+                    constants.insert(p.name.name.clone(), e.clone());
+                }
+            }
+        }
+        if !ok {
+            return None;
+        }
+        let stmts: Vec<ModelStmt> = def.body.iter().map(|s| substitute_stmt(s, &constants)).collect();
+        let saved_scope = std::mem::replace(&mut self.scope, tensors.clone());
+        let saved_failed = std::mem::take(&mut self.failed);
+        let saved_created = std::mem::take(&mut self.created);
+        let saved_binding = self.binding.take();
+        let saved_prefix = std::mem::replace(&mut self.prefix, format!("{path}."));
+        self.stack.push(block.clone());
+        let defined = def.params.iter().map(|p| (p.name.name.clone(), p.name.span)).collect();
+        let out = self.body(&stmts, "block", &def.name, defined).map(|b| b.output);
+        self.stack.pop();
+        self.scope = saved_scope;
+        self.failed = saved_failed;
+        self.created = saved_created;
+        self.binding = saved_binding;
+        self.prefix = saved_prefix;
+        // Located in the block and at the use: a diagnostic about a value the use gave
+        // (`stride = [0, 1]`) also names the block it went into.
+        for d in &mut self.sink.diagnostics[mark..] {
+            let inside = |s: &Span| s.start >= def.span.start && s.end <= def.span.end;
+            if !d.labels.iter().any(|l| inside(&l.span)) {
+                d.labels.push(Label { span: def.name.span, text: format!("in block `{block}`") });
+            }
+            if !d.labels.iter().any(|l| l.span == call.span) {
+                d.labels.push(Label { span: call.span, text: format!("in `{path}`, this use of block `{block}`") });
+            }
+        }
+        out
+    }
+
+    /// The node a name of the current scope holds, if `e` is one.
+    fn tensor_name(&self, e: &Expr) -> Option<usize> {
+        match &e.kind {
+            ExprKind::Name(n) | ExprKind::Selector(n) => self.scope.get(n).copied(),
+            _ => None,
+        }
+    }
+
+    /// `repeat(n, block(x, ...), arg = [first, second, ..., rest])`: `n` copies of the block,
+    /// each fed the previous one's output, named `path.0`, `path.1`, … as PyTorch's
+    /// `nn.Sequential`. A list given to `repeat` for an argument of the block gives each
+    /// copy its element (the last one for the copies after the list).
+    fn repeat(&mut self, call: &Call) -> Option<usize> {
+        let positional: Vec<&Arg> = call.args.iter().filter(|a| a.name.is_none()).collect();
+        let help = "write `repeat(3, basic_block(x, 16))`: a count, then a use of a block";
+        if positional.len() != 2 {
+            let span = positional.get(2).map_or(call.span, |a| a.value.span);
+            self.sink.push(
+                Diagnostic::error(Code::Arity, "`repeat` takes a count and a use of a block")
+                    .label(
+                        span,
+                        format!(
+                            "{} positional argument{}",
+                            positional.len(),
+                            if positional.len() == 1 { "" } else { "s" }
+                        ),
+                    )
+                    .help(help),
+            );
+            return None;
+        }
+        let (count, inner) = (&positional[0].value, &positional[1].value);
+        let n = match const_eval(count) {
+            Ok(v) if v.fract() == 0.0 && v >= 1.0 && v <= MAX_REPEAT as f64 => v as usize,
+            got => {
+                let label = match got {
+                    Ok(v) => format!("this is {}", fmt_num(v)),
+                    Err(_) => format!("this is {}", kind_name(count)),
+                };
+                self.sink.push(
+                    Diagnostic::error(
+                        Code::NotPositiveInteger,
+                        format!("the count of `repeat` must be a whole number from 1 to {MAX_REPEAT}"),
+                    )
+                    .label(count.span, label)
+                    .help(help),
+                );
+                return None;
+            }
+        };
+        let block = match &inner.kind {
+            ExprKind::Call(c) => self.blocks.get(&c.func.name).copied().map(|b| (c, b)),
+            _ => None,
+        };
+        let Some((c, def)) = block else {
+            let is_layer = matches!(&inner.kind, ExprKind::Call(c) if layers::find(&c.func.name).is_some());
+            self.sink.push(
+                Diagnostic::error(Code::WrongKind, "`repeat` repeats a block")
+                    .label(inner.span, if is_layer { "a layer, not a block" } else { "not a use of a block" })
+                    .help(if is_layer {
+                        "put the layers in a block, `block mlp(x) { ... }`, and repeat that".to_string()
+                    } else {
+                        help.to_string()
+                    }),
+            );
+            return None;
+        };
+        let mut overrides: Vec<(&str, &[Expr], Span)> = Vec::new();
+        for a in call.args.iter().filter(|a| a.name.is_some()) {
+            let name = a.name.as_ref().map(|n| n.name.as_str()).unwrap_or_default();
+            if !def.params.iter().skip(1).any(|p| p.name.name == name) {
+                let others = def.params.iter().skip(1).map(|p| p.name.name.as_str());
+                self.sink.push(
+                    Diagnostic::error(
+                        Code::UnknownArgument,
+                        format!("block `{}` has no argument `{name}`", def.name.name),
+                    )
+                    .label(a.name.as_ref().map_or(a.value.span, |n| n.span), "unknown argument")
+                    .label(def.name.span, "the block")
+                    .maybe_help(did_you_mean(name, others)),
+                );
+                return None;
+            }
+            let items = match &a.value.kind {
+                ExprKind::List(items) if !items.is_empty() => items.as_slice(),
+                _ => std::slice::from_ref(&a.value),
+            };
+            overrides.push((name, items, a.value.span));
+        }
+        let base = self.module_path();
+        let mut prev = None;
+        for i in 0..n {
+            let chosen: Vec<(&str, &Expr)> =
+                overrides.iter().map(|(name, items, _)| (*name, &items[i.min(items.len() - 1)])).collect();
+            let out = self.instantiate(def, c, format!("{base}.{i}"), prev, &chosen)?;
+            if self.nodes.len() > MAX_NODES {
+                self.report_too_large(call.span);
+                return None;
+            }
+            prev = Some(out);
+        }
+        prev
+    }
+
+    fn report_too_large(&mut self, span: Span) {
+        if !self.too_large {
+            self.too_large = true;
+            self.sink.push(
+                Diagnostic::error(Code::BadDimension, format!("the model has more than {MAX_NODES} layers"))
+                    .label(span, "written out, this makes too many layers")
+                    .help("use fewer or smaller repeats"),
+            );
+        }
+    }
+
     /// Evaluates one statement's expression; at most one layer with parameters may be
     /// created, and it takes the statement's name.
     fn statement(&mut self, value: &Expr, name: &str) -> Option<usize> {
@@ -269,7 +562,8 @@ impl ModelChecker<'_> {
 
     fn eval(&mut self, e: &Expr) -> Option<usize> {
         match &e.kind {
-            ExprKind::Name(n) => {
+            // A path without `*` is a name: the flat form of a nested module (`layer1.0.conv1`).
+            ExprKind::Name(n) | ExprKind::Selector(n) if !n.contains('*') => {
                 if let Some(&id) = self.scope.get(n) {
                     return Some(id);
                 }
@@ -343,8 +637,23 @@ impl ModelChecker<'_> {
 
     fn layer(&mut self, call: &Call) -> Option<usize> {
         let name = call.func.name.as_str();
+        if let Some(&block) = self.blocks.get(name) {
+            let path = self.module_path();
+            let out = self.instantiate(block, call, path, None, &[]);
+            if self.nodes.len() > MAX_NODES {
+                self.report_too_large(call.span);
+                return None;
+            }
+            return out;
+        }
+        if name == "repeat" {
+            return self.repeat(call);
+        }
         let Some(def) = layers::find(name) else {
-            let all = layers::names();
+            let mut all = layers::names();
+            let mut blocks: Vec<&str> = self.blocks.keys().map(String::as_str).collect();
+            blocks.sort();
+            all.extend(blocks);
             let help = did_you_mean(name, all.iter().copied()).or_else(|| {
                 Some(if super::BUILTINS.contains(&name) {
                     format!("`{name}` is a function for penalties; models use layers: {}", all.join(", "))
@@ -386,4 +695,34 @@ fn sorted(names: &[&str]) -> String {
     let mut v: Vec<&str> = names.to_vec();
     v.sort();
     v.join(", ")
+}
+
+/// A block's statement with its constant parameters replaced by the arguments of one use.
+fn substitute_stmt(s: &ModelStmt, constants: &HashMap<String, Expr>) -> ModelStmt {
+    match s {
+        ModelStmt::Bind { name, value } => ModelStmt::Bind { name: name.clone(), value: substitute(value, constants) },
+        ModelStmt::Return { value, span } => ModelStmt::Return { value: substitute(value, constants), span: *span },
+    }
+}
+
+fn substitute(e: &Expr, constants: &HashMap<String, Expr>) -> Expr {
+    let kind = match &e.kind {
+        ExprKind::Name(n) => match constants.get(n) {
+            Some(v) => return v.clone(),
+            None => e.kind.clone(),
+        },
+        ExprKind::Neg(x) => ExprKind::Neg(Box::new(substitute(x, constants))),
+        ExprKind::Binary(op, a, b) => {
+            ExprKind::Binary(*op, Box::new(substitute(a, constants)), Box::new(substitute(b, constants)))
+        }
+        ExprKind::Call(c) => ExprKind::Call(Call {
+            func: c.func.clone(),
+            args: c.args.iter().map(|a| Arg { name: a.name.clone(), value: substitute(&a.value, constants) }).collect(),
+            piped: c.piped,
+            span: c.span,
+        }),
+        ExprKind::List(items) => ExprKind::List(items.iter().map(|x| substitute(x, constants)).collect()),
+        other => other.clone(),
+    };
+    Expr { kind, span: e.span }
 }

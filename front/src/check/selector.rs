@@ -1,7 +1,11 @@
-//! Selectors over a model's parameters: `fc1.weight`, `*.weight`, `conv*`, `fc1`, `*`.
+//! Selectors over a model's parameters: `fc1.weight`, `*.weight`, `conv*`, `fc1`, `*`, and
+//! over nested module names, `layer2.*.conv*.weight`, `blocks.*.attn.*`, `layer1`.
 //!
-//! A selector with one part matches layer names and selects all their parameters; with two
-//! parts it matches `layer.kind`. `*` matches any run of characters within a part.
+//! A parameter's name is its module path and its kind: `layer1.0.conv1` and `weight`. A
+//! selector with one part matches module paths and selects all their parameters; with more,
+//! its last part matches the kind and the rest the path. `*` matches any run of characters,
+//! dots included (so `*.weight` is every weight, however deep), and a path pattern also
+//! matches everything inside the modules it matches (`layer1` and `layer1.*` are the same).
 
 use crate::codes::Code;
 use crate::diagnostics::{closest, Diagnostic, Sink};
@@ -13,10 +17,11 @@ pub fn matches(pattern: &str, param: &Param) -> bool {
         return false;
     }
     let kind = param.name.rsplit('.').next().unwrap_or("");
-    match pattern.split_once('.') {
-        None => glob(pattern, &param.layer),
-        Some((layer, rest)) => glob(layer, &param.layer) && glob(rest, kind),
-    }
+    let (path, kind_pattern) = match pattern.rsplit_once('.') {
+        None => (pattern, "*"),
+        Some((path, kind)) => (path, kind),
+    };
+    glob(kind_pattern, kind) && (glob(path, &param.layer) || glob(&format!("{path}.*"), &param.layer))
 }
 
 /// Glob with `*` only.

@@ -995,7 +995,7 @@ fn schedule_of(sink: &mut Sink, e: &Expr) -> Option<LrSchedule> {
     };
     match name {
         "constant" => {
-            bind(sink, call, "`constant`", &[])?;
+            bind::<&str>(sink, call, "`constant`", &[])?;
             Some(LrSchedule::Constant)
         }
         "step" => {

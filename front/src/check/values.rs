@@ -11,7 +11,12 @@ pub type Param = (&'static str, bool);
 
 /// Binds `call`'s arguments to `params`: positional ones in order, then named ones. Reports
 /// extra, unknown, repeated and missing arguments; `None` if any.
-pub fn bind<'a>(sink: &mut Sink, call: &'a Call, what: &str, params: &[Param]) -> Option<Vec<Option<&'a Expr>>> {
+pub fn bind<'a, S: AsRef<str>>(
+    sink: &mut Sink,
+    call: &'a Call,
+    what: &str,
+    params: &[(S, bool)],
+) -> Option<Vec<Option<&'a Expr>>> {
     let mut bound: Vec<Option<&Expr>> = vec![None; params.len()];
     let mut ok = true;
     let mut next_positional = 0;
@@ -31,10 +36,10 @@ pub fn bind<'a>(sink: &mut Sink, call: &'a Call, what: &str, params: &[Param]) -
                 next_positional += 1;
                 next_positional - 1
             }
-            Some(name) => match params.iter().position(|(p, _)| *p == name.name) {
+            Some(name) => match params.iter().position(|(p, _)| p.as_ref() == name.name) {
                 Some(i) => i,
                 None => {
-                    let help = did_you_mean(&name.name, params.iter().map(|(p, _)| *p))
+                    let help = did_you_mean(&name.name, params.iter().map(|(p, _)| p.as_ref()))
                         .unwrap_or_else(|| format!("{what} takes: {}", names(params)));
                     sink.push(
                         Diagnostic::error(Code::UnknownArgument, format!("{what} has no argument `{}`", name.name))
@@ -49,9 +54,12 @@ pub fn bind<'a>(sink: &mut Sink, call: &'a Call, what: &str, params: &[Param]) -
         if bound[slot].is_some() {
             let span = arg.name.as_ref().map_or(arg.value.span, |n| n.span);
             sink.push(
-                Diagnostic::error(Code::Arity, format!("argument `{}` of {what} is given twice", params[slot].0))
-                    .label(span, "given again here")
-                    .help("keep one of them"),
+                Diagnostic::error(
+                    Code::Arity,
+                    format!("argument `{}` of {what} is given twice", params[slot].0.as_ref()),
+                )
+                .label(span, "given again here")
+                .help("keep one of them"),
             );
             ok = false;
         } else {
@@ -59,6 +67,7 @@ pub fn bind<'a>(sink: &mut Sink, call: &'a Call, what: &str, params: &[Param]) -
         }
     }
     for (i, (name, required)) in params.iter().enumerate() {
+        let name = name.as_ref();
         if *required && bound[i].is_none() && ok {
             sink.push(
                 Diagnostic::error(Code::Arity, format!("{what} needs `{name}`"))
@@ -79,10 +88,10 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
-fn names(params: &[Param]) -> String {
+fn names<S: AsRef<str>>(params: &[(S, bool)]) -> String {
     params
         .iter()
-        .map(|(p, req)| if *req { p.to_string() } else { format!("{p} (optional)") })
+        .map(|(p, req)| if *req { p.as_ref().to_string() } else { format!("{} (optional)", p.as_ref()) })
         .collect::<Vec<_>>()
         .join(", ")
 }

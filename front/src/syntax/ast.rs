@@ -61,6 +61,7 @@ pub struct File {
 pub enum Item {
     Data(DataDef),
     Model(ModelDef),
+    Block(BlockDef),
     Fn(FnDef),
     Train(TrainDef),
     /// A top-level statement that is none of the above (a misspelt keyword).
@@ -93,6 +94,22 @@ pub struct InputDecl {
     /// Each dimension with its span; `None` where the literal does not fit in 64 bits.
     pub dims: Vec<(Option<u64>, Span)>,
     pub span: Span,
+}
+
+/// `block basic(x, planes, stride = 1) { ... }`: a sub-model used like a layer.
+#[derive(Debug, Clone)]
+pub struct BlockDef {
+    pub name: Ident,
+    /// The first is the block's input.
+    pub params: Vec<BlockParam>,
+    pub body: Vec<ModelStmt>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct BlockParam {
+    pub name: Ident,
+    pub default: Option<Expr>,
 }
 
 #[derive(Debug, Clone)]

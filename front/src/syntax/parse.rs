@@ -160,6 +160,7 @@ fn is_keyword(r: Rule) -> bool {
         r,
         kw_data
             | kw_model
+            | kw_block
             | kw_fn
             | kw_train
             | kw_on
@@ -233,21 +234,24 @@ impl Builder {
                 let mut it = parts(p);
                 let name = ident(it.next()?);
                 let input = input_decl(it.next()?);
-                let mut body = Vec::new();
-                for s in it {
-                    let s_span = span_of(&s);
-                    let rule = s.as_rule();
-                    let mut inner = parts(s);
-                    if rule == Rule::binding {
-                        let name = ident(inner.next()?);
-                        if let Some(value) = self.expr(inner.next()?) {
-                            body.push(ModelStmt::Bind { name, value });
-                        }
-                    } else if let Some(value) = self.expr(inner.next()?) {
-                        body.push(ModelStmt::Return { value, span: s_span });
-                    }
-                }
+                let body = self.model_body(it)?;
                 Item::Model(ModelDef { name, input, body, span })
+            }
+            Rule::block_def => {
+                let mut it = parts(p);
+                let name = ident(it.next()?);
+                let mut params = Vec::new();
+                for param in it.next()?.into_inner() {
+                    let mut inner = param.into_inner();
+                    let name = ident(inner.next()?);
+                    let default = match inner.next() {
+                        Some(e) => Some(self.expr(e)?),
+                        None => None,
+                    };
+                    params.push(BlockParam { name, default });
+                }
+                let body = self.model_body(it)?;
+                Item::Block(BlockDef { name, params, body, span })
             }
             Rule::fn_def => {
                 let mut it = parts(p);
@@ -281,6 +285,25 @@ impl Builder {
             }
             _ => return None,
         })
+    }
+
+    /// The bindings and `return` of a model or a block.
+    fn model_body<'i>(&mut self, stmts: impl Iterator<Item = Pair<'i, Rule>>) -> Option<Vec<ModelStmt>> {
+        let mut body = Vec::new();
+        for s in stmts {
+            let s_span = span_of(&s);
+            let rule = s.as_rule();
+            let mut inner = parts(s);
+            if rule == Rule::binding {
+                let name = ident(inner.next()?);
+                if let Some(value) = self.expr(inner.next()?) {
+                    body.push(ModelStmt::Bind { name, value });
+                }
+            } else if let Some(value) = self.expr(inner.next()?) {
+                body.push(ModelStmt::Return { value, span: s_span });
+            }
+        }
+        Some(body)
     }
 
     fn phase(&mut self, p: Pair<Rule>) -> Option<Phase> {
@@ -726,7 +749,9 @@ fn describe(r: Rule) -> Option<&'static str> {
         ident => "a name",
         expr | number | string | boolean | call | list | tuple | selector => "an expression",
         selector_list => "a selector such as `*.weight`",
-        item | data_def | model_def | fn_def | train_def => "`data`, `model`, `fn` or `train`",
+        item | data_def | model_def | block_def | fn_def | train_def => "`data`, `model`, `block`, `fn` or `train`",
+        block_params | block_param => "a block parameter such as `x` or `stride = 1`",
+        binding_name => "a name",
         tensor_type => "a type such as `f32[784]`",
         dim => "a dimension",
         input_decl => "an input such as `x: f32[784]`",
