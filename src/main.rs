@@ -277,7 +277,7 @@ fn run(command: Command, color: bool) -> ExitCode {
             resume,
             set,
         } => {
-            let (checked, text) = match load_spec(&file, color, &set) {
+            let (checked, text, original) = match load_spec(&file, color, &set) {
                 Ok(c) => c,
                 Err(Outcome::Unreadable) => return ExitCode::from(2),
                 Err(_) => return ExitCode::from(1),
@@ -309,10 +309,7 @@ fn run(command: Command, color: bool) -> ExitCode {
                 progress: std::io::stderr().is_terminal(),
                 resume: resume.is_some(),
                 spec_path: file.clone(),
-                spec_text: String::from_utf8_lossy(
-                    &hoyer_runtime::files::read_regular(&file, 16 << 20).unwrap_or_default(),
-                )
-                .into_owned(),
+                spec_text: original,
                 overrides: set.clone(),
                 effective_text: text.clone(),
                 memory_limit,
@@ -396,7 +393,7 @@ fn run(command: Command, color: bool) -> ExitCode {
                 Err(e) => return run_error(&files[0], "", &e, color),
             };
             for file in &files {
-                let Ok((checked, text)) = load_spec(file, color, &[]) else { return ExitCode::from(1) };
+                let Ok((checked, text, _)) = load_spec(file, color, &[]) else { return ExitCode::from(1) };
                 match hoyer_runtime::bench::bench(&checked.program, backend.as_ref(), steps, kernels) {
                     Ok(r) => {
                         outln!(
@@ -537,7 +534,7 @@ fn sweep(file: &Path, axes: &[String], jobs: usize, out: Option<PathBuf>, shared
     let mut plan = None;
     for p in &points {
         match load_spec(file, color, p) {
-            Ok((checked, _)) => plan = plan.or(checked.program.train),
+            Ok((checked, ..)) => plan = plan.or(checked.program.train),
             Err(_) => return ExitCode::from(1),
         }
     }
@@ -752,9 +749,10 @@ fn emit_ir(program: &hoyer_front::program::Program, emit: Emit) -> Result<String
     Ok(out)
 }
 
-/// Reads a spec, applies `--set` overrides, checks it and prints its diagnostics; the
-/// checked spec when it is valid.
-fn load_spec(path: &Path, color: bool, sets: &[String]) -> Result<(hoyer_front::Checked, String), Outcome> {
+/// Reads a spec (once), applies `--set` overrides, checks it and prints its diagnostics;
+/// when it is valid, the checked spec, the text it was checked from, and the file's text
+/// as read (run.json records it).
+fn load_spec(path: &Path, color: bool, sets: &[String]) -> Result<(hoyer_front::Checked, String, String), Outcome> {
     let name = path.display().to_string();
     // A spec is text of a few kilobytes; 16 MiB leaves room and keeps /dev/zero out.
     let bytes = hoyer_runtime::files::read_regular(path, 16 << 20).map_err(|e| {
@@ -762,6 +760,7 @@ fn load_spec(path: &Path, color: bool, sets: &[String]) -> Result<(hoyer_front::
         eprint!("{}", Report::new(&name, String::new(), vec![d]).render(WIDTH, color));
         Outcome::Unreadable
     })?;
+    let original = String::from_utf8_lossy(&bytes).into_owned();
     let (mut text, bad_encoding) = decode(&bytes);
     let mut shown = name.clone();
     let result = match bad_encoding {
@@ -784,7 +783,7 @@ fn load_spec(path: &Path, color: bool, sets: &[String]) -> Result<(hoyer_front::
             if !checked.warnings.is_empty() {
                 eprint!("{}", Report::new(&shown, text.clone(), checked.warnings.clone()).render(WIDTH, color));
             }
-            Ok((checked, text))
+            Ok((checked, text, original))
         }
         Err(diagnostics) => {
             eprint!("{}", Report::new(&shown, text, diagnostics).render(WIDTH, color));
@@ -796,7 +795,7 @@ fn load_spec(path: &Path, color: bool, sets: &[String]) -> Result<(hoyer_front::
 /// Checks one file and prints the requested stage when it is valid.
 fn check_file(path: &Path, color: bool, emit: Option<Emit>, sets: &[String]) -> Outcome {
     let checked = match load_spec(path, color, sets) {
-        Ok((c, _)) => c,
+        Ok((c, ..)) => c,
         Err(outcome) => return outcome,
     };
     match emit {

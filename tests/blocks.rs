@@ -12,7 +12,8 @@ use std::path::Path;
 
 /// The spec's model with a short schedule on synthetic CIFAR-shaped data.
 fn short(spec: &str) -> String {
-    let model = &spec[spec.find("block ").or_else(|| spec.find("model ")).unwrap()..spec.find("train ").unwrap()];
+    let start = spec.find("\nblock ").or_else(|| spec.find("\nmodel ")).unwrap();
+    let model = &spec[start..spec.find("\ntrain ").unwrap()];
     let name = if model.contains("resnet20") { "resnet20" } else { unreachable!() };
     format!(
         "data d = synthetic(classes = 10, train = 48, test = 16, seed = 3)

@@ -1047,3 +1047,76 @@ fn a_sweep_runs_its_grid_and_draws_the_front() {
     let spec = std::fs::read_to_string(branched.join("prune.1.threshold=0.1/model.hoyer")).unwrap();
     assert!(spec.contains("prune rows below 0.1 on"), "{spec}");
 }
+
+/// A run compiles each program once: a three-phase run with a shrink after the first phase
+/// compiles each phase's step for each batch size (full, and the last partial batch) once —
+/// the memory estimate's steps are the run's, and the phases after the shrink are compiled
+/// only for the shrunk model — each gather once however many phases use it, and each
+/// evaluation once per model and size, shared by the test and validation splits.
+#[test]
+fn a_run_compiles_each_program_once() {
+    let spec = "data d = synthetic(classes = 4, train = 300, test = 60)
+model m(x: f32[16]) {
+    fc1 = dense(x, 32) |> relu
+    fc2 = dense(fc1, 4)
+    return fc2
+}
+train m on d {
+    batch 64
+    validation 60
+    phase sparsify { epochs 2  optimizer adam(lr = 1e-2)  penalty 1e-1 * group_hs(fc1.weight, 0) }
+    prune rows below 0.5 on fc1.weight, then shrink
+    phase finetune { epochs 1  optimizer sgd(lr = 1e-2)  masks frozen }
+    phase polish { epochs 1  optimizer adam(lr = 1e-3)  masks frozen }
+}
+";
+    let s = common::Scratch::file("compile-once.hoyer", spec);
+    let out = out_dir("compile-once");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (code, _, err) = common::hoyerc_in(root, &["run", s.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("shrink:"), "{err}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    let compiled: Vec<(String, u64, u64)> = record["compiled"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["program"].as_str().unwrap().to_string(),
+                c["batch"].as_u64().unwrap(),
+                c["parameters"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut unique = compiled.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), compiled.len(), "compiled twice: {compiled:?}");
+    let full = compiled.iter().find(|c| c.0 == "step sparsify").unwrap().2;
+    let steps: Vec<(&str, u64, bool)> =
+        compiled.iter().filter(|c| c.0.starts_with("step ")).map(|c| (&c.0[5..], c.1, c.2 == full)).collect();
+    // 240 training samples: batches of 64 and a last one of 48.
+    let want = [
+        ("sparsify", 64, true),
+        ("sparsify", 48, true),
+        ("finetune", 64, false),
+        ("finetune", 48, false),
+        ("polish", 64, false),
+        ("polish", 48, false),
+    ];
+    assert_eq!(steps, want, "{compiled:?}");
+    // Evaluations: of the full model and of the shrunk one, 60 samples each (test and
+    // validation hold 60 each: one program).
+    let evals: Vec<_> = compiled.iter().filter(|c| c.0 == "evaluation").map(|c| (c.1, c.2 == full)).collect();
+    assert_eq!(evals, [(60, true), (60, false)], "{compiled:?}");
+    // Gathers: of the training split in batches of 64 and 48, and of 60 samples (the test and
+    // validation splits alike: one program, bound to each split's tables).
+    let gathers: Vec<_> = compiled.iter().filter(|c| c.0.starts_with("gather")).map(|c| (c.0.as_str(), c.1)).collect();
+    assert_eq!(
+        gathers,
+        [("gather from 240 samples", 64), ("gather from 240 samples", 48), ("gather from 60 samples", 60)],
+        "{compiled:?}"
+    );
+}

@@ -102,6 +102,9 @@ pub struct Model {
     pub nodes: Vec<Node>,
     pub output: usize,
     pub params: Vec<Param>,
+    /// Where the spec defines it, `model` to its closing brace (a shrunk model keeps it:
+    /// `model.hoyer` writes the new body there).
+    pub span: Span,
 }
 
 impl Model {

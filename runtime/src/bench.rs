@@ -9,6 +9,7 @@ use crate::data::{Rng, Split};
 use crate::error::RunError;
 use crate::feed::Resident;
 use crate::init;
+use crate::plans::Plans;
 use crate::stepper::Stepper;
 use crate::store::Store;
 use hoyer_front::codes::Code;
@@ -63,7 +64,8 @@ pub fn bench(program: &Program, backend: &dyn Backend, steps: usize, kernels: bo
     let strengths: Vec<f64> = phase.penalties.iter().map(|p| crate::schedule::strength(&p.strength, 0)).collect();
     let lr = phase.optimizer.lr();
     let started = Instant::now();
-    let mut stepper = Stepper::new(backend, &mut store, program, model, phase, batch, batch, &train)?;
+    let plans = Plans::new(backend.options());
+    let mut stepper = Stepper::new(&plans, backend, &mut store, program, model, phase, batch, batch, &train)?;
     let compile_ms = started.elapsed().as_secs_f64() * 1e3;
     let step = |stepper: &mut Stepper, store: &mut Store, i: usize| {
         stepper.step(store, &train, (i % 60) * batch, batch, lr, &strengths)
@@ -81,10 +83,10 @@ pub fn bench(program: &Program, backend: &dyn Backend, steps: usize, kernels: bo
     }
     let secs = start.elapsed().as_secs_f64();
     let mut evaluator = crate::evaluate::Evaluator::new(batch);
-    evaluator.accuracy(backend, &mut store, model, &train, &split.y)?;
+    evaluator.accuracy(&plans, backend, &mut store, model, &train, &split.y)?;
     let start = Instant::now();
     for _ in 0..3 {
-        evaluator.accuracy(backend, &mut store, model, &train, &split.y)?;
+        evaluator.accuracy(&plans, backend, &mut store, model, &train, &split.y)?;
     }
     let inference_per_sec = (3 * n) as f64 / start.elapsed().as_secs_f64();
     let kernels = stepper

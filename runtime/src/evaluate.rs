@@ -5,8 +5,8 @@
 use crate::backend::{Backend, Bindings, Executable};
 use crate::error::RunError;
 use crate::feed::Resident;
+use crate::plans::Plans;
 use crate::store::Store;
-use hoyer_compiler::pipeline;
 use hoyer_front::codes::Code;
 use hoyer_front::program::Model;
 use hoyer_ir::{Output, Role};
@@ -28,6 +28,7 @@ impl Evaluator {
     /// The fraction of `test` whose largest logit is at its label (`labels` on the host).
     pub fn accuracy(
         &mut self,
+        plans: &Plans,
         backend: &dyn Backend,
         store: &mut Store,
         model: &Model,
@@ -39,13 +40,13 @@ impl Evaluator {
         for start in (0..n).step_by(self.batch.max(1)) {
             let size = self.batch.min(n - start);
             if let std::collections::hash_map::Entry::Vacant(e) = self.programs.entry(size) {
-                let planned = pipeline::eval(model, size, &backend.options())?;
+                let planned = plans.eval(model, size)?;
                 let mut bind = Bindings::new();
                 for p in &model.params {
                     bind.insert(p.role(), store.shared_f32(&p.role(), &p.dims())?);
                 }
                 let forward = backend.compile(&planned, store, &bind)?;
-                let gather = test.gather(backend, store, size, forward.as_ref())?;
+                let gather = test.gather(plans, backend, store, size, forward.as_ref())?;
                 e.insert((gather, forward));
             }
             let (gather, forward) = self.programs.get_mut(&size).expect("compiled above");

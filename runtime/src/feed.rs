@@ -8,9 +8,9 @@ use crate::backend::{Backend, Bindings, Executable};
 use crate::data::Rng;
 use crate::data::Split;
 use crate::error::RunError;
+use crate::plans::Plans;
 use crate::store::{Store, TensorId};
 use hoyer_compiler::graph::lower;
-use hoyer_compiler::pipeline;
 use hoyer_ir::{Augment, Dtype, Role, Scalar};
 
 pub struct Resident {
@@ -98,19 +98,13 @@ impl Resident {
     /// The program that gathers `batch` samples into the batch and labels tensors of `into`.
     pub fn gather(
         &self,
+        plans: &Plans,
         backend: &dyn Backend,
         store: &mut Store,
         batch: usize,
         into: &dyn Executable,
     ) -> Result<Box<dyn Executable>, RunError> {
-        let planned = pipeline::gather(
-            self.rows,
-            &self.sample,
-            self.dtype,
-            batch,
-            self.augment.map(|a| a.0),
-            &backend.options(),
-        )?;
+        let planned = plans.gather(self.rows, &self.sample, self.dtype, batch, self.augment.map(|a| a.0))?;
         let mut bind = Bindings::new();
         if let Some((_, tables)) = self.augment {
             for (t, which) in tables.into_iter().zip(AUGMENT) {

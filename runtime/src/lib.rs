@@ -14,6 +14,7 @@ pub mod feed;
 pub mod files;
 pub mod init;
 pub mod memory;
+pub mod plans;
 pub mod provenance;
 pub mod prune;
 pub mod report;

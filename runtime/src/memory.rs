@@ -1,9 +1,8 @@
 //! What a run will hold in memory, estimated before it starts, so that a run too large for
 //! the machine is a diagnostic naming the largest parts instead of an abort halfway.
 
-use crate::backend::Backend;
 use crate::error::RunError;
-use hoyer_compiler::pipeline;
+use crate::plans::Plans;
 use hoyer_front::codes::Code;
 use hoyer_front::program::{Model, Program, Step as PlanStep, TrainPlan};
 
@@ -54,13 +53,16 @@ pub fn available() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Estimates a run of `plan` on `samples` samples in all (train and test).
+/// Estimates a run of `plan` on `samples` samples in all (train and test). The steps of the
+/// phases up to the first shrink are compiled (once: the run reuses them) to read their
+/// scratch; a phase after a shrink trains a smaller model, not known yet, and is bounded by
+/// the largest of those until `Trainer` compiles it and checks again.
 pub fn estimate(
     program: &Program,
     plan: &TrainPlan,
     model: &Model,
     samples: usize,
-    backend: &dyn Backend,
+    plans: &Plans,
 ) -> Result<Estimate, RunError> {
     let f = 4u64; // float32
     let params: u64 = model.params.iter().map(|p| p.numel()).sum();
@@ -68,11 +70,19 @@ pub fn estimate(
     let mut states = 0u64;
     let mut scratch = 0u64;
     let batch = plan.batch as usize;
+    let mut shrunk = false;
     for s in &plan.steps {
-        let PlanStep::Phase(phase) = s else { continue };
+        let phase = match s {
+            PlanStep::Phase(phase) => phase,
+            PlanStep::Prune(p) => {
+                shrunk |= p.shrink;
+                continue;
+            }
+        };
         states = states.max(hoyer_compiler::graph::step::state_names(&phase.optimizer).len() as u64 * params);
-        let (_, planned) = pipeline::step(program, model, phase, batch, &backend.options())?;
-        scratch = scratch.max(planned.program.arena as u64);
+        if !shrunk {
+            scratch = scratch.max(plans.step(program, model, phase, batch)?.program.arena as u64);
+        }
     }
     let mut parts = vec![
         (
@@ -81,12 +91,32 @@ pub fn estimate(
         ),
         (format!("parameters and masks ({params} values, with the host's copies)"), 4 * params * f),
         ("optimizer state".to_string(), states * f),
-        (format!("activations and gradients of a batch of {batch}"), scratch * f),
+        (scratch_part(batch), scratch * f),
         // The batch's inputs: the step's, the last partial batch's, the evaluation's.
         (format!("batches of {batch} samples"), 3 * batch as u64 * features * f),
     ];
     parts.sort_by_key(|p| std::cmp::Reverse(p.1));
     Ok(Estimate { parts })
+}
+
+fn scratch_part(batch: usize) -> String {
+    format!("activations and gradients of a batch of {batch}")
+}
+
+impl Estimate {
+    /// The same estimate with a batch's scratch of at least `bytes` (a step compiled later,
+    /// for a shrunk model), or `None` where it already allowed that much.
+    pub fn with_scratch(&self, batch: usize, bytes: u64) -> Option<Estimate> {
+        let name = scratch_part(batch);
+        let i = self.parts.iter().position(|p| p.0 == name)?;
+        if self.parts[i].1 >= bytes {
+            return None;
+        }
+        let mut e = Estimate { parts: self.parts.clone() };
+        e.parts[i].1 = bytes;
+        e.parts.sort_by_key(|p| std::cmp::Reverse(p.1));
+        Some(e)
+    }
 }
 
 /// Refuses a run whose estimate exceeds `limit` bytes (the machine's available memory, or

@@ -8,6 +8,7 @@ use crate::backend::{Backend, Bindings, Executable};
 use crate::checkpoint::Tensors;
 use crate::error::RunError;
 use crate::feed::Resident;
+use crate::plans::Plans;
 use crate::store::{Store, TensorId};
 use hoyer_compiler::graph::step;
 use hoyer_compiler::pipeline;
@@ -90,6 +91,7 @@ impl Stepper {
     /// divide into batches), fed from `train`, with fresh optimizer state and loss sums.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
+        plans: &Plans,
         backend: &dyn Backend,
         store: &mut Store,
         program: &Program,
@@ -99,16 +101,15 @@ impl Stepper {
         last: usize,
         train: &Resident,
     ) -> Result<Stepper, RunError> {
-        let opts = backend.options();
         let mut programs = Vec::new();
         for size in [batch, last] {
             if size == 0 || programs.iter().any(|p: &ForBatch| p.batch == size) {
                 continue;
             }
-            let (_, planned) = pipeline::step(program, model, phase, size, &opts)?;
+            let planned = plans.step(program, model, phase, size)?;
             let bind = shared_bindings(store, &planned)?;
             let step = backend.compile(&planned, store, &bind)?;
-            let gather = train.gather(backend, store, size, step.as_ref())?;
+            let gather = train.gather(plans, backend, store, size, step.as_ref())?;
             programs.push(ForBatch { batch: size, gather, step });
         }
         let scalar = |store: &mut Store, s: Scalar| store.shared_f32(&Role::Scalar(s), &[]);

@@ -9,6 +9,7 @@ use crate::error::RunError;
 use crate::evaluate::Evaluator;
 use crate::feed::Resident;
 use crate::files::{write_atomically, FolderLock, Lines};
+use crate::plans::Plans;
 use crate::provenance;
 use crate::prune::{self, Target};
 use crate::report::{Report, TensorReport};
@@ -93,13 +94,18 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
     let plan = program.train.as_ref().ok_or("the spec has no `train` block")?;
     let model = program.model(&plan.model).ok_or("the trained model is missing")?;
     let seed = opts.seed.unwrap_or(plan.seed);
+    // Every program of the run is compiled once, here: the estimate's steps are the run's.
+    let plans = Plans::new(backend.options());
+    let limit = opts.memory_limit.map(|l| (l, true)).or_else(|| crate::memory::available().map(|a| (a, false)));
+    let estimate = std::cell::RefCell::new(None);
     // Before anything large is allocated: does the run fit in memory?
     let fits = |samples: usize| -> Result<(), RunError> {
-        let limit = opts.memory_limit.map(|l| (l, true)).or_else(|| crate::memory::available().map(|a| (a, false)));
         match limit {
             Some((limit, from_option)) => {
-                let estimate = crate::memory::estimate(program, plan, model, samples, backend)?;
-                crate::memory::check(&estimate, limit, from_option)
+                let e = crate::memory::estimate(program, plan, model, samples, &plans)?;
+                crate::memory::check(&e, limit, from_option)?;
+                *estimate.borrow_mut() = Some(e);
+                Ok(())
             }
             None => Ok(()),
         }
@@ -244,6 +250,8 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
     data.train.x = Vec::new();
     data.test.x = Vec::new();
     let mut t = Trainer {
+        plans,
+        memory: limit.zip(estimate.into_inner()),
         program,
         plan,
         model: model.clone(),
@@ -285,6 +293,13 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
         Err(e) => format!("{}: {}", e.code, e.message).into(),
     };
     let saved = t.save();
+    record["compiled"] = t
+        .plans
+        .compiled()
+        .iter()
+        .map(|c| serde_json::json!({ "program": c.what, "batch": c.batch, "parameters": c.parameters }))
+        .collect::<Vec<_>>()
+        .into();
     provenance::write(&opts.out_dir, &record)?;
     saved?;
     result?;
@@ -455,6 +470,10 @@ fn found(ds: &hoyer_front::program::DataSet, source: &str, c: &Path, prefixes: &
 }
 
 struct Trainer<'a> {
+    /// Every program the run compiles, each once.
+    plans: Plans,
+    /// The memory limit and the estimate checked against it at the start.
+    memory: Option<((u64, bool), crate::memory::Estimate)>,
     program: &'a Program,
     plan: &'a TrainPlan,
     /// The model being trained: the spec's, or after `then shrink` the smaller one.
@@ -652,7 +671,15 @@ impl Trainer<'_> {
             }
             self.sync_to_store()?;
         }
+        // A phase after a shrink is compiled only now: check that it fits as the estimate did.
+        if let Some(((limit, from_option), estimate)) = &self.memory {
+            let arena = self.plans.step(self.program, &self.model, phase, batch)?.program.arena as u64;
+            if let Some(e) = estimate.with_scratch(batch, arena * 4) {
+                crate::memory::check(&e, *limit, *from_option)?;
+            }
+        }
         let mut stepper = Stepper::new(
+            &self.plans,
             self.backend,
             &mut self.store,
             self.program,
@@ -910,9 +937,10 @@ impl Trainer<'_> {
     /// Accuracy on the held-out training samples, where the spec holds some out.
     fn evaluate_validation(&mut self) -> Result<Option<f64>, RunError> {
         match &self.validation {
-            Some((set, labels)) => {
-                self.validation_evaluator.accuracy(self.backend, &mut self.store, &self.model, set, labels).map(Some)
-            }
+            Some((set, labels)) => self
+                .validation_evaluator
+                .accuracy(&self.plans, self.backend, &mut self.store, &self.model, set, labels)
+                .map(Some),
             None => Ok(None),
         }
     }
@@ -920,7 +948,7 @@ impl Trainer<'_> {
     /// Test accuracy, with the parameters in the store.
     fn evaluate(&mut self) -> Result<f64, RunError> {
         let labels = &self.data.test.y;
-        self.evaluator.accuracy(self.backend, &mut self.store, &self.model, &self.test, labels)
+        self.evaluator.accuracy(&self.plans, self.backend, &mut self.store, &self.model, &self.test, labels)
     }
 
     /// The fraction of the spec's model's parameters that are not zero (after a shrink,
@@ -964,22 +992,14 @@ impl Trainer<'_> {
     }
 }
 
-/// `spec` with the block of `model` (by name) written anew from `model` (a shrunk model's
-/// spec); the model alone where the spec cannot be parsed.
+/// `spec` (the text the model was checked from) with the block of `model` written anew from
+/// `model` (a shrunk model's spec), where the checker found it.
 fn with_model(spec: &str, model: &Model) -> String {
     let text = hoyer_front::summary::model_spec(model);
-    let Ok(file) = hoyer_front::syntax::parse::parse(spec) else { return text };
-    for item in &file.items {
-        if let hoyer_front::syntax::ast::Item::Model(m) = item {
-            if m.name.name == model.name {
-                let (start, end) = (m.span.start, m.span.end);
-                if let (Some(before), Some(after)) = (spec.get(..start), spec.get(end..)) {
-                    return format!("{before}{}{after}", text.trim_end());
-                }
-            }
-        }
+    match (spec.get(..model.span.start), spec.get(model.span.end..)) {
+        (Some(before), Some(after)) => format!("{before}{}{after}", text.trim_end()),
+        _ => text,
     }
-    text
 }
 
 /// A shrink as report.json records it: the models before and after as `summary_line`s, and

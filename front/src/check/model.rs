@@ -160,6 +160,7 @@ pub fn check_model(sink: &mut Sink, def: &ModelDef, blocks: &HashMap<String, &Bl
         nodes: mc.nodes,
         output,
         params,
+        span: def.span,
     })
 }
 
