@@ -8,6 +8,8 @@
 # Usage: bench/compare.sh [PYTHON] [ROUNDS]    PYTHON has torch installed (default: python3), e.g.
 #   python3 -m venv /tmp/venv && /tmp/venv/bin/pip install torch numpy && bench/compare.sh /tmp/venv/bin/python
 # STEPS (default 1000) timed steps per figure; THREADS passes --threads to hoyerc (default: all cores).
+# BASELINE=path/to/an/older/hoyerc adds that build to every round, and its ratio to this one
+# (before and after a change, in the same run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${1:-python3}
@@ -31,10 +33,19 @@ for round in $(seq 1 "$rounds"); do
     compiled=$("$py" "$anchor" --models lenet300 --regs none,hs --steps "$steps" --compile 2>/dev/null)
     # shellcheck disable=SC2086
     hoyer=$(./target/release/hoyerc bench examples/lenet300_dense.hoyer examples/lenet300_hs.hoyer --backend cpu --steps "$steps" $threads)
+    # shellcheck disable=SC2086
+    before=${BASELINE:+$("$BASELINE" bench examples/lenet300_dense.hoyer examples/lenet300_hs.hoyer --backend cpu --steps "$steps" $threads)}
     echo "round $round"
     echo "$eager" | sed 's/^/  torch  /'
     echo "$compiled" | sed 's/^/  torch  /'
     echo "$hoyer" | sed 's/^/  hoyer  /'
+    if [ -n "${BASELINE:-}" ]; then
+        echo "$before" | sed 's/^/  before /'
+        b_none=$(echo "$before" | awk '/^lenet300_dense/ {print $6}')
+        b_hs=$(echo "$before" | awk '/^lenet300_hs/ {print $6}')
+        awk -v hn="$(echo "$hoyer" | awk '/^lenet300_dense/ {print $6}')" -v hh="$(echo "$hoyer" | awk '/^lenet300_hs/ {print $6}')" \
+            -v bn="$b_none" -v bh="$b_hs" 'BEGIN { printf "  ratio  this build / BASELINE: no penalty %.3f, Hoyer-Square %.3f\n", hn / bn, hh / bh }'
+    fi
     pick() { echo "$1" | awk -v r="$2" '$2 == "reg=" r { print $4 }'; }
     h_none=$(echo "$hoyer" | awk '/^lenet300_dense/ {print $6}')
     h_hs=$(echo "$hoyer" | awk '/^lenet300_hs/ {print $6}')

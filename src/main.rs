@@ -724,7 +724,7 @@ fn emit_ir(program: &hoyer_front::program::Program, emit: Emit) -> Result<String
     use hoyer_compiler::graph::{lower, step};
     use hoyer_compiler::pipeline::{self, Options};
     use hoyer_compiler::{codegen, kernel};
-    use hoyer_front::program::Step;
+    use hoyer_front::program::PlanStep;
     use hoyer_ir as ir;
     let missing = |what: &str| CompileError::internal("emit", what);
     let plan = program.train.as_ref().ok_or_else(|| missing("the spec has no `train` block"))?;
@@ -734,7 +734,7 @@ fn emit_ir(program: &hoyer_front::program::Program, emit: Emit) -> Result<String
     let opts = Options::default();
     let mut out = String::new();
     for s in &plan.steps {
-        let Step::Phase(phase) = s else { continue };
+        let PlanStep::Phase(phase) = s else { continue };
         let text = match emit {
             Emit::Ir => ir::print::print(&hoyer_compiler::graph::passes::simplify(
                 &lower::lower(program, model, &phase.penalties, batch)?.graph,

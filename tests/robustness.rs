@@ -171,7 +171,7 @@ fn doubling_call_chains_are_linear() {
     let c = check_source(&spec).expect("the chain is a valid spec");
     let plan = c.program.train.as_ref().unwrap();
     let model = c.program.model("m").unwrap();
-    let hoyer_front::program::Step::Phase(phase) = &plan.steps[0] else { panic!() };
+    let hoyer_front::program::PlanStep::Phase(phase) = &plan.steps[0] else { panic!() };
     let start = Instant::now();
     let (step, _) = hoyer_compiler::pipeline::step(&c.program, model, phase, 4, &Default::default()).unwrap();
     assert!(step.graph.values.len() < 2000, "{} values", step.graph.values.len());

@@ -124,7 +124,7 @@ pub fn step(
     phase: &PhasePlan,
     batch: usize,
     opts: &Options,
-) -> Result<(step::Step, Planned), CompileError> {
+) -> Result<(step::TrainStep, Planned), CompileError> {
     let s = step::build(spec, model, phase, batch)?;
     let planned = plan(&s.graph, opts)?;
     Ok((s, planned))

@@ -7,7 +7,7 @@ use hoyer_compiler::codegen::cpu::{loop_function, Target};
 use hoyer_compiler::kernel::Program;
 use hoyer_compiler::pipeline::{self, Options};
 use hoyer_front::check_source;
-use hoyer_front::program::Step as PlanStep;
+use hoyer_front::program::PlanStep;
 
 fn programs() -> Vec<(String, Program)> {
     let mut out = Vec::new();

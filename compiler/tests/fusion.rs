@@ -3,7 +3,7 @@
 use hoyer_compiler::kernel::{Access, Body, Program};
 use hoyer_compiler::pipeline::{self, Options};
 use hoyer_front::check_source;
-use hoyer_front::program::Step as PlanStep;
+use hoyer_front::program::PlanStep;
 
 fn programs(name: &str) -> Vec<(String, bool, Program)> {
     let path = format!("{}/../examples/{name}.hoyer", env!("CARGO_MANIFEST_DIR"));

@@ -5,7 +5,7 @@
 use hoyer_compiler::kernel::{self, Access};
 use hoyer_compiler::pipeline::{self, Options, Planned};
 use hoyer_front::check_source;
-use hoyer_front::program::Step as PlanStep;
+use hoyer_front::program::PlanStep;
 use hoyer_ir::interp::{self, Precision};
 use hoyer_ir::{Graph, Role, Scalar};
 use std::collections::HashMap;

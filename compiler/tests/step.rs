@@ -3,7 +3,7 @@
 
 use hoyer_compiler::graph::{autodiff, lower, step};
 use hoyer_front::check_source;
-use hoyer_front::program::{Step as PlanStep, TrainPlan};
+use hoyer_front::program::{PlanStep, TrainPlan};
 use hoyer_ir::interp::{self, Precision};
 use std::collections::HashMap;
 

@@ -225,10 +225,10 @@ train m on d {
         let text = apply(SPEC, &file, &sets).unwrap();
         let checked = crate::check_source(&text).unwrap();
         let plan = checked.program.train.unwrap();
-        let crate::program::Step::Phase(p) = &plan.steps[0] else { panic!() };
+        let crate::program::PlanStep::Phase(p) = &plan.steps[0] else { panic!() };
         assert_eq!(p.epochs, 3);
         assert_eq!(p.penalties[0].strength, crate::program::Strength::Constant(1e-4));
-        let crate::program::Step::Prune(pr) = &plan.steps[1] else { panic!() };
+        let crate::program::PlanStep::Prune(pr) = &plan.steps[1] else { panic!() };
         assert_eq!(pr.criterion, crate::program::PruneCriterion::StdRatio { ratio: 0.05 });
         // A literal stands as written (model.hoyer reads like a spec); an expression keeps
         // its parentheses, so that `2 * x` set to `1/255` reads `2 * (1/255)`.

@@ -227,8 +227,8 @@ impl TrainPlan {
         self.steps
             .iter()
             .map(|s| match s {
-                Step::Phase(p) => p.name.clone(),
-                Step::Prune(_) => {
+                PlanStep::Phase(p) => p.name.clone(),
+                PlanStep::Prune(_) => {
                     prunes += 1;
                     prune_step_name(prunes)
                 }
@@ -268,7 +268,7 @@ pub struct TrainPlan {
     /// Samples held out of the training set (chosen by the seed) and evaluated beside the
     /// test set after every epoch; where the spec says it.
     pub validation: Option<(u64, Span)>,
-    pub steps: Vec<Step>,
+    pub steps: Vec<PlanStep>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,7 +277,7 @@ pub enum Loss {
 }
 
 #[derive(Debug, Clone)]
-pub enum Step {
+pub enum PlanStep {
     Phase(PhasePlan),
     Prune(PrunePlan),
 }

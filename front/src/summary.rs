@@ -121,7 +121,7 @@ fn train(out: &mut String, t: &TrainPlan) {
     }
     for (i, step) in t.steps.iter().enumerate() {
         match step {
-            Step::Phase(ph) => {
+            PlanStep::Phase(ph) => {
                 let _ = writeln!(
                     out,
                     "  {}. phase {}: {} epoch{}",
@@ -140,7 +140,7 @@ fn train(out: &mut String, t: &TrainPlan) {
                     let _ = writeln!(out, "       {}", prune(g));
                 }
             }
-            Step::Prune(pr) => {
+            PlanStep::Prune(pr) => {
                 let _ = writeln!(out, "  {}. {}", i + 1, prune(pr));
             }
         }

@@ -12,7 +12,7 @@
 
 use hoyer_compiler::pipeline::{self, Options};
 use hoyer_front::diagnostics::Report;
-use hoyer_front::program::Step as PlanStep;
+use hoyer_front::program::PlanStep;
 use hoyer_front::{check_source, decode};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -13,7 +13,7 @@ use crate::plans::Plans;
 use crate::stepper::Stepper;
 use crate::store::Store;
 use hoyer_front::codes::Code;
-use hoyer_front::program::{Program, Step as PlanStep};
+use hoyer_front::program::{PlanStep, Program};
 use hoyer_ir::Role;
 use std::time::Instant;
 

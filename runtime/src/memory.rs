@@ -4,7 +4,7 @@
 use crate::error::RunError;
 use crate::plans::Plans;
 use hoyer_front::codes::Code;
-use hoyer_front::program::{Model, Program, Step as PlanStep, TrainPlan};
+use hoyer_front::program::{Model, PlanStep, Program, TrainPlan};
 
 /// The parts of a run's memory, in bytes, largest first.
 #[derive(Debug, Clone)]

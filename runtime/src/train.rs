@@ -17,7 +17,7 @@ use crate::stepper::Stepper;
 use crate::store::Store;
 use crate::{checkpoint, init, schedule};
 use hoyer_front::codes::Code;
-use hoyer_front::program::{DataSource, Model, PhasePlan, Program, PrunePlan, Step as PlanStep, TrainPlan};
+use hoyer_front::program::{DataSource, Model, PhasePlan, PlanStep, Program, PrunePlan, TrainPlan};
 use hoyer_ir::Role;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashMap;

@@ -8,7 +8,7 @@ mod common;
 use common::{inputs_for, run, Values};
 use hoyer_compiler::pipeline;
 use hoyer_front::check_source;
-use hoyer_front::program::Step as PlanStep;
+use hoyer_front::program::PlanStep;
 use hoyer_ir::{Augment, Binary, Dtype, Graph, ReduceOp, Role, Scalar, Unary};
 use hoyer_runtime::backend::{Backend, Interpreter};
 use hoyer_runtime::cpu::Cpu;

@@ -11,7 +11,7 @@ use common::{inputs_for, run, store_for, Values};
 use hoyer_compiler::pipeline::{self, Planned};
 use hoyer_front::check_source;
 use hoyer_front::codes::Code;
-use hoyer_front::program::Step as PlanStep;
+use hoyer_front::program::PlanStep;
 use hoyer_ir::interp::{self, Precision};
 use hoyer_ir::{Role, Scalar};
 use hoyer_runtime::backend::{Backend, Bindings, Interpreter};

@@ -8,7 +8,7 @@
 use hoyer_compiler::pipeline;
 use hoyer_front::check_source;
 use hoyer_front::layers::Init;
-use hoyer_front::program::Step as PlanStep;
+use hoyer_front::program::PlanStep;
 use hoyer_ir::interp::{self, Precision};
 use hoyer_ir::{numel, Dtype, Output, Role, Scalar, Sum};
 use hoyer_runtime::backend::{Backend, Bindings};

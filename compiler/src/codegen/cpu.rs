@@ -452,7 +452,7 @@ impl Emitter<'_, '_> {
         self.l.parallel.len()
     }
 
-    fn store_level(&self, s: &crate::kernel::Store) -> usize {
+    fn store_level(&self, s: &crate::kernel::StoreInst) -> usize {
         if self.after[s.value.index()] {
             self.np()
         } else {
@@ -957,7 +957,7 @@ impl Emitter<'_, '_> {
         Ok(())
     }
 
-    fn store(&mut self, s: &crate::kernel::Store, mode: Mode) -> Result<(), CompileError> {
+    fn store(&mut self, s: &crate::kernel::StoreInst, mode: Mode) -> Result<(), CompileError> {
         let val = self.reg(s.value)?;
         let e = self.element(&s.view);
         let (addr, at) = self.address(s.arg, e);

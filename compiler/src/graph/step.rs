@@ -21,7 +21,7 @@ pub fn state_names(opt: &Optimizer) -> &'static [&'static str] {
 }
 
 #[derive(Debug, Clone)]
-pub struct Step {
+pub struct TrainStep {
     /// The step, simplified (`passes::simplify`): what back ends compile.
     pub graph: Graph,
     /// Whether the step takes a `PARAM.mask` input per parameter (frozen masks, or gradual
@@ -30,7 +30,7 @@ pub struct Step {
     pub optimizer: Optimizer,
 }
 
-impl Step {
+impl TrainStep {
     pub fn graph(&self) -> &Graph {
         &self.graph
     }
@@ -42,7 +42,7 @@ impl Step {
 /// running statistics. So the step is one in-place update of the state it owns. Adam's
 /// `InvBiasCorrection2Sqrt` lets the update multiply where PyTorch divides by √(1 − β2^t)
 /// (one division fewer per element; the result differs in the last bit at most).
-pub fn build(program: &Program, model: &Model, phase: &PhasePlan, batch: usize) -> Result<Step, CompileError> {
+pub fn build(program: &Program, model: &Model, phase: &PhasePlan, batch: usize) -> Result<TrainStep, CompileError> {
     let mut fwd = lower::lower(program, model, &phase.penalties, batch)?;
     let masked = phase.masks_frozen || !phase.gradual.is_empty();
     let g = &mut fwd.graph;
@@ -75,7 +75,7 @@ pub fn build(program: &Program, model: &Model, phase: &PhasePlan, batch: usize) 
     g.validate().map_err(|e| CompileError::internal("autodiff", e))?;
     let graph = crate::graph::passes::simplify(g);
     graph.validate().map_err(|e| CompileError::internal("simplification", e))?;
-    Ok(Step { graph, masked, optimizer: phase.optimizer.clone() })
+    Ok(TrainStep { graph, masked, optimizer: phase.optimizer.clone() })
 }
 
 struct Scalars {

@@ -14,7 +14,7 @@
 use super::view::{source, unwindow_view, Source};
 use super::{
     AccType, Access, Arg, Body, Buffer, BufferId, Inst, Kernel, Loop, MatMul, MatView, Program, Reduction, Reg,
-    Storage, Store, View,
+    Storage, StoreInst, View,
 };
 use crate::error::CompileError;
 use crate::kernel::fusion::{root, KernelKind, Schedule};
@@ -33,7 +33,7 @@ fn view_of(g: &Graph, v: ValueId) -> Result<Source, CompileError> {
 /// Whether the kernel writing `output` can write it over `input`: it reads `input` only as a
 /// direct operand of element-wise ops (the element it writes), and `output` is not the
 /// product a library writes.
-fn in_place_ok(g: &Graph, kernel: &crate::kernel::fusion::Kernel, output: ValueId, input: ValueId) -> bool {
+fn in_place_ok(g: &Graph, kernel: &crate::kernel::fusion::Fused, output: ValueId, input: ValueId) -> bool {
     if matches!(g.value(output).op, Op::MatMul { .. } | Op::Reduce { .. } | Op::Unwindow { .. }) {
         return false;
     }
@@ -250,13 +250,13 @@ impl<'g> KernelBuilder<'g> {
     }
 
     /// Stores of `v` (of the iteration shape, or `dims` of it) to every buffer it goes to.
-    fn store(&mut self, b: &Builder, v: ValueId, value: Reg, dims: &[usize], stores: &mut Vec<Store>) {
+    fn store(&mut self, b: &Builder, v: ValueId, value: Reg, dims: &[usize], stores: &mut Vec<StoreInst>) {
         let view = self.domain_view(&View::contiguous(self.g.shape(v)), dims);
         let targets =
             b.buffer_of.get(&v).into_iter().chain(b.also.get(&v).into_iter().flatten()).copied().collect::<Vec<_>>();
         for t in targets {
             let arg = self.arg(t, Access::Write);
-            stores.push(Store { arg, view: view.clone(), value });
+            stores.push(StoreInst { arg, view: view.clone(), value });
         }
     }
 }
@@ -340,7 +340,7 @@ pub fn build(g: &Graph, schedule: &Schedule) -> Result<Program, CompileError> {
     Ok(program)
 }
 
-fn loop_kernel(b: &mut Builder, k: &crate::kernel::fusion::Kernel, name: String) -> Result<Kernel, CompileError> {
+fn loop_kernel(b: &mut Builder, k: &crate::kernel::fusion::Fused, name: String) -> Result<Kernel, CompileError> {
     let g = b.g;
     let axes: Vec<usize> = k
         .values
@@ -415,7 +415,7 @@ fn loop_kernel(b: &mut Builder, k: &crate::kernel::fusion::Kernel, name: String)
     Ok(Kernel { name, args: kb.args, body: Body::Loop(body) })
 }
 
-fn matmul_kernel(b: &mut Builder, k: &crate::kernel::fusion::Kernel, name: String) -> Result<Kernel, CompileError> {
+fn matmul_kernel(b: &mut Builder, k: &crate::kernel::fusion::Fused, name: String) -> Result<Kernel, CompileError> {
     let g = b.g;
     let mm = k.matmul(g).ok_or_else(|| internal("a product kernel without a product"))?;
     let Op::MatMul { a, b: bb, ta, tb } = g.value(mm).op else { unreachable!("found as a product") };
@@ -445,7 +445,7 @@ fn matmul_kernel(b: &mut Builder, k: &crate::kernel::fusion::Kernel, name: Strin
         let r = kb.operand(b, mm)?;
         for t in extra {
             let arg = kb.arg(t, Access::Write);
-            stores.push(Store { arg, view: View::contiguous(&[m, n]), value: r });
+            stores.push(StoreInst { arg, view: View::contiguous(&[m, n]), value: r });
         }
     }
     for &v in k.values.iter().filter(|&&v| v != mm) {
@@ -479,7 +479,7 @@ fn copy_kernel(b: &mut Builder, v: ValueId, dst: BufferId, name: String) -> Resu
         }
     };
     let arg = kb.arg(dst, Access::Write);
-    let stores = vec![Store { arg, view: View::contiguous(&shape), value: r }];
+    let stores = vec![StoreInst { arg, view: View::contiguous(&shape), value: r }];
     let body = Loop { parallel: shape, reduce: vec![], body: kb.body, reductions: vec![], stores };
     Ok(Kernel { name, args: kb.args, body: Body::Loop(body) })
 }

@@ -28,8 +28,9 @@ pub enum KernelKind {
     MatMul,
 }
 
+/// One kernel to be: the ops fused into it, the values it reads and those it writes to memory.
 #[derive(Debug, Clone)]
-pub struct Kernel {
+pub struct Fused {
     pub kind: KernelKind,
     /// The iteration shape (for a reduction, its input's shape).
     pub shape: Vec<usize>,
@@ -41,7 +42,7 @@ pub struct Kernel {
     pub writes: Vec<ValueId>,
 }
 
-impl Kernel {
+impl Fused {
     pub fn reduction(&self, g: &Graph) -> Option<ValueId> {
         self.values.iter().copied().find(|&v| reduction_domain(g, v).is_some())
     }
@@ -53,7 +54,7 @@ impl Kernel {
 /// A graph's kernels, in an order that respects their dependencies.
 #[derive(Debug, Clone)]
 pub struct Schedule {
-    pub kernels: Vec<Kernel>,
+    pub kernels: Vec<Fused>,
     /// The (input, output) pairs updated in place: the output's kernel runs after every
     /// other reader of the input.
     pub in_place: Vec<(ValueId, ValueId)>,
@@ -379,12 +380,12 @@ pub fn fuse(g: &Graph, in_place: &[(ValueId, ValueId)]) -> Result<Schedule, Comp
         renumber[&k]
     };
     let group: Vec<Option<usize>> = group_of.iter().map(|gk| gk.map(resolve)).collect();
-    let mut kernels: Vec<Kernel> = alive
+    let mut kernels: Vec<Fused> = alive
         .iter()
         .map(|&k| {
             let mut values = all[k].values.clone();
             values.sort();
-            Kernel { kind: all[k].kind, shape: all[k].shape.clone(), values, reads: vec![], writes: vec![] }
+            Fused { kind: all[k].kind, shape: all[k].shape.clone(), values, reads: vec![], writes: vec![] }
         })
         .collect();
 
@@ -422,7 +423,7 @@ pub fn fuse(g: &Graph, in_place: &[(ValueId, ValueId)]) -> Result<Schedule, Comp
         kernel.writes = kernel.values.iter().copied().filter(|v| needed[v.index()]).collect();
     }
     let (order, in_place) = order(&kernels, &deps, &group, in_place)?;
-    let mut slots: Vec<Option<Kernel>> = kernels.into_iter().map(Some).collect();
+    let mut slots: Vec<Option<Fused>> = kernels.into_iter().map(Some).collect();
     Ok(Schedule { kernels: order.into_iter().filter_map(|k| slots[k].take()).collect(), in_place })
 }
 
@@ -434,7 +435,7 @@ type Ordered = (Vec<usize>, Vec<(ValueId, ValueId)>);
 /// cannot be ordered so is left out of the returned list (its output then gets its own
 /// buffer and is copied over the input at the end).
 fn order(
-    kernels: &[Kernel],
+    kernels: &[Fused],
     deps: &[BTreeSet<usize>],
     group: &[Option<usize>],
     in_place: &[(ValueId, ValueId)],

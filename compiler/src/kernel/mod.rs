@@ -217,8 +217,9 @@ pub struct Reduction {
     pub value: Reg,
 }
 
+/// A loop nest's write of a register through a view of one of its arguments.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Store {
+pub struct StoreInst {
     pub arg: u32,
     pub view: View,
     pub value: Reg,
@@ -232,7 +233,7 @@ pub struct Loop {
     pub reduce: Vec<usize>,
     pub body: Vec<Inst>,
     pub reductions: Vec<Reduction>,
-    pub stores: Vec<Store>,
+    pub stores: Vec<StoreInst>,
 }
 
 impl Loop {

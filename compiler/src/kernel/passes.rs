@@ -12,7 +12,7 @@
 //! `validate` (beside this module) checks what every pass leaves.
 
 use super::validate::span;
-use super::{Access, Arg, Body, Follower, Inst, Kernel, Loop, Reduction, Reg, Store, View};
+use super::{Access, Arg, Body, Follower, Inst, Kernel, Loop, Reduction, Reg, StoreInst, View};
 use hoyer_ir::semantics::ElemOp;
 use hoyer_ir::Binary;
 
@@ -233,7 +233,7 @@ pub fn jam(l: &Loop, p: usize, copies: usize) -> Loop {
             map.push(Reg(out.body.len() as u32 - 1));
         }
         out.reductions.extend(l.reductions.iter().map(|r| Reduction { value: map[r.value.index()], ..*r }));
-        out.stores.extend(l.stores.iter().map(|s| Store {
+        out.stores.extend(l.stores.iter().map(|s| StoreInst {
             arg: s.arg,
             view: shift_view(&s.view, by),
             value: map[s.value.index()],
@@ -333,7 +333,7 @@ pub fn attach_follower(product: &mut Kernel, next: &Kernel) -> bool {
 mod tests {
     use super::*;
     use crate::kernel::validate::validate;
-    use crate::kernel::{AccType, Arg, Buffer, BufferId, Dtype, Kernel, Program, Reduction, Storage, Store};
+    use crate::kernel::{AccType, Arg, Buffer, BufferId, Dtype, Kernel, Program, Reduction, Storage, StoreInst};
     use hoyer_ir::Role;
     use hoyer_ir::{ReduceOp, Unary};
 
@@ -353,7 +353,7 @@ mod tests {
                 Inst::Op(ElemOp::Unary(Unary::Relu), vec![Reg(2)]),
             ],
             reductions: vec![],
-            stores: vec![Store { arg: 2, view: View::strided(0, vec![6, 1]), value: Reg(3) }],
+            stores: vec![StoreInst { arg: 2, view: View::strided(0, vec![6, 1]), value: Reg(3) }],
         }
     }
 
@@ -375,7 +375,7 @@ mod tests {
             reduce: vec![3, 5],
             body: vec![load(0, vec![0, 5, 1]), Inst::Acc(0)],
             reductions: vec![Reduction { op: ReduceOp::Sum, acc: AccType::F64, value: Reg(0) }],
-            stores: vec![Store { arg: 1, view: View::strided(0, vec![0, 0, 0]), value: Reg(1) }],
+            stores: vec![StoreInst { arg: 1, view: View::strided(0, vec![0, 0, 0]), value: Reg(1) }],
         };
         coalesce(&mut r);
         assert_eq!((r.parallel.clone(), r.reduce.clone()), (vec![], vec![15]));
@@ -398,8 +398,8 @@ mod tests {
             ],
             reductions: vec![],
             stores: vec![
-                Store { arg: 2, view: View::strided(0, vec![1]), value: Reg(3) },
-                Store { arg: 3, view: View::strided(0, vec![1]), value: Reg(5) },
+                StoreInst { arg: 2, view: View::strided(0, vec![1]), value: Reg(3) },
+                StoreInst { arg: 3, view: View::strided(0, vec![1]), value: Reg(5) },
             ],
         };
         contract_fma(&mut l);
@@ -460,7 +460,7 @@ mod tests {
                 Inst::Op(ElemOp::Binary(Binary::Add), vec![Reg(1), Reg(2)]),
             ],
             reductions: vec![Reduction { op: ReduceOp::Sum, acc: AccType::F32, value: Reg(0) }],
-            stores: vec![Store { arg: 1, view: View::strided(0, vec![8, 1, 0]), value: Reg(3) }],
+            stores: vec![StoreInst { arg: 1, view: View::strided(0, vec![8, 1, 0]), value: Reg(3) }],
         };
         let jammed = jam(&l, 1, 2);
         assert_eq!((jammed.parallel.clone(), jammed.reductions.len(), jammed.stores.len()), (vec![5, 4], 2, 2));
@@ -516,7 +516,7 @@ mod tests {
                 reduce: vec![2],
                 body: vec![load(0, vec![row_stride, 1, 4]), Inst::Acc(0)],
                 reductions: vec![Reduction { op: ReduceOp::Sum, acc: AccType::F32, value: Reg(0) }],
-                stores: vec![Store { arg: 1, view: View::strided(0, vec![4, 1, 0]), value: Reg(1) }],
+                stores: vec![StoreInst { arg: 1, view: View::strided(0, vec![4, 1, 0]), value: Reg(1) }],
             }),
         };
         let buffers = vec![buffer("a", 24), buffer("b", 12), buffer("p", 32), buffer("y", 16)];

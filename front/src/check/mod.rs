@@ -8,6 +8,7 @@
 mod data;
 mod func;
 mod model;
+pub mod resolve;
 mod selector;
 mod train;
 pub(crate) mod values;

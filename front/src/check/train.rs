@@ -101,7 +101,7 @@ pub fn check_train(sink: &mut Sink, t: &TrainDef, program: &Program, declared: &
                     ok = false;
                 }
                 match cx.phase(sink, p, pruned_before) {
-                    Some(plan_phase) => plan.steps.push(Step::Phase(plan_phase)),
+                    Some(plan_phase) => plan.steps.push(PlanStep::Phase(plan_phase)),
                     None => ok = false,
                 }
                 // A gradual prune counts as written even where it failed its check, so that
@@ -111,7 +111,7 @@ pub fn check_train(sink: &mut Sink, t: &TrainDef, program: &Program, declared: &
             TrainStmt::Prune(p) => {
                 pruned_before = true;
                 match cx.prune(sink, p, None) {
-                    Some(pp) => plan.steps.push(Step::Prune(pp)),
+                    Some(pp) => plan.steps.push(PlanStep::Prune(pp)),
                     None => ok = false,
                 }
             }

@@ -55,6 +55,8 @@ impl fmt::Debug for Ident {
 #[derive(Debug, Clone, Default)]
 pub struct File {
     pub items: Vec<Item>,
+    /// Its comments, in order (`trivia::comments`).
+    pub comments: Vec<super::trivia::Comment>,
 }
 
 #[derive(Debug, Clone)]

@@ -34,7 +34,7 @@ pub fn parse(src: &str) -> Result<File, Vec<Diagnostic>> {
     let mut b = Builder { errors: Vec::new(), depth: 0 };
     let items = file.into_inner().filter(|p| p.as_rule() != Rule::EOI).filter_map(|p| b.item(p)).collect();
     if b.errors.is_empty() {
-        Ok(File { items })
+        Ok(File { items, comments: super::trivia::comments(src) })
     } else {
         Err(b.errors)
     }

@@ -451,14 +451,14 @@ mod tests {
     /// tasks cut the other axis, however small, and never that one.
     #[test]
     fn tasks_hold_a_jammed_axis_whole() {
-        use hoyer_compiler::kernel::{AccType, Inst, Reduction, Reg, Store, View};
+        use hoyer_compiler::kernel::{AccType, Inst, Reduction, Reg, StoreInst, View};
         use hoyer_ir::ReduceOp;
         let l = Loop {
             parallel: vec![16, 20],
             reduce: vec![5000],
             body: vec![Inst::Load { arg: 0, view: View::strided(0, vec![100_000, 1, 20]) }, Inst::Acc(0)],
             reductions: vec![Reduction { op: ReduceOp::Sum, acc: AccType::F32, value: Reg(0) }],
-            stores: vec![Store { arg: 1, view: View::strided(0, vec![20, 1, 0]), value: Reg(1) }],
+            stores: vec![StoreInst { arg: 1, view: View::strided(0, vec![20, 1, 0]), value: Reg(1) }],
         };
         assert_eq!(hoyer_compiler::codegen::cpu::jam_axis(&l), Some((1, 5)));
         let tasks = loop_tasks(&l);
@@ -470,7 +470,7 @@ mod tests {
     /// inside the unrolled axes (the looped path), each point is written once and right.
     #[test]
     fn unrolled_inner_axes_give_the_same_points_whole_or_cut() {
-        use hoyer_compiler::kernel::{Inst, Reg, Store, View};
+        use hoyer_compiler::kernel::{Inst, Reg, StoreInst, View};
         use hoyer_ir::semantics::ElemOp;
         use hoyer_ir::Unary;
         let l = Loop {
@@ -481,7 +481,7 @@ mod tests {
                 Inst::Op(ElemOp::Unary(Unary::Neg), vec![Reg(0)]),
             ],
             reductions: vec![],
-            stores: vec![Store { arg: 1, view: View::strided(0, vec![10, 5, 1]), value: Reg(1) }],
+            stores: vec![StoreInst { arg: 1, view: View::strided(0, vec![10, 5, 1]), value: Reg(1) }],
         };
         let mut jit = Jit::new().unwrap();
         let f = jit.compile(&[("k0".into(), &l, vec![Dtype::F32; 2])]).unwrap()[0];

@@ -4,7 +4,7 @@
 use hoyer_compiler::kernel::Program;
 use hoyer_compiler::pipeline::{self, Options, Planned};
 use hoyer_front::check_source;
-use hoyer_front::program::Step as PlanStep;
+use hoyer_front::program::PlanStep;
 use hoyer_ir::{Dtype, Graph, Role, Scalar};
 use hoyer_runtime::backend::{Backend, Bindings};
 use hoyer_runtime::data::Rng;
