@@ -504,19 +504,6 @@ fn run_command(exe: &Path, file: &Path, dir: &Path, overrides: &[String], shared
     cmd
 }
 
-/// A run folder's files (not its lock) copied into a new folder, for a branch to resume.
-fn copy_run(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        if entry.file_type()?.is_file() && name != ".hoyer.lock" {
-            std::fs::copy(entry.path(), to.join(&name))?;
-        }
-    }
-    Ok(())
-}
-
 /// `hoyerc sweep`: every point of the grid as a run of its own (`hoyerc run` in a child
 /// process, its output in NAME.log beside its folder), `jobs` at a time; a finished run is
 /// kept, a stopped one resumed. Then the comparison of them all.
@@ -579,80 +566,24 @@ fn sweep(file: &Path, axes: &[String], jobs: usize, out: Option<PathBuf>, shared
                 }
             }
         }
-        // Each point not started yet starts from a copy of the shared run.
-        for p in &points {
-            let dir = root.join(sweep::folder_name(p));
-            if dir.join("checkpoint.safetensors").is_file() {
-                continue;
-            }
-            if let Err(e) = copy_run(&base, &dir) {
-                eprintln!("hoyerc sweep: cannot copy {} to {}: {e}", base.display(), dir.display());
-                return ExitCode::from(2);
-            }
+        if let Err(e) = sweep::branch(&base, &root, &points) {
+            eprintln!("hoyerc sweep: {e}");
+            return ExitCode::from(2);
         }
     }
-    let mut queue: std::collections::VecDeque<&Vec<String>> = points.iter().collect();
-    let mut running: Vec<(String, std::process::Child)> = Vec::new();
-    let (mut done, mut failed) = (0usize, 0usize);
     let total = points.len();
-    loop {
-        while running.len() < jobs {
-            let Some(p) = queue.pop_front() else { break };
-            let name = sweep::folder_name(p);
-            let dir = root.join(&name);
-            if sweep::finished(&dir) {
-                done += 1;
-                outln!("[{done}/{total}] {name}: finished before, kept");
-                continue;
-            }
-            let mut cmd = run_command(&exe, file, &dir, p, shared);
-            cmd.args(["--threads", &threads.to_string()]);
-            let log = match std::fs::File::create(root.join(format!("{name}.log"))) {
-                Ok(f) => f,
-                Err(e) => {
-                    eprintln!("hoyerc sweep: cannot write {}: {e}", root.join(format!("{name}.log")).display());
-                    return ExitCode::from(2);
-                }
-            };
-            let err = log.try_clone().map(std::process::Stdio::from).unwrap_or_else(|_| std::process::Stdio::null());
-            cmd.stdout(log).stderr(err);
-            match cmd.spawn() {
-                Ok(child) => running.push((name, child)),
-                Err(e) => {
-                    eprintln!("hoyerc sweep: cannot start a run: {e}");
-                    return ExitCode::from(2);
-                }
-            }
+    let command = |dir: &Path, p: &[String]| {
+        let mut cmd = run_command(&exe, file, dir, p, shared);
+        cmd.args(["--threads", &threads.to_string()]);
+        cmd
+    };
+    let failed = match sweep::run_all(&root, &points, jobs, &command, &mut |line| outln!("{line}")) {
+        Ok(failed) => failed,
+        Err(e) => {
+            eprintln!("hoyerc sweep: {e}");
+            return ExitCode::from(2);
         }
-        if running.is_empty() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        let mut k = 0;
-        while k < running.len() {
-            match running[k].1.try_wait() {
-                Ok(Some(status)) => {
-                    let (name, _) = running.remove(k);
-                    done += 1;
-                    if status.success() {
-                        let line = sweep::Point::read(&name, &root.join(&name)).map_or(String::new(), |p| {
-                            format!(
-                                ": test accuracy {:.2}%, density {:.2}%",
-                                p.test_accuracy * 100.0,
-                                p.density * 100.0
-                            )
-                        });
-                        outln!("[{done}/{total}] {name}{line}");
-                    } else {
-                        failed += 1;
-                        outln!("[{done}/{total}] {name}: failed (see {})", root.join(format!("{name}.log")).display());
-                    }
-                }
-                Ok(None) => k += 1,
-                Err(_) => k += 1,
-            }
-        }
-    }
+    };
     let names: Vec<String> = points.iter().map(|p| sweep::folder_name(p)).collect();
     let dirs: Vec<PathBuf> = names.iter().map(|n| root.join(n)).collect();
     let code = compare_runs(&dirs, &names, &root.join("pareto.svg"), Some(&root.join("sweep.json")), color);

@@ -1,5 +1,6 @@
 //! Sweeps and comparisons of finished runs: the grid of `hoyerc sweep` (each point a set of
-//! `--set` overrides and a folder name), what each run folder says (test and validation
+//! `--set` overrides and a folder name), its scheduler (`branch` from a shared prefix, then
+//! `run_all`: each point a process of its own, a few at a time), what each run folder says (test and validation
 //! accuracy, nonzero parameters), which runs are Pareto-optimal (no other run is at least
 //! as accurate with at most as many nonzeros, and better in one), a table sorted by accuracy
 //! and density, `sweep.json`, and `pareto.svg`. Runs are ranked by their validation accuracy
@@ -367,4 +368,96 @@ mod tests {
         let t = table(&pts);
         assert!(t.contains("shrunk to") && t.contains("  784-48-15-10") && t.contains("%  -"), "{t}");
     }
+}
+
+/// Starts every point not started yet from a copy of the shared run in `base` (its files, not
+/// its lock): the steps before the branch ran once, there.
+pub fn branch(base: &Path, root: &Path, points: &[Vec<String>]) -> Result<(), String> {
+    for p in points {
+        let dir = root.join(folder_name(p));
+        if dir.join("checkpoint.safetensors").is_file() {
+            continue;
+        }
+        copy_run(base, &dir).map_err(|e| format!("cannot copy {} to {}: {e}", base.display(), dir.display()))?;
+    }
+    Ok(())
+}
+
+fn copy_run(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if entry.file_type()?.is_file() && name != ".hoyer.lock" {
+            std::fs::copy(entry.path(), to.join(&name))?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs every point of a sweep as a process of its own (`command(folder, overrides)`, its
+/// output in NAME.log beside its folder), `jobs` at a time; a finished point is kept. `say`
+/// gets a line as each point ends. Returns how many runs failed.
+pub fn run_all(
+    root: &Path,
+    points: &[Vec<String>],
+    jobs: usize,
+    command: &dyn Fn(&Path, &[String]) -> std::process::Command,
+    say: &mut dyn FnMut(String),
+) -> Result<usize, String> {
+    let mut queue: std::collections::VecDeque<&Vec<String>> = points.iter().collect();
+    let mut running: Vec<(String, std::process::Child)> = Vec::new();
+    let (mut done, mut failed) = (0usize, 0usize);
+    let total = points.len();
+    loop {
+        while running.len() < jobs {
+            let Some(p) = queue.pop_front() else { break };
+            let name = folder_name(p);
+            let dir = root.join(&name);
+            if finished(&dir) {
+                done += 1;
+                say(format!("[{done}/{total}] {name}: finished before, kept"));
+                continue;
+            }
+            let mut cmd = command(&dir, p);
+            let log_path = root.join(format!("{name}.log"));
+            let log =
+                std::fs::File::create(&log_path).map_err(|e| format!("cannot write {}: {e}", log_path.display()))?;
+            let err = log.try_clone().map(std::process::Stdio::from).unwrap_or_else(|_| std::process::Stdio::null());
+            cmd.stdout(log).stderr(err);
+            let child = cmd.spawn().map_err(|e| format!("cannot start a run: {e}"))?;
+            running.push((name, child));
+        }
+        if running.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let mut k = 0;
+        while k < running.len() {
+            match running[k].1.try_wait() {
+                Ok(Some(status)) => {
+                    let (name, _) = running.remove(k);
+                    done += 1;
+                    if status.success() {
+                        let line = Point::read(&name, &root.join(&name)).map_or(String::new(), |p| {
+                            format!(
+                                ": test accuracy {:.2}%, density {:.2}%",
+                                p.test_accuracy * 100.0,
+                                p.density * 100.0
+                            )
+                        });
+                        say(format!("[{done}/{total}] {name}{line}"));
+                    } else {
+                        failed += 1;
+                        say(format!(
+                            "[{done}/{total}] {name}: failed (see {})",
+                            root.join(format!("{name}.log")).display()
+                        ));
+                    }
+                }
+                Ok(None) | Err(_) => k += 1,
+            }
+        }
+    }
+    Ok(failed)
 }

@@ -4,7 +4,7 @@
 
 use crate::backend::Backend;
 use crate::checkpoint::{Position, Tensors};
-use crate::data::{cifar, idx, synthetic::Synthetic, Dataset, Rng};
+use crate::data::{Dataset, Rng};
 use crate::error::RunError;
 use crate::evaluate::Evaluator;
 use crate::feed::Resident;
@@ -17,7 +17,7 @@ use crate::stepper::Stepper;
 use crate::store::Store;
 use crate::{checkpoint, init, schedule};
 use hoyer_front::codes::Code;
-use hoyer_front::program::{DataSource, Model, PhasePlan, PlanStep, Program, PrunePlan, TrainPlan};
+use hoyer_front::program::{Model, PhasePlan, PlanStep, Program, PrunePlan, TrainPlan};
 use hoyer_ir::Role;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashMap;
@@ -56,6 +56,17 @@ pub struct RunOptions {
     pub effective_text: String,
     /// The memory the run may use, in bytes (otherwise what the machine has available).
     pub memory_limit: Option<u64>,
+}
+
+impl RunOptions {
+    /// Where this run looks for data files.
+    pub fn folders(&self) -> crate::data::load::Folders {
+        crate::data::load::Folders {
+            data_dir: self.data_dir.clone(),
+            spec_dir: self.spec_dir.clone(),
+            data_fallback: self.data_fallback.clone(),
+        }
+    }
 }
 
 /// Set (by the CLI's Ctrl-C handler) to stop after the current step with a checkpoint.
@@ -110,16 +121,17 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
             None => Ok(()),
         }
     };
-    let (mut data, data_record, data_line) = load_data(program, plan, model, opts, &fits).map_err(|e| {
-        // Data that cannot be found or read points at the spec's data source.
-        match program.data_set(&plan.data) {
-            Some(ds) if e.label.is_none() && matches!(e.code, Code::DataNotFound | Code::BadDataFile) => {
-                e.at(ds.span, "the data read here")
+    let (mut data, data_record, data_line) = crate::data::load::load(program, plan, model, &opts.folders(), &fits)
+        .map_err(|e| {
+            // Data that cannot be found or read points at the spec's data source.
+            match program.data_set(&plan.data) {
+                Some(ds) if e.label.is_none() && matches!(e.code, Code::DataNotFound | Code::BadDataFile) => {
+                    e.at(ds.span, "the data read here")
+                }
+                _ => e,
             }
-            _ => e,
-        }
-    })?;
-    check_token_ids(&data, model)?;
+        })?;
+    crate::data::load::check_token_ids(&data, model)?;
     let validation = match plan.validation {
         Some((n, span)) if n as usize >= data.train.len() => {
             return Err(RunError::new(
@@ -341,132 +353,6 @@ fn open_metrics(path: &Path, kept_steps: u64) -> Result<Lines, RunError> {
         }
     }
     Lines::open(path, Some(&kept))
-}
-
-/// A model of token ids reads rows of its embeddings by them: each must be a whole number
-/// below the vocabulary before any kernel reads a row.
-fn check_token_ids(data: &Dataset, model: &Model) -> Result<(), RunError> {
-    let Some((vocab, node)) = model.index_bound() else { return Ok(()) };
-    let f = data.features.max(1);
-    for (split, name) in [(&data.train, "training"), (&data.test, "test")] {
-        if let Some(at) = split.x.iter().position(|&v| !(v >= 0.0 && v < vocab as f32 && v.fract() == 0.0)) {
-            return Err(RunError::new(
-                Code::BadDataFile,
-                format!(
-                    "{name} sample {} holds token id {} at position {}, but the embedding has {vocab} rows (ids 0 to {})",
-                    at / f,
-                    split.x[at],
-                    at % f,
-                    vocab - 1
-                ),
-            )
-            .help("give the embedding a row for every id the data holds, or check that the data set is the one meant")
-            .at(node.span, format!("{vocab} rows")));
-        }
-    }
-    Ok(())
-}
-
-/// The data set, with its record for run.json and a line saying where it came from.
-/// `fits` is asked, before anything is loaded, whether that many samples (train and test) fit
-/// in memory.
-fn load_data(
-    program: &Program,
-    plan: &TrainPlan,
-    model: &Model,
-    opts: &RunOptions,
-    fits: &dyn Fn(usize) -> Result<(), RunError>,
-) -> Result<(Dataset, serde_json::Value, String), RunError> {
-    let ds = program.data_set(&plan.data).ok_or("the data set is missing")?;
-    let features = model.input_shape.iter().product::<u64>() as usize;
-    match &ds.source {
-        DataSource::Synthetic { classes, train, test, noise, seed } => {
-            fits((*train + *test) as usize)?;
-            let synthetic = Synthetic {
-                classes: *classes as usize,
-                train: *train as usize,
-                test: *test as usize,
-                noise: *noise,
-                seed: *seed,
-            };
-            let mut d = match model.index_bound() {
-                Some((vocab, _)) => synthetic.generate_tokens(features, vocab as usize),
-                None => synthetic.generate(features),
-            };
-            for x in [&mut d.train.x, &mut d.test.x] {
-                crate::data::prepare(x, features, ds.scale, ds.normalize.as_ref());
-            }
-            let record = serde_json::json!({ "name": ds.name, "source": "synthetic" });
-            Ok((d, record, format!("`{}` (synthetic, generated from the spec)", ds.name)))
-        }
-        DataSource::Cifar10 { path } => {
-            let candidates = data_folders(opts, path);
-            let Some(c) = candidates.iter().find_map(|c| cifar::folder(c)) else {
-                let tried: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
-                return Err(RunError::new(
-                    Code::DataNotFound,
-                    format!("cannot find the CIFAR-10 batches of `{}` (\"{path}\"); looked in: {}", ds.name, tried.join(", ")),
-                )
-                .help("pass --data DIR with the folder holding data_batch_1.bin … test_batch.bin (or cifar-10-batches-bin)"));
-            };
-            // 50,000 + 10,000 samples in the real data set; the files say how many here.
-            let records: u64 = cifar::TRAIN
-                .iter()
-                .chain([&cifar::TEST])
-                .map(|f| std::fs::metadata(c.join(f)).map_or(0, |m| m.len()) / (1 + cifar::PIXELS as u64))
-                .sum();
-            fits(records as usize)?;
-            let d = cifar::load(&c, ds.scale, ds.normalize.as_ref())?;
-            let (record, line) = found(ds, "cifar10", &c, &["data_batch_", "test_batch"]);
-            Ok((d, record, line))
-        }
-        DataSource::Idx { path } => {
-            let mut tried = Vec::new();
-            for c in data_folders(opts, path) {
-                if c.join("train-labels-idx1-ubyte.gz").is_file() || c.join("train-labels-idx1-ubyte").is_file() {
-                    fits(idx::samples(&c)?)?;
-                    let d = idx::load(&c, features, ds.scale, ds.normalize.as_ref())?;
-                    let (record, line) = found(ds, "idx", &c, &["train-", "t10k-"]);
-                    return Ok((d, record, line));
-                }
-                tried.push(c.display().to_string());
-            }
-            Err(RunError::new(
-                Code::DataNotFound,
-                format!("cannot find the IDX files of `{}` (\"{path}\"); looked in: {}", ds.name, tried.join(", ")),
-            )
-            .help(if opts.data_dir.is_some() {
-                "--data DIR must name the folder with the IDX files (or the folder holding the spec's path)"
-            } else {
-                "pass --data DIR, or set HOYER_DATA to the folder with the MNIST files"
-            }))
-        }
-    }
-}
-
-/// Where a data set's folder may be, in order. `--data DIR` means that folder (or the spec's
-/// path under it), nowhere else; otherwise the spec's path beside the spec, then under (or
-/// as) the fallback folder.
-fn data_folders(opts: &RunOptions, path: &str) -> Vec<std::path::PathBuf> {
-    match &opts.data_dir {
-        Some(d) => vec![d.clone(), d.join(path)],
-        None => std::iter::once(opts.spec_dir.join(path))
-            .chain(opts.data_fallback.iter().flat_map(|d| [d.join(path), d.clone()]))
-            .collect(),
-    }
-}
-
-/// run.json's record of a data set read from folder `c` (its files starting with one of
-/// `prefixes`), and the header line naming it.
-fn found(ds: &hoyer_front::program::DataSet, source: &str, c: &Path, prefixes: &[&str]) -> (serde_json::Value, String) {
-    let folder = std::fs::canonicalize(c).unwrap_or(c.to_path_buf());
-    let record = serde_json::json!({
-        "name": ds.name,
-        "source": source,
-        "folder": folder.display().to_string(),
-        "files": crate::provenance::files(c, prefixes),
-    });
-    (record, format!("`{}` from {}", ds.name, folder.display()))
 }
 
 struct Trainer<'a> {

@@ -2,6 +2,7 @@
 
 pub mod cifar;
 pub mod idx;
+pub mod load;
 mod rng;
 pub mod synthetic;
 
