@@ -13,6 +13,7 @@ pub mod evaluate;
 pub mod feed;
 pub mod files;
 pub mod init;
+pub mod masks;
 pub mod memory;
 pub mod plans;
 pub mod provenance;

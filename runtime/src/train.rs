@@ -9,6 +9,7 @@ use crate::error::RunError;
 use crate::evaluate::Evaluator;
 use crate::feed::Resident;
 use crate::files::{write_atomically, FolderLock, Lines};
+use crate::masks::Masks;
 use crate::plans::Plans;
 use crate::provenance;
 use crate::prune::{self, Target};
@@ -20,7 +21,6 @@ use hoyer_front::codes::Code;
 use hoyer_front::program::{Model, PhasePlan, PlanStep, Program, PrunePlan, TrainPlan};
 use hoyer_ir::Role;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -220,7 +220,7 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
     let resume_at =
         resumed.as_ref().map(|c| Resume { position: c.position, states: c.states.clone(), sums: c.epoch_sums });
     let (params, masks, seed, start) = match resumed {
-        Some(c) => (c.params, c.masks.into_iter().collect(), c.seed, c.position),
+        Some(c) => (c.params, Masks::from_tensors(c.masks), c.seed, c.position),
         None => {
             let params = match init_path {
                 Some(path) => {
@@ -238,7 +238,7 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
                 }
                 None => init::pytorch_default(model, seed),
             };
-            let masks = params.iter().map(|(n, v)| (n.clone(), vec![1.0f32; v.len()])).collect();
+            let masks = Masks::ones(&params);
             (params, masks, seed, Position::default())
         }
     };
@@ -369,7 +369,8 @@ struct Trainer<'a> {
     backend: &'a dyn Backend,
     data: Dataset,
     params: Vec<(String, Vec<f32>)>,
-    masks: HashMap<String, Vec<f32>>,
+    /// Every parameter's mask (`masks.rs`).
+    masks: Masks,
     metrics: Lines,
     opts: &'a RunOptions,
     seed: u64,
@@ -470,7 +471,7 @@ impl Trainer<'_> {
     }
 
     fn checkpoint(&self, position: Position, states: Tensors, sums: &Sums) -> Result<(), RunError> {
-        let masks = self.params.iter().map(|(n, _)| (n.clone(), self.masks[n].clone())).collect();
+        let masks = self.params.iter().map(|(n, _)| (n.clone(), self.masks.get(n).to_vec())).collect();
         let c = checkpoint::Checkpoint {
             position,
             seed: self.seed,
@@ -496,7 +497,7 @@ impl Trainer<'_> {
             _ => plan.criterion.clone(),
         };
         let mut masks: Vec<(String, Vec<f32>)> =
-            plan.tensors.iter().map(|n| (n.clone(), self.masks[n].clone())).collect();
+            plan.tensors.iter().map(|n| (n.clone(), self.masks.get(n).to_vec())).collect();
         {
             let mut targets: Vec<Target> = masks
                 .iter_mut()
@@ -512,7 +513,7 @@ impl Trainer<'_> {
             if let Some(p) = self.params.iter_mut().find(|p| p.0 == n) {
                 p.1.iter_mut().zip(&m).for_each(|(w, &k)| *w *= k);
             }
-            self.masks.insert(n, m);
+            self.masks.replace(&n, m);
         }
     }
 
@@ -531,10 +532,11 @@ impl Trainer<'_> {
                 Some(w) => w.clone(),
                 None => s.cut(&self.model, name, v).ok_or_else(|| format!("cannot shrink `{name}`"))?,
             };
-            let mask =
-                s.cut(&self.model, name, &self.masks[name]).ok_or_else(|| format!("cannot shrink `{name}`'s mask"))?;
+            let mask = s
+                .cut(&self.model, name, self.masks.get(name))
+                .ok_or_else(|| format!("cannot shrink `{name}`'s mask"))?;
             *v = cut;
-            self.masks.insert(name.clone(), mask);
+            self.masks.replace(name, mask);
             self.store.retire(name);
         }
         self.model = s.model;
@@ -553,7 +555,7 @@ impl Trainer<'_> {
         if phase.masks_frozen || !phase.gradual.is_empty() {
             // Frozen masks hold pruned weights at zero from the first step.
             for (name, v) in self.params.iter_mut() {
-                v.iter_mut().zip(&self.masks[name]).for_each(|(w, &m)| *w *= m);
+                v.iter_mut().zip(self.masks.get(name)).for_each(|(w, &m)| *w *= m);
             }
             self.sync_to_store()?;
         }
@@ -777,8 +779,7 @@ impl Trainer<'_> {
             let p = self.model.param(name).ok_or_else(|| format!("no parameter `{name}`"))?;
             let id = self.store.shared_f32(&p.role(), &p.dims())?;
             self.store.write(id, v)?;
-            let mask = self.store.shared_f32(&Role::Mask(name.clone()), &p.dims())?;
-            self.store.write(mask, &self.masks[name])?;
+            self.masks.write(&mut self.store, &self.model, name)?;
         }
         Ok(())
     }
