@@ -3,12 +3,11 @@
 //! Gradients come later, from `autodiff`; nothing here is hand-differentiated.
 
 use crate::error::CompileError;
-use hoyer_front::check::find_function;
+use hoyer_front::check::func::{Domain, Evaluator, Val};
 use hoyer_front::layers::{Lowering, Mode};
-use hoyer_front::program::{Function, Model, PenaltyTerm, Program};
-use hoyer_front::syntax::ast::{BinOp, Expr, ExprKind};
+use hoyer_front::program::{Model, PenaltyTerm, Program};
+use hoyer_front::syntax::ast::{BinOp, Span};
 use hoyer_ir::{Augment, Binary, Dtype, Graph, Output, ReduceOp, Role, Scalar, Unary, ValueId};
-use std::collections::HashMap;
 
 /// The forward computation of one phase over a batch.
 #[derive(Debug, Clone)]
@@ -51,11 +50,15 @@ pub fn lower(
         let mut sum = None;
         for t in &term.tensors {
             let p = params.iter().find(|(n, _)| n == t).ok_or_else(|| internal(format!("no parameter {t}")))?.1;
-            let args: Vec<LVal> = term.args.iter().map(|a| a.map_or(LVal::T(p), LVal::N)).collect();
-            let v = Lowerer { g: &mut g, functions: &program.functions, memo: HashMap::new() }
-                .call(&term.function, args, vec![])
-                .map_err(|e| internal(format!("penalty `{}`: {e}", term.function)))?;
-            let v = v.tensor(&mut g);
+            let args: Vec<Val<ValueId>> = term.args.iter().map(|a| a.map_or(Val::Tensor(p), Val::Num)).collect();
+            let v = Evaluator::new(&program.functions, GraphDomain { g: &mut g })
+                .call_named(&term.function, &args, &[], Span::default())
+                .map_err(|e| internal(format!("penalty `{}`: {}", term.function, e.message)))?;
+            let v = match v {
+                Val::Tensor(t) => t,
+                Val::Num(n) => g.scalar(n),
+                Val::List(_) => return Err(internal(format!("penalty `{}` gives a list", term.function))),
+            };
             sum = Some(match sum {
                 Some(s) => g.binary(Binary::Add, s, v),
                 None => v,
@@ -267,97 +270,50 @@ fn cross_entropy(g: &mut Graph, logits: ValueId, batch: usize) -> ValueId {
     g.binary(Binary::Mul, total, scale)
 }
 
-/// A value while lowering a `fn` body: a tensor, a constant, or a list of constants.
-#[derive(Debug, Clone)]
-enum LVal {
-    T(ValueId),
-    N(f64),
-    L(Vec<f64>),
+/// The `fn` language's evaluator (`hoyer_front::check::func`, the one the checker runs over
+/// shapes) over graph values: each builtin, product and reduction becomes graph ops.
+struct GraphDomain<'g> {
+    g: &'g mut Graph,
 }
 
-impl LVal {
-    fn tensor(self, g: &mut Graph) -> ValueId {
-        match self {
-            LVal::T(v) => v,
-            LVal::N(n) => g.scalar(n),
-            LVal::L(_) => g.scalar(0.0),
-        }
+impl Domain for GraphDomain<'_> {
+    type Tensor = ValueId;
+    const BY_SITE: bool = false;
+    fn shape(&self, t: &ValueId) -> Vec<u64> {
+        self.g.shape(*t).iter().map(|&d| d as u64).collect()
     }
-}
-
-struct Lowerer<'a> {
-    g: &'a mut Graph,
-    functions: &'a [Function],
-    /// Calls already lowered, by callee and arguments: a function called twice with the same
-    /// arguments is one subgraph (linear size for chains of doubling calls).
-    memo: HashMap<String, LVal>,
-}
-
-impl Lowerer<'_> {
-    fn call(&mut self, name: &str, args: Vec<LVal>, named: Vec<(String, LVal)>) -> Result<LVal, String> {
-        let unary = match name {
-            "abs" => Some(Unary::Abs),
-            "sqrt" => Some(Unary::Sqrt),
-            "exp" => Some(Unary::Exp),
-            "log" => Some(Unary::Log),
-            "sign" => Some(Unary::Sign),
-            _ => None,
-        };
-        if let Some(u) = unary {
-            return Ok(match args.into_iter().next().ok_or("missing argument")? {
-                LVal::T(x) => LVal::T(self.g.unary(u, x)),
-                LVal::N(v) => LVal::N(u.apply(v)),
-                LVal::L(_) => return Err(format!("`{name}` of a list")),
-            });
-        }
-        if matches!(name, "sum" | "mean" | "max" | "norm2") {
-            return self.reduce(name, args, named);
-        }
-        let key = format!("{name}|{args:?}|{named:?}");
-        if let Some(v) = self.memo.get(&key) {
-            return Ok(v.clone());
-        }
-        let f = find_function(self.functions, name).ok_or_else(|| format!("unknown function {name}"))?;
-        let mut env: HashMap<String, LVal> = HashMap::new();
-        for (p, v) in f.def.params.iter().zip(args) {
-            env.insert(p.name.clone(), v);
-        }
-        for (n, v) in named {
-            env.insert(n, v);
-        }
-        let v = self.expr(&f.def.body, &env)?;
-        self.memo.insert(key, v.clone());
-        Ok(v)
+    fn unary(&mut self, op: Unary, t: ValueId) -> ValueId {
+        self.g.unary(op, t)
     }
-
-    fn reduce(&mut self, name: &str, args: Vec<LVal>, named: Vec<(String, LVal)>) -> Result<LVal, String> {
-        let x = match args.into_iter().next().ok_or("missing argument")? {
-            LVal::T(x) => x,
-            LVal::N(v) => return Ok(LVal::N(if name == "norm2" { v.abs() } else { v })),
-            LVal::L(_) => return Err(format!("`{name}` of a list")),
+    fn pow(&mut self, t: ValueId, c: f64) -> ValueId {
+        self.g.pow_const(t, c)
+    }
+    fn binary(&mut self, op: BinOp, a: Val<ValueId>, b: Val<ValueId>) -> ValueId {
+        let g = &mut *self.g;
+        let like: Vec<usize> = match (&a, &b) {
+            (Val::Tensor(t), _) | (_, Val::Tensor(t)) => g.shape(*t).to_vec(),
+            _ => vec![],
         };
-        let rank = self.g.shape(x).len();
-        let listed = |v: &LVal| -> Vec<usize> {
-            let raw = match v {
-                LVal::N(n) => vec![*n],
-                LVal::L(l) => l.clone(),
-                LVal::T(_) => vec![],
-            };
-            raw.into_iter().map(|a| if a < 0.0 { (a as i64 + rank as i64) as usize } else { a as usize }).collect()
-        };
-        let mut axes: Vec<usize> = match named.iter().find(|(n, _)| n == "over" || n == "keep") {
-            Some((n, v)) if n == "over" => listed(v),
-            Some((_, v)) => {
-                let keep = listed(v);
-                (0..rank).filter(|a| !keep.contains(a)).collect()
+        let to_tensor = |g: &mut Graph, v: Val<ValueId>| -> ValueId {
+            match v {
+                Val::Tensor(t) => t,
+                Val::Num(n) => g.constant(n, like.clone()),
+                Val::List(_) => g.scalar(0.0),
             }
-            None => (0..rank).collect(),
         };
-        axes.sort_unstable();
-        axes.dedup();
+        let (x, y) = (to_tensor(g, a), to_tensor(g, b));
+        let bop = match op {
+            BinOp::Add => Binary::Add,
+            BinOp::Sub => Binary::Sub,
+            BinOp::Mul => Binary::Mul,
+            _ => return guarded_div(g, x, y),
+        };
+        g.binary_bcast(bop, x, y)
+    }
+    fn reduce(&mut self, name: &str, x: ValueId, axes: Vec<usize>) -> ValueId {
         let g = &mut *self.g;
         let count: usize = axes.iter().map(|&a| g.shape(x)[a]).product();
-        Ok(LVal::T(match name {
+        match name {
             "sum" => g.reduce(ReduceOp::Sum, x, axes),
             "max" => g.reduce(ReduceOp::Max, x, axes),
             "mean" => {
@@ -371,82 +327,7 @@ impl Lowerer<'_> {
                 let s = g.reduce(ReduceOp::Sum, sq, axes);
                 g.unary(Unary::Sqrt, s)
             }
-        }))
-    }
-
-    fn expr(&mut self, e: &Expr, env: &HashMap<String, LVal>) -> Result<LVal, String> {
-        Ok(match &e.kind {
-            ExprKind::Number(v) => LVal::N(*v),
-            ExprKind::Name(n) => env.get(n).cloned().ok_or_else(|| format!("unbound name {n}"))?,
-            ExprKind::Neg(x) => match self.expr(x, env)? {
-                LVal::T(t) => LVal::T(self.g.unary(Unary::Neg, t)),
-                LVal::N(v) => LVal::N(-v),
-                LVal::L(_) => return Err("negated list".into()),
-            },
-            ExprKind::List(items) => {
-                let mut out = Vec::new();
-                for i in items {
-                    match self.expr(i, env)? {
-                        LVal::N(v) => out.push(v),
-                        _ => return Err("a list holds numbers".into()),
-                    }
-                }
-                LVal::L(out)
-            }
-            ExprKind::Binary(op, a, b) => {
-                let (a, b) = (self.expr(a, env)?, self.expr(b, env)?);
-                self.binary(*op, a, b)?
-            }
-            ExprKind::Call(c) => {
-                let mut args = Vec::new();
-                let mut named = Vec::new();
-                for a in &c.args {
-                    let v = self.expr(&a.value, env)?;
-                    match &a.name {
-                        Some(n) => named.push((n.name.clone(), v)),
-                        None => args.push(v),
-                    }
-                }
-                self.call(&c.func.name, args, named)?
-            }
-            _ => return Err("unexpected expression in a function".into()),
-        })
-    }
-
-    fn binary(&mut self, op: BinOp, a: LVal, b: LVal) -> Result<LVal, String> {
-        let g = &mut *self.g;
-        if let (LVal::N(x), LVal::N(y)) = (&a, &b) {
-            return Ok(LVal::N(match op {
-                BinOp::Add => x + y,
-                BinOp::Sub => x - y,
-                BinOp::Mul => x * y,
-                BinOp::Div => x / y,
-                BinOp::Pow => x.powf(*y),
-            }));
         }
-        if op == BinOp::Pow {
-            let (LVal::T(x), LVal::N(c)) = (a, b) else { return Err("the exponent must be a constant".into()) };
-            return Ok(LVal::T(g.pow_const(x, c)));
-        }
-        let to_tensor = |g: &mut Graph, v: LVal, like: &[usize]| -> ValueId {
-            match v {
-                LVal::T(t) => t,
-                LVal::N(n) => g.constant(n, like.to_vec()),
-                LVal::L(_) => g.scalar(0.0),
-            }
-        };
-        let like: Vec<usize> = match (&a, &b) {
-            (LVal::T(t), _) | (_, LVal::T(t)) => g.shape(*t).to_vec(),
-            _ => vec![],
-        };
-        let (x, y) = (to_tensor(g, a, &like), to_tensor(g, b, &like));
-        let bop = match op {
-            BinOp::Add => Binary::Add,
-            BinOp::Sub => Binary::Sub,
-            BinOp::Mul => Binary::Mul,
-            _ => return Ok(LVal::T(guarded_div(g, x, y))),
-        };
-        Ok(LVal::T(g.binary_bcast(bop, x, y)))
     }
 }
 

@@ -7,6 +7,7 @@ use crate::codes::Code;
 use crate::diagnostics::{did_you_mean, Diagnostic, Sink};
 use crate::program::Function;
 use crate::syntax::ast::{BinOp, Expr, ExprKind, File, FnDef, Item, Span};
+use hoyer_ir::Unary;
 use std::collections::{HashMap, HashSet};
 
 const ELEMENTWISE: [&str; 5] = ["abs", "sqrt", "exp", "log", "sign"];
@@ -229,33 +230,89 @@ fn report_recursion(sink: &mut Sink, functions: &mut Vec<Function>) {
     });
 }
 
-// ---------------------------------------------------------------- instantiation
+// ---------------------------------------------------------------- evaluation
 
-/// What an expression computes, as far as the checker needs to know.
+/// What an expression of a `fn` body computes: a tensor of the domain (its shape for the
+/// checker, a graph value for the lowering), a constant, or a list of constants (axes).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Val {
-    /// A tensor of this shape (`[]` for a scalar).
-    Tensor(Vec<u64>),
-    /// A number known at compile time.
+pub enum Val<T = Vec<u64>> {
+    Tensor(T),
     Num(f64),
     List(Vec<f64>),
 }
 
 impl Val {
     pub fn describe(&self) -> String {
-        match self {
-            Val::Tensor(s) if s.is_empty() => "a scalar".into(),
-            Val::Tensor(s) => format!("a tensor of shape {}", crate::layers::fmt_shape(s)),
-            Val::Num(_) => "a number".into(),
-            Val::List(_) => "a list".into(),
-        }
+        describe(self, &|s: &Vec<u64>| s.clone())
     }
     pub fn is_scalar(&self) -> bool {
         matches!(self, Val::Num(_)) || matches!(self, Val::Tensor(s) if s.is_empty())
     }
 }
 
-/// A mistake found while instantiating a function for particular arguments.
+fn describe<T>(v: &Val<T>, shape: &dyn Fn(&T) -> Vec<u64>) -> String {
+    match v {
+        Val::Tensor(t) => match shape(t) {
+            s if s.is_empty() => "a scalar".into(),
+            s => format!("a tensor of shape {}", crate::layers::fmt_shape(&s)),
+        },
+        Val::Num(_) => "a number".into(),
+        Val::List(_) => "a list".into(),
+    }
+}
+
+/// What the evaluator computes with. The evaluator binds arguments, folds constants, checks
+/// shapes and axes, and reports every mistake; a domain only builds: the checker's
+/// (`Shapes`) follows shapes, the lowering's builds the graph.
+pub trait Domain {
+    type Tensor: Clone + std::fmt::Debug;
+    /// Whether a call's result is remembered per call site (the checker's errors carry it).
+    const BY_SITE: bool;
+    fn shape(&self, t: &Self::Tensor) -> Vec<u64>;
+    /// abs, sqrt, exp, log, sign, or a negation.
+    fn unary(&mut self, op: Unary, t: Self::Tensor) -> Self::Tensor;
+    /// `t ^ c` for a constant `c`.
+    fn pow(&mut self, t: Self::Tensor, c: f64) -> Self::Tensor;
+    /// `a op b` (not `^`), at least one a tensor, their shapes equal or one a scalar, no list.
+    fn binary(&mut self, op: BinOp, a: Val<Self::Tensor>, b: Val<Self::Tensor>) -> Self::Tensor;
+    /// `sum`, `mean`, `max` or `norm2` of `t` over `axes` (sorted, distinct, in range).
+    fn reduce(&mut self, name: &str, t: Self::Tensor, axes: Vec<usize>) -> Self::Tensor;
+}
+
+/// The checker's domain: a tensor is its shape.
+pub struct Shapes;
+
+impl Domain for Shapes {
+    type Tensor = Vec<u64>;
+    const BY_SITE: bool = true;
+    fn shape(&self, t: &Vec<u64>) -> Vec<u64> {
+        t.clone()
+    }
+    fn unary(&mut self, _: Unary, t: Vec<u64>) -> Vec<u64> {
+        t
+    }
+    fn pow(&mut self, t: Vec<u64>, _: f64) -> Vec<u64> {
+        t
+    }
+    fn binary(&mut self, _: BinOp, a: Val, b: Val) -> Vec<u64> {
+        match (a, b) {
+            (Val::Tensor(s), Val::Tensor(t)) => {
+                if s.is_empty() {
+                    t
+                } else {
+                    s
+                }
+            }
+            (Val::Tensor(s), _) | (_, Val::Tensor(s)) => s,
+            _ => vec![],
+        }
+    }
+    fn reduce(&mut self, _: &str, t: Vec<u64>, axes: Vec<usize>) -> Vec<u64> {
+        t.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, d)| *d).collect()
+    }
+}
+
+/// A mistake found while evaluating a function for particular arguments.
 #[derive(Debug, Clone)]
 pub struct InstError {
     pub code: Code,
@@ -266,91 +323,115 @@ pub struct InstError {
     pub help: Option<String>,
 }
 
-pub struct Instantiator<'a> {
+/// The one evaluator of the `fn` language: the checker runs it over shapes for each selected
+/// tensor, the lowering over graph values, so both read the same builtins the same way.
+pub struct Evaluator<'a, D: Domain> {
     pub functions: &'a [Function],
-    /// Results of calls already evaluated, by callee, arguments, call site and depth: a chain
-    /// of functions that each call the next twice is checked in linear time, not exponential.
-    memo: std::cell::RefCell<HashMap<String, Result<Val, InstError>>>,
+    pub domain: D,
+    /// Results of calls already evaluated, by callee and arguments (and call site and depth,
+    /// where the domain asks): a chain of functions that each call the next twice is
+    /// evaluated in linear time and, lowered, is a graph of linear size.
+    memo: HashMap<String, Result<Val<D::Tensor>, InstError>>,
 }
 
-impl<'a> Instantiator<'a> {
-    pub fn new(functions: &'a [Function]) -> Self {
-        Instantiator { functions, memo: Default::default() }
+fn err(code: Code, message: String, span: Span, in_prelude: bool) -> InstError {
+    InstError { code, message, span, in_prelude, help: None }
+}
+
+fn unary_of(name: &str) -> Option<Unary> {
+    Some(match name {
+        "abs" => Unary::Abs,
+        "sqrt" => Unary::Sqrt,
+        "exp" => Unary::Exp,
+        "log" => Unary::Log,
+        "sign" => Unary::Sign,
+        _ => return None,
+    })
+}
+
+impl<'a, D: Domain> Evaluator<'a, D> {
+    pub fn new(functions: &'a [Function], domain: D) -> Self {
+        Evaluator { functions, domain, memo: HashMap::new() }
     }
 
     /// Evaluates function `name` (builtin or defined) applied to `args` and `named`.
     pub fn call_named(
-        &self,
+        &mut self,
         name: &str,
-        args: &[Val],
-        named: &[(String, Val, Span)],
+        args: &[Val<D::Tensor>],
+        named: &[(String, Val<D::Tensor>, Span)],
         at: Span,
-    ) -> Result<Val, InstError> {
+    ) -> Result<Val<D::Tensor>, InstError> {
         self.apply(name, args, named, at, false, 0)
     }
 
-    fn err(code: Code, message: String, span: Span, in_prelude: bool) -> InstError {
-        InstError { code, message, span, in_prelude, help: None }
+    fn describe(&self, v: &Val<D::Tensor>) -> String {
+        describe(v, &|t| self.domain.shape(t))
     }
 
     fn apply(
-        &self,
+        &mut self,
         name: &str,
-        args: &[Val],
-        named: &[(String, Val, Span)],
+        args: &[Val<D::Tensor>],
+        named: &[(String, Val<D::Tensor>, Span)],
         at: Span,
         in_prelude: bool,
         depth: usize,
-    ) -> Result<Val, InstError> {
+    ) -> Result<Val<D::Tensor>, InstError> {
         if depth > MAX_CALL_DEPTH {
-            return Err(Self::err(
+            return Err(err(
                 Code::TooDeep,
                 format!("functions call each other more than {MAX_CALL_DEPTH} deep"),
                 at,
                 in_prelude,
             ));
         }
-        if ELEMENTWISE.contains(&name) {
+        if let Some(u) = unary_of(name) {
             return match args {
-                [Val::Num(v)] => Ok(Val::Num(elementwise(name, *v))),
-                [Val::Tensor(s)] => Ok(Val::Tensor(s.clone())),
-                [other] => Err(Self::err(
+                [Val::Num(v)] => Ok(Val::Num(u.apply(*v))),
+                [Val::Tensor(t)] => Ok(Val::Tensor(self.domain.unary(u, t.clone()))),
+                [other] => Err(err(
                     Code::WrongKind,
-                    format!("`{name}` takes a tensor or number, not {}", other.describe()),
+                    format!("`{name}` takes a tensor or number, not {}", self.describe(other)),
                     at,
                     in_prelude,
                 )),
-                _ => Err(Self::err(Code::Arity, format!("`{name}` takes one argument"), at, in_prelude)),
+                _ => Err(err(Code::Arity, format!("`{name}` takes one argument"), at, in_prelude)),
             };
         }
         if REDUCTIONS.contains(&name) {
-            return reduce(name, args, named, at, in_prelude);
+            return self.reduce(name, args, named, at, in_prelude);
         }
-        let key = format!("{name}|{args:?}|{named:?}|{at:?}|{in_prelude}|{depth}");
-        if let Some(r) = self.memo.borrow().get(&key) {
+        let key = if D::BY_SITE {
+            format!("{name}|{args:?}|{named:?}|{at:?}|{in_prelude}|{depth}")
+        } else {
+            let named: Vec<(&String, &Val<D::Tensor>)> = named.iter().map(|(n, v, _)| (n, v)).collect();
+            format!("{name}|{args:?}|{named:?}")
+        };
+        if let Some(r) = self.memo.get(&key) {
             return r.clone();
         }
         let r = self.apply_defined(name, args, named, at, in_prelude, depth);
-        self.memo.borrow_mut().insert(key, r.clone());
+        self.memo.insert(key, r.clone());
         r
     }
 
     fn apply_defined(
-        &self,
+        &mut self,
         name: &str,
-        args: &[Val],
-        named: &[(String, Val, Span)],
+        args: &[Val<D::Tensor>],
+        named: &[(String, Val<D::Tensor>, Span)],
         at: Span,
         in_prelude: bool,
         depth: usize,
-    ) -> Result<Val, InstError> {
+    ) -> Result<Val<D::Tensor>, InstError> {
         let Some(f) = super::find_function(self.functions, name) else {
-            return Err(Self::err(Code::UnknownFunction, format!("unknown function `{name}`"), at, in_prelude));
+            return Err(err(Code::UnknownFunction, format!("unknown function `{name}`"), at, in_prelude));
         };
         let params = &f.def.params;
-        let mut env: HashMap<&str, Val> = HashMap::new();
+        let mut env: HashMap<&str, Val<D::Tensor>> = HashMap::new();
         if args.len() > params.len() {
-            return Err(Self::err(
+            return Err(err(
                 Code::Arity,
                 format!(
                     "`{name}` takes {} argument{}, not {}",
@@ -371,7 +452,7 @@ impl<'a> Instantiator<'a> {
                     env.insert(&p.name, v.clone());
                 }
                 Some(_) => {
-                    return Err(Self::err(
+                    return Err(err(
                         Code::Arity,
                         format!("argument `{n}` of `{name}` is given twice"),
                         *span,
@@ -381,7 +462,7 @@ impl<'a> Instantiator<'a> {
                 None => {
                     let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
                     let mut e =
-                        Self::err(Code::UnknownArgument, format!("`{name}` has no parameter `{n}`"), *span, in_prelude);
+                        err(Code::UnknownArgument, format!("`{name}` has no parameter `{n}`"), *span, in_prelude);
                     e.help = Some(format!("`{name}` takes: {}", names.join(", ")));
                     return Err(e);
                 }
@@ -389,33 +470,41 @@ impl<'a> Instantiator<'a> {
         }
         if let Some(missing) = params.iter().find(|p| !env.contains_key(p.name.as_str())) {
             let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
-            let mut e = Self::err(Code::Arity, format!("`{name}` needs `{}`", missing.name), at, in_prelude);
+            let mut e = err(Code::Arity, format!("`{name}` needs `{}`", missing.name), at, in_prelude);
             e.help = Some(format!("`{name}` takes: {}", names.join(", ")));
             return Err(e);
         }
-        self.eval(&f.def.body, &env, f.from_prelude, depth + 1)
+        let (body, from_prelude) = (&f.def.body, f.from_prelude);
+        self.eval(body, &env, from_prelude, depth + 1)
     }
 
-    fn eval(&self, e: &Expr, env: &HashMap<&str, Val>, in_prelude: bool, depth: usize) -> Result<Val, InstError> {
-        let err = |code, message: String| Self::err(code, message, e.span, in_prelude);
+    fn eval(
+        &mut self,
+        e: &Expr,
+        env: &HashMap<&str, Val<D::Tensor>>,
+        in_prelude: bool,
+        depth: usize,
+    ) -> Result<Val<D::Tensor>, InstError> {
+        let fail = |code, message: String| err(code, message, e.span, in_prelude);
         match &e.kind {
             ExprKind::Number(v) => Ok(Val::Num(*v)),
             ExprKind::Name(n) => {
-                env.get(n.as_str()).cloned().ok_or_else(|| err(Code::UnknownName, format!("unknown name `{n}`")))
+                env.get(n.as_str()).cloned().ok_or_else(|| fail(Code::UnknownName, format!("unknown name `{n}`")))
             }
-            ExprKind::Neg(x) => Ok(match self.eval(x, env, in_prelude, depth)? {
-                Val::Num(v) => Val::Num(-v),
-                other => other,
-            }),
+            ExprKind::Neg(x) => match self.eval(x, env, in_prelude, depth)? {
+                Val::Num(v) => Ok(Val::Num(-v)),
+                Val::Tensor(t) => Ok(Val::Tensor(self.domain.unary(Unary::Neg, t))),
+                Val::List(_) => Err(fail(Code::WrongKind, "a list cannot be negated".into())),
+            },
             ExprKind::List(items) => {
                 let mut out = Vec::new();
                 for i in items {
                     match self.eval(i, env, in_prelude, depth)? {
                         Val::Num(v) => out.push(v),
                         other => {
-                            return Err(Self::err(
+                            return Err(err(
                                 Code::NotConstant,
-                                format!("a list holds numbers, not {}", other.describe()),
+                                format!("a list holds numbers, not {}", self.describe(&other)),
                                 i.span,
                                 in_prelude,
                             ))
@@ -425,8 +514,9 @@ impl<'a> Instantiator<'a> {
                 Ok(Val::List(out))
             }
             ExprKind::Binary(op, a, b) => {
-                let (va, vb) = (self.eval(a, env, in_prelude, depth)?, self.eval(b, env, in_prelude, depth)?);
-                binary(*op, va, vb, e, b.span, in_prelude)
+                let va = self.eval(a, env, in_prelude, depth)?;
+                let vb = self.eval(b, env, in_prelude, depth)?;
+                self.binary(*op, va, vb, e, b.span, in_prelude)
             }
             ExprKind::Call(call) => {
                 let mut args = Vec::new();
@@ -441,139 +531,144 @@ impl<'a> Instantiator<'a> {
                 self.apply(&call.func.name, &args, &named, call.span, in_prelude, depth)
             }
             ExprKind::Selector(_) | ExprKind::Str(_) | ExprKind::Bool(_) => {
-                Err(err(Code::WrongKind, format!("{} cannot be computed with", kind_name(e))))
+                Err(fail(Code::WrongKind, format!("{} cannot be computed with", kind_name(e))))
             }
         }
     }
-}
 
-fn elementwise(name: &str, v: f64) -> f64 {
-    match name {
-        "abs" => v.abs(),
-        "sqrt" => v.sqrt(),
-        "exp" => v.exp(),
-        "log" => v.ln(),
-        _ => {
-            if v > 0.0 {
-                1.0
-            } else if v < 0.0 {
-                -1.0
-            } else {
-                0.0
-            }
-        }
-    }
-}
-
-fn binary(op: BinOp, a: Val, b: Val, e: &Expr, rhs_span: Span, in_prelude: bool) -> Result<Val, InstError> {
-    let err = |code, message: String, span| Instantiator::err(code, message, span, in_prelude);
-    if op == BinOp::Pow && !matches!(b, Val::Num(_)) {
-        return Err(err(
-            Code::NotConstant,
-            format!("the exponent must be a constant number, not {}", b.describe()),
-            rhs_span,
-        ));
-    }
-    match (a, b) {
-        (Val::Num(x), Val::Num(y)) => Ok(Val::Num(match op {
-            BinOp::Add => x + y,
-            BinOp::Sub => x - y,
-            BinOp::Mul => x * y,
-            BinOp::Div => x / y,
-            BinOp::Pow => x.powf(y),
-        })),
-        (Val::List(_), _) | (_, Val::List(_)) => {
-            Err(err(Code::WrongKind, format!("`{}` cannot take a list", op.symbol()), e.span))
-        }
-        (Val::Tensor(s), Val::Num(_)) | (Val::Num(_), Val::Tensor(s)) => Ok(Val::Tensor(s)),
-        (Val::Tensor(s), Val::Tensor(t)) => {
-            if s == t || t.is_empty() {
-                Ok(Val::Tensor(s))
-            } else if s.is_empty() {
-                Ok(Val::Tensor(t))
-            } else {
-                let mut d = err(
-                    Code::ShapeMismatch,
-                    format!(
-                        "`{}` of tensors with shapes {} and {}",
-                        op.symbol(),
-                        crate::layers::fmt_shape(&s),
-                        crate::layers::fmt_shape(&t)
-                    ),
-                    e.span,
-                );
-                d.help = Some("element-wise operations need equal shapes, or a scalar on one side".into());
-                Err(d)
-            }
-        }
-    }
-}
-
-/// `sum`, `mean`, `max`, `norm2` over `over = axes`, or over all but `keep = axes`, or all.
-fn reduce(
-    name: &str,
-    args: &[Val],
-    named: &[(String, Val, Span)],
-    at: Span,
-    in_prelude: bool,
-) -> Result<Val, InstError> {
-    let err = |code, message: String, span| Instantiator::err(code, message, span, in_prelude);
-    let shape = match args.first() {
-        Some(Val::Tensor(s)) => s.clone(),
-        Some(Val::Num(_)) => vec![],
-        Some(other) => {
-            return Err(err(Code::WrongKind, format!("`{name}` takes a tensor, not {}", other.describe()), at))
-        }
-        None => return Err(err(Code::Arity, format!("`{name}` needs a tensor"), at)),
-    };
-    let rank = shape.len() as i64;
-    let over = named.iter().find(|n| n.0 == "over");
-    let keep = named.iter().find(|n| n.0 == "keep");
-    let (axes_arg, keeping) = match (over, keep) {
-        (Some(_), Some(k)) => {
-            let mut e = err(Code::BadAxes, format!("`{name}` takes `over` or `keep`, not both"), k.2);
-            e.help = Some("`over` lists the axes to reduce, `keep` the axes to leave".into());
-            return Err(e);
-        }
-        (Some(o), None) => (o, false),
-        (None, Some(k)) => (k, true),
-        (None, None) => return Ok(Val::Tensor(vec![])),
-    };
-    let listed: Vec<f64> = match &axes_arg.1 {
-        Val::Num(v) => vec![*v],
-        Val::List(l) => l.clone(),
-        other => {
+    fn binary(
+        &mut self,
+        op: BinOp,
+        a: Val<D::Tensor>,
+        b: Val<D::Tensor>,
+        e: &Expr,
+        rhs_span: Span,
+        in_prelude: bool,
+    ) -> Result<Val<D::Tensor>, InstError> {
+        if op == BinOp::Pow && !matches!(b, Val::Num(_)) {
             return Err(err(
                 Code::NotConstant,
-                format!("axes must be constant whole numbers, not {}", other.describe()),
-                axes_arg.2,
-            ))
+                format!("the exponent must be a constant number, not {}", self.describe(&b)),
+                rhs_span,
+                in_prelude,
+            ));
         }
-    };
-    let mut axes = Vec::new();
-    for a in listed {
-        if a.fract() != 0.0 {
-            return Err(err(Code::NotConstant, format!("axis {a} is not a whole number"), axes_arg.2));
+        match (&a, &b) {
+            (Val::Num(x), Val::Num(y)) => {
+                return Ok(Val::Num(match op {
+                    BinOp::Add => x + y,
+                    BinOp::Sub => x - y,
+                    BinOp::Mul => x * y,
+                    BinOp::Div => x / y,
+                    BinOp::Pow => x.powf(*y),
+                }))
+            }
+            (Val::List(_), _) | (_, Val::List(_)) => {
+                return Err(err(Code::WrongKind, format!("`{}` cannot take a list", op.symbol()), e.span, in_prelude))
+            }
+            (Val::Tensor(s), Val::Tensor(t)) => {
+                let (s, t) = (self.domain.shape(s), self.domain.shape(t));
+                if s != t && !s.is_empty() && !t.is_empty() {
+                    let mut d = err(
+                        Code::ShapeMismatch,
+                        format!(
+                            "`{}` of tensors with shapes {} and {}",
+                            op.symbol(),
+                            crate::layers::fmt_shape(&s),
+                            crate::layers::fmt_shape(&t)
+                        ),
+                        e.span,
+                        in_prelude,
+                    );
+                    d.help = Some("element-wise operations need equal shapes, or a scalar on one side".into());
+                    return Err(d);
+                }
+            }
+            _ => {}
         }
-        let i = a as i64;
-        if i < -rank || i >= rank {
-            let mut e =
-                err(Code::AxisOutOfRange, format!("axis {i} is out of range for a tensor of rank {rank}"), axes_arg.2);
-            e.help = Some(if rank == 0 {
-                "a scalar has no axes".to_string()
-            } else if rank == 1 {
-                "its only axis is 0".to_string()
-            } else {
-                format!("axes go from 0 to {} (or -{rank} to -1)", rank - 1)
-            });
-            return Err(e);
+        if let (BinOp::Pow, Val::Tensor(t), Val::Num(c)) = (op, &a, &b) {
+            return Ok(Val::Tensor(self.domain.pow(t.clone(), *c)));
         }
-        let i = if i < 0 { i + rank } else { i } as usize;
-        if axes.contains(&i) {
-            return Err(err(Code::BadAxes, format!("axis {i} is listed twice"), axes_arg.2));
-        }
-        axes.push(i);
+        Ok(Val::Tensor(self.domain.binary(op, a, b)))
     }
-    let remaining = shape.iter().enumerate().filter(|(i, _)| axes.contains(i) == keeping).map(|(_, d)| *d).collect();
-    Ok(Val::Tensor(remaining))
+
+    /// `sum`, `mean`, `max`, `norm2` over `over = axes`, or over all but `keep = axes`, or all.
+    fn reduce(
+        &mut self,
+        name: &str,
+        args: &[Val<D::Tensor>],
+        named: &[(String, Val<D::Tensor>, Span)],
+        at: Span,
+        in_prelude: bool,
+    ) -> Result<Val<D::Tensor>, InstError> {
+        let fail = |code, message: String, span| err(code, message, span, in_prelude);
+        let shape = match args.first() {
+            Some(Val::Tensor(t)) => self.domain.shape(t),
+            Some(Val::Num(_)) => vec![],
+            Some(other) => {
+                return Err(fail(Code::WrongKind, format!("`{name}` takes a tensor, not {}", self.describe(other)), at))
+            }
+            None => return Err(fail(Code::Arity, format!("`{name}` needs a tensor"), at)),
+        };
+        let rank = shape.len() as i64;
+        let over = named.iter().find(|n| n.0 == "over");
+        let keep = named.iter().find(|n| n.0 == "keep");
+        let axes: Vec<usize> = match (over, keep) {
+            (Some(_), Some(k)) => {
+                let mut e = fail(Code::BadAxes, format!("`{name}` takes `over` or `keep`, not both"), k.2);
+                e.help = Some("`over` lists the axes to reduce, `keep` the axes to leave".into());
+                return Err(e);
+            }
+            (None, None) => (0..shape.len()).collect(),
+            (Some(axes_arg), None) | (None, Some(axes_arg)) => {
+                let keeping = keep.is_some();
+                let listed: Vec<f64> = match &axes_arg.1 {
+                    Val::Num(v) => vec![*v],
+                    Val::List(l) => l.clone(),
+                    other => {
+                        return Err(fail(
+                            Code::NotConstant,
+                            format!("axes must be constant whole numbers, not {}", self.describe(other)),
+                            axes_arg.2,
+                        ))
+                    }
+                };
+                let mut axes = Vec::new();
+                for a in listed {
+                    if a.fract() != 0.0 {
+                        return Err(fail(Code::NotConstant, format!("axis {a} is not a whole number"), axes_arg.2));
+                    }
+                    let i = a as i64;
+                    if i < -rank || i >= rank {
+                        let mut e = fail(
+                            Code::AxisOutOfRange,
+                            format!("axis {i} is out of range for a tensor of rank {rank}"),
+                            axes_arg.2,
+                        );
+                        e.help = Some(if rank == 0 {
+                            "a scalar has no axes".to_string()
+                        } else if rank == 1 {
+                            "its only axis is 0".to_string()
+                        } else {
+                            format!("axes go from 0 to {} (or -{rank} to -1)", rank - 1)
+                        });
+                        return Err(e);
+                    }
+                    let i = if i < 0 { i + rank } else { i } as usize;
+                    if axes.contains(&i) {
+                        return Err(fail(Code::BadAxes, format!("axis {i} is listed twice"), axes_arg.2));
+                    }
+                    axes.push(i);
+                }
+                let mut axes: Vec<usize> = (0..shape.len()).filter(|i| axes.contains(i) != keeping).collect();
+                axes.sort_unstable();
+                axes
+            }
+        };
+        match &args[0] {
+            Val::Num(v) => Ok(Val::Num(if name == "norm2" { v.abs() } else { *v })),
+            Val::Tensor(t) => Ok(Val::Tensor(self.domain.reduce(name, t.clone(), axes))),
+            Val::List(_) => unreachable!("refused above"),
+        }
+    }
 }

@@ -6,7 +6,7 @@
 //! `selector`, `train` (phases, penalties, pruning).
 
 mod data;
-mod func;
+pub mod func;
 mod model;
 pub mod resolve;
 mod selector;

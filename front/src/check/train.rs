@@ -1,7 +1,7 @@
 //! `train MODEL on DATA { ... }`: settings, phases, optimizers, learning-rate schedules,
 //! penalties (normalised to a weighted sum of regularizer calls) and pruning events.
 
-use super::func::{Instantiator, Val};
+use super::func::{Evaluator, Shapes, Val};
 use super::selector;
 use super::values::{bind, boolean, const_eval, count, in_range, number, Range};
 use crate::codes::Code;
@@ -785,7 +785,7 @@ impl PhaseContext<'_> {
         if !ok {
             return None;
         }
-        let inst = Instantiator::new(self.functions);
+        let mut inst = Evaluator::new(self.functions, Shapes);
         let mut failures = Vec::new();
         for t in &tensors {
             let shape = model.param(t)?.shape.clone();
