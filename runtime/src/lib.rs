@@ -1,6 +1,8 @@
-//! The hoyer runtime: the tensor store, back ends (the reference interpreter and the CPU),
-//! resident data and the batch gather, the training step, evaluation, schedules, pruning,
-//! and the training loop with its outputs.
+//! The hoyer runtime: the tensor store (`store`), the programs of a run compiled once
+//! (`plans`), back ends (the reference interpreter, `cpu`, `cuda`), data loaders (`data`),
+//! resident data and the batch gather (`feed`), the training step (`stepper`), masks with one
+//! owner (`masks`), evaluation, schedules, pruning, the training loop with its outputs
+//! (`train`), checkpoints, reports, and sweeps with their scheduler (`sweep`).
 
 pub mod backend;
 pub mod bench;

@@ -52,8 +52,9 @@ pub fn tokens(src: &str) -> Option<Vec<&str>> {
 }
 
 /// pest stops at the first syntax error. To report one per broken item, each top-level item
-/// (from a line starting with `data`, `model`, `fn` or `train` to the next) is parsed again on
-/// its own, and its error moved back to its place in the file.
+/// (from a line starting with `data`, `model`, `block`, `fn` or `train` to the next) is parsed
+/// again on its own, and its error moved back to its place in the file; inside a model or a
+/// block, each statement too.
 fn syntax_errors(src: &str, first: &pest::error::Error<Rule>) -> Vec<Diagnostic> {
     let mut errors = vec![syntax_error(src, first)];
     if matches!(first.variant, pest::error::ErrorVariant::CustomError { .. }) {
@@ -61,20 +62,89 @@ fn syntax_errors(src: &str, first: &pest::error::Error<Rule>) -> Vec<Diagnostic>
     }
     let starts: Vec<usize> = std::iter::once(0)
         .chain(src.match_indices('\n').map(|(i, _)| i + 1))
-        .filter(|&i| ["data", "model", "fn", "train"].iter().any(|k| src[i..].starts_with(k)))
+        .filter(|&i| ["data", "model", "block", "fn", "train"].iter().any(|k| src[i..].starts_with(k)))
         .collect();
     for (k, &start) in starts.iter().enumerate() {
         let end = starts.get(k + 1).copied().unwrap_or(src.len());
         let item = &src[start..end];
         if let Err(e) = HoyerParser::parse(Rule::file, item) {
-            let mut d = syntax_error(item, &e);
-            for l in &mut d.labels {
-                l.span = Span::new(l.span.start + start, l.span.end + start);
+            // Inside a model or a block, one error per broken statement where the statements
+            // alone show them; else the item's.
+            let mut found: Vec<Diagnostic> = if item.starts_with("model") || item.starts_with("block") {
+                statement_errors(item).into_iter().map(|d| shifted(d, start)).collect()
+            } else {
+                vec![]
+            };
+            if found.is_empty() {
+                found.push(shifted(syntax_error(item, &e), start));
+            } else if (start..end).contains(&errors[0].position()) {
+                // The whole file's first error is one of these, seen from too far.
+                errors.remove(0);
             }
-            if !errors.iter().any(|known| known.position() == d.position()) {
-                errors.push(d);
+            for d in found {
+                if !errors.iter().any(|known| known.position() == d.position()) {
+                    errors.push(d);
+                }
             }
         }
+    }
+    errors.sort_by_key(|d| d.position());
+    errors
+}
+
+fn shifted(mut d: Diagnostic, by: usize) -> Diagnostic {
+    for l in &mut d.labels {
+        l.span = Span::new(l.span.start + by, l.span.end + by);
+    }
+    d
+}
+
+/// Inside a broken model or block, each statement — a line that starts a binding
+/// (`name = ...`) or a `return`, with the lines that continue it — is parsed on its own, so
+/// that every broken statement is reported, not only the first.
+fn statement_errors(item: &str) -> Vec<Diagnostic> {
+    let starts_statement = |line: &str| {
+        let t = line.trim_start();
+        if t.starts_with("return") && !t[6..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+            return true;
+        }
+        let name = t.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.')).unwrap_or(t.len());
+        name > 0 && t[name..].trim_start().starts_with('=') && !t[name..].trim_start().starts_with("==")
+    };
+    // The lines of the body: after the header's line, before a last line holding `}` alone.
+    let mut lines: Vec<(usize, &str)> = Vec::new();
+    let mut at = 0;
+    for line in item.split_inclusive('\n') {
+        lines.push((at, line));
+        at += line.len();
+    }
+    while lines.last().is_some_and(|(_, l)| l.trim().is_empty() || l.trim() == "}") {
+        lines.pop();
+    }
+    let mut errors = Vec::new();
+    let mut statement: Option<(usize, usize)> = None;
+    let check = |from: usize, to: usize, errors: &mut Vec<Diagnostic>| {
+        let text = item[from..to].trim_end();
+        if let Err(e) = HoyerParser::parse(Rule::statement_alone, text) {
+            let mut d = syntax_error(text, &e);
+            // Alone, a statement's end is its text's: say so, not "end of file".
+            d.message = d.message.replace("end of file", "the end of the statement");
+            d.help = d.help.map(|h| h.replace("end of the file", "end of the statement"));
+            errors.push(shifted(d, from));
+        }
+    };
+    for &(start, line) in lines.iter().skip(1) {
+        if starts_statement(line) {
+            if let Some((from, to)) = statement.take() {
+                check(from, to, &mut errors);
+            }
+            statement = Some((start, start + line.len()));
+        } else if let Some((_, to)) = statement.as_mut() {
+            *to = start + line.len();
+        }
+    }
+    if let Some((from, to)) = statement {
+        check(from, to, &mut errors);
     }
     errors
 }
