@@ -6,23 +6,23 @@ use crate::backend::{Backend, Bindings, Executable};
 use crate::error::RunError;
 use crate::feed::Resident;
 use crate::plans::Plans;
-use crate::store::Store;
+use crate::store::{Store, TensorId};
 use hoyer_front::codes::Code;
 use hoyer_front::program::Model;
 use hoyer_ir::{Output, Role};
 use std::collections::HashMap;
 
-/// The gather and the forward pass for one batch size.
-type Programs = (Box<dyn Executable>, Box<dyn Executable>);
-
+/// The forward pass per batch size, shared by every split evaluated (test, validation), and
+/// per split (by its table) and batch size the gather that feeds it.
 pub struct Evaluator {
     batch: usize,
-    programs: HashMap<usize, Programs>,
+    forwards: HashMap<usize, Box<dyn Executable>>,
+    gathers: HashMap<(TensorId, usize), Box<dyn Executable>>,
 }
 
 impl Evaluator {
     pub fn new(batch: usize) -> Evaluator {
-        Evaluator { batch, programs: HashMap::new() }
+        Evaluator { batch, forwards: HashMap::new(), gathers: HashMap::new() }
     }
 
     /// The fraction of `test` whose largest logit is at its label (`labels` on the host).
@@ -39,17 +39,19 @@ impl Evaluator {
         let mut correct = 0usize;
         for start in (0..n).step_by(self.batch.max(1)) {
             let size = self.batch.min(n - start);
-            if let std::collections::hash_map::Entry::Vacant(e) = self.programs.entry(size) {
+            if let std::collections::hash_map::Entry::Vacant(e) = self.forwards.entry(size) {
                 let planned = plans.eval(model, size)?;
                 let mut bind = Bindings::new();
                 for p in &model.params {
                     bind.insert(p.role(), store.shared_f32(&p.role(), &p.dims())?);
                 }
-                let forward = backend.compile(&planned, store, &bind)?;
-                let gather = test.gather(plans, backend, store, size, forward.as_ref())?;
-                e.insert((gather, forward));
+                e.insert(backend.compile(&planned, store, &bind)?);
             }
-            let (gather, forward) = self.programs.get_mut(&size).expect("compiled above");
+            let forward = self.forwards.get_mut(&size).expect("compiled above");
+            if let std::collections::hash_map::Entry::Vacant(e) = self.gathers.entry((test.x, size)) {
+                e.insert(test.gather(plans, backend, store, size, forward.as_ref())?);
+            }
+            let gather = self.gathers.get_mut(&(test.x, size)).expect("compiled above");
             test.set_start(store, start)?;
             gather.run(store)?;
             forward.run(store)?;

@@ -283,7 +283,6 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
         evaluator: Evaluator::new(plan.batch as usize),
         accuracy: None,
         validation,
-        validation_evaluator: Evaluator::new(plan.batch as usize),
         validation_accuracy: None,
         reports: vec![],
         earlier_reports: if opts.resume { earlier_reports(&opts.out_dir, plan, start.plan_step) } else { vec![] },
@@ -381,12 +380,12 @@ struct Trainer<'a> {
     store: Store,
     train: Resident,
     test: Resident,
+    /// The forward passes that evaluate the test and validation splits (one per batch size).
     evaluator: Evaluator,
     /// The latest test accuracy.
     accuracy: Option<f64>,
     /// The held-out training samples and their labels (`validation N`), and their accuracy.
     validation: Option<(Resident, Vec<u32>)>,
-    validation_evaluator: Evaluator,
     validation_accuracy: Option<f64>,
     /// One report per finished phase.
     reports: Vec<Report>,
@@ -541,7 +540,6 @@ impl Trainer<'_> {
         }
         self.model = s.model;
         self.evaluator = Evaluator::new(self.plan.batch as usize);
-        self.validation_evaluator = Evaluator::new(self.plan.batch as usize);
         eprintln!("shrink: {}  →  {}", summary_line(&before), summary_line(&self.model));
         self.shrinks.push(shrink_record(&before, &self.model));
         Ok(())
@@ -824,10 +822,9 @@ impl Trainer<'_> {
     /// Accuracy on the held-out training samples, where the spec holds some out.
     fn evaluate_validation(&mut self) -> Result<Option<f64>, RunError> {
         match &self.validation {
-            Some((set, labels)) => self
-                .validation_evaluator
-                .accuracy(&self.plans, self.backend, &mut self.store, &self.model, set, labels)
-                .map(Some),
+            Some((set, labels)) => {
+                self.evaluator.accuracy(&self.plans, self.backend, &mut self.store, &self.model, set, labels).map(Some)
+            }
             None => Ok(None),
         }
     }
