@@ -10,15 +10,15 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The spec's model with a short schedule on synthetic CIFAR-shaped data.
+/// The spec's ResNet-20 (block and model) with a short schedule on synthetic CIFAR-shaped
+/// data.
 fn short(spec: &str) -> String {
     let start = spec.find("\nblock ").or_else(|| spec.find("\nmodel ")).unwrap();
     let model = &spec[start..spec.find("\ntrain ").unwrap()];
-    let name = if model.contains("resnet20") { "resnet20" } else { unreachable!() };
     format!(
         "data d = synthetic(classes = 10, train = 48, test = 16, seed = 3)
 {model}
-train {name} on d {{
+train resnet20 on d {{
     batch 16
     seed 7
     phase sparsify {{

@@ -216,25 +216,27 @@ impl Store {
     /// The tensor's float32 values, for the host to read (downloaded first where a device
     /// program changed them).
     pub fn read(&mut self, id: TensorId) -> Result<&[f32], RunError> {
-        self.download_if_changed(id)?;
-        let t = &self.tensors[id.0 as usize];
-        if t.dtype != Dtype::F32 {
-            return Err(RunError::new(Code::Internal, format!("tensor `{}` holds {}, not f32", t.name, t.dtype)));
-        }
+        let words = self.words_of(id, Dtype::F32)?;
         // SAFETY: a float32 tensor's words are float32 bit patterns, and f32 and u32 have
         // the same size and alignment.
-        Ok(unsafe { std::slice::from_raw_parts(t.words.as_ptr() as *const f32, t.words.len()) })
+        Ok(unsafe { std::slice::from_raw_parts(words.as_ptr() as *const f32, words.len()) })
     }
 
     /// The tensor's integers (see `read`).
     pub fn read_i32(&mut self, id: TensorId) -> Result<&[i32], RunError> {
+        let words = self.words_of(id, Dtype::I32)?;
+        // SAFETY: i32 and u32 have the same size and alignment, and every pattern is valid.
+        Ok(unsafe { std::slice::from_raw_parts(words.as_ptr() as *const i32, words.len()) })
+    }
+
+    /// The words of a tensor of `dtype`, current on the host.
+    fn words_of(&mut self, id: TensorId, dtype: Dtype) -> Result<&[u32], RunError> {
         self.download_if_changed(id)?;
         let t = &self.tensors[id.0 as usize];
-        if t.dtype != Dtype::I32 {
-            return Err(RunError::new(Code::Internal, format!("tensor `{}` holds {}, not i32", t.name, t.dtype)));
+        if t.dtype != dtype {
+            return Err(RunError::new(Code::Internal, format!("tensor `{}` holds {}, not {dtype}", t.name, t.dtype)));
         }
-        // SAFETY: i32 and u32 have the same size and alignment, and every pattern is valid.
-        Ok(unsafe { std::slice::from_raw_parts(t.words.as_ptr() as *const i32, t.words.len()) })
+        Ok(&t.words)
     }
 
     pub fn scalar(&mut self, id: TensorId) -> Result<f32, RunError> {

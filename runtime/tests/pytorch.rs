@@ -5,6 +5,8 @@
 //! must agree to 1e-6 relative (the semantics), and through the CPU back end in float32, where
 //! it must agree to 1e-5 (batch and layer norm: see `agree` and their tests).
 
+mod common;
+
 use hoyer_compiler::pipeline;
 use hoyer_front::check_source;
 use hoyer_front::layers::Init;
@@ -58,14 +60,6 @@ fn batch_x(s: usize, sample: usize) -> Vec<f64> {
 /// Token ids, some read more than once within a batch.
 fn batch_tokens(s: usize) -> Vec<f64> {
     (0..BATCH).flat_map(|n| (0..TOKENS).map(move |i| ((7 * i + 3 * n + 5 * s) % VOCAB) as f64)).collect()
-}
-
-/// Writes a batch's inputs as the tensor holds them (float32 values or i32 ids).
-fn write_data(store: &mut Store, t: hoyer_runtime::store::TensorId, x: &[f64]) {
-    match store.dtype(t) {
-        Dtype::I32 => store.write_i32(t, &x.iter().map(|&v| v as i32).collect::<Vec<_>>()).unwrap(),
-        Dtype::F32 => store.write(t, &narrow(x)).unwrap(),
-    }
 }
 
 fn narrow(v: &[f64]) -> Vec<f32> {
@@ -139,7 +133,7 @@ fn agree(spec: &str, train: &str, name: &str, classes: usize, strength: f32, tol
     for (s, want_loss) in want["loss"].iter().enumerate().take(STEPS) {
         let (_, y) = batch(s, sample, classes);
         let x = inputs(s);
-        write_data(&mut store, bind[&Role::Data], &x);
+        common::write(&mut store, bind[&Role::Data], &narrow(&x));
         store.write_i32(bind[&Role::Labels], &y.iter().map(|&c| c as i32).collect::<Vec<_>>()).unwrap();
         // Adam's per-step scalars from the runtime's own rule, which must give PyTorch's.
         if let Some(&id) = bind.get(&step_size) {
@@ -227,7 +221,7 @@ fn agree(spec: &str, train: &str, name: &str, classes: usize, strength: f32, tol
             eval_bind.insert(p.role(), bind[&p.role()]);
         }
         let mut exe = cpu.compile(&planned, &mut store, &eval_bind).unwrap();
-        write_data(&mut store, exe.tensor(&Role::Data).unwrap(), &inputs(0));
+        common::write(&mut store, exe.tensor(&Role::Data).unwrap(), &narrow(&inputs(0)));
         exe.run(&mut store).unwrap();
         let got = store.read(exe.tensor(&Role::Output(Output::Logits)).unwrap()).unwrap();
         for (i, (a, b)) in got.iter().zip(want_logits).enumerate() {

@@ -10,7 +10,9 @@ use crate::syntax::ast::{BinOp, Expr, ExprKind, File, FnDef, Item, Span};
 use hoyer_ir::Unary;
 use std::collections::{HashMap, HashSet};
 
-const ELEMENTWISE: [&str; 5] = ["abs", "sqrt", "exp", "log", "sign"];
+/// The element-wise builtins and the IR op each is.
+const ELEMENTWISE: [(&str, Unary); 5] =
+    [("abs", Unary::Abs), ("sqrt", Unary::Sqrt), ("exp", Unary::Exp), ("log", Unary::Log), ("sign", Unary::Sign)];
 const REDUCTIONS: [&str; 4] = ["sum", "mean", "max", "norm2"];
 pub const BUILTINS: [&str; 9] = ["abs", "sqrt", "exp", "log", "sign", "sum", "mean", "max", "norm2"];
 
@@ -125,7 +127,7 @@ fn validate_expr(sink: &mut Sink, e: &Expr, params: &[&str], fn_names: &[&str]) 
         ExprKind::Call(call) => {
             let name = call.func.name.as_str();
             let what = format!("`{name}`");
-            if ELEMENTWISE.contains(&name) {
+            if unary_of(name).is_some() {
                 bind(sink, call, &what, &[("x", true)]);
             } else if REDUCTIONS.contains(&name) {
                 if call.positional().count() > 1 {
@@ -339,14 +341,7 @@ fn err(code: Code, message: String, span: Span, in_prelude: bool) -> InstError {
 }
 
 fn unary_of(name: &str) -> Option<Unary> {
-    Some(match name {
-        "abs" => Unary::Abs,
-        "sqrt" => Unary::Sqrt,
-        "exp" => Unary::Exp,
-        "log" => Unary::Log,
-        "sign" => Unary::Sign,
-        _ => return None,
-    })
+    ELEMENTWISE.iter().find(|(n, _)| *n == name).map(|(_, u)| *u)
 }
 
 impl<'a, D: Domain> Evaluator<'a, D> {

@@ -26,18 +26,10 @@ impl Synthetic {
     pub fn generate(&self, features: usize) -> Dataset {
         let mut centres_rng = Rng::new(self.seed);
         let centres: Vec<f64> = (0..self.classes * features).map(|_| centres_rng.normal()).collect();
-        let split = |n: usize, stream: u64| -> Split {
-            let mut rng = Rng::new(self.seed ^ stream.wrapping_mul(0xD6E8_FEB8_6659_FD93));
-            let mut y: Vec<u32> = (0..n).map(|i| (i % self.classes) as u32).collect();
-            rng.shuffle(&mut y);
-            let mut x = Vec::with_capacity(n * features);
-            for &c in &y {
-                let centre = &centres[c as usize * features..(c as usize + 1) * features];
-                x.extend(centre.iter().map(|m| (m + self.noise * rng.normal()) as f32));
-            }
-            Split { x, y }
-        };
-        Dataset { features, classes: self.classes, train: split(self.train, 1), test: split(self.test, 2) }
+        self.splits(features, |rng, c, x| {
+            let centre = &centres[c * features..(c + 1) * features];
+            x.extend(centre.iter().map(|m| (m + self.noise * rng.normal()) as f32));
+        })
     }
 
     /// Generates sequences of `positions` token ids below `vocab` (see the module comment).
@@ -48,25 +40,33 @@ impl Synthetic {
         let topics: Vec<Vec<u64>> =
             (0..self.classes).map(|c| (0..per_topic).map(|k| ids[(c * per_topic + k) % vocab]).collect()).collect();
         let on_topic = 1.0 / (1.0 + self.noise);
+        self.splits(positions, |rng, c, x| {
+            let topic = &topics[c];
+            x.extend((0..positions).map(|_| {
+                let id = if rng.uniform() < on_topic {
+                    topic[rng.below(topic.len() as u64) as usize]
+                } else {
+                    rng.below(vocab as u64)
+                };
+                id as f32
+            }));
+        })
+    }
+
+    /// The train and test splits, each from its own stream of the seed: the classes taking
+    /// turns, shuffled, then `sample(rng, class, x)` appending each sample's `features` values.
+    fn splits(&self, features: usize, sample: impl Fn(&mut Rng, usize, &mut Vec<f32>)) -> Dataset {
         let split = |n: usize, stream: u64| -> Split {
             let mut rng = Rng::new(self.seed ^ stream.wrapping_mul(0xD6E8_FEB8_6659_FD93));
             let mut y: Vec<u32> = (0..n).map(|i| (i % self.classes) as u32).collect();
             rng.shuffle(&mut y);
-            let mut x = Vec::with_capacity(n * positions);
+            let mut x = Vec::with_capacity(n * features);
             for &c in &y {
-                let topic = &topics[c as usize];
-                x.extend((0..positions).map(|_| {
-                    let id = if rng.uniform() < on_topic {
-                        topic[rng.below(topic.len() as u64) as usize]
-                    } else {
-                        rng.below(vocab as u64)
-                    };
-                    id as f32
-                }));
+                sample(&mut rng, c as usize, &mut x);
             }
             Split { x, y }
         };
-        Dataset { features: positions, classes: self.classes, train: split(self.train, 1), test: split(self.test, 2) }
+        Dataset { features, classes: self.classes, train: split(self.train, 1), test: split(self.test, 2) }
     }
 }
 
