@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use hoyer_front::codes::Code;
 use hoyer_front::diagnostics::{Diagnostic, Report};
 use hoyer_front::{check_source, decode, summary};
+use hoyer_runtime::{say, sayln};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -117,6 +118,10 @@ enum Command {
         init: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
         backend: BackendChoice,
+        /// Where a point's folder holds a run of another spec or other `--init` weights (the
+        /// spec was edited since): train it again from the start, instead of refusing.
+        #[arg(long)]
+        rerun_changed: bool,
     },
     /// Training throughput of each spec's first phase on in-memory random data, and
     /// inference throughput (the evaluation forward pass).
@@ -135,6 +140,9 @@ enum Command {
         /// `compile --emit kernels`).
         #[arg(long)]
         kernels: bool,
+        /// The memory the bench may use (as for `run`).
+        #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+        memory_limit: Option<u64>,
     },
     /// Explain an error code, with a corrected example.
     Explain {
@@ -228,14 +236,14 @@ fn main() -> ExitCode {
             let failed = STDOUT_FAILED.lock().unwrap_or_else(|p| p.into_inner()).take();
             match failed {
                 Some(e) => {
-                    eprintln!("E0709: hoyerc: cannot write to standard output: {e}");
+                    sayln!("E0709: hoyerc: cannot write to standard output: {e}");
                     ExitCode::from(2)
                 }
                 None => code,
             }
         }
         _ => {
-            eprintln!("hoyerc: internal error (please report it with the spec that caused it)");
+            sayln!("hoyerc: internal error (please report it with the spec that caused it)");
             ExitCode::from(3)
         }
     }
@@ -288,7 +296,7 @@ fn run(command: Command, color: bool) -> ExitCode {
                 (Some(name), Some(plan)) => match plan.step_index(&name) {
                     Some(i) => Some(i),
                     None => {
-                        eprintln!(
+                        sayln!(
                             "hoyerc run: --stop-before {name}: the plan has no such step (its steps: {})",
                             plan.step_names().join(", ")
                         );
@@ -330,7 +338,7 @@ fn run(command: Command, color: bool) -> ExitCode {
             };
             match hoyer_runtime::train::run(&checked.program, backend.as_ref(), &opts) {
                 Ok(o) => {
-                    eprintln!(
+                    sayln!(
                         "done: {} steps, test accuracy {:.2}%, density {:.2}%; wrote {}",
                         o.steps,
                         o.test_accuracy * 100.0,
@@ -346,11 +354,12 @@ fn run(command: Command, color: bool) -> ExitCode {
             let labels: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
             compare_runs(&dirs, &labels, &svg, None, color)
         }
-        Command::Sweep { file, grid, jobs, out, data, init, backend } => {
+        Command::Sweep { file, grid, jobs, out, data, init, backend, rerun_changed } => {
             let shared = PointArgs {
                 data: data.as_deref(),
                 init: init.as_deref(),
                 backend: backend.to_possible_value().map_or("auto".into(), |v| v.get_name().to_string()),
+                rerun_changed,
             };
             sweep(&file, &grid, jobs, out, &shared, color)
         }
@@ -369,7 +378,7 @@ fn run(command: Command, color: bool) -> ExitCode {
                             ExitCode::SUCCESS
                         }
                         Err(e) => {
-                            eprint!(
+                            say!(
                                 "{}",
                                 Report::new(&dir.display().to_string(), String::new(), vec![e.diagnostic()])
                                     .render(WIDTH, color)
@@ -382,19 +391,19 @@ fn run(command: Command, color: bool) -> ExitCode {
                     let d = Diagnostic::error(Code::BadCheckpoint, e).help(
                         "`hoyerc report` takes the output folder of a run (with model.safetensors and metrics.jsonl)",
                     );
-                    eprint!("{}", Report::new(&dir.display().to_string(), String::new(), vec![d]).render(WIDTH, color));
+                    say!("{}", Report::new(&dir.display().to_string(), String::new(), vec![d]).render(WIDTH, color));
                     ExitCode::from(2)
                 }
             }
         }
-        Command::Bench { files, steps, backend, threads, kernels } => {
+        Command::Bench { files, steps, backend, threads, kernels, memory_limit } => {
             let backend = match make_backend(backend, threads) {
                 Ok(b) => b,
                 Err(e) => return run_error(&files[0], "", &e, color),
             };
             for file in &files {
                 let Ok((checked, text, _)) = load_spec(file, color, &[]) else { return ExitCode::from(1) };
-                match hoyer_runtime::bench::bench(&checked.program, backend.as_ref(), steps, kernels) {
+                match hoyer_runtime::bench::bench(&checked.program, backend.as_ref(), steps, kernels, memory_limit) {
                     Ok(r) => {
                         outln!(
                             "{:<28} phase {:<10} batch {:<4} {:>10.0} samples/s {:>8.3} ms/step  ({}; compiled in {:.0} ms; inference {:.0} samples/s)",
@@ -420,9 +429,9 @@ fn run(command: Command, color: bool) -> ExitCode {
                 ExitCode::SUCCESS
             }
             None => {
-                eprintln!("hoyerc: `{code}` is not an error code; codes look like E0401");
+                sayln!("hoyerc: `{code}` is not an error code; codes look like E0401");
                 let all: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
-                eprintln!("known codes: {}", all.join(" "));
+                sayln!("known codes: {}", all.join(" "));
                 ExitCode::from(2)
             }
         },
@@ -438,13 +447,13 @@ fn compare_runs(dirs: &[PathBuf], labels: &[String], svg: &Path, json: Option<&P
     for (dir, label) in dirs.iter().zip(labels) {
         match Point::read(label, dir) {
             Ok(p) => points.push(p),
-            Err(e) => eprintln!("{}: skipped: {e}", dir.display()),
+            Err(e) => sayln!("{}: skipped: {e}", dir.display()),
         }
     }
     if points.is_empty() {
         let d = Diagnostic::error(Code::BadCheckpoint, "none of these folders holds a run")
             .help("give the output folders of runs (with model.safetensors and metrics.jsonl)");
-        eprint!("{}", Report::new("report", String::new(), vec![d]).render(WIDTH, color));
+        say!("{}", Report::new("report", String::new(), vec![d]).render(WIDTH, color));
         return ExitCode::from(2);
     }
     out!("{}", sweep::table(&points));
@@ -461,7 +470,7 @@ fn compare_runs(dirs: &[PathBuf], labels: &[String], svg: &Path, json: Option<&P
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprint!(
+            say!(
                 "{}",
                 Report::new(&svg.display().to_string(), String::new(), vec![e.diagnostic()]).render(WIDTH, color)
             );
@@ -476,6 +485,8 @@ struct PointArgs<'a> {
     init: Option<&'a Path>,
     /// `--backend`'s value, as the command line spells it.
     backend: String,
+    /// `--rerun-changed`: folders of another spec's runs are trained again.
+    rerun_changed: bool,
 }
 
 /// `hoyerc run` of a sweep's point into `dir`: resumed where `dir` holds a checkpoint (the
@@ -512,16 +523,19 @@ fn sweep(file: &Path, axes: &[String], jobs: usize, out: Option<PathBuf>, shared
     let axes: Vec<(String, Vec<String>)> = match axes.iter().map(|a| sweep::parse_axis(a)).collect() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("hoyerc sweep: {e}");
+            sayln!("hoyerc sweep: {e}");
             return ExitCode::from(2);
         }
     };
     let points = sweep::grid(&axes);
     // Every point checks before anything runs: a typo in a path or value fails now.
-    let mut plan = None;
+    let (mut plan, mut spec_text) = (None, String::new());
     for p in &points {
         match load_spec(file, color, p) {
-            Ok((checked, ..)) => plan = plan.or(checked.program.train),
+            Ok((checked, _, original)) => {
+                plan = plan.or(checked.program.train);
+                spec_text = original;
+            }
             Err(_) => return ExitCode::from(1),
         }
     }
@@ -534,8 +548,40 @@ fn sweep(file: &Path, axes: &[String], jobs: usize, out: Option<PathBuf>, shared
     let stem = file.file_stem().map_or("spec".into(), |s| s.to_string_lossy().into_owned());
     let root = out.unwrap_or_else(|| PathBuf::from("runs").join(format!("{stem}-sweep")));
     if let Err(e) = std::fs::create_dir_all(&root) {
-        eprintln!("hoyerc sweep: cannot create {}: {e}", root.display());
+        sayln!("hoyerc sweep: cannot create {}: {e}", root.display());
         return ExitCode::from(2);
+    }
+    // One sweep per folder: a second would train the same points and write the same logs.
+    let _lock = match hoyer_runtime::files::FolderLock::take(&root) {
+        Ok(lock) => lock,
+        Err(e) => return run_error(file, "", &e, color),
+    };
+    // A folder that holds a run of an edited spec or other `--init` weights is not this
+    // sweep's result: refused, or with --rerun-changed trained again.
+    let mut folders: Vec<String> = points.iter().map(|p| sweep::folder_name(p)).collect();
+    folders.extend(branch.iter().map(|step| format!("shared-before-{step}")));
+    let stale: Vec<(String, String)> = folders
+        .iter()
+        .filter_map(|name| Some((name.clone(), sweep::stale(&root.join(name), &spec_text, shared.init)?)))
+        .collect();
+    if !stale.is_empty() && !shared.rerun_changed {
+        let list: Vec<String> = stale.iter().map(|(name, why)| format!("{name}: {why}")).collect();
+        let e = hoyer_runtime::error::RunError::new(
+            Code::NotThisRun,
+            format!(
+                "{} of the folders in {} hold runs that are not of this sweep: {}",
+                stale.len(),
+                root.display(),
+                list.join("; ")
+            ),
+        )
+        .help("pass --rerun-changed to train those points again, or give this sweep another folder with --out");
+        return run_error(file, "", &e, color);
+    }
+    for (name, why) in &stale {
+        outln!("{name}: {why}; trained again (--rerun-changed)");
+        let _ = std::fs::remove_dir_all(root.join(name));
+        let _ = std::fs::remove_file(root.join(format!("{name}.log")));
     }
     // The runs are this very binary: on Linux through /proc/self/exe, which still runs it
     // where a rebuild has replaced the file on disk since the sweep started.
@@ -543,7 +589,7 @@ fn sweep(file: &Path, axes: &[String], jobs: usize, out: Option<PathBuf>, shared
     let exe = match if proc_exe.exists() { Ok(proc_exe.to_path_buf()) } else { std::env::current_exe() } {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("hoyerc sweep: cannot find hoyerc itself: {e}");
+            sayln!("hoyerc sweep: cannot find hoyerc itself: {e}");
             return ExitCode::from(2);
         }
     };
@@ -561,13 +607,13 @@ fn sweep(file: &Path, axes: &[String], jobs: usize, out: Option<PathBuf>, shared
             match cmd.status() {
                 Ok(status) if status.success() => {}
                 _ => {
-                    eprintln!("hoyerc sweep: the shared steps before `{step}` failed (see above); nothing branched");
+                    sayln!("hoyerc sweep: the shared steps before `{step}` failed (see above); nothing branched");
                     return ExitCode::from(1);
                 }
             }
         }
         if let Err(e) = sweep::branch(&base, &root, &points) {
-            eprintln!("hoyerc sweep: {e}");
+            sayln!("hoyerc sweep: {e}");
             return ExitCode::from(2);
         }
     }
@@ -580,7 +626,7 @@ fn sweep(file: &Path, axes: &[String], jobs: usize, out: Option<PathBuf>, shared
     let failed = match sweep::run_all(&root, &points, jobs, &command, &mut |line| outln!("{line}")) {
         Ok(failed) => failed,
         Err(e) => {
-            eprintln!("hoyerc sweep: {e}");
+            sayln!("hoyerc sweep: {e}");
             return ExitCode::from(2);
         }
     };
@@ -588,7 +634,7 @@ fn sweep(file: &Path, axes: &[String], jobs: usize, out: Option<PathBuf>, shared
     let dirs: Vec<PathBuf> = names.iter().map(|n| root.join(n)).collect();
     let code = compare_runs(&dirs, &names, &root.join("pareto.svg"), Some(&root.join("sweep.json")), color);
     if failed > 0 {
-        eprintln!("hoyerc sweep: {failed} of {total} runs failed; running the sweep again resumes or retries them");
+        sayln!("hoyerc sweep: {failed} of {total} runs failed; running the sweep again resumes or retries them");
         return ExitCode::from(1);
     }
     code
@@ -609,7 +655,7 @@ fn make_backend(
             Ok(cuda) => Box::new(cuda),
             Err(e) => {
                 if hoyer_runtime::cuda::device::driver_present() {
-                    eprintln!("note: training on the CPU: CUDA cannot run here ({}, {})", e.code, e.message);
+                    sayln!("note: training on the CPU: CUDA cannot run here ({}, {})", e.code, e.message);
                 }
                 cpu()?
             }
@@ -638,7 +684,7 @@ fn parse_memory(text: &str) -> Result<u64, String> {
 /// exit code (128 + the signal for an interrupt, else 1).
 fn run_error(file: &Path, text: &str, e: &hoyer_runtime::error::RunError, color: bool) -> ExitCode {
     let name = file.display().to_string();
-    eprint!("{}", Report::new(&name, text.to_string(), vec![e.diagnostic()]).render(WIDTH, color));
+    say!("{}", Report::new(&name, text.to_string(), vec![e.diagnostic()]).render(WIDTH, color));
     let signal = hoyer_runtime::train::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed);
     ExitCode::from(if e.code == Code::Interrupted { 128 + signal.clamp(1, 127) as u8 } else { 1 })
 }
@@ -688,7 +734,7 @@ fn load_spec(path: &Path, color: bool, sets: &[String]) -> Result<(hoyer_front::
     // A spec is text of a few kilobytes; 16 MiB leaves room and keeps /dev/zero out.
     let bytes = hoyer_runtime::files::read_regular(path, 16 << 20).map_err(|e| {
         let d = Diagnostic::error(Code::Io, e).help("check the path; hoyerc takes .hoyer files");
-        eprint!("{}", Report::new(&name, String::new(), vec![d]).render(WIDTH, color));
+        say!("{}", Report::new(&name, String::new(), vec![d]).render(WIDTH, color));
         Outcome::Unreadable
     })?;
     let original = String::from_utf8_lossy(&bytes).into_owned();
@@ -712,12 +758,12 @@ fn load_spec(path: &Path, color: bool, sets: &[String]) -> Result<(hoyer_front::
     match result {
         Ok(checked) => {
             if !checked.warnings.is_empty() {
-                eprint!("{}", Report::new(&shown, text.clone(), checked.warnings.clone()).render(WIDTH, color));
+                say!("{}", Report::new(&shown, text.clone(), checked.warnings.clone()).render(WIDTH, color));
             }
             Ok((checked, text, original))
         }
         Err(diagnostics) => {
-            eprint!("{}", Report::new(&shown, text, diagnostics).render(WIDTH, color));
+            say!("{}", Report::new(&shown, text, diagnostics).render(WIDTH, color));
             Err(Outcome::Invalid)
         }
     }
@@ -736,7 +782,7 @@ fn check_file(path: &Path, color: bool, emit: Option<Emit>, sets: &[String]) -> 
             Ok(text) => out!("{text}"),
             Err(e) => {
                 let name = path.display().to_string();
-                eprint!("{}", Report::new(&name, String::new(), vec![e.diagnostic()]).render(WIDTH, color));
+                say!("{}", Report::new(&name, String::new(), vec![e.diagnostic()]).render(WIDTH, color));
                 return Outcome::Invalid;
             }
         },

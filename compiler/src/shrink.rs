@@ -122,6 +122,19 @@ fn spaces(model: &Model) -> Vec<usize> {
     (0..parent.len()).map(|i| root(&mut parent, i)).collect()
 }
 
+/// The spaces (of `spaces`) whose units are never removed: the logits, the input, and both
+/// sides of whatever mixes or places units by position (layer norm, an option-A shortcut).
+fn whole_spaces(model: &Model, space: &[usize]) -> Vec<usize> {
+    let mut whole = vec![space[model.output], space[0]];
+    for (i, node) in model.nodes.iter().enumerate() {
+        if node.layer.units() == Units::Whole {
+            whole.push(space[i]);
+            whole.extend(node.inputs.iter().map(|&j| space[j]));
+        }
+    }
+    whole
+}
+
 /// The smaller model computing `model`'s logits from `weights`, or why it cannot be made.
 pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
     let n = model.nodes.len();
@@ -182,13 +195,7 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
     // are kept whole.
     let space = spaces(model);
     let mut keep: Vec<Vec<bool>> = model.nodes.iter().map(|nd| vec![false; units(nd)]).collect();
-    let mut whole_spaces = vec![space[model.output], space[0]];
-    for (i, node) in model.nodes.iter().enumerate() {
-        if node.layer.units() == Units::Whole {
-            whole_spaces.push(space[i]);
-            whole_spaces.extend(node.inputs.iter().map(|&j| space[j]));
-        }
-    }
+    let whole_spaces = whole_spaces(model, &space);
     let whole = |keep: &mut Vec<Vec<bool>>| {
         for &s in &whole_spaces {
             keep[s].iter_mut().for_each(|k| *k = true);
@@ -267,7 +274,7 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
         .filter(|&i| is_layer(&model.nodes[i]))
         .filter_map(|i| Some((model.nodes[i].name.clone()?, kept[i].len() as u64)))
         .collect();
-    let new = with_widths(model, &widths);
+    let new = with_widths(model, &widths)?;
     let mut shrunk = Shrunk { model: new, weights: Weights::new(), kept };
     for (i, node) in model.nodes.iter().enumerate() {
         if !is_layer(node) {
@@ -306,19 +313,42 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
 
 /// `model` with its dense and conv layers `widths[name]` units wide (the others as they
 /// are), every shape after them following: a shrunk model, from its layers' widths alone
-/// (a checkpoint's weights give them).
-pub fn with_widths(model: &Model, widths: &HashMap<String, u64>) -> Model {
+/// (a checkpoint's weights give them). Only what `shrink` could have made is accepted: no
+/// layer wider than the spec's, the logits, the input and whatever is kept whole as they
+/// are, and the branches of every residual add equally wide.
+pub fn with_widths(model: &Model, widths: &HashMap<String, u64>) -> Result<Model, String> {
     let mut new = model.clone();
     for i in 0..new.nodes.len() {
-        if let Some(w) = new.nodes[i].name.as_ref().and_then(|n| widths.get(n)) {
-            if let Some(narrower) = new.nodes[i].layer.with_width(*w) {
+        if let Some((name, &w)) = new.nodes[i].name.as_ref().and_then(|n| Some((n.clone(), widths.get(n)?))) {
+            let full = units(&model.nodes[i]) as u64;
+            if w == 0 || w > full {
+                return Err(format!("`{name}` is {w} units wide; the spec's is {full}, and a shrink only narrows"));
+            }
+            if let Some(narrower) = new.nodes[i].layer.with_width(w) {
                 new.nodes[i].layer = narrower;
             }
         }
         let shapes: Vec<&[u64]> = new.nodes[i].inputs.iter().map(|&j| new.nodes[j].shape.as_slice()).collect();
+        if new.nodes[i].layer.units() == Units::Sum && shapes.windows(2).any(|p| p[0] != p[1]) {
+            let name = new.nodes[i].name.clone().unwrap_or_else(|| "a residual add".into());
+            return Err(format!("the branches added in `{name}` have shapes {shapes:?}: a shrink keeps them equal"));
+        }
         let shape = new.nodes[i].layer.shape(&shapes);
         new.nodes[i].shape = shape;
     }
+    let space = spaces(model);
+    for s in whole_spaces(model, &space) {
+        for (i, node) in model.nodes.iter().enumerate().filter(|(i, _)| space[*i] == s) {
+            if new.nodes[i].shape != node.shape {
+                let name = node.name.clone().unwrap_or_else(|| format!("node {i}"));
+                return Err(format!(
+                    "`{name}` has shape {:?}, the spec's {:?}: a shrink keeps the logits, the input and \
+                     residual streams across shortcuts whole",
+                    new.nodes[i].shape, node.shape
+                ));
+            }
+        }
+    }
     new.params = params_of(&new.nodes);
-    new
+    Ok(new)
 }

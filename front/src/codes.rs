@@ -239,6 +239,22 @@ number per input channel; `random_crop` crops to the image's own size and `hflip
 images; a `validation` split must leave training data.",
 tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1) } }\n");
 
+    BatchNormOneValue = "E0211", "batch norm sees one value per channel",
+"In training, batch norm normalizes each channel over the batch and the channel's pixels.
+Where that is a single value (a batch of 1 on a 1×1 map, or a last batch of one sample on
+one) every output is 0: its weight and bias never learn and the model stays at
+chance, without any error. PyTorch refuses it too (\"Expected more than 1 value per channel
+when training\"). Use a larger batch (one whose last batch is not a single sample), or no
+batch norm there.",
+"data toy = synthetic(classes = 3, train = 300, test = 60)
+model net(x: f32[1, 3, 3]) {
+    c1 = conv2d(x, 8, kernel = 3)
+    bn1 = batchnorm(c1) |> relu
+    return dense(flatten(bn1), 3)
+}
+train net on toy { batch 32  phase fit { epochs 1  optimizer sgd(lr = 0.1) } }
+";
+
     // ------------------------------------------------------------------ functions and penalties
     AxisOutOfRange = "E0301", "axis out of range",
 "An axis given to `over` or `keep` does not exist in the tensor. Axes count from 0; a dense

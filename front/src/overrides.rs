@@ -137,15 +137,18 @@ pub fn apply(src: &str, file: &File, sets: &[String]) -> Result<String, Vec<Diag
         };
         let (path, value) = (path.trim(), value.trim());
         // The value read as the spec reads a number: a literal (`60`, `2.5e-4`, `90%`) stands
-        // in the text as it is; anything else (`1/255`, `-1`) goes in parentheses.
-        let parsed =
-            crate::syntax::parse::parse(&format!("fn f() = {value}")).ok().and_then(|f| match f.items.first() {
-                Some(Item::Fn(d)) => {
-                    crate::check::const_number(&d.body).map(|_| matches!(d.body.kind, ExprKind::Number(_)))
-                }
-                _ => None,
-            });
-        let Some(literal) = parsed else {
+        // in the text as it is; anything else (`1/255`, `-1`) goes in parentheses. Only the
+        // number's own text goes in: a value with more (a comment, a second statement) is
+        // refused, never spliced into the spec.
+        const PREFIX: &str = "fn f() = ";
+        let wrapped = format!("{PREFIX}{value}");
+        let parsed = crate::syntax::parse::parse(&wrapped).ok().and_then(|f| match f.items.as_slice() {
+            [Item::Fn(d)] if d.body.span.start == PREFIX.len() && d.body.span.end == wrapped.len() => {
+                crate::check::const_number(&d.body).map(|_| matches!(d.body.kind, ExprKind::Number(_)))
+            }
+            _ => None,
+        });
+        let Some(literal) = parsed.filter(|_| !value.contains("//") && !value.contains("/*")) else {
             errors.push(
                 Diagnostic::error(Code::UnknownOverride, format!("`--set {path}={value}`: the value is not a number"))
                     .help("write a number such as `3`, `1e-4`, `90%` or `1/255`"),
@@ -252,5 +255,10 @@ train m on d {
         assert_eq!(err[0].help.as_deref(), Some("did you mean `sparsify.epochs`?"));
         assert!(apply(SPEC, &file, &["batch=abc".to_string()]).is_err());
         assert!(apply(SPEC, &file, &["batch".to_string()]).is_err());
+        // Nothing but the number goes into the spec: a comment would hide the rest of its
+        // line, a second statement would change the plan.
+        for value in ["32 // x", "32 /* x */", "2 phase x { epochs 1 }", "1)", "(1"] {
+            assert!(apply(SPEC, &file, &[format!("batch={value}")]).is_err(), "{value:?} was spliced in");
+        }
     }
 }

@@ -121,7 +121,9 @@ impl Model {
     }
     /// Forward FLOPs per sample: 2 per multiply-add of dense and conv layers.
     pub fn forward_flops(&self) -> u64 {
-        (0..self.nodes.len()).map(|i| self.nodes[i].layer.flops(&self.input_shapes(i), &self.nodes[i].shape)).sum()
+        (0..self.nodes.len())
+            .map(|i| self.nodes[i].layer.flops(&self.input_shapes(i), &self.nodes[i].shape))
+            .fold(0u64, u64::saturating_add)
     }
     /// For a model of token ids: the bound every id must stay below (the smallest
     /// vocabulary of the layers reading them), and the layer that sets it.

@@ -33,7 +33,14 @@ pub struct BenchResult {
 }
 
 /// Times `steps` steps of the first phase of `program`; with `kernels`, each kernel too.
-pub fn bench(program: &Program, backend: &dyn Backend, steps: usize, kernels: bool) -> Result<BenchResult, RunError> {
+/// Refused (E0713) where its data and step would not fit in memory (`memory::Limit`).
+pub fn bench(
+    program: &Program,
+    backend: &dyn Backend,
+    steps: usize,
+    kernels: bool,
+    memory_limit: Option<u64>,
+) -> Result<BenchResult, RunError> {
     let missing = |what: &str| RunError::new(Code::Internal, what.to_string());
     let plan = program.train.as_ref().ok_or_else(|| missing("the spec has no `train` block"))?;
     let model = program.model(&plan.model).ok_or_else(|| missing("the trained model is missing"))?;
@@ -46,8 +53,17 @@ pub fn bench(program: &Program, backend: &dyn Backend, steps: usize, kernels: bo
     let sample: Vec<usize> = model.input_shape.iter().map(|&d| d as usize).collect();
     let features: usize = sample.iter().product();
     let classes = model.nodes[model.output].shape[0];
-    let mut rng = Rng::new(0);
     let n = 60 * batch;
+    // Before the random data is made: does the bench fit in memory, as a run would have to?
+    // (The estimate reads the step's scratch: the step is compiled, and timed, here.)
+    let plans = Plans::new(backend.options());
+    let started = Instant::now();
+    plans.step(program, model, phase, batch)?;
+    let mut compile = started.elapsed();
+    if let Some(limit) = crate::memory::Limit::find(memory_limit) {
+        crate::memory::check(&crate::memory::estimate(program, plan, model, n, &plans)?, limit)?;
+    }
+    let mut rng = Rng::new(0);
     let split = Split {
         x: (0..n * features).map(|_| rng.uniform() as f32).collect(),
         y: (0..n).map(|_| rng.below(classes) as u32).collect(),
@@ -64,9 +80,9 @@ pub fn bench(program: &Program, backend: &dyn Backend, steps: usize, kernels: bo
     let strengths: Vec<f64> = phase.penalties.iter().map(|p| crate::schedule::strength(&p.strength, 0)).collect();
     let lr = phase.optimizer.lr();
     let started = Instant::now();
-    let plans = Plans::new(backend.options());
     let mut stepper = Stepper::new(&plans, backend, &mut store, program, model, phase, batch, batch, &train)?;
-    let compile_ms = started.elapsed().as_secs_f64() * 1e3;
+    compile += started.elapsed();
+    let compile_ms = compile.as_secs_f64() * 1e3;
     let step = |stepper: &mut Stepper, store: &mut Store, i: usize| {
         stepper.step(store, &train, (i % 60) * batch, batch, lr, &strengths)
     };

@@ -24,9 +24,9 @@ fn shape_of(model: &Model, name: &str, v: &[f32]) -> Vec<u64> {
     model.param(name).map_or_else(|| vec![v.len() as u64], |p| p.shape.clone())
 }
 
-/// A safetensors file's bytes: a regular file of at most 64 GiB.
+/// A safetensors file's bytes, its header checked first (`files::read_safetensors`).
 fn read_file(path: &Path) -> Result<Vec<u8>, String> {
-    crate::files::read_regular(path, 64 << 30)
+    crate::files::read_safetensors(path)
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
@@ -128,9 +128,18 @@ pub fn load_bytes(path: &Path, bytes: &[u8], model: &Model) -> Result<Vec<(Strin
                 return Err(format!("{}: `{}` is {other:?}; hoyer reads F32, F64 and I64", path.display(), p.name))
             }
         };
+        check_values(path, model, p, &values)?;
         out.push((p.name.clone(), values));
     }
     Ok(out)
+}
+
+/// That `values` can be `p` (its layer says: a batch-norm variance is never negative).
+fn check_values(path: &Path, model: &Model, p: &hoyer_front::program::Param, values: &[f32]) -> Result<(), String> {
+    model.nodes[p.node]
+        .layer
+        .check_values(p.suffix, values)
+        .map_err(|e| format!("{}: `{}` {e}", path.display(), p.name))
 }
 
 /// Where a run is in its training plan: the next optimizer step starts at batch `batch` of
@@ -230,16 +239,14 @@ pub fn load_checkpoint_bytes(path: &Path, bytes: &[u8], model: &Model) -> Result
     };
     let (mut params, mut masks) = (Vec::new(), Vec::new());
     for p in &model.params {
-        let v = read(&format!("param/{}", p.name))?;
-        if v.len() as u64 != p.numel() {
-            return Err(format!(
-                "{}: `{}` has {} values, the model needs {}",
-                path.display(),
-                p.name,
-                v.len(),
-                p.numel()
-            ));
+        let name = format!("param/{}", p.name);
+        let v = read(&name)?;
+        let shape: Vec<u64> =
+            st.tensor(&name).map(|t| t.shape().iter().map(|&d| d as u64).collect()).unwrap_or_default();
+        if shape != p.shape {
+            return Err(format!("{}: `{}` has shape {shape:?}, the model needs {:?}", path.display(), p.name, p.shape));
         }
+        check_values(path, model, p, &v)?;
         params.push((p.name.clone(), v));
         let m = read(&format!("mask/{}", p.name))?;
         if m.len() as u64 != p.numel() || m.iter().any(|&x| x != 0.0 && x != 1.0) {

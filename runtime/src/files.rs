@@ -46,11 +46,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
     Ok(())
 }
 
-/// The bytes of the regular file at `path`, if it holds at most `max` of them: never a pipe,
-/// a device or a folder (which would block or fail strangely), never more than the machine can
-/// allocate (an error, not an abort).
-pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, String> {
-    use std::io::Read;
+/// The regular file at `path`, open, and its length: never a pipe, a device or a folder
+/// (which would block or fail strangely).
+fn open_regular(path: &Path) -> Result<(std::fs::File, u64), String> {
     let name = path.display();
     // Look before opening: opening a pipe blocks until something writes to it.
     let not_regular = || format!("cannot read `{name}`: it is not a regular file (a folder, a pipe or a device)");
@@ -62,14 +60,73 @@ pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, String> {
     if !meta.is_file() {
         return Err(not_regular());
     }
-    if meta.len() > max {
-        return Err(format!("cannot read `{name}`: {} bytes, more than the {max} such a file may have", meta.len()));
+    Ok((file, meta.len()))
+}
+
+/// Reads `len` bytes of `file` into a buffer that could be allocated (an error, not an abort,
+/// where it cannot). Never more than `len`: a pseudo-file (`/proc/self/pagemap`) says it is
+/// empty and reads without end.
+fn read_len(path: &Path, file: &mut std::fs::File, len: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let name = path.display();
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(len as usize)
+        .map_err(|_| format!("cannot read `{name}`: too large for memory ({len} bytes)"))?;
+    file.take(len).read_to_end(&mut bytes).map_err(|e| format!("cannot read `{name}`: {e}"))?;
+    Ok(bytes)
+}
+
+/// The bytes of the regular file at `path`, if it holds at most `max` of them (see
+/// `open_regular` and `read_len`).
+pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    let (mut file, len) = open_regular(path)?;
+    if len > max {
+        return Err(format!("cannot read `{}`: {len} bytes, more than the {max} such a file may have", path.display()));
+    }
+    read_len(path, &mut file, len)
+}
+
+/// The bytes of the safetensors file at `path`, read only once its header has been read and
+/// checked against the file's length: a file whose header does not describe it (a
+/// truncated download, another format, a huge header length) is refused before its tensors
+/// are read. The header's tensors are checked in full by the safetensors crate afterwards.
+pub fn read_safetensors(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    const MAX_HEADER: u64 = 100 << 20;
+    let name = path.display();
+    let (mut file, len) = open_regular(path)?;
+    let not = |why: String| format!("{name} is not a safetensors file: {why}");
+    let mut n = [0u8; 8];
+    file.read_exact(&mut n).map_err(|_| not(format!("{len} bytes, too short for a header")))?;
+    let n = u64::from_le_bytes(n);
+    if n > MAX_HEADER || n > len.saturating_sub(8) {
+        return Err(not(format!("its header would be {n} bytes long, in a file of {len}")));
+    }
+    let header = read_len(path, &mut file, n)?;
+    let json: serde_json::Value = serde_json::from_slice(&header).map_err(|e| not(format!("its header: {e}")))?;
+    let tensors = json.as_object().ok_or_else(|| not("its header is not a JSON object".into()))?;
+    let mut end = 0u64;
+    for (tensor, info) in tensors.iter().filter(|(k, _)| *k != "__metadata__") {
+        let offsets = info["data_offsets"].as_array().map(|a| a.iter().map(|v| v.as_u64()).collect::<Vec<_>>());
+        match offsets.as_deref() {
+            Some([Some(a), Some(b)]) if a <= b => end = end.max(*b),
+            _ => return Err(not(format!("tensor `{tensor}` has no valid data_offsets"))),
+        }
+    }
+    if 8 + n + end != len {
+        return Err(not(format!("its header describes {} bytes, the file has {len}", 8 + n + end)));
     }
     let mut bytes = Vec::new();
     bytes
-        .try_reserve_exact(meta.len() as usize)
-        .map_err(|_| format!("cannot read `{name}`: too large for memory ({} bytes)", meta.len()))?;
-    file.take(max).read_to_end(&mut bytes).map_err(|e| format!("cannot read `{name}`: {e}"))?;
+        .try_reserve_exact(len as usize)
+        .map_err(|_| format!("cannot read `{name}`: too large for memory ({len} bytes)"))?;
+    bytes.extend((n).to_le_bytes());
+    bytes.extend(header);
+    bytes.extend(read_len(path, &mut file, end)?);
+    if bytes.len() as u64 != len {
+        return Err(format!("cannot read `{name}`: it changed while being read"));
+    }
     Ok(bytes)
 }
 

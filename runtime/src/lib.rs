@@ -17,6 +17,7 @@ pub mod files;
 pub mod init;
 pub mod masks;
 pub mod memory;
+pub mod messages;
 pub mod plans;
 pub mod provenance;
 pub mod prune;

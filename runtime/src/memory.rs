@@ -45,12 +45,62 @@ pub fn parse_size(text: &str) -> Option<u64> {
     (v.is_finite() && v > 0.0).then_some((v * unit as f64) as u64)
 }
 
+/// How much memory a command may take, and what says so.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limit {
+    pub bytes: u64,
+    pub source: LimitSource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitSource {
+    /// `--memory-limit`.
+    Option,
+    /// Linux's `MemAvailable`.
+    Available,
+    /// The process's address-space limit (`ulimit -v`, RLIMIT_AS), less what it uses.
+    AddressSpace,
+}
+
+impl Limit {
+    /// The least of `--memory-limit` (where given), the machine's available memory and the
+    /// address space the process may still map; `None` where nothing says (not Linux).
+    pub fn find(option: Option<u64>) -> Option<Limit> {
+        let candidates = [
+            option.map(|bytes| Limit { bytes, source: LimitSource::Option }),
+            available().map(|bytes| Limit { bytes, source: LimitSource::Available }),
+            address_space_left().map(|bytes| Limit { bytes, source: LimitSource::AddressSpace }),
+        ];
+        candidates.into_iter().flatten().min_by_key(|l| l.bytes)
+    }
+
+    fn describe(&self) -> &'static str {
+        match self.source {
+            LimitSource::Option => "--memory-limit allows",
+            LimitSource::Available => "this machine has available",
+            LimitSource::AddressSpace => "the process's address-space limit (ulimit -v) leaves",
+        }
+    }
+}
+
 /// Memory this process may still take: Linux's `MemAvailable`, where there is one.
 pub fn available() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// Address space this process may still map under its RLIMIT_AS (`ulimit -v`), less a
+/// margin for the threads' stacks and the compiler's code; `None` where it is unlimited.
+pub fn address_space_left() -> Option<u64> {
+    const MARGIN: u64 = 256 << 20;
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max address space"))?;
+    let soft: u64 = line["Max address space".len()..].split_whitespace().next()?.parse().ok()?;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let used: u64 = status.lines().find(|l| l.starts_with("VmSize:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(soft.saturating_sub(used * 1024).saturating_sub(MARGIN))
 }
 
 /// Estimates a run of `plan` on `samples` samples in all (train and test). The steps of the
@@ -119,11 +169,10 @@ impl Estimate {
     }
 }
 
-/// Refuses a run whose estimate exceeds `limit` bytes (the machine's available memory, or
-/// `--memory-limit`).
-pub fn check(estimate: &Estimate, limit: u64, from_option: bool) -> Result<(), RunError> {
+/// Refuses a run whose estimate exceeds `limit` (see `Limit::find`).
+pub fn check(estimate: &Estimate, limit: Limit) -> Result<(), RunError> {
     let total = estimate.total();
-    if total <= limit {
+    if total <= limit.bytes {
         return Ok(());
     }
     let largest: Vec<String> =
@@ -133,8 +182,8 @@ pub fn check(estimate: &Estimate, limit: u64, from_option: bool) -> Result<(), R
         format!(
             "this run needs about {} of memory, more than the {} {}; largest: {}",
             human(total),
-            human(limit),
-            if from_option { "--memory-limit allows" } else { "this machine has available" },
+            human(limit.bytes),
+            limit.describe(),
             largest.join("; ")
         ),
     )

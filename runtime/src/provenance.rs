@@ -81,9 +81,21 @@ pub fn write(dir: &Path, record: &Value) -> Result<(), RunError> {
     write_atomically(&dir.join(RUN_JSON), (text + "\n").as_bytes())
 }
 
-pub fn read(dir: &Path) -> Option<Value> {
+/// The run record in `dir`: `None` where there is none, an error where one is there but
+/// cannot be read or is not a record (it is never taken for missing: a resume would then
+/// drop what it says).
+pub fn read(dir: &Path) -> Result<Option<Value>, String> {
+    let path = dir.join(RUN_JSON);
+    if std::fs::symlink_metadata(&path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+        return Ok(None);
+    }
     // A run record is small; anything else is not one.
-    serde_json::from_slice(&crate::files::read_regular(&dir.join(RUN_JSON), 64 << 20).ok()?).ok()
+    let bytes = crate::files::read_regular(&path, 64 << 20)?;
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(v) if v.is_object() && v["spec"].is_object() => Ok(Some(v)),
+        Ok(_) => Err(format!("{} is not a run record", path.display())),
+        Err(e) => Err(format!("{} is not a run record: {e}", path.display())),
+    }
 }
 
 fn different(what: String, help: &str) -> RunError {
@@ -95,23 +107,11 @@ fn different(what: String, help: &str) -> RunError {
 /// overrides unless this resume gives its own.
 pub fn check_resume(stored: &Value, current: &Value, dir: &Path) -> Result<(), RunError> {
     let (old, new) = (stored["spec"]["text"].as_str().unwrap_or(""), current["spec"]["text"].as_str().unwrap_or(""));
-    let same_tokens =
-        || hoyer_front::syntax::parse::tokens(old).is_some_and(|t| Some(t) == hoyer_front::syntax::parse::tokens(new));
-    if old != new && !same_tokens() {
-        let line = old
-            .lines()
-            .zip(new.lines())
-            .position(|(a, b)| a != b)
-            .unwrap_or(old.lines().count().min(new.lines().count()));
-        let show = |text: &str| text.lines().nth(line).map_or("(no line)".to_string(), |l| format!("{:?}", l.trim()));
+    if let Some(line) = changed_line(old, new) {
+        let show =
+            |text: &str| text.lines().nth(line - 1).map_or("(no line)".to_string(), |l| format!("{:?}", l.trim()));
         return Err(different(
-            format!(
-                "{} holds a run of another spec: line {} was {}, is now {}",
-                dir.display(),
-                line + 1,
-                show(old),
-                show(new)
-            ),
+            format!("{} holds a run of another spec: line {line} was {}, is now {}", dir.display(), show(old), show(new)),
             "resume with the spec the run started from; to change a number on the way, leave the file as it was and pass --set PATH=VALUE",
         ));
     }
@@ -138,6 +138,19 @@ pub fn check_resume(stored: &Value, current: &Value, dir: &Path) -> Result<(), R
         ));
     }
     Ok(())
+}
+
+/// Where spec `new` differs from spec `old` other than in comments and layout: the first
+/// line (from 1) that differs; `None` where they are the same spec.
+pub fn changed_line(old: &str, new: &str) -> Option<usize> {
+    let same_tokens =
+        || hoyer_front::syntax::parse::tokens(old).is_some_and(|t| Some(t) == hoyer_front::syntax::parse::tokens(new));
+    if old == new || same_tokens() {
+        return None;
+    }
+    let line =
+        old.lines().zip(new.lines()).position(|(a, b)| a != b).unwrap_or(old.lines().count().min(new.lines().count()));
+    Some(line + 1)
 }
 
 fn describe_data(d: &Value) -> String {

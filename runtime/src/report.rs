@@ -26,9 +26,15 @@ impl TensorReport {
         let nonzeros = values.iter().filter(|&&v| v != 0.0).count() as u64;
         let nonfinite = values.iter().filter(|v| !v.is_finite()).count() as u64;
         let (mut zero_rows, mut zero_cols) = (None, None);
-        if shape.len() >= 2 {
+        let numel = shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d));
+        if shape.len() >= 2 && values.is_empty() {
+            // An empty tensor: every row and column of it is (vacuously) zero, counted
+            // without walking them (a [2^40, 0] tensor has 2^40 empty rows).
+            zero_rows = Some(shape[0]);
+            zero_cols = Some(shape[1]);
+        } else if shape.len() >= 2 && numel == Some(values.len() as u64) {
             let (rows, cols) = (shape[0] as usize, shape[1] as usize);
-            let inner = (values.len() / rows.max(1) / cols.max(1)).max(1);
+            let inner = values.len() / rows / cols;
             let at = |r: usize, c: usize, k: usize| values[(r * cols + c) * inner + k];
             let row_zero = |r: usize| (0..cols).all(|c| (0..inner).all(|k| at(r, c, k) == 0.0));
             let col_zero = |c: usize| (0..rows).all(|r| (0..inner).all(|k| at(r, c, k) == 0.0));
@@ -253,15 +259,18 @@ pub fn shrinks(dir: &std::path::Path) -> Vec<Value> {
 /// `model.safetensors` (in file order) and the last test accuracy in `metrics.jsonl`.
 pub fn from_run_dir(dir: &std::path::Path) -> Result<(Report, Vec<Value>), String> {
     let model = dir.join("model.safetensors");
-    let bytes = crate::files::read_regular(&model, 64 << 30)?;
+    let bytes = crate::files::read_safetensors(&model)?;
     let tensors = tensor_reports(&model, &bytes)?;
-    let metrics_path = dir.join("metrics.jsonl");
-    let text = crate::files::read_regular(&metrics_path, 1 << 30).unwrap_or_default();
-    let metrics: Vec<Value> =
-        String::from_utf8_lossy(&text).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let metrics = read_metrics(dir);
     let test_accuracy = metrics.last().and_then(|m| m["test_accuracy"].as_f64());
     let validation_accuracy = metrics.last().and_then(|m| m["validation_accuracy"].as_f64());
     Ok((Report { phase: None, tensors, test_accuracy, validation_accuracy }, metrics))
+}
+
+/// The lines of a run folder's metrics.jsonl (those that parse; none where it is missing).
+pub fn read_metrics(dir: &std::path::Path) -> Vec<Value> {
+    let text = crate::files::read_regular(&dir.join("metrics.jsonl"), 1 << 30).unwrap_or_default();
+    String::from_utf8_lossy(&text).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
 /// The sparsity of every tensor of a safetensors file's bytes, in file order.

@@ -39,19 +39,45 @@ pub fn grid(axes: &[(String, Vec<String>)]) -> Vec<Vec<String>> {
     points
 }
 
-/// A folder name for a point: its overrides (`90%` as written), with what a file name cannot
-/// hold replaced.
+/// A folder name for a point: its overrides as written (`prune.1.sparsity=90%`), one to one.
+/// Where a character a file name cannot hold had to be replaced, or the name is too long, a
+/// short hash of the overrides follows a `~` (which no name written out holds): `2/1000`
+/// and `2*1000` get folders of their own.
 pub fn folder_name(overrides: &[String]) -> String {
-    let name: String = overrides
-        .join(",")
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "=.,-_+%".contains(c) { c } else { '_' })
-        .collect();
+    const LONGEST: usize = 120;
+    let text = overrides.join(",");
+    let name: String =
+        text.chars().map(|c| if c.is_ascii_alphanumeric() || "=.,-_+%".contains(c) { c } else { '_' }).collect();
     if name.is_empty() {
-        "base".into()
-    } else {
-        name
+        return "base".into();
     }
+    if name == text && name.len() <= LONGEST {
+        return name;
+    }
+    // FNV-1a: the same name on every machine and every version of hoyerc.
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    format!("{}~{:012x}", &name[..name.len().min(LONGEST)], hash >> 16)
+}
+
+/// Why the run in `dir` is not a point of this sweep any more, where it is not: it was
+/// trained from another spec (`spec_text`, compared token by token: comments and layout may
+/// change) or from other initial weights than `init` (`--init`).
+pub fn stale(dir: &Path, spec_text: &str, init: Option<&Path>) -> Option<String> {
+    let stored = match crate::provenance::read(dir) {
+        Ok(stored) => stored?,
+        Err(e) => return Some(format!("its record cannot be read ({e})")),
+    };
+    let old = stored["spec"]["text"].as_str().unwrap_or("");
+    if let Some(line) = crate::provenance::changed_line(old, spec_text) {
+        return Some(format!("it was trained from another spec (line {line} differs)"));
+    }
+    let now = init.map(crate::provenance::init_file);
+    let (was, is) = (stored["init"]["crc32"].as_str(), now.as_ref().and_then(|v| v["crc32"].as_str()));
+    (was != is).then(|| match (was, is) {
+        (None, _) => "it was trained from its own initial weights, this sweep gives --init".to_string(),
+        (_, None) => "it was trained from --init weights, this sweep gives none".to_string(),
+        _ => "it was trained from other --init weights".to_string(),
+    })
 }
 
 /// What one run folder says.
@@ -168,7 +194,7 @@ pub fn table(points: &[Point]) -> String {
 
 /// How the run in the folder ended, as its run.json says (none while it runs or never ran).
 fn outcome(dir: &Path) -> Option<String> {
-    crate::provenance::read(dir)?["outcome"].as_str().map(str::to_string)
+    crate::provenance::read(dir).ok()??["outcome"].as_str().map(str::to_string)
 }
 
 /// Whether the run folder holds a finished run.
@@ -329,7 +355,13 @@ mod tests {
         assert_eq!(g[0], vec!["a.lr=1", "b.epochs=3"]);
         assert_eq!(g[5], vec!["a.lr=2", "b.epochs=5"]);
         assert_eq!(folder_name(&g[1]), "a.lr=1,b.epochs=4");
-        assert_eq!(folder_name(&["x.p=1e-3/2".into()]), "x.p=1e-3_2");
+        // Names that had to change carry a hash of the overrides: never two points in one folder.
+        let (slash, star) = (folder_name(&["p=2/1000".into()]), folder_name(&["p=2*1000".into()]));
+        assert!(slash.starts_with("p=2_1000~") && star.starts_with("p=2_1000~") && slash != star, "{slash} {star}");
+        assert_ne!(folder_name(&["p=2_1000".into()]), slash);
+        assert_eq!(folder_name(&["p=2/1000".into()]), slash, "the same point, the same folder");
+        let long = folder_name(&[format!("p={}", "9".repeat(300))]);
+        assert!(long.len() < 140 && long.contains('~'), "{long}");
         assert_eq!(folder_name(&["prune.1.sparsity=98.5%".into()]), "prune.1.sparsity=98.5%");
         assert!(parse_axis("nothing").is_err() && parse_axis("a=").is_err());
     }

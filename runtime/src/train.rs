@@ -16,7 +16,7 @@ use crate::prune::{self, Target};
 use crate::report::{Report, TensorReport};
 use crate::stepper::Stepper;
 use crate::store::Store;
-use crate::{checkpoint, init, schedule};
+use crate::{checkpoint, init, say, sayln, schedule};
 use hoyer_front::codes::Code;
 use hoyer_front::program::{Model, PhasePlan, PlanStep, Program, PrunePlan, TrainPlan};
 use hoyer_ir::Role;
@@ -101,20 +101,23 @@ pub struct Outcome {
 /// a diverging run. Reading it every step would tie the host to the device step by step.
 const READ_EVERY: u64 = 10;
 
+/// The run folder's copy of every message the run gives (`messages.rs`).
+pub const LOG: &str = "log.txt";
+
 pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Result<Outcome, RunError> {
     let plan = program.train.as_ref().ok_or("the spec has no `train` block")?;
     let model = program.model(&plan.model).ok_or("the trained model is missing")?;
     let seed = opts.seed.unwrap_or(plan.seed);
     // Every program of the run is compiled once, here: the estimate's steps are the run's.
     let plans = Plans::new(backend.options());
-    let limit = opts.memory_limit.map(|l| (l, true)).or_else(|| crate::memory::available().map(|a| (a, false)));
+    let limit = crate::memory::Limit::find(opts.memory_limit);
     let estimate = std::cell::RefCell::new(None);
     // Before anything large is allocated: does the run fit in memory?
     let fits = |samples: usize| -> Result<(), RunError> {
         match limit {
-            Some((limit, from_option)) => {
+            Some(limit) => {
                 let e = crate::memory::estimate(program, plan, model, samples, &plans)?;
-                crate::memory::check(&e, limit, from_option)?;
+                crate::memory::check(&e, limit)?;
                 *estimate.borrow_mut() = Some(e);
                 Ok(())
             }
@@ -153,6 +156,24 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
         .help(format!("end the model with `dense(..., {})`", data.classes))
         .at(model.nodes[model.output].span, format!("{outputs} scores")));
     }
+    // The last batch of an epoch, where it holds a single sample, is a batch of one for batch
+    // norm on vectors and 1×1 maps (the checker knew the batch size, not the data's).
+    let last_batch = data.train.len() % plan.batch as usize;
+    let one_value =
+        |n: &&hoyer_front::program::Node| n.layer.batch_statistics() && n.shape.iter().skip(1).product::<u64>() == 1;
+    if let (1, Some(node)) = (last_batch, model.nodes.iter().find(one_value)) {
+        return Err(RunError::new(
+            Code::BatchNormOneValue,
+            format!(
+                "the last batch of every epoch holds one sample ({} training samples, batch {}): batch norm `{}` would see one value per channel",
+                data.train.len(),
+                plan.batch,
+                node.binding.as_deref().unwrap_or("batchnorm")
+            ),
+        )
+        .help("choose a batch size that leaves more than one sample in the last batch")
+        .at(node.span, "normalizes each channel over the batch"));
+    }
     std::fs::create_dir_all(&opts.out_dir).map_err(|e| {
         RunError::new(Code::WriteFailed, format!("cannot create {}: {e}", opts.out_dir.display()))
             .help("choose a folder you can write with --out")
@@ -160,6 +181,8 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
     // One run per folder: the lock lives as long as this function.
     let _lock = FolderLock::take(&opts.out_dir)?;
     crate::files::remove_leftovers(&opts.out_dir);
+    // The run's messages also go to its folder, where a closed stderr cannot lose them.
+    let _log = crate::messages::log_to(&opts.out_dir.join(LOG));
     // What this run is (run.json), and on a resume, that it is the run the folder holds.
     let mut record =
         provenance::record(&opts.spec_path, &opts.spec_text, &opts.overrides, seed, &backend.describe(), data_record);
@@ -168,7 +191,11 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
         record["init"] = provenance::init_file(path);
     }
     if opts.resume {
-        match provenance::read(&opts.out_dir) {
+        let stored = provenance::read(&opts.out_dir).map_err(|e| {
+            RunError::new(Code::BadCheckpoint, format!("cannot resume: {e}"))
+                .help("restore run.json (it says what the run was: its --set values, its data), or start the run again with --out")
+        })?;
+        match stored {
             Some(stored) => {
                 provenance::check_resume(&stored, &record, &opts.out_dir)?;
                 let mut resumes = stored["resumes"].as_array().cloned().unwrap_or_default();
@@ -179,14 +206,14 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
                 kept["outcome"] = serde_json::Value::Null;
                 record = kept;
             }
-            None => eprintln!(
+            None => sayln!(
                 "warning: {} has no run.json: cannot check that it holds a run of this spec",
                 opts.out_dir.display()
             ),
         }
     }
     provenance::write(&opts.out_dir, &record)?;
-    eprintln!(
+    sayln!(
         "hoyerc: training `{}` on {data_line}; {}; seed {seed}; writing {}",
         model.name,
         backend.describe(),
@@ -197,8 +224,13 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
     let shrunk;
     let model = match opts.resume {
         true => {
-            let widths = checkpoint::shrunk_widths(&opts.out_dir.join(checkpoint::CHECKPOINT), model);
-            shrunk = hoyer_compiler::shrink::with_widths(model, &widths);
+            let path = opts.out_dir.join(checkpoint::CHECKPOINT);
+            let widths = checkpoint::shrunk_widths(&path, model);
+            shrunk = hoyer_compiler::shrink::with_widths(model, &widths).map_err(|e| {
+                RunError::new(Code::BadCheckpoint, format!("cannot resume: {}: {e}", path.display())).help(
+                    "the checkpoint is not of this spec's model, nor of a shrink of it; start the run again with --out",
+                )
+            })?;
             &shrunk
         }
         false => model,
@@ -209,10 +241,13 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
             RunError::new(Code::BadCheckpoint, format!("cannot resume: {e}"))
                 .help("--resume takes the output folder of an earlier run of this spec")
         })?;
-        check_position(plan, &c.position, data.train.len()).map_err(|e| {
-            RunError::new(Code::BadCheckpoint, format!("cannot resume: {}: {e}", path.display()))
-                .help("the checkpoint does not belong to this spec's plan; start the run again with --out")
-        })?;
+        let shrunk_before = model.params.iter().map(|p| &p.shape).ne(spec_model.params.iter().map(|p| &p.shape));
+        check_position(plan, &c.position, data.train.len())
+            .and_then(|()| check_shrunk(plan, &c.position, shrunk_before, &opts.out_dir, model))
+            .map_err(|e| {
+                RunError::new(Code::BadCheckpoint, format!("cannot resume: {}: {e}", path.display()))
+                    .help("the checkpoint does not belong to this spec's plan; start the run again with --out")
+            })?;
         Some(c)
     } else {
         None
@@ -227,7 +262,7 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
                     let params = checkpoint::load(&path, model).map_err(|e| RunError::new(Code::BadCheckpoint, e))?;
                     let extra = checkpoint::extra_tensors(&path, model);
                     if !extra.is_empty() {
-                        eprintln!(
+                        sayln!(
                             "warning: {} has tensors model `{}` does not use (ignored): {}",
                             path.display(),
                             model.name,
@@ -285,13 +320,10 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
         validation,
         validation_accuracy: None,
         reports: vec![],
+        // A resumed run keeps saying what the steps before it did.
         earlier_reports: if opts.resume { earlier_reports(&opts.out_dir, plan, start.plan_step) } else { vec![] },
-        // A run resumed after its shrink keeps saying what the shrink did.
+        shrinks: if opts.resume { earlier_shrinks(&opts.out_dir, plan, start.plan_step) } else { vec![] },
         stopped_before: false,
-        shrinks: match opts.resume && model.parameter_count() != spec_model.parameter_count() {
-            true => crate::report::shrinks(&opts.out_dir),
-            false => vec![],
-        },
     };
     t.sync_to_store()?;
     let result = t.all_phases(start.plan_step, resume_at);
@@ -324,9 +356,9 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
         && t.reports.len() + t.earlier_reports.len()
             == plan.steps.iter().filter(|s| matches!(s, PlanStep::Phase(_))).count();
     if !repeats {
-        eprint!("{}", last.table());
+        say!("{}", last.table());
     }
-    t.write_reports(&last)?;
+    t.write_reports(Some(&last))?;
     Ok(Outcome {
         steps: t.global_step,
         test_accuracy: t.accuracy.unwrap_or(f64::NAN),
@@ -358,7 +390,7 @@ struct Trainer<'a> {
     /// Every program the run compiles, each once.
     plans: Plans,
     /// The memory limit and the estimate checked against it at the start.
-    memory: Option<((u64, bool), crate::memory::Estimate)>,
+    memory: Option<(crate::memory::Limit, crate::memory::Estimate)>,
     program: &'a Program,
     plan: &'a TrainPlan,
     /// The model being trained: the spec's, or after `then shrink` the smaller one.
@@ -400,6 +432,7 @@ struct Trainer<'a> {
 impl Trainer<'_> {
     /// Runs the plan from step `first`; `resume` is where a resumed run stopped inside it.
     fn all_phases(&mut self, first: usize, mut resume: Option<Resume>) -> Result<(), RunError> {
+        let names = self.plan.step_names();
         for (i, s) in self.plan.steps.iter().enumerate().skip(first) {
             if self.budget_spent() {
                 break;
@@ -414,7 +447,7 @@ impl Trainer<'_> {
                     let done = self.phase(i, p, from)?;
                     if done {
                         let r = self.report(Some(p.name.clone()));
-                        eprint!("{}", r.table());
+                        say!("{}", r.table());
                         self.reports.push(r);
                     }
                     done
@@ -423,7 +456,7 @@ impl Trainer<'_> {
                     resume = None;
                     self.prune_once(p, None);
                     if p.shrink {
-                        self.shrink()?;
+                        self.shrink(&names[i])?;
                     }
                     self.sync_to_store()?;
                     true
@@ -432,6 +465,9 @@ impl Trainer<'_> {
             // Between steps of the plan: a checkpoint with no optimizer state (a phase that
             // stopped early left its own).
             if finished {
+                // report.json so far, before the checkpoint that skips this step on a resume:
+                // a resumed run's report then goes on from it.
+                self.write_reports(None)?;
                 let at =
                     Position { plan_step: i + 1, epoch: 0, batch: 0, phase_steps: 0, global_step: self.global_step };
                 self.checkpoint(at, vec![], &Sums::default())?;
@@ -452,19 +488,22 @@ impl Trainer<'_> {
         Report { phase, tensors, test_accuracy: self.accuracy, validation_accuracy: self.validation_accuracy }
     }
 
-    /// report.json (every phase's report and the final one) and curves.svg.
-    fn write_reports(&self, last: &Report) -> Result<(), RunError> {
+    /// report.json (every finished phase's report, each shrink, and at the end the final
+    /// report) and curves.svg; written after every step of the plan and at the end.
+    fn write_reports(&self, last: Option<&Report>) -> Result<(), RunError> {
         let mut json = serde_json::json!({
             "phases": self.earlier_reports.iter().cloned().chain(self.reports.iter().map(Report::to_json)).collect::<Vec<_>>(),
-            "final": last.to_json(),
         });
+        if let Some(last) = last {
+            json["final"] = last.to_json();
+        }
         if !self.shrinks.is_empty() {
             json["shrink"] = self.shrinks.clone().into();
         }
         let path = self.opts.out_dir.join("report.json");
         let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
         write_atomically(&path, (text + "\n").as_bytes())?;
-        let (_, metrics) = crate::report::from_run_dir(&self.opts.out_dir).unwrap_or((last.clone(), vec![]));
+        let metrics = crate::report::read_metrics(&self.opts.out_dir);
         let svg = self.opts.out_dir.join("curves.svg");
         write_atomically(&svg, crate::report::curves_svg(&metrics).as_bytes())
     }
@@ -520,7 +559,7 @@ impl Trainer<'_> {
     /// (`hoyer_compiler::shrink`), its parameters and masks cut to it; later phases compile
     /// and train it. The store's tensors of the old shapes are retired, not freed (compiled
     /// programs held their addresses); the evaluators compile again.
-    fn shrink(&mut self) -> Result<(), RunError> {
+    fn shrink(&mut self, step: &str) -> Result<(), RunError> {
         let weights: hoyer_compiler::shrink::Weights = self.params.iter().cloned().collect();
         let s = hoyer_compiler::shrink::shrink(&self.model, &weights).map_err(|e| {
             RunError::new(Code::Unsupported, e).help("drop `, then shrink`: the pruned groups then stay as zeros")
@@ -540,8 +579,8 @@ impl Trainer<'_> {
         }
         self.model = s.model;
         self.evaluator = Evaluator::new(self.plan.batch as usize);
-        eprintln!("shrink: {}  →  {}", summary_line(&before), summary_line(&self.model));
-        self.shrinks.push(shrink_record(&before, &self.model));
+        sayln!("shrink: {}  →  {}", summary_line(&before), summary_line(&self.model));
+        self.shrinks.push(shrink_record(step, &before, &self.model));
         Ok(())
     }
 
@@ -558,10 +597,10 @@ impl Trainer<'_> {
             self.sync_to_store()?;
         }
         // A phase after a shrink is compiled only now: check that it fits as the estimate did.
-        if let Some(((limit, from_option), estimate)) = &self.memory {
+        if let Some((limit, estimate)) = &self.memory {
             let arena = self.plans.step(self.program, &self.model, phase, batch)?.program.arena as u64;
             if let Some(e) = estimate.with_scratch(batch, arena * 4) {
-                crate::memory::check(&e, *limit, *from_option)?;
+                crate::memory::check(&e, *limit)?;
             }
         }
         let mut stepper = Stepper::new(
@@ -805,7 +844,7 @@ impl Trainer<'_> {
         {
             let validation =
                 self.validation_accuracy.map_or(String::new(), |v| format!("validation accuracy {:.2}%  ", v * 100.0));
-            eprintln!(
+            sayln!(
                 "{} epoch {:>3}/{}  loss {:.4}  penalty {:.4}  {validation}test accuracy {:.2}%  density {:.2}%",
                 phase.name,
                 epoch + 1,
@@ -888,8 +927,9 @@ fn with_model(spec: &str, model: &Model) -> String {
 
 /// A shrink as report.json records it: the models before and after as `summary_line`s, and
 /// the architecture it left, on its own for the tools that compare runs.
-fn shrink_record(before: &Model, after: &Model) -> serde_json::Value {
+fn shrink_record(step: &str, before: &Model, after: &Model) -> serde_json::Value {
     serde_json::json!({
+        "step": step,
         "before": summary_line(before),
         "after": summary_line(after),
         "architecture": architecture(after),
@@ -952,6 +992,25 @@ fn check_position(plan: &TrainPlan, p: &Position, samples: usize) -> Result<(), 
     Ok(())
 }
 
+/// That a checkpoint holds a shrunk model only after a shrink of the plan, and the one that
+/// shrink left where report.json records it.
+fn check_shrunk(plan: &TrainPlan, at: &Position, shrunk: bool, dir: &Path, model: &Model) -> Result<(), String> {
+    if !shrunk {
+        return Ok(());
+    }
+    let before = plan.steps.iter().take(at.plan_step).any(|s| matches!(s, PlanStep::Prune(p) if p.shrink));
+    if !before {
+        return Err("it holds a model narrower than the spec's, but the plan has not reached a `then shrink`".into());
+    }
+    match earlier_shrinks(dir, plan, at.plan_step).last().and_then(|s| s["architecture"].as_str().map(str::to_string)) {
+        Some(recorded) if recorded != architecture(model) => Err(format!(
+            "it holds a model of widths {}, but the shrink recorded in report.json left {recorded}",
+            architecture(model)
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The reports in `dir/report.json` of the phases that finished before plan step `resumed_at`.
 fn earlier_reports(dir: &Path, plan: &TrainPlan, resumed_at: usize) -> Vec<serde_json::Value> {
     let done: Vec<&str> = plan
@@ -962,6 +1021,15 @@ fn earlier_reports(dir: &Path, plan: &TrainPlan, resumed_at: usize) -> Vec<serde
         .collect();
     let phases = crate::report::read_json(dir).and_then(|v| v["phases"].as_array().cloned()).unwrap_or_default();
     phases.into_iter().filter(|p| p["phase"].as_str().is_some_and(|n| done.contains(&n))).take(done.len()).collect()
+}
+
+/// The shrinks in `dir/report.json` done by the steps before plan step `resumed_at`.
+fn earlier_shrinks(dir: &Path, plan: &TrainPlan, resumed_at: usize) -> Vec<serde_json::Value> {
+    let done = &plan.step_names()[..resumed_at.min(plan.steps.len())];
+    crate::report::shrinks(dir)
+        .into_iter()
+        .filter(|s| s["step"].as_str().is_some_and(|n| done.iter().any(|d| d == n)))
+        .collect()
 }
 
 /// Where a resumed run picks up: position, optimizer state, the epoch's sums so far.

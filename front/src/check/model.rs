@@ -4,7 +4,7 @@
 use super::values::{bind, const_eval, fmt_num, kind_name};
 use crate::codes::Code;
 use crate::diagnostics::{did_you_mean, Diagnostic, Label, Sink};
-use crate::layers::{self, fmt_shape, Add, Build, Input, LayerRef, MAX_DIM};
+use crate::layers::{self, fmt_shape, Add, Build, Input, LayerRef, MAX_DIM, MAX_ELEMENTS};
 use crate::program::{params_of, Model, Node};
 use crate::syntax::ast::{Arg, BinOp, BlockDef, Call, Expr, ExprKind, File, Ident, Item, ModelDef, ModelStmt, Span};
 use hoyer_ir::Dtype;
@@ -12,7 +12,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Largest tensor a model may have.
-const MAX_ELEMENTS: u64 = 1 << 40;
 
 /// Most layers a model may have once its blocks and repeats are written out.
 const MAX_NODES: usize = 200_000;
@@ -544,11 +543,21 @@ impl ModelChecker<'_, '_> {
         Some(id)
     }
 
-    fn push(&mut self, layer: LayerRef, inputs: Vec<usize>, span: Span) -> usize {
+    /// Adds a layer; `None` (reported) where its output would be larger than a tensor may be.
+    fn push(&mut self, layer: LayerRef, inputs: Vec<usize>, span: Span) -> Option<usize> {
         let shape = {
             let shapes: Vec<&[u64]> = inputs.iter().map(|&j| self.nodes[j].shape.as_slice()).collect();
             layer.shape(&shapes)
         };
+        let numel = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
+        if shape.iter().any(|&d| d > MAX_DIM) || numel.is_none_or(|n| n > MAX_ELEMENTS) {
+            self.sink.push(
+                Diagnostic::error(Code::BadDimension, format!("`{}` would make a tensor too large", layer.name()))
+                    .label(span, format!("output {} per sample", fmt_shape(&shape)))
+                    .help("a tensor holds at most 2^40 elements per sample, each dimension at most 2^31: use a smaller padding, kernel or width"),
+            );
+            return None;
+        }
         let has_params = {
             let shapes: Vec<&[u64]> = inputs.iter().map(|&j| self.nodes[j].shape.as_slice()).collect();
             !layer.params(&shapes, &shape).is_empty()
@@ -558,7 +567,7 @@ impl ModelChecker<'_, '_> {
         if has_params {
             self.created.push(id);
         }
-        id
+        Some(id)
     }
 
     fn eval(&mut self, e: &Expr) -> Option<usize> {
@@ -611,7 +620,7 @@ impl ModelChecker<'_, '_> {
                     );
                     return None;
                 }
-                Some(self.push(Arc::new(Add), vec![a, b], e.span))
+                self.push(Arc::new(Add), vec![a, b], e.span)
             }
             ExprKind::Selector(s) => {
                 self.sink.push(
@@ -688,7 +697,7 @@ impl ModelChecker<'_, '_> {
         }
         let mut b = Build { sink: self.sink, def, call, args, input: self.nodes[input].shape.clone() };
         let layer = (def.build)(&mut b)?;
-        Some(self.push(layer, vec![input], call.span))
+        self.push(layer, vec![input], call.span)
     }
 }
 

@@ -117,6 +117,9 @@ pub fn check_train(sink: &mut Sink, t: &TrainDef, program: &Program, declared: &
             }
         }
     }
+    if let Some(m) = model {
+        ok &= batch_fits(sink, t, m, plan.batch) && batch_norm_sees_a_batch(sink, t, m, plan.batch);
+    }
     if phases == 0 {
         sink.push(
             Diagnostic::error(Code::NoPhases, "training has no phases")
@@ -126,6 +129,67 @@ pub fn check_train(sink: &mut Sink, t: &TrainDef, program: &Program, declared: &
         ok = false;
     }
     (ok && model.is_some() && data.is_some()).then_some(plan)
+}
+
+/// The span of the train block's `batch` setting, where it has one.
+fn batch_span(t: &TrainDef) -> Option<Span> {
+    t.body.iter().find_map(|s| match s {
+        TrainStmt::Setting(s) if s.key.name == "batch" => Some(s.span),
+        _ => None,
+    })
+}
+
+/// That a batch of `m`'s largest tensor can be indexed: at most 2^46 elements (2^48 bytes,
+/// what a 64-bit machine addresses), so that no size the compiler computes from it wraps.
+fn batch_fits(sink: &mut Sink, t: &TrainDef, m: &Model, batch: u64) -> bool {
+    const MAX_BATCH_ELEMENTS: u64 = 1 << 46;
+    let numel = |shape: &[u64]| shape.iter().product::<u64>();
+    let Some(largest) = m.nodes.iter().max_by_key(|n| numel(&n.shape)) else { return true };
+    if batch.checked_mul(numel(&largest.shape)).is_some_and(|n| n <= MAX_BATCH_ELEMENTS) {
+        return true;
+    }
+    let mut d = Diagnostic::error(
+        Code::BadDimension,
+        format!(
+            "a batch of {batch} makes `{}` {} too large for this machine to hold",
+            largest.binding.as_deref().unwrap_or(largest.layer.name()),
+            fmt_shape(&[&[batch][..], &largest.shape].concat())
+        ),
+    )
+    .label(largest.span, format!("{} per sample", fmt_shape(&largest.shape)));
+    if let Some(span) = batch_span(t) {
+        d = d.label(span, format!("a batch of {batch}"));
+    }
+    sink.push(d.help("a batch of a tensor holds at most 2^46 elements: use a smaller batch"));
+    false
+}
+
+/// That every batch-norm layer of `m` sees more than one value per channel in a batch of
+/// `batch` (batch × pixels per channel): with one, training normalizes every value to 0.
+fn batch_norm_sees_a_batch(sink: &mut Sink, t: &TrainDef, m: &Model, batch: u64) -> bool {
+    let batch_span = batch_span(t);
+    let mut ok = true;
+    for node in m.nodes.iter().filter(|n| n.layer.batch_statistics()) {
+        let pixels: u64 = node.shape.iter().skip(1).product();
+        if batch.saturating_mul(pixels) > 1 {
+            continue;
+        }
+        let mut d = Diagnostic::error(
+            Code::BatchNormOneValue,
+            format!(
+                "batch norm `{}` sees one value per channel in training (a batch of {batch} of shape {:?})",
+                node.binding.as_deref().unwrap_or("batchnorm"),
+                node.shape
+            ),
+        )
+        .label(node.span, "normalizes each channel over the batch: every value becomes 0");
+        if let Some(span) = batch_span {
+            d = d.label(span, format!("a batch of {batch}"));
+        }
+        sink.push(d.help("train with a larger batch (e.g. `batch 32`), or remove this batch norm"));
+        ok = false;
+    }
+    ok
 }
 
 /// Names the file declares, valid or not, so that a broken definition is not reported

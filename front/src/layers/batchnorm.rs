@@ -81,6 +81,23 @@ impl Layer for BatchNorm {
             p("num_batches_tracked", ParamKind::Buffer, vec![], 0.0),
         ]
     }
+    fn batch_statistics(&self) -> bool {
+        true
+    }
+    fn check_values(&self, suffix: &str, values: &[f32]) -> Result<(), String> {
+        let bad = match suffix {
+            "running_var" => values.iter().position(|v| !(v.is_finite() && *v >= 0.0)),
+            "running_mean" => values.iter().position(|v| !v.is_finite()),
+            _ => None,
+        };
+        match bad {
+            Some(i) if suffix == "running_var" => {
+                Err(format!("holds {} at channel {i}; a variance is finite and never negative", values[i]))
+            }
+            Some(i) => Err(format!("holds {} at channel {i}; a mean is finite", values[i])),
+            None => Ok(()),
+        }
+    }
     fn lower(&self, cx: &mut Lowering) -> Result<ValueId, String> {
         let x = cx.inputs[0];
         let (mean, var) = match cx.mode {

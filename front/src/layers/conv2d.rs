@@ -115,7 +115,7 @@ impl Layer for Conv2d {
         Ok(g.reshape(y, vec![batch, oh, ow, o]))
     }
     fn flops(&self, inputs: &[&[u64]], out: &[u64]) -> u64 {
-        2 * inputs[0][0] * self.kernel * self.kernel * out.iter().product::<u64>()
+        saturating_product([2, inputs[0][0], self.kernel, self.kernel].iter().chain(out))
     }
     fn units(&self) -> Units {
         Units::Rows { padded: self.padding > 0 }

@@ -62,7 +62,7 @@ impl Layer for Dense {
         Ok(cx.g.binary(Binary::Add, y, bias))
     }
     fn flops(&self, inputs: &[&[u64]], out: &[u64]) -> u64 {
-        2 * inputs[0].iter().product::<u64>() * out.iter().product::<u64>()
+        saturating_product([2].iter().chain(inputs[0]).chain(out))
     }
     fn units(&self) -> Units {
         Units::Rows { padded: false }

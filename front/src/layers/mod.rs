@@ -108,6 +108,19 @@ pub trait Layer: fmt::Debug + Send + Sync + std::panic::RefUnwindSafe {
         Dtype::F32
     }
 
+    /// Whether training normalizes it over the batch (batch norm): it then needs more than
+    /// one value per channel in every batch.
+    fn batch_statistics(&self) -> bool {
+        false
+    }
+
+    /// Why `values` cannot be its parameter or buffer `suffix` (from `--init` or a
+    /// checkpoint), where they cannot: batch norm's `running_var` is a variance, never
+    /// negative, and every statistic is finite.
+    fn check_values(&self, _suffix: &str, _values: &[f32]) -> Result<(), String> {
+        Ok(())
+    }
+
     /// For a layer reading whole numbers as row indices (`embedding`): the bound they must
     /// stay below, which the runtime checks the data against before any kernel reads it.
     fn index_bound(&self) -> Option<u64> {
@@ -252,6 +265,14 @@ pub fn names() -> Vec<&'static str> {
 
 /// Largest dimension a model may have.
 pub const MAX_DIM: u64 = 1 << 31;
+
+/// The most elements one tensor of one sample may hold (a layer's output, a parameter).
+pub const MAX_ELEMENTS: u64 = 1 << 40;
+
+/// The product of `xs`, or `u64::MAX` past it (FLOPs of layers near the size limits).
+pub fn saturating_product<'a>(xs: impl IntoIterator<Item = &'a u64>) -> u64 {
+    xs.into_iter().fold(1u64, |p, &x| p.saturating_mul(x))
+}
 
 /// A call of a layer being checked: its arguments (bound to the definition's), its input's
 /// shape, and where to report.
