@@ -92,8 +92,7 @@ pub fn plan(graph: &Graph, opts: &Options) -> Result<Planned, CompileError> {
     let g = passes::materialize(&g);
     let g = passes::recompute_cheap(&g);
     g.validate().map_err(|e| CompileError::internal("graph passes", e))?;
-    let in_place: Vec<_> =
-        g.outputs.iter().filter_map(|(role, v)| g.input(role).filter(|i| i != v).map(|i| (*v, i))).collect();
+    let in_place: Vec<_> = g.updated_inputs().into_iter().filter(|(v, i)| i != v).collect();
     let schedule = fusion::fuse(&g, &in_place)?;
     let mut program = kernel::build::build(&g, &schedule)?;
     for k in program.kernels.iter_mut() {

@@ -319,6 +319,15 @@ impl Graph {
     pub fn input(&self, role: &Role) -> Option<ValueId> {
         self.inputs().find(|(_, r)| *r == role).map(|i| i.0)
     }
+    /// Every input by its role: for asking of many roles (each `input` call walks the graph).
+    pub fn input_map(&self) -> std::collections::HashMap<&Role, ValueId> {
+        self.inputs().map(|(v, r)| (r, v)).collect()
+    }
+    /// The input each output updates in place (same role), for every output that has one.
+    pub fn updated_inputs(&self) -> Vec<(ValueId, ValueId)> {
+        let inputs = self.input_map();
+        self.outputs.iter().filter_map(|(role, v)| Some((*v, *inputs.get(role)?))).collect()
+    }
 
     fn push(&mut self, op: Op, shape: Shape) -> ValueId {
         self.push_typed(op, shape, Dtype::F32)
@@ -629,11 +638,12 @@ impl Graph {
                 }
             }
         }
+        let inputs = self.input_map();
         for (role, o) in &self.outputs {
             if o.index() >= self.values.len() {
                 return Err(format!("output {role} is not a value"));
             }
-            if let Some(i) = self.input(role) {
+            if let Some(&i) = inputs.get(role) {
                 if self.dtype(i) != self.dtype(*o) || self.shape(i) != self.shape(*o) {
                     return Err(format!("output {role} does not have its input's type and shape"));
                 }

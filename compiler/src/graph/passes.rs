@@ -247,7 +247,7 @@ pub fn recompute_cheap(g: &Graph) -> Graph {
     let live = hoyer_ir::print::live(g);
     // Inputs the step updates in place (parameters, optimizer state): a second reader of
     // one would have to run before its update, which may not be possible.
-    let updated: Vec<ValueId> = g.outputs.iter().filter_map(|(role, _)| g.input(role)).collect();
+    let updated: std::collections::HashSet<ValueId> = g.updated_inputs().into_iter().map(|(_, i)| i).collect();
     // Values that can be computed a second time from what is in memory anyway: cheap ops
     // whose operands are such values too, or inputs, constants, views (whose operands are in
     // memory) and reduction results. Not what reads a product (its epilogue computes that)

@@ -98,6 +98,9 @@ impl Builder<'_> {
 struct KernelBuilder<'g> {
     g: &'g Graph,
     args: Vec<Arg>,
+    /// Each buffer's position in `args` (a kernel summing thousands of penalties has
+    /// thousands of arguments).
+    arg_of: HashMap<BufferId, u32>,
     body: Vec<Inst>,
     reg_of: HashMap<ValueId, Reg>,
     /// Loads, constants and indices already in the body.
@@ -116,6 +119,7 @@ impl<'g> KernelBuilder<'g> {
         KernelBuilder {
             g,
             args: vec![],
+            arg_of: HashMap::new(),
             body: vec![],
             reg_of: HashMap::new(),
             known: HashMap::new(),
@@ -126,15 +130,17 @@ impl<'g> KernelBuilder<'g> {
     }
 
     fn arg(&mut self, buffer: BufferId, access: Access) -> u32 {
-        if let Some(i) = self.args.iter().position(|a| a.buffer == buffer) {
-            let a = &mut self.args[i];
+        if let Some(&i) = self.arg_of.get(&buffer) {
+            let a = &mut self.args[i as usize];
             if a.access != access {
                 a.access = Access::ReadWrite;
             }
-            return i as u32;
+            return i;
         }
         self.args.push(Arg { buffer, access });
-        self.args.len() as u32 - 1
+        let i = self.args.len() as u32 - 1;
+        self.arg_of.insert(buffer, i);
+        i
     }
 
     fn push(&mut self, inst: Inst) -> Reg {
@@ -274,8 +280,10 @@ pub fn build(g: &Graph, schedule: &Schedule) -> Result<Program, CompileError> {
     // Outputs: written in place over the input of the same name, or to their own buffer; an
     // output that is not computed by a kernel (a view, a constant, an input) is copied.
     let mut copies: Vec<(ValueId, BufferId)> = Vec::new();
+    let inputs = g.input_map();
+    let in_place: std::collections::HashSet<(ValueId, ValueId)> = schedule.in_place.iter().copied().collect();
     for (role, v) in &g.outputs {
-        let input = g.input(role);
+        let input = inputs.get(role).copied();
         if input == Some(*v) {
             continue; // unchanged
         }
@@ -285,9 +293,7 @@ pub fn build(g: &Graph, schedule: &Schedule) -> Result<Program, CompileError> {
         };
         let computed = writer.contains_key(v);
         let in_place_ok = match input {
-            Some(i) => {
-                computed && schedule.in_place.contains(&(*v, i)) && in_place_ok(g, &schedule.kernels[writer[v]], *v, i)
-            }
+            Some(i) => computed && in_place.contains(&(*v, i)) && in_place_ok(g, &schedule.kernels[writer[v]], *v, i),
             None => computed,
         };
         if in_place_ok {
@@ -358,6 +364,7 @@ fn loop_kernel(b: &mut Builder, k: &crate::kernel::fusion::Fused, name: String) 
     let mut stores = Vec::new();
     let mut reductions = Vec::new();
     let all: Vec<usize> = (0..k.shape.len()).collect();
+    let writes: std::collections::HashSet<ValueId> = k.writes.iter().copied().collect();
     for &v in &k.values {
         if let Op::Reduce { op, input, axes: these } = &g.value(v).op {
             if *these != axes {
@@ -401,7 +408,7 @@ fn loop_kernel(b: &mut Builder, k: &crate::kernel::fusion::Fused, name: String) 
         let dims = if after { &parallel } else { &all };
         kb.value_dims = Some(dims.clone());
         let r = kb.compute(b, v)?;
-        if k.writes.contains(&v) {
+        if writes.contains(&v) {
             kb.store(b, v, r, dims, &mut stores);
         }
     }
@@ -500,23 +507,25 @@ fn place_temporaries(p: &mut Program) -> usize {
         .filter(|&i| matches!(p.buffers[i].storage, Storage::Temp { .. }) && life[i].is_some())
         .collect();
     temps.sort_by_key(|&i| (life[i].map(|l| l.0), i));
-    let mut placed: Vec<(usize, usize, usize, usize)> = Vec::new(); // (offset, size, first, last)
+    // Temporaries are placed in the order they come alive, so those already placed that are
+    // still alive at this one's first kernel are exactly the ones it overlaps: kept apart,
+    // by offset, as (offset, end, last kernel). Linear in the program for bounded liveness.
+    let mut alive: Vec<(usize, usize, usize)> = Vec::new();
     let mut arena = 0;
     for i in temps {
         let (first, last) = life[i].unwrap_or((0, 0));
         let size = numel(&p.buffers[i].shape).div_ceil(ALIGN) * ALIGN;
-        let mut busy: Vec<(usize, usize)> =
-            placed.iter().filter(|t| t.2 <= last && first <= t.3).map(|t| (t.0, t.0 + t.1)).collect();
-        busy.sort_unstable();
+        alive.retain(|t| t.2 >= first);
         let mut offset = 0;
-        for (s, e) in busy {
+        for &(s, e, _) in &alive {
             if offset + size <= s {
                 break;
             }
             offset = offset.max(e);
         }
         p.buffers[i].storage = Storage::Temp { offset };
-        placed.push((offset, size, first, last));
+        let at = alive.partition_point(|t| (t.0, t.1) <= (offset, offset + size));
+        alive.insert(at, (offset, offset + size, last));
         arena = arena.max(offset + size);
     }
     arena

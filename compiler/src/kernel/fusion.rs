@@ -104,6 +104,9 @@ struct Group {
     reductions: usize,
     /// Values in memory it reads (inputs included).
     reads: BTreeSet<ValueId>,
+    /// Groups that read from it (whose `deps` hold it): a merge rewrites only those, so
+    /// fusing stays linear in the graph.
+    users: BTreeSet<usize>,
     merged_into: Option<usize>,
 }
 
@@ -128,6 +131,11 @@ impl Fuser {
     /// Whether group `from` depends on group `to`, directly or not (`skip_direct`: only
     /// through at least one other group).
     fn reaches(&self, from: usize, to: usize, skip_direct: bool) -> bool {
+        // What nothing reads is reached from nowhere (the group of the value just added):
+        // no walk over the whole graph behind `from`.
+        if self.groups[to].users.is_empty() {
+            return false;
+        }
         let mut stack: Vec<usize> =
             self.groups[from].deps.iter().copied().filter(|&d| !(skip_direct && d == to)).collect();
         let mut seen = BTreeSet::new();
@@ -238,17 +246,27 @@ impl Fuser {
         ga.reductions += reductions;
         ga.closed |= closed;
         self.groups[b].merged_into = Some(a);
-        for g in self.groups.iter_mut() {
+        // Who read b reads a now; what b read, a reads.
+        for u in std::mem::take(&mut self.groups[b].users) {
+            let g = &mut self.groups[u];
             if g.deps.remove(&b) {
                 g.deps.insert(a);
             }
             if g.view_deps.remove(&b) {
                 g.view_deps.insert(a);
             }
+            self.groups[a].users.insert(u);
+        }
+        let read: Vec<usize> = self.groups[a].deps.iter().copied().collect();
+        for d in read {
+            let users = &mut self.groups[d].users;
+            users.remove(&b);
+            users.insert(a);
         }
         let ga = &mut self.groups[a];
         ga.deps.remove(&a);
         ga.view_deps.remove(&a);
+        ga.users.remove(&a);
     }
 }
 
@@ -302,20 +320,26 @@ pub fn fuse(g: &Graph, in_place: &[(ValueId, ValueId)]) -> Result<Schedule, Comp
         };
         let reads =
             op.operands().iter().map(|&o| root(g, o)).filter(|r| !matches!(g.value(*r).op, Op::Const(_))).collect();
+        let deps: BTreeSet<usize> = direct.union(&viewed).copied().collect();
+        let id = f.groups.len();
+        for &d in &deps {
+            f.groups[d].users.insert(id);
+        }
         f.groups.push(Group {
             kind,
             shape,
             values: vec![v],
             closed: false,
-            deps: direct.union(&viewed).copied().collect(),
+            deps,
             view_deps: viewed,
             matmul_operands,
             axes,
             reductions,
             reads,
+            users: BTreeSet::new(),
             merged_into: None,
         });
-        let mut current = f.groups.len() - 1;
+        let mut current = id;
         f.group_of[i] = Some(current);
         let epilogue_op = matches!(op, Op::Unary(..) | Op::Binary(..) | Op::PowConst(..) | Op::Select { .. });
         if kind == KernelKind::Elementwise && epilogue_op {
