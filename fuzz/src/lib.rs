@@ -2,6 +2,14 @@
 //! compiled down to kernels where they are valid), safetensors files (`--init`, `hoyerc
 //! report`) and checkpoints (`--resume`), IDX data files (raw and gzip).
 //!
+//! Three more targets generate their inputs instead of mutating a corpus, each for a class
+//! of failure found more than once: `sizes` (every layer with dimensions, paddings, strides,
+//! windows and batches near 2^31, 2^32 and 2^63, and zero: checked, then compiled at the real
+//! batch, where no size may wrap and nothing may fail as an internal error), `headers`
+//! (hostile safetensors headers, written to a file and read by every reader: `--init`,
+//! `--resume`, `report`) and `long` (generated specs of up to thousands of penalty lines or
+//! layers, compiled within the time limit).
+//!
 //! Blind mutation, no coverage feedback: each round takes an input of the committed corpus
 //! (`fuzz/corpus/TARGET/`) or of the inputs grown from it, and mutates it (bytes flipped,
 //! inserted, deleted, runs duplicated, two inputs spliced, interesting numbers and tokens
@@ -22,16 +30,27 @@ pub enum Target {
     Spec,
     Safetensors,
     Idx,
+    Sizes,
+    Headers,
+    Long,
 }
 
 impl Target {
-    pub const ALL: [Target; 3] = [Target::Spec, Target::Safetensors, Target::Idx];
+    pub const ALL: [Target; 6] =
+        [Target::Spec, Target::Safetensors, Target::Idx, Target::Sizes, Target::Headers, Target::Long];
     pub fn name(self) -> &'static str {
         match self {
             Target::Spec => "spec",
             Target::Safetensors => "safetensors",
             Target::Idx => "idx",
+            Target::Sizes => "sizes",
+            Target::Headers => "headers",
+            Target::Long => "long",
         }
+    }
+    /// Whether its inputs are generated (no corpus).
+    pub fn generated(self) -> bool {
+        matches!(self, Target::Sizes | Target::Headers | Target::Long)
     }
     pub fn parse(s: &str) -> Option<Target> {
         Target::ALL.into_iter().find(|t| t.name() == s)
@@ -177,6 +196,202 @@ pub fn mutate(rng: &mut Rng, input: &[u8], other: &[u8], target: Target) -> Vec<
     v
 }
 
+/// Sizes near where arithmetic wraps, and small ones.
+const EXTREME: &[u64] = &[
+    0,
+    1,
+    2,
+    3,
+    5,
+    28,
+    1 << 16,
+    (1 << 31) - 1,
+    1 << 31,
+    (1 << 32) - 1,
+    1 << 32,
+    (1 << 32) + 1,
+    1 << 40,
+    1 << 46,
+    (1 << 63) - 1,
+    1 << 63,
+    u64::MAX,
+];
+
+fn extreme(rng: &mut Rng) -> u64 {
+    EXTREME[rng.below(EXTREME.len())]
+}
+
+/// A size that is usually small and sometimes extreme.
+fn size(rng: &mut Rng) -> u64 {
+    if rng.below(3) == 0 {
+        extreme(rng)
+    } else {
+        1 + rng.below(6) as u64
+    }
+}
+
+/// A spec of one layer of each kind with extreme arguments, input dimensions and batch.
+pub fn sizes_spec(rng: &mut Rng) -> String {
+    let (image, input, layer) = match rng.below(8) {
+        0 => (
+            true,
+            "f32",
+            format!(
+                "conv2d(x, {}, kernel = {}, stride = {}, padding = {}, dilation = {})",
+                size(rng),
+                size(rng),
+                size(rng),
+                size(rng),
+                size(rng)
+            ),
+        ),
+        1 => (true, "f32", format!("maxpool(x, {}, stride = {}, padding = {})", size(rng), size(rng), size(rng))),
+        2 => (true, "f32", format!("avgpool(x, {}, stride = {}, padding = {})", size(rng), size(rng), size(rng))),
+        3 => (true, "f32", format!("shortcut(x, {}, stride = {})", size(rng), size(rng))),
+        4 => (false, "f32", format!("dense(x, {})", size(rng))),
+        5 => (false, "i32", format!("embedding(x, {}, {})", size(rng), size(rng))),
+        6 => (true, "f32", "batchnorm(x)".to_string()),
+        _ => (false, "f32", "layernorm(x)".to_string()),
+    };
+    let dims = if image { format!("{}, {}, {}", size(rng), size(rng), size(rng)) } else { size(rng).to_string() };
+    let batch = if rng.below(2) == 0 { extreme(rng) } else { 1 + rng.below(64) as u64 };
+    format!(
+        "data toy = synthetic(classes = 3, train = 30, test = 10)\n\
+         model net(x: {input}[{dims}]) {{\n    y = {layer}\n    return dense(flatten(y), 3)\n}}\n\
+         train net on toy {{ batch {batch}  phase fit {{ epochs 1  optimizer adam(lr = 1e-3)  penalty 1e-4 * hoyer_square(*.weight) }} }}\n"
+    )
+}
+
+/// A safetensors file whose header lies: shapes with zeros and huge dimensions, offsets past
+/// the data or overlapping, other dtypes, a length field that is not the header's.
+pub fn hostile_header(rng: &mut Rng) -> Vec<u8> {
+    let names =
+        ["fc1.weight", "fc1.bias", "fc2.weight", "param/fc1.weight", "mask/fc1.weight", "state/fc1.weight.exp_avg"];
+    let dtypes = ["F32", "F64", "I64", "BF16", "U8", "BOOL", "F32"];
+    let mut header = String::from("{");
+    let mut offset = 0u64;
+    for i in 0..1 + rng.below(4) {
+        let shape: Vec<String> = (0..rng.below(4)).map(|_| size(rng).to_string()).collect();
+        let len = if rng.below(2) == 0 { extreme(rng) } else { 4 * rng.below(64) as u64 };
+        let end = offset.saturating_add(len);
+        let name = names[rng.below(names.len())];
+        let name = if rng.below(5) == 0 { format!("{name}{i}") } else { name.to_string() };
+        header += &format!(
+            "\"{name}\": {{\"dtype\": \"{}\", \"shape\": [{}], \"data_offsets\": [{offset}, {end}]}},",
+            dtypes[rng.below(dtypes.len())],
+            shape.join(", ")
+        );
+        offset = if rng.below(4) == 0 { extreme(rng) } else { end };
+    }
+    header += "\"__metadata__\": {\"format\": \"hoyer-checkpoint-1\", \"plan_step\": \"0\", \"epoch\": \"0\", \"batch\": \"0\", \"phase_steps\": \"0\", \"global_step\": \"0\"}}";
+    let length = if rng.below(4) == 0 { extreme(rng) } else { header.len() as u64 };
+    let mut out = length.to_le_bytes().to_vec();
+    out.extend(header.as_bytes());
+    // Data: as much as the header says where that is small, else a little.
+    let data = if offset < (1 << 16) { offset as usize } else { rng.below(256) };
+    out.resize(out.len() + data, 0);
+    out
+}
+
+/// A long generated spec: the quickstart with hundreds to thousands of penalty lines, or a
+/// model of hundreds of layers.
+pub fn long_spec(rng: &mut Rng) -> String {
+    let base = include_str!("../../examples/quickstart.hoyer");
+    let line = "        penalty 1e-3 * hoyer_square(*.weight)     // summed over every selected tensor\n";
+    if rng.below(2) == 0 {
+        let selectors = ["fc1.weight", "fc2.weight", "fc3.weight", "*.weight", "fc1.bias", "fc*.weight"];
+        let functions = ["hoyer_square", "l1", "hoyer"];
+        let lines: String = (0..100 + rng.below(1900))
+            .map(|i| {
+                format!(
+                    "        penalty {}e-5 * {}({})\n",
+                    1 + i % 7,
+                    functions[rng.below(functions.len())],
+                    selectors[rng.below(selectors.len())]
+                )
+            })
+            .collect();
+        base.replace(line, &lines)
+    } else {
+        let n = 50 + rng.below(250);
+        let layers: String =
+            (1..n).map(|i| format!("    fc{} = dense(fc{i}, {}) |> relu\n", i + 1, 4 + rng.below(28))).collect();
+        format!(
+            "data blobs = synthetic(classes = 4, train = 200, test = 50)\n\
+             model deep(x: f32[16]) {{\n    fc1 = dense(x, 8) |> relu\n{layers}    return dense(fc{n}, 4)\n}}\n\
+             train deep on blobs {{ batch 50  phase fit {{ epochs 1  optimizer adam(lr = 1e-3)  penalty 1e-4 * hoyer_square(*.weight) }} }}\n"
+        )
+    }
+}
+
+/// The next generated input of `target`.
+pub fn generate(rng: &mut Rng, target: Target) -> Vec<u8> {
+    match target {
+        Target::Sizes => sizes_spec(rng).into_bytes(),
+        Target::Headers => hostile_header(rng),
+        _ => long_spec(rng).into_bytes(),
+    }
+}
+
+/// How many specs were valid and compiled (the rest were rejected by the checker).
+static COMPILED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Checks a spec and compiles every phase of a valid one at its own batch size: a rejection
+/// must carry coded, rendered diagnostics; a compile may refuse (a coded error) but never
+/// with an internal one.
+fn spec_holds(input: &[u8], batch_limit: Option<usize>) -> Result<(), String> {
+    let (text, bad) = decode(input);
+    let result = match bad {
+        Some(d) => Err(vec![d]),
+        None => check_source(&text),
+    };
+    match result {
+        Err(diagnostics) => {
+            if !diagnostics.iter().any(|d| d.is_error()) {
+                return Err("rejected without an error".into());
+            }
+            let rendered = Report::new("fuzz.hoyer", text, diagnostics.clone()).render(100, false);
+            if let Some(d) = diagnostics.iter().find(|d| !rendered.contains(d.code.as_str())) {
+                return Err(format!("{} not rendered", d.code));
+            }
+        }
+        Ok(c) => {
+            let Some((plan, m)) = c.program.train.as_ref().and_then(|p| Some((p, c.program.model(&p.model)?))) else {
+                return Ok(());
+            };
+            COMPILED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let batch = batch_limit.map_or(plan.batch as usize, |l| (plan.batch as usize).min(l));
+            for s in &plan.steps {
+                if let PlanStep::Phase(p) = s {
+                    if let Err(e) = pipeline::step(&c.program, m, p, batch, &Options::default()) {
+                        if e.code() == hoyer_front::codes::Code::Internal {
+                            return Err(format!("internal error compiling a checked spec: {e}"));
+                        }
+                    }
+                }
+            }
+            // At the real batch, what a run asks first: the memory estimate and its verdict.
+            if batch_limit.is_none() {
+                let plans = hoyer_runtime::plans::Plans::new(Options::default());
+                match hoyer_runtime::memory::estimate(&c.program, plan, m, 40, &plans) {
+                    Ok(e) => {
+                        let limit = hoyer_runtime::memory::Limit {
+                            bytes: 1 << 30,
+                            source: hoyer_runtime::memory::LimitSource::Option,
+                        };
+                        let _ = hoyer_runtime::memory::check(&e, limit);
+                    }
+                    Err(e) if e.code == hoyer_front::codes::Code::Internal => {
+                        return Err(format!("internal error estimating a checked spec's memory: {e}"))
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The model the binary targets read files for (the quickstart's).
 pub fn model() -> hoyer_front::program::Model {
     let src = include_str!("../../examples/quickstart.hoyer");
@@ -188,36 +403,22 @@ pub fn model() -> hoyer_front::program::Model {
 /// rejection: rejecting bad input is the point).
 pub fn run_one(target: Target, input: &[u8], model: &hoyer_front::program::Model) -> Result<(), String> {
     match target {
-        Target::Spec => {
-            let (text, bad) = decode(input);
-            let result = match bad {
-                Some(d) => Err(vec![d]),
-                None => check_source(&text),
-            };
-            match result {
-                Err(diagnostics) => {
-                    if !diagnostics.iter().any(|d| d.is_error()) {
-                        return Err("rejected without an error".into());
-                    }
-                    let rendered = Report::new("fuzz.hoyer", text, diagnostics.clone()).render(100, false);
-                    if let Some(d) = diagnostics.iter().find(|d| !rendered.contains(d.code.as_str())) {
-                        return Err(format!("{} not rendered", d.code));
-                    }
-                }
-                Ok(c) => {
-                    // A valid spec compiles to kernels, or says why not (E0707, not a crash).
-                    if let Some(plan) = c.program.train.as_ref() {
-                        if let Some(m) = c.program.model(&plan.model) {
-                            let batch = (plan.batch as usize).min(8);
-                            for s in &plan.steps {
-                                if let PlanStep::Phase(p) = s {
-                                    let _ = pipeline::step(&c.program, m, p, batch, &Options::default());
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+        // Mutated specs compile at a small batch (their sizes are not the point); generated
+        // ones at their own.
+        Target::Spec => spec_holds(input, Some(8)),
+        Target::Sizes | Target::Long => spec_holds(input, None),
+        Target::Headers => {
+            // Through the files, as the commands read them: the header is checked before the
+            // data, and no size in it is believed.
+            let dir = std::env::temp_dir().join(format!("hoyer-fuzz-{}", std::process::id()));
+            let _ = std::fs::create_dir_all(&dir);
+            let path = dir.join("model.safetensors");
+            std::fs::write(&path, input).map_err(|e| e.to_string())?;
+            let _ = hoyer_runtime::checkpoint::load(&path, model);
+            let _ = hoyer_runtime::checkpoint::load_checkpoint(&path, model);
+            let _ = hoyer_runtime::checkpoint::shrunk_widths(&path, model);
+            let _ = hoyer_runtime::checkpoint::extra_tensors(&path, model);
+            let _ = hoyer_runtime::report::from_run_dir(&dir).map(|(r, _)| r.table());
             Ok(())
         }
         Target::Safetensors => {
@@ -312,26 +513,47 @@ fn start_watchdog() {
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub inputs: u64,
+    /// Of the specs, how many checked and were compiled.
+    pub compiled: u64,
     pub failures: Vec<(Vec<u8>, String)>,
     pub slowest: Duration,
 }
 
-/// Fuzzes `target` for `duration` from `seed`. A panic or an input slower than `LIMIT` is a
+/// How long a session runs: for a time, or for a number of inputs (what CI runs: the same
+/// inputs on any machine).
+#[derive(Debug, Clone, Copy)]
+pub enum Budget {
+    Time(Duration),
+    Inputs(u64),
+}
+
+impl Budget {
+    fn spent(self, started: Instant, inputs: u64) -> bool {
+        match self {
+            Budget::Time(d) => started.elapsed() >= d,
+            Budget::Inputs(n) => inputs >= n,
+        }
+    }
+}
+
+/// Fuzzes `target` within `budget` from `seed`. A panic or an input slower than `LIMIT` is a
 /// failure.
-pub fn fuzz(target: Target, duration: Duration, seed: u64) -> Outcome {
+pub fn fuzz(target: Target, budget: Budget, seed: u64) -> Outcome {
     let model = model();
-    let seeds = corpus(target);
+    let seeds = if target.generated() { vec![vec![]] } else { corpus(target) };
     assert!(!seeds.is_empty(), "no corpus for {}", target.name());
     let mut pool = seeds.clone();
     let mut rng = Rng::new(seed);
     let mut out = Outcome::default();
     let started = Instant::now();
     // Every corpus input as it is, then mutations.
-    let mut queue: Vec<Vec<u8>> = seeds;
+    let compiled_before = COMPILED.load(std::sync::atomic::Ordering::Relaxed);
+    let mut queue: Vec<Vec<u8>> = if target.generated() { vec![] } else { seeds };
     start_watchdog();
-    while started.elapsed() < duration || !queue.is_empty() {
+    while !budget.spent(started, out.inputs) || !queue.is_empty() {
         let input = match queue.pop() {
             Some(i) => i,
+            None if target.generated() => generate(&mut rng, target),
             None => {
                 let a = &pool[rng.below(pool.len())];
                 let b = &pool[rng.below(pool.len())];
@@ -366,5 +588,6 @@ pub fn fuzz(target: Target, duration: Duration, seed: u64) -> Outcome {
             pool.push(input);
         }
     }
+    out.compiled = COMPILED.load(std::sync::atomic::Ordering::Relaxed) - compiled_before;
     out
 }

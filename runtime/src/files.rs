@@ -114,8 +114,10 @@ pub fn read_safetensors(path: &Path) -> Result<Vec<u8>, String> {
             _ => return Err(not(format!("tensor `{tensor}` has no valid data_offsets"))),
         }
     }
-    if 8 + n + end != len {
-        return Err(not(format!("its header describes {} bytes, the file has {len}", 8 + n + end)));
+    let described = (8 + n).checked_add(end);
+    if described != Some(len) {
+        let what = described.map_or("more than 2^64".to_string(), |d| d.to_string());
+        return Err(not(format!("its header describes {what} bytes, the file has {len}")));
     }
     let mut bytes = Vec::new();
     bytes
