@@ -117,7 +117,8 @@ fn a_resumed_report_equals_the_uninterrupted_one() {
             .filter(|l| l.contains(&format!("\"phase\":\"{phase}\"")))
             .count()
     };
-    for (signal, phase) in [("INT", "sparsify"), ("TERM", "sparsify"), ("HUP", "finetune"), ("TERM", "finetune")] {
+    let signals = ["INT", "TERM", "HUP"];
+    for (signal, phase) in signals.iter().map(|s| (*s, "sparsify")).chain(signals.iter().map(|s| (*s, "finetune"))) {
         let dir = common::Scratch::fresh(&format!("report-{signal}-{phase}"));
         let mut child = start(&dir);
         let t = std::time::Instant::now();
@@ -496,5 +497,33 @@ fn memory_limits_hold_for_bench_and_under_ulimit() {
         let err = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{command}: {err}");
         assert!(err.contains("E0713") && err.contains("address-space"), "{command}: {err}");
+    }
+}
+
+/// Sizes within the bounds on every layer's output but not on what a layer computes on the
+/// way (found by the `sizes` fuzzer as internal errors in kernel validation, and as
+/// overflows in debug builds): a convolution whose columns pass 2^63 elements, an
+/// embedding whose gradient's one-hot does. Now E0202, at check and for every command.
+#[test]
+fn tensors_inside_a_layer_are_bounded_too() {
+    for (model, batch) in [
+        ("x: f32[2147483648, 4, 5]) {\n    y = conv2d(x, 2, kernel = 2, stride = 5, padding = 65536)", 10),
+        ("x: i32[1]) {\n    y = embedding(x, 2147483648, 4)", 1u64 << 40),
+    ] {
+        let spec = common::Scratch::file(
+            "inside.hoyer",
+            format!(
+                "data toy = synthetic(classes = 3, train = 30, test = 10)\nmodel net({model}\n    return dense(flatten(y), 3)\n}}\n\
+                 train net on toy {{ batch {batch}  phase fit {{ epochs 1  optimizer adam(lr = 1e-3) }} }}\n"
+            ),
+        );
+        let (code, _, err) = common::hoyerc_in(root(), &["check", spec.to_str().unwrap()]);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("E0202") && err.contains("on the way") && !err.contains("E0901"), "{err}");
+        let out = common::Scratch::fresh("inside-out");
+        let (code, _, err) =
+            common::hoyerc_in(root(), &["run", spec.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("E0202") && !err.contains("E0901"), "{err}");
     }
 }

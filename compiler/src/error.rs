@@ -8,6 +8,10 @@ use hoyer_front::diagnostics::Diagnostic;
 pub enum CompileError {
     #[error("internal compiler error in {stage}: {message}")]
     Internal { stage: &'static str, message: String },
+    /// A tensor of the step (a batch of a layer's output, or one it computes on the way, such
+    /// as a convolution's columns) larger than a machine can index.
+    #[error("the step needs a tensor of shape {shape:?} ({op}), more than 2^46 elements")]
+    TooLarge { shape: Vec<usize>, op: &'static str },
 }
 
 impl CompileError {
@@ -17,6 +21,7 @@ impl CompileError {
     pub fn code(&self) -> Code {
         match self {
             CompileError::Internal { .. } => Code::Internal,
+            CompileError::TooLarge { .. } => Code::BadDimension,
         }
     }
     pub fn diagnostic(&self) -> Diagnostic {
@@ -25,6 +30,11 @@ impl CompileError {
             CompileError::Internal { .. } => {
                 d.help("this is a bug in hoyerc, not in the spec: please report it with the spec and the command line")
             }
+            CompileError::TooLarge { op, .. } => d.help(match *op {
+                "window" => "use a smaller batch or convolution: its columns hold batch × output pixels × kernel² × input channels values",
+                "one_hot" => "use a smaller batch or vocabulary: an embedding's gradient holds batch × tokens × vocabulary values",
+                _ => "use a smaller batch, or smaller layers",
+            }),
         }
     }
 }

@@ -86,6 +86,7 @@ impl Signature {
 
 /// Plans `graph`. Outputs named like inputs update them in place.
 pub fn plan(graph: &Graph, opts: &Options) -> Result<Planned, CompileError> {
+    fits(graph)?;
     graph.validate().map_err(|e| CompileError::internal("the IR", e))?;
     let g = passes::simplify(&passes::sink_unary(&passes::sink_reshapes(graph)));
     let g = passes::split_reductions(&g, opts.split_reductions_above);
@@ -114,6 +115,22 @@ pub fn plan(graph: &Graph, opts: &Options) -> Result<Planned, CompileError> {
     kernel::validate::validate(&program)?;
     let signature = Signature::of(&g);
     Ok(Planned { graph: g, program, signature })
+}
+
+/// The most elements a tensor of a step may have: 2^46 (2^48 bytes, what a 64-bit machine
+/// addresses), so that no offset or size computed from it wraps. The checker bounds each
+/// layer's output; what a layer computes on the way (a convolution's columns, a gradient's
+/// one-hot) is bounded here.
+const MAX_ELEMENTS: u64 = 1 << 46;
+
+fn fits(g: &Graph) -> Result<(), CompileError> {
+    for v in &g.values {
+        let numel = v.shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64));
+        if numel.is_none_or(|n| n > MAX_ELEMENTS) {
+            return Err(CompileError::TooLarge { shape: v.shape.clone(), op: hoyer_ir::print::op_name(&v.op) });
+        }
+    }
+    Ok(())
 }
 
 /// A phase's training step over `batch` samples.

@@ -14,7 +14,7 @@ pub struct Estimate {
 
 impl Estimate {
     pub fn total(&self) -> u64 {
-        self.parts.iter().map(|p| p.1).sum()
+        self.parts.iter().fold(0u64, |t, p| t.saturating_add(p.1))
     }
 }
 
@@ -129,21 +129,24 @@ pub fn estimate(
                 continue;
             }
         };
-        states = states.max(hoyer_compiler::graph::step::state_names(&phase.optimizer).len() as u64 * params);
+        states = states
+            .max((hoyer_compiler::graph::step::state_names(&phase.optimizer).len() as u64).saturating_mul(params));
         if !shrunk {
             scratch = scratch.max(plans.step(program, model, phase, batch)?.program.arena as u64);
         }
     }
+    // Saturating: a data set of 2^40 samples of 2^20 values is "too much", never a wrap.
+    let bytes = |factors: &[u64]| factors.iter().fold(1u64, |p, &x| p.saturating_mul(x));
     let mut parts = vec![
         (
             format!("the data set ({samples} samples of {features} values, loaded and resident)"),
-            2 * samples as u64 * features * f,
+            bytes(&[2, samples as u64, features, f]),
         ),
-        (format!("parameters and masks ({params} values, with the host's copies)"), 4 * params * f),
-        ("optimizer state".to_string(), states * f),
-        (scratch_part(batch), scratch * f),
+        (format!("parameters and masks ({params} values, with the host's copies)"), bytes(&[4, params, f])),
+        ("optimizer state".to_string(), bytes(&[states, f])),
+        (scratch_part(batch), bytes(&[scratch, f])),
         // The batch's inputs: the step's, the last partial batch's, the evaluation's.
-        (format!("batches of {batch} samples"), 3 * batch as u64 * features * f),
+        (format!("batches of {batch} samples"), bytes(&[3, batch as u64, features, f])),
     ];
     parts.sort_by_key(|p| std::cmp::Reverse(p.1));
     Ok(Estimate { parts })

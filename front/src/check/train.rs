@@ -143,18 +143,31 @@ fn batch_span(t: &TrainDef) -> Option<Span> {
 /// what a 64-bit machine addresses), so that no size the compiler computes from it wraps.
 fn batch_fits(sink: &mut Sink, t: &TrainDef, m: &Model, batch: u64) -> bool {
     const MAX_BATCH_ELEMENTS: u64 = 1 << 46;
-    let numel = |shape: &[u64]| shape.iter().product::<u64>();
-    let Some(largest) = m.nodes.iter().max_by_key(|n| numel(&n.shape)) else { return true };
-    if batch.checked_mul(numel(&largest.shape)).is_some_and(|n| n <= MAX_BATCH_ELEMENTS) {
+    // Per node: the largest tensor its passes compute (its output, or a convolution's
+    // columns, an embedding's one-hot gradient).
+    let work = |i: usize| m.nodes[i].layer.work(&m.input_shapes(i), &m.nodes[i].shape);
+    let Some(i) = (0..m.nodes.len()).max_by_key(|&i| work(i)) else { return true };
+    if batch.checked_mul(work(i)).is_some_and(|n| n <= MAX_BATCH_ELEMENTS) {
         return true;
     }
-    let mut d = Diagnostic::error(
-        Code::BadDimension,
+    let largest = &m.nodes[i];
+    let numel = largest.shape.iter().product::<u64>();
+    let what = if work(i) > numel {
         format!(
-            "a batch of {batch} makes `{}` {} too large for this machine to hold",
+            "`{}` would compute on {} values per sample on the way",
+            largest.binding.as_deref().unwrap_or(largest.layer.name()),
+            work(i)
+        )
+    } else {
+        format!(
+            "`{}` {}",
             largest.binding.as_deref().unwrap_or(largest.layer.name()),
             fmt_shape(&[&[batch][..], &largest.shape].concat())
-        ),
+        )
+    };
+    let mut d = Diagnostic::error(
+        Code::BadDimension,
+        format!("a batch of {batch}: {what}, too large for this machine to hold"),
     )
     .label(largest.span, format!("{} per sample", fmt_shape(&largest.shape)));
     if let Some(span) = batch_span(t) {

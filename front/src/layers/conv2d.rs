@@ -78,7 +78,7 @@ impl Layer for Conv2d {
     }
     fn params(&self, inputs: &[&[u64]], _out: &[u64]) -> Vec<ParamDef> {
         let channels = inputs[0][0];
-        let init = Init::UniformFanIn { fan_in: channels * self.kernel * self.kernel };
+        let init = Init::UniformFanIn { fan_in: saturating_product(&[channels, self.kernel, self.kernel]) };
         let weight = vec![self.out, channels, self.kernel, self.kernel];
         let mut p = vec![ParamDef { suffix: "weight", kind: ParamKind::Weight, shape: weight, init }];
         if self.bias {
@@ -113,6 +113,11 @@ impl Layer for Conv2d {
             y = g.binary(Binary::Add, y, bias);
         }
         Ok(g.reshape(y, vec![batch, oh, ow, o]))
+    }
+    /// The columns: output pixels × kernel² × input channels.
+    fn work(&self, inputs: &[&[u64]], out: &[u64]) -> u64 {
+        saturating_product(&[out[1], out[2], self.kernel, self.kernel, inputs[0][0], 1])
+            .max(saturating_product(inputs[0]))
     }
     fn flops(&self, inputs: &[&[u64]], out: &[u64]) -> u64 {
         saturating_product([2, inputs[0][0], self.kernel, self.kernel].iter().chain(out))

@@ -35,6 +35,10 @@ fn build(b: &mut Build) -> Option<LayerRef> {
 }
 
 impl Layer for Embedding {
+    /// The gradient's one-hot: tokens × vocabulary.
+    fn work(&self, inputs: &[&[u64]], out: &[u64]) -> u64 {
+        saturating_product(inputs[0].iter().chain([&self.vocab])).max(saturating_product(out))
+    }
     fn name(&self) -> &'static str {
         "embedding"
     }

@@ -75,6 +75,14 @@ pub trait Layer: fmt::Debug + Send + Sync + std::panic::RefUnwindSafe {
         0
     }
 
+    /// The most elements, per sample, of any tensor its forward or backward pass computes on
+    /// the way: its output unless it makes larger ones (a convolution's columns, an
+    /// embedding's one-hot gradient). The checker bounds a batch of it, so that no size the
+    /// compiler computes wraps.
+    fn work(&self, inputs: &[&[u64]], out: &[u64]) -> u64 {
+        inputs.iter().map(|i| saturating_product(*i)).chain([saturating_product(out)]).max().unwrap_or(0)
+    }
+
     /// How `then shrink` sees its units (the entries of a vector, the channels of an image).
     fn units(&self) -> Units {
         Units::PerUnit
