@@ -200,7 +200,7 @@ impl FolderLock {
                 Err(RunError::new(
                     Code::FolderInUse,
                     format!(
-                        "{} is in use by another run{}",
+                        "{} is in use by another run or sweep{}",
                         dir.display(),
                         if holder.is_empty() { String::new() } else { format!(" (process {holder})") }
                     ),
