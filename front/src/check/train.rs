@@ -152,24 +152,20 @@ fn batch_fits(sink: &mut Sink, t: &TrainDef, m: &Model, batch: u64) -> bool {
     }
     let largest = &m.nodes[i];
     let numel = largest.shape.iter().product::<u64>();
-    let what = if work(i) > numel {
+    let name = largest.binding.as_deref().unwrap_or(largest.layer.name());
+    let message = if work(i) > numel {
         format!(
-            "`{}` would compute on {} values per sample on the way",
-            largest.binding.as_deref().unwrap_or(largest.layer.name()),
+            "a batch of {batch} makes `{name}` compute on {} values per sample on the way: too large for this machine to hold",
             work(i)
         )
     } else {
         format!(
-            "`{}` {}",
-            largest.binding.as_deref().unwrap_or(largest.layer.name()),
+            "a batch of {batch} makes `{name}` {} too large for this machine to hold",
             fmt_shape(&[&[batch][..], &largest.shape].concat())
         )
     };
-    let mut d = Diagnostic::error(
-        Code::BadDimension,
-        format!("a batch of {batch}: {what}, too large for this machine to hold"),
-    )
-    .label(largest.span, format!("{} per sample", fmt_shape(&largest.shape)));
+    let mut d = Diagnostic::error(Code::BadDimension, message)
+        .label(largest.span, format!("{} per sample", fmt_shape(&largest.shape)));
     if let Some(span) = batch_span(t) {
         d = d.label(span, format!("a batch of {batch}"));
     }

@@ -116,8 +116,7 @@ impl Layer for Conv2d {
     }
     /// The columns: output pixels × kernel² × input channels.
     fn work(&self, inputs: &[&[u64]], out: &[u64]) -> u64 {
-        saturating_product(&[out[1], out[2], self.kernel, self.kernel, inputs[0][0], 1])
-            .max(saturating_product(inputs[0]))
+        saturating_product(&[out[1], out[2], self.kernel, self.kernel, inputs[0][0]]).max(saturating_product(out))
     }
     fn flops(&self, inputs: &[&[u64]], out: &[u64]) -> u64 {
         saturating_product([2, inputs[0][0], self.kernel, self.kernel].iter().chain(out))

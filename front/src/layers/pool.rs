@@ -75,7 +75,7 @@ fn build(b: &mut Build, max: bool) -> Option<LayerRef> {
 impl Layer for Pool {
     /// The windows: output pixels × window² × channels.
     fn work(&self, inputs: &[&[u64]], out: &[u64]) -> u64 {
-        saturating_product(&[out[1], out[2], self.size, self.size, inputs[0][0]]).max(saturating_product(inputs[0]))
+        saturating_product(&[out[1], out[2], self.size, self.size, inputs[0][0]]).max(saturating_product(out))
     }
     fn name(&self) -> &'static str {
         if self.max {
