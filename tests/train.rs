@@ -1120,3 +1120,70 @@ train m on d {
         "{compiled:?}"
     );
 }
+
+/// Conv → batch norm → relu with padded convs, filters pruned by Group-HS and shrunk: each
+/// pruned filter takes its bias and its batch norm's γ and β with it, so every zeroed
+/// filter is removed (the same spec without that coupling kept them all: batch norm's β
+/// is a constant a padded conv cannot fold). The prune says what it removed (the run's
+/// output and report.json), model.hoyer is written, and the density is one figure: of the
+/// parameters (batch norm's running statistics are buffers), the same in the epoch line,
+/// metrics.jsonl and the final table.
+#[test]
+fn conv_batch_norm_filters_prune_and_shrink_together() {
+    let spec = common::Scratch::file(
+        "conv-bn-shrink.hoyer",
+        "data blobs = synthetic(classes = 4, train = 800, test = 200, noise = 1.0, seed = 3)
+model net(x: f32[1, 8, 8]) {
+    conv1 = conv2d(x, 8, kernel = 3, padding = 1)
+    bn1 = batchnorm(conv1) |> relu
+    conv2 = conv2d(bn1, 16, kernel = 3, padding = 1)
+    bn2 = batchnorm(conv2) |> relu
+    fc = dense(flatten(bn2), 4)
+    return fc
+}
+train net on blobs {
+    batch 50
+    seed 1
+    phase sparsify { epochs 6  optimizer adam(lr = 1e-2)  penalty 3e-2 * group_hs(conv*.weight, 0) }
+    prune filters below 0.5 on conv*.weight, then shrink
+    phase finetune { epochs 2  optimizer adam(lr = 1e-3)  masks frozen }
+}
+",
+    );
+    let out = out_dir("conv-bn-shrink");
+    let (code, _, err) =
+        common::hoyerc_in(Path::new("."), &["run", spec.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let prune = &report["prunes"][0];
+    assert_eq!(prune["step"], "prune.1", "{report}");
+    let zeroed = |t: usize| prune["tensors"][t]["groups_zeroed"].as_u64().unwrap();
+    let (z1, z2) = (zeroed(0), zeroed(1));
+    assert!(z1 > 0 && z2 > 0, "nothing was pruned: {prune}");
+    assert_eq!(
+        prune["coupled"],
+        serde_json::json!(["conv1.bias", "bn1.weight", "bn1.bias", "conv2.bias", "bn2.weight", "bn2.bias"])
+    );
+    for t in prune["tensors"].as_array().unwrap() {
+        assert!(t["largest_removed"].as_f64().unwrap() < 0.5 && t["smallest_kept"].as_f64().unwrap() >= 0.5, "{t}");
+    }
+    assert!(err.contains(&format!("conv1.weight: {z1} of 8 groups zeroed")), "{err}");
+    // Every zeroed filter went.
+    assert_eq!(report["shrink"][0]["architecture"], format!("1-{}-{}-4", 8 - z1, 16 - z2), "{report}");
+    assert_eq!(report["shrink"][0]["kept"], serde_json::json!([]));
+    assert!(out.join("model.hoyer").is_file());
+    // One density: the parameters' nonzeros over the spec's 5,396 parameters.
+    let last = metrics(&out).last().cloned().unwrap();
+    let final_report = &report["final"];
+    let nonzeros = final_report["nonzeros"].as_u64().unwrap() as f64;
+    assert!((last["density"].as_f64().unwrap() - nonzeros / 5396.0).abs() < 1e-12, "{last} vs {final_report}");
+    assert!(final_report["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| !t["name"].as_str().unwrap().contains("running")));
+    let (code, table, _) = common::hoyerc_in(Path::new("."), &["report", out.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(!table.contains("running_var") && table.contains(&format!("{}", nonzeros as u64)), "{table}");
+}

@@ -31,6 +31,9 @@ pub struct Shrunk {
     pub weights: Weights,
     /// For each node, the original indices of the units it keeps along its first axis.
     pub kept: Vec<Vec<usize>>,
+    /// Per layer whose zeroed rows (filters, neurons) stay, how many and why:
+    /// `conv3: 27 zeroed filters stay: ...`.
+    pub notes: Vec<String>,
 }
 
 /// Units of each node along its first axis: a vector's entries, an image's channels.
@@ -122,6 +125,41 @@ fn spaces(model: &Model) -> Vec<usize> {
     (0..parent.len()).map(|i| root(&mut parent, i)).collect()
 }
 
+/// The per-unit parameters that go with the rows of layer weight `weight` (a convolution's
+/// filters, a dense layer's neurons): the layer's own bias, and the per-channel parameters of
+/// the per-unit layers that follow it alone (batch norm's γ and β). A structural prune of a
+/// row zeroes them with it, as Torch-Pruning's dependency groups do: the unit's output is then
+/// exactly zero, which every reader folds (a padded convolution's border sees zeros too), so
+/// `then shrink` removes it.
+pub fn coupled_with_rows(model: &Model, weight: &str) -> Vec<String> {
+    let Some(p) = model.param(weight) else { return vec![] };
+    let start = p.node;
+    if !is_layer(&model.nodes[start]) || p.suffix != "weight" {
+        return vec![];
+    }
+    let width = units(&model.nodes[start]) as u64;
+    let per_unit = |node: usize| {
+        model
+            .params
+            .iter()
+            .filter(move |q| q.node == node && q.trainable() && q.shape == [width])
+            .map(|q| q.name.clone())
+    };
+    let mut out: Vec<String> = per_unit(start).filter(|n| n != weight).collect();
+    let mut at = start;
+    loop {
+        let readers: Vec<usize> = (0..model.nodes.len()).filter(|&i| model.nodes[i].inputs.contains(&at)).collect();
+        let [next] = readers[..] else { break };
+        let node = &model.nodes[next];
+        if node.layer.units() != Units::PerUnit || node.inputs.len() != 1 || node.shape.first() != Some(&width) {
+            break;
+        }
+        out.extend(per_unit(next));
+        at = next;
+    }
+    out
+}
+
 /// The spaces (of `spaces`) whose units are never removed: the logits, the input, and both
 /// sides of whatever mixes or places units by position (layer norm, an option-A shortcut).
 fn whole_spaces(model: &Model, space: &[usize]) -> Vec<usize> {
@@ -202,6 +240,8 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
         }
     };
     whole(&mut keep);
+    // Why a unit is needed where it is a constant: the reader that cannot fold it.
+    let mut why: HashMap<(usize, usize), String> = HashMap::new();
     loop {
         let mut next: Vec<Vec<bool>> = model.nodes.iter().map(|nd| vec![false; units(nd)]).collect();
         whole(&mut next);
@@ -217,6 +257,14 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
                         let folds = |x: f32| x == 0.0 || (bias(i).is_some() && !padded(node));
                         if !constant[j][c].is_some_and(folds) {
                             next[s][c] = true;
+                            if let Some(x) = constant[j][c] {
+                                let reader = node.name.as_deref().unwrap_or("a layer");
+                                let cannot =
+                                    if padded(node) { "its padding sees zeros there" } else { "it has no bias" };
+                                why.entry((s, c)).or_insert_with(|| {
+                                    format!("each outputs a constant ({x:.3e}, a bias or a batch-norm shift) that `{reader}` cannot fold: {cannot}")
+                                });
+                            }
                         }
                     }
                 }
@@ -275,7 +323,8 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
         .filter_map(|i| Some((model.nodes[i].name.clone()?, kept[i].len() as u64)))
         .collect();
     let new = with_widths(model, &widths)?;
-    let mut shrunk = Shrunk { model: new, weights: Weights::new(), kept };
+    let notes = kept_notes(model, weights, &rows, &space, &keep, &whole_spaces, &why);
+    let mut shrunk = Shrunk { model: new, weights: Weights::new(), kept, notes };
     for (i, node) in model.nodes.iter().enumerate() {
         if !is_layer(node) {
             continue;
@@ -309,6 +358,53 @@ pub fn shrink(model: &Model, weights: &Weights) -> Result<Shrunk, String> {
         }
     }
     Ok(shrunk)
+}
+
+/// For each layer, its zeroed rows that stay, and why (the first reason found).
+fn kept_notes(
+    model: &Model,
+    weights: &Weights,
+    rows: &HashMap<usize, Rows>,
+    space: &[usize],
+    keep: &[Vec<bool>],
+    whole_spaces: &[usize],
+    why: &HashMap<(usize, usize), String>,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (i, node) in model.nodes.iter().enumerate().filter(|(_, n)| is_layer(n)) {
+        let w = &rows[&i];
+        let inputs = units(&model.nodes[node.inputs[0]]);
+        let stay: Vec<usize> =
+            (0..units(node)).filter(|&u| keep[space[i]][u] && !(0..inputs).any(|c| w.reads(u, c))).collect();
+        let Some(&first) = stay.first() else { continue };
+        // What goes with these rows (`coupled_with_rows`, the layer's own bias aside) and is
+        // not zero there: batch norm's γ or β, so the channel still varies or is a constant.
+        let own_bias = format!("{}.bias", node.name.as_deref().unwrap_or(""));
+        let alive: Vec<String> = coupled_with_rows(model, &format!("{}.weight", node.name.as_deref().unwrap_or("")))
+            .into_iter()
+            .filter(|c| *c != own_bias)
+            .filter(|c| weights.get(c).is_some_and(|v| stay.iter().any(|&u| v.get(u).is_some_and(|&x| x != 0.0))))
+            .collect();
+        let reason = if whole_spaces.contains(&space[i]) {
+            "their channels are kept whole (the logits, or a residual stream across a shortcut or layer norm)"
+                .to_string()
+        } else if let Some(r) = stay.iter().find_map(|&u| why.get(&(space[i], u))) {
+            r.clone()
+        } else if !alive.is_empty() {
+            let names: Vec<String> = alive.iter().map(|a| format!("`{a}`")).collect();
+            format!(
+                "{} still not zero there, so their channels are not zero (a group prune of these rows zeroes them too)",
+                names.join(", ")
+            )
+        } else if keep[space[i]].iter().filter(|&&k| k).count() == 1 && stay.len() == 1 && first == 0 {
+            "a layer keeps at least one unit".to_string()
+        } else {
+            "another layer adds to their channels (a residual branch that is not zero there)".to_string()
+        };
+        let what = if node.shape.len() == 3 { "filters" } else { "neurons" };
+        notes.push(format!("`{}`: {} zeroed {what} stay: {reason}", node.name.as_deref().unwrap_or("?"), stay.len()));
+    }
+    notes
 }
 
 /// `model` with its dense and conv layers `widths[name]` units wide (the others as they

@@ -145,6 +145,13 @@ fn constants_a_reader_cannot_fold_stay() {
     w.get_mut("fc1.bias").unwrap()[0] = 0.9;
     let (s, _) = same_logits(&m, &w);
     assert_eq!(outs(&s), vec![4, 3]);
+    // The shrink says which stayed and why.
+    let notes = shrink(&m, &w).unwrap().notes;
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].starts_with("`fc1`: 1 zeroed neurons stay") && notes[0].contains("`fc2` cannot fold: it has no bias"),
+        "{notes:?}"
+    );
 
     let body = "    c1 = conv2d(x, 3, kernel = 3) |> relu\n    c2 = conv2d(c1, 2, kernel = 3, padding = 1) |> relu\n    f = flatten(c2)\n    fc = dense(f, 3)\n    return fc";
     let m = model(body, "1, 6, 6");
@@ -153,6 +160,11 @@ fn constants_a_reader_cannot_fold_stay() {
     w.get_mut("c1.bias").unwrap()[2] = 0.3;
     let (s, _) = same_logits(&m, &w);
     assert_eq!(outs(&s)[0], 3, "the constant channel under a padded conv stays");
+    let notes = shrink(&m, &w).unwrap().notes;
+    assert!(
+        notes.iter().any(|n| n.starts_with("`c1`: 1 zeroed filters stay") && n.contains("its padding sees zeros")),
+        "{notes:?}"
+    );
     // A zero constant (bias 0) is no contribution at all: it goes even there.
     w.get_mut("c1.bias").unwrap()[2] = 0.0;
     let (s, _) = same_logits(&m, &w);
@@ -252,4 +264,35 @@ fn a_models_spec_text_checks_to_the_same_model() {
         assert_eq!(layers(back), layers(&m), "{text}");
         assert_eq!(params(back), params(&m), "{text}");
     }
+}
+
+/// A filter, its bias and its batch norm's γ and β are one group (`coupled_with_rows`): with
+/// all of them zero, the channel is exactly zero after batch norm and relu, which a padded
+/// conv folds, so the filter goes; with only the filter zero, batch norm still gives the
+/// channel its γ and β, and it stays, saying so.
+#[test]
+fn a_filter_goes_with_its_batch_norm() {
+    let body = "    c1 = conv2d(x, 3, kernel = 3)\n    b1 = batchnorm(c1) |> relu\n    c2 = conv2d(b1, 2, kernel = 3, padding = 1)\n    b2 = batchnorm(c2) |> relu\n    fc = dense(flatten(b2), 3)\n    return fc";
+    let m = model(body, "1, 6, 6");
+    assert_eq!(hoyer_compiler::shrink::coupled_with_rows(&m, "c1.weight"), vec!["c1.bias", "b1.weight", "b1.bias"]);
+    assert_eq!(hoyer_compiler::shrink::coupled_with_rows(&m, "c2.weight"), vec!["c2.bias", "b2.weight", "b2.bias"]);
+    assert!(hoyer_compiler::shrink::coupled_with_rows(&m, "fc.weight").contains(&"fc.bias".to_string()));
+    let mut w = weights(&m);
+    zero_row(&mut w, "c1.weight", 1, 9);
+    w.get_mut("c1.bias").unwrap()[1] = 0.0;
+    let (s, _) = same_logits(&m, &w);
+    assert_eq!(outs(&s)[0], 3, "batch norm's β alone keeps the channel");
+    let notes = shrink(&m, &w).unwrap().notes;
+    assert!(
+        notes.iter().any(
+            |n| n.starts_with("`c1`: 1 zeroed filters stay") && n.contains("`b1.weight`, `b1.bias` still not zero")
+        ),
+        "{notes:?}"
+    );
+    for name in ["b1.weight", "b1.bias"] {
+        w.get_mut(name).unwrap()[1] = 0.0;
+    }
+    let (s, _) = same_logits(&m, &w);
+    assert_eq!(outs(&s)[0], 2, "the filter goes with its batch norm");
+    assert!(shrink(&m, &w).unwrap().notes.is_empty());
 }

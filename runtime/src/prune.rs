@@ -10,27 +10,114 @@ pub struct Target<'a> {
     pub mask: &'a mut Vec<f32>,
 }
 
-/// Updates the masks of `targets` by `criterion` (at `target` sparsity, for sparsity rules).
-pub fn prune(criterion: &PruneCriterion, targets: &mut [Target]) {
-    match *criterion {
-        PruneCriterion::Magnitude { threshold } => {
-            for t in targets.iter_mut() {
-                below(t, threshold);
+/// What a prune did to one tensor: what it zeroed, by which threshold, and how close the
+/// kept and the removed came to it (|w| for weights, ‖g‖₂ for groups).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pruned {
+    /// Elements zeroed by this prune (not counting those zero before).
+    pub zeroed: u64,
+    pub numel: u64,
+    /// For group prunes: groups zeroed by this prune, and groups in all.
+    pub groups: Option<(u64, u64)>,
+    /// The threshold used (for sparsity targets, the magnitude the cut fell at).
+    pub threshold: f64,
+    /// The smallest magnitude (or group norm) kept, and the largest removed.
+    pub smallest_kept: Option<f64>,
+    pub largest_removed: Option<f64>,
+}
+
+impl Pruned {
+    fn new(t: &Target, before: &[f32], threshold: f64) -> Pruned {
+        let zeroed = t.mask.iter().zip(before).filter(|(m, b)| **m == 0.0 && **b != 0.0).count() as u64;
+        let (mut kept, mut removed) = (None::<f64>, None::<f64>);
+        for ((&m, &b), &w) in t.mask.iter().zip(before).zip(t.values) {
+            let a = (w as f64).abs();
+            if m != 0.0 {
+                kept = Some(kept.map_or(a, |k| k.min(a)));
+            } else if b != 0.0 {
+                removed = Some(removed.map_or(a, |r| r.max(a)));
             }
         }
-        PruneCriterion::StdRatio { ratio } => {
-            for t in targets.iter_mut() {
-                let threshold = ratio * std(t.values);
-                below(t, threshold);
-            }
-        }
-        PruneCriterion::Sparsity { target, global } => to_sparsity(targets, target, global),
-        PruneCriterion::Groups { kind, threshold } => {
-            for t in targets.iter_mut() {
-                groups(t, kind, threshold);
-            }
+        Pruned {
+            zeroed,
+            numel: t.values.len() as u64,
+            groups: None,
+            threshold,
+            smallest_kept: kept,
+            largest_removed: removed,
         }
     }
+
+    /// `fc1.weight: 12,345 of 235,200 zeroed (5.2%) below 0.031; smallest kept 0.0312,
+    /// largest removed 0.0309`.
+    pub fn line(&self, name: &str) -> String {
+        let what = match self.groups {
+            Some((g, of)) => format!("{g} of {of} groups zeroed ({} weights)", self.zeroed),
+            None => format!(
+                "{} of {} zeroed ({:.1}%)",
+                self.zeroed,
+                self.numel,
+                100.0 * self.zeroed as f64 / self.numel.max(1) as f64
+            ),
+        };
+        let near = |label: &str, v: Option<f64>| v.map_or(String::new(), |v| format!(", {label} {v:.4e}"));
+        format!(
+            "{name}: {what} below {:.4e}{}{}",
+            self.threshold,
+            near("smallest kept", self.smallest_kept),
+            near("largest removed", self.largest_removed)
+        )
+    }
+
+    pub fn to_json(&self, name: &str) -> serde_json::Value {
+        serde_json::json!({
+            "tensor": name,
+            "zeroed": self.zeroed,
+            "numel": self.numel,
+            "groups_zeroed": self.groups.map(|g| g.0),
+            "groups": self.groups.map(|g| g.1),
+            "threshold": self.threshold,
+            "smallest_kept": self.smallest_kept,
+            "largest_removed": self.largest_removed,
+        })
+    }
+}
+
+/// Updates the masks of `targets` by `criterion` (at `target` sparsity, for sparsity rules);
+/// what it did to each.
+pub fn prune(criterion: &PruneCriterion, targets: &mut [Target]) -> Vec<Pruned> {
+    let before: Vec<Vec<f32>> = targets.iter().map(|t| t.mask.clone()).collect();
+    let thresholds: Vec<f64> = match *criterion {
+        PruneCriterion::Magnitude { threshold } => targets
+            .iter_mut()
+            .map(|t| {
+                below(t, threshold);
+                threshold
+            })
+            .collect(),
+        PruneCriterion::StdRatio { ratio } => targets
+            .iter_mut()
+            .map(|t| {
+                let threshold = ratio * std(t.values);
+                below(t, threshold);
+                threshold
+            })
+            .collect(),
+        PruneCriterion::Sparsity { target, global } => to_sparsity(targets, target, global),
+        PruneCriterion::Groups { kind, threshold } => {
+            let mut out = Vec::new();
+            for (t, b) in targets.iter_mut().zip(&before) {
+                let g = groups(t, kind, threshold);
+                let mut p = Pruned::new(t, b, threshold);
+                p.groups = Some((g.zeroed, g.total));
+                p.smallest_kept = g.smallest_kept;
+                p.largest_removed = g.largest_removed;
+                out.push(p);
+            }
+            return out;
+        }
+    };
+    targets.iter().zip(&before).zip(thresholds).map(|((t, b), th)| Pruned::new(t, b, th)).collect()
 }
 
 /// The population standard deviation (no Bessel correction), as the reference code's
@@ -52,8 +139,9 @@ fn below(t: &mut Target, threshold: f64) {
     }
 }
 
-/// Zeroes the smallest |w| until `target` of the weights are zero, per tensor or across all.
-pub fn to_sparsity(targets: &mut [Target], target: f64, global: bool) {
+/// Zeroes the smallest |w| until `target` of the weights are zero, per tensor or across all;
+/// for each tensor, the magnitude the cut fell at (the largest |w| zeroed).
+pub fn to_sparsity(targets: &mut [Target], target: f64, global: bool) -> Vec<f64> {
     if global {
         let mut all: Vec<(f32, usize, usize)> = Vec::new();
         for (ti, t) in targets.iter().enumerate() {
@@ -69,50 +157,74 @@ pub fn to_sparsity(targets: &mut [Target], target: f64, global: bool) {
         for &(_, ti, i) in &all[..k.min(all.len())] {
             targets[ti].mask[i] = 0.0;
         }
+        let cut = all[..k.min(all.len())].last().map_or(0.0, |a| a.0 as f64);
+        vec![cut; targets.len()]
     } else {
-        for t in targets.iter_mut() {
-            let mut order: Vec<usize> = (0..t.values.len()).collect();
-            let key = |i: usize| if t.mask[i] == 0.0 { 0.0 } else { t.values[i].abs() };
-            order.sort_by(|&a, &b| key(a).total_cmp(&key(b)));
-            let k = (target * order.len() as f64).round() as usize;
-            for &i in &order[..k.min(order.len())] {
-                t.mask[i] = 0.0;
-            }
-        }
+        targets
+            .iter_mut()
+            .map(|t| {
+                let mut order: Vec<usize> = (0..t.values.len()).collect();
+                let key = |i: usize| if t.mask[i] == 0.0 { 0.0 } else { t.values[i].abs() };
+                order.sort_by(|&a, &b| key(a).total_cmp(&key(b)));
+                let k = (target * order.len() as f64).round() as usize;
+                let cut = order[..k.min(order.len())].last().map_or(0.0, |&i| key(i) as f64);
+                for &i in &order[..k.min(order.len())] {
+                    t.mask[i] = 0.0;
+                }
+                cut
+            })
+            .collect()
     }
+}
+
+/// What a group prune did to one tensor.
+struct Groups {
+    zeroed: u64,
+    total: u64,
+    smallest_kept: Option<f64>,
+    largest_removed: Option<f64>,
 }
 
 /// Rows are slices along axis 0 (output neurons, filters), columns along axis 1 (inputs,
 /// channels); a group whose L2 norm is below `threshold` is zeroed whole.
-fn groups(t: &mut Target, kind: GroupKind, threshold: f64) {
+fn groups(t: &mut Target, kind: GroupKind, threshold: f64) -> Groups {
     let rows = t.shape[0] as usize;
     let cols = t.shape[1] as usize;
     let inner: usize = t.shape[2..].iter().product::<u64>() as usize;
     let at = |r: usize, c: usize, k: usize| (r * cols + c) * inner + k;
+    let mut out = Groups { zeroed: 0, total: 0, smallest_kept: None, largest_removed: None };
+    let judge = |out: &mut Groups, norm: f64, was_zero: bool| -> bool {
+        out.total += 1;
+        let remove = norm < threshold;
+        if remove && !was_zero {
+            out.zeroed += 1;
+            out.largest_removed = Some(out.largest_removed.map_or(norm, |r| r.max(norm)));
+        } else if !remove {
+            out.smallest_kept = Some(out.smallest_kept.map_or(norm, |k| k.min(norm)));
+        }
+        remove
+    };
     if matches!(kind, GroupKind::Rows | GroupKind::Groups) {
         for r in 0..rows {
-            let norm: f64 = (0..cols)
-                .flat_map(|c| (0..inner).map(move |k| (c, k)))
-                .map(|(c, k)| (t.values[at(r, c, k)] as f64).powi(2))
-                .sum::<f64>()
-                .sqrt();
-            if norm < threshold {
-                (0..cols).for_each(|c| (0..inner).for_each(|k| t.mask[at(r, c, k)] = 0.0));
+            let cells = || (0..cols).flat_map(|c| (0..inner).map(move |k| at(r, c, k)));
+            let norm: f64 = cells().map(|i| (t.values[i] as f64).powi(2)).sum::<f64>().sqrt();
+            let was_zero = cells().all(|i| t.mask[i] == 0.0);
+            if judge(&mut out, norm, was_zero) {
+                cells().for_each(|i| t.mask[i] = 0.0);
             }
         }
     }
     if matches!(kind, GroupKind::Columns | GroupKind::Groups) {
         for c in 0..cols {
-            let norm: f64 = (0..rows)
-                .flat_map(|r| (0..inner).map(move |k| (r, k)))
-                .map(|(r, k)| (t.values[at(r, c, k)] as f64).powi(2))
-                .sum::<f64>()
-                .sqrt();
-            if norm < threshold {
-                (0..rows).for_each(|r| (0..inner).for_each(|k| t.mask[at(r, c, k)] = 0.0));
+            let cells = || (0..rows).flat_map(|r| (0..inner).map(move |k| at(r, c, k)));
+            let norm: f64 = cells().map(|i| (t.values[i] as f64).powi(2)).sum::<f64>().sqrt();
+            let was_zero = cells().all(|i| t.mask[i] == 0.0);
+            if judge(&mut out, norm, was_zero) {
+                cells().for_each(|i| t.mask[i] = 0.0);
             }
         }
     }
+    out
 }
 
 #[cfg(test)]
@@ -121,7 +233,7 @@ mod tests {
 
     fn run(criterion: PruneCriterion, values: &[f32], shape: &[u64]) -> Vec<f32> {
         let mut mask = vec![1.0; values.len()];
-        prune(&criterion, &mut [Target { values, shape, mask: &mut mask }]);
+        let _ = prune(&criterion, &mut [Target { values, shape, mask: &mut mask }]);
         mask
     }
 
@@ -141,7 +253,7 @@ mod tests {
         assert_eq!(run(PruneCriterion::Sparsity { target: 0.5, global: false }, &v, &[4]), vec![1.0, 0.0, 1.0, 0.0]);
         let (a, b) = ([1.0f32, 2.0], [0.1f32, 0.2]);
         let (mut ma, mut mb) = (vec![1.0; 2], vec![1.0; 2]);
-        prune(
+        let _ = prune(
             &PruneCriterion::Sparsity { target: 0.5, global: true },
             &mut [Target { values: &a, shape: &[2], mask: &mut ma }, Target { values: &b, shape: &[2], mask: &mut mb }],
         );

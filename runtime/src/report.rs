@@ -273,12 +273,17 @@ pub fn read_metrics(dir: &std::path::Path) -> Vec<Value> {
     String::from_utf8_lossy(&text).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
-/// The sparsity of every tensor of a safetensors file's bytes, in file order.
+/// The sparsity of every parameter of a safetensors file's bytes, in file order: buffers
+/// (batch norm's running statistics and counter) are not parameters, as in PyTorch's
+/// `parameters()`, and count in no density.
 pub fn tensor_reports(model: &std::path::Path, bytes: &[u8]) -> Result<Vec<TensorReport>, String> {
     let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| format!("{} is not a safetensors file: {e}", model.display()))?;
     let mut tensors: Vec<(usize, TensorReport)> = Vec::new();
     for (name, t) in st.tensors() {
+        if hoyer_front::layers::is_buffer_name(&name) {
+            continue;
+        }
         if t.dtype() != safetensors::Dtype::F32 {
             return Err(format!("{}: `{name}` is not F32", model.display()));
         }

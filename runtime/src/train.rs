@@ -19,6 +19,7 @@ use crate::store::Store;
 use crate::{checkpoint, init, say, sayln, schedule};
 use hoyer_front::codes::Code;
 use hoyer_front::program::{Model, PhasePlan, PlanStep, Program, PrunePlan, TrainPlan};
+use hoyer_front::syntax::ast::GroupKind;
 use hoyer_ir::Role;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -302,7 +303,7 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
         program,
         plan,
         model: model.clone(),
-        original_size: spec_model.params.iter().map(|p| p.numel() as usize).sum(),
+        original_size: spec_model.parameter_count() as usize,
         backend,
         data,
         params,
@@ -322,7 +323,8 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
         reports: vec![],
         // A resumed run keeps saying what the steps before it did.
         earlier_reports: if opts.resume { earlier_reports(&opts.out_dir, plan, start.plan_step) } else { vec![] },
-        shrinks: if opts.resume { earlier_shrinks(&opts.out_dir, plan, start.plan_step) } else { vec![] },
+        shrinks: if opts.resume { earlier_steps(&opts.out_dir, "shrink", plan, start.plan_step) } else { vec![] },
+        prunes: if opts.resume { earlier_steps(&opts.out_dir, "prunes", plan, start.plan_step) } else { vec![] },
         stopped_before: false,
     };
     t.sync_to_store()?;
@@ -395,7 +397,8 @@ struct Trainer<'a> {
     plan: &'a TrainPlan,
     /// The model being trained: the spec's, or after `then shrink` the smaller one.
     model: Model,
-    /// The spec's model's parameter count (all tensors), what density is a fraction of.
+    /// The spec's model's parameter count (trainable tensors, as PyTorch's `parameters()`:
+    /// batch norm's running statistics are buffers), what density is a fraction of.
     original_size: usize,
     backend: &'a dyn Backend,
     data: Dataset,
@@ -425,6 +428,8 @@ struct Trainer<'a> {
     earlier_reports: Vec<serde_json::Value>,
     /// Each `then shrink`, as report.json records it (`shrink_record`).
     shrinks: Vec<serde_json::Value>,
+    /// Each prune of the plan: what it zeroed, per tensor (`prune::Pruned`).
+    prunes: Vec<serde_json::Value>,
     /// Whether `--stop-before` stopped the run.
     stopped_before: bool,
 }
@@ -454,7 +459,7 @@ impl Trainer<'_> {
                 }
                 PlanStep::Prune(p) => {
                     resume = None;
-                    self.prune_once(p, None);
+                    self.prune_once(Some(&names[i]), p, None);
                     if p.shrink {
                         self.shrink(&names[i])?;
                     }
@@ -500,6 +505,9 @@ impl Trainer<'_> {
         if !self.shrinks.is_empty() {
             json["shrink"] = self.shrinks.clone().into();
         }
+        if !self.prunes.is_empty() {
+            json["prunes"] = self.prunes.clone().into();
+        }
         let path = self.opts.out_dir.join("report.json");
         let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
         write_atomically(&path, (text + "\n").as_bytes())?;
@@ -527,7 +535,10 @@ impl Trainer<'_> {
 
     /// Applies `plan` to the masks (at `target` sparsity for a gradual prune) and zeroes the
     /// pruned weights.
-    fn prune_once(&mut self, plan: &PrunePlan, target: Option<f64>) {
+    /// Prunes by `plan` (at `target` sparsity for a gradual prune's step); a prune of the
+    /// plan (`step` its name) says what it removed and report.json records it, a gradual
+    /// prune's many small steps do not.
+    fn prune_once(&mut self, step: Option<&str>, plan: &PrunePlan, target: Option<f64>) {
         let criterion = match (target, &plan.criterion) {
             (Some(t), hoyer_front::program::PruneCriterion::Sparsity { global, .. }) => {
                 hoyer_front::program::PruneCriterion::Sparsity { target: t, global: *global }
@@ -536,7 +547,7 @@ impl Trainer<'_> {
         };
         let mut masks: Vec<(String, Vec<f32>)> =
             plan.tensors.iter().map(|n| (n.clone(), self.masks.get(n).to_vec())).collect();
-        {
+        let pruned = {
             let mut targets: Vec<Target> = masks
                 .iter_mut()
                 .map(|(n, m)| {
@@ -545,8 +556,52 @@ impl Trainer<'_> {
                     Target { values, shape, mask: m }
                 })
                 .collect();
-            prune::prune(&criterion, &mut targets);
+            prune::prune(&criterion, &mut targets)
+        };
+        // A pruned filter or neuron takes its bias and its batch norm's γ and β with it.
+        let rows = matches!(
+            criterion,
+            hoyer_front::program::PruneCriterion::Groups { kind: GroupKind::Rows | GroupKind::Groups, .. }
+        );
+        let mut coupled: Vec<(String, Vec<f32>)> = Vec::new();
+        if rows {
+            for (n, m) in &masks {
+                let width = self.model.param(n).map_or(1, |p| p.shape[0] as usize).max(1);
+                let per_row = m.len() / width;
+                let gone: Vec<usize> =
+                    (0..width).filter(|r| m[r * per_row..(r + 1) * per_row].iter().all(|&x| x == 0.0)).collect();
+                if gone.is_empty() {
+                    continue;
+                }
+                for c in hoyer_compiler::shrink::coupled_with_rows(&self.model, n) {
+                    let mut cm = coupled
+                        .iter()
+                        .find(|(k, _)| *k == c)
+                        .map_or_else(|| self.masks.get(&c).to_vec(), |(_, v)| v.clone());
+                    let len = cm.len();
+                    gone.iter().filter(|&&r| r < len).for_each(|&r| cm[r] = 0.0);
+                    coupled.retain(|(k, _)| *k != c);
+                    coupled.push((c, cm));
+                }
+            }
         }
+        if let Some(step) = step {
+            let lines: Vec<String> = plan.tensors.iter().zip(&pruned).map(|(n, p)| p.line(n)).collect();
+            sayln!("{step}: {}", lines.join("\n         "));
+            if !coupled.is_empty() {
+                let names: Vec<&str> = coupled.iter().map(|c| c.0.as_str()).collect();
+                sayln!(
+                    "         and with each zeroed row its bias and batch-norm scale and shift: {}",
+                    names.join(", ")
+                );
+            }
+            self.prunes.push(serde_json::json!({
+                "step": step,
+                "tensors": plan.tensors.iter().zip(&pruned).map(|(n, p)| p.to_json(n)).collect::<Vec<_>>(),
+                "coupled": coupled.iter().map(|c| c.0.clone()).collect::<Vec<_>>(),
+            }));
+        }
+        masks.extend(coupled);
         for (n, m) in masks {
             if let Some(p) = self.params.iter_mut().find(|p| p.0 == n) {
                 p.1.iter_mut().zip(&m).for_each(|(w, &k)| *w *= k);
@@ -580,7 +635,12 @@ impl Trainer<'_> {
         self.model = s.model;
         self.evaluator = Evaluator::new(self.plan.batch as usize);
         sayln!("shrink: {}  →  {}", summary_line(&before), summary_line(&self.model));
-        self.shrinks.push(shrink_record(step, &before, &self.model));
+        for note in &s.notes {
+            sayln!("        {note}");
+        }
+        let mut record = shrink_record(step, &before, &self.model);
+        record["kept"] = s.notes.clone().into();
+        self.shrinks.push(record);
         Ok(())
     }
 
@@ -689,7 +749,7 @@ impl Trainer<'_> {
                         let now = schedule::gradual_target(target, gradual, t, steps_per_epoch);
                         if now > 0.0 {
                             self.read_params(phase, epoch)?;
-                            self.prune_once(g, Some(now));
+                            self.prune_once(None, g, Some(now));
                             self.sync_to_store()?;
                         }
                     }
@@ -877,7 +937,13 @@ impl Trainer<'_> {
     /// The fraction of the spec's model's parameters that are not zero (after a shrink,
     /// the removed ones count as zeros).
     fn density(&self) -> f64 {
-        let nz: usize = self.params.iter().map(|(_, v)| v.iter().filter(|&&x| x != 0.0).count()).sum();
+        let trainable = |n: &str| self.model.param(n).is_some_and(|p| p.trainable());
+        let nz: usize = self
+            .params
+            .iter()
+            .filter(|(n, _)| trainable(n))
+            .map(|(_, v)| v.iter().filter(|&&x| x != 0.0).count())
+            .sum();
         nz as f64 / self.original_size.max(1) as f64
     }
 
@@ -888,7 +954,8 @@ impl Trainer<'_> {
         checkpoint::save(&self.opts.out_dir.join("model.safetensors"), &self.model, &self.params, &meta)?;
         let spec = self.program.model(&self.plan.model);
         let shapes = |m: &Model| m.params.iter().map(|p| p.shape.clone()).collect::<Vec<_>>();
-        if spec.is_some_and(|spec| shapes(spec) != shapes(&self.model)) {
+        // After a shrink, even one that removed nothing: the user asked for the shrunk spec.
+        if !self.shrinks.is_empty() || spec.is_some_and(|spec| shapes(spec) != shapes(&self.model)) {
             let text = format!(
                 "// {} with model `{}` as `then shrink` left it (hoyerc): the same layers, fewer units.\n\
                  // model.safetensors beside this file holds its parameters (`--init` loads them; PyTorch\n\
@@ -1002,7 +1069,10 @@ fn check_shrunk(plan: &TrainPlan, at: &Position, shrunk: bool, dir: &Path, model
     if !before {
         return Err("it holds a model narrower than the spec's, but the plan has not reached a `then shrink`".into());
     }
-    match earlier_shrinks(dir, plan, at.plan_step).last().and_then(|s| s["architecture"].as_str().map(str::to_string)) {
+    match earlier_steps(dir, "shrink", plan, at.plan_step)
+        .last()
+        .and_then(|s| s["architecture"].as_str().map(str::to_string))
+    {
         Some(recorded) if recorded != architecture(model) => Err(format!(
             "it holds a model of widths {}, but the shrink recorded in report.json left {recorded}",
             architecture(model)
@@ -1023,10 +1093,13 @@ fn earlier_reports(dir: &Path, plan: &TrainPlan, resumed_at: usize) -> Vec<serde
     phases.into_iter().filter(|p| p["phase"].as_str().is_some_and(|n| done.contains(&n))).take(done.len()).collect()
 }
 
-/// The shrinks in `dir/report.json` done by the steps before plan step `resumed_at`.
-fn earlier_shrinks(dir: &Path, plan: &TrainPlan, resumed_at: usize) -> Vec<serde_json::Value> {
+/// The records under `key` (`shrink`, `prunes`) in `dir/report.json` of the steps before plan
+/// step `resumed_at`.
+fn earlier_steps(dir: &Path, key: &str, plan: &TrainPlan, resumed_at: usize) -> Vec<serde_json::Value> {
     let done = &plan.step_names()[..resumed_at.min(plan.steps.len())];
-    crate::report::shrinks(dir)
+    crate::report::read_json(dir)
+        .and_then(|r| r[key].as_array().cloned())
+        .unwrap_or_default()
         .into_iter()
         .filter(|s| s["step"].as_str().is_some_and(|n| done.iter().any(|d| d == n)))
         .collect()

@@ -19,6 +19,9 @@ pub static DEF: LayerDef = LayerDef {
     build,
 };
 
+/// Its buffers' names, as PyTorch's `BatchNorm2d` names them.
+pub const BUFFERS: [&str; 3] = ["running_mean", "running_var", "num_batches_tracked"];
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchNorm {
     pub eps: f64,
@@ -76,9 +79,9 @@ impl Layer for BatchNorm {
         vec![
             p("weight", ParamKind::Weight, vec![c], 1.0),
             p("bias", ParamKind::Bias, vec![c], 0.0),
-            p("running_mean", ParamKind::Buffer, vec![c], 0.0),
-            p("running_var", ParamKind::Buffer, vec![c], 1.0),
-            p("num_batches_tracked", ParamKind::Buffer, vec![], 0.0),
+            p(BUFFERS[0], ParamKind::Buffer, vec![c], 0.0),
+            p(BUFFERS[1], ParamKind::Buffer, vec![c], 1.0),
+            p(BUFFERS[2], ParamKind::Buffer, vec![], 0.0),
         ]
     }
     fn batch_statistics(&self) -> bool {

@@ -277,6 +277,13 @@ pub const MAX_DIM: u64 = 1 << 31;
 /// The most elements one tensor of one sample may hold (a layer's output, a parameter).
 pub const MAX_ELEMENTS: u64 = 1 << 40;
 
+/// Whether a parameter file's tensor `name` is a buffer, not a parameter (batch norm's running
+/// statistics and counter, by PyTorch's names): for readers without the model at hand.
+pub fn is_buffer_name(name: &str) -> bool {
+    let suffix = name.rsplit('.').next().unwrap_or(name);
+    batchnorm::BUFFERS.contains(&suffix)
+}
+
 /// The product of `xs`, or `u64::MAX` past it (FLOPs of layers near the size limits).
 pub fn saturating_product<'a>(xs: impl IntoIterator<Item = &'a u64>) -> u64 {
     xs.into_iter().fold(1u64, |p, &x| p.saturating_mul(x))
