@@ -1186,4 +1186,24 @@ train net on blobs {
     let (code, table, _) = common::hoyerc_in(Path::new("."), &["report", out.to_str().unwrap()]);
     assert_eq!(code, 0);
     assert!(!table.contains("running_var") && table.contains(&format!("{}", nonzeros as u64)), "{table}");
+
+    // By fraction: half of each layer's filters, exactly, and shrunk away; by ratio, shown.
+    let text = std::fs::read_to_string(&*spec).unwrap();
+    let half = common::Scratch::file(
+        "conv-bn-half.hoyer",
+        text.replace("prune filters below 0.5 on", "prune filters to sparsity 50% on")
+            .replace("3e-2 * group_hs", "1e-3 * group_hs"),
+    );
+    let out = out_dir("conv-bn-half");
+    let (code, _, err) =
+        common::hoyerc_in(Path::new("."), &["run", half.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["shrink"][0]["architecture"], "1-4-8-4", "{report}");
+    let ratio = common::Scratch::file("conv-bn-ratio.hoyer", text.replace("below 0.5 on", "below std_ratio(0.5) on"));
+    let (code, model, err) =
+        common::hoyerc_in(Path::new("."), &["compile", ratio.to_str().unwrap(), "--emit", "model"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(model.contains("rows (filters) with norm2 < 0.5 * std of their norm2s, per tensor"), "{model}");
 }

@@ -389,8 +389,22 @@ pub enum PruneCriterion {
     /// The smallest |w| until `target` of the tensor (or of all selected tensors together,
     /// when `global`) is zero.
     Sparsity { target: f64, global: bool },
-    /// ‖group‖₂ < threshold, for rows and/or columns.
-    Groups { kind: GroupKind, threshold: f64 },
+    /// Rows and/or columns (filters, neurons; channels, inputs) by their ‖g‖₂.
+    Groups { kind: GroupKind, rule: GroupRule },
+}
+
+/// Which groups a structural prune zeroes, by their L2 norms.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GroupRule {
+    /// ‖g‖₂ < threshold.
+    Below(f64),
+    /// ‖g‖₂ < ratio · std of the tensor's group norms (population std, as `std_ratio` of
+    /// weights): the reference code's rule, on groups.
+    StdRatio(f64),
+    /// The groups of smallest ‖g‖₂ until `target` of them are zero: per tensor, or across
+    /// the selected tensors together (`globally`, ranked by ‖g‖₂ / √(elements of the group),
+    /// so that groups of different sizes compare).
+    Sparsity { target: f64, global: bool },
 }
 
 /// Zhu & Gupta's schedule: sparsity rises from 0 to the target along a cubic between the

@@ -198,13 +198,23 @@ fn prune(p: &PrunePlan) -> String {
             fmt_num(target * 100.0),
             if *global { "across the selected tensors together" } else { "per tensor" }
         ),
-        PruneCriterion::Groups { kind, threshold } => {
+        PruneCriterion::Groups { kind, rule } => {
             let groups = match kind {
                 GroupKind::Rows => "rows (filters)",
                 GroupKind::Columns => "columns (channels)",
                 GroupKind::Groups => "rows and columns (filters and channels)",
             };
-            format!("{groups} with norm2 < {}", fmt_num(*threshold))
+            match rule {
+                GroupRule::Below(t) => format!("{groups} with norm2 < {}", fmt_num(*t)),
+                GroupRule::StdRatio(r) => {
+                    format!("{groups} with norm2 < {} * std of their norm2s, per tensor", fmt_num(*r))
+                }
+                GroupRule::Sparsity { target, global } => format!(
+                    "{groups} of smallest norm2 until {}% of them are zero, {}",
+                    fmt_num(target * 100.0),
+                    if *global { "across the selected tensors together (norm2 / sqrt(size))" } else { "per tensor" }
+                ),
+            }
         }
     };
     let mut s = match &p.gradual {

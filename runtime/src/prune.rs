@@ -1,6 +1,6 @@
 //! Pruning rules: each turns weights into a 0/1 mask. A weight already masked stays masked.
 
-use hoyer_front::program::PruneCriterion;
+use hoyer_front::program::{GroupRule, PruneCriterion};
 use hoyer_front::syntax::ast::GroupKind;
 
 /// A tensor to prune: its values, its shape and its current mask.
@@ -104,17 +104,48 @@ pub fn prune(criterion: &PruneCriterion, targets: &mut [Target]) -> Vec<Pruned> 
             })
             .collect(),
         PruneCriterion::Sparsity { target, global } => to_sparsity(targets, target, global),
-        PruneCriterion::Groups { kind, threshold } => {
-            let mut out = Vec::new();
-            for (t, b) in targets.iter_mut().zip(&before) {
-                let g = groups(t, kind, threshold);
-                let mut p = Pruned::new(t, b, threshold);
-                p.groups = Some((g.zeroed, g.total));
-                p.smallest_kept = g.smallest_kept;
-                p.largest_removed = g.largest_removed;
-                out.push(p);
+        PruneCriterion::Groups { kind, ref rule } => {
+            let axes: &[usize] = match kind {
+                GroupKind::Rows => &[0],
+                GroupKind::Columns => &[1],
+                GroupKind::Groups => &[0, 1],
+            };
+            let mut results: Vec<Groups> = targets.iter().map(|_| Groups::default()).collect();
+            for &axis in axes {
+                // Every tensor's group norms along `axis`, measured before any is zeroed.
+                let norms: Vec<Vec<f64>> = targets.iter().map(|t| group_norms(t, axis)).collect();
+                let thresholds: Vec<f64> = match *rule {
+                    GroupRule::Below(t) => vec![t; targets.len()],
+                    GroupRule::StdRatio(r) => norms.iter().map(|n| r * std_f64(n)).collect(),
+                    GroupRule::Sparsity { target, global: false } => norms.iter().map(|n| cut(n, target)).collect(),
+                    GroupRule::Sparsity { target, global: true } => {
+                        // Ranked by ‖g‖₂ / √size: one cut for every tensor, scaled back to each.
+                        let scaled: Vec<f64> = targets
+                            .iter()
+                            .zip(&norms)
+                            .flat_map(|(t, n)| n.iter().map(move |x| x / (group_size(t, axis) as f64).sqrt()))
+                            .collect();
+                        let c = cut(&scaled, target);
+                        targets.iter().map(|t| c * (group_size(t, axis) as f64).sqrt()).collect()
+                    }
+                };
+                for ((t, n), (th, r)) in targets.iter_mut().zip(&norms).zip(thresholds.iter().zip(results.iter_mut())) {
+                    zero_groups(t, axis, n, *th, r);
+                    r.threshold = *th;
+                }
             }
-            return out;
+            return targets
+                .iter()
+                .zip(&before)
+                .zip(results)
+                .map(|((t, b), g)| {
+                    let mut p = Pruned::new(t, b, g.threshold);
+                    p.groups = Some((g.zeroed, g.total));
+                    p.smallest_kept = g.smallest_kept;
+                    p.largest_removed = g.largest_removed;
+                    p
+                })
+                .collect();
         }
     };
     targets.iter().zip(&before).zip(thresholds).map(|((t, b), th)| Pruned::new(t, b, th)).collect()
@@ -178,53 +209,74 @@ pub fn to_sparsity(targets: &mut [Target], target: f64, global: bool) -> Vec<f64
 }
 
 /// What a group prune did to one tensor.
+#[derive(Default)]
 struct Groups {
     zeroed: u64,
     total: u64,
+    threshold: f64,
     smallest_kept: Option<f64>,
     largest_removed: Option<f64>,
 }
 
-/// Rows are slices along axis 0 (output neurons, filters), columns along axis 1 (inputs,
-/// channels); a group whose L2 norm is below `threshold` is zeroed whole.
-fn groups(t: &mut Target, kind: GroupKind, threshold: f64) -> Groups {
-    let rows = t.shape[0] as usize;
-    let cols = t.shape[1] as usize;
-    let inner: usize = t.shape[2..].iter().product::<u64>() as usize;
-    let at = |r: usize, c: usize, k: usize| (r * cols + c) * inner + k;
-    let mut out = Groups { zeroed: 0, total: 0, smallest_kept: None, largest_removed: None };
-    let judge = |out: &mut Groups, norm: f64, was_zero: bool| -> bool {
+/// The element indices of group `g` along `axis` (0: rows, filters; 1: columns, channels).
+fn group_cells(shape: &[u64], axis: usize, g: usize) -> impl Iterator<Item = usize> {
+    let (rows, cols) = (shape[0] as usize, shape[1] as usize);
+    let inner: usize = shape[2..].iter().product::<u64>() as usize;
+    let (outer, fixed_is_row) = if axis == 0 { (cols, true) } else { (rows, false) };
+    (0..outer).flat_map(move |o| {
+        let (r, c) = if fixed_is_row { (g, o) } else { (o, g) };
+        (0..inner).map(move |k| (r * cols + c) * inner + k)
+    })
+}
+
+fn group_size(t: &Target, axis: usize) -> usize {
+    t.values.len() / (t.shape[axis] as usize).max(1)
+}
+
+/// ‖g‖₂ of every group of `t` along `axis`.
+fn group_norms(t: &Target, axis: usize) -> Vec<f64> {
+    (0..t.shape[axis] as usize)
+        .map(|g| group_cells(t.shape, axis, g).map(|i| (t.values[i] as f64).powi(2)).sum::<f64>().sqrt())
+        .collect()
+}
+
+/// Zeroes the groups along `axis` whose norm is below `threshold`; counts what it did.
+fn zero_groups(t: &mut Target, axis: usize, norms: &[f64], threshold: f64, out: &mut Groups) {
+    for (g, &norm) in norms.iter().enumerate() {
         out.total += 1;
-        let remove = norm < threshold;
-        if remove && !was_zero {
-            out.zeroed += 1;
-            out.largest_removed = Some(out.largest_removed.map_or(norm, |r| r.max(norm)));
-        } else if !remove {
+        let was_zero = group_cells(t.shape, axis, g).all(|i| t.mask[i] == 0.0);
+        if norm < threshold {
+            if !was_zero {
+                out.zeroed += 1;
+                out.largest_removed = Some(out.largest_removed.map_or(norm, |r| r.max(norm)));
+            }
+            group_cells(t.shape, axis, g).for_each(|i| t.mask[i] = 0.0);
+        } else {
             out.smallest_kept = Some(out.smallest_kept.map_or(norm, |k| k.min(norm)));
         }
-        remove
-    };
-    if matches!(kind, GroupKind::Rows | GroupKind::Groups) {
-        for r in 0..rows {
-            let cells = || (0..cols).flat_map(|c| (0..inner).map(move |k| at(r, c, k)));
-            let norm: f64 = cells().map(|i| (t.values[i] as f64).powi(2)).sum::<f64>().sqrt();
-            let was_zero = cells().all(|i| t.mask[i] == 0.0);
-            if judge(&mut out, norm, was_zero) {
-                cells().for_each(|i| t.mask[i] = 0.0);
-            }
-        }
     }
-    if matches!(kind, GroupKind::Columns | GroupKind::Groups) {
-        for c in 0..cols {
-            let cells = || (0..rows).flat_map(|r| (0..inner).map(move |k| at(r, c, k)));
-            let norm: f64 = cells().map(|i| (t.values[i] as f64).powi(2)).sum::<f64>().sqrt();
-            let was_zero = cells().all(|i| t.mask[i] == 0.0);
-            if judge(&mut out, norm, was_zero) {
-                cells().for_each(|i| t.mask[i] = 0.0);
-            }
-        }
+}
+
+/// The threshold below which `target` of `values` fall: just above the k-th smallest, so that
+/// exactly k = round(target · n) are below it (ties at the cut go together).
+fn cut(values: &[f64], target: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let k = ((target * sorted.len() as f64).round() as usize).min(sorted.len());
+    match k {
+        0 => 0.0,
+        k if k == sorted.len() => f64::INFINITY,
+        k => (sorted[k - 1] + sorted[k]) / 2.0,
     }
-    out
+}
+
+fn std_f64(v: &[f64]) -> f64 {
+    let n = v.len() as f64;
+    if n < 1.0 {
+        return 0.0;
+    }
+    let mean = v.iter().sum::<f64>() / n;
+    (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt()
 }
 
 #[cfg(test)]
@@ -265,16 +317,63 @@ mod tests {
         // [[3, 0.01], [0.01, 0.01]]: row 1 and column 1 are small.
         let v = [3.0, 0.01, 0.01, 0.01];
         assert_eq!(
-            run(PruneCriterion::Groups { kind: GroupKind::Rows, threshold: 0.1 }, &v, &[2, 2]),
+            run(PruneCriterion::Groups { kind: GroupKind::Rows, rule: GroupRule::Below(0.1) }, &v, &[2, 2]),
             vec![1.0, 1.0, 0.0, 0.0]
         );
         assert_eq!(
-            run(PruneCriterion::Groups { kind: GroupKind::Columns, threshold: 0.1 }, &v, &[2, 2]),
+            run(PruneCriterion::Groups { kind: GroupKind::Columns, rule: GroupRule::Below(0.1) }, &v, &[2, 2]),
             vec![1.0, 0.0, 1.0, 0.0]
         );
         assert_eq!(
-            run(PruneCriterion::Groups { kind: GroupKind::Groups, threshold: 0.1 }, &v, &[2, 2]),
+            run(PruneCriterion::Groups { kind: GroupKind::Groups, rule: GroupRule::Below(0.1) }, &v, &[2, 2]),
             vec![1.0, 0.0, 0.0, 0.0]
+        );
+    }
+
+    /// Groups by fraction (the smallest norms, per tensor or across tensors by norm/√size) and
+    /// by ratio to the std of the tensor's group norms; what each prune reports.
+    #[test]
+    fn groups_by_fraction_and_ratio() {
+        // Rows of norm 4, 0.5, 3, 1 (two columns each).
+        let v = [4.0, 0.0, 0.3, 0.4, 0.0, 3.0, 0.6, 0.8];
+        let rows = |rule| PruneCriterion::Groups { kind: GroupKind::Rows, rule };
+        let m = run(rows(GroupRule::Sparsity { target: 0.5, global: false }), &v, &[4, 2]);
+        assert_eq!(m, vec![1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0]);
+        // std of [4, 0.5, 3, 1] = 1.4306; 0.5 × that = 0.715: only the row of 0.5 goes.
+        let m = run(rows(GroupRule::StdRatio(0.5)), &v, &[4, 2]);
+        assert_eq!(m, vec![1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]);
+        // Across tensors, by norm/√size: rows of norm 1.5 and 0 in a [2, 2] (1.06 and 0 per
+        // √2) and one of norm 1.41 in a [1, 8] (0.5 per √8); a third of them: the zero row.
+        let (a, b) = ([1.5f32, 0.0, 0.0, 0.0], [0.5f32; 8]);
+        let (mut ma, mut mb) = (vec![1.0; 4], vec![1.0; 8]);
+        let done = prune(
+            &rows(GroupRule::Sparsity { target: 0.34, global: true }),
+            &mut [
+                Target { values: &a, shape: &[2, 2], mask: &mut ma },
+                Target { values: &b, shape: &[1, 8], mask: &mut mb },
+            ],
+        );
+        assert_eq!((ma, mb), (vec![1.0, 1.0, 0.0, 0.0], vec![1.0; 8]));
+        assert_eq!((done[0].groups, done[1].groups), (Some((1, 2)), Some((0, 1))));
+        // Two thirds: the [1, 8] row (0.5) goes before the 1.5 row (1.06).
+        let (mut ma, mut mb) = (vec![1.0; 4], vec![1.0; 8]);
+        let _ = prune(
+            &rows(GroupRule::Sparsity { target: 0.67, global: true }),
+            &mut [
+                Target { values: &a, shape: &[2, 2], mask: &mut ma },
+                Target { values: &b, shape: &[1, 8], mask: &mut mb },
+            ],
+        );
+        assert_eq!((ma, mb), (vec![1.0, 1.0, 0.0, 0.0], vec![0.0; 8]));
+        let mut m = vec![1.0; 8];
+        let done = prune(&rows(GroupRule::Below(2.0)), &mut [Target { values: &v, shape: &[4, 2], mask: &mut m }]);
+        assert_eq!(done[0].groups, Some((2, 4)));
+        let (kept, removed) = (done[0].smallest_kept.unwrap(), done[0].largest_removed.unwrap());
+        assert!((kept - 3.0).abs() < 1e-6 && (removed - 1.0).abs() < 1e-6, "{kept} {removed}");
+        assert!(
+            done[0].line("w").starts_with("w: 2 of 4 groups zeroed (4 weights) below 2.0000e0"),
+            "{}",
+            done[0].line("w")
         );
     }
 }

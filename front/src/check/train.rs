@@ -501,6 +501,29 @@ impl PhaseContext<'_> {
     }
 
     /// A pruning event; `phase` carries the phase's epochs for a prune written inside one.
+    /// That every tensor a group prune selects has rows and columns (two or more axes).
+    fn group_targets(&self, sink: &mut Sink, p: &Prune, tensors: &Option<Vec<String>>, kind_span: Span) -> Option<()> {
+        let (Some(m), Some(names)) = (self.model, tensors) else { return Some(()) };
+        let flat: Vec<&Param> = names.iter().filter_map(|n| m.param(n)).filter(|p| p.shape.len() < 2).collect();
+        let Some(first) = flat.first() else { return Some(()) };
+        let sel = p.selectors.iter().find(|s| selector::matches(&s.pattern, first)).map_or(p.span, |s| s.span);
+        let more = if flat.len() > 1 { format!(" (and {} more)", flat.len() - 1) } else { String::new() };
+        sink.push(
+            Diagnostic::error(
+                Code::BadTarget,
+                format!(
+                    "group pruning needs weights with two or more axes; `{}` has shape {}",
+                    first.name,
+                    fmt_shape(&first.shape)
+                ),
+            )
+            .label(sel, format!("selects `{}`{more}", first.name))
+            .label(kind_span, "groups are rows and columns of a weight")
+            .help("select weights only, e.g. `*.weight`"),
+        );
+        None
+    }
+
     fn prune(&self, sink: &mut Sink, p: &Prune, phase: Option<(Option<u64>, bool)>) -> Option<PrunePlan> {
         let first_word = Span::new(p.span.start, p.span.start + 5);
         match (phase.is_some(), p.gradually) {
@@ -540,53 +563,27 @@ impl PhaseContext<'_> {
         let criterion = match &p.rule {
             PruneRule::Below { groups: None, threshold } => threshold_of(sink, threshold)?,
             PruneRule::Below { groups: Some((kind, kind_span)), threshold } => {
-                if let ExprKind::Call(c) = &threshold.kind {
-                    if c.func.name == "std_ratio" {
-                        sink.push(
-                            Diagnostic::error(Code::BadThreshold, "group pruning takes a fixed threshold")
-                                .label(threshold.span, "std_ratio applies to single weights")
-                                .help(
-                                    "give the ‖group‖₂ threshold as a number, e.g. `prune rows below 0.01 on *.weight`",
-                                ),
-                        );
-                        return None;
-                    }
-                }
-                let v = number(sink, threshold, "the group threshold")?;
-                let threshold = in_range(sink, v, threshold.span, "the group threshold", Range::NonNegative)?;
-                if let (Some(m), Some(names)) = (self.model, &tensors) {
-                    let flat: Vec<&Param> =
-                        names.iter().filter_map(|n| m.param(n)).filter(|p| p.shape.len() < 2).collect();
-                    if let Some(first) = flat.first() {
-                        let sel = p
-                            .selectors
-                            .iter()
-                            .find(|s| selector::matches(&s.pattern, first))
-                            .map_or(p.span, |s| s.span);
-                        let more =
-                            if flat.len() > 1 { format!(" (and {} more)", flat.len() - 1) } else { String::new() };
-                        sink.push(
-                            Diagnostic::error(
-                                Code::BadTarget,
-                                format!(
-                                    "group pruning needs weights with two or more axes; `{}` has shape {}",
-                                    first.name,
-                                    fmt_shape(&first.shape)
-                                ),
-                            )
-                            .label(sel, format!("selects `{}`{more}", first.name))
-                            .label(*kind_span, "groups are rows and columns of a weight")
-                            .help("select weights only, e.g. `*.weight`"),
-                        );
-                        return None;
-                    }
-                }
-                PruneCriterion::Groups { kind: *kind, threshold }
+                let rule = match threshold_of(sink, threshold)? {
+                    PruneCriterion::StdRatio { ratio } => GroupRule::StdRatio(ratio),
+                    PruneCriterion::Magnitude { threshold } => GroupRule::Below(threshold),
+                    _ => return None,
+                };
+                self.group_targets(sink, p, &tensors, *kind_span)?;
+                PruneCriterion::Groups { kind: *kind, rule }
             }
-            PruneRule::ToSparsity { target, globally } => {
+            PruneRule::ToSparsity { groups, target, globally } => {
                 let v = number(sink, target, "the target sparsity")?;
                 let target = in_range(sink, v, target.span, "the target sparsity", Range::Fraction)?;
-                PruneCriterion::Sparsity { target, global: globally.is_some() }
+                match groups {
+                    None => PruneCriterion::Sparsity { target, global: globally.is_some() },
+                    Some((kind, kind_span)) => {
+                        self.group_targets(sink, p, &tensors, *kind_span)?;
+                        PruneCriterion::Groups {
+                            kind: *kind,
+                            rule: GroupRule::Sparsity { target, global: globally.is_some() },
+                        }
+                    }
+                }
             }
         };
         if p.gradually.is_some() && !matches!(criterion, PruneCriterion::Sparsity { .. }) {

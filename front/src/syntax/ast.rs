@@ -198,8 +198,8 @@ pub struct Prune {
 pub enum PruneRule {
     /// `below T` (|w| < T; T may be `std_ratio(s)`), or `rows below T` (‖group‖₂ < T).
     Below { groups: Option<(GroupKind, Span)>, threshold: Expr },
-    /// `to sparsity S [globally]`
-    ToSparsity { target: Expr, globally: Option<Span> },
+    /// `to sparsity S [globally]`, or `filters to sparsity S` (that fraction of the groups).
+    ToSparsity { groups: Option<(GroupKind, Span)>, target: Expr, globally: Option<Span> },
 }
 
 /// Which groups a structural prune measures. For a dense weight [out, in], rows are output

@@ -419,6 +419,13 @@ impl Builder {
     }
 
     fn prune(&mut self, p: Pair<Rule>) -> Option<Prune> {
+        fn group_kind(word: &str) -> GroupKind {
+            match word {
+                "rows" | "filters" => GroupKind::Rows,
+                "columns" | "channels" => GroupKind::Columns,
+                _ => GroupKind::Groups,
+            }
+        }
         let span = span_of(&p);
         let (mut gradually, mut rule, mut window, mut every, mut selectors, mut shrink) =
             (None, None, None, None, Vec::new(), None);
@@ -431,12 +438,7 @@ impl Builder {
                     let mut threshold = None;
                     for q in parts(c) {
                         if q.as_rule() == Rule::group_kind {
-                            let kind = match q.as_str() {
-                                "rows" | "filters" => GroupKind::Rows,
-                                "columns" | "channels" => GroupKind::Columns,
-                                _ => GroupKind::Groups,
-                            };
-                            groups = Some((kind, span_of(&q)));
+                            groups = Some((group_kind(q.as_str()), span_of(&q)));
                         } else {
                             threshold = self.expr(q);
                         }
@@ -444,10 +446,15 @@ impl Builder {
                     rule = Some(PruneRule::Below { groups, threshold: threshold? });
                 }
                 Rule::prune_sparsity => {
-                    let mut it = parts(c);
-                    let target = self.expr(it.next()?)?;
-                    let globally = it.next().map(|g| span_of(&g));
-                    rule = Some(PruneRule::ToSparsity { target, globally });
+                    let (mut groups, mut target, mut globally) = (None, None, None);
+                    for q in parts(c) {
+                        match q.as_rule() {
+                            Rule::group_kind => groups = Some((group_kind(q.as_str()), span_of(&q))),
+                            Rule::globally => globally = Some(span_of(&q)),
+                            _ => target = self.expr(q),
+                        }
+                    }
+                    rule = Some(PruneRule::ToSparsity { groups, target: target?, globally });
                 }
                 Rule::prune_window => {
                     let mut it = parts(c);
