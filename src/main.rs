@@ -122,6 +122,16 @@ enum Command {
         /// spec was edited since): train it again from the start, instead of refusing.
         #[arg(long)]
         rerun_changed: bool,
+        /// A number changed for every point (as for `run`), before the grid's own.
+        #[arg(long, value_name = "PATH=VALUE")]
+        set: Vec<String>,
+        /// Stop each point after this many optimizer steps (as for `run`).
+        #[arg(long)]
+        max_steps: Option<u64>,
+        /// Worker threads of each point's CPU back end (default: the cores shared among the
+        /// `--jobs`).
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
     },
     /// Training throughput of each spec's first phase on in-memory random data, and
     /// inference throughput (the evaluation forward pass).
@@ -285,6 +295,18 @@ fn run(command: Command, color: bool) -> ExitCode {
             resume,
             set,
         } => {
+            // A resume takes what run.json recorded unless told otherwise: the run's --set
+            // values and its data folder.
+            let (set, data) = match &resume {
+                Some(dir) => match hoyer_runtime::provenance::recorded_options(dir) {
+                    Some((sets, folder)) => {
+                        let set = if set.is_empty() { sets } else { set };
+                        (set, data.or(folder))
+                    }
+                    None => (set, data),
+                },
+                None => (set, data),
+            };
             let (checked, text, original) = match load_spec(&file, color, &set) {
                 Ok(c) => c,
                 Err(Outcome::Unreadable) => return ExitCode::from(2),
@@ -354,12 +376,15 @@ fn run(command: Command, color: bool) -> ExitCode {
             let labels: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
             compare_runs(&dirs, &labels, &svg, None, color)
         }
-        Command::Sweep { file, grid, jobs, out, data, init, backend, rerun_changed } => {
+        Command::Sweep { file, grid, jobs, out, data, init, backend, rerun_changed, set, max_steps, threads } => {
             let shared = PointArgs {
                 data: data.as_deref(),
                 init: init.as_deref(),
                 backend: backend.to_possible_value().map_or("auto".into(), |v| v.get_name().to_string()),
                 rerun_changed,
+                sets: set,
+                max_steps,
+                threads,
             };
             sweep(&file, &grid, jobs, out, &shared, color)
         }
@@ -487,6 +512,10 @@ struct PointArgs<'a> {
     backend: String,
     /// `--rerun-changed`: folders of another spec's runs are trained again.
     rerun_changed: bool,
+    /// `--set` values of every point, before the grid's.
+    sets: Vec<String>,
+    max_steps: Option<u64>,
+    threads: Option<usize>,
 }
 
 /// `hoyerc run` of a sweep's point into `dir`: resumed where `dir` holds a checkpoint (the
@@ -505,11 +534,14 @@ fn run_command(exe: &Path, file: &Path, dir: &Path, overrides: &[String], shared
             cmd.arg("--init").arg(init);
         }
     }
-    for s in overrides {
+    for s in shared.sets.iter().chain(overrides) {
         cmd.arg("--set").arg(s);
     }
     if let Some(d) = shared.data {
         cmd.arg("--data").arg(d);
+    }
+    if let Some(n) = shared.max_steps {
+        cmd.args(["--max-steps", &n.to_string()]);
     }
     cmd.args(["--backend", &shared.backend]);
     cmd
@@ -531,7 +563,7 @@ fn sweep(file: &Path, axes: &[String], jobs: usize, out: Option<PathBuf>, shared
     // Every point checks before anything runs: a typo in a path or value fails now.
     let (mut plan, mut spec_text) = (None, String::new());
     for p in &points {
-        match load_spec(file, color, p) {
+        match load_spec(file, color, &[shared.sets.clone(), p.clone()].concat()) {
             Ok((checked, _, original)) => {
                 plan = plan.or(checked.program.train);
                 spec_text = original;
@@ -558,11 +590,13 @@ fn sweep(file: &Path, axes: &[String], jobs: usize, out: Option<PathBuf>, shared
     };
     // A folder that holds a run of an edited spec or other `--init` weights is not this
     // sweep's result: refused, or with --rerun-changed trained again.
-    let mut folders: Vec<String> = points.iter().map(|p| sweep::folder_name(p)).collect();
-    folders.extend(branch.iter().map(|step| format!("shared-before-{step}")));
+    let with_fixed = |p: &[String]| [shared.sets.as_slice(), p].concat();
+    let mut folders: Vec<(String, Vec<String>)> =
+        points.iter().map(|p| (sweep::folder_name(p), with_fixed(p))).collect();
+    folders.extend(branch.iter().map(|step| (format!("shared-before-{step}"), with_fixed(&points[0]))));
     let stale: Vec<(String, String)> = folders
         .iter()
-        .filter_map(|name| Some((name.clone(), sweep::stale(&root.join(name), &spec_text, shared.init)?)))
+        .filter_map(|(name, sets)| Some((name.clone(), sweep::stale(&root.join(name), &spec_text, shared.init, sets)?)))
         .collect();
     if !stale.is_empty() && !shared.rerun_changed {
         let list: Vec<String> = stale.iter().map(|(name, why)| format!("{name}: {why}")).collect();
@@ -594,7 +628,7 @@ fn sweep(file: &Path, axes: &[String], jobs: usize, out: Option<PathBuf>, shared
         }
     };
     let jobs = jobs.clamp(1, points.len().max(1));
-    let threads = (hoyer_runtime::cpu::available_cores() / jobs).max(1);
+    let threads = shared.threads.unwrap_or((hoyer_runtime::cpu::available_cores() / jobs).max(1));
     if let Some(step) = &branch {
         let base = root.join(format!("shared-before-{step}"));
         if !(base.join("checkpoint.safetensors").is_file() && sweep::stopped_before(&base)) {

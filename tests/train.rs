@@ -1207,3 +1207,53 @@ train net on blobs {
     assert_eq!(code, 0, "{err}");
     assert!(model.contains("rows (filters) with norm2 < 0.5 * std of their norm2s, per tensor"), "{model}");
 }
+
+/// `--resume DIR` takes the run's `--set` values from its run.json when it gives none (no
+/// retyping), and `sweep` passes fixed `--set` values, `--max-steps` and `--threads` to every
+/// point; a point finished with other fixed values is not kept as this sweep's.
+#[test]
+fn resume_and_sweep_reuse_what_is_recorded() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = out_dir("resume-recorded");
+    let d = out.to_str().unwrap();
+    let (code, _, err) = common::hoyerc_in(
+        root,
+        &["run", "examples/quickstart.hoyer", "--set", "sparsify.epochs=2", "--max-steps", "30", "--out", d],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = common::hoyerc_in(root, &["run", "examples/quickstart.hoyer", "--resume", d]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(metrics(&out).len(), 2 + 3, "the resumed run kept sparsify.epochs=2");
+
+    let sweep = out_dir("sweep-fixed");
+    let s = sweep.to_str().unwrap();
+    let args = |epochs: &str| {
+        vec![
+            "sweep".to_string(),
+            "examples/quickstart.hoyer".into(),
+            "--grid".into(),
+            "seed=1,2".into(),
+            "--set".into(),
+            format!("sparsify.epochs={epochs}"),
+            "--max-steps".into(),
+            "60".into(),
+            "--threads".into(),
+            "1".into(),
+            "--out".into(),
+            s.into(),
+        ]
+    };
+    let run = |a: Vec<String>| common::hoyerc_in(root, &a.iter().map(String::as_str).collect::<Vec<_>>());
+    let (code, stdout, err) = run(args("1"));
+    assert_eq!(code, 0, "{stdout}{err}");
+    for p in ["seed=1", "seed=2"] {
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(sweep.join(p).join("run.json")).unwrap()).unwrap();
+        assert_eq!(r["overrides"], serde_json::json!(["sparsify.epochs=1", p]), "{p}");
+        assert_eq!(r["steps"], 60, "{p}: --max-steps reached the point");
+        assert!(r["backend"].as_str().unwrap().contains("1 thread"), "{p}: {}", r["backend"]);
+    }
+    let (code, _, err) = run(args("2"));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("E0711") && err.contains("trained with --set sparsify.epochs=1"), "{err}");
+}

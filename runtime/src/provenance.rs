@@ -98,6 +98,27 @@ pub fn read(dir: &Path) -> Result<Option<Value>, String> {
     }
 }
 
+/// The `--set` values the run in a record ran with last: its last resume's that gave any,
+/// else its start's.
+pub fn last_overrides(record: &Value) -> Vec<String> {
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    };
+    record["resumes"]
+        .as_array()
+        .and_then(|r| r.iter().rev().map(|r| strings(&r["overrides"])).find(|o| !o.is_empty()))
+        .unwrap_or_else(|| strings(&record["overrides"]))
+}
+
+/// What a resume of the run in `dir` takes from its record unless told otherwise: its
+/// `--set` values (`last_overrides`) and its data folder, where that still exists; `None`
+/// where there is no readable record (the resume then says so itself).
+pub fn recorded_options(dir: &Path) -> Option<(Vec<String>, Option<std::path::PathBuf>)> {
+    let record = read(dir).ok()??;
+    let folder = record["data"]["folder"].as_str().map(std::path::PathBuf::from).filter(|f| f.is_dir());
+    Some((last_overrides(&record), folder))
+}
+
 fn different(what: String, help: &str) -> RunError {
     RunError::new(Code::NotThisRun, what).help(help.to_string())
 }

@@ -61,8 +61,10 @@ pub fn folder_name(overrides: &[String]) -> String {
 
 /// Why the run in `dir` is not a point of this sweep any more, where it is not: it was
 /// trained from another spec (`spec_text`, compared token by token: comments and layout may
-/// change) or from other initial weights than `init` (`--init`).
-pub fn stale(dir: &Path, spec_text: &str, init: Option<&Path>) -> Option<String> {
+/// change), from other initial weights than `init` (`--init`), or with other `--set` values
+/// than `sets` (the sweep's fixed ones and the point's; for a point branched from a shared
+/// run, those its own resume gave).
+pub fn stale(dir: &Path, spec_text: &str, init: Option<&Path>, sets: &[String]) -> Option<String> {
     let stored = match crate::provenance::read(dir) {
         Ok(stored) => stored?,
         Err(e) => return Some(format!("its record cannot be read ({e})")),
@@ -70,6 +72,11 @@ pub fn stale(dir: &Path, spec_text: &str, init: Option<&Path>) -> Option<String>
     let old = stored["spec"]["text"].as_str().unwrap_or("");
     if let Some(line) = crate::provenance::changed_line(old, spec_text) {
         return Some(format!("it was trained from another spec (line {line} differs)"));
+    }
+    let ran_with = crate::provenance::last_overrides(&stored);
+    // Only where the run finished: a stopped one resumes with these values anyway.
+    if stored["outcome"] == "finished" && ran_with != sets {
+        return Some(format!("it was trained with --set {}", ran_with.join(" --set ")));
     }
     let now = init.map(crate::provenance::init_file);
     let (was, is) = (stored["init"]["crc32"].as_str(), now.as_ref().and_then(|v| v["crc32"].as_str()));
