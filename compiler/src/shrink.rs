@@ -125,39 +125,9 @@ fn spaces(model: &Model) -> Vec<usize> {
     (0..parent.len()).map(|i| root(&mut parent, i)).collect()
 }
 
-/// The per-unit parameters that go with the rows of layer weight `weight` (a convolution's
-/// filters, a dense layer's neurons): the layer's own bias, and the per-channel parameters of
-/// the per-unit layers that follow it alone (batch norm's γ and β). A structural prune of a
-/// row zeroes them with it, as Torch-Pruning's dependency groups do: the unit's output is then
-/// exactly zero, which every reader folds (a padded convolution's border sees zeros too), so
-/// `then shrink` removes it.
+/// What goes with the rows of layer weight `weight` (`Model::coupled_with_rows`).
 pub fn coupled_with_rows(model: &Model, weight: &str) -> Vec<String> {
-    let Some(p) = model.param(weight) else { return vec![] };
-    let start = p.node;
-    if !is_layer(&model.nodes[start]) || p.suffix != "weight" {
-        return vec![];
-    }
-    let width = units(&model.nodes[start]) as u64;
-    let per_unit = |node: usize| {
-        model
-            .params
-            .iter()
-            .filter(move |q| q.node == node && q.trainable() && q.shape == [width])
-            .map(|q| q.name.clone())
-    };
-    let mut out: Vec<String> = per_unit(start).filter(|n| n != weight).collect();
-    let mut at = start;
-    loop {
-        let readers: Vec<usize> = (0..model.nodes.len()).filter(|&i| model.nodes[i].inputs.contains(&at)).collect();
-        let [next] = readers[..] else { break };
-        let node = &model.nodes[next];
-        if node.layer.units() != Units::PerUnit || node.inputs.len() != 1 || node.shape.first() != Some(&width) {
-            break;
-        }
-        out.extend(per_unit(next));
-        at = next;
-    }
-    out
+    model.coupled_with_rows(weight)
 }
 
 /// The spaces (of `spaces`) whose units are never removed: the logits, the input, and both

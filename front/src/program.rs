@@ -146,6 +146,43 @@ pub struct Node {
 }
 
 impl Model {
+    /// The per-unit parameters that go with the rows of layer weight `weight` (a convolution's
+    /// filters, a dense layer's neurons): those of the per-unit layers that follow it alone
+    /// (batch norm's γ and β). A structural prune of a row zeroes them with it, as
+    /// Torch-Pruning's dependency groups do: the unit's output is then exactly zero, which
+    /// every reader folds (a padded convolution's border sees zeros too), so `then shrink`
+    /// removes it. The layer's own bias is not among them: without batch norm after it, a
+    /// zeroed row's output is its bias through the activation, which `then shrink` folds
+    /// into the next layer's bias exactly, where that layer can take it.
+    pub fn coupled_with_rows(&self, weight: &str) -> Vec<String> {
+        use crate::layers::Units;
+        let Some(p) = self.param(weight) else { return vec![] };
+        let start = p.node;
+        if !matches!(self.nodes[start].layer.units(), Units::Rows { .. }) || p.suffix != "weight" {
+            return vec![];
+        }
+        let width = self.nodes[start].shape.first().copied().unwrap_or(1);
+        let per_unit = |node: usize| {
+            self.params
+                .iter()
+                .filter(move |q| q.node == node && q.trainable() && q.shape == [width])
+                .map(|q| q.name.clone())
+        };
+        let mut out: Vec<String> = Vec::new();
+        let mut at = start;
+        loop {
+            let readers: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].inputs.contains(&at)).collect();
+            let [next] = readers[..] else { break };
+            let node = &self.nodes[next];
+            if node.layer.units() != Units::PerUnit || node.inputs.len() != 1 || node.shape.first() != Some(&width) {
+                break;
+            }
+            out.extend(per_unit(next));
+            at = next;
+        }
+        out
+    }
+
     /// The shapes of node `i`'s inputs.
     pub fn input_shapes(&self, i: usize) -> Vec<&[u64]> {
         input_shapes(&self.nodes, i)

@@ -18,7 +18,7 @@ pub fn model_summary(p: &Program) -> String {
     }
     if let Some(t) = &p.train {
         out.push('\n');
-        train(&mut out, t);
+        train(&mut out, t, p.model(&t.model));
     }
     out
 }
@@ -106,7 +106,7 @@ fn data(out: &mut String, d: &DataSet) {
     let _ = writeln!(out, "{line}");
 }
 
-fn train(out: &mut String, t: &TrainPlan) {
+fn train(out: &mut String, t: &TrainPlan, model: Option<&Model>) {
     let _ = writeln!(out, "train {} on {}", t.model, t.data);
     let _ = writeln!(out, "  batch {}, loss cross_entropy, seed {}, shuffle {}", t.batch, t.seed, t.shuffle);
     if let Some(init) = &t.init {
@@ -142,6 +142,17 @@ fn train(out: &mut String, t: &TrainPlan) {
             }
             PlanStep::Prune(pr) => {
                 let _ = writeln!(out, "  {}. {}", i + 1, prune(pr));
+                // A row prune's groups: each row with what goes with it.
+                let rows =
+                    matches!(pr.criterion, PruneCriterion::Groups { kind: GroupKind::Rows | GroupKind::Groups, .. });
+                if let Some(m) = model.filter(|_| rows) {
+                    for w in &pr.tensors {
+                        let with = m.coupled_with_rows(w);
+                        if !with.is_empty() {
+                            let _ = writeln!(out, "       a row of {w} goes with that entry of {}", with.join(", "));
+                        }
+                    }
+                }
             }
         }
     }

@@ -558,7 +558,7 @@ impl Trainer<'_> {
                 .collect();
             prune::prune(&criterion, &mut targets)
         };
-        // A pruned filter or neuron takes its bias and its batch norm's γ and β with it.
+        // A pruned filter or neuron takes its batch norm's γ and β with it.
         let rows = matches!(
             criterion,
             hoyer_front::program::PruneCriterion::Groups { kind: GroupKind::Rows | GroupKind::Groups, .. }

@@ -40,6 +40,26 @@ pub fn mnist() -> Option<std::path::PathBuf> {
     }
 }
 
+/// The Fashion-MNIST folder: $HOYER_FMNIST, else where Debian's `dataset-fashion-mnist`
+/// puts it; `None` (saying so) where neither holds it, and a failure instead where
+/// HOYER_REQUIRE_DATA=1 (CI installs the package).
+#[allow(dead_code)]
+pub fn fashion_mnist() -> Option<std::path::PathBuf> {
+    let required = std::env::var_os("HOYER_REQUIRE_DATA").is_some_and(|v| v != "0");
+    let dir = std::env::var_os("HOYER_FMNIST")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("/usr/share/datasets/fashion-mnist"));
+    if dir.join("train-labels-idx1-ubyte.gz").is_file() || dir.join("train-labels-idx1-ubyte").is_file() {
+        return Some(dir);
+    }
+    assert!(!required, "HOYER_REQUIRE_DATA is set but {} holds no Fashion-MNIST (apt install dataset-fashion-mnist, or set HOYER_FMNIST)", dir.display());
+    eprintln!(
+        "skipped: no Fashion-MNIST in {} (apt install dataset-fashion-mnist, or set HOYER_FMNIST)",
+        dir.display()
+    );
+    None
+}
+
 /// A folder `cifar` of CIFAR-10 binary batches, `records` each, labels 0..9 in turn and
 /// pixels from a formula; `change` may break one file.
 #[allow(dead_code)]
