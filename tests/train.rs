@@ -697,8 +697,9 @@ fn run_json_records_the_run() {
     assert!(r["hoyerc"].is_string());
 }
 
-/// `--resume` continues only the run the folder holds: not after the spec changed, and not
-/// without the run's `--set` options; an explicit `--set` says what changed.
+/// `--resume` continues only the run the folder holds: not after the spec changed; without
+/// `--set` it takes the run's own from run.json (no retyping), an explicit `--set` says what
+/// changed.
 #[test]
 fn resume_refuses_another_run() {
     let spec_folder = common::Scratch::dir("provenance-spec");
@@ -712,10 +713,10 @@ fn resume_refuses_another_run() {
     let (code, _, err) =
         common::hoyerc_in(Path::new("."), &["run", s, "--max-steps", "30", "--set", "batch=40", "--out", d]);
     assert_eq!(code, 0, "{err}");
-    // The run's --set is not repeated.
-    let (code, _, err) = common::hoyerc_in(Path::new("."), &["run", s, "--resume", d]);
-    assert_eq!(code, 1);
-    assert!(err.contains("E0711") && err.contains("batch=40"), "{err}");
+    // The run's --set is not repeated: taken from run.json.
+    let (code, _, err) = common::hoyerc_in(Path::new("."), &["run", s, "--resume", d, "--max-steps", "35"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(run_json(&dir)["resumes"][0]["overrides"], serde_json::json!(["batch=40"]));
     // The spec changed.
     std::fs::write(&spec, text.replace("epochs 8", "epochs 9")).unwrap();
     let (code, _, err) = common::hoyerc_in(Path::new("."), &["run", s, "--resume", d, "--set", "batch=40"]);
@@ -726,7 +727,7 @@ fn resume_refuses_another_run() {
     let (code, _, err) =
         common::hoyerc_in(Path::new("."), &["run", s, "--resume", d, "--set", "batch=40", "--max-steps", "40"]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(run_json(&dir)["resumes"].as_array().unwrap().len(), 1);
+    assert_eq!(run_json(&dir)["resumes"].as_array().unwrap().len(), 2);
 }
 
 /// `--data DIR` reads DIR or fails; it never falls back to $HOYER_DATA.

@@ -385,7 +385,9 @@ tiny!("train net on toy {\n    phase fit { epochs 2  optimizer sgd(lr = 0.1) }\n
 "`--set PATH=VALUE` changes one number written in the spec. Paths name where it is written:
 `batch`, `seed`, `checkpoint`; `PHASE.epochs`, `PHASE.lr` (the optimizer's learning rate),
 `PHASE.optimizer.ARG`, `PHASE.lr_schedule.ARG`, `PHASE.penalty` (the strength in front of a
-penalty; `PHASE.penalty.2` for the second penalty line); `PHASE.prune.sparsity`, `.from`,
+penalty; `PHASE.penalty.2` for the second penalty line), `PHASE.penalty.K.PARAM` (a number
+the K-th penalty passes to a function, by the parameter it binds: `sparsify.penalty.1.eps`
+for `soft(*.weight, 1e-3)` of `fn soft(w, eps)`); `PHASE.prune.sparsity`, `.from`,
 `.to`, `.every` for a gradual prune; `prune.K.threshold`, `prune.K.ratio` or
 `prune.K.sparsity` for the K-th prune between phases; `DATA.scale` and `DATA.ARG` for a
 data set. Only numbers that are written can be changed; the value must be a number.

@@ -9,6 +9,14 @@ use crate::syntax::ast::{Expr, ExprKind, File, Item, PhaseStmt, PruneRule, Setti
 /// Every overridable number of `file`: its path and the span of its text.
 pub fn slots(file: &File) -> Vec<(String, Span)> {
     let mut out = Vec::new();
+    // Each function's parameter names (the file's and the prelude's), which name the
+    // constants a penalty passes them.
+    let functions: std::collections::HashMap<&str, &[crate::syntax::ast::Ident]> = crate::prelude()
+        .items
+        .iter()
+        .chain(&file.items)
+        .filter_map(|i| if let Item::Fn(f) = i { Some((f.name.name.as_str(), f.params.as_slice())) } else { None })
+        .collect();
     for item in &file.items {
         match item {
             Item::Data(d) => {
@@ -60,7 +68,11 @@ pub fn slots(file: &File) -> Vec<(String, Span)> {
                                                     }
                                                 }
                                             }
-                                            "penalty" => penalties.push(leading_strength(e)),
+                                            "penalty" => {
+                                                penalties.push(leading_strength(e));
+                                                let at = format!("{name}.penalty.{}", penalties.len());
+                                                constants(&mut out, &at, e, &functions);
+                                            }
                                             key => number(&mut out, format!("{name}.{key}"), e),
                                         }
                                     }
@@ -89,6 +101,44 @@ fn number(out: &mut Vec<(String, Span)>, path: String, e: &Expr) {
     match &e.kind {
         ExprKind::Number(_) => out.push((path, e.span)),
         ExprKind::Neg(x) if matches!(x.kind, ExprKind::Number(_)) => out.push((path, e.span)),
+        _ => {}
+    }
+}
+
+/// The numbers a penalty passes to its functions, by the parameters they bind: in phase
+/// `sparsify`'s first penalty, `my_tl1(*.weight, 0.5)` of `fn my_tl1(w, a)` is
+/// `sparsify.penalty.1.a`; a named argument by its name. Two calls binding the same name
+/// share the path (a `--set` changes both).
+fn constants(
+    out: &mut Vec<(String, Span)>,
+    at: &str,
+    e: &Expr,
+    functions: &std::collections::HashMap<&str, &[crate::syntax::ast::Ident]>,
+) {
+    match &e.kind {
+        ExprKind::Call(c) => {
+            let params = functions.get(c.func.name.as_str());
+            let mut position = 0;
+            for a in &c.args {
+                let param = match &a.name {
+                    Some(n) => Some(n.name.clone()),
+                    None => {
+                        position += 1;
+                        params.and_then(|p| p.get(position - 1)).map(|p| p.name.clone())
+                    }
+                };
+                if let Some(param) = param {
+                    number(out, format!("{at}.{param}"), &a.value);
+                }
+                constants(out, at, &a.value, functions);
+            }
+        }
+        ExprKind::Binary(_, a, b) => {
+            constants(out, at, a, functions);
+            constants(out, at, b, functions);
+        }
+        ExprKind::Neg(x) => constants(out, at, x, functions),
+        ExprKind::List(xs) => xs.iter().for_each(|x| constants(out, at, x, functions)),
         _ => {}
     }
 }
@@ -245,6 +295,24 @@ train m on d {
             let want = if literal { format!("epochs {v} ") } else { format!("epochs ({v}) ") };
             assert!(text.contains(&want), "{v}: {text}");
         }
+    }
+
+    /// The constants a penalty passes to a user's regularizer (or the prelude's) have paths
+    /// named by the parameters they bind.
+    #[test]
+    fn a_regularizers_constants_have_paths() {
+        let spec = SPEC
+            .replace("penalty 2e-4 * hoyer_square(*)", "penalty 2e-4 * soft(*, 0.5) + 1e-4 * group_hs(*.weight, 1)")
+            + "fn soft(w, eps) = sum(abs(w)) / (sum(abs(w)) + eps)\n";
+        let file = crate::syntax::parse::parse(&spec).unwrap();
+        let p: Vec<String> = slots(&file).into_iter().map(|s| s.0).collect();
+        assert!(
+            p.iter().any(|x| x == "sparsify.penalty.1.eps") && p.iter().any(|x| x == "sparsify.penalty.1.axis"),
+            "{p:?}"
+        );
+        let text = apply(&spec, &file, &["sparsify.penalty.1.eps=0.25".to_string()]).unwrap();
+        assert!(text.contains("soft(*, 0.25)"), "{text}");
+        assert!(crate::check_source(&text).is_ok());
     }
 
     #[test]
