@@ -19,6 +19,7 @@ pub mod masks;
 pub mod memory;
 pub mod messages;
 pub mod plans;
+pub mod plots;
 pub mod provenance;
 pub mod prune;
 pub mod report;

@@ -161,88 +161,9 @@ impl Report {
     }
 }
 
-/// Loss, test accuracy and density per epoch, one panel each, from metrics.jsonl lines;
-/// phase changes are marked with dashed lines.
+/// `curves.svg` from metrics.jsonl's lines (`plots::curves_svg`).
 pub fn curves_svg(metrics: &[Value]) -> String {
-    let (w, h, pad) = (720.0, 200.0, 48.0);
-    let series: [(&str, &str, &str); 3] = [
-        ("train_loss", "train loss", "#1f77b4"),
-        ("test_accuracy", "test accuracy", "#2ca02c"),
-        ("density", "density", "#d62728"),
-    ];
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
-        h * 3.0
-    );
-    let n = metrics.len();
-    let x_of = |i: usize| pad + (w - 2.0 * pad) * if n > 1 { i as f64 / (n - 1) as f64 } else { 0.5 };
-    for (panel, (key, label, color)) in series.iter().enumerate() {
-        let top = panel as f64 * h;
-        let values: Vec<Option<f64>> = metrics.iter().map(|m| m[*key].as_f64()).collect();
-        let finite: Vec<f64> = values.iter().flatten().copied().filter(|v| v.is_finite()).collect();
-        let (lo, hi) = finite.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
-        let (lo, hi) = if lo.is_finite() {
-            if hi > lo {
-                (lo, hi)
-            } else {
-                (lo - 0.5, hi + 0.5)
-            }
-        } else {
-            (0.0, 1.0)
-        };
-        let y_of = |v: f64| top + h - pad / 2.0 - (h - pad) * (v - lo) / (hi - lo);
-        let _ = writeln!(svg, "<text x=\"{pad}\" y=\"{}\" font-weight=\"bold\">{label}</text>", top + 16.0);
-        let _ = writeln!(
-            svg,
-            "<line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#888\"/>",
-            top + h - pad / 2.0,
-            w - pad,
-            top + h - pad / 2.0
-        );
-        let _ = writeln!(svg, "<text x=\"2\" y=\"{}\">{}</text>", y_of(hi) + 4.0, fmt(hi));
-        let _ = writeln!(svg, "<text x=\"2\" y=\"{}\">{}</text>", y_of(lo) + 4.0, fmt(lo));
-        for i in 1..n {
-            if metrics[i]["phase"] != metrics[i - 1]["phase"] {
-                let x = (x_of(i) + x_of(i - 1)) / 2.0;
-                let _ = writeln!(
-                    svg,
-                    "<line x1=\"{x}\" y1=\"{}\" x2=\"{x}\" y2=\"{}\" stroke=\"#aaa\" stroke-dasharray=\"4 3\"/>",
-                    top + 24.0,
-                    top + h - pad / 2.0
-                );
-                if panel == 0 {
-                    let _ = writeln!(
-                        svg,
-                        "<text x=\"{}\" y=\"{}\" fill=\"#666\">{}</text>",
-                        x + 4.0,
-                        top + 36.0,
-                        metrics[i]["phase"].as_str().unwrap_or("")
-                    );
-                }
-            }
-        }
-        let points: Vec<String> = values
-            .iter()
-            .enumerate()
-            .filter_map(|(i, v)| v.filter(|v| v.is_finite()).map(|v| format!("{:.1},{:.1}", x_of(i), y_of(v))))
-            .collect();
-        let _ = writeln!(
-            svg,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
-            points.join(" ")
-        );
-    }
-    let _ = writeln!(svg, "<text x=\"{}\" y=\"{}\" fill=\"#666\">epochs 1..{n}</text>", w - 2.0 * pad, h * 3.0 - 6.0);
-    svg.push_str("</svg>\n");
-    svg
-}
-
-fn fmt(v: f64) -> String {
-    if v.abs() >= 100.0 || v == v.trunc() {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.4}")
-    }
+    crate::plots::curves_svg(metrics)
 }
 
 /// A run folder's report.json, parsed; `None` where it is missing or not JSON.
@@ -326,13 +247,20 @@ mod tests {
         assert!(r.table().contains("1/2") && r.table().contains("2/3") && r.table().contains("50.00%"));
     }
 
+    /// Four panels (loss, accuracy, penalty, density), each with its axis labels; the phase
+    /// change marked and named, and, where the density fell there, as a prune.
     #[test]
-    fn svg_draws_three_panels() {
+    fn svg_draws_four_labelled_panels() {
         let m: Vec<Value> = (0..4)
-            .map(|i| json!({"phase": if i < 2 { "a" } else { "b" }, "train_loss": 1.0 / (i + 1) as f64, "test_accuracy": 0.5 + 0.1 * i as f64, "density": 1.0}))
+            .map(|i| json!({"phase": if i < 2 { "a" } else { "b" }, "train_loss": 1.0 / (i + 1) as f64, "penalty": 0.1,
+                "test_accuracy": 0.5 + 0.1 * i as f64, "validation_accuracy": 0.55, "density": if i < 2 { 1.0 } else { 0.3 }}))
             .collect();
         let svg = curves_svg(&m);
-        assert_eq!(svg.matches("<polyline").count(), 3);
-        assert!(svg.contains("stroke-dasharray") && svg.ends_with("</svg>\n"));
+        for text in ["loss", "accuracy (%)", "penalty", "nonzero parameters (%)", "epoch", "validation", "prune → b"]
+        {
+            assert!(svg.contains(text), "{text} missing");
+        }
+        assert!(svg.contains("stroke-dasharray") || svg.matches("<polyline").count() > 4, "no phase mark");
+        assert!(svg.trim_end().ends_with("</svg>"));
     }
 }

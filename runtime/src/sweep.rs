@@ -242,99 +242,10 @@ pub fn to_json(points: &[Point]) -> Value {
     json!({ "ranked_by": if by_validation(points) { "validation_accuracy" } else { "test_accuracy" }, "runs": runs })
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
-
 /// The ranking accuracy (validation where every run has one) against nonzero parameters
 /// (log scale), every run a dot, the Pareto front joined and labelled.
 pub fn pareto_svg(points: &[Point]) -> String {
-    let (w, h, left, right, top, bottom) = (720.0, 460.0, 70.0, 200.0, 30.0, 50.0);
-    let v = by_validation(points);
-    let acc = |p: &Point| p.score(v);
-    let ok: Vec<&Point> = points.iter().filter(|p| acc(p).is_finite() && p.nonzeros > 0).collect();
-    let mut out = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n\
-         <rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n"
-    );
-    let what = if v { "validation" } else { "test" };
-    let _ =
-        writeln!(out, "<text x=\"{left}\" y=\"18\" font-size=\"13\">{what} accuracy against nonzero parameters</text>");
-    if ok.is_empty() {
-        return out + "<text x=\"70\" y=\"60\">no finished runs to draw</text>\n</svg>\n";
-    }
-    let lx = |n: u64| (n as f64).log10();
-    let (mut x0, mut x1) =
-        ok.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(lx(p.nonzeros)), b.max(lx(p.nonzeros))));
-    let (mut y0, mut y1) = ok.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(acc(p)), b.max(acc(p))));
-    // Room around the points: a tenth of each range (at least 0.1 decade, 0.1 points).
-    let (dx, dy) = (((x1 - x0) * 0.1).max(0.1), ((y1 - y0) * 0.1).max(0.001));
-    (x0, x1, y0, y1) = (x0 - dx, x1 + dx, y0 - dy, (y1 + dy).min(1.0 + dy));
-    let (pw, ph) = (w - left - right, h - top - bottom);
-    let px = |n: u64| left + (lx(n) - x0) / (x1 - x0) * pw;
-    let py = |a: f64| top + (1.0 - (a - y0) / (y1 - y0)) * ph;
-    let _ =
-        writeln!(out, "<rect x=\"{left}\" y=\"{top}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#888\"/>");
-    for k in 0..=4 {
-        let a = y0 + (y1 - y0) * k as f64 / 4.0;
-        let y = py(a);
-        let _ =
-            writeln!(out, "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{:.2}%</text>", left - 6.0, y + 4.0, a * 100.0);
-        let n = 10f64.powf(x0 + (x1 - x0) * k as f64 / 4.0).round() as u64;
-        let x = px(n.max(1));
-        let _ = writeln!(
-            out,
-            "<text x=\"{x}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-            top + ph + 16.0,
-            hoyer_front::summary::thousands(n)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">nonzero parameters (log scale)</text>",
-        left + pw / 2.0,
-        h - 12.0
-    );
-    let front = pareto(points);
-    let mut line: Vec<&Point> = points
-        .iter()
-        .zip(&front)
-        .filter(|(p, &f)| f && ok.iter().any(|q| std::ptr::eq(*q, *p)))
-        .map(|(p, _)| p)
-        .collect();
-    line.sort_by_key(|p| p.nonzeros);
-    let path: Vec<String> = line.iter().map(|p| format!("{:.1},{:.1}", px(p.nonzeros), py(acc(p)))).collect();
-    if path.len() > 1 {
-        let _ = writeln!(
-            out,
-            "<polyline points=\"{}\" fill=\"none\" stroke=\"#c33\" stroke-width=\"1.5\"/>",
-            path.join(" ")
-        );
-    }
-    for (p, &f) in points.iter().zip(&front) {
-        if !(acc(p).is_finite() && p.nonzeros > 0) {
-            continue;
-        }
-        let (x, y) = (px(p.nonzeros), py(acc(p)));
-        let (fill, r) = if f { ("#c33", 4.5) } else { ("#37a", 3.5) };
-        let _ = writeln!(
-            out,
-            "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"{r}\" fill=\"{fill}\"><title>{}: {what} {:.2}%, {} nonzero</title></circle>",
-            escape(&p.label),
-            acc(p) * 100.0,
-            p.nonzeros
-        );
-        if f {
-            let _ = writeln!(
-                out,
-                "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#c33\">{}</text>",
-                x + 7.0,
-                y + 4.0,
-                escape(&p.label)
-            );
-        }
-    }
-    out + "</svg>\n"
+    crate::plots::pareto_svg(points, by_validation(points), &pareto(points))
 }
 
 #[cfg(test)]
@@ -381,8 +292,16 @@ mod tests {
         let t = table(&pts);
         assert!(t.lines().nth(1).unwrap().starts_with("* a"), "{t}");
         let svg = pareto_svg(&pts);
-        assert_eq!(svg.matches("<circle").count(), 4);
-        assert!(svg.contains(">a</text>") && svg.contains(">b</text>") && !svg.contains(">c</text>"));
+        // Four runs and the legend's two marks; the front's runs labelled, the others not.
+        assert_eq!(svg.matches("<circle").count(), 4 + 2);
+        let label = |l: &str| svg.contains(&format!("\n{l}\n</text>"));
+        assert!(label("a") && label("b") && !label("c") && !label("d"), "{svg}");
+        assert!(
+            svg.contains("Pareto front")
+                && svg.contains("other runs")
+                && svg.contains("nonzero parameters (log scale)")
+        );
+        assert!(svg.contains("test accuracy (%)"));
     }
 
     /// Where every run has a validation accuracy, it ranks them, and the plot says so; the
