@@ -242,6 +242,10 @@ fn validation_split_is_held_out_and_reported() {
     let m = metrics(&out);
     let v = m[0]["validation_accuracy"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&v));
+    // The validation split's mean cross-entropy too (evaluation mode): finite, positive, and
+    // for a classifier past chance (4 classes: ln 4 = 1.39) below chance's.
+    let loss = m.last().unwrap()["validation_loss"].as_f64().unwrap();
+    assert!(loss > 0.0 && loss < 4f64.ln(), "{loss}");
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     assert!(report["final"]["validation_accuracy"].as_f64().is_some(), "{report}");
     // Fewer training samples: fewer steps per epoch than without the split.

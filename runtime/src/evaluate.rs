@@ -1,6 +1,7 @@
-//! Test accuracy from the resident test set, with the parameters where they are (the same
-//! store tensors the steps update): per batch, a gather and the forward pass, and the
-//! logits read back for the arg-max (the first maximum, as `torch.argmax`).
+//! Test accuracy (and the mean cross-entropy) from a resident split, with the parameters
+//! where they are (the same store tensors the steps update): per batch, a gather and the
+//! forward pass, and the logits read back for the arg-max (the first maximum, as
+//! `torch.argmax`) and the loss.
 
 use crate::backend::{Backend, Bindings, Executable};
 use crate::error::RunError;
@@ -35,8 +36,23 @@ impl Evaluator {
         test: &Resident,
         labels: &[u32],
     ) -> Result<f64, RunError> {
+        Ok(self.evaluate(plans, backend, store, model, test, labels)?.accuracy)
+    }
+
+    /// Accuracy and mean cross-entropy over `test` (evaluation mode, as PyTorch's
+    /// `model.eval()`), the loss in float64 from the logits read back.
+    pub fn evaluate(
+        &mut self,
+        plans: &Plans,
+        backend: &dyn Backend,
+        store: &mut Store,
+        model: &Model,
+        test: &Resident,
+        labels: &[u32],
+    ) -> Result<Evaluation, RunError> {
         let n = test.rows;
         let mut correct = 0usize;
+        let mut loss = 0.0f64;
         for start in (0..n).step_by(self.batch.max(1)) {
             let size = self.batch.min(n - start);
             if let std::collections::hash_map::Entry::Vacant(e) = self.forwards.entry(size) {
@@ -67,11 +83,24 @@ impl Evaluator {
                         best = j;
                     }
                 }
-                if best as u32 == labels[start + i] {
+                let label = labels[start + i] as usize;
+                if best == label {
                     correct += 1;
                 }
+                // −log softmax at the label, with the maximum subtracted.
+                let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+                let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+                loss += max + sum.ln() - row.get(label).map_or(f64::NAN, |&v| v as f64);
             }
         }
-        Ok(correct as f64 / n.max(1) as f64)
+        Ok(Evaluation { accuracy: correct as f64 / n.max(1) as f64, loss: loss / n.max(1) as f64 })
     }
+}
+
+/// What an evaluation of a split gives.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation {
+    pub accuracy: f64,
+    /// Mean cross-entropy per sample.
+    pub loss: f64,
 }

@@ -1,5 +1,5 @@
 //! The figures a run and a sweep draw, with `plotters` (its SVG back end): `curves.svg`
-//! (per epoch: train loss; test and validation accuracy; penalty; density as a step at each
+//! (per epoch: train and validation loss; test and validation accuracy; penalty; density as a step at each
 //! prune; phase changes marked and named, prunes marked) and `pareto.svg` (accuracy against
 //! nonzero parameters on a log axis, the Pareto front marked, labelled and in a legend).
 //! Text is SVG text in a sans-serif font: no font files are read.
@@ -27,7 +27,13 @@ struct Panel {
 }
 
 const PANELS: [Panel; 4] = [
-    Panel { title: "loss", y: "train loss", series: &[("train_loss", "train", BLUE)], percent: false, step: false },
+    Panel {
+        title: "loss",
+        y: "cross-entropy",
+        series: &[("train_loss", "train", BLUE), ("validation_loss", "validation", ORANGE)],
+        percent: false,
+        step: false,
+    },
     Panel {
         title: "accuracy",
         y: "accuracy (%)",

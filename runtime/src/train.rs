@@ -320,6 +320,7 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
         accuracy: None,
         validation,
         validation_accuracy: None,
+        validation_loss: None,
         reports: vec![],
         // A resumed run keeps saying what the steps before it did.
         earlier_reports: if opts.resume { earlier_reports(&opts.out_dir, plan, start.plan_step) } else { vec![] },
@@ -422,6 +423,8 @@ struct Trainer<'a> {
     /// The held-out training samples and their labels (`validation N`), and their accuracy.
     validation: Option<(Resident, Vec<u32>)>,
     validation_accuracy: Option<f64>,
+    /// Their mean cross-entropy at the last evaluation.
+    validation_loss: Option<f64>,
     /// One report per finished phase.
     reports: Vec<Report>,
     /// The reports of phases finished before a resume (from report.json).
@@ -897,6 +900,7 @@ impl Trainer<'_> {
             "penalty": penalty_sum / batches,
             "test_accuracy": accuracy,
             "validation_accuracy": self.validation_accuracy,
+            "validation_loss": self.validation_loss,
             "samples_per_sec": samples as f64 / elapsed.max(1e-9),
             "density": self.density(),
         });
@@ -918,11 +922,15 @@ impl Trainer<'_> {
         Ok(())
     }
 
-    /// Accuracy on the held-out training samples, where the spec holds some out.
+    /// Accuracy on the held-out training samples, where the spec holds some out (their mean
+    /// loss in `validation_loss`).
     fn evaluate_validation(&mut self) -> Result<Option<f64>, RunError> {
         match &self.validation {
             Some((set, labels)) => {
-                self.evaluator.accuracy(&self.plans, self.backend, &mut self.store, &self.model, set, labels).map(Some)
+                let e =
+                    self.evaluator.evaluate(&self.plans, self.backend, &mut self.store, &self.model, set, labels)?;
+                self.validation_loss = Some(e.loss);
+                Ok(Some(e.accuracy))
             }
             None => Ok(None),
         }
