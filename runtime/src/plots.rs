@@ -24,6 +24,9 @@ struct Panel {
     series: &'static [(&'static str, &'static str, RGBColor)],
     percent: bool,
     step: bool,
+    /// Where its legend goes: where curves of its kind leave room (a loss falls, an
+    /// accuracy rises).
+    legend: SeriesLabelPosition,
 }
 
 const PANELS: [Panel; 4] = [
@@ -33,6 +36,7 @@ const PANELS: [Panel; 4] = [
         series: &[("train_loss", "train", BLUE), ("validation_loss", "validation", ORANGE)],
         percent: false,
         step: false,
+        legend: SeriesLabelPosition::UpperMiddle,
     },
     Panel {
         title: "accuracy",
@@ -40,14 +44,23 @@ const PANELS: [Panel; 4] = [
         series: &[("test_accuracy", "test", GREEN), ("validation_accuracy", "validation", ORANGE)],
         percent: true,
         step: false,
+        legend: SeriesLabelPosition::LowerRight,
     },
-    Panel { title: "penalty", y: "penalty", series: &[("penalty", "penalty", PURPLE)], percent: false, step: false },
+    Panel {
+        title: "penalty",
+        y: "penalty",
+        series: &[("penalty", "penalty", PURPLE)],
+        percent: false,
+        step: false,
+        legend: SeriesLabelPosition::UpperRight,
+    },
     Panel {
         title: "density",
         y: "nonzero parameters (%)",
         series: &[("density", "density", FRONT)],
         percent: true,
         step: true,
+        legend: SeriesLabelPosition::UpperRight,
     },
 ];
 
@@ -143,7 +156,7 @@ pub fn curves_svg(metrics: &[Value]) -> String {
             if panel.series.len() > 1 {
                 let _ = chart
                     .configure_series_labels()
-                    .position(SeriesLabelPosition::LowerRight)
+                    .position(panel.legend.clone())
                     .background_style(WHITE.mix(0.8))
                     .border_style(GREY)
                     .draw();
