@@ -1298,5 +1298,18 @@ fn vgg_on_fashion_mnist_shrinks_every_pruned_filter() {
     let want = format!("1-{}-{}-{}-64-10", 8 - zeroed[0], 16 - zeroed[1], 32 - zeroed[2]);
     assert_eq!(report["shrink"][0]["architecture"], want, "{report}");
     let last = metrics(&out).last().cloned().unwrap();
-    assert!(last["test_accuracy"].as_f64().unwrap() > 0.85, "{last}");
+    let accuracy = last["test_accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.85, "{last}");
+    // Where PyTorch is installed (HOYER_TORCH_PYTHON: a python with torch and safetensors),
+    // the shrunk weights load into the equivalent nn.Module (strict) and score the same.
+    let Some(python) = std::env::var_os("HOYER_TORCH_PYTHON") else {
+        eprintln!("skipped the PyTorch half: set HOYER_TORCH_PYTHON to a python with torch and safetensors");
+        return;
+    };
+    let script = root.join("bench/vgg_in_pytorch.py");
+    let run = std::process::Command::new(python).arg(script).arg(&*out).arg(&data).output().unwrap();
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{said}{}", String::from_utf8_lossy(&run.stderr));
+    let theirs: f64 = said.split_whitespace().nth(3).and_then(|a| a.parse().ok()).unwrap_or_else(|| panic!("{said}"));
+    assert!((theirs - accuracy).abs() <= 2e-4, "PyTorch {theirs}, hoyer {accuracy}");
 }
