@@ -296,3 +296,40 @@ fn a_filter_goes_with_its_batch_norm() {
     assert_eq!(outs(&s)[0], 2, "the filter goes with its batch norm");
     assert!(shrink(&m, &w).unwrap().notes.is_empty());
 }
+
+/// The VGG example's model (conv → batch norm → relu → pool, three times, padded convs, then
+/// two dense layers): filters pruned with their batch norm's γ and β go, through the pools
+/// and `flatten`, and the logits stay. In a residual block a filter's coupling stops where
+/// its stream is read twice or added: its own batch norm goes with it, nothing beyond.
+#[test]
+fn the_vgg_example_shrinks_exactly_and_residual_coupling_stops_at_the_add() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/vgg_fmnist_group_hs.hoyer")).unwrap();
+    let checked = check_source(&text).unwrap_or_else(|d| panic!("{d:#?}"));
+    let m = checked.program.model("vgg").unwrap().clone();
+    let mut w = weights(&m);
+    for (conv, rows, per_row) in
+        [("conv1", vec![0, 5], 9), ("conv2", vec![3], 8 * 9), ("conv3", vec![1, 2, 30], 16 * 9)]
+    {
+        for &r in &rows {
+            zero_row(&mut w, &format!("{conv}.weight"), r, per_row);
+            for coupled in m.coupled_with_rows(&format!("{conv}.weight")) {
+                w.get_mut(&coupled).unwrap()[r] = 0.0;
+            }
+        }
+    }
+    let (s, _) = same_logits(&m, &w);
+    // Every zeroed filter went (and where these made-up weights give a channel batch norm
+    // maps to zero by itself, that one too: the logits say it was right to).
+    let (got, at_most) = (outs(&s), [6, 15, 29, 64, 10]);
+    assert!(got.iter().zip(at_most).all(|(&g, m)| g <= m) && got[3..] == [64, 10], "{got:?}");
+
+    let body = "    c0 = conv2d(x, 4, kernel = 3, padding = 1, bias = false)\n    n0 = batchnorm(c0) |> relu\n\
+                \x20   c1 = conv2d(n0, 4, kernel = 3, padding = 1, bias = false)\n    n1 = batchnorm(c1)\n\
+                \x20   b = relu(n0 + n1)\n    fc = dense(global_avgpool(b), 3)\n    return fc";
+    let m = model(body, "2, 5, 5");
+    assert_eq!(m.coupled_with_rows("c1.weight"), vec!["n1.weight", "n1.bias"]);
+    // c0's batch norm is its own; the stream after the relu is read by the second conv and
+    // the add, and the chain stops there.
+    assert_eq!(m.coupled_with_rows("c0.weight"), vec!["n0.weight", "n0.bias"]);
+}
