@@ -594,9 +594,13 @@ fn sweep(file: &Path, axes: &[String], jobs: usize, out: Option<PathBuf>, shared
     let mut folders: Vec<(String, Vec<String>)> =
         points.iter().map(|p| (sweep::folder_name(p), with_fixed(p))).collect();
     folders.extend(branch.iter().map(|step| (format!("shared-before-{step}"), with_fixed(&points[0]))));
+    // The --init file's size and CRC, read once (it may be large), not once per folder.
+    let init = shared.init.map(hoyer_runtime::provenance::init_file);
     let stale: Vec<(String, String)> = folders
         .iter()
-        .filter_map(|(name, sets)| Some((name.clone(), sweep::stale(&root.join(name), &spec_text, shared.init, sets)?)))
+        .filter_map(|(name, sets)| {
+            Some((name.clone(), sweep::stale(&root.join(name), &spec_text, init.as_ref(), sets)?))
+        })
         .collect();
     if !stale.is_empty() && !shared.rerun_changed {
         let list: Vec<String> = stale.iter().map(|(name, why)| format!("{name}: {why}")).collect();

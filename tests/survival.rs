@@ -86,26 +86,14 @@ fn a_resumed_report_equals_the_uninterrupted_one() {
     let spec = root().join("tests/valid/shrink.hoyer");
     // Long phases, so that a signal lands inside one.
     let sets = ["--set", "sparsify.epochs=60", "--set", "finetune.epochs=60"];
-    let start = |dir: &Path| {
-        Command::new(env!("CARGO_BIN_EXE_hoyerc"))
-            .args(["run", spec.to_str().unwrap()])
-            .args(sets)
-            .arg("--out")
-            .arg(dir)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+    // `run --out DIR` or `run --resume DIR`, with the long phases.
+    let command = |flag: &str, dir: &Path| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_hoyerc"));
+        c.args(["run", spec.to_str().unwrap()]).args(sets).arg(flag).arg(dir).stderr(Stdio::null());
+        c
     };
-    let resume = |dir: &Path| {
-        Command::new(env!("CARGO_BIN_EXE_hoyerc"))
-            .args(["run", spec.to_str().unwrap()])
-            .args(sets)
-            .arg("--resume")
-            .arg(dir)
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
-    };
+    let start = |dir: &Path| command("--out", dir).spawn().unwrap();
+    let resume = |dir: &Path| command("--resume", dir).status().unwrap();
     let whole = common::Scratch::fresh("report-whole");
     assert!(start(&whole).wait().unwrap().success());
     let want = json(&whole.join("report.json"));

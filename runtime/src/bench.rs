@@ -99,10 +99,10 @@ pub fn bench(
     }
     let secs = start.elapsed().as_secs_f64();
     let mut evaluator = crate::evaluate::Evaluator::new(batch);
-    evaluator.accuracy(&plans, backend, &mut store, model, &train, &split.y)?;
+    evaluator.evaluate(&plans, backend, &mut store, model, &train, &split.y)?;
     let start = Instant::now();
     for _ in 0..3 {
-        evaluator.accuracy(&plans, backend, &mut store, model, &train, &split.y)?;
+        evaluator.evaluate(&plans, backend, &mut store, model, &train, &split.y)?;
     }
     let inference_per_sec = (3 * n) as f64 / start.elapsed().as_secs_f64();
     let kernels = stepper

@@ -26,21 +26,9 @@ impl Evaluator {
         Evaluator { batch, forwards: HashMap::new(), gathers: HashMap::new() }
     }
 
-    /// The fraction of `test` whose largest logit is at its label (`labels` on the host).
-    pub fn accuracy(
-        &mut self,
-        plans: &Plans,
-        backend: &dyn Backend,
-        store: &mut Store,
-        model: &Model,
-        test: &Resident,
-        labels: &[u32],
-    ) -> Result<f64, RunError> {
-        Ok(self.evaluate(plans, backend, store, model, test, labels)?.accuracy)
-    }
-
-    /// Accuracy and mean cross-entropy over `test` (evaluation mode, as PyTorch's
-    /// `model.eval()`), the loss in float64 from the logits read back.
+    /// The fraction of `test` whose largest logit is at its label (`labels` on the host),
+    /// and the mean cross-entropy (evaluation mode, as PyTorch's `model.eval()`), the loss
+    /// in float64 from the logits read back.
     pub fn evaluate(
         &mut self,
         plans: &Plans,

@@ -61,10 +61,11 @@ pub fn folder_name(overrides: &[String]) -> String {
 
 /// Why the run in `dir` is not a point of this sweep any more, where it is not: it was
 /// trained from another spec (`spec_text`, compared token by token: comments and layout may
-/// change), from other initial weights than `init` (`--init`), or with other `--set` values
+/// change), from other initial weights than `init` (`--init`'s record,
+/// `provenance::init_file`, read once for every folder), or with other `--set` values
 /// than `sets` (the sweep's fixed ones and the point's; for a point branched from a shared
 /// run, those its own resume gave).
-pub fn stale(dir: &Path, spec_text: &str, init: Option<&Path>, sets: &[String]) -> Option<String> {
+pub fn stale(dir: &Path, spec_text: &str, init: Option<&Value>, sets: &[String]) -> Option<String> {
     let stored = match crate::provenance::read(dir) {
         Ok(stored) => stored?,
         Err(e) => return Some(format!("its record cannot be read ({e})")),
@@ -78,8 +79,7 @@ pub fn stale(dir: &Path, spec_text: &str, init: Option<&Path>, sets: &[String]) 
     if stored["outcome"] == "finished" && ran_with != sets {
         return Some(format!("it was trained with --set {}", ran_with.join(" --set ")));
     }
-    let now = init.map(crate::provenance::init_file);
-    let (was, is) = (stored["init"]["crc32"].as_str(), now.as_ref().and_then(|v| v["crc32"].as_str()));
+    let (was, is) = (stored["init"]["crc32"].as_str(), init.and_then(|v| v["crc32"].as_str()));
     (was != is).then(|| match (was, is) {
         (None, _) => "it was trained from its own initial weights, this sweep gives --init".to_string(),
         (_, None) => "it was trained from --init weights, this sweep gives none".to_string(),

@@ -939,7 +939,10 @@ impl Trainer<'_> {
     /// Test accuracy, with the parameters in the store.
     fn evaluate(&mut self) -> Result<f64, RunError> {
         let labels = &self.data.test.y;
-        self.evaluator.accuracy(&self.plans, self.backend, &mut self.store, &self.model, &self.test, labels)
+        Ok(self
+            .evaluator
+            .evaluate(&self.plans, self.backend, &mut self.store, &self.model, &self.test, labels)?
+            .accuracy)
     }
 
     /// The fraction of the spec's model's parameters that are not zero (after a shrink,
