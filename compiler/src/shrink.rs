@@ -102,27 +102,9 @@ impl Shrunk {
     }
 }
 
-/// Union-find over nodes: nodes whose units are the same units (a per-unit op and its input,
-/// the inputs and output of a residual add) share a space, and keep the same ones.
+/// Nodes whose units are the same units share a space (`Model::unit_spaces`).
 fn spaces(model: &Model) -> Vec<usize> {
-    fn root(parent: &mut [usize], mut i: usize) -> usize {
-        while parent[i] != i {
-            parent[i] = parent[parent[i]];
-            i = parent[i];
-        }
-        i
-    }
-    let mut parent: Vec<usize> = (0..model.nodes.len()).collect();
-    for (i, node) in model.nodes.iter().enumerate() {
-        let tied = matches!(node.layer.units(), Units::PerUnit | Units::Sum);
-        if tied {
-            for &j in &node.inputs {
-                let (a, b) = (root(&mut parent, i), root(&mut parent, j));
-                parent[a] = b;
-            }
-        }
-    }
-    (0..parent.len()).map(|i| root(&mut parent, i)).collect()
+    model.unit_spaces()
 }
 
 /// What goes with the rows of layer weight `weight` (`Model::coupled_with_rows`).

@@ -333,3 +333,54 @@ fn the_vgg_example_shrinks_exactly_and_residual_coupling_stops_at_the_add() {
     // the add, and the chain stops there.
     assert_eq!(m.coupled_with_rows("c0.weight"), vec!["n0.weight", "n0.bias"]);
 }
+
+/// Zeroes unit `u` of every member of `weight`'s unit group (`Model::unit_group`), as a
+/// coupled prune does: rows of the writers, batch norm's entries, the readers' columns.
+fn zero_unit_group(m: &Model, w: &mut Weights, weight: &str, u: usize) {
+    use hoyer_front::program::Along;
+    let g = m.unit_group(weight).unwrap();
+    let units = g.units as usize;
+    for member in &g.members {
+        let v = w.get_mut(&member.name).unwrap();
+        let n = v.len();
+        match member.along {
+            Along::Rows => v[u * n / units..(u + 1) * n / units].fill(0.0),
+            Along::Columns => {
+                let out = m.param(&member.name).unwrap().shape[0] as usize;
+                let rest = n / (out * units);
+                for r in 0..out {
+                    v[(r * units + u) * rest..(r * units + u + 1) * rest].fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// A unit group follows the dependencies of the layer graph: a filter in a plain chain is
+/// the filter, its batch norm's γ and β and the next conv's input channel; a channel of a
+/// residual stream is that channel of every layer writing the stream (the stem and each
+/// block's last conv, with their batch norms) and of every layer reading it. Zeroed as one,
+/// either goes in the shrink, exactly: the stream becomes one channel narrower.
+#[test]
+fn unit_groups_follow_batch_norm_and_residual_streams() {
+    let body = "    c0 = conv2d(x, 4, kernel = 3, padding = 1, bias = false)\n    n0 = batchnorm(c0) |> relu\n\
+                \x20   c1 = conv2d(n0, 3, kernel = 3, padding = 1, bias = false)\n    n1 = batchnorm(c1) |> relu\n\
+                \x20   c2 = conv2d(n1, 4, kernel = 3, padding = 1, bias = false)\n    n2 = batchnorm(c2)\n\
+                \x20   b = relu(n0 + n2)\n    c3 = conv2d(b, 5, kernel = 3, padding = 1)\n\
+                \x20   fc = dense(flatten(c3), 3)\n    return fc";
+    let m = model(body, "2, 5, 5");
+    let group = |w: &str| m.unit_group(w).unwrap().describe_others();
+    assert_eq!(group("c1.weight"), "n1.weight, n1.bias, c2.weight's columns");
+    assert_eq!(group("c0.weight"), "n0.weight, n0.bias, c1.weight's columns, c2.weight, n2.weight, n2.bias, c3.weight's columns");
+    // After flatten, a channel is its block of 5·5 columns of the dense layer.
+    assert_eq!(group("c3.weight"), "fc.weight's columns");
+    assert_eq!(m.unit_group("c3.weight").unwrap().shape(&m), vec![5, 4 * 9 + 3 * 25]);
+    assert!(m.unit_group("n0.weight").is_none() && m.unit_group("fc.bias").is_none());
+
+    let mut w = weights(&m);
+    zero_unit_group(&m, &mut w, "c1.weight", 2);
+    zero_unit_group(&m, &mut w, "c0.weight", 1);
+    zero_unit_group(&m, &mut w, "c3.weight", 0);
+    let (s, _) = same_logits(&m, &w);
+    assert_eq!(outs(&s), vec![3, 2, 3, 4, 3], "c0 and c2 (the stream) lose channel 1, c1 its unit 2, c3 its unit 0");
+}

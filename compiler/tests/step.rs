@@ -105,6 +105,68 @@ fn group_hs_gradient_matches_closed_form() {
     }
 }
 
+/// `coupled(...)`: Group-HS over each filter's unit group (the filter, its batch norm's γ
+/// and β, the dense layer's columns that read its channel after `flatten`), its value and
+/// gradient against the closed form over those groups; the dense layer's bias is in none.
+#[test]
+fn coupled_group_hs_covers_each_unit_group() {
+    let spec = "data d = synthetic(classes = 3, train = 30, test = 6)
+model m(x: f32[2, 4, 4]) {
+    c1 = conv2d(x, 3, kernel = 3, padding = 1, bias = false)
+    n1 = batchnorm(c1) |> relu
+    fc = dense(flatten(n1), 3)
+    return fc
+}
+train m on d { phase p { epochs 1  optimizer sgd(lr = 0.1)  penalty group_hs(coupled(c1.weight), 0) } }
+";
+    let c = check_source(spec).unwrap_or_else(|d| panic!("{d:#?}"));
+    let model = c.program.model("m").unwrap();
+    let penalties = &phases(c.program.train.as_ref().unwrap())[0].penalties;
+    let mut f = lower::lower(&c.program, model, penalties, 2).unwrap();
+    let names = ["c1.weight", "n1.weight", "n1.bias", "fc.weight", "fc.bias"];
+    let ids: Vec<_> = names.iter().map(|n| f.params.iter().find(|(p, _)| p == n).unwrap().1).collect();
+    let grads = autodiff::grad(&mut f.graph, f.penalty, &ids);
+    let mut given = HashMap::new();
+    given.insert("strength.0".to_string(), vec![1.0]);
+    let inputs = inputs_with_defaults(&f.graph, given);
+    let vals = interp::run(&f.graph, &by_role(&f.graph, &inputs), Precision::F64).unwrap();
+
+    // Unit u's cells: row u of c1.weight [3, 18], entry u of γ and β, and of fc.weight
+    // [3, 48] the columns 16u..16u+16.
+    let unit_of = |name: &str, i: usize| -> Option<usize> {
+        match name {
+            "c1.weight" => Some(i / 18),
+            "n1.weight" | "n1.bias" => Some(i),
+            "fc.weight" => Some((i % 48) / 16),
+            _ => None,
+        }
+    };
+    let (mut norms, mut total) = (vec![0.0; 3], 0.0);
+    for n in names {
+        for (i, x) in inputs[n].iter().enumerate() {
+            if let Some(u) = unit_of(n, i) {
+                norms[u] += x * x;
+                total += x * x;
+            }
+        }
+    }
+    norms.iter_mut().for_each(|v| *v = f64::sqrt(*v));
+    let s: f64 = norms.iter().sum();
+    let value = vals[f.penalty.index()][0];
+    assert!((value - s * s / total).abs() < 1e-12, "penalty {value} vs {}", s * s / total);
+    for (n, g) in names.iter().zip(&grads) {
+        let expected: Vec<f64> = inputs[*n]
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| match unit_of(n, i) {
+                Some(u) => 2.0 * s * x / norms[u] / total - 2.0 * s * s * x / (total * total),
+                None => 0.0,
+            })
+            .collect();
+        assert_close(&vals[g.index()], &expected, 1e-12, n);
+    }
+}
+
 /// A tensor pruned to zero contributes nothing and gets no gradient (not 0/0 = NaN), and a
 /// group pruned to zero passes no gradient through its norm (not 0 · ∞).
 #[test]

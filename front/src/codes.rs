@@ -306,7 +306,11 @@ tiny!("train net on toy { phase fit { epochs 1  optimizer sgd(lr = 0.1)  penalty
 
     BadTarget = "E0402", "selected tensor does not fit the operation",
 "Group pruning (rows, columns, filters, channels) needs weights with at least two axes; a
-bias has one. Select weights only, e.g. `*.weight`.",
+bias has one. Select weights only, e.g. `*.weight`. `coupled(...)` stands for the unit groups
+of dense and conv weights (each filter or neuron with its batch norm's γ and β and its
+readers' input columns): it takes layer weights, its groups are rows (axis 0 of the matrix a
+regularizer sees; `prune filters ...`), and channels are pruned or penalized on the plain
+weight.",
 tiny!("train net on toy {\n    phase fit { epochs 2  optimizer sgd(lr = 0.1) }\n    prune rows below 0.01 on *.weight\n    phase tune { epochs 1  optimizer sgd(lr = 0.01)  masks frozen }\n}\n");
 
     // ------------------------------------------------------------------ training schedule

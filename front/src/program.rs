@@ -132,6 +132,54 @@ impl Model {
     }
 }
 
+/// What goes with each unit of a layer (`Model::unit_group`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitGroup {
+    /// Units of the layer (filters, neurons).
+    pub units: u64,
+    /// The selected weight first, then the rest in model order.
+    pub members: Vec<Member>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub name: String,
+    pub along: Along,
+}
+
+/// Where a member holds the units: unit u is the u-th block of its leading axis (a layer's
+/// rows, batch norm's entries), or of its second axis (a reader's input columns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Along {
+    Rows,
+    Columns,
+}
+
+impl UnitGroup {
+    /// The group as a matrix: units, and each unit's values from every member.
+    pub fn shape(&self, model: &Model) -> Vec<u64> {
+        let width: u64 =
+            self.members.iter().filter_map(|m| model.param(&m.name)).map(|p| p.numel() / self.units.max(1)).sum();
+        vec![self.units, width]
+    }
+    /// The members other than the weight the group was asked for.
+    pub fn others(&self) -> &[Member] {
+        &self.members[1..]
+    }
+    /// `bn1.weight, bn1.bias, conv2.weight's columns`.
+    pub fn describe_others(&self) -> String {
+        let parts: Vec<String> = self
+            .others()
+            .iter()
+            .map(|m| match m.along {
+                Along::Rows => m.name.clone(),
+                Along::Columns => format!("{}'s columns", m.name),
+            })
+            .collect();
+        parts.join(", ")
+    }
+}
+
 /// One layer of the model graph, in definition order (inputs come before their users).
 #[derive(Debug, Clone)]
 pub struct Node {
@@ -181,6 +229,79 @@ impl Model {
             at = next;
         }
         out
+    }
+
+    /// Union-find over nodes: nodes whose units are the same units (a per-unit op and its
+    /// input; the inputs and output of a residual add) share a space. For each node, its
+    /// space's root.
+    pub fn unit_spaces(&self) -> Vec<usize> {
+        use crate::layers::Units;
+        fn root(parent: &mut [usize], mut i: usize) -> usize {
+            while parent[i] != i {
+                parent[i] = parent[parent[i]];
+                i = parent[i];
+            }
+            i
+        }
+        let mut parent: Vec<usize> = (0..self.nodes.len()).collect();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if matches!(node.layer.units(), Units::PerUnit | Units::Sum) {
+                for &j in &node.inputs {
+                    let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+                    parent[a] = b;
+                }
+            }
+        }
+        (0..parent.len()).map(|i| root(&mut parent, i)).collect()
+    }
+
+    /// The structural group of each unit (filter, neuron) of layer weight `weight`: every
+    /// trainable tensor that holds a part of that unit, which `coupled(...)` penalizes and
+    /// prunes as one. The units' space (`unit_spaces`) is followed through per-unit ops and
+    /// residual adds: the rows of every layer writing it (residual-tied layers together),
+    /// batch norm's γ and β on it, and the input columns of every layer reading it (after
+    /// `flatten`, each unit's block of H·W columns). Layers' own biases are not in it: a
+    /// pruned unit's bias is a constant that `then shrink` folds into its readers.
+    pub fn unit_group(&self, weight: &str) -> Option<UnitGroup> {
+        use crate::layers::Units;
+        let p = self.param(weight)?;
+        if !matches!(self.nodes[p.node].layer.units(), Units::Rows { .. }) || p.suffix != "weight" {
+            return None;
+        }
+        let space = self.unit_spaces();
+        let units = *self.nodes[p.node].shape.first()?;
+        let mut members = vec![Member { name: weight.to_string(), along: Along::Rows }];
+        let mut spaces = vec![space[p.node]];
+        while let Some(s) = spaces.pop() {
+            for (i, node) in self.nodes.iter().enumerate() {
+                let reads = |node: &Node| node.inputs.first().is_some_and(|&j| space[j] == s);
+                let trainable = self.params.iter().filter(|q| q.node == i && q.trainable());
+                let add = |members: &mut Vec<Member>, name: &str, along| {
+                    if !members.iter().any(|m| m.name == name && m.along == along) {
+                        members.push(Member { name: name.to_string(), along });
+                    }
+                };
+                match node.layer.units() {
+                    Units::Rows { .. } if space[i] == s => {
+                        trainable.filter(|q| q.suffix == "weight").for_each(|q| add(&mut members, &q.name, Along::Rows))
+                    }
+                    Units::PerUnit if space[i] == s => trainable
+                        .filter(|q| q.shape.len() == 1 && q.shape.first() == node.shape.first())
+                        .for_each(|q| add(&mut members, &q.name, Along::Rows)),
+                    _ => {}
+                }
+                match node.layer.units() {
+                    Units::Rows { .. } if reads(node) => self
+                        .params
+                        .iter()
+                        .filter(|q| q.node == i && q.trainable() && q.suffix == "weight")
+                        .for_each(|q| add(&mut members, &q.name, Along::Columns)),
+                    Units::Flatten if reads(node) && space[i] != s => spaces.push(space[i]),
+                    _ => {}
+                }
+            }
+        }
+        Some(UnitGroup { units, members })
     }
 
     /// The shapes of node `i`'s inputs.
@@ -385,6 +506,10 @@ pub struct PenaltyTerm {
     /// The other arguments, all constants, by position (the tensor's slot is `None`).
     pub args: Vec<Option<f64>>,
     pub tensors: Vec<String>,
+    /// `coupled(...)`: the function sees, per tensor, its unit groups (`Model::unit_group`)
+    /// as one matrix [units, members], each row a unit's values from every member; the
+    /// tensors are then the groups' weights, a residual-tied layer's only once.
+    pub coupled: bool,
     pub span: Span,
 }
 
@@ -412,6 +537,9 @@ impl Strength {
 pub struct PrunePlan {
     pub criterion: PruneCriterion,
     pub tensors: Vec<String>,
+    /// `on coupled(...)`: each row is measured and zeroed with its unit group
+    /// (`Model::unit_group`); the tensors are the groups' weights.
+    pub coupled: bool,
     pub shrink: bool,
     pub gradual: Option<Gradual>,
     pub span: Span,

@@ -134,6 +134,9 @@ fn train(out: &mut String, t: &TrainPlan, model: Option<&Model>) {
                 let _ = writeln!(out, "       lr_schedule {}", schedule(&ph.lr_schedule));
                 for term in &ph.penalties {
                     let _ = writeln!(out, "       penalty {}", penalty(term));
+                    if let Some(m) = model.filter(|_| term.coupled) {
+                        unit_groups(out, m, &term.tensors);
+                    }
                 }
                 let _ = writeln!(out, "       masks {}", if ph.masks_frozen { "frozen" } else { "free" });
                 for g in &ph.gradual {
@@ -145,7 +148,9 @@ fn train(out: &mut String, t: &TrainPlan, model: Option<&Model>) {
                 // A row prune's groups: each row with what goes with it.
                 let rows =
                     matches!(pr.criterion, PruneCriterion::Groups { kind: GroupKind::Rows | GroupKind::Groups, .. });
-                if let Some(m) = model.filter(|_| rows) {
+                if let Some(m) = model.filter(|_| pr.coupled) {
+                    unit_groups(out, m, &pr.tensors);
+                } else if let Some(m) = model.filter(|_| rows) {
                     for w in &pr.tensors {
                         let with = m.coupled_with_rows(w);
                         if !with.is_empty() {
@@ -154,6 +159,19 @@ fn train(out: &mut String, t: &TrainPlan, model: Option<&Model>) {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Each weight's unit group: `each of conv1.weight's 8 filters with bn1.weight, bn1.bias,
+/// conv2.weight's columns (155 values)`.
+fn unit_groups(out: &mut String, m: &Model, weights: &[String]) {
+    for w in weights {
+        if let Some(g) = m.unit_group(w) {
+            let size = g.shape(m)[1];
+            let what = if m.param(w).is_some_and(|p| p.shape.len() > 2) { "filters" } else { "neurons" };
+            let with = if g.others().is_empty() { String::new() } else { format!(" with {}", g.describe_others()) };
+            let _ = writeln!(out, "       each of {w}'s {} {what}{with} ({size} values)", g.units);
         }
     }
 }
@@ -196,7 +214,8 @@ fn penalty(t: &PenaltyTerm) -> String {
             format!("ramp({} → {} over {epochs} epochs)", fmt_num(*from), fmt_num(*to))
         }
     };
-    let args: Vec<String> = t.args.iter().map(|a| a.map_or_else(|| "w".to_string(), fmt_num)).collect();
+    let w = if t.coupled { "coupled(w)" } else { "w" };
+    let args: Vec<String> = t.args.iter().map(|a| a.map_or_else(|| w.to_string(), fmt_num)).collect();
     format!("{strength} * {}({}) for w in {}", t.function, args.join(", "), t.tensors.join(", "))
 }
 
@@ -235,7 +254,11 @@ fn prune(p: &PrunePlan) -> String {
         ),
         None => format!("prune {rule}"),
     };
-    s += &format!(" on {}", p.tensors.join(", "));
+    if p.coupled {
+        s += &format!(" on coupled({})", p.tensors.join(", "));
+    } else {
+        s += &format!(" on {}", p.tensors.join(", "));
+    }
     if p.shrink {
         s += ", then shrink";
     }

@@ -207,6 +207,19 @@ pub fn run(graph: &Graph, inputs: &Values, precision: Precision) -> Result<Vec<V
                 }
                 out
             }
+            Op::Slice { input, axis, start } => {
+                let (src, ins) = (get(input), graph.shape(*input));
+                let (inner, len, extent) = (ins[axis + 1..].iter().product::<usize>(), v.shape[*axis], ins[*axis]);
+                let mut out = vec![0.0; n];
+                for (k, o) in out.iter_mut().enumerate() {
+                    let (outer, i, rest) = (k / (inner * len), (k / inner) % len, k % inner);
+                    let from = i as i64 + start;
+                    if (0..extent as i64).contains(&from) {
+                        *o = src[(outer * extent + from as usize) * inner + rest];
+                    }
+                }
+                out
+            }
             Op::OneHot { labels } => {
                 let classes = v.shape[1];
                 let mut out = vec![0.0; n];
@@ -288,6 +301,26 @@ mod tests {
         let bad = [(Role::Labels, vec![0.0, 3.0])].into_iter().collect();
         assert!(run(&g, &bad, Precision::F64).is_err());
         assert!(run(&g, &HashMap::new(), Precision::F64).is_err());
+    }
+
+    #[test]
+    fn slices_pads_and_concatenation() {
+        // [2, 3]: columns 1..3, a pad of one zero column on each side, and the two side by side
+        // with a [2, 1] column.
+        let mut g = Graph::default();
+        let x = g.input_value(Role::Data, vec![2, 3]);
+        let c = g.input_value(Role::Labels, vec![2, 1]);
+        let cut = g.slice(x, 1, 1, 2);
+        let padded = g.slice(x, 1, -1, 5);
+        let joined = g.concat(&[x, c], 1);
+        let rows = g.slice(x, 0, 1, 1);
+        let v = eval(&g, &[(Role::Data, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]), (Role::Labels, vec![7.0, 8.0])]);
+        assert_eq!(v[cut.index()], vec![2.0, 3.0, 5.0, 6.0]);
+        assert_eq!(v[padded.index()], vec![0.0, 1.0, 2.0, 3.0, 0.0, 0.0, 4.0, 5.0, 6.0, 0.0]);
+        assert_eq!(g.shape(joined), [2, 4]);
+        assert_eq!(v[joined.index()], vec![1.0, 2.0, 3.0, 7.0, 4.0, 5.0, 6.0, 8.0]);
+        assert_eq!(v[rows.index()], vec![4.0, 5.0, 6.0]);
+        assert!(g.validate().is_ok());
     }
 
     #[test]

@@ -254,6 +254,15 @@ pub enum Op {
         axes: Vec<usize>,
         slides: Vec<Slide>,
     },
+    /// Along `axis`, output coordinate `i` reads input coordinate `start + i`, and 0 where
+    /// that falls outside: a slice, or a zero pad where it runs past either end (`start`
+    /// below 0, or past the input's extent). Its own adjoint is again one (`slice` of the
+    /// gradient from `-start`). A view: no kernel computes it.
+    Slice {
+        input: ValueId,
+        axis: usize,
+        start: i64,
+    },
 }
 
 impl Op {
@@ -267,7 +276,8 @@ impl Op {
             | Op::Broadcast { input, .. }
             | Op::Permute { input, .. }
             | Op::Window { input, .. }
-            | Op::Unwindow { input, .. } => vec![*input],
+            | Op::Unwindow { input, .. }
+            | Op::Slice { input, .. } => vec![*input],
             Op::OneHot { labels } => vec![*labels],
             Op::Select { cond, on_true, on_false } => vec![*cond, *on_true, *on_false],
             Op::Gather { table, indices } => vec![*table, *indices],
@@ -276,7 +286,10 @@ impl Op {
 
     /// Ops that only move elements: they become views of their operand, never kernels.
     pub fn is_movement(&self) -> bool {
-        matches!(self, Op::Broadcast { .. } | Op::Reshape(_) | Op::Permute { .. } | Op::Window { .. })
+        matches!(
+            self,
+            Op::Broadcast { .. } | Op::Reshape(_) | Op::Permute { .. } | Op::Window { .. } | Op::Slice { .. }
+        )
     }
 }
 
@@ -502,6 +515,34 @@ impl Graph {
         assert_eq!(self.shape(input), window_shape(&shape, &axes, &slides).as_slice(), "unwindow shapes");
         self.push(Op::Unwindow { input, axes, slides }, shape)
     }
+    /// `len` coordinates of `input` along `axis` from `start` on, zero outside (`Op::Slice`).
+    pub fn slice(&mut self, input: ValueId, axis: usize, start: i64, len: usize) -> ValueId {
+        let mut shape = self.shape(input).to_vec();
+        assert!(axis < shape.len() && len > 0, "slice of axis {axis} of {shape:?}");
+        if start == 0 && shape[axis] == len {
+            return input;
+        }
+        shape[axis] = len;
+        let dtype = self.dtype(input);
+        self.push_typed(Op::Slice { input, axis, start }, shape, dtype)
+    }
+    /// `parts` side by side along `axis` (their other axes equal): each padded to the whole
+    /// width at its place, and the pads added (a sum of views, fused into its reader).
+    pub fn concat(&mut self, parts: &[ValueId], axis: usize) -> ValueId {
+        let width: usize = parts.iter().map(|&p| self.shape(p)[axis]).sum();
+        let mut at = 0usize;
+        let mut sum = None;
+        for &p in parts {
+            let n = self.shape(p)[axis];
+            let placed = self.slice(p, axis, -(at as i64), width);
+            at += n;
+            sum = Some(match sum {
+                Some(s) => self.binary(Binary::Add, s, placed),
+                None => placed,
+            });
+        }
+        sum.expect("concat of no parts")
+    }
     pub fn one_hot(&mut self, labels: ValueId, classes: usize) -> ValueId {
         let b = self.shape(labels).to_vec();
         assert_eq!(b.len(), 1);
@@ -634,6 +675,14 @@ impl Graph {
                         || window_shape(&v.shape, axes, slides) != s(input)
                     {
                         return bad(format!("windows {:?} over axes {axes:?} back to {:?}", s(input), v.shape));
+                    }
+                }
+                Op::Slice { input, axis, .. } => {
+                    let ins = s(input);
+                    let others_equal = ins.len() == v.shape.len()
+                        && ins.iter().zip(&v.shape).enumerate().all(|(a, (x, y))| a == *axis || x == y);
+                    if *axis >= ins.len() || !others_equal || v.shape[*axis] == 0 {
+                        return bad(format!("slice of axis {axis} of {ins:?} to {:?}", v.shape));
                     }
                 }
             }

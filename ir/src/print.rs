@@ -54,6 +54,7 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::Iota { .. } => "iota",
         Op::Window { .. } => "window",
         Op::Unwindow { .. } => "unwindow",
+        Op::Slice { .. } => "slice",
     }
 }
 
@@ -116,6 +117,7 @@ pub fn print(graph: &Graph) -> String {
             Op::Unwindow { input, axes, slides } => {
                 format!("unwindow {}, axes {}, {}", r(input), shape(axes), slides_text(slides))
             }
+            Op::Slice { input, axis, start } => format!("slice {}, axis {axis}, from {start}", r(input)),
         };
         // Float32 goes without saying; other types are written before the shape.
         let dtype = if v.dtype == Dtype::F32 { "" } else { v.dtype.name() };

@@ -1,13 +1,43 @@
 //! Pruning rules: each turns weights into a 0/1 mask. A weight already masked stays masked.
 
-use hoyer_front::program::{GroupRule, PruneCriterion};
+use hoyer_front::program::{Along, GroupRule, PruneCriterion};
 use hoyer_front::syntax::ast::GroupKind;
 
-/// A tensor to prune: its values, its shape and its current mask.
+/// A tensor to prune: its values, its shape and its current mask; for a coupled prune, the
+/// other tensors holding a part of each of its rows.
 pub struct Target<'a> {
     pub values: &'a [f32],
     pub shape: &'a [u64],
     pub mask: &'a mut Vec<f32>,
+    pub parts: Vec<Part<'a>>,
+}
+
+/// A member of a row's unit group (`Model::unit_group`) other than the row itself: measured
+/// in the row's norm and zeroed with it. Its mask is its own copy: groups may overlap (a
+/// layer's input columns are in the group of the layer before), so the caller merges.
+pub struct Part<'a> {
+    pub values: &'a [f32],
+    pub shape: &'a [u64],
+    pub along: Along,
+    pub mask: Vec<f32>,
+}
+
+impl Part<'_> {
+    /// The element indices of unit `u` of `units`.
+    fn cells(&self, units: usize, u: usize) -> Vec<usize> {
+        let n = self.values.len();
+        match self.along {
+            Along::Rows => {
+                let b = n / units.max(1);
+                (u * b..(u + 1) * b).collect()
+            }
+            Along::Columns => {
+                let out = self.shape.first().copied().unwrap_or(1) as usize;
+                let rest = n / (out * units).max(1);
+                (0..out).flat_map(|r| (r * units + u) * rest..(r * units + u + 1) * rest).collect()
+            }
+        }
+    }
 }
 
 /// What a prune did to one tensor: what it zeroed, by which threshold, and how close the
@@ -229,14 +259,25 @@ fn group_cells(shape: &[u64], axis: usize, g: usize) -> impl Iterator<Item = usi
     })
 }
 
+/// Elements in a group along `axis` (a row's with its parts).
 fn group_size(t: &Target, axis: usize) -> usize {
-    t.values.len() / (t.shape[axis] as usize).max(1)
+    let parts: usize = if axis == 0 { t.parts.iter().map(|p| p.values.len()).sum() } else { 0 };
+    (t.values.len() + parts) / (t.shape[axis] as usize).max(1)
 }
 
-/// ‖g‖₂ of every group of `t` along `axis`.
+/// ‖g‖₂ of every group of `t` along `axis` (rows with their parts).
 fn group_norms(t: &Target, axis: usize) -> Vec<f64> {
-    (0..t.shape[axis] as usize)
-        .map(|g| group_cells(t.shape, axis, g).map(|i| (t.values[i] as f64).powi(2)).sum::<f64>().sqrt())
+    let units = t.shape[axis] as usize;
+    (0..units)
+        .map(|g| {
+            let own: f64 = group_cells(t.shape, axis, g).map(|i| (t.values[i] as f64).powi(2)).sum();
+            let parts: f64 = if axis == 0 {
+                t.parts.iter().map(|p| p.cells(units, g).iter().map(|&i| (p.values[i] as f64).powi(2)).sum::<f64>()).sum()
+            } else {
+                0.0
+            };
+            (own + parts).sqrt()
+        })
         .collect()
 }
 
@@ -251,6 +292,12 @@ fn zero_groups(t: &mut Target, axis: usize, norms: &[f64], threshold: f64, out: 
                 out.largest_removed = Some(out.largest_removed.map_or(norm, |r| r.max(norm)));
             }
             group_cells(t.shape, axis, g).for_each(|i| t.mask[i] = 0.0);
+            if axis == 0 {
+                let units = t.shape[0] as usize;
+                for p in &mut t.parts {
+                    p.cells(units, g).into_iter().for_each(|i| p.mask[i] = 0.0);
+                }
+            }
         } else {
             out.smallest_kept = Some(out.smallest_kept.map_or(norm, |k| k.min(norm)));
         }
@@ -285,7 +332,7 @@ mod tests {
 
     fn run(criterion: PruneCriterion, values: &[f32], shape: &[u64]) -> Vec<f32> {
         let mut mask = vec![1.0; values.len()];
-        let _ = prune(&criterion, &mut [Target { values, shape, mask: &mut mask }]);
+        let _ = prune(&criterion, &mut [Target { values, shape, mask: &mut mask, parts: vec![] }]);
         mask
     }
 
@@ -307,7 +354,7 @@ mod tests {
         let (mut ma, mut mb) = (vec![1.0; 2], vec![1.0; 2]);
         let _ = prune(
             &PruneCriterion::Sparsity { target: 0.5, global: true },
-            &mut [Target { values: &a, shape: &[2], mask: &mut ma }, Target { values: &b, shape: &[2], mask: &mut mb }],
+            &mut [Target { values: &a, shape: &[2], mask: &mut ma, parts: vec![] }, Target { values: &b, shape: &[2], mask: &mut mb, parts: vec![] }],
         );
         assert_eq!((ma, mb), (vec![1.0, 1.0], vec![0.0, 0.0]));
     }
@@ -330,6 +377,33 @@ mod tests {
         );
     }
 
+    /// A coupled prune measures each row with its parts (batch norm's entry, a reader's
+    /// input columns) and zeroes them together.
+    #[test]
+    fn rows_with_their_parts() {
+        // Rows of a [2, 2] weight: norms 0.05 and 1 alone; γ = [0.5, 0.1] and a reader
+        // [3, 2] whose column 0 is 0.1s and column 1 is 0s.
+        let w = [0.03f32, 0.04, 0.6, 0.8];
+        let gamma = [0.5f32, 0.1];
+        let reader = [0.1f32, 0.0, 0.1, 0.0, 0.1, 0.0];
+        let group = |mask_w: &mut Vec<f32>| {
+            let parts = vec![
+                Part { values: &gamma, shape: &[2], along: Along::Rows, mask: vec![1.0; 2] },
+                Part { values: &reader, shape: &[3, 2], along: Along::Columns, mask: vec![1.0; 6] },
+            ];
+            let mut t = [Target { values: &w, shape: &[2, 2], mask: mask_w, parts }];
+            let done = prune(&PruneCriterion::Groups { kind: GroupKind::Rows, rule: GroupRule::Below(0.55) }, &mut t);
+            let [t] = t;
+            (done, t.parts.into_iter().map(|p| p.mask).collect::<Vec<_>>())
+        };
+        // Row 0: √(0.05² + 0.5² + 3·0.1²) = 0.5268 < 0.55; row 1: √(1 + 0.01) ≥ 0.55.
+        let mut m = vec![1.0; 4];
+        let (done, parts) = group(&mut m);
+        assert_eq!(m, vec![0.0, 0.0, 1.0, 1.0]);
+        assert_eq!(parts, vec![vec![0.0, 1.0], vec![0.0, 1.0, 0.0, 1.0, 0.0, 1.0]]);
+        assert!((done[0].largest_removed.unwrap() - 0.3 - 0.2268).abs() < 1e-4, "{:?}", done[0]);
+    }
+
     /// Groups by fraction (the smallest norms, per tensor or across tensors by norm/√size) and
     /// by ratio to the std of the tensor's group norms; what each prune reports.
     #[test]
@@ -349,8 +423,8 @@ mod tests {
         let done = prune(
             &rows(GroupRule::Sparsity { target: 0.34, global: true }),
             &mut [
-                Target { values: &a, shape: &[2, 2], mask: &mut ma },
-                Target { values: &b, shape: &[1, 8], mask: &mut mb },
+                Target { values: &a, shape: &[2, 2], mask: &mut ma, parts: vec![] },
+                Target { values: &b, shape: &[1, 8], mask: &mut mb, parts: vec![] },
             ],
         );
         assert_eq!((ma, mb), (vec![1.0, 1.0, 0.0, 0.0], vec![1.0; 8]));
@@ -360,13 +434,13 @@ mod tests {
         let _ = prune(
             &rows(GroupRule::Sparsity { target: 0.67, global: true }),
             &mut [
-                Target { values: &a, shape: &[2, 2], mask: &mut ma },
-                Target { values: &b, shape: &[1, 8], mask: &mut mb },
+                Target { values: &a, shape: &[2, 2], mask: &mut ma, parts: vec![] },
+                Target { values: &b, shape: &[1, 8], mask: &mut mb, parts: vec![] },
             ],
         );
         assert_eq!((ma, mb), (vec![1.0, 1.0, 0.0, 0.0], vec![0.0; 8]));
         let mut m = vec![1.0; 8];
-        let done = prune(&rows(GroupRule::Below(2.0)), &mut [Target { values: &v, shape: &[4, 2], mask: &mut m }]);
+        let done = prune(&rows(GroupRule::Below(2.0)), &mut [Target { values: &v, shape: &[4, 2], mask: &mut m, parts: vec![] }]);
         assert_eq!(done[0].groups, Some((2, 4)));
         let (kept, removed) = (done[0].smallest_kept.unwrap(), done[0].largest_removed.unwrap());
         assert!((kept - 3.0).abs() < 1e-6 && (removed - 1.0).abs() < 1e-6, "{kept} {removed}");

@@ -550,22 +550,55 @@ impl Trainer<'_> {
         };
         let mut masks: Vec<(String, Vec<f32>)> =
             plan.tensors.iter().map(|n| (n.clone(), self.masks.get(n).to_vec())).collect();
+        // A coupled prune's unit groups: each row's other members, measured and zeroed with it.
+        let groups: Vec<Vec<hoyer_front::program::Member>> = plan
+            .tensors
+            .iter()
+            .map(|n| match (plan.coupled, self.model.unit_group(n)) {
+                (true, Some(g)) => g.others().to_vec(),
+                _ => vec![],
+            })
+            .collect();
+        let mut part_masks: Vec<(String, Vec<f32>)> = Vec::new();
         let pruned = {
+            let values_of = |n: &str| &self.params.iter().find(|p| p.0 == n).expect("selected parameter exists").1;
+            let shape_of = |n: &str| &self.model.param(n).expect("selected parameter exists").shape;
             let mut targets: Vec<Target> = masks
                 .iter_mut()
-                .map(|(n, m)| {
-                    let values = &self.params.iter().find(|p| &p.0 == n).expect("selected parameter exists").1;
-                    let shape = &self.model.param(n).expect("selected parameter exists").shape;
-                    Target { values, shape, mask: m }
+                .zip(&groups)
+                .map(|((n, m), others)| {
+                    let parts = others
+                        .iter()
+                        .map(|o| prune::Part {
+                            values: values_of(&o.name),
+                            shape: shape_of(&o.name),
+                            along: o.along,
+                            mask: self.masks.get(&o.name).to_vec(),
+                        })
+                        .collect();
+                    Target { values: values_of(n), shape: shape_of(n), mask: m, parts }
                 })
                 .collect();
-            prune::prune(&criterion, &mut targets)
+            let pruned = prune::prune(&criterion, &mut targets);
+            for (t, others) in targets.into_iter().zip(&groups) {
+                part_masks.extend(others.iter().map(|o| o.name.clone()).zip(t.parts.into_iter().map(|p| p.mask)));
+            }
+            pruned
         };
+        // Groups overlap (a layer's columns are in the group before it): a tensor keeps what
+        // every group that holds it keeps.
+        for (n, m) in part_masks {
+            match masks.iter_mut().find(|(k, _)| *k == n) {
+                Some((_, mine)) => mine.iter_mut().zip(&m).for_each(|(a, b)| *a *= b),
+                None => masks.push((n, m)),
+            }
+        }
         // A pruned filter or neuron takes its batch norm's γ and β with it.
-        let rows = matches!(
-            criterion,
-            hoyer_front::program::PruneCriterion::Groups { kind: GroupKind::Rows | GroupKind::Groups, .. }
-        );
+        let rows = !plan.coupled
+            && matches!(
+                criterion,
+                hoyer_front::program::PruneCriterion::Groups { kind: GroupKind::Rows | GroupKind::Groups, .. }
+            );
         let mut coupled: Vec<(String, Vec<f32>)> = Vec::new();
         if rows {
             for (n, m) in &masks {
@@ -589,19 +622,36 @@ impl Trainer<'_> {
             }
         }
         if let Some(step) = step {
-            let lines: Vec<String> = plan.tensors.iter().zip(&pruned).map(|(n, p)| p.line(n)).collect();
+            let lines: Vec<String> = plan
+                .tensors
+                .iter()
+                .zip(&pruned)
+                .map(|(n, p)| match self.model.unit_group(n).filter(|g| plan.coupled && !g.others().is_empty()) {
+                    Some(g) => p.line(&format!("{n} with {}", g.describe_others())),
+                    None => p.line(n),
+                })
+                .collect();
             sayln!("{step}: {}", lines.join("\n         "));
             if !coupled.is_empty() {
                 let names: Vec<&str> = coupled.iter().map(|c| c.0.as_str()).collect();
                 sayln!(
-                    "         and with each zeroed row its bias and batch-norm scale and shift: {}",
+                    "         and with each zeroed row its batch norm's scale and shift: {}",
                     names.join(", ")
                 );
             }
             self.prunes.push(serde_json::json!({
                 "step": step,
                 "tensors": plan.tensors.iter().zip(&pruned).map(|(n, p)| p.to_json(n)).collect::<Vec<_>>(),
-                "coupled": coupled.iter().map(|c| c.0.clone()).collect::<Vec<_>>(),
+                "coupled": if plan.coupled {
+                    groups.iter().flatten().map(|m| m.name.clone()).fold(Vec::<String>::new(), |mut v, n| {
+                        if !v.contains(&n) {
+                            v.push(n);
+                        }
+                        v
+                    })
+                } else {
+                    coupled.iter().map(|c| c.0.clone()).collect::<Vec<_>>()
+                },
             }));
         }
         masks.extend(coupled);

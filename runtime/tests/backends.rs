@@ -125,6 +125,33 @@ fn conv_nets_with_padding_stride_and_pooling() {
     );
 }
 
+/// Penalties over unit groups (`coupled`): each filter side by side with its batch norm's γ
+/// and β and its readers' input channels (views of the parameters, padded and added), a
+/// residual stream's channels across both of its writers, and the gradient back to each.
+#[test]
+fn coupled_group_penalties_over_batch_norm_and_residuals() {
+    compare(
+        "data d = synthetic(classes = 3, train = 60, test = 12)
+         model m(x: f32[2, 6, 6]) {
+            c0 = conv2d(x, 4, kernel = 3, padding = 1, bias = false)
+            n0 = batchnorm(c0) |> relu
+            c1 = conv2d(n0, 3, kernel = 3, padding = 1, bias = false)
+            n1 = batchnorm(c1) |> relu
+            c2 = conv2d(n1, 4, kernel = 3, padding = 1, bias = false)
+            b = relu(n0 + batchnorm(c2)) |> maxpool(2)
+            fc = dense(flatten(b), 3)
+            return fc
+         }
+         train m on d {
+            phase a { epochs 1  optimizer sgd(lr = 1, momentum = 0.9)
+                penalty 1e-2 * group_hs(coupled(c*.weight), 0) + 1e-3 * group_lasso(coupled(fc.weight), 0) }
+            prune filters below 0.5 on coupled(c*.weight)
+            phase b { epochs 1  optimizer adam(lr = 1e-3)  masks frozen }
+         }",
+        5,
+    );
+}
+
 /// Every op on NaN, ±inf, ±0 and ordinary numbers, on every back end, as the interpreter
 /// gives them (libm functions to a few ulps on ordinary numbers).
 #[test]

@@ -256,6 +256,11 @@ fn vjp(g: &mut Graph, op: &Op, y: ValueId, gy: ValueId) -> Vec<(ValueId, ValueId
         Op::Unwindow { input, ref axes, ref slides } => {
             vec![(input, g.window(gy, axes.clone(), slides.clone(), hoyer_ir::Fill::Zero))]
         }
+        // Input coordinate j went to output coordinate j − start (where that exists).
+        Op::Slice { input, axis, start } => {
+            let n = g.shape(input)[axis];
+            vec![(input, g.slice(gy, axis, -start, n))]
+        }
         Op::MatMul { a, b, ta, tb } => {
             let (ga, gb) = match (ta, tb) {
                 (false, false) => (g.matmul(gy, b, false, true), g.matmul(a, gy, true, false)),
@@ -401,7 +406,16 @@ mod tests {
         check("broadcast transposed", vec![2, 3], x0.clone(), |g, x| g.broadcast(x, &[3, 5, 2], vec![2, 0]));
         check("reshape", vec![2, 3], x0.clone(), |g, x| g.reshape(x, vec![3, 2]));
         check("permute", vec![2, 3], x0.clone(), |g, x| g.permute(x, vec![1, 0]));
-        check("permute 3d", vec![2, 3, 1], x0, |g, x| g.permute(x, vec![2, 0, 1]));
+        check("permute 3d", vec![2, 3, 1], x0.clone(), |g, x| g.permute(x, vec![2, 0, 1]));
+        // Slices inside, pads past both ends, and a concatenation with a second use of x.
+        check("slice", vec![2, 3], x0.clone(), |g, x| g.slice(x, 1, 1, 2));
+        check("pad", vec![2, 3], x0.clone(), |g, x| g.slice(x, 1, -2, 6));
+        check("slice rows", vec![2, 3], x0.clone(), |g, x| g.slice(x, 0, 1, 1));
+        check("concat", vec![2, 3], x0, |g, x| {
+            let sq = g.pow_const(x, 2.0);
+            let col = g.slice(sq, 1, 2, 1);
+            g.concat(&[x, col, x], 1)
+        });
     }
 
     #[test]

@@ -49,7 +49,11 @@ pub fn lower(
         let strength = g.input_value(Role::Scalar(Scalar::Strength(k)), vec![]);
         let mut sum = None;
         for t in &term.tensors {
-            let p = params.iter().find(|(n, _)| n == t).ok_or_else(|| internal(format!("no parameter {t}")))?.1;
+            let p = if term.coupled {
+                unit_group_matrix(&mut g, model, &params, t)?
+            } else {
+                params.iter().find(|(n, _)| n == t).ok_or_else(|| internal(format!("no parameter {t}")))?.1
+            };
             let args: Vec<Val<ValueId>> = term.args.iter().map(|a| a.map_or(Val::Tensor(p), Val::Num)).collect();
             let v = Evaluator::new(&program.functions, GraphDomain { g: &mut g })
                 .call_named(&term.function, &args, &[], Span::default())
@@ -82,6 +86,36 @@ pub fn lower(
         (Role::Output(Output::Objective), objective),
     ];
     Ok(Forward { graph: g, params, updates, logits, loss, penalty, objective, batch })
+}
+
+/// The unit groups of layer weight `weight` (`Model::unit_group`) as one matrix
+/// [units, members]: each member's values of unit u side by side in row u (a weight's row,
+/// batch norm's entry, a reader's input columns), views of the parameters, concatenated.
+fn unit_group_matrix(
+    g: &mut Graph,
+    model: &Model,
+    params: &[(String, ValueId)],
+    weight: &str,
+) -> Result<ValueId, CompileError> {
+    use hoyer_front::program::Along;
+    let group = model.unit_group(weight).ok_or_else(|| internal(format!("`{weight}` has no unit groups")))?;
+    let units = group.units as usize;
+    let mut parts = Vec::with_capacity(group.members.len());
+    for m in &group.members {
+        let v = params.iter().find(|(n, _)| *n == m.name).ok_or_else(|| internal(format!("no parameter {}", m.name)))?.1;
+        let shape = g.shape(v).to_vec();
+        let numel: usize = shape.iter().product();
+        parts.push(match m.along {
+            Along::Rows => g.reshape(v, vec![units, numel / units]),
+            // [out, units·per, k…] → [units, out, per·k…] → one row per unit.
+            Along::Columns => {
+                let blocks = g.reshape(v, vec![shape[0], units, numel / (shape[0] * units)]);
+                let by_unit = g.permute(blocks, vec![1, 0, 2]);
+                g.reshape(by_unit, vec![units, numel / units])
+            }
+        });
+    }
+    Ok(g.concat(&parts, 1))
 }
 
 /// One input per parameter and buffer of `model`, in model order.

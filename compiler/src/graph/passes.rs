@@ -356,6 +356,7 @@ fn remap(op: &Op, m: &impl Fn(&ValueId) -> ValueId) -> Op {
         Op::Unwindow { input, axes, slides } => {
             Op::Unwindow { input: m(input), axes: axes.clone(), slides: slides.clone() }
         }
+        Op::Slice { input, axis, start } => Op::Slice { input: m(input), axis: *axis, start: *start },
     }
 }
 

@@ -45,6 +45,9 @@ pub fn source(g: &Graph, v: ValueId) -> Result<Source, String> {
         Op::Window { input, axes, slides, fill } => {
             inner(*input)?.map(|(r, view)| (r, window(&view, g.shape(*input), axes, slides, *fill)))
         }
+        Op::Slice { input, axis, start } => inner(*input)?.map(|(r, view)| {
+            (r, slice(&view, g.shape(*input)[*axis], *axis, *start, value.shape[*axis]))
+        }),
         _ => return Ok(Source::View { root: v, view: View::contiguous(&value.shape) }),
     };
     Ok(match composed {
@@ -180,6 +183,26 @@ fn window(view: &View, shape: &[usize], axes: &[usize], slides: &[Slide], fill: 
     View { offset: view.offset + constant, strides, guards }
 }
 
+/// `len` coordinates along `axis` (of `extent`) from `start` on, seen through `view`: output
+/// coordinate `i` is input coordinate `i + start`, a shift of every linear form in the view.
+/// Where that may fall outside (a pad), a new guard, checked first, gives 0 there.
+fn slice(view: &View, extent: usize, axis: usize, start: i64, len: usize) -> View {
+    let shifted = |g: &Guard| Guard { constant: g.constant + g.coeffs[axis] * start, ..g.clone() };
+    let mut guards: Vec<Guard> = Vec::with_capacity(view.guards.len() + 1);
+    let mut strides = view.strides.clone();
+    let mut offset = view.offset;
+    if start < 0 || start + len as i64 > extent as i64 {
+        let mut coeffs = vec![0; strides.len()];
+        coeffs[axis] = 1;
+        guards.push(Guard { coeffs, constant: start, divisor: 1, extent: extent as i64, stride: strides[axis], fill: Fill::Zero });
+        strides[axis] = 0; // the guard carries this axis's part of the address
+    } else {
+        offset += start * strides[axis];
+    }
+    guards.extend(view.guards.iter().map(shifted));
+    View { offset, strides, guards }
+}
+
 /// How the adjoint of `Window` reads its input (windows of a value of rank `rank`, seen
 /// through `view`) over a domain of the result's axes followed by the window's own axes:
 /// at result coordinate `h` and window element `j`, window position `(h + p − j·d) / s`,
@@ -225,6 +248,36 @@ mod tests {
         // A broadcast stays a broadcast.
         assert_eq!(reshape_strides(&[4, 5], &[0, 0], &[20]), Some(vec![0]));
         assert_eq!(reshape_strides(&[4, 5], &[0, 1], &[2, 2, 5]), Some(vec![0, 0, 1]));
+    }
+
+    /// Slices and pads, alone and of a padded window's view, against the interpreter.
+    #[test]
+    fn slices_of_views_match_the_interpreter() {
+        use hoyer_ir::interp::{run, Precision};
+        let slide = Slide { size: 3, stride: 1, padding: 1, dilation: 1 };
+        let cases: [(Vec<usize>, usize, i64, usize, bool); 4] = [
+            (vec![3, 5], 1, 1, 3, false),
+            (vec![3, 5], 1, -2, 8, false),
+            (vec![3, 5], 0, 2, 3, false),
+            (vec![2, 6], 1, -1, 5, true),
+        ];
+        for (shape, axis, start, len, windowed) in cases {
+            let mut g = Graph::default();
+            let x = g.input_value(hoyer_ir::Role::param("x"), shape.clone());
+            let from = if windowed { g.window(x, vec![1], vec![slide], Fill::Zero) } else { x };
+            let y = g.slice(from, axis, start, len);
+            let Ok(Source::View { view, .. }) = source(&g, y) else { panic!("a view") };
+            let xs: Vec<f64> = (0..hoyer_ir::numel(&shape)).map(|i| i as f64 + 1.0).collect();
+            let want = &run(&g, &[(hoyer_ir::Role::param("x"), xs.clone())].into_iter().collect(), Precision::F64)
+                .unwrap()[y.index()];
+            let out = g.shape(y).to_vec();
+            let st = hoyer_ir::interp::strides(&out);
+            for (flat, w) in want.iter().enumerate() {
+                let point: Vec<i64> = out.iter().zip(&st).map(|(&n, &s)| ((flat / s) % n) as i64).collect();
+                let got = view.element(&point).map_or(0.0, |e| xs[e as usize]);
+                assert_eq!(got, *w, "{shape:?} axis {axis} from {start} at {point:?}");
+            }
+        }
     }
 
     /// Every element of a composed view against the interpreter's windows.

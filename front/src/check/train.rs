@@ -586,6 +586,21 @@ impl PhaseContext<'_> {
                 }
             }
         };
+        let tensors = match (p.coupled, tensors) {
+            (Some(word), Some(names)) => {
+                if !matches!(criterion, PruneCriterion::Groups { kind: crate::syntax::ast::GroupKind::Rows, .. }) {
+                    sink.push(
+                        Diagnostic::error(Code::BadTarget, "coupled groups are a layer's units: filters or rows")
+                            .label(word, "each unit with what goes with it")
+                            .help("prune them as rows: `prune filters below 0.1 on coupled(conv*.weight)`"),
+                    );
+                    return None;
+                }
+                let span = p.selectors.first().map_or(word, |s| s.span);
+                Some(unit_group_weights(sink, self.model?, &names, span)?)
+            }
+            (_, t) => t,
+        };
         if p.gradually.is_some() && !matches!(criterion, PruneCriterion::Sparsity { .. }) {
             sink.push(
                 Diagnostic::error(Code::MisplacedPrune, "gradual pruning raises sparsity towards a target")
@@ -644,6 +659,7 @@ impl PhaseContext<'_> {
         Some(PrunePlan {
             criterion,
             tensors: tensors.unwrap_or_default(),
+            coupled: p.coupled.is_some(),
             shrink: p.shrink.is_some(),
             gradual,
             span: p.span,
@@ -801,12 +817,16 @@ impl PhaseContext<'_> {
             );
             return None;
         }
-        // Which argument is the selector; the others must be constants.
+        // Which argument is the selector (maybe inside `coupled(...)`); the others must be
+        // constants.
         let positional: Vec<&Expr> = call.positional().collect();
         let selector_args: Vec<(usize, &Expr)> = positional
             .iter()
             .enumerate()
-            .filter(|(_, a)| matches!(a.kind, ExprKind::Selector(_) | ExprKind::Name(_)))
+            .filter(|(_, a)| {
+                matches!(a.kind, ExprKind::Selector(_) | ExprKind::Name(_))
+                    || matches!(&a.kind, ExprKind::Call(c) if c.func.name == COUPLED)
+            })
             .map(|(i, a)| (i, *a))
             .collect();
         let (tensor_arg, sel) = match selector_args[..] {
@@ -827,6 +847,10 @@ impl PhaseContext<'_> {
                 );
                 return None;
             }
+        };
+        let (sel, coupled) = match &sel.kind {
+            ExprKind::Call(c) => (coupled_selector(sink, c)?, true),
+            _ => (sel, false),
         };
         let pattern = match &sel.kind {
             ExprKind::Selector(s) | ExprKind::Name(s) => s.clone(),
@@ -851,14 +875,33 @@ impl PhaseContext<'_> {
             named.push((n.name.clone(), v.map(Val::Num).unwrap_or(Val::Num(0.0)), a.value.span));
         }
         let model = self.model?;
-        let tensors = selector::expand_one(sink, &pattern, sel.span, model)?;
+        let mut tensors = selector::expand_one(sink, &pattern, sel.span, model)?;
+        if coupled {
+            tensors = unit_group_weights(sink, model, &tensors, sel.span)?;
+            // Groups are a layer's units: the rows of the matrix the function sees.
+            let axis = positional.iter().enumerate().find(|(i, _)| *i != tensor_arg).map(|(_, a)| *a);
+            if let (true, Some(a)) = (matches!(name, "group_hs" | "group_lasso"), axis) {
+                if const_eval(a).is_ok_and(|v| v != 0.0) {
+                    sink.push(
+                        Diagnostic::error(Code::BadTarget, format!("`{name}` over coupled groups keeps axis 0"))
+                            .label(a.span, "a unit group is a row: axis 0")
+                            .help(format!("write `{name}(coupled(...), 0)`; channels (axis 1) are a plain `{name}(w, 1)`")),
+                    );
+                    return None;
+                }
+            }
+        }
         if !ok {
             return None;
         }
         let mut inst = Evaluator::new(self.functions, Shapes);
         let mut failures = Vec::new();
         for t in &tensors {
-            let shape = model.param(t)?.shape.clone();
+            let shape = if coupled {
+                model.unit_group(t)?.shape(model)
+            } else {
+                model.param(t)?.shape.clone()
+            };
             let vals: Vec<Val> = args.iter().map(|a| a.map_or_else(|| Val::Tensor(shape.clone()), Val::Num)).collect();
             match inst.call_named(name, &vals, &named, call.span) {
                 Ok(v) if v.is_scalar() => {}
@@ -900,8 +943,58 @@ impl PhaseContext<'_> {
             sink.push(d);
             return None;
         }
-        Some(PenaltyTerm { strength, function: name.to_string(), tensor_arg, args, tensors, span: call.span })
+        Some(PenaltyTerm { strength, function: name.to_string(), tensor_arg, args, tensors, coupled, span: call.span })
     }
+}
+
+/// The word that makes a selector's weights their unit groups: `coupled(conv*.weight)`.
+const COUPLED: &str = "coupled";
+
+/// The selector inside `coupled(...)`.
+fn coupled_selector<'c>(sink: &mut Sink, c: &'c Call) -> Option<&'c Expr> {
+    let mut args = c.args.iter();
+    match (args.next(), args.next()) {
+        (Some(a), None)
+            if a.name.is_none() && matches!(a.value.kind, ExprKind::Selector(_) | ExprKind::Name(_)) =>
+        {
+            Some(&a.value)
+        }
+        _ => {
+            sink.push(
+                Diagnostic::error(Code::BadPenalty, "`coupled` takes one selector")
+                    .label(c.span, "not one selector")
+                    .help("write `coupled(conv*.weight)`: the selected layers' filters with what goes with each"),
+            );
+            None
+        }
+    }
+}
+
+/// The selected layer weights whose unit groups `coupled(...)` stands for, in model order,
+/// without those already in an earlier one's group as its rows (batch norm's γ and β, a
+/// residual-tied layer): every selected tensor must be a dense or conv weight or be one of
+/// those.
+fn unit_group_weights(sink: &mut Sink, model: &Model, tensors: &[String], span: Span) -> Option<Vec<String>> {
+    use crate::program::Along;
+    let mut leaders: Vec<String> = Vec::new();
+    let mut covered: Vec<String> = Vec::new();
+    for t in tensors {
+        if let Some(g) = model.unit_group(t) {
+            if !covered.contains(t) {
+                covered.extend(g.members.iter().filter(|m| m.along == Along::Rows).map(|m| m.name.clone()));
+                leaders.push(t.clone());
+            }
+        }
+    }
+    if let Some(stray) = tensors.iter().find(|t| !covered.contains(t)) {
+        sink.push(
+            Diagnostic::error(Code::BadTarget, format!("`coupled` groups a layer's units; `{stray}` is not a dense or conv weight"))
+                .label(span, format!("selects `{stray}`"))
+                .help("select layer weights, e.g. `coupled(conv*.weight)`: batch norm's γ and β come with them"),
+        );
+        return None;
+    }
+    Some(leaders)
 }
 
 enum PenaltyShape<'e> {

@@ -190,6 +190,8 @@ pub struct Prune {
     /// `every N steps`
     pub every: Option<Expr>,
     pub selectors: Vec<Selector>,
+    /// `on coupled(...)`: the word's span.
+    pub coupled: Option<Span>,
     pub shrink: Option<Span>,
     pub span: Span,
 }

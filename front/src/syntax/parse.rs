@@ -264,6 +264,7 @@ fn is_keyword(r: Rule) -> bool {
             | kw_lr_schedule
             | kw_penalty
             | kw_masks
+            | kw_coupled
     )
 }
 
@@ -419,6 +420,9 @@ impl Builder {
     }
 
     fn prune(&mut self, p: Pair<Rule>) -> Option<Prune> {
+        fn selector_list(p: Pair<Rule>) -> Vec<Selector> {
+            p.into_inner().map(|s| Selector { pattern: s.as_str().to_string(), span: span_of(&s) }).collect()
+        }
         fn group_kind(word: &str) -> GroupKind {
             match word {
                 "rows" | "filters" => GroupKind::Rows,
@@ -429,6 +433,7 @@ impl Builder {
         let span = span_of(&p);
         let (mut gradually, mut rule, mut window, mut every, mut selectors, mut shrink) =
             (None, None, None, None, Vec::new(), None);
+        let mut coupled = None;
         for c in parts(p) {
             let c_span = span_of(&c);
             match c.as_rule() {
@@ -463,17 +468,20 @@ impl Builder {
                     window = Some((from, to));
                 }
                 Rule::prune_every => every = Some(self.expr(parts(c).next()?)?),
-                Rule::selector_list => {
-                    selectors = c
-                        .into_inner()
-                        .map(|s| Selector { pattern: s.as_str().to_string(), span: span_of(&s) })
-                        .collect()
+                Rule::selector_list => selectors = selector_list(c),
+                Rule::coupled => {
+                    for q in c.into_inner() {
+                        match q.as_rule() {
+                            Rule::kw_coupled => coupled = Some(span_of(&q)),
+                            _ => selectors = selector_list(q),
+                        }
+                    }
                 }
                 Rule::shrink => shrink = Some(c_span),
                 _ => {}
             }
         }
-        Some(Prune { gradually, rule: rule?, window, every, selectors, shrink, span })
+        Some(Prune { gradually, rule: rule?, window, every, selectors, coupled, shrink, span })
     }
 
     fn call(&mut self, p: Pair<Rule>) -> Option<Call> {
@@ -882,6 +890,7 @@ fn describe(r: Rule) -> Option<&'static str> {
         kw_lr_schedule => "`lr_schedule`",
         kw_penalty => "`penalty`",
         kw_masks => "`masks`",
+        kw_coupled => "`coupled`",
         unknown_stmt | phase_def | prune_stmt | batch_stmt | loss_stmt | seed_stmt | shuffle_stmt | init_stmt
         | checkpoint_stmt | validation_stmt | epochs_stmt | optimizer_stmt | lr_schedule_stmt | penalty_stmt
         | masks_stmt | scale_stmt | normalize_stmt | random_crop_stmt | hflip_stmt => "a statement",
