@@ -1313,3 +1313,48 @@ fn vgg_on_fashion_mnist_shrinks_every_pruned_filter() {
     let theirs: f64 = said.split_whitespace().nth(3).and_then(|a| a.parse().ok()).unwrap_or_else(|| panic!("{said}"));
     assert!((theirs - accuracy).abs() <= 2e-4, "PyTorch {theirs}, hoyer {accuracy}");
 }
+
+/// A coupled prune through a residual stream, in a real run: the stream's channel is pruned
+/// in both layers writing it (c0 and the block's c2) with their batch norms and readers, the
+/// block's inner filters with theirs, and the shrink narrows the stream in both; report.json
+/// names each group's members.
+#[test]
+fn a_coupled_prune_narrows_a_residual_stream() {
+    let spec = common::Scratch::file(
+        "residual-coupled.hoyer",
+        "data d = synthetic(classes = 3, train = 120, test = 30)
+model m(x: f32[2, 6, 6]) {
+    c0 = conv2d(x, 4, kernel = 3, padding = 1, bias = false)
+    n0 = batchnorm(c0) |> relu
+    c1 = conv2d(n0, 4, kernel = 3, padding = 1, bias = false)
+    n1 = batchnorm(c1) |> relu
+    c2 = conv2d(n1, 4, kernel = 3, padding = 1, bias = false)
+    n2 = batchnorm(c2)
+    b = relu(n0 + n2) |> maxpool(2)
+    fc = dense(flatten(b), 3)
+    return fc
+}
+train m on d {
+    batch 20
+    phase fit { epochs 2  optimizer adam(lr = 1e-2)  penalty 1e-1 * group_hs(coupled(c*.weight), 0) }
+    prune filters to sparsity 50% on coupled(c*.weight), then shrink
+    phase tune { epochs 1  optimizer adam(lr = 1e-3)  masks frozen }
+}
+",
+    );
+    let out = out_dir("residual-coupled");
+    let (code, said, err) =
+        common::hoyerc_in(spec.parent().unwrap(), &["run", "residual-coupled.hoyer", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{said}{err}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let prune = &report["prunes"][0];
+    let leaders: Vec<&str> =
+        prune["tensors"].as_array().unwrap().iter().map(|t| t["tensor"].as_str().unwrap()).collect();
+    assert_eq!(leaders, ["c0.weight", "c1.weight"], "c2 is in c0's group: {prune}");
+    for member in ["n0.weight", "c2.weight", "n2.bias", "c1.weight", "fc.weight"] {
+        assert!(prune["coupled"].as_array().unwrap().iter().any(|m| m == member), "{member} missing: {prune}");
+    }
+    assert_eq!(report["shrink"][0]["architecture"], "2-2-2-2-3", "{report}");
+    assert!(err.contains("c0.weight with n0.weight, n0.bias, c1.weight's columns, c2.weight"), "{err}");
+}

@@ -371,7 +371,10 @@ fn unit_groups_follow_batch_norm_and_residual_streams() {
     let m = model(body, "2, 5, 5");
     let group = |w: &str| m.unit_group(w).unwrap().describe_others();
     assert_eq!(group("c1.weight"), "n1.weight, n1.bias, c2.weight's columns");
-    assert_eq!(group("c0.weight"), "n0.weight, n0.bias, c1.weight's columns, c2.weight, n2.weight, n2.bias, c3.weight's columns");
+    assert_eq!(
+        group("c0.weight"),
+        "n0.weight, n0.bias, c1.weight's columns, c2.weight, n2.weight, n2.bias, c3.weight's columns"
+    );
     // After flatten, a channel is its block of 5·5 columns of the dense layer.
     assert_eq!(group("c3.weight"), "fc.weight's columns");
     assert_eq!(m.unit_group("c3.weight").unwrap().shape(&m), vec![5, 4 * 9 + 3 * 25]);

@@ -272,7 +272,10 @@ fn group_norms(t: &Target, axis: usize) -> Vec<f64> {
         .map(|g| {
             let own: f64 = group_cells(t.shape, axis, g).map(|i| (t.values[i] as f64).powi(2)).sum();
             let parts: f64 = if axis == 0 {
-                t.parts.iter().map(|p| p.cells(units, g).iter().map(|&i| (p.values[i] as f64).powi(2)).sum::<f64>()).sum()
+                t.parts
+                    .iter()
+                    .map(|p| p.cells(units, g).iter().map(|&i| (p.values[i] as f64).powi(2)).sum::<f64>())
+                    .sum()
             } else {
                 0.0
             };
@@ -354,7 +357,10 @@ mod tests {
         let (mut ma, mut mb) = (vec![1.0; 2], vec![1.0; 2]);
         let _ = prune(
             &PruneCriterion::Sparsity { target: 0.5, global: true },
-            &mut [Target { values: &a, shape: &[2], mask: &mut ma, parts: vec![] }, Target { values: &b, shape: &[2], mask: &mut mb, parts: vec![] }],
+            &mut [
+                Target { values: &a, shape: &[2], mask: &mut ma, parts: vec![] },
+                Target { values: &b, shape: &[2], mask: &mut mb, parts: vec![] },
+            ],
         );
         assert_eq!((ma, mb), (vec![1.0, 1.0], vec![0.0, 0.0]));
     }
@@ -440,7 +446,10 @@ mod tests {
         );
         assert_eq!((ma, mb), (vec![1.0, 1.0, 0.0, 0.0], vec![0.0; 8]));
         let mut m = vec![1.0; 8];
-        let done = prune(&rows(GroupRule::Below(2.0)), &mut [Target { values: &v, shape: &[4, 2], mask: &mut m, parts: vec![] }]);
+        let done = prune(
+            &rows(GroupRule::Below(2.0)),
+            &mut [Target { values: &v, shape: &[4, 2], mask: &mut m, parts: vec![] }],
+        );
         assert_eq!(done[0].groups, Some((2, 4)));
         let (kept, removed) = (done[0].smallest_kept.unwrap(), done[0].largest_removed.unwrap());
         assert!((kept - 3.0).abs() < 1e-6 && (removed - 1.0).abs() < 1e-6, "{kept} {removed}");

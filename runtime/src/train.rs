@@ -634,10 +634,7 @@ impl Trainer<'_> {
             sayln!("{step}: {}", lines.join("\n         "));
             if !coupled.is_empty() {
                 let names: Vec<&str> = coupled.iter().map(|c| c.0.as_str()).collect();
-                sayln!(
-                    "         and with each zeroed row its batch norm's scale and shift: {}",
-                    names.join(", ")
-                );
+                sayln!("         and with each zeroed row its batch norm's scale and shift: {}", names.join(", "));
             }
             self.prunes.push(serde_json::json!({
                 "step": step,

@@ -102,7 +102,8 @@ fn unit_group_matrix(
     let units = group.units as usize;
     let mut parts = Vec::with_capacity(group.members.len());
     for m in &group.members {
-        let v = params.iter().find(|(n, _)| *n == m.name).ok_or_else(|| internal(format!("no parameter {}", m.name)))?.1;
+        let v =
+            params.iter().find(|(n, _)| *n == m.name).ok_or_else(|| internal(format!("no parameter {}", m.name)))?.1;
         let shape = g.shape(v).to_vec();
         let numel: usize = shape.iter().product();
         parts.push(match m.along {

@@ -45,9 +45,9 @@ pub fn source(g: &Graph, v: ValueId) -> Result<Source, String> {
         Op::Window { input, axes, slides, fill } => {
             inner(*input)?.map(|(r, view)| (r, window(&view, g.shape(*input), axes, slides, *fill)))
         }
-        Op::Slice { input, axis, start } => inner(*input)?.map(|(r, view)| {
-            (r, slice(&view, g.shape(*input)[*axis], *axis, *start, value.shape[*axis]))
-        }),
+        Op::Slice { input, axis, start } => {
+            inner(*input)?.map(|(r, view)| (r, slice(&view, g.shape(*input)[*axis], *axis, *start, value.shape[*axis])))
+        }
         _ => return Ok(Source::View { root: v, view: View::contiguous(&value.shape) }),
     };
     Ok(match composed {
@@ -194,7 +194,14 @@ fn slice(view: &View, extent: usize, axis: usize, start: i64, len: usize) -> Vie
     if start < 0 || start + len as i64 > extent as i64 {
         let mut coeffs = vec![0; strides.len()];
         coeffs[axis] = 1;
-        guards.push(Guard { coeffs, constant: start, divisor: 1, extent: extent as i64, stride: strides[axis], fill: Fill::Zero });
+        guards.push(Guard {
+            coeffs,
+            constant: start,
+            divisor: 1,
+            extent: extent as i64,
+            stride: strides[axis],
+            fill: Fill::Zero,
+        });
         strides[axis] = 0; // the guard carries this axis's part of the address
     } else {
         offset += start * strides[axis];

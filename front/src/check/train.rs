@@ -885,7 +885,9 @@ impl PhaseContext<'_> {
                     sink.push(
                         Diagnostic::error(Code::BadTarget, format!("`{name}` over coupled groups keeps axis 0"))
                             .label(a.span, "a unit group is a row: axis 0")
-                            .help(format!("write `{name}(coupled(...), 0)`; channels (axis 1) are a plain `{name}(w, 1)`")),
+                            .help(format!(
+                                "write `{name}(coupled(...), 0)`; channels (axis 1) are a plain `{name}(w, 1)`"
+                            )),
                     );
                     return None;
                 }
@@ -897,11 +899,7 @@ impl PhaseContext<'_> {
         let mut inst = Evaluator::new(self.functions, Shapes);
         let mut failures = Vec::new();
         for t in &tensors {
-            let shape = if coupled {
-                model.unit_group(t)?.shape(model)
-            } else {
-                model.param(t)?.shape.clone()
-            };
+            let shape = if coupled { model.unit_group(t)?.shape(model) } else { model.param(t)?.shape.clone() };
             let vals: Vec<Val> = args.iter().map(|a| a.map_or_else(|| Val::Tensor(shape.clone()), Val::Num)).collect();
             match inst.call_named(name, &vals, &named, call.span) {
                 Ok(v) if v.is_scalar() => {}
@@ -954,9 +952,7 @@ const COUPLED: &str = "coupled";
 fn coupled_selector<'c>(sink: &mut Sink, c: &'c Call) -> Option<&'c Expr> {
     let mut args = c.args.iter();
     match (args.next(), args.next()) {
-        (Some(a), None)
-            if a.name.is_none() && matches!(a.value.kind, ExprKind::Selector(_) | ExprKind::Name(_)) =>
-        {
+        (Some(a), None) if a.name.is_none() && matches!(a.value.kind, ExprKind::Selector(_) | ExprKind::Name(_)) => {
             Some(&a.value)
         }
         _ => {
@@ -988,9 +984,12 @@ fn unit_group_weights(sink: &mut Sink, model: &Model, tensors: &[String], span: 
     }
     if let Some(stray) = tensors.iter().find(|t| !covered.contains(t)) {
         sink.push(
-            Diagnostic::error(Code::BadTarget, format!("`coupled` groups a layer's units; `{stray}` is not a dense or conv weight"))
-                .label(span, format!("selects `{stray}`"))
-                .help("select layer weights, e.g. `coupled(conv*.weight)`: batch norm's γ and β come with them"),
+            Diagnostic::error(
+                Code::BadTarget,
+                format!("`coupled` groups a layer's units; `{stray}` is not a dense or conv weight"),
+            )
+            .label(span, format!("selects `{stray}`"))
+            .help("select layer weights, e.g. `coupled(conv*.weight)`: batch norm's γ and β come with them"),
         );
         return None;
     }
