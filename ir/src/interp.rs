@@ -177,15 +177,20 @@ pub fn run(graph: &Graph, inputs: &Values, precision: Precision) -> Result<Vec<V
             }
             Op::MatMul { a, b, ta, tb } => {
                 let (sa, sb) = (graph.shape(*a), graph.shape(*b));
-                let (m, nn) = (v.shape[0], v.shape[1]);
+                // The matrices' own shapes, and how many of them.
+                let (sa, sb, batch) = if sa.len() == 3 { (&sa[1..], &sb[1..], sa[0]) } else { (sa, sb, 1) };
+                let (m, nn) = (v.shape[v.shape.len() - 2], v.shape[v.shape.len() - 1]);
                 let k = if *ta { sa[0] } else { sa[1] };
                 let (av, bv) = (get(a), get(b));
-                let at = |i: usize, p: usize| if *ta { av[p * sa[1] + i] } else { av[i * sa[1] + p] };
-                let bt = |p: usize, j: usize| if *tb { bv[j * sb[1] + p] } else { bv[p * sb[1] + j] };
-                let mut out = vec![0.0; m * nn];
-                for i in 0..m {
-                    for j in 0..nn {
-                        out[i * nn + j] = (0..k).map(|p| at(i, p) * bt(p, j)).sum();
+                let mut out = vec![0.0; batch * m * nn];
+                for q in 0..batch {
+                    let (av, bv) = (&av[q * sa[0] * sa[1]..], &bv[q * sb[0] * sb[1]..]);
+                    let at = |i: usize, p: usize| if *ta { av[p * sa[1] + i] } else { av[i * sa[1] + p] };
+                    let bt = |p: usize, j: usize| if *tb { bv[j * sb[1] + p] } else { bv[p * sb[1] + j] };
+                    for i in 0..m {
+                        for j in 0..nn {
+                            out[(q * m + i) * nn + j] = (0..k).map(|p| at(i, p) * bt(p, j)).sum();
+                        }
                     }
                 }
                 out

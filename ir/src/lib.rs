@@ -175,6 +175,19 @@ impl Fill {
     }
 }
 
+/// The shape of `op(a) · op(b)` (`Op::MatMul`): [m, n], or [batch, m, n] for operands with
+/// one leading batch axis of the same extent; `None` where the operands do not fit.
+pub fn matmul_shape(a: &[usize], b: &[usize], ta: bool, tb: bool) -> Option<Shape> {
+    let (batch, a, b) = match (a.len(), b.len()) {
+        (2, 2) => (None, a, b),
+        (3, 3) if a[0] == b[0] => (Some(a[0]), &a[1..], &b[1..]),
+        _ => return None,
+    };
+    let (m, k1) = if ta { (a[1], a[0]) } else { (a[0], a[1]) };
+    let (k2, n) = if tb { (b[1], b[0]) } else { (b[0], b[1]) };
+    (k1 == k2).then(|| batch.into_iter().chain([m, n]).collect())
+}
+
 /// The shape of the windows of a value of `shape`: each axis of `axes` becomes the window
 /// positions along it, and the window's own axes follow at the end, in the order of `axes`.
 pub fn window_shape(shape: &[usize], axes: &[usize], slides: &[Slide]) -> Shape {
@@ -213,7 +226,9 @@ pub enum Op {
         input: ValueId,
         perm: Vec<usize>,
     },
-    /// `op(a) · op(b)` for 2-D operands, `op` transposing where the flag is set.
+    /// `op(a) · op(b)` for 2-D operands, `op` transposing where the flag is set; for 3-D
+    /// operands [batch, …], one product per index of the leading batch axis (both operands
+    /// have it; the flags transpose each matrix, not the batch).
     MatMul {
         a: ValueId,
         b: ValueId,
@@ -452,11 +467,8 @@ impl Graph {
     }
     pub fn matmul(&mut self, a: ValueId, b: ValueId, ta: bool, tb: bool) -> ValueId {
         let (sa, sb) = (self.shape(a).to_vec(), self.shape(b).to_vec());
-        assert!(sa.len() == 2 && sb.len() == 2, "matmul of {sa:?} and {sb:?}");
-        let (m, k1) = if ta { (sa[1], sa[0]) } else { (sa[0], sa[1]) };
-        let (k2, n) = if tb { (sb[1], sb[0]) } else { (sb[0], sb[1]) };
-        assert_eq!(k1, k2, "matmul inner dimensions");
-        self.push(Op::MatMul { a, b, ta, tb }, vec![m, n])
+        let shape = matmul_shape(&sa, &sb, ta, tb).unwrap_or_else(|| panic!("matmul of {sa:?} and {sb:?}"));
+        self.push(Op::MatMul { a, b, ta, tb }, shape)
     }
     pub fn select(&mut self, cond: ValueId, on_true: ValueId, on_false: ValueId) -> ValueId {
         let s = self.shape(cond).to_vec();
@@ -630,12 +642,7 @@ impl Graph {
                 }
                 Op::MatMul { a, b, ta, tb } => {
                     let (sa, sb) = (s(a), s(b));
-                    if sa.len() != 2 || sb.len() != 2 {
-                        return bad(format!("operands {sa:?} and {sb:?}"));
-                    }
-                    let (m, k1) = if *ta { (sa[1], sa[0]) } else { (sa[0], sa[1]) };
-                    let (k2, n) = if *tb { (sb[1], sb[0]) } else { (sb[0], sb[1]) };
-                    if k1 != k2 || v.shape != [m, n] {
+                    if matmul_shape(sa, sb, *ta, *tb).as_ref() != Some(&v.shape) {
                         return bad(format!("{sa:?} · {sb:?} to {:?}", v.shape));
                     }
                 }

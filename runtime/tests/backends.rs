@@ -274,3 +274,42 @@ fn augmented_gather_crops_and_flips_as_torchvision() {
         assert_eq!(run(backend, &planned, &inputs)[&Role::Data], want, "{}", backend.name());
     }
 }
+
+/// Batched products of two activations (attention's q·kᵀ and its weights times v), with an
+/// operand that is a permuted view (batch stride smaller than a row's), an epilogue over
+/// [batch, m, n], and their gradients' shapes (transposed operands); many small products and
+/// a few large ones cut into tasks, on one and on three threads.
+#[test]
+fn batched_products_agree_with_the_interpreter() {
+    for (batch, t, d) in [(12usize, 5usize, 4usize), (3, 70, 48)] {
+        let mut g = Graph::default();
+        let named = |s: &str| Role::param(s);
+        let q = g.input_value(named("q"), vec![batch, t, d]);
+        let k = g.input_value(named("k"), vec![batch, t, d]);
+        // v arrives as [t, batch, d] and is read as [batch, t, d] through a permute.
+        let v_in = g.input_value(named("v"), vec![t, batch, d]);
+        let v = g.permute(v_in, vec![1, 0, 2]);
+        let scores = g.matmul(q, k, false, true);
+        let scale = g.constant(0.5, vec![batch, t, t]);
+        let scaled = g.binary(Binary::Mul, scores, scale);
+        let w = g.unary(Unary::Tanh, scaled);
+        let out = g.matmul(w, v, false, false);
+        let back = g.matmul(w, out, true, false);
+        g.outputs = vec![(named("scores"), w), (named("out"), out), (named("back"), back)];
+        let inputs: Values = ["q", "k", "v"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (named(n), (0..batch * t * d).map(|j| ((j * 7 + i * 3) % 11) as f32 / 11.0 - 0.4).collect()))
+            .collect();
+        let planned = pipeline::plan(&g, &Cpu::new(1).unwrap().options()).unwrap();
+        let want = run(&Interpreter, &planned, &inputs);
+        for backend in [&Cpu::new(1).unwrap() as &dyn Backend, &Cpu::new(3).unwrap()] {
+            let got = run(backend, &planned, &inputs);
+            for (name, w) in &want {
+                for (i, (a, b)) in w.iter().zip(&got[name]).enumerate() {
+                    assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{batch}×{t}×{d} {name}[{i}]: {a} vs {b}");
+                }
+            }
+        }
+    }
+}

@@ -1211,7 +1211,8 @@ pub fn clif_text(p: &Program) -> Result<String, CompileError> {
     let mut out = String::new();
     for (i, k) in p.kernels.iter().enumerate() {
         if let Body::MatMul(m, ..) = &k.body {
-            out += &format!("; {}: matrix product [{}, {}] · [{}, {}] (library)\n", k.name, m.m, m.k, m.k, m.n);
+            let batch = if m.batch > 1 { format!("{} × ", m.batch) } else { String::new() };
+            out += &format!("; {}: matrix product {batch}[{}, {}] · [{}, {}] (library)\n", k.name, m.m, m.k, m.k, m.n);
         }
         let nests = k.loop_nests();
         if nests.is_empty() {

@@ -493,6 +493,17 @@ pub fn render(p: &Program) -> Result<Cuda, CompileError> {
                     m.b.offset,
                     m.k
                 );
+                if m.batch > 1 {
+                    let _ = writeln!(
+                        source,
+                        "// {} products, strided batched: matrix after matrix {} apart in {}, {} in {}\n",
+                        m.batch,
+                        m.a.batch,
+                        arg(m.a.arg),
+                        m.b.batch,
+                        arg(m.b.arg)
+                    );
+                }
                 let epilogue = match epilogue {
                     Some(l) => {
                         let name = format!("{}_epilogue", k.name);

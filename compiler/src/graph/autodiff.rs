@@ -471,6 +471,31 @@ mod tests {
         }
     }
 
+    /// Batched products [batch, …] (attention's), both operands activations.
+    #[test]
+    fn batched_matmul_rules() {
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let sa = if ta { vec![2, 3, 2] } else { vec![2, 2, 3] };
+            let sb = if tb { vec![2, 4, 3] } else { vec![2, 3, 4] };
+            let other = sb.clone();
+            check("batched matmul lhs", sa.clone(), numbers(12, 11, 0.1), move |g, x| {
+                let b = g.iota(other.clone(), 2);
+                let b = g.unary(Unary::Tanh, b);
+                g.matmul(x, b, ta, tb)
+            });
+            check("batched matmul rhs", sb, numbers(24, 13, 0.1), move |g, x| {
+                let a = g.iota(sa.clone(), 1);
+                let a = g.unary(Unary::Sigmoid, a);
+                g.matmul(a, x, ta, tb)
+            });
+            // Both operands from x: a product of two activations (q·kᵀ of one input).
+            check("batched matmul of itself", vec![2, 3, 3], numbers(18, 12, 0.1), move |g, x| {
+                let y = g.unary(Unary::Tanh, x);
+                g.matmul(x, y, ta, tb)
+            });
+        }
+    }
+
     #[test]
     fn select_rules() {
         // x on either side of a select whose condition mixes 0, 1 and other nonzero values.

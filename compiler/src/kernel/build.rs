@@ -426,9 +426,14 @@ fn matmul_kernel(b: &mut Builder, k: &crate::kernel::fusion::Fused, name: String
     let g = b.g;
     let mm = k.matmul(g).ok_or_else(|| internal("a product kernel without a product"))?;
     let Op::MatMul { a, b: bb, ta, tb } = g.value(mm).op else { unreachable!("found as a product") };
-    let (m, n) = (g.shape(mm)[0], g.shape(mm)[1]);
-    let kdim = if ta { g.shape(a)[0] } else { g.shape(a)[1] };
-    let mut kb = KernelBuilder::new(g, vec![0, 1]);
+    // A batched product's domain is [batch, m, n]; a plain one's [m, n].
+    let shape = g.shape(mm).to_vec();
+    let batched = shape.len() == 3;
+    let (batch, m, n) = if batched { (shape[0], shape[1], shape[2]) } else { (1, shape[0], shape[1]) };
+    let sa = g.shape(a);
+    let kdim = if ta { sa[sa.len() - 2] } else { sa[sa.len() - 1] };
+    let dims: Vec<usize> = (0..shape.len()).collect();
+    let mut kb = KernelBuilder::new(g, dims.clone());
     let mut operand = |kb: &mut KernelBuilder, x: ValueId, transposed: bool| -> Result<MatView, CompileError> {
         let Source::View { root, view } = view_of(g, x)? else {
             return Err(internal("a matrix product of a constant"));
@@ -437,32 +442,32 @@ fn matmul_kernel(b: &mut Builder, k: &crate::kernel::fusion::Fused, name: String
             return Err(internal("a matrix product of a guarded view"));
         }
         let arg = kb.arg(b.buffer(root)?, Access::Read);
-        let s = &view.strides;
+        let (batch, s) = if batched { (view.strides[0], &view.strides[1..]) } else { (0, &view.strides[..]) };
         let (rows, cols) = if transposed { (s[1], s[0]) } else { (s[0], s[1]) };
-        Ok(MatView { arg, offset: view.offset, rows, cols })
+        Ok(MatView { arg, offset: view.offset, rows, cols, batch })
     };
     let av = operand(&mut kb, a, ta)?;
     let bv = operand(&mut kb, bb, tb)?;
     let out_buffer = b.buffer_of[&mm];
     let out = kb.arg(out_buffer, Access::Write);
-    let product = MatMul { m, n, k: kdim, a: av, b: bv, out };
+    let product = MatMul { batch, m, n, k: kdim, a: av, b: bv, out };
     let mut stores = Vec::new();
     // Further outputs the product itself goes to.
     if let Some(extra) = b.also.get(&mm).cloned() {
         let r = kb.operand(b, mm)?;
         for t in extra {
             let arg = kb.arg(t, Access::Write);
-            stores.push(StoreInst { arg, view: View::contiguous(&[m, n]), value: r });
+            stores.push(StoreInst { arg, view: View::contiguous(&shape), value: r });
         }
     }
     for &v in k.values.iter().filter(|&&v| v != mm) {
         let r = kb.compute(b, v)?;
         if k.writes.contains(&v) {
-            kb.store(b, v, r, &[0, 1], &mut stores);
+            kb.store(b, v, r, &dims, &mut stores);
         }
     }
     let epilogue = (!kb.body.is_empty()).then(|| Loop {
-        parallel: vec![m, n],
+        parallel: shape.clone(),
         reduce: vec![],
         body: std::mem::take(&mut kb.body),
         reductions: vec![],

@@ -37,16 +37,19 @@ pub fn run(p: &Program, bound: &mut HashMap<Role, Vec<f32>>) -> Result<(), Strin
         let result = match &k.body {
             Body::Loop(l) => run_loop(l, &mut mem),
             Body::MatMul(m, epilogue, follower) => {
-                let mut out = vec![0.0f32; m.m * m.n];
-                for i in 0..m.m {
-                    for j in 0..m.n {
-                        let mut s = 0.0f64;
-                        for q in 0..m.k {
-                            let x = at(&mem[m.a.arg as usize], m.a.offset + i as i64 * m.a.rows + q as i64 * m.a.cols)?;
-                            let y = at(&mem[m.b.arg as usize], m.b.offset + q as i64 * m.b.rows + j as i64 * m.b.cols)?;
-                            s += x as f64 * y as f64;
+                let mut out = vec![0.0f32; m.batch * m.m * m.n];
+                for z in 0..m.batch {
+                    let (ao, bo) = (m.a.offset + z as i64 * m.a.batch, m.b.offset + z as i64 * m.b.batch);
+                    for i in 0..m.m {
+                        for j in 0..m.n {
+                            let mut s = 0.0f64;
+                            for q in 0..m.k {
+                                let x = at(&mem[m.a.arg as usize], ao + i as i64 * m.a.rows + q as i64 * m.a.cols)?;
+                                let y = at(&mem[m.b.arg as usize], bo + q as i64 * m.b.rows + j as i64 * m.b.cols)?;
+                                s += x as f64 * y as f64;
+                            }
+                            out[(z * m.m + i) * m.n + j] = s as f32;
                         }
-                        out[i * m.n + j] = s as f32;
                     }
                 }
                 mem[m.out as usize] = out;

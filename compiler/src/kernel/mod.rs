@@ -258,18 +258,24 @@ impl Loop {
     }
 }
 
-/// A 2-D strided view of a matrix operand: element (i, j) at `offset + i·rows + j·cols`.
+/// A 2-D strided view of a matrix operand: element (i, j) of matrix q of a batch at
+/// `offset + q·batch + i·rows + j·cols`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MatView {
     pub arg: u32,
     pub offset: i64,
     pub rows: i64,
     pub cols: i64,
+    /// The stride from one matrix of a batch to the next (0 where `batch` is 1).
+    pub batch: i64,
 }
 
-/// `out[m×n] = a[m×k] · b[k×n]` (operands as views), `out` row-major.
+/// `out[q][m×n] = a[q][m×k] · b[q][k×n]` for each q of `batch` (operands as views), `out`
+/// row-major, matrix after matrix.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MatMul {
+    /// Products of one shape (1 for a plain product; attention's batch × heads).
+    pub batch: usize,
     pub m: usize,
     pub n: usize,
     pub k: usize,

@@ -287,6 +287,9 @@ pub fn attach_follower(product: &mut Kernel, next: &Kernel) -> bool {
     let (Body::MatMul(m, _, follower @ None), Body::Loop(l)) = (&mut product.body, &next.body) else {
         return false;
     };
+    if m.batch > 1 {
+        return false;
+    }
     let out_buffer = product.args[m.out as usize].buffer;
     let Some(out) = next.args.iter().position(|a| a.buffer == out_buffer) else { return false };
     let Some(rows) = band_rows(l, out as u32, m) else { return false };
@@ -497,11 +500,12 @@ mod tests {
             args: vec![arg(0, Access::Read), arg(1, Access::Read), arg(2, Access::Write)],
             body: Body::MatMul(
                 MatMul {
+                    batch: 1,
                     m: 8,
                     n: 4,
                     k: 3,
-                    a: MatView { arg: 0, offset: 0, rows: 3, cols: 1 },
-                    b: MatView { arg: 1, offset: 0, rows: 4, cols: 1 },
+                    a: MatView { arg: 0, offset: 0, rows: 3, cols: 1, batch: 0 },
+                    b: MatView { arg: 1, offset: 0, rows: 4, cols: 1, batch: 0 },
                     out: 2,
                 },
                 None,

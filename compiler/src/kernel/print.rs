@@ -63,8 +63,9 @@ fn guard(g: &super::Guard) -> String {
     format!("if 0 <= {coordinate} < {} then ·{} else {fill}", g.extent, g.stride)
 }
 
-fn matview(name: &str, v: &MatView) -> String {
-    view(name, &View::strided(v.offset, vec![v.rows, v.cols]))
+fn matview(name: &str, v: &MatView, batched: bool) -> String {
+    let strides = if batched { vec![v.batch, v.rows, v.cols] } else { vec![v.rows, v.cols] };
+    view(name, &View::strided(v.offset, strides))
 }
 
 pub fn op_name(op: &ElemOp) -> String {
@@ -94,14 +95,16 @@ pub fn kernel(p: &Program, k: &Kernel) -> String {
     match &k.body {
         Body::Loop(l) => loop_nest(&mut out, l, &names, "loop"),
         Body::MatMul(m, epilogue, follower) => {
+            let batched = m.batch > 1;
+            let batch = if batched { format!("{}, ", m.batch) } else { String::new() };
             let _ = writeln!(
                 out,
-                "  matmul {}[{}, {}] = {} · {}, k {}",
+                "  matmul {}[{batch}{}, {}] = {} · {}, k {}",
                 names[m.out as usize],
                 m.m,
                 m.n,
-                matview(names[m.a.arg as usize], &m.a),
-                matview(names[m.b.arg as usize], &m.b),
+                matview(names[m.a.arg as usize], &m.a, batched),
+                matview(names[m.b.arg as usize], &m.b, batched),
                 m.k
             );
             if let Some(l) = epilogue {

@@ -130,19 +130,26 @@ pub fn validate(p: &Program) -> Result<(), CompileError> {
                 if m.m == 0 || m.n == 0 || m.k == 0 {
                     return Err(invalid(name, "an empty product".into()));
                 }
-                let a = View::strided(m.a.offset, vec![m.a.rows, m.a.cols]);
-                let b = View::strided(m.b.offset, vec![m.b.rows, m.b.cols]);
-                check_view(m.a.arg, &a, &[m.m, m.k], false)?;
-                check_view(m.b.arg, &b, &[m.k, m.n], false)?;
-                check_view(m.out, &View::contiguous(&[m.m, m.n]), &[m.m, m.n], true)?;
+                let a = View::strided(m.a.offset, vec![m.a.batch, m.a.rows, m.a.cols]);
+                let b = View::strided(m.b.offset, vec![m.b.batch, m.b.rows, m.b.cols]);
+                check_view(m.a.arg, &a, &[m.batch, m.m, m.k], false)?;
+                check_view(m.b.arg, &b, &[m.batch, m.k, m.n], false)?;
+                check_view(m.out, &View::contiguous(&[m.batch, m.m, m.n]), &[m.batch, m.m, m.n], true)?;
+                let domain = if m.batch > 1 { vec![m.batch, m.m, m.n] } else { vec![m.m, m.n] };
+                if m.batch == 0 {
+                    return Err(invalid(name, "an empty batch of products".into()));
+                }
                 if let Some(l) = epilogue {
-                    if l.parallel != [m.m, m.n] || !l.reduce.is_empty() {
+                    if l.parallel != domain || !l.reduce.is_empty() {
                         return Err(invalid(name, "an epilogue over another domain than the product".into()));
                     }
                     check_loop(l)?;
                 }
                 if let Some(f) = follower {
                     check_loop(&f.nest)?;
+                    if m.batch > 1 {
+                        return Err(invalid(name, "a follower of a batched product".into()));
+                    }
                     if band_rows(&f.nest, m.out, m) != Some(f.rows) {
                         return Err(invalid(name, "a follower that reads outside its bands of the product".into()));
                     }

@@ -237,7 +237,8 @@ fn describe(body: &Body) -> String {
                 Some(f) => format!(" + {}", describe(&Body::Loop(f.nest.clone()))),
                 None => String::new(),
             };
-            format!("matmul {}×{}×{}{epilogue}{follower}", m.m, m.n, m.k)
+            let batch = if m.batch > 1 { format!(" × {}", m.batch) } else { String::new() };
+            format!("matmul {}×{}×{}{batch}{epilogue}{follower}", m.m, m.n, m.k)
         }
     }
 }
@@ -288,6 +289,9 @@ fn by_rows(m: &MatMul, updates_in_place: bool) -> bool {
 /// With a follower, blocks of its bands of `follow_rows` rows, each small enough to stay in
 /// a core's cache until the follower reads it.
 fn tiles(m: &MatMul, updates_in_place: bool, follow_rows: Option<usize>) -> Vec<Task> {
+    if m.batch > 1 {
+        return batch_tiles(m);
+    }
     let macs = m.m * m.n * m.k;
     let wanted = (macs / TILE_MACS).clamp(1, MAX_TASKS / 4);
     let by_columns = follow_rows.is_none() && !by_rows(m, updates_in_place);
@@ -312,6 +316,26 @@ fn tiles(m: &MatMul, updates_in_place: bool, follow_rows: Option<usize>) -> Vec<
         .collect()
 }
 
+/// A batch of products as tasks over [batch, m, n]: runs of whole products where each is
+/// small (attention's per-head products), or each product cut into blocks of rows.
+fn batch_tiles(m: &MatMul) -> Vec<Task> {
+    let macs = (m.m * m.n * m.k).max(1);
+    let task = |z0: usize, z1: usize, r0: usize, r1: usize| Task {
+        lo: vec![z0 as i64, r0 as i64, 0],
+        hi: vec![z1 as i64, r1 as i64, m.n as i64],
+    };
+    if macs >= TILE_MACS {
+        let per = (macs / TILE_MACS).clamp(1, MAX_TASKS / 4);
+        let block = m.m.div_ceil(per).next_multiple_of(16).min(m.m);
+        return (0..m.batch)
+            .flat_map(|z| (0..m.m).step_by(block).map(move |r| (z, r)))
+            .map(|(z, r)| task(z, z + 1, r, (r + block).min(m.m)))
+            .collect();
+    }
+    let run = (TILE_MACS / macs).max(1).min(m.batch.div_ceil(4)).max(1);
+    (0..m.batch).step_by(run).map(|z| task(z, (z + run).min(m.batch), 0, m.m)).collect()
+}
+
 impl Step {
     fn tasks(&self) -> usize {
         match self {
@@ -333,34 +357,39 @@ impl Step {
             }
             Step::MatMul { m, args, tiles, epilogue, follower } => {
                 let tile = &tiles[t];
-                let (r0, c0) = (tile.lo[0] as usize, tile.lo[1] as usize);
-                let (rows, cols) = (tile.hi[0] as usize - r0, tile.hi[1] as usize - c0);
+                // A batch's tiles are [batch, rows, columns]; a product's [rows, columns].
+                let (zs, at) = if m.batch > 1 { (tile.lo[0] as usize..tile.hi[0] as usize, 1) } else { (0..1, 0) };
+                let (r0, c0) = (tile.lo[at] as usize, tile.lo[at + 1] as usize);
+                let (rows, cols) = (tile.hi[at] as usize - r0, tile.hi[at + 1] as usize - c0);
                 let a = args.0[m.a.arg as usize].cast_const();
                 let b = args.0[m.b.arg as usize].cast_const();
                 let out = args.0[m.out as usize];
                 // SAFETY: offsets stay inside the operands (the validator checked the views).
                 unsafe {
-                    gemm::gemm(
-                        rows,
-                        cols,
-                        m.k,
-                        out.add(r0 * m.n + c0),
-                        1,
-                        m.n as isize,
-                        false,
-                        a.offset(m.a.offset as isize + r0 as isize * m.a.rows as isize),
-                        m.a.cols as isize,
-                        m.a.rows as isize,
-                        b.offset(m.b.offset as isize + c0 as isize * m.b.cols as isize),
-                        m.b.cols as isize,
-                        m.b.rows as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
+                    for z in zs {
+                        let (za, zb) = (z as isize * m.a.batch as isize, z as isize * m.b.batch as isize);
+                        gemm::gemm(
+                            rows,
+                            cols,
+                            m.k,
+                            out.add(z * m.m * m.n + r0 * m.n + c0),
+                            1,
+                            m.n as isize,
+                            false,
+                            a.offset(m.a.offset as isize + za + r0 as isize * m.a.rows as isize),
+                            m.a.cols as isize,
+                            m.a.rows as isize,
+                            b.offset(m.b.offset as isize + zb + c0 as isize * m.b.cols as isize),
+                            m.b.cols as isize,
+                            m.b.rows as isize,
+                            0.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
+                    }
                     if let Some(f) = epilogue {
                         f(args.0.as_ptr(), tile.lo.as_ptr(), tile.hi.as_ptr());
                     }
@@ -431,11 +460,12 @@ mod tests {
         let covered: i64 = tasks.iter().map(|t| (t.hi[0] - t.lo[0]) * (t.hi[1] - t.lo[1])).sum();
         assert_eq!(covered, 300 * 784);
         let m = MatMul {
+            batch: 1,
             m: 100,
             n: 300,
             k: 784,
-            a: hoyer_compiler::kernel::MatView { arg: 0, offset: 0, rows: 784, cols: 1 },
-            b: hoyer_compiler::kernel::MatView { arg: 1, offset: 0, rows: 1, cols: 784 },
+            a: hoyer_compiler::kernel::MatView { arg: 0, offset: 0, rows: 784, cols: 1, batch: 0 },
+            b: hoyer_compiler::kernel::MatView { arg: 1, offset: 0, rows: 1, cols: 784, batch: 0 },
             out: 2,
         };
         let t = tiles(&m, false, None);

@@ -119,7 +119,8 @@ impl Resolved {
             Resolved::Launch { name, grid, block, .. } => (name.clone(), format!("<<<{grid}, {block}>>>")),
             Resolved::Gemm { g, .. } => {
                 let t = |t: bool| if t { 'T' } else { 'N' };
-                ("sgemm".into(), format!("{}×{}×{} {}{}", g.m, g.n, g.k, t(g.transa), t(g.transb)))
+                let batch = if g.batch > 1 { format!(" × {}", g.batch) } else { String::new() };
+                ("sgemm".into(), format!("{}×{}×{} {}{}{batch}", g.m, g.n, g.k, t(g.transa), t(g.transb)))
             }
         }
     }
@@ -284,22 +285,45 @@ impl CudaProgram {
                     // SAFETY: the operands lie inside their buffers (`plan::gemm` derived the
                     // leading dimensions from views the validator checked).
                     unsafe {
-                        blas::sgemm(
-                            *self.gpu.blas.handle(),
-                            op(g.transa),
-                            op(g.transb),
-                            g.m,
-                            g.n,
-                            g.k,
-                            &alpha,
-                            *a as *const f32,
-                            g.a.ld,
-                            *b as *const f32,
-                            g.b.ld,
-                            &beta,
-                            *c as *mut f32,
-                            g.c.ld,
-                        )
+                        if g.batch > 1 {
+                            blas::sgemm_strided_batched(
+                                *self.gpu.blas.handle(),
+                                op(g.transa),
+                                op(g.transb),
+                                g.m,
+                                g.n,
+                                g.k,
+                                &alpha,
+                                *a as *const f32,
+                                g.a.ld,
+                                g.a.stride,
+                                *b as *const f32,
+                                g.b.ld,
+                                g.b.stride,
+                                &beta,
+                                *c as *mut f32,
+                                g.c.ld,
+                                g.c.stride,
+                                g.batch,
+                            )
+                        } else {
+                            blas::sgemm(
+                                *self.gpu.blas.handle(),
+                                op(g.transa),
+                                op(g.transb),
+                                g.m,
+                                g.n,
+                                g.k,
+                                &alpha,
+                                *a as *const f32,
+                                g.a.ld,
+                                *b as *const f32,
+                                g.b.ld,
+                                &beta,
+                                *c as *mut f32,
+                                g.c.ld,
+                            )
+                        }
                     }
                     .map_err(|e| failed("a cuBLAS product", e))?;
                 }

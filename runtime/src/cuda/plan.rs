@@ -18,19 +18,22 @@ pub enum DeviceOp {
     Gemm(Gemm),
 }
 
-/// A matrix operand of `cublasSgemm`: a program buffer, an element offset into it, and the
-/// leading dimension.
+/// A matrix operand of `cublasSgemm`: a program buffer, an element offset into it, the
+/// leading dimension, and for a batch the stride from one matrix to the next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Operand {
     pub buffer: usize,
     pub offset: usize,
     pub ld: i32,
+    pub stride: i64,
 }
 
 /// `C[m×n] = op(A)[m×k] · op(B)[k×n]`, all column-major, `op` transposing where asked
-/// (cuBLAS's `cublasSgemm` with α = 1, β = 0).
+/// (cuBLAS's `cublasSgemm` with α = 1, β = 0), `batch` times at the operands' strides
+/// (`cublasSgemmStridedBatched` where `batch` is above 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gemm {
+    pub batch: i32,
     pub transa: bool,
     pub transb: bool,
     pub m: i32,
@@ -72,7 +75,7 @@ fn operand(
         return None;
     };
     let ld = i32::try_from(ld).ok()?;
-    (ld as usize >= needed.max(1)).then_some((transposed, Operand { buffer, offset, ld }))
+    (ld as usize >= needed.max(1)).then_some((transposed, Operand { buffer, offset, ld, stride: 0 }))
 }
 
 /// The cuBLAS call of `out = a · b` (row-major `out[m×n]`, operands as strided views):
@@ -85,8 +88,23 @@ pub fn gemm(kernel: &str, args: &[usize], m: &MatMul) -> Result<Gemm, RunError> 
     // aᵀ is k × m: element (q, i) = a[i·rows + q·cols].
     let (transb, b) = operand(buffer(&m.a), m.a.offset, (m.k, m.m), (m.a.cols, m.a.rows))
         .ok_or_else(|| unsupported(kernel, "a product whose left operand has no unit stride"))?;
-    let c = Operand { buffer: args[m.out as usize], offset: 0, ld: int(m.n.max(1), kernel)? };
-    Ok(Gemm { transa, transb, m: int(m.n, kernel)?, n: int(m.m, kernel)?, k: int(m.k, kernel)?, a, b, c })
+    let c =
+        Operand { buffer: args[m.out as usize], offset: 0, ld: int(m.n.max(1), kernel)?, stride: (m.m * m.n) as i64 };
+    let (a, b) = (Operand { stride: m.b.batch, ..a }, Operand { stride: m.a.batch, ..b });
+    if a.stride < 0 || b.stride < 0 {
+        return Err(unsupported(kernel, "a batched product stepping backwards through an operand"));
+    }
+    Ok(Gemm {
+        batch: int(m.batch, kernel)?,
+        transa,
+        transb,
+        m: int(m.n, kernel)?,
+        n: int(m.m, kernel)?,
+        k: int(m.k, kernel)?,
+        a,
+        b,
+        c,
+    })
 }
 
 /// The device operations of `p`, whose CUDA C `codegen::cuda::render` gave `launches` for.
@@ -139,15 +157,19 @@ pub fn emulate(g: &Gemm, buffers: &mut [Vec<f32>]) {
     };
     let (m, n, k) = (g.m as usize, g.n as usize, g.k as usize);
     let mut c = buffers[g.c.buffer].clone();
-    for j in 0..n {
-        for i in 0..m {
-            let mut s = 0.0f64;
-            for q in 0..k {
-                let x = buffers[g.a.buffer][at(&g.a, g.transa, i, q)] as f64;
-                let y = buffers[g.b.buffer][at(&g.b, g.transb, q, j)] as f64;
-                s += x * y;
+    for z in 0..g.batch.max(1) as usize {
+        let step = |o: &Operand| Operand { offset: o.offset + z * o.stride as usize, ..*o };
+        let (ga, gb, gc) = (step(&g.a), step(&g.b), step(&g.c));
+        for j in 0..n {
+            for i in 0..m {
+                let mut s = 0.0f64;
+                for q in 0..k {
+                    let x = buffers[ga.buffer][at(&ga, g.transa, i, q)] as f64;
+                    let y = buffers[gb.buffer][at(&gb, g.transb, q, j)] as f64;
+                    s += x * y;
+                }
+                c[gc.offset + i + j * gc.ld as usize] = s as f32;
             }
-            c[g.c.offset + i + j * g.c.ld as usize] = s as f32;
         }
     }
     buffers[g.c.buffer] = c;
@@ -158,55 +180,63 @@ mod tests {
     use super::*;
 
     /// Each layout of each operand (row-major, column-major, a row of a larger matrix, a
-    /// single column): the cuBLAS call gives the product the kernel IR defines.
+    /// single column), alone and as a batch of three (matrices apart by a stride, or the same
+    /// one each time: stride 0): the cuBLAS call gives the product the kernel IR defines.
     #[test]
     fn every_operand_layout_gives_the_same_product() {
         let (m, n, k) = (5usize, 3usize, 4usize);
         let views_a = [(0, k as i64, 1), (0, 1, m as i64), (7, k as i64 + 2, 1)];
         let views_b = [(0, n as i64, 1), (0, 1, k as i64), (3, 1, k as i64 + 1)];
-        for &(oa, ra, ca) in &views_a {
-            for &(ob, rb, cb) in &views_b {
-                let mm = MatMul {
-                    m,
-                    n,
-                    k,
-                    a: MatView { arg: 0, offset: oa, rows: ra, cols: ca },
-                    b: MatView { arg: 1, offset: ob, rows: rb, cols: cb },
-                    out: 2,
-                };
-                let mut buffers: Vec<Vec<f32>> = vec![
-                    (0..64).map(|i| (i as f32 * 0.37).sin()).collect(),
-                    (0..64).map(|i| (i as f32 * 0.71).cos()).collect(),
-                    vec![f32::NAN; m * n],
-                ];
-                let g = gemm("k0", &[0, 1, 2], &mm).unwrap();
-                emulate(&g, &mut buffers);
-                for i in 0..m {
-                    for j in 0..n {
-                        let want: f64 = (0..k)
-                            .map(|q| {
-                                let x = buffers[0][(oa + i as i64 * ra + q as i64 * ca) as usize] as f64;
-                                x * buffers[1][(ob + q as i64 * rb + j as i64 * cb) as usize] as f64
-                            })
-                            .sum();
-                        let got = buffers[2][i * n + j] as f64;
-                        assert!(
-                            (got - want).abs() < 1e-5,
-                            "a {:?} b {:?}: ({i}, {j}) {got} vs {want}",
-                            (oa, ra, ca),
-                            (ob, rb, cb)
-                        );
+        for (batch, za, zb) in [(1usize, 0i64, 0i64), (3, 41, 0), (3, 0, 53)] {
+            for &(oa, ra, ca) in &views_a {
+                for &(ob, rb, cb) in &views_b {
+                    let mm = MatMul {
+                        batch,
+                        m,
+                        n,
+                        k,
+                        a: MatView { arg: 0, offset: oa, rows: ra, cols: ca, batch: za },
+                        b: MatView { arg: 1, offset: ob, rows: rb, cols: cb, batch: zb },
+                        out: 2,
+                    };
+                    let mut buffers: Vec<Vec<f32>> = vec![
+                        (0..192).map(|i| (i as f32 * 0.37).sin()).collect(),
+                        (0..192).map(|i| (i as f32 * 0.71).cos()).collect(),
+                        vec![f32::NAN; batch * m * n],
+                    ];
+                    let g = gemm("k0", &[0, 1, 2], &mm).unwrap();
+                    emulate(&g, &mut buffers);
+                    for z in 0..batch as i64 {
+                        for i in 0..m {
+                            for j in 0..n {
+                                let want: f64 = (0..k)
+                                    .map(|q| {
+                                        let x = buffers[0][(z * za + oa + i as i64 * ra + q as i64 * ca) as usize];
+                                        let y = buffers[1][(z * zb + ob + q as i64 * rb + j as i64 * cb) as usize];
+                                        x as f64 * y as f64
+                                    })
+                                    .sum();
+                                let got = buffers[2][(z as usize * m + i) * n + j] as f64;
+                                assert!(
+                                    (got - want).abs() < 1e-5,
+                                    "batch {z} a {:?} b {:?}: ({i}, {j}) {got} vs {want}",
+                                    (oa, ra, ca),
+                                    (ob, rb, cb)
+                                );
+                            }
+                        }
                     }
                 }
             }
         }
         // Neither stride 1: said plainly, not guessed.
         let mm = MatMul {
+            batch: 1,
             m,
             n,
             k,
-            a: MatView { arg: 0, offset: 0, rows: 8, cols: 2 },
-            b: MatView { arg: 1, offset: 0, rows: n as i64, cols: 1 },
+            a: MatView { arg: 0, offset: 0, rows: 8, cols: 2, batch: 0 },
+            b: MatView { arg: 1, offset: 0, rows: n as i64, cols: 1, batch: 0 },
             out: 2,
         };
         let e = gemm("k0", &[0, 1, 2], &mm).unwrap_err();
