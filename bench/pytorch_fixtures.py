@@ -2,7 +2,7 @@
 PyTorch, from an init and batches that both sides compute from the same formulas, so that
 `cargo test` checks hoyerc's training step against PyTorch without PyTorch installed.
 
-Usage (once, with torch installed): python bench/pytorch_fixtures.py
+Usage (once, with torch installed): python bench/pytorch_fixtures.py [CASE...]
 The formulas (mirrored in runtime/tests/pytorch.rs):
   parameter t (in model order), element i:  bound * sin(1.7 * i + 0.3 * t + 0.1),
       bound = 1 / sqrt(fan_in) for weights (every axis but the first), 0.1 for 1-D tensors
@@ -80,6 +80,33 @@ class EmbeddingBag(nn.Module):
     def forward(s, x):
         return s.fc(torch.flatten(s.ln(s.emb(x)), 1))
 
+class Attention(nn.Module):
+    """hoyerc's `attention(x, heads = h, causal = ...)`: projections q, k, v, o as nn.Linear(d, d);
+    each head attends with softmax(q·kᵀ/√(d/h)) (PyTorch's own scaled_dot_product_attention)."""
+    def __init__(s, d, heads, causal, bias=True):
+        super().__init__()
+        s.q, s.k, s.v, s.o = (nn.Linear(d, d, bias=bias) for _ in range(4))
+        s.heads, s.causal = heads, causal
+    def forward(s, x):
+        b, t, d = x.shape
+        split = lambda y: y.view(b, t, s.heads, d // s.heads).transpose(1, 2)
+        y = F.scaled_dot_product_attention(split(s.q(x)), split(s.k(x)), split(s.v(x)), is_causal=s.causal)
+        return s.o(y.transpose(1, 2).reshape(b, t, d))
+
+class TinyTransformer(nn.Module):
+    """One post-norm transformer block over token ids: causal attention with two heads, a
+    residual add and layer norm, a GELU MLP per token, then the tokens flattened into a dense layer."""
+    def __init__(s):
+        super().__init__()
+        s.emb, s.attn, s.h = nn.Embedding(VOCAB, 8), Attention(8, 2, True), nn.LayerNorm(8)
+        s.up, s.down, s.n = nn.Linear(8, 16), nn.Linear(16, 8), nn.LayerNorm(8)
+        s.fc = nn.Linear(TOKENS * 8, 5)
+    def forward(s, x):
+        e = s.emb(x)
+        h = s.h(e + s.attn(e))
+        n = s.n(h + s.down(F.gelu(s.up(h))))
+        return s.fc(torch.flatten(n, 1))
+
 def hs(p): return torch.sum(torch.abs(p)) ** 2 / torch.sum(p ** 2)
 def ghs(p, axis):  # group_hs(W, axis): one group per index of `axis` (filters, channels)
     other = [d for d in range(p.dim()) if d != axis]
@@ -96,6 +123,8 @@ CASES = {
                       lambda m: sum(hs(p) for n, p in m.named_parameters() if n.endswith("weight"))),
     "embedding_bag": (EmbeddingBag, "tokens", 5, "sgd", 1e-3,
                       lambda m: sum(hs(p) for n, p in m.named_parameters() if n.endswith("weight"))),
+    "tiny_transformer": (TinyTransformer, "tokens", 5, "adam", 1e-3,
+                         lambda m: sum(hs(p) for n, p in m.named_parameters() if n.endswith("weight"))),
     "tiny_resnet": (TinyResNet, [3, 8, 8], 3, "sgd", 1e-3,
                     lambda m: sum(ghs(p, 0) + ghs(p, 1) for n, p in m.named_parameters() if n.startswith("c"))),
 }
@@ -139,12 +168,16 @@ def save(path, tensors):
 
 out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "runtime", "tests", "fixtures")
 os.makedirs(out, exist_ok=True)
-for name, (Model, sample, classes, optimizer, strength, penalty) in CASES.items():
+import sys
+wanted = sys.argv[1:] or list(CASES)  # the cases named on the command line, or all
+def train(Model, sample, classes, optimizer, strength, penalty):
+    """Three steps from the init; the model, its optimizer, the losses and Adam's scalars."""
     m = Model(); init(m)
     opt = torch.optim.SGD(m.parameters(), lr=LR) if optimizer == "sgd" else torch.optim.Adam(m.parameters(), lr=1e-3)
     losses, step_sizes, inv_bc2_sqrts = [], [], []
     for s in range(STEPS):
         x, y = batch(s, sample, classes)
+        x = x if x.dtype == torch.long else x.to(torch.get_default_dtype())
         opt.zero_grad()
         loss = F.cross_entropy(m(x), y); losses.append(loss.item())
         (loss + strength * penalty(m)).backward()
@@ -158,6 +191,12 @@ for name, (Model, sample, classes, optimizer, strength, penalty) in CASES.items(
             (b1, b2) = group["betas"]
             step_sizes.append(group["lr"] / (1 - b1 ** t))
             inv_bc2_sqrts.append(1 / (1 - b2 ** t) ** 0.5)
+    return m, opt, losses, step_sizes, inv_bc2_sqrts
+
+for name, (Model, sample, classes, optimizer, strength, penalty) in CASES.items():
+    if name not in wanted:
+        continue
+    m, opt, losses, step_sizes, inv_bc2_sqrts = train(Model, sample, classes, optimizer, strength, penalty)
     tensors = dict(m.named_parameters())
     tensors.update(m.named_buffers())  # batch norm's running statistics
     tensors["loss"] = torch.tensor(losses)
@@ -167,6 +206,17 @@ for name, (Model, sample, classes, optimizer, strength, penalty) in CASES.items(
         for n, p in m.named_parameters():  # the moments after the last step
             tensors[n + ".exp_avg"] = opt.state[p]["exp_avg"]
             tensors[n + ".exp_avg_sq"] = opt.state[p]["exp_avg_sq"]
+        # How far PyTorch's own float32 run lands from its float64 one, per parameter: where
+        # a gradient is zero in exact arithmetic (attention's key bias: softmax cancels it),
+        # Adam scales each run's rounding noise to whole steps, and float32 is that far off.
+        torch.set_default_dtype(torch.float32)
+        m32, opt32 = train(Model, sample, classes, optimizer, strength, penalty)[:2]
+        torch.set_default_dtype(torch.float64)
+        off = lambda a, b: (a.detach() - b.detach().double()).abs().max().reshape(1)
+        for (n, p), p32 in zip(m.named_parameters(), m32.parameters()):
+            tensors[n + ".float32_error"] = off(p, p32)
+            for k in ["exp_avg", "exp_avg_sq"]:
+                tensors[f"{n}.{k}.float32_error"] = off(opt.state[p][k], opt32.state[p32][k])
     m.eval()  # the forward pass as evaluation runs it
     tensors["eval_logits"] = m(batch(0, sample, classes)[0])
     save(os.path.join(out, f"{name}.safetensors"), tensors)

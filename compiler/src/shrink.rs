@@ -83,6 +83,11 @@ impl Shrunk {
     pub fn cut(&self, original: &Model, name: &str, data: &[f32]) -> Option<Vec<f32>> {
         let p = original.param(name)?;
         let node = &original.nodes[p.node];
+        // A layer kept whole (layer norm, attention, embedding, a per-token dense layer)
+        // keeps its parameters whole: their axes are not its output's first axis.
+        if node.layer.units() == Units::Whole {
+            return Some(data.to_vec());
+        }
         let rows = &self.kept[p.node];
         match p.shape.len() {
             0 => return Some(data.to_vec()),

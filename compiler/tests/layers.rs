@@ -146,3 +146,25 @@ fn embedding() {
         ),
     );
 }
+
+#[test]
+fn attention_and_dense_per_token() {
+    // Causal and not, with and without biases; a per-token MLP after it.
+    for (args, what) in [
+        ("heads = 2", "attention"),
+        ("heads = 2, causal = true", "causal attention"),
+        ("heads = 1, causal = true, bias = false", "one head, no biases"),
+    ] {
+        check_gradients(
+            what,
+            &spec(
+                "i32[4]",
+                &format!(
+                    "    e = embedding(x, 5, 4)\n    a = attention(e, {args})\n    h = layernorm(e + a)\n\
+                     \x20   up = dense(h, 6) |> gelu\n    down = dense(up, 4, bias = false)\n\
+                     \x20   o = (h + down) |> flatten |> dense(3)\n    return o"
+                ),
+            ),
+        );
+    }
+}

@@ -61,13 +61,14 @@ fn steps(example: &str, batch: usize) -> Vec<(String, Planned)> {
         .collect()
 }
 
-const EXAMPLES: [&str; 6] = [
+const EXAMPLES: [&str; 7] = [
     "quickstart",
     "lenet300_hs",
     "lenet5_hs",
     "lenet5_group_hs",
     "../tests/valid/every_layer",
     "../tests/valid/batchnorm_residual",
+    "../tests/valid/transformer_block",
 ];
 
 /// How far the GPU may be from the float64 truth, per output tensor: within `tol` (relative,

@@ -79,7 +79,7 @@ fn fixture(name: &str) -> HashMap<String, Vec<f32>> {
 /// `tol`: relative agreement of the weights; 1e-5, except where float32 itself is further
 /// from the float64 reference (batch norm's gradients cancel: PyTorch's own float32 run is
 /// 5e-4 from its float64 run on `tiny_resnet`, and hoyerc's within the same).
-fn agree(spec: &str, train: &str, name: &str, classes: usize, strength: f32, tol: f32) {
+fn agree(spec: &str, train: &str, name: &str, classes: usize, strength: f64, tol: f32) {
     let c = check_source(&format!("{spec}{train}")).unwrap_or_else(|d| panic!("{d:#?}"));
     let plan = c.program.train.as_ref().unwrap();
     let model = c.program.model(&plan.model).unwrap();
@@ -107,7 +107,7 @@ fn agree(spec: &str, train: &str, name: &str, classes: usize, strength: f32, tol
             }
             Role::Param(p) => init(trainable.iter().position(|q| q == p).unwrap(), &shape),
             Role::Scalar(Scalar::Lr) => vec![LR],
-            Role::Scalar(Scalar::Strength(_)) => vec![strength as f64],
+            Role::Scalar(Scalar::Strength(_)) => vec![strength],
             Role::Mask(_) => vec![1.0; numel(&shape)],
             _ => vec![0.0; numel(&shape)],
         };
@@ -178,10 +178,12 @@ fn agree(spec: &str, train: &str, name: &str, classes: usize, strength: f32, tol
         let scale = w.iter().fold(0f32, |m, v| m.max(v.abs()));
         // In float64 the step computes what PyTorch's float64 step does, up to the fixture's
         // own rounding to float32: the semantics, apart from any back end's rounding.
+        // (A value zero in exact arithmetic is float64 rounding noise on both sides: 1e-15
+        // absolute covers it.)
         for (i, (a, b)) in reference[role].iter().zip(w).enumerate() {
             let b = *b as f64;
             assert!(
-                (a - b).abs() <= 1e-6 * b.abs().max(1e-2 * scale as f64),
+                (a - b).abs() <= 1e-6 * b.abs().max(1e-2 * scale as f64).max(1e-9),
                 "{name}: {p}[{i}]: the interpreter (float64) {a}, PyTorch {b}"
             );
         }
@@ -195,16 +197,23 @@ fn agree(spec: &str, train: &str, name: &str, classes: usize, strength: f32, tol
         // tensor's largest gradient, not of each (possibly cancelling) one: PyTorch's own
         // float32 run is within 6.5e-6 of the largest moment of its float64 run here, hoyerc
         // within 1.2e-5 (other summation orders); 3e-5 leaves room.
+        // Where PyTorch's own float32 run is further than that from its float64 one (the
+        // fixture records how far: a gradient zero in exact arithmetic, such as attention's
+        // key bias, is rounding noise that Adam scales to whole steps), twice that distance.
+        let own = want.get(&format!("{p}.float32_error")).map_or(0.0, |e| e[0]);
         let moment = p.ends_with(".exp_avg") || p.ends_with(".exp_avg_sq");
         if moment {
             for (i, (a, b)) in got.iter().zip(w).enumerate() {
-                assert!((a - b).abs() <= 3e-5 * scale, "{name}: {p}[{i}]: hoyerc {a}, PyTorch {b} (largest {scale})");
+                assert!(
+                    (a - b).abs() <= (3e-5 * scale).max(2.0 * own),
+                    "{name}: {p}[{i}]: hoyerc {a}, PyTorch {b} (largest {scale})"
+                );
             }
             continue;
         }
         let mut loose = 0;
         for (i, (a, b)) in got.iter().zip(w).enumerate() {
-            if (a - b).abs() <= tol * b.abs().max(1e-2 * scale) {
+            if (a - b).abs() <= (tol * b.abs().max(1e-2 * scale)).max(2.0 * own) {
                 continue;
             }
             assert!(adam && (a - b).abs() <= 0.1 * ADAM_LR as f32, "{name}: {p}[{i}]: hoyerc {a}, PyTorch {b}");
@@ -378,5 +387,32 @@ model bag(x: i32[6]) {
         5,
         1e-3,
         1e-4,
+    );
+}
+
+/// A transformer block over token ids (causal attention with two heads, residual adds and
+/// layer norms, a GELU MLP applied per token) under Hoyer-Square on every weight, three Adam
+/// steps, against `TinyTransformer` in bench/pytorch_fixtures.py: `attention`'s parameters
+/// load as four `nn.Linear` named q, k, v, o and compute `scaled_dot_product_attention`.
+#[test]
+fn transformer_block_three_adam_steps() {
+    agree(
+        "data d = synthetic(classes = 5, train = 8, test = 8)
+model tf(x: i32[6]) {
+    emb = embedding(x, 20, 8)
+    attn = attention(emb, heads = 2, causal = true)
+    h = layernorm(emb + attn)
+    up = dense(h, 16) |> gelu
+    down = dense(up, 8)
+    n = layernorm(h + down)
+    fc = dense(flatten(n), 5)
+    return fc
+}
+",
+        "train tf on d { phase p { epochs 1  optimizer adam(lr = 1e-3)  penalty 1e-3 * hoyer_square(*.weight) } }",
+        "tiny_transformer",
+        5,
+        1e-3,
+        1e-5,
     );
 }

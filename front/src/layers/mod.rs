@@ -10,6 +10,7 @@
 
 mod activation;
 mod add;
+mod attention;
 mod batchnorm;
 mod conv2d;
 mod dense;
@@ -249,6 +250,7 @@ pub static LAYERS: &[&LayerDef] = &[
     &batchnorm::DEF,
     &layernorm::DEF,
     &embedding::DEF,
+    &attention::DEF,
     &pool::MAXPOOL,
     &pool::AVGPOOL,
     &pool::GLOBAL_AVGPOOL,

@@ -35,6 +35,7 @@ pub fn programs_at(batch: Option<usize>) -> Vec<(String, Program)> {
         "../tests/valid/every_layer",
         "../tests/valid/batchnorm_residual",
         "../tests/valid/embedding",
+        "../tests/valid/transformer_block",
     ] {
         let path = format!("{}/../examples/{name}.hoyer", env!("CARGO_MANIFEST_DIR"));
         let c = check_source(&std::fs::read_to_string(path).unwrap()).unwrap();
