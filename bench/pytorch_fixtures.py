@@ -107,6 +107,24 @@ class TinyTransformer(nn.Module):
         n = s.n(h + s.down(F.gelu(s.up(h))))
         return s.fc(torch.flatten(n, 1))
 
+class TinyViT(nn.Module):
+    """A ViT in small: 2×2 patches by a strided conv as 4 tokens, a class token and a
+    positional embedding (free parameters), one pre-norm encoder block, the class token read out."""
+    def __init__(s):
+        super().__init__()
+        s.patches = nn.Conv2d(2, 8, 2, stride=2)
+        s.cls, s.pos = nn.Parameter(torch.zeros(1, 8)), nn.Parameter(torch.zeros(5, 8))
+        s.n1, s.attn, s.n2 = nn.LayerNorm(8), Attention(8, 2, False), nn.LayerNorm(8)
+        s.up, s.down, s.n = nn.Linear(8, 16), nn.Linear(16, 8), nn.LayerNorm(8)
+        s.head = nn.Linear(8, 5)
+        s.first = ["patches.weight", "patches.bias"]  # before cls and pos, as in the spec
+    def forward(s, x):
+        p = s.patches(x).flatten(2).transpose(1, 2)
+        h = torch.cat([s.cls.expand(x.shape[0], -1, -1), p], 1) + s.pos
+        r = h + s.attn(s.n1(h))
+        n = s.n(r + s.down(F.gelu(s.up(s.n2(r)))))
+        return s.head(n[:, 0])
+
 def hs(p): return torch.sum(torch.abs(p)) ** 2 / torch.sum(p ** 2)
 def ghs(p, axis):  # group_hs(W, axis): one group per index of `axis` (filters, channels)
     other = [d for d in range(p.dim()) if d != axis]
@@ -125,6 +143,8 @@ CASES = {
                       lambda m: sum(hs(p) for n, p in m.named_parameters() if n.endswith("weight"))),
     "tiny_transformer": (TinyTransformer, "tokens", 5, "adam", 1e-3,
                          lambda m: sum(hs(p) for n, p in m.named_parameters() if n.endswith("weight"))),
+    "tiny_vit": (TinyViT, [2, 4, 4], 5, "adam", 1e-3,
+                 lambda m: sum(hs(p) for n, p in m.named_parameters() if n.endswith("weight"))),
     "tiny_resnet": (TinyResNet, [3, 8, 8], 3, "sgd", 1e-3,
                     lambda m: sum(ghs(p, 0) + ghs(p, 1) for n, p in m.named_parameters() if n.startswith("c"))),
 }
@@ -135,8 +155,13 @@ def init(m):
     # Normalization layers keep PyTorch's init (weight 1, bias 0): their parameters' names.
     norms = {f"{n}.{k}" for n, mod in m.named_modules() if isinstance(mod, (nn.BatchNorm2d, nn.LayerNorm))
              for k, _ in mod.named_parameters()}
+    # Numbered in hoyerc's model order: PyTorch lists a module's own parameters (a ViT's class
+    # token) before its submodules', whatever order they were made in; `first` puts them back.
+    params = dict(m.named_parameters())
+    first = getattr(m, "first", [])
+    order = first + [n for n in params if n not in first]
     with torch.no_grad():
-        for t, (name, p) in enumerate(m.named_parameters()):
+        for t, (name, p) in enumerate((n, params[n]) for n in order):
             if name in norms:
                 continue
             fan_in = math.prod(p.shape[1:]) if p.dim() > 1 else 0

@@ -168,3 +168,22 @@ fn attention_and_dense_per_token() {
         );
     }
 }
+
+#[test]
+fn vision_transformer_pieces() {
+    // Patches by a strided conv as tokens, a class token and a positional embedding of their
+    // own, concatenated and added; attention; the class token read out, or the mean.
+    for readout in ["n[0]", "mean_tokens(n)"] {
+        check_gradients(
+            readout,
+            &spec(
+                "f32[2, 4, 4]",
+                &format!(
+                    "    p = conv2d(x, 4, kernel = 2, stride = 2) |> tokens\n    param cls: f32[1, 4] = normal(0.5)\n\
+                     \x20   param pos: f32[5, 4] = normal(0.5)\n    h = concat(cls, p) + pos\n\
+                     \x20   a = attention(h, heads = 2)\n    n = layernorm(h + a)\n    o = dense({readout}, 3)\n    return o"
+                ),
+            ),
+        );
+    }
+}

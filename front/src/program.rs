@@ -322,7 +322,8 @@ pub fn params_of(nodes: &[Node]) -> Vec<Param> {
         let Some(layer) = &node.name else { continue };
         for def in node.layer.params(&input_shapes(nodes, i), &node.shape) {
             params.push(Param {
-                name: format!("{layer}.{}", def.suffix),
+                // A free parameter's one tensor is the binding itself (`pos`).
+                name: if def.suffix.is_empty() { layer.clone() } else { format!("{layer}.{}", def.suffix) },
                 layer: layer.clone(),
                 suffix: def.suffix,
                 kind: def.kind,

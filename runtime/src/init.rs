@@ -23,6 +23,7 @@ pub fn pytorch_default(model: &Model, seed: u64) -> Vec<(String, Vec<f32>)> {
                     (0..n).map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32).collect()
                 }
                 Init::Normal => (0..n).map(|_| rng.normal() as f32).collect(),
+                Init::Gaussian { std } => (0..n).map(|_| (rng.normal() * std) as f32).collect(),
             };
             (p.name.clone(), values)
         })

@@ -416,3 +416,35 @@ model tf(x: i32[6]) {
         1e-5,
     );
 }
+
+/// A ViT in small (patches by a strided conv as tokens, a class token and a positional
+/// embedding as free parameters, concatenated and added, a pre-norm encoder block, the class
+/// token read out) under Hoyer-Square, three Adam steps, against `TinyViT` in
+/// bench/pytorch_fixtures.py: `param` tensors load as `nn.Parameter`s of the same names.
+#[test]
+fn vision_transformer_three_adam_steps() {
+    agree(
+        "data d = synthetic(classes = 5, train = 8, test = 8)
+model vit(x: f32[2, 4, 4]) {
+    patches = conv2d(x, 8, kernel = 2, stride = 2) |> tokens
+    param cls: f32[1, 8] = normal(0.02)
+    param pos: f32[5, 8] = normal(0.02)
+    h = concat(cls, patches) + pos
+    n1 = layernorm(h)
+    attn = attention(n1, heads = 2)
+    r = h + attn
+    n2 = layernorm(r)
+    up = dense(n2, 16) |> gelu
+    down = dense(up, 8)
+    n = layernorm(r + down)
+    head = dense(n[0], 5)
+    return head
+}
+",
+        "train vit on d { phase p { epochs 1  optimizer adam(lr = 1e-3)  penalty 1e-3 * hoyer_square(*.weight) } }",
+        "tiny_vit",
+        5,
+        1e-3,
+        1e-5,
+    );
+}

@@ -262,7 +262,8 @@ fn forward(
     for node in &model.nodes {
         let prefix = node.name.clone().unwrap_or_default();
         let param = |suffix: &str| {
-            let name = format!("{prefix}.{suffix}");
+            // A free parameter's one tensor is named after its binding alone (`pos`).
+            let name = if suffix.is_empty() { prefix.to_string() } else { format!("{prefix}.{suffix}") };
             params.iter().find(|(n, _)| *n == name).map(|p| p.1)
         };
         let mut cx = Lowering {

@@ -107,7 +107,7 @@ fn validate_expr(sink: &mut Sink, e: &Expr, params: &[&str], fn_names: &[&str]) 
                     "add a parameter, and pass the selector where the function is used: `penalty 1e-4 * f(*.weight)`",
                 ),
         ),
-        ExprKind::Str(_) | ExprKind::Bool(_) => sink.push(
+        ExprKind::Str(_) | ExprKind::Bool(_) | ExprKind::Index(..) => sink.push(
             Diagnostic::error(
                 Code::WrongKind,
                 format!("a function computes with numbers and tensors, not {}", kind_name(e)),
@@ -525,7 +525,7 @@ impl<'a, D: Domain> Evaluator<'a, D> {
                 }
                 self.apply(&call.func.name, &args, &named, call.span, in_prelude, depth)
             }
-            ExprKind::Selector(_) | ExprKind::Str(_) | ExprKind::Bool(_) => {
+            ExprKind::Selector(_) | ExprKind::Str(_) | ExprKind::Bool(_) | ExprKind::Index(..) => {
                 Err(fail(Code::WrongKind, format!("{} cannot be computed with", kind_name(e))))
             }
         }

@@ -4,9 +4,13 @@
 use super::values::{bind, const_eval, fmt_num, kind_name};
 use crate::codes::Code;
 use crate::diagnostics::{did_you_mean, Diagnostic, Label, Sink};
-use crate::layers::{self, fmt_shape, Add, Build, Input, LayerRef, MAX_DIM, MAX_ELEMENTS};
+use crate::layers::{
+    self, fmt_shape, Add, Build, Concat, FreeInit, FreeParam, Input, LayerRef, Token, MAX_DIM, MAX_ELEMENTS,
+};
 use crate::program::{params_of, Model, Node};
-use crate::syntax::ast::{Arg, BinOp, BlockDef, Call, Expr, ExprKind, File, Ident, Item, ModelDef, ModelStmt, Span};
+use crate::syntax::ast::{
+    Arg, BinOp, BlockDef, Call, Expr, ExprKind, File, Ident, InputDecl, Item, ModelDef, ModelStmt, Span,
+};
 use hoyer_ir::Dtype;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -224,7 +228,7 @@ impl ModelChecker<'_, '_> {
             if let Some((_, ret_span)) = output {
                 let span = match stmt {
                     ModelStmt::Bind { name, .. } => name.span,
-                    ModelStmt::Return { span, .. } => *span,
+                    ModelStmt::Return { span, .. } | ModelStmt::Param { span, .. } => *span,
                 };
                 self.sink.push(
                     Diagnostic::error(Code::AfterReturn, "statement after `return`")
@@ -255,6 +259,36 @@ impl ModelChecker<'_, '_> {
                     self.binding = Some(full.clone());
                     match self.statement(value, &full) {
                         Some(id) => {
+                            self.scope.insert(b.name.clone(), id);
+                            bindings.push((b.name.clone(), b.span));
+                        }
+                        None => {
+                            self.failed.insert(b.name.clone());
+                            ok = false;
+                        }
+                    }
+                }
+                ModelStmt::Param { decl, init, span } => {
+                    let b = &decl.name;
+                    if let Some(&first) = defined.get(&b.name) {
+                        self.sink.push(
+                            Diagnostic::error(
+                                Code::Duplicate,
+                                format!("`{}` is defined twice in {kind} `{}`", b.name, name.name),
+                            )
+                            .label(b.span, "defined again here")
+                            .label(first, "first defined here")
+                            .help("give each parameter its own name"),
+                        );
+                        ok = false;
+                        continue;
+                    }
+                    defined.insert(b.name.clone(), b.span);
+                    let full = format!("{}{}", self.prefix, b.name);
+                    self.binding = Some(full.clone());
+                    match self.free_param(decl, init.as_ref(), *span) {
+                        Some(id) => {
+                            self.nodes[id].name = Some(full);
                             self.scope.insert(b.name.clone(), id);
                             bindings.push((b.name.clone(), b.span));
                         }
@@ -570,8 +604,138 @@ impl ModelChecker<'_, '_> {
         Some(id)
     }
 
+    /// `param name: f32[…] = zeros | normal(std)`.
+    fn free_param(&mut self, decl: &InputDecl, init: Option<&Expr>, span: Span) -> Option<usize> {
+        if decl.dtype.name != "f32" {
+            self.sink.push(
+                Diagnostic::error(Code::BadDimension, format!("a parameter of type `{}`", decl.dtype.name))
+                    .label(decl.dtype.span, "learned parameters are float32")
+                    .help(format!("write `param {}: f32[...]`", decl.name.name)),
+            );
+            return None;
+        }
+        let mut shape = Vec::new();
+        for &(d, s) in &decl.dims {
+            match d {
+                Some(d) if (1..=MAX_DIM).contains(&d) => shape.push(d),
+                _ => {
+                    self.sink.push(
+                        Diagnostic::error(Code::BadDimension, "a parameter's dimension must be from 1 to 2^31")
+                            .label(s, "this dimension")
+                            .help("e.g. `param pos: f32[17, 64]`"),
+                    );
+                    return None;
+                }
+            }
+        }
+        if shape.is_empty() {
+            self.sink.push(
+                Diagnostic::error(Code::BadDimension, "a parameter needs a shape")
+                    .label(decl.span, "no dimensions")
+                    .help("e.g. `param cls: f32[1, 64]`"),
+            );
+            return None;
+        }
+        let bad_init = |sink: &mut Sink, at: Span| {
+            sink.push(
+                Diagnostic::error(Code::BadLayerArgument, "a parameter starts as `zeros` or `normal(std)`")
+                    .label(at, "not an initializer")
+                    .help("e.g. `= zeros` (a class token) or `= normal(0.02)` (a positional embedding, as ViTs use)"),
+            );
+        };
+        let init = match init.map(|e| &e.kind) {
+            None => FreeInit::Zeros,
+            Some(ExprKind::Name(n)) if n == "zeros" => FreeInit::Zeros,
+            Some(ExprKind::Call(c)) if c.func.name == "normal" => {
+                let args = bind(self.sink, c, "`normal`", &[("std", true)])?;
+                match const_eval(args[0]?) {
+                    Ok(std) if std.is_finite() && std > 0.0 => FreeInit::Normal(std),
+                    _ => {
+                        bad_init(self.sink, args[0]?.span);
+                        return None;
+                    }
+                }
+            }
+            Some(_) => {
+                bad_init(self.sink, init.map_or(span, |e| e.span));
+                return None;
+            }
+        };
+        self.push(Arc::new(FreeParam { shape, init }), vec![], span)
+    }
+
+    /// `x[i]`: token i of a sequence.
+    fn token(&mut self, e: &Expr, base: &Expr, index: &Expr) -> Option<usize> {
+        let x = self.eval(base)?;
+        let shape = self.nodes[x].shape.clone();
+        let [t, _] = shape[..] else {
+            self.sink.push(
+                Diagnostic::error(
+                    Code::WrongRank,
+                    format!("`[...]` takes a token of a sequence, not of {}", fmt_shape(&shape)),
+                )
+                .label(base.span, format!("this is {}", fmt_shape(&shape)))
+                .help("index a sequence [tokens, features]: an embedding's output, or `tokens(...)` of an image"),
+            );
+            return None;
+        };
+        let i = match const_eval(index) {
+            Ok(v) if v.fract() == 0.0 && v >= 0.0 && v < t as f64 => v as u64,
+            Ok(v) => {
+                self.sink.push(
+                    Diagnostic::error(Code::OutOfRange, format!("token {} of a sequence of {t}", fmt_num(v)))
+                        .label(index.span, format!("the tokens are 0 to {}", t - 1))
+                        .help("index a token that exists: the first is `[0]`"),
+                );
+                return None;
+            }
+            Err(_) => {
+                self.sink.push(
+                    Diagnostic::error(Code::BadLayerArgument, "a token index must be a whole number")
+                        .label(index.span, "not a number")
+                        .help("e.g. `h[0]`, the class token"),
+                );
+                return None;
+            }
+        };
+        self.push(Arc::new(Token { index: i }), vec![x], e.span)
+    }
+
+    /// `concat(a, b, …)`: sequences of one width, one after another.
+    fn concat(&mut self, call: &Call) -> Option<usize> {
+        let parts: Vec<&Expr> = call.positional().collect();
+        if parts.len() < 2 || call.args.iter().any(|a| a.name.is_some()) {
+            self.sink.push(
+                Diagnostic::error(Code::Arity, "`concat` joins two or more sequences")
+                    .label(call.span, format!("{} given", parts.len()))
+                    .help("e.g. `concat(cls, patches)`"),
+            );
+            return None;
+        }
+        let ids: Vec<Option<usize>> = parts.iter().map(|p| self.eval(p)).collect();
+        let ids: Vec<usize> = ids.into_iter().collect::<Option<_>>()?;
+        let width = self.nodes[ids[0]].shape.get(1).copied();
+        for (&id, p) in ids.iter().zip(&parts) {
+            let s = &self.nodes[id].shape;
+            if s.len() != 2 || s.get(1).copied() != width {
+                let shapes: Vec<String> = ids.iter().map(|&i| fmt_shape(&self.nodes[i].shape)).collect();
+                self.sink.push(
+                    Diagnostic::error(Code::ShapeMismatch, "`concat` joins sequences [tokens, features] of one width")
+                        .label(p.span, format!("this is {}", fmt_shape(s)))
+                        .help(format!("the parts are {}", shapes.join(", "))),
+                );
+                return None;
+            }
+        }
+        self.push(Arc::new(Concat), ids, call.span)
+    }
+
     fn eval(&mut self, e: &Expr) -> Option<usize> {
         match &e.kind {
+            ExprKind::Index(base, index) => self.token(e, base, index),
+            ExprKind::Call(call) if call.func.name == "concat" && !self.blocks.contains_key("concat") => {
+                self.concat(call)
+            }
             // A path without `*` is a name: the flat form of a nested module (`layer1.0.conv1`).
             ExprKind::Name(n) | ExprKind::Selector(n) if !n.contains('*') => {
                 if let Some(&id) = self.scope.get(n) {
@@ -712,6 +876,9 @@ fn substitute_stmt(s: &ModelStmt, constants: &HashMap<String, Expr>) -> ModelStm
     match s {
         ModelStmt::Bind { name, value } => ModelStmt::Bind { name: name.clone(), value: substitute(value, constants) },
         ModelStmt::Return { value, span } => ModelStmt::Return { value: substitute(value, constants), span: *span },
+        ModelStmt::Param { decl, init, span } => {
+            ModelStmt::Param { decl: decl.clone(), init: init.as_ref().map(|e| substitute(e, constants)), span: *span }
+        }
     }
 }
 
@@ -732,6 +899,9 @@ fn substitute(e: &Expr, constants: &HashMap<String, Expr>) -> Expr {
             span: c.span,
         }),
         ExprKind::List(items) => ExprKind::List(items.iter().map(|x| substitute(x, constants)).collect()),
+        ExprKind::Index(x, i) => {
+            ExprKind::Index(Box::new(substitute(x, constants)), Box::new(substitute(i, constants)))
+        }
         other => other.clone(),
     };
     Expr { kind, span: e.span }

@@ -138,6 +138,13 @@ impl Resolution {
                     scope.entry(name.name.clone()).or_insert(id);
                 }
                 ModelStmt::Return { value, .. } => self.expr(value, &scope, top),
+                ModelStmt::Param { decl, init, .. } => {
+                    if let Some(init) = init {
+                        self.expr(init, &scope, top);
+                    }
+                    let id = self.def(DefKind::Layer, &decl.name, Some(owner));
+                    scope.entry(decl.name.name.clone()).or_insert(id);
+                }
             }
         }
     }
@@ -171,6 +178,10 @@ impl Resolution {
                 self.expr(b, scope, top);
             }
             ExprKind::List(items) => items.iter().for_each(|x| self.expr(x, scope, top)),
+            ExprKind::Index(x, i) => {
+                self.expr(x, scope, top);
+                self.expr(i, scope, top);
+            }
             ExprKind::Number(_) | ExprKind::Bool(_) | ExprKind::Str(_) => {}
         }
     }

@@ -21,7 +21,10 @@ pub fn matches(pattern: &str, param: &Param) -> bool {
         None => (pattern, "*"),
         Some((path, kind)) => (path, kind),
     };
-    glob(kind_pattern, kind) && (glob(path, &param.layer) || glob(&format!("{path}.*"), &param.layer))
+    // The path is the name before its kind: the layer, or inside it for a layer whose
+    // parameters have parts (`blocks.0.attn.q` of `blocks.0.attn.q.weight`).
+    let module = param.name.rsplit_once('.').map_or(param.layer.as_str(), |p| p.0);
+    glob(kind_pattern, kind) && (glob(path, module) || glob(&format!("{path}.*"), module))
 }
 
 /// Glob with `*` only.

@@ -114,6 +114,7 @@ pub fn kind_name(e: &Expr) -> &'static str {
         ExprKind::List(_) => "a list",
         ExprKind::Call(_) => "a call",
         ExprKind::Neg(_) | ExprKind::Binary(..) => "an expression",
+        ExprKind::Index(..) => "a token of a sequence",
     }
 }
 
@@ -133,7 +134,9 @@ pub fn const_eval(e: &Expr) -> Result<f64, NotConst> {
             })
         }
         ExprKind::Str(_) | ExprKind::Bool(_) | ExprKind::List(_) => Err(NotConst::Kind(e.span, kind_name(e))),
-        ExprKind::Name(_) | ExprKind::Selector(_) | ExprKind::Call(_) => Err(NotConst::Symbolic(e.span)),
+        ExprKind::Name(_) | ExprKind::Selector(_) | ExprKind::Call(_) | ExprKind::Index(..) => {
+            Err(NotConst::Symbolic(e.span))
+        }
     }
 }
 

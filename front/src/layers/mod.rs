@@ -20,10 +20,12 @@ mod flatten;
 mod input;
 mod layernorm;
 mod pool;
+mod sequence;
 mod shortcut;
 
 pub use add::Add;
 pub use input::Input;
+pub use sequence::{Concat, FreeInit, FreeParam, Token};
 
 use crate::check::values::{self, const_eval, fmt_num, kind_name};
 use crate::codes::Code;
@@ -188,6 +190,10 @@ pub enum Init {
     },
     /// N(0, 1): `nn.Embedding`.
     Normal,
+    /// N(0, std²): a free parameter's `normal(std)`.
+    Gaussian {
+        std: f64,
+    },
     Constant(f64),
 }
 
@@ -251,6 +257,8 @@ pub static LAYERS: &[&LayerDef] = &[
     &layernorm::DEF,
     &embedding::DEF,
     &attention::DEF,
+    &sequence::TOKENS,
+    &sequence::MEAN_TOKENS,
     &pool::MAXPOOL,
     &pool::AVGPOOL,
     &pool::GLOBAL_AVGPOOL,

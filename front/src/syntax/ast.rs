@@ -120,6 +120,9 @@ pub enum ModelStmt {
     Bind { name: Ident, value: Expr },
     /// `return fc3`
     Return { value: Expr, span: Span },
+    /// `param pos: f32[17, 64] = normal(0.02)`: the declaration (name, type, dims) and its
+    /// initializer, if written.
+    Param { decl: InputDecl, init: Option<Expr>, span: Span },
 }
 
 /// `fn hoyer_square(w) = sum(abs(w))^2 / sum(w^2)`
@@ -249,6 +252,8 @@ pub enum ExprKind {
     Call(Call),
     /// `(a, b)` or `[a, b]`.
     List(Vec<Expr>),
+    /// `x[i]`: one token of a sequence.
+    Index(Box<Expr>, Box<Expr>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -265,6 +265,7 @@ fn is_keyword(r: Rule) -> bool {
             | kw_penalty
             | kw_masks
             | kw_coupled
+            | kw_param
     )
 }
 
@@ -370,6 +371,13 @@ impl Builder {
                 if let Some(value) = self.expr(inner.next()?) {
                     body.push(ModelStmt::Bind { name, value });
                 }
+            } else if rule == Rule::param_decl {
+                let decl = input_decl(inner.next()?);
+                let init = match inner.next() {
+                    Some(e) => Some(self.expr(e)?),
+                    None => None,
+                };
+                body.push(ModelStmt::Param { decl, init, span: s_span });
             } else if let Some(value) = self.expr(inner.next()?) {
                 body.push(ModelStmt::Return { value, span: s_span });
             }
@@ -528,6 +536,22 @@ impl Builder {
             let c_span = span_of(&c);
             match c.as_rule() {
                 Rule::neg => toks.push(Tok::Neg(c_span)),
+                Rule::index => {
+                    let inner = c.into_inner().next().and_then(|e| self.expr(e));
+                    match (toks.pop(), inner) {
+                        (Some(Tok::Operand(base, d)), Some(i)) => {
+                            let span = base.span.to(c_span);
+                            toks.push(Tok::Operand(
+                                Expr { kind: ExprKind::Index(Box::new(base), Box::new(i)), span },
+                                d + 1,
+                            ));
+                        }
+                        _ => {
+                            self.depth -= 1;
+                            return None;
+                        }
+                    }
+                }
                 Rule::pipe | Rule::add | Rule::sub | Rule::mul | Rule::div | Rule::pow => {
                     toks.push(Tok::Op(c.as_rule(), c_span))
                 }
@@ -891,6 +915,7 @@ fn describe(r: Rule) -> Option<&'static str> {
         kw_penalty => "`penalty`",
         kw_masks => "`masks`",
         kw_coupled => "`coupled`",
+        kw_param => "`param`",
         unknown_stmt | phase_def | prune_stmt | batch_stmt | loss_stmt | seed_stmt | shuffle_stmt | init_stmt
         | checkpoint_stmt | validation_stmt | epochs_stmt | optimizer_stmt | lr_schedule_stmt | penalty_stmt
         | masks_stmt | scale_stmt | normalize_stmt | random_crop_stmt | hflip_stmt => "a statement",
