@@ -156,9 +156,10 @@ pub fn gather(
     rows: usize,
     sample: &[usize],
     dtype: hoyer_ir::Dtype,
+    targets: usize,
     batch: usize,
     augment: Option<lower::Augmentation>,
     opts: &Options,
 ) -> Result<Planned, CompileError> {
-    plan(&lower::lower_gather(rows, sample, dtype, batch, augment), opts)
+    plan(&lower::lower_gather(rows, sample, dtype, targets, batch, augment), opts)
 }

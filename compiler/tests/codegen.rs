@@ -27,7 +27,7 @@ fn programs() -> Vec<(String, Program)> {
     }
     out.push((
         "gather".into(),
-        pipeline::gather(1000, &[28, 28], hoyer_ir::Dtype::F32, 100, None, &Options::default()).unwrap().program,
+        pipeline::gather(1000, &[28, 28], hoyer_ir::Dtype::F32, 1, 100, None, &Options::default()).unwrap().program,
     ));
     out
 }

@@ -86,7 +86,7 @@ fn examples_through_the_kernel_ir() {
 
 #[test]
 fn batch_gather_picks_the_rows_in_order() {
-    let planned = pipeline::gather(5, &[2, 2], hoyer_ir::Dtype::F32, 3, None, &Options::default()).unwrap();
+    let planned = pipeline::gather(5, &[2, 2], hoyer_ir::Dtype::F32, 1, 3, None, &Options::default()).unwrap();
     let mut given = HashMap::new();
     given.insert(Role::Table, (0..20).map(|x| x as f32).collect::<Vec<_>>());
     given.insert(Role::TableLabels, vec![10.0, 11.0, 12.0, 13.0, 14.0]);

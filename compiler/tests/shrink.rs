@@ -387,3 +387,19 @@ fn unit_groups_follow_batch_norm_and_residual_streams() {
     let (s, _) = same_logits(&m, &w);
     assert_eq!(outs(&s), vec![3, 2, 3, 4, 3], "c0 and c2 (the stream) lose channel 1, c1 its unit 2, c3 its unit 0");
 }
+
+/// A transformer's model (free parameters, tokens, concatenation, attention, a token read
+/// out, blocks) is written back as a spec that checks to the same layers and parameters,
+/// as `model.hoyer` is after a shrink.
+#[test]
+fn a_vision_transformer_is_written_back_as_it_was() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/vit_mnist.hoyer")).unwrap();
+    let m = check_source(&text).unwrap_or_else(|d| panic!("{d:#?}")).program.model("vit").unwrap().clone();
+    let written = hoyer_front::summary::model_spec(&m);
+    let c = check_source(&written).unwrap_or_else(|d| panic!("{written}\n{d:#?}"));
+    let back = &c.program.models[0];
+    let layers = |m: &Model| m.nodes.iter().map(|n| (n.layer.describe(), n.shape.clone())).collect::<Vec<_>>();
+    let params = |m: &Model| m.params.iter().map(|p| (p.name.clone(), p.shape.clone())).collect::<Vec<_>>();
+    assert_eq!(layers(back), layers(&m), "{written}");
+    assert_eq!(params(back), params(&m), "{written}");
+}

@@ -87,7 +87,23 @@ pub enum DataSource {
     Cifar10 { path: String },
     /// Gaussian clusters, one per class; samples take the model's input shape.
     Synthetic { classes: u64, train: u64, test: u64, noise: f64, seed: u64 },
+    /// A text file as byte tokens (vocabulary 256): windows of `context` bytes, each byte's
+    /// target the byte after it; the last tenth of the windows is the test split.
+    Text { path: String, context: u64, context_span: Span },
 }
+
+impl DataSource {
+    /// Targets per sample: one class, or one next token per position of a text window.
+    pub fn targets(&self) -> u64 {
+        match self {
+            DataSource::Text { context, .. } => *context,
+            _ => 1,
+        }
+    }
+}
+
+/// The vocabulary of `text(...)`: bytes.
+pub const BYTE_VOCABULARY: u64 = 256;
 
 // ---------------------------------------------------------------- models
 

@@ -84,6 +84,9 @@ fn data(out: &mut String, d: &DataSet) {
     let source = match &d.source {
         DataSource::Idx { path } => format!("idx({path:?})"),
         DataSource::Cifar10 { path } => format!("cifar10({path:?})"),
+        DataSource::Text { path, context, .. } => {
+            format!("text({path:?}, context = {context}): byte tokens, next-byte targets")
+        }
         DataSource::Synthetic { classes, train, test, noise, seed } => format!(
             "synthetic(classes = {classes}, train = {train}, test = {test}, noise = {}, seed = {seed})",
             fmt_num(*noise)
@@ -294,6 +297,12 @@ pub fn model_spec(m: &Model) -> String {
     let mut done = std::collections::HashSet::new();
     for (i, n) in m.nodes.iter().enumerate() {
         let Some(b) = n.binding.as_deref() else { continue };
+        // A free parameter is a statement of its own (`param cls: f32[1, 64] = zeros`).
+        if n.inputs.is_empty() && n.layer.name() == "param" && done.insert(b) {
+            let name = b.rsplit('.').next().unwrap_or(b);
+            let _ = writeln!(out, "    {}", n.layer.write(&[name.to_string()]));
+            continue;
+        }
         if n.inputs.is_empty() || last.get(b) != Some(&i) || !done.insert(b) {
             continue;
         }

@@ -52,7 +52,10 @@ pub fn bench(
     let batch = plan.batch as usize;
     let sample: Vec<usize> = model.input_shape.iter().map(|&d| d as usize).collect();
     let features: usize = sample.iter().product();
-    let classes = model.nodes[model.output].shape[0];
+    // Scores [classes], or [t, classes] per position of a language model's window.
+    let out = &model.nodes[model.output].shape;
+    let classes = *out.last().unwrap_or(&1);
+    let targets = if out.len() == 2 { out[0] as usize } else { 1 };
     let n = 60 * batch;
     // Before the random data is made: does the bench fit in memory, as a run would have to?
     // (The estimate reads the step's scratch: the step is compiled, and timed, here.)
@@ -66,7 +69,8 @@ pub fn bench(
     let mut rng = Rng::new(0);
     let split = Split {
         x: (0..n * features).map(|_| rng.uniform() as f32).collect(),
-        y: (0..n).map(|_| rng.below(classes) as u32).collect(),
+        y: (0..n * targets).map(|_| rng.below(classes) as u32).collect(),
+        targets,
     };
     let mut store = Store::new();
     let train = Resident::upload(&mut store, "train", &split, &sample, model.input_dtype)?;

@@ -63,7 +63,9 @@ impl Evaluator {
                 .tensor(&Role::Output(Output::Logits))
                 .ok_or_else(|| RunError::new(Code::Internal, "no logits"))?;
             let logits = store.read(logits)?;
-            let classes = logits.len() / size;
+            // One row of scores per sample, or per position of a text window.
+            let per = test.targets.max(1);
+            let classes = logits.len() / (size * per);
             for (i, row) in logits.chunks(classes).enumerate() {
                 let mut best = 0;
                 for (j, &v) in row.iter().enumerate() {
@@ -71,7 +73,7 @@ impl Evaluator {
                         best = j;
                     }
                 }
-                let label = labels[start + i] as usize;
+                let label = labels[start * per + i] as usize;
                 if best == label {
                     correct += 1;
                 }
@@ -81,7 +83,8 @@ impl Evaluator {
                 loss += max + sum.ln() - row.get(label).map_or(f64::NAN, |&v| v as f64);
             }
         }
-        Ok(Evaluation { accuracy: correct as f64 / n.max(1) as f64, loss: loss / n.max(1) as f64 })
+        let scored = (n * test.targets.max(1)).max(1) as f64;
+        Ok(Evaluation { accuracy: correct as f64 / scored, loss: loss / scored })
     }
 }
 
@@ -89,6 +92,6 @@ impl Evaluator {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Evaluation {
     pub accuracy: f64,
-    /// Mean cross-entropy per sample.
+    /// Mean cross-entropy per sample (per position, for text: in nats per byte).
     pub loss: f64,
 }

@@ -19,6 +19,8 @@ pub struct Resident {
     pub order: TensorId,
     pub start: TensorId,
     pub rows: usize,
+    /// Labels per sample: 1, or a text window's next bytes.
+    pub targets: usize,
     /// The shape of one sample, and the type of its elements (f32 values, or i32 token ids).
     pub sample: Vec<usize>,
     pub dtype: Dtype,
@@ -45,12 +47,13 @@ impl Resident {
             Dtype::F32 => store.write(x, &split.x)?,
             Dtype::I32 => store.write_i32(x, &split.x.iter().map(|&v| v as i32).collect::<Vec<_>>())?,
         }
-        let y = store.alloc(&format!("{name}.y"), &[rows], Dtype::I32)?;
+        let y_shape = if split.targets > 1 { vec![rows, split.targets] } else { vec![rows] };
+        let y = store.alloc(&format!("{name}.y"), &y_shape, Dtype::I32)?;
         store.write_i32(y, &split.y.iter().map(|&c| c as i32).collect::<Vec<_>>())?;
         let order = store.alloc(&format!("{name}.order"), &[rows], Dtype::I32)?;
         store.write_i32(order, &(0..rows as i32).collect::<Vec<_>>())?;
         let start = store.alloc(&format!("{name}.start"), &[], Dtype::F32)?;
-        Ok(Resident { x, y, order, start, rows, sample: sample.to_vec(), dtype, augment: None })
+        Ok(Resident { x, y, order, start, rows, targets: split.targets, sample: sample.to_vec(), dtype, augment: None })
     }
 
     /// Gathers through `a` from now on; `draw` sets each epoch's offsets and flips.
@@ -104,7 +107,8 @@ impl Resident {
         batch: usize,
         into: &dyn Executable,
     ) -> Result<Box<dyn Executable>, RunError> {
-        let planned = plans.gather(self.rows, &self.sample, self.dtype, batch, self.augment.map(|a| a.0))?;
+        let planned =
+            plans.gather(self.rows, &self.sample, self.dtype, self.targets, batch, self.augment.map(|a| a.0))?;
         let mut bind = Bindings::new();
         if let Some((_, tables)) = self.augment {
             for (t, which) in tables.into_iter().zip(AUGMENT) {

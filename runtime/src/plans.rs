@@ -63,12 +63,13 @@ impl Plans {
         rows: usize,
         sample: &[usize],
         dtype: Dtype,
+        targets: usize,
         batch: usize,
         augment: Option<Augmentation>,
     ) -> Result<Rc<Planned>, RunError> {
-        let key = format!("gather {rows} {sample:?} {dtype} {batch} {augment:?}");
+        let key = format!("gather {rows} {sample:?} {dtype} {targets} {batch} {augment:?}");
         let what = Compiled { what: format!("gather from {rows} samples"), batch, parameters: 0 };
-        self.get(key, what, || Ok(pipeline::gather(rows, sample, dtype, batch, augment, &self.opts)?))
+        self.get(key, what, || Ok(pipeline::gather(rows, sample, dtype, targets, batch, augment, &self.opts)?))
     }
 
     /// Everything compiled so far, in order.

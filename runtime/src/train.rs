@@ -148,7 +148,8 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
         Some((n, _)) => Some(crate::data::hold_out(&mut data.train, n as usize, data.features, plan.seed)),
         None => None,
     };
-    let outputs = model.nodes[model.output].shape[0] as usize;
+    // Scores per sample are the output's last axis (per position, for a language model).
+    let outputs = *model.nodes[model.output].shape.last().unwrap_or(&1) as usize;
     if data.classes > outputs {
         return Err(RunError::new(
             Code::ClassCount,
@@ -321,6 +322,11 @@ pub fn run(program: &Program, backend: &dyn Backend, opts: &RunOptions) -> Resul
         validation,
         validation_accuracy: None,
         validation_loss: None,
+        test_loss: None,
+        text: matches!(
+            program.data_set(&plan.data).map(|d| &d.source),
+            Some(hoyer_front::program::DataSource::Text { .. })
+        ),
         reports: vec![],
         // A resumed run keeps saying what the steps before it did.
         earlier_reports: if opts.resume { earlier_reports(&opts.out_dir, plan, start.plan_step) } else { vec![] },
@@ -425,6 +431,10 @@ struct Trainer<'a> {
     validation_accuracy: Option<f64>,
     /// Their mean cross-entropy at the last evaluation.
     validation_loss: Option<f64>,
+    /// The test split's mean cross-entropy at the last evaluation.
+    test_loss: Option<f64>,
+    /// Text data: losses are per byte, and the epoch line gives bits per byte.
+    text: bool,
     /// One report per finished phase.
     reports: Vec<Report>,
     /// The reports of phases finished before a resume (from report.json).
@@ -939,20 +949,46 @@ impl Trainer<'_> {
         self.validation_accuracy = self.evaluate_validation()?;
         let batches = sums.steps.max(1) as f64;
         self.last = Some((loss_sum / batches, penalty_sum / batches));
-        let line = serde_json::json!({
+        let mut line = serde_json::json!({
             "phase": phase.name,
             "epoch": epoch + 1,
             "step": self.global_step,
             "train_loss": loss_sum / batches,
             "penalty": penalty_sum / batches,
             "test_accuracy": accuracy,
+            "test_loss": self.test_loss,
             "validation_accuracy": self.validation_accuracy,
             "validation_loss": self.validation_loss,
             "samples_per_sec": samples as f64 / elapsed.max(1e-9),
             "density": self.density(),
         });
+        // A language model's losses in nats per byte, as bits per byte and perplexity.
+        let bits = |nats: Option<f64>| nats.map(|l| l / std::f64::consts::LN_2);
+        if self.text {
+            line["test_bits_per_byte"] = serde_json::json!(bits(self.test_loss));
+            line["test_perplexity"] = serde_json::json!(self.test_loss.map(f64::exp));
+            line["validation_bits_per_byte"] = serde_json::json!(bits(self.validation_loss));
+        }
         self.metrics.append(&line.to_string())?;
-        {
+        if self.text {
+            let validation = match (self.validation_loss, bits(self.validation_loss)) {
+                (Some(l), Some(b)) => format!("validation loss {l:.4} ({b:.3} bits/byte)  "),
+                _ => String::new(),
+            };
+            sayln!(
+                "{} epoch {:>3}/{}  loss {:.4}  penalty {:.4}  {validation}test loss {:.4} ({:.3} bits/byte, perplexity {:.2}, next-byte accuracy {:.2}%)  density {:.2}%",
+                phase.name,
+                epoch + 1,
+                phase.epochs,
+                loss_sum / batches,
+                penalty_sum / batches,
+                self.test_loss.unwrap_or(f64::NAN),
+                bits(self.test_loss).unwrap_or(f64::NAN),
+                self.test_loss.map_or(f64::NAN, f64::exp),
+                accuracy * 100.0,
+                self.density() * 100.0
+            );
+        } else {
             let validation =
                 self.validation_accuracy.map_or(String::new(), |v| format!("validation accuracy {:.2}%  ", v * 100.0));
             sayln!(
@@ -986,10 +1022,9 @@ impl Trainer<'_> {
     /// Test accuracy, with the parameters in the store.
     fn evaluate(&mut self) -> Result<f64, RunError> {
         let labels = &self.data.test.y;
-        Ok(self
-            .evaluator
-            .evaluate(&self.plans, self.backend, &mut self.store, &self.model, &self.test, labels)?
-            .accuracy)
+        let e = self.evaluator.evaluate(&self.plans, self.backend, &mut self.store, &self.model, &self.test, labels)?;
+        self.test_loss = Some(e.loss);
+        Ok(e.accuracy)
     }
 
     /// The fraction of the spec's model's parameters that are not zero (after a shrink,

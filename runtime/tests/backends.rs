@@ -252,7 +252,7 @@ fn augmented_gather_crops_and_flips_as_torchvision() {
     .collect();
     let a = Augmentation { padding, flip: true };
     let planned =
-        pipeline::gather(rows, &[c, h, w], Dtype::F32, batch, Some(a), &Cpu::new(1).unwrap().options()).unwrap();
+        pipeline::gather(rows, &[c, h, w], Dtype::F32, 1, batch, Some(a), &Cpu::new(1).unwrap().options()).unwrap();
     let mut want = vec![0f32; batch * n];
     for b in 0..batch {
         let r = order[2 + b] as usize;

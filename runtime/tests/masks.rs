@@ -34,8 +34,11 @@ fn a_regrown_weight_trains_from_zero_with_fresh_state_and_the_pruned_stay_zero()
     let plans = Plans::new(cpu.options());
     let mut store = Store::new();
     let mut rng = Rng::new(1);
-    let split =
-        Split { x: (0..32 * 6).map(|_| rng.normal() as f32).collect(), y: (0..32).map(|i| (i % 3) as u32).collect() };
+    let split = Split {
+        x: (0..32 * 6).map(|_| rng.normal() as f32).collect(),
+        y: (0..32).map(|i| (i % 3) as u32).collect(),
+        targets: 1,
+    };
     let train = Resident::upload(&mut store, "train", &split, &[6], model.input_dtype).unwrap();
     let params = init::pytorch_default(model, 0);
     let mut masks = Masks::ones(&params);

@@ -153,11 +153,20 @@ pub struct Augmentation {
 /// The batch gather: `x` and `labels` of `batch` samples, rows `order[start + i]` of a data
 /// set of `rows` samples of `sample` shape resident in memory. The runtime uploads `order`
 /// once per epoch and sets `start` per step; nothing else crosses to the device.
-pub fn lower_gather(rows: usize, sample: &[usize], dtype: Dtype, batch: usize, augment: Option<Augmentation>) -> Graph {
+/// `targets` labels per sample: 1 (a class), or one per position of a text window.
+pub fn lower_gather(
+    rows: usize,
+    sample: &[usize],
+    dtype: Dtype,
+    targets: usize,
+    batch: usize,
+    augment: Option<Augmentation>,
+) -> Graph {
     let mut g = Graph::default();
     let table_shape: Vec<usize> = std::iter::once(rows).chain(sample.iter().copied()).collect();
     let table = g.input_typed(Role::Table, dtype, table_shape);
-    let labels = g.input_typed(Role::TableLabels, Dtype::I32, vec![rows]);
+    let labels_shape = if targets > 1 { vec![rows, targets] } else { vec![rows] };
+    let labels = g.input_typed(Role::TableLabels, Dtype::I32, labels_shape);
     let order = g.input_typed(Role::Order, Dtype::I32, vec![rows]);
     let start = g.input_value(Role::Scalar(Scalar::Start), vec![]);
     let i = g.iota(vec![batch], 0);
@@ -287,9 +296,20 @@ fn forward(
 /// Mean softmax cross-entropy of `logits` [batch, classes] against integer labels, computed
 /// stably: log-softmax = z - log Σ exp z, with z = logits - max. The maximum only shifts the
 /// numbers (the loss does not depend on it), so no gradient flows through it, as in PyTorch.
+/// The mean cross-entropy of `logits` [batch, classes] against one label per sample, or of
+/// [batch, t, classes] (a language model's next-token scores) against one per position: the
+/// mean over every position, as `F.cross_entropy` of the flattened scores.
 fn cross_entropy(g: &mut Graph, logits: ValueId, batch: usize) -> ValueId {
+    let full = g.shape(logits).to_vec();
+    let (labels, logits) = if full.len() == 3 {
+        let labels = g.input_typed(Role::Labels, Dtype::I32, vec![batch, full[1]]);
+        let labels = g.reshape(labels, vec![batch * full[1]]);
+        (labels, g.reshape(logits, vec![batch * full[1], full[2]]))
+    } else {
+        (g.input_typed(Role::Labels, Dtype::I32, vec![batch]), logits)
+    };
     let shape = g.shape(logits).to_vec();
-    let labels = g.input_typed(Role::Labels, Dtype::I32, vec![batch]);
+    let batch = shape[0];
     let max = g.reduce(ReduceOp::Max, logits, vec![1]);
     let max = g.unary(Unary::Detach, max);
     let max_b = g.broadcast(max, &shape, vec![0]);

@@ -7,7 +7,7 @@ use crate::program::{DataSet, DataSource};
 use crate::syntax::ast::{DataDef, ExprKind, SettingValue};
 use std::collections::HashMap;
 
-const SOURCES: [&str; 3] = ["idx", "cifar10", "synthetic"];
+const SOURCES: [&str; 4] = ["idx", "cifar10", "synthetic", "text"];
 
 pub fn check_data(sink: &mut Sink, d: &DataDef) -> Option<DataSet> {
     let call = &d.source;
@@ -29,6 +29,22 @@ pub fn check_data(sink: &mut Sink, d: &DataDef) -> Option<DataSet> {
                     return None;
                 }
             }
+        }
+        "text" => {
+            let args = bind(sink, call, "`text`", &[("path", true), ("context", true)])?;
+            let path = match &args[0]?.kind {
+                ExprKind::Str(s) => s.clone(),
+                _ => {
+                    sink.push(
+                        Diagnostic::error(Code::WrongKind, "the path of `text` must be a string")
+                            .label(args[0]?.span, "not a string")
+                            .help("write the file in double quotes: text(\"corpus.txt\", context = 128)"),
+                    );
+                    return None;
+                }
+            };
+            let context = count(sink, args[1]?, "the context", 1)?;
+            DataSource::Text { path, context, context_span: args[1]?.span }
         }
         "synthetic" => {
             let params = [("classes", true), ("train", true), ("test", true), ("noise", false), ("seed", false)];

@@ -101,7 +101,8 @@ pub fn check_model(sink: &mut Sink, def: &ModelDef, blocks: &HashMap<String, &Bl
         .unwrap_or(def.span);
 
     let out_shape = mc.nodes[output].shape.clone();
-    if out_shape.len() != 1 {
+    // Class scores [classes], or a language model's scores per position [t, vocabulary].
+    if !matches!(out_shape.len(), 1 | 2) {
         mc.sink.push(
             Diagnostic::error(Code::BadOutput, "the model must return a vector of class scores")
                 .label(ret_span, format!("this returns shape {}", fmt_shape(&out_shape)))

@@ -212,6 +212,23 @@ pub struct Declared {
 
 fn check_fit(sink: &mut Sink, t: &TrainDef, m: &Model, d: &DataSet) {
     let outputs = m.nodes[m.output].shape[0];
+    let per_position = m.nodes[m.output].shape.len() == 2;
+    if per_position && !matches!(d.source, DataSource::Text { .. }) {
+        sink.push(
+            Diagnostic::error(
+                Code::DataMismatch,
+                format!(
+                    "model `{}` gives scores per position {}, which only text data has targets for",
+                    m.name,
+                    fmt_shape(&m.nodes[m.output].shape)
+                ),
+            )
+            .label(t.data.span, "one class per sample")
+            .label(t.model.span, "this model")
+            .help("end a classifier with one vector of scores (`dense(n[0], classes)`, `dense(mean_tokens(n), classes)`), or train on `text(...)`"),
+        );
+        return;
+    }
     if let Some(n) = &d.normalize {
         let channels = if m.input_shape.len() == 3 { m.input_shape[0] } else { 1 };
         if n.mean.len() > 1 && n.mean.len() as u64 != channels {
@@ -276,6 +293,29 @@ fn check_fit(sink: &mut Sink, t: &TrainDef, m: &Model, d: &DataSet) {
                 .label(t.data.span, "CIFAR-10")
                 .label(t.model.span, "this model")
                 .help("declare the input `x: f32[3, 32, 32]` and end with `dense(..., 10)`"),
+            );
+        }
+    }
+    if let DataSource::Text { context, .. } = d.source {
+        let out = &m.nodes[m.output].shape;
+        let vocab = crate::program::BYTE_VOCABULARY;
+        if m.input_shape != [context] || m.input_dtype != hoyer_ir::Dtype::I32 || out[..] != [context, vocab] {
+            sink.push(
+                Diagnostic::error(
+                    Code::DataMismatch,
+                    format!(
+                        "text of {context}-byte windows needs a model from i32[{context}] to scores [{context}, {vocab}]; `{}` takes {}[{}] and gives {}",
+                        m.name,
+                        m.input_dtype,
+                        m.input_shape.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
+                        fmt_shape(out)
+                    ),
+                )
+                .label(t.data.span, format!("{context} bytes per window"))
+                .label(t.model.span, "this model")
+                .help(format!(
+                    "declare the input `x: i32[{context}]` and end with a per-token `dense(..., {vocab})`: one score per byte value at each position"
+                )),
             );
         }
     }

@@ -164,8 +164,13 @@ impl Layer for FreeParam {
         };
         format!("param f32[{}] = {init}", dims.join(", "))
     }
-    fn write(&self, _inputs: &[String]) -> String {
-        self.describe()
+    /// `param pos: f32[17, 64] = normal(0.02)`, given its name.
+    fn write(&self, name: &[String]) -> String {
+        let d = self.describe();
+        match name.first() {
+            Some(n) => format!("param {n}: {}", d.trim_start_matches("param ")),
+            None => d,
+        }
     }
     fn shape(&self, _inputs: &[&[u64]]) -> Vec<u64> {
         self.shape.clone()

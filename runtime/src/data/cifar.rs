@@ -81,7 +81,7 @@ pub fn load(dir: &Path, scale: f64, normalize: Option<&Normalize>) -> Result<Dat
             pixels.extend(x);
             y.extend(labels);
         }
-        Ok(Split { x: super::prepared(&pixels, PIXELS, scale, normalize), y })
+        Ok(Split { x: super::prepared(&pixels, PIXELS, scale, normalize), y, targets: 1 })
     };
     let train = split(&TRAIN)?;
     let test = split(&[TEST])?;

@@ -157,7 +157,7 @@ fn split(
     let x = super::prepared(&idata, features, scale, normalize);
     let y: Vec<u32> = ldata.iter().map(|&b| b as u32).collect();
     let classes = y.iter().max().map_or(0, |&m| m as usize + 1);
-    Ok((Split { x, y }, classes))
+    Ok((Split { x, y, targets: 1 }, classes))
 }
 
 /// How many samples the folder's train and test label files declare (their headers).

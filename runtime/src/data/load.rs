@@ -2,7 +2,7 @@
 //! loaded data set must pass against the model before anything is uploaded.
 
 use super::synthetic::Synthetic;
-use super::{cifar, idx, Dataset};
+use super::{cifar, idx, text, Dataset};
 use crate::error::RunError;
 use hoyer_front::codes::Code;
 use hoyer_front::program::{DataSource, Model, Program, TrainPlan};
@@ -68,6 +68,34 @@ pub fn load(
             let d = cifar::load(&c, ds.scale, ds.normalize.as_ref())?;
             let (record, line) = found(ds, "cifar10", &c, &["data_batch_", "test_batch"]);
             Ok((d, record, line))
+        }
+        DataSource::Text { path, context, context_span } => {
+            let candidates: Vec<PathBuf> = match &opts.data_dir {
+                Some(d) => vec![d.join(path), d.clone()],
+                None => std::iter::once(opts.spec_dir.join(path))
+                    .chain(opts.data_fallback.iter().map(|d| d.join(path)))
+                    .collect(),
+            };
+            let Some(file) = candidates.iter().find(|c| c.is_file()) else {
+                let tried: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
+                return Err(RunError::new(
+                    Code::DataNotFound,
+                    format!("cannot find the text of `{}` (\"{path}\"); looked in: {}", ds.name, tried.join(", ")),
+                )
+                .help("pass --data FILE (the text itself) or --data DIR (the folder holding the spec's path)"));
+            };
+            let size = std::fs::metadata(file).map_or(0, |m| m.len() as usize);
+            fits(size / (*context as usize).max(1))?;
+            let d = text::load(file, *context as usize).map_err(|e| e.at(*context_span, "this context"))?;
+            let folder = std::fs::canonicalize(file).unwrap_or(file.clone());
+            let record = serde_json::json!({
+                "name": ds.name,
+                "source": "text",
+                "file": folder.display().to_string(),
+                "bytes": size,
+                "context": context,
+            });
+            Ok((d, record, format!("`{}` from {} ({size} bytes)", ds.name, folder.display())))
         }
         DataSource::Idx { path } => {
             let mut tried = Vec::new();

@@ -5,23 +5,29 @@ pub mod idx;
 pub mod load;
 mod rng;
 pub mod synthetic;
+pub mod text;
 
 pub use rng::Rng;
 
 use hoyer_front::program::Normalize;
 
-/// One split of a classification data set.
+/// One split of a data set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Split {
     /// `len() × features` values, row-major.
     pub x: Vec<f32>,
-    /// One class index per sample.
+    /// `targets` class indices per sample: one class, or a text window's next bytes.
     pub y: Vec<u32>,
+    pub targets: usize,
 }
 
 impl Split {
     pub fn len(&self) -> usize {
-        self.y.len()
+        self.y.len() / self.targets.max(1)
+    }
+    /// Sample `i`'s targets.
+    pub fn targets_of(&self, i: usize) -> &[u32] {
+        &self.y[i * self.targets..(i + 1) * self.targets]
     }
     pub fn is_empty(&self) -> bool {
         self.y.is_empty()
@@ -70,11 +76,12 @@ pub fn hold_out(train: &mut Split, n: usize, features: usize, seed: u64) -> Spli
     Rng::new(seed ^ 0x0DA7_A5E7_5EED).shuffle(&mut order);
     let mut held = vec![false; train.len()];
     order[..n.min(order.len())].iter().for_each(|&i| held[i] = true);
-    let (mut kept, mut out) = (Split { x: vec![], y: vec![] }, Split { x: vec![], y: vec![] });
+    let targets = train.targets;
+    let (mut kept, mut out) = (Split { x: vec![], y: vec![], targets }, Split { x: vec![], y: vec![], targets });
     for (i, &h) in held.iter().enumerate() {
         let to = if h { &mut out } else { &mut kept };
         to.x.extend_from_slice(train.sample(i, features));
-        to.y.push(train.y[i]);
+        to.y.extend_from_slice(train.targets_of(i));
     }
     *train = kept;
     out

@@ -64,7 +64,7 @@ impl Synthetic {
             for &c in &y {
                 sample(&mut rng, c as usize, &mut x);
             }
-            Split { x, y }
+            Split { x, y, targets: 1 }
         };
         Dataset { features, classes: self.classes, train: split(self.train, 1), test: split(self.test, 2) }
     }

@@ -58,11 +58,14 @@ pub fn programs_at(batch: Option<usize>) -> Vec<(String, Program)> {
         Some(b) => ([300, 200], [b, b]),
         None => ([60000, 50000], [100, 128]),
     };
-    out.push(("gather".into(), pipeline::gather(rows[0], &[784], Dtype::F32, batch[0], None, &opts).unwrap().program));
+    out.push((
+        "gather".into(),
+        pipeline::gather(rows[0], &[784], Dtype::F32, 1, batch[0], None, &opts).unwrap().program,
+    ));
     let augment = Some(hoyer_compiler::graph::lower::Augmentation { padding: 4, flip: true });
-    let augmented = pipeline::gather(rows[1], &[3, 32, 32], Dtype::F32, batch[1], augment, &opts).unwrap().program;
+    let augmented = pipeline::gather(rows[1], &[3, 32, 32], Dtype::F32, 1, batch[1], augment, &opts).unwrap().program;
     out.push(("augmented gather".into(), augmented));
-    let tokens = pipeline::gather(rows[0], &[16], Dtype::I32, batch[0], None, &opts).unwrap().program;
+    let tokens = pipeline::gather(rows[0], &[16], Dtype::I32, 16, batch[0], None, &opts).unwrap().program;
     out.push(("token gather".into(), tokens));
     out
 }
