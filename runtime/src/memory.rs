@@ -117,6 +117,7 @@ pub fn estimate(
     let f = 4u64; // float32
     let params: u64 = model.params.iter().map(|p| p.numel()).sum();
     let features: u64 = model.input_shape.iter().product();
+    let targets = program.data_set(&plan.data).map_or(1, |d| d.source.targets());
     let mut states = 0u64;
     let mut scratch = 0u64;
     let batch = plan.batch as usize;
@@ -140,7 +141,8 @@ pub fn estimate(
     let mut parts = vec![
         (
             format!("the data set ({samples} samples of {features} values, loaded and resident)"),
-            bytes(&[2, samples as u64, features, f]),
+            // With their labels: one per sample, or one per position of a text window.
+            bytes(&[2, samples as u64, features + targets, f]),
         ),
         (format!("parameters and masks ({params} values, with the host's copies)"), bytes(&[4, params, f])),
         ("optimizer state".to_string(), bytes(&[states, f])),
